@@ -1,0 +1,101 @@
+"""The ``gateway`` command: ``serve``, ``check``, ``keygen``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from . import __version__
+from .config import DEFAULT_CONFIG, Config, ConfigError, load_config
+from .examples import run_examples
+from .seal import generate_key
+
+__all__ = ["main"]
+
+log = logging.getLogger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="OAuth2 account-linking gateway")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+    serve.add_argument("--host", help="listen address (overrides listen.host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides listen.port)")
+
+    check = commands.add_parser("check", help="validate the config and every mapping, run the mappings' examples")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+
+    commands.add_parser("keygen", help="print a new key for keys:")
+    return parser
+
+
+def _setup_logging(config: Config | None) -> None:
+    level = getattr(logging, (config.log_level if config else "info").upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _load(path: Path, **overrides: object) -> Config | None:
+    try:
+        return load_config(path, **overrides)  # type: ignore[arg-type]
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        print(f"gateway: {len(err.problems)} problem(s); not starting", file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config, host=args.host, port=args.port)
+    if config is None:
+        return 2
+    _setup_logging(config)
+    from .app import AccessLogger, create_app
+
+    if config.ephemeral_key:
+        log.warning("no keys: configured; using a random key: flows break on restart and across replicas")
+    if config.demo:
+        log.warning("DEMO is on: open %s/_demo/ — never expose a demo gateway to the internet", config.public_url)
+    log.info("serving %s on http://%s:%d (public URL %s)", ", ".join(config.providers), config.host, config.port, config.public_url)
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        access_log_class=AccessLogger,
+        print=None,
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    failures = 0
+    for mapping in config.providers.values():
+        for failure in run_examples(mapping):
+            print(failure, file=sys.stderr)
+            failures += 1
+    examples = sum(len(mapping.examples) for mapping in config.providers.values())
+    if failures:
+        print(f"gateway: {failures} example(s) failed", file=sys.stderr)
+        return 1
+    print(f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)}), {examples} example(s) passed")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "keygen":
+        print(generate_key())
+        return 0
+    if args.command == "check":
+        return _check(args)
+    return _serve(args)

@@ -1,0 +1,204 @@
+"""Load and validate ``gateway.yaml`` and the mappings it serves, reporting every problem at once.
+
+``load_config`` either returns a frozen :class:`Config` that is safe to serve, or raises
+:class:`~gateway.yamlfile.ConfigError` with *every* problem of *every* file as ``file:line: message``
+(unknown keys, wrong types, bad URLs, bad JMESPath, missing environment variables): the gateway
+refuses to start on any of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+from .mapping import ProviderMapping, parse_mapping
+from .reader import Section, is_loopback_host
+from .yamlfile import ConfigError, Problems, load_yaml
+
+__all__ = ["Config", "CookieSettings", "load_config", "ConfigError", "DEFAULT_CONFIG"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path("gateway.yaml")
+_RESERVED_NAMES = frozenset({"healthz", "readyz", "metrics", "_demo", "static"})
+
+
+@dataclass(frozen=True)
+class CookieSettings:
+    """The flow cookie: encrypted, HttpOnly, SameSite=Lax, Secure unless turned off for local http."""
+
+    name: str = "gateway_flow"
+    secure: bool = True
+    max_age: int = 600
+    max_flows: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    host: str
+    port: int
+    public_url: str
+    keys: tuple[str, ...]
+    ephemeral_key: bool
+    cookie: CookieSettings
+    upstream_timeout: float
+    code_ttl: int
+    log_format: str
+    log_level: str
+    demo: bool
+    providers: Mapping[str, ProviderMapping] = field(default_factory=dict)
+
+    def callback_url(self, provider: str) -> str:
+        """The redirect URI the gateway registers with an upstream: ``<public_url>/<provider>/callback``."""
+        return f"{self.public_url}/{provider}/callback"
+
+
+def _keys(section: Section, problems: Problems, base: Path) -> tuple[list[str], bool]:
+    keys = [key for key in section.str_list("keys") if key]
+    keys_file = section.str("keys_file", None)
+    if keys_file:
+        path = (base / keys_file) if not Path(keys_file).is_absolute() else Path(keys_file)
+        try:
+            keys += [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        except OSError as exc:
+            section.error("keys_file", f"can not read {path}: {exc.strerror or exc}")
+    for key in keys:
+        try:
+            Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            section.error("keys", "each key must be 32 url-safe base64-encoded bytes (make one with `gateway keygen`)")
+            break
+    if keys:
+        return keys, False
+    return [Fernet.generate_key().decode("ascii")], True
+
+
+def load_config(
+    path: Path = DEFAULT_CONFIG,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Load ``path`` and the mappings it names; ``host``/``port`` override the file (CLI flags)."""
+    problems = Problems()
+    data = load_yaml(path, problems, env=env)
+    root = Section(data, file=str(path), problems=problems)
+    base = path.parent
+
+    listen = root.section("listen")
+    listen_host = host or listen.str("host", "127.0.0.1")
+    listen_port = port if port is not None else listen.int("port", 8080, minimum=0, maximum=65535)
+    listen.finish()
+
+    public_url = root.url("public_url", None)
+    if not public_url:
+        shown_host = "localhost" if listen_host in {"127.0.0.1", "0.0.0.0", "::", "localhost"} else listen_host
+        public_url = f"http://{shown_host}:{listen_port}"
+    public_url = public_url.rstrip("/")
+
+    keys, ephemeral = _keys(root, problems, base)
+
+    cookie_section = root.section("cookie")
+    cookie = CookieSettings(
+        name=cookie_section.str("name", "gateway_flow"),
+        secure=cookie_section.bool("secure", True),
+        max_age=cookie_section.int("max_age", 600, minimum=30, maximum=3600),
+        max_flows=cookie_section.int("max_flows", 4, minimum=1, maximum=16),
+    )
+    cookie_section.finish()
+    if cookie.secure and public_url.startswith("http://"):
+        cookie_section.error(
+            "secure",
+            "public_url is plain http, so browsers drop Secure cookies: serve https or set cookie.secure: false",
+        )
+    if not cookie.secure and not is_loopback_host(public_url.split("/")[2].rsplit(":", 1)[0].strip("[]")):
+        cookie_section.error("secure", "cookie.secure: false is only allowed for a localhost public_url")
+
+    upstream = root.section("upstream")
+    upstream_timeout = upstream.float("timeout", 4.0, minimum=0.1, maximum=60.0)
+    upstream.finish()
+    code_ttl = root.int("code_ttl", 300, minimum=10, maximum=600)
+
+    log_section = root.section("log")
+    log_format = log_section.str("format", "text", choices=("text", "json"))
+    log_level = log_section.str("level", "info", choices=("debug", "info", "warning", "error"))
+    log_section.finish()
+
+    demo = root.bool("demo", False)
+    mappings_dir = base / root.str("mappings", "mappings")
+    wanted = root.raw("providers")
+    root.finish()
+
+    providers: dict[str, ProviderMapping] = {}
+    files = _mapping_files(mappings_dir, wanted, root, problems)
+    if demo:
+        from .demo import demo_mapping_file
+
+        files.insert(0, demo_mapping_file())
+    for file in files:
+        mapping = _load_mapping(file, problems, env=env, public_url=public_url)
+        if mapping is not None:
+            if mapping.name in providers:
+                problems.add(str(file), 0, f"provider {mapping.name!r} is defined twice")
+            providers[mapping.name] = mapping
+    if not providers and not problems:
+        problems.add(str(path), 0, "no provider is configured: add mappings, list them in providers:, or set demo: true")
+
+    problems.raise_if_any()
+    return Config(
+        file=str(path),
+        host=listen_host,
+        port=listen_port,
+        public_url=public_url,
+        keys=tuple(keys),
+        ephemeral_key=ephemeral,
+        cookie=cookie,
+        upstream_timeout=upstream_timeout,
+        code_ttl=code_ttl,
+        log_format=log_format,
+        log_level=log_level,
+        demo=demo,
+        providers=providers,
+    )
+
+
+def _mapping_files(directory: Path, wanted: object, root: Section, problems: Problems) -> list[Path]:
+    """The mapping files to serve: those named in ``providers:``, or every ``*.yaml`` in the folder."""
+    if wanted is not None and not (isinstance(wanted, list) and all(isinstance(name, str) for name in wanted)):
+        root.error("providers", "must be a list of mapping names")
+        return []
+    if wanted is not None:
+        files = []
+        for name in wanted:
+            file = directory / f"{name}.yaml"
+            if not file.is_file():
+                root.error("providers", f"no mapping {file}")
+            else:
+                files.append(file)
+        return files
+    if not directory.is_dir():
+        root.error("mappings", f"mappings folder {directory} does not exist")
+        return []
+    return sorted(directory.glob("*.yaml"))
+
+
+def _load_mapping(
+    file: Path, problems: Problems, *, env: Mapping[str, str] | None, public_url: str
+) -> ProviderMapping | None:
+    # GATEWAY_PUBLIC_URL is always known, so a mapping can point at the gateway itself (the demo).
+    variables = {**(os.environ if env is None else env), "GATEWAY_PUBLIC_URL": public_url}
+    data = load_yaml(file, problems, env=variables)
+    if data is None and problems:
+        return None
+    name = file.stem
+    if name in _RESERVED_NAMES:
+        problems.add(str(file), 0, f"{name!r} is reserved for the gateway's own paths")
+    section = Section(data, file=str(file), problems=problems)
+    return parse_mapping(name, section)

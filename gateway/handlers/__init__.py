@@ -1,0 +1,34 @@
+"""HTTP handlers: one module per endpoint. They apply mappings and never name a provider."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..appkeys import CONFIG
+from ..mapping import ProviderMapping
+from ..oauth import InvalidRequest, OAuthError
+
+__all__ = ["provider_of", "single_params"]
+
+#: Longest value accepted for any single request parameter (codes, states, URIs, verifiers).
+MAX_PARAM_LENGTH = 4096
+
+
+def provider_of(request: web.Request) -> ProviderMapping | None:
+    return request.app[CONFIG].providers.get(request.match_info["provider"])
+
+
+def single_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """RFC 6749 §3.1/§3.2: parameters must not be sent more than once; values have a size limit."""
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise InvalidRequest(f"parameter {name!r} is given more than once")
+        if len(value) > MAX_PARAM_LENGTH:
+            raise InvalidRequest(f"parameter {name!r} is too long")
+        params[name] = value
+    return params
+
+
+def unknown_provider(request: web.Request) -> OAuthError:
+    return OAuthError("there is no such provider on this gateway", error="invalid_request", status=404)

@@ -1,0 +1,124 @@
+"""``GET /{provider}/authorize`` — the platform's Authorization URL (RFC 6749 §4.1.1, §4.2.1).
+
+Checks, in the order RFC 6749 §4.1.2.1 dictates: the client and the redirect URI first — any
+problem there is an HTML page, never a redirect (no open redirector, §10.15) — then everything
+else, reported to the now-validated redirect URI with ``error=`` and the platform's ``state``.
+
+On success the flow (redirect URI, state, PKCE challenge, the upstream PKCE verifier) goes into
+the encrypted flow cookie under a fresh nonce, and the browser goes to the upstream with the
+mapped parameters, ``redirect_uri=<public_url>/<provider>/callback`` and ``state=<nonce>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from .. import pkce
+from ..appkeys import CONFIG
+from ..mapping import ProviderMapping
+from ..oauth import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri, error_page, redirect
+from ..session import FlowStore
+from . import provider_of, single_params, unknown_provider
+
+__all__ = ["authorize"]
+
+
+def _check_client(mapping: ProviderMapping, params: dict[str, str]) -> str:
+    """The validated redirect URI; raise for a problem that must not be redirected."""
+    client_id = params.get("client_id", "")
+    if not hmac.compare_digest(client_id.encode(), mapping.platform.client_id.encode()):
+        raise OAuthError("The app that sent you here is not known to this gateway (client_id).", error="unauthorized_client")
+    redirect_uri = params.get("redirect_uri")
+    if not redirect_uri:
+        raise InvalidRequest("The request names no redirect_uri, so there is nowhere to send you back to.")
+    if not mapping.platform.redirect_policy.allows(redirect_uri):
+        raise InvalidRequest("The redirect_uri of this request is not one this gateway may send you to.")
+    return redirect_uri
+
+
+def _platform_pkce(mapping: ProviderMapping, params: dict[str, str]) -> dict[str, str]:
+    """RFC 7636 §4.3/§4.4.1: the challenge to seal into the code, validated."""
+    challenge = params.get("code_challenge")
+    method = params.get("code_challenge_method", "plain")
+    if challenge is None:
+        if mapping.platform.pkce == "required":
+            raise InvalidRequest("code_challenge is required (RFC 7636)")
+        return {}
+    if method not in pkce.METHODS:
+        raise InvalidRequest("code_challenge_method must be S256 or plain")
+    if not pkce.CHALLENGE.fullmatch(challenge) or (method == "S256" and len(challenge) != 43):
+        raise InvalidRequest("code_challenge is malformed (RFC 7636 §4.2)")
+    return {"cc": challenge, "ccm": method}
+
+
+def _upstream_scope(mapping: ProviderMapping, requested: str) -> str:
+    if mapping.authorize.scope is not None:
+        return mapping.authorize.scope
+    return mapping.scope_separator.join(requested.split())
+
+
+async def authorize(request: web.Request) -> web.Response:
+    mapping = provider_of(request)
+    if mapping is None:
+        return error_page(unknown_provider(request))
+    try:
+        params = single_params(list(request.query.items()))
+        redirect_uri = _check_client(mapping, params)
+    except OAuthError as err:
+        return error_page(err)
+
+    response_type = params.get("response_type", "")
+    implicit = mapping.grant == "implicit"
+    state = params.get("state")
+    try:
+        expected = "token" if implicit else "code"
+        if response_type != expected:
+            raise UnsupportedResponseType(f"this provider answers response_type={expected}")
+        platform_pkce = {} if implicit else _platform_pkce(mapping, params)
+    except OAuthError as err:
+        body = {"error": err.error, "error_description": err.description}
+        if state is not None:
+            body["state"] = state
+        return redirect(add_to_uri(redirect_uri, body, fragment=implicit), carries_secret=False)
+
+    config = request.app[CONFIG]
+    nonce = secrets.token_urlsafe(24)
+    flow: dict[str, Any] = {"p": mapping.name, "r": redirect_uri, "t": response_type, **platform_pkce}
+    if state is not None:
+        flow["s"] = state
+
+    upstream_params: dict[str, str] = {
+        "response_type": "code",
+        "client_id": mapping.upstream_client_id,
+        "redirect_uri": config.callback_url(mapping.name),
+        "state": nonce,
+    }
+    scope = _upstream_scope(mapping, params.get("scope", ""))
+    if scope:
+        upstream_params["scope"] = scope
+    challenge = method = ""
+    if mapping.authorize.pkce != "none":
+        verifier = pkce.new_verifier()
+        method = mapping.authorize.pkce
+        challenge = pkce.challenge_of(verifier, method)
+        upstream_params.update(code_challenge=challenge, code_challenge_method=method)
+        flow["v"] = verifier
+    values = {
+        **upstream_params,
+        "scope": scope,
+        "code_challenge": challenge,
+        "code_challenge_method": method,
+        "locale": params.get("user_locale") or params.get("ui_locales") or "",
+    }
+    upstream_params = mapping.authorize.params.apply(upstream_params, values)
+
+    flows = await FlowStore.of(request, config.cookie)
+    flows.add(nonce, flow)
+    url = mapping.authorize.url
+    location = f"{url}{'&' if '?' in url else '?'}{urlencode(upstream_params)}"
+    return redirect(location, carries_secret=False)

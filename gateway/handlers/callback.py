@@ -1,0 +1,125 @@
+"""``GET /{provider}/callback`` — where the upstream sends the browser back (RFC 6749 §4.1.2).
+
+1. The upstream ``state`` must name a live flow in this browser's flow cookie (CSRF, §10.12).
+   Without one there is no validated redirect URI, so every such problem is an HTML page: cookie
+   expired or blocked, flow already completed (callback opened twice), forged or foreign state.
+2. The flow is taken out of the cookie (single use).
+3. RFC 9207: when the mapping names the upstream ``issuer``, an ``iss`` that differs is a mix-up
+   attack and gets a page, not a redirect with a code.
+4. An upstream ``error`` goes on to the platform's redirect URI with the platform's ``state``.
+5. Code grant: the upstream code is sealed (with client, redirect URI, PKCE) into the code the
+   platform gets. Implicit grant: the gateway exchanges the code itself and answers with the token
+   in the URL *fragment* (§4.2.2), never the query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..appkeys import CONFIG, HTTP_CLIENT, SEALER
+from ..answer import normalise
+from ..mapping import ProviderMapping
+from ..oauth import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
+from ..session import FlowStore
+from ..upstream import prepare_token_request, send
+from . import provider_of, single_params, unknown_provider
+
+__all__ = ["callback", "CODE_PURPOSE"]
+
+CODE_PURPOSE = "code"
+_RESTART = "Please go back to the app and start linking your account again."
+
+
+def _lost_flow(had_cookie: bool) -> OAuthError:
+    if not had_cookie:
+        return OAuthError(
+            "This sign-in took too long or your browser did not keep the gateway's cookie. " + _RESTART,
+            error="invalid_request",
+        )
+    return OAuthError(
+        "This sign-in answer does not belong to a link attempt in this browser: it was already used, "
+        "it expired, or it was not started here. " + _RESTART,
+        error="invalid_request",
+    )
+
+
+def _to_platform(flow: dict[str, Any], params: dict[str, str], *, fragment: bool) -> web.Response:
+    """Back to the redirect URI validated at /authorize, with the platform's own ``state``.
+
+    The fragment form leads with ``state`` (Alexa's documented ``#state=…&access_token=…``); the
+    query form follows RFC 6749 §4.1.2's ``?code=…&state=…``.
+    """
+    if "s" in flow:
+        params = {"state": flow["s"], **params} if fragment else {**params, "state": flow["s"]}
+    return redirect(add_to_uri(flow["r"], params, fragment=fragment))
+
+
+async def _implicit_answer(request: web.Request, mapping: ProviderMapping, code: str, flow: dict[str, Any]) -> dict[str, str]:
+    """RFC 6749 §4.2.2: the gateway redeems the code itself; the token goes in the fragment."""
+    config = request.app[CONFIG]
+    prepared = prepare_token_request(
+        mapping,
+        grant_type="authorization_code",
+        callback_url=config.callback_url(mapping.name),
+        code=code,
+        code_verifier=flow.get("v", ""),
+    )
+    answer = await send(request.app[HTTP_CLIENT], prepared, default_timeout=config.upstream_timeout)
+    token = normalise(answer, mapping.answer)
+    result = {"access_token": token["access_token"], "token_type": "Bearer", "expires_in": str(token["expires_in"])}
+    if "scope" in token:
+        result["scope"] = token["scope"]
+    return result
+
+
+async def callback(request: web.Request) -> web.Response:
+    mapping = provider_of(request)
+    if mapping is None:
+        return error_page(unknown_provider(request))
+    config = request.app[CONFIG]
+    try:
+        params = single_params(list(request.query.items()))
+    except OAuthError as err:
+        return error_page(err)
+
+    flows = await FlowStore.of(request, config.cookie)
+    nonce = params.get("state", "")
+    flow = flows.take(nonce) if nonce else None
+    if flow is None or flow.get("p") != mapping.name:
+        return error_page(_lost_flow(flows.had_cookie))
+
+    issuer = params.get("iss")
+    if mapping.issuer is not None and issuer is not None and issuer != mapping.issuer:
+        return error_page(
+            OAuthError("The sign-in answer came from an unexpected server (RFC 9207 issuer mismatch).", error="access_denied"),
+            title="Account linking stopped",
+        )
+
+    implicit = flow.get("t") == "token"
+    if "error" in params:
+        error = params["error"] if params["error"] in AUTHORIZATION_ERRORS else "server_error"
+        answer = {"error": error}
+        if params.get("error_description"):
+            answer["error_description"] = params["error_description"][:300]
+        return _to_platform(flow, answer, fragment=implicit)
+
+    code = params.get("code")
+    if not code:
+        return _to_platform(flow, {"error": "server_error", "error_description": "upstream sent no code"}, fragment=implicit)
+
+    if implicit:
+        try:
+            token = await _implicit_answer(request, mapping, code, flow)
+        except OAuthError as err:
+            error = err.error if err.error in AUTHORIZATION_ERRORS else "access_denied"
+            return _to_platform(flow, {"error": error, "error_description": err.description}, fragment=True)
+        return _to_platform(flow, token, fragment=True)
+
+    sealed: dict[str, Any] = {"u": code, "c": mapping.platform.client_id, "r": flow["r"], "p": mapping.name}
+    for key in ("v", "cc", "ccm"):
+        if key in flow:
+            sealed[key] = flow[key]
+    platform_code = request.app[SEALER].seal(CODE_PURPOSE, sealed, ttl=config.code_ttl)
+    return _to_platform(flow, {"code": platform_code}, fragment=False)

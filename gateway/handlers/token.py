@@ -1,0 +1,125 @@
+"""``POST /{provider}/token`` — the platform's Access Token URL (RFC 6749 §4.1.3, §6).
+
+1. The body is parsed as ``application/x-www-form-urlencoded`` whatever the Content-Type says
+   (one Alexa write-up saw a token request without the header); each parameter at most once.
+2. The platform client is authenticated (:mod:`gateway.clientauth`).
+3. ``authorization_code``: the sealed code is opened and checked — expiry (≤ 10 minutes), client,
+   redirect URI (§4.1.3), PKCE verifier (RFC 7636 §4.6); ``refresh_token``: passed on.
+4. The upstream request is built and sent as the mapping says (:mod:`gateway.upstream`); its answer
+   is normalised into §5.1 JSON or a §5.2 error (:mod:`gateway.answer`).
+
+Every answer is JSON with ``Cache-Control: no-store`` and ``Pragma: no-cache``. A sealed code is
+single use only as far as the upstream enforces it: the gateway keeps no database, and the
+upstream's own code is single use (RFC 6749 §4.1.2), so a replay fails there as ``invalid_grant``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from .. import pkce
+from ..answer import normalise
+from ..appkeys import CONFIG, HTTP_CLIENT, SEALER
+from ..clientauth import authenticate, read_credentials
+from ..mapping import ProviderMapping
+from ..oauth import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    OAuthError,
+    UnsupportedGrantType,
+    token_error_response,
+    token_response,
+)
+from ..seal import SealError
+from ..upstream import prepare_token_request, send
+from . import provider_of, single_params, unknown_provider
+from .callback import CODE_PURPOSE
+
+__all__ = ["token"]
+
+
+def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str, object], client_id: str) -> dict[str, str]:
+    """Check a sealed code against the token request; return the upstream exchange's inputs."""
+    if opened.get("p") != mapping.name or opened.get("c") != client_id:
+        raise InvalidGrant("code was not issued to this client")
+    redirect_uri = form.get("redirect_uri")
+    if redirect_uri is None:
+        raise InvalidRequest("redirect_uri is required: it was sent with the authorization request (RFC 6749 §4.1.3)")
+    if redirect_uri != opened.get("r"):
+        raise InvalidGrant("redirect_uri does not match the authorization request")
+    challenge = opened.get("cc")
+    verifier = form.get("code_verifier")
+    if isinstance(challenge, str):
+        if verifier is None:
+            raise InvalidRequest("code_verifier is required: the authorization request had a code_challenge")
+        if not pkce.VERIFIER.fullmatch(verifier):
+            raise InvalidRequest("code_verifier is malformed (RFC 7636 §4.1)")
+        if not pkce.verify(verifier, challenge, str(opened.get("ccm", "plain"))):
+            raise InvalidGrant("code_verifier does not match the code_challenge")
+    return {"code": str(opened["u"]), "code_verifier": str(opened.get("v", ""))}
+
+
+async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
+    raw = await request.read()
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded UTF-8") from None
+    form = single_params(pairs)
+    credentials = read_credentials(request.headers.get("Authorization"), form)
+    try:
+        authenticate(credentials, mapping.platform)
+    except InvalidClient as err:
+        return token_error_response(err, basic_auth_used=credentials.used_basic)
+
+    config = request.app[CONFIG]
+    grant_type = form.get("grant_type")
+    if grant_type == "authorization_code":
+        code = form.get("code")
+        if not code:
+            raise InvalidRequest("code is required")
+        try:
+            opened = request.app[SEALER].open(CODE_PURPOSE, code)
+        except SealError as err:
+            raise InvalidGrant(f"code is invalid: {err}") from None
+        inputs = _code_grant(mapping, form, opened, credentials.client_id)
+        prepared = prepare_token_request(
+            mapping, grant_type=grant_type, callback_url=config.callback_url(mapping.name), **inputs
+        )
+        refresh_token_sent = None
+    elif grant_type == "refresh_token":
+        refresh_token_sent = form.get("refresh_token")
+        if not refresh_token_sent:
+            raise InvalidRequest("refresh_token is required")
+        prepared = prepare_token_request(
+            mapping,
+            grant_type=grant_type,
+            callback_url=config.callback_url(mapping.name),
+            refresh_token=refresh_token_sent,
+        )
+    elif not grant_type:
+        raise InvalidRequest("grant_type is required")
+    else:
+        raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
+
+    answer = await send(request.app[HTTP_CLIENT], prepared, default_timeout=config.upstream_timeout)
+    body = normalise(
+        answer,
+        mapping.answer,
+        refresh_token_sent=refresh_token_sent,
+        keep_refresh_token=mapping.keep_refresh_token,
+    )
+    return token_response(body)
+
+
+async def token(request: web.Request) -> web.Response:
+    mapping = provider_of(request)
+    if mapping is None:
+        return token_error_response(unknown_provider(request))
+    try:
+        return await _handle(request, mapping)
+    except OAuthError as err:
+        return token_error_response(err, basic_auth_used="Authorization" in request.headers)

@@ -1,0 +1,369 @@
+"""The mapping model: everything provider-specific, loaded from one YAML file per provider.
+
+A mapping is read once, validated (``file:line`` problems), and frozen. JMESPath expressions are
+compiled here; templates are checked for unknown placeholders here; redirect URI rules are
+compiled here. Handlers only ever *apply* a mapping: they hold no provider names.
+
+The vocabulary (README "Mapping reference" documents it, in the order it applies)::
+
+    platform:      profile, client_id, client_secret, redirect_uris, vendor_ids, project_ids, pkce
+    grant:         code | implicit
+    upstream:
+      issuer, client_id, client_secret, scope_separator
+      authorize:   url, scope, pkce, params {remove, rename, add}
+      token:       url, method, encoding, client_auth, timeout, params {remove, rename, add},
+                   headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token}
+      answer:      format, root, fields {access_token, refresh_token, expires_in, expires,
+                   expires_at, scope, id_token}, expires_in_default,
+                   error {when, code, description, map}
+    examples:      [{name, grant, status, content_type, body, expect}]
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass, field
+from typing import Any
+
+import jmespath.parser
+
+from .oauth import TOKEN_ERRORS
+from .platforms import PROFILES, RedirectPolicy, build_policy, check_pattern
+from .reader import Section, compile_jmespath
+
+__all__ = [
+    "ParamRules",
+    "PlatformClient",
+    "AuthorizeRequest",
+    "TokenRequest",
+    "AnswerRules",
+    "ErrorRules",
+    "Example",
+    "ProviderMapping",
+    "parse_mapping",
+    "AUTHORIZE_PLACEHOLDERS",
+    "TOKEN_PLACEHOLDERS",
+]
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+#: Values a template in ``upstream.authorize.params.add`` may use.
+AUTHORIZE_PLACEHOLDERS = frozenset(
+    {"client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method", "locale"}
+)
+#: Values a template in ``upstream.token.params.add`` / ``headers.add`` may use.
+TOKEN_PLACEHOLDERS = frozenset(
+    {"client_id", "client_secret", "redirect_uri", "grant_type", "code", "refresh_token", "code_verifier", "basic_auth"}
+)
+_FIELD_DEFAULTS = {
+    "access_token": "access_token",
+    "refresh_token": "refresh_token",
+    "expires_in": "expires_in",
+    "expires": "expires",
+    "expires_at": "expires_at",
+    "scope": "scope",
+    "id_token": "id_token",
+}
+
+
+@dataclass(frozen=True)
+class ParamRules:
+    """Kong-style verbs, applied in this fixed order: remove → rename → add.
+
+    ``add`` values are templates (``"{client_id}"``); an empty result drops the parameter, so an
+    optional value (``{code_verifier}`` without PKCE) never goes out as an empty string.
+    """
+
+    remove: tuple[str, ...] = ()
+    rename: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+
+    def apply(self, params: dict[str, str], values: MappingABC[str, str]) -> dict[str, str]:
+        result = {name: value for name, value in params.items() if name not in self.remove}
+        for old, new in self.rename:
+            if old in result:
+                result[new] = result.pop(old)
+        for name, template in self.add:
+            rendered = template.format_map(values)
+            if rendered:
+                result[name] = rendered
+            else:
+                result.pop(name, None)
+        return result
+
+    def merged(self, other: ParamRules) -> ParamRules:
+        """These rules followed by ``other`` (used for refresh overrides)."""
+        return ParamRules(self.remove + other.remove, self.rename + other.rename, self.add + other.add)
+
+
+@dataclass(frozen=True)
+class PlatformClient:
+    """The OAuth client on the left (Alexa, Google) as the gateway knows it."""
+
+    client_id: str
+    client_secret: str
+    redirect_policy: RedirectPolicy
+    profile: str
+    pkce: str  # "optional" | "required"
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    url: str
+    params: ParamRules
+    scope: str | None  # a fixed upstream scope, or None to pass the platform's on
+    pkce: str  # "none" | "S256" | "plain"
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    url: str
+    method: str
+    encoding: str  # form | json | query
+    client_auth: str  # basic | body | both | none
+    params: ParamRules
+    headers: ParamRules
+    timeout: float | None
+
+
+@dataclass(frozen=True)
+class ErrorRules:
+    when: jmespath.parser.ParsedResult | None
+    code: jmespath.parser.ParsedResult
+    description: jmespath.parser.ParsedResult
+    map: MappingABC[str, str]
+
+
+@dataclass(frozen=True)
+class AnswerRules:
+    format: str  # json | form | auto
+    root: jmespath.parser.ParsedResult | None
+    fields: MappingABC[str, jmespath.parser.ParsedResult]
+    expires_in_default: int
+    scope_separator: str
+    error: ErrorRules
+
+
+@dataclass(frozen=True)
+class Example:
+    """A documented upstream answer and the normalised result it must give."""
+
+    name: str
+    grant: str
+    status: int
+    content_type: str
+    body: Any
+    expect: MappingABC[str, Any]
+    file: str
+    line: int
+    now: float | None = None  # the clock for answers with an absolute expires_at
+
+
+@dataclass(frozen=True)
+class ProviderMapping:
+    name: str
+    file: str
+    grant: str  # code | implicit
+    platform: PlatformClient
+    issuer: str | None
+    upstream_client_id: str
+    upstream_client_secret: str
+    scope_separator: str
+    authorize: AuthorizeRequest
+    token: TokenRequest
+    refresh: TokenRequest
+    keep_refresh_token: bool
+    answer: AnswerRules
+    examples: tuple[Example, ...] = field(default=())
+
+
+_FALLBACK = compile_jmespath("`null`", lambda message: None)
+
+
+def _check_template(section: Section, key: str, template: str, allowed: frozenset[str]) -> None:
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        section.error(key, f"bad template {template!r}: {exc}")
+        return
+    for name in names:
+        if name not in allowed:
+            section.error(key, f"unknown placeholder {{{name}}} (known: {', '.join(sorted(allowed))})")
+
+
+def _param_rules(section: Section, key: str, allowed: frozenset[str]) -> ParamRules:
+    rules = section.section(key)
+    remove = tuple(rules.str_list("remove"))
+    rename = tuple(rules.str_map("rename").items())
+    add_section = rules.section("add")
+    add: list[tuple[str, str]] = []
+    for name in add_section.items():
+        template = add_section.str(name)
+        if template is not None:
+            _check_template(add_section, name, template, allowed)
+            add.append((name, template))
+    add_section.finish()
+    rules.finish()
+    return ParamRules(remove, rename, tuple(add))
+
+
+def _platform(section: Section) -> PlatformClient:
+    profile = section.str("profile", "none", choices=PROFILES)
+    redirect_uris = section.str_list("redirect_uris")
+    for index, uri in enumerate(redirect_uris):
+        problem = check_pattern(uri)
+        if problem:
+            section.error("redirect_uris", problem)
+    vendor_ids = section.str_list("vendor_ids")
+    project_ids = section.str_list("project_ids")
+    if profile == "none" and not redirect_uris:
+        section.error(None, "platform needs a profile (alexa, google) or redirect_uris")
+    client = PlatformClient(
+        client_id=section.str("client_id"),
+        client_secret=section.str("client_secret"),
+        redirect_policy=build_policy(
+            profile, redirect_uris=redirect_uris, vendor_ids=vendor_ids, project_ids=project_ids
+        ),
+        profile=profile,
+        pkce=section.str("pkce", "optional", choices=("optional", "required")),
+    )
+    if client.client_secret is not None and len(client.client_secret) < 8:
+        section.error("client_secret", "must be at least 8 characters")
+    section.finish()
+    return client
+
+
+def _token_request(section: Section, *, base: TokenRequest | None = None) -> TokenRequest:
+    if base is None:
+        url = section.url("url")
+        method = section.str("method", "POST", choices=("POST", "GET"))
+        encoding = section.str("encoding", "form", choices=("form", "json", "query"))
+        timeout = section.float("timeout", None, minimum=0.1, maximum=60.0)
+        client_auth = section.str("client_auth", "basic", choices=("basic", "body", "both", "none"))
+        params = _param_rules(section, "params", TOKEN_PLACEHOLDERS)
+        headers = _param_rules(section, "headers", TOKEN_PLACEHOLDERS)
+        return TokenRequest(url, method, encoding, client_auth, params, headers, timeout)
+    client_auth = section.str("client_auth", base.client_auth, choices=("basic", "body", "both", "none"))
+    params = base.params.merged(_param_rules(section, "params", TOKEN_PLACEHOLDERS))
+    headers = base.headers.merged(_param_rules(section, "headers", TOKEN_PLACEHOLDERS))
+    return TokenRequest(base.url, base.method, base.encoding, client_auth, params, headers, base.timeout)
+
+
+def _answer(section: Section, scope_separator: str) -> AnswerRules:
+    fields_section = section.section("fields")
+    fields: dict[str, jmespath.parser.ParsedResult] = {}
+    for name, default in _FIELD_DEFAULTS.items():
+        compiled = fields_section.jmespath(name, default)
+        if compiled is not None:
+            fields[name] = compiled
+    fields_section.finish()
+
+    error_section = section.section("error")
+    error_map = error_section.str_map("map")
+    for upstream_code, rfc_code in error_map.items():
+        if rfc_code not in TOKEN_ERRORS:
+            error_section.error("map", f"{upstream_code}: {rfc_code!r} is not an RFC 6749 token error")
+    error = ErrorRules(
+        when=error_section.jmespath("when", None),
+        code=error_section.jmespath("code", "error") or _FALLBACK,
+        description=error_section.jmespath("description", "error_description") or _FALLBACK,
+        map=error_map,
+    )
+    error_section.finish()
+    rules = AnswerRules(
+        format=section.str("format", "auto", choices=("json", "form", "auto")),
+        root=section.jmespath("root", None),
+        fields=fields,
+        expires_in_default=section.int("expires_in_default", 3600, minimum=1, maximum=10 * 365 * 86400),
+        scope_separator=scope_separator,
+        error=error,
+    )
+    section.finish()
+    return rules
+
+
+def _examples(section: Section) -> tuple[Example, ...]:
+    examples: list[Example] = []
+    raw = section.raw("examples")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        section.error("examples", "must be a list")
+        return ()
+    for index, item in enumerate(raw):
+        line = raw.line_of(index) if hasattr(raw, "line_of") else section.line("examples")
+        example = Section(item, file=section.file, problems=section.problems, where=f"examples[{index}]", line=line)
+        body = example.raw("body")
+        expected = example.raw("expect")
+        if not isinstance(expected, dict):
+            example.error("expect", "must be a mapping of the normalised answer's fields")
+            expected = {}
+        examples.append(
+            Example(
+                name=example.str("name", f"example {index + 1}"),
+                grant=example.str("grant", "authorization_code", choices=("authorization_code", "refresh_token")),
+                status=example.int("status", 200, minimum=100, maximum=599),
+                content_type=example.str("content_type", "application/json"),
+                body=body,
+                expect=dict(expected),
+                file=section.file,
+                line=example.line(),
+                now=example.float("now", None),
+            )
+        )
+        example.finish()
+    return tuple(examples)
+
+
+def parse_mapping(name: str, section: Section) -> ProviderMapping | None:
+    """Read one mapping file; problems go to ``section.problems``. ``None`` only for a bad name."""
+    if not _NAME.fullmatch(name):
+        section.error(None, f"mapping name {name!r} must be lower-case letters, digits, '-' or '_' (it is a URL path)")
+    platform = _platform(section.section("platform"))
+    grant = section.str("grant", "code", choices=("code", "implicit"))
+
+    upstream = section.section("upstream")
+    scope_separator = upstream.str("scope_separator", " ")
+    issuer = upstream.str("issuer", None)
+    upstream_client_id = upstream.str("client_id")
+    upstream_client_secret = upstream.str("client_secret", "")
+
+    authorize_section = upstream.section("authorize")
+    authorize = AuthorizeRequest(
+        url=authorize_section.url("url"),
+        params=_param_rules(authorize_section, "params", AUTHORIZE_PLACEHOLDERS),
+        scope=authorize_section.str("scope", None),
+        pkce=authorize_section.str("pkce", "none", choices=("none", "S256", "plain")),
+    )
+    authorize_section.finish()
+
+    token_section = upstream.section("token")
+    refresh_section = token_section.section("refresh")
+    token = _token_request(token_section)
+    refresh = _token_request(refresh_section, base=token)
+    keep_refresh_token = refresh_section.bool("keep_refresh_token", False)
+    refresh_section.finish()
+    token_section.finish()
+
+    answer = _answer(upstream.section("answer"), scope_separator)
+    upstream.finish()
+    examples = _examples(section)
+    section.finish()
+    return ProviderMapping(
+        name=name,
+        file=section.file,
+        grant=grant,
+        platform=platform,
+        issuer=issuer,
+        upstream_client_id=upstream_client_id,
+        upstream_client_secret=upstream_client_secret,
+        scope_separator=scope_separator,
+        authorize=authorize,
+        token=token,
+        refresh=refresh,
+        keep_refresh_token=keep_refresh_token,
+        answer=answer,
+        examples=examples,
+    )

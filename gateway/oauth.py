@@ -1,0 +1,220 @@
+"""RFC 6749 errors and token answers, rendered in one place.
+
+Errors are raised anywhere as :class:`OAuthError` (authlib's shape: a class that carries its RFC
+error code and HTTP status) and turned into an answer once, by the handler that knows where the
+client stands:
+
+* ``/token``: JSON, RFC 6749 §5.2 (400, or 401 with ``WWW-Authenticate`` for a client that
+  authenticated with HTTP Basic);
+* browser leg, redirect URI validated: a redirect carrying ``error``/``error_description``/``state``
+  (§4.1.2.1, §4.2.2.1 — in the fragment for the implicit grant);
+* browser leg, redirect URI *not* validated: a small HTML page, never a redirect (§4.1.2.1, §10.15).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+__all__ = [
+    "OAuthError",
+    "InvalidRequest",
+    "InvalidClient",
+    "InvalidGrant",
+    "UnauthorizedClient",
+    "UnsupportedGrantType",
+    "UnsupportedResponseType",
+    "InvalidScope",
+    "AccessDenied",
+    "ServerError",
+    "TemporarilyUnavailable",
+    "AUTHORIZATION_ERRORS",
+    "TOKEN_ERRORS",
+    "NO_STORE",
+    "token_response",
+    "token_error_response",
+    "error_page",
+    "redirect",
+    "add_to_uri",
+]
+
+#: RFC 6749 §5.1 and §5.2: token answers must not be cached.
+NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+#: Error codes an authorization endpoint may send to a redirect URI (RFC 6749 §4.1.2.1).
+AUTHORIZATION_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+    }
+)
+
+#: Error codes a token endpoint answers (RFC 6749 §5.2, plus the two §4.1.2.1 server codes that
+#: platforms understand as "try again later" rather than "unlink").
+TOKEN_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+    }
+)
+
+
+class OAuthError(Exception):
+    """An OAuth 2.0 error with its RFC 6749 code, a description safe to show, and an HTTP status."""
+
+    error: str = "invalid_request"
+    status: int = 400
+
+    def __init__(self, description: str = "", *, error: str | None = None, status: int | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        if error is not None:
+            self.error = error
+        if status is not None:
+            self.status = status
+
+    def as_dict(self) -> dict[str, str]:
+        body = {"error": self.error}
+        if self.description:
+            body["error_description"] = self.description
+        return body
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.error!r}, {self.description!r})"
+
+
+class InvalidRequest(OAuthError):
+    error = "invalid_request"
+
+
+class InvalidClient(OAuthError):
+    """RFC 6749 §5.2: 401; ``WWW-Authenticate`` is added when the client used HTTP Basic."""
+
+    error = "invalid_client"
+    status = 401
+
+
+class InvalidGrant(OAuthError):
+    error = "invalid_grant"
+
+
+class UnauthorizedClient(OAuthError):
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantType(OAuthError):
+    error = "unsupported_grant_type"
+
+
+class UnsupportedResponseType(OAuthError):
+    error = "unsupported_response_type"
+
+
+class InvalidScope(OAuthError):
+    error = "invalid_scope"
+
+
+class AccessDenied(OAuthError):
+    error = "access_denied"
+    status = 403
+
+
+class ServerError(OAuthError):
+    """Something on the gateway's side of the link is wrong (upstream answer unusable, config)."""
+
+    error = "server_error"
+    status = 502
+
+
+class TemporarilyUnavailable(OAuthError):
+    """The upstream did not answer in time or could not be reached: retry later, do not unlink."""
+
+    error = "temporarily_unavailable"
+    status = 503
+
+
+def token_response(body: Mapping[str, Any]) -> web.Response:
+    """RFC 6749 §5.1: a 200 JSON token answer that nobody caches."""
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":")),
+        content_type="application/json",
+        headers=NO_STORE,
+    )
+
+
+def token_error_response(err: OAuthError, *, basic_auth_used: bool = False) -> web.Response:
+    """RFC 6749 §5.2: a JSON error; 401 + ``WWW-Authenticate`` for a client that tried HTTP Basic."""
+    headers = dict(NO_STORE)
+    status = err.status
+    if err.error == "invalid_client":
+        if basic_auth_used:
+            headers["WWW-Authenticate"] = 'Basic realm="gateway", charset="UTF-8"'
+        status = 401
+    return web.Response(
+        status=status,
+        text=json.dumps(err.as_dict(), separators=(",", ":")),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="referrer" content="no-referrer"><title>{title}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}}
+code{{background:#f2f2f2;padding:.1em .3em}}</style></head>
+<body><h1>{title}</h1><p>{message}</p><p><small>Error: <code>{error}</code></small></p></body></html>
+"""
+
+
+def error_page(err: OAuthError, *, title: str = "Account linking failed") -> web.Response:
+    """A small HTML page for errors that must not redirect (unvalidated redirect URI, lost flow)."""
+    return web.Response(
+        status=err.status,
+        text=_PAGE.format(
+            title=html.escape(title),
+            message=html.escape(err.description or "The request could not be completed."),
+            error=html.escape(err.error),
+        ),
+        content_type="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+def add_to_uri(uri: str, params: Mapping[str, str], *, fragment: bool = False) -> str:
+    """Append ``params`` to a validated redirect URI without touching what is already there.
+
+    The query the URI came with (Alexa's ``?vendorId=``) is kept byte for byte; new parameters go
+    after ``&`` (or ``?``), or into the fragment for the implicit grant (RFC 6749 §4.2.2).
+    """
+    encoded = urlencode(params, quote_via=quote)
+    if fragment:
+        return f"{uri}#{encoded}"
+    return f"{uri}{'&' if '?' in uri else '?'}{encoded}"
+
+
+def redirect(location: str, *, carries_secret: bool = True) -> web.Response:
+    """A 302 answer. Returned rather than raised: ``raise HTTPFound`` halves aiohttp's throughput.
+
+    Pages whose URL carries a code or token send ``Referrer-Policy: no-referrer`` (RFC 9700 §4.2.4).
+    """
+    headers = {"Location": location, "Cache-Control": "no-store"}
+    if carries_secret:
+        headers["Referrer-Policy"] = "no-referrer"
+    return web.Response(status=302, headers=headers)

@@ -1,0 +1,142 @@
+"""The platform side: which redirect URIs a platform may ask the gateway to send a user to.
+
+RFC 6749 §3.1.2 / §10.15 and RFC 9700 §2.1: redirect URIs are compared *exactly*; an
+authorization server that redirects anywhere "starting with" an allowed prefix is an open
+redirector. Every rule here is an anchored, full match over the raw string, so userinfo
+(``https://pitangui.amazon.com@evil.example``), ports, backslashes, percent tricks, extra path
+segments, queries and fragments all fail.
+
+Built-in profiles:
+
+* ``alexa`` — ``https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/api/skill/link/<VENDOR>``
+  and the older ``https://{pitangui|layla}.amazon.com/spa/skill/account-linking-status.html?vendorId=<VENDOR>``.
+  The vendor id can be pinned with ``vendor_ids``.
+* ``google`` — ``https://oauth-redirect{,-sandbox}.googleusercontent.com/r/<PROJECT_ID>``
+  (pinned with ``project_ids``).
+
+Explicit ``redirect_uris`` add exact URIs; a ``*`` in their path stands for exactly one path
+segment of ``[A-Za-z0-9._~-]`` (app-link IDs, vendor IDs). Scheme, host and port are never
+wildcards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .reader import is_loopback_host
+
+__all__ = ["PROFILES", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern"]
+
+PROFILES = ("alexa", "google", "none")
+
+_ALEXA_LINK_HOSTS = ("pitangui.amazon.com", "layla.amazon.com", "alexa.amazon.co.jp")
+_ALEXA_SPA_HOSTS = ("pitangui.amazon.com", "layla.amazon.com")
+_GOOGLE_HOSTS = ("oauth-redirect.googleusercontent.com", "oauth-redirect-sandbox.googleusercontent.com")
+_SEGMENT = r"[A-Za-z0-9._~-]+"
+_VENDOR = r"[A-Za-z0-9]{1,64}"
+_PROJECT = r"[a-z0-9][a-z0-9-]{0,62}"
+
+
+@dataclass(frozen=True)
+class RedirectRule:
+    """One allowed redirect URI shape, as a compiled full-match regular expression."""
+
+    description: str
+    pattern: re.Pattern[str]
+
+    def matches(self, uri: str) -> bool:
+        return self.pattern.fullmatch(uri) is not None
+
+
+@dataclass(frozen=True)
+class RedirectPolicy:
+    """The allowlist of one provider's platform: profile rules plus explicit URIs."""
+
+    rules: tuple[RedirectRule, ...]
+
+    def allows(self, uri: str) -> bool:
+        # Control characters and spaces never belong in a redirect URI; refuse before matching.
+        if not uri or len(uri) > 2048 or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in uri):
+            return False
+        return any(rule.matches(uri) for rule in self.rules)
+
+    def describe(self) -> list[str]:
+        return [rule.description for rule in self.rules]
+
+
+def _alternatives(values: Iterable[str]) -> str:
+    return "(?:" + "|".join(re.escape(value) for value in values) + ")"
+
+
+def _ids(pinned: Sequence[str], default: str) -> str:
+    return _alternatives(pinned) if pinned else default
+
+
+def alexa_rules(vendor_ids: Sequence[str] = ()) -> list[RedirectRule]:
+    vendor = _ids(vendor_ids, _VENDOR)
+    return [
+        RedirectRule(
+            "alexa: https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/api/skill/link/<vendor>",
+            re.compile(rf"https://{_alternatives(_ALEXA_LINK_HOSTS)}/api/skill/link/{vendor}"),
+        ),
+        RedirectRule(
+            "alexa: https://{pitangui|layla}.amazon.com/spa/skill/account-linking-status.html?vendorId=<vendor>",
+            re.compile(
+                rf"https://{_alternatives(_ALEXA_SPA_HOSTS)}/spa/skill/account-linking-status\.html\?vendorId={vendor}"
+            ),
+        ),
+    ]
+
+
+def google_rules(project_ids: Sequence[str] = ()) -> list[RedirectRule]:
+    project = _ids(project_ids, _PROJECT)
+    return [
+        RedirectRule(
+            "google: https://{oauth-redirect|oauth-redirect-sandbox}.googleusercontent.com/r/<project>",
+            re.compile(rf"https://{_alternatives(_GOOGLE_HOSTS)}/r/{project}"),
+        )
+    ]
+
+
+def check_pattern(uri: str) -> str | None:
+    """Why an explicit redirect URI (pattern) is not acceptable, or ``None`` when it is."""
+    parts = urlsplit(uri.replace("*", "x"))
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        return f"redirect URI must be an absolute https URL, not {uri!r}"
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return f"redirect URI must use https (plain http only for localhost): {uri!r}"
+    scheme_and_host = uri.split("/", 3)[:3]
+    if "*" in "/".join(scheme_and_host):
+        return f"'*' may stand only in the path, never in scheme, host or port: {uri!r}"
+    if "#" in uri:
+        return f"redirect URI must not have a fragment (RFC 6749 §3.1.2): {uri!r}"
+    if "@" in parts.netloc:
+        return f"redirect URI must not carry user info: {uri!r}"
+    if "**" in uri or any("*" in segment and segment != "*" for segment in parts.path.split("/")):
+        return f"'*' must stand for a whole path segment: {uri!r}"
+    return None
+
+
+def explicit_rule(uri: str) -> RedirectRule:
+    """An exact URI, where each ``*`` path segment matches one segment of safe characters."""
+    pattern = _SEGMENT.join(re.escape(piece) for piece in uri.split("*"))
+    return RedirectRule(uri, re.compile(pattern))
+
+
+def build_policy(
+    profile: str,
+    *,
+    redirect_uris: Sequence[str] = (),
+    vendor_ids: Sequence[str] = (),
+    project_ids: Sequence[str] = (),
+) -> RedirectPolicy:
+    rules: list[RedirectRule] = []
+    if profile == "alexa":
+        rules += alexa_rules(vendor_ids)
+    elif profile == "google":
+        rules += google_rules(project_ids)
+    rules += [explicit_rule(uri) for uri in redirect_uris]
+    return RedirectPolicy(tuple(rules))

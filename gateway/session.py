@@ -1,0 +1,84 @@
+"""The flow cookie: what the browser leg must remember between ``/authorize`` and ``/callback``.
+
+aiohttp-session's :class:`EncryptedCookieStorage` seals the session with one Fernet key;
+:class:`RotatingCookieStorage` gives it the gateway's MultiFernet instead, so keys rotate
+without breaking flows in flight (first key seals, every key opens).
+
+The session holds a small dict of *flows*, keyed by the random nonce that goes upstream as
+``state`` (the CSRF check of RFC 6749 §10.12). Several link attempts in one browser (two tabs,
+a retry after "back") each keep their own entry instead of clobbering one another; the oldest
+is dropped past ``max_flows`` so the cookie stays well under the 4 KB browsers keep.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import AbstractStorage, Session, get_session
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from cryptography.fernet import MultiFernet
+
+from .config import CookieSettings
+
+__all__ = ["RotatingCookieStorage", "FlowStore"]
+
+
+class RotatingCookieStorage(EncryptedCookieStorage):
+    """EncryptedCookieStorage over a MultiFernet (it only ever calls ``encrypt``/``decrypt``)."""
+
+    def __init__(self, fernet: MultiFernet, settings: CookieSettings) -> None:
+        AbstractStorage.__init__(
+            self,
+            cookie_name=settings.name,
+            max_age=settings.max_age,
+            path="/",
+            secure=settings.secure,
+            httponly=True,
+            samesite="Lax",
+        )
+        self._fernet = fernet  # type: ignore[assignment]
+
+
+class FlowStore:
+    """The flows of one browser, in its session cookie."""
+
+    def __init__(self, session: Session, settings: CookieSettings) -> None:
+        self._session = session
+        self._settings = settings
+
+    @classmethod
+    async def of(cls, request: web.Request, settings: CookieSettings) -> FlowStore:
+        return cls(await get_session(request), settings)
+
+    @property
+    def had_cookie(self) -> bool:
+        """False when the browser sent no (readable) flow cookie at all."""
+        return not self._session.new
+
+    def _live(self, now: float) -> dict[str, dict[str, Any]]:
+        flows = self._session.get("flows")
+        if not isinstance(flows, dict):
+            return {}
+        return {nonce: flow for nonce, flow in flows.items() if isinstance(flow, dict) and flow.get("x", 0) > now}
+
+    def add(self, nonce: str, flow: dict[str, Any], *, now: float | None = None) -> None:
+        current = time.time() if now is None else now
+        flows = self._live(current)
+        flows[nonce] = {**flow, "x": int(current) + self._settings.max_age}
+        while len(flows) > self._settings.max_flows:
+            oldest = min(flows, key=lambda key: flows[key]["x"])
+            del flows[oldest]
+        self._session["flows"] = flows
+
+    def take(self, nonce: str, *, now: float | None = None) -> dict[str, Any] | None:
+        """Remove and return the flow for ``nonce`` (single use), or ``None``."""
+        current = time.time() if now is None else now
+        flows = self._live(current)
+        flow = flows.pop(nonce, None)
+        if flows:
+            self._session["flows"] = flows
+        else:
+            self._session.invalidate()
+        return flow

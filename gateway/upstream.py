@@ -1,0 +1,147 @@
+"""Build the upstream token request the way the mapping says, send it, read the answer.
+
+Order of application (README, "Mapping reference"): the standard RFC 6749 §4.1.3 / §6 parameters
+→ client authentication (``basic``: an ``Authorization`` header, RFC 6749 §2.3.1; ``body``:
+``client_id`` + ``client_secret`` parameters; ``both``; ``none``: ``client_id`` only) → PKCE
+``code_verifier`` → ``params`` verbs (remove → rename → add) → encoding (``form`` body, ``json``
+body, or ``query`` string of the POST) → ``headers`` verbs.
+
+One shared ``aiohttp.ClientSession`` serves every upstream call. Every call has a *total*
+deadline (``upstream.timeout``, default 4 s) because Alexa abandons a token request after 4.5 s.
+There is no retry: a retried code exchange could spend the code twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+import aiohttp
+
+from .answer import MAX_ANSWER_BYTES, UpstreamAnswer
+from .mapping import ProviderMapping, TokenRequest
+from .oauth import ServerError, TemporarilyUnavailable
+
+__all__ = ["PreparedRequest", "prepare_token_request", "send", "basic_auth_header"]
+
+log = logging.getLogger(__name__)
+
+
+def basic_auth_header(client_id: str, client_secret: str) -> str:
+    """RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined by ``:`` and base64-encoded."""
+    raw = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """An upstream request ready to send (and to show in ``gateway check`` and tests)."""
+
+    method: str
+    url: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    form: Mapping[str, str] | None
+    json_body: Mapping[str, str] | None
+    timeout: float | None
+
+
+def prepare_token_request(
+    mapping: ProviderMapping,
+    *,
+    grant_type: str,
+    callback_url: str,
+    code: str = "",
+    refresh_token: str = "",
+    code_verifier: str = "",
+) -> PreparedRequest:
+    rules: TokenRequest = mapping.token if grant_type == "authorization_code" else mapping.refresh
+    params: dict[str, str] = {"grant_type": grant_type}
+    if grant_type == "authorization_code":
+        params.update(code=code, redirect_uri=callback_url)
+        if code_verifier:
+            params["code_verifier"] = code_verifier
+    else:
+        params["refresh_token"] = refresh_token
+
+    headers: dict[str, str] = {"Accept": "application/json"}
+    basic = basic_auth_header(mapping.upstream_client_id, mapping.upstream_client_secret)
+    if rules.client_auth in ("basic", "both"):
+        headers["Authorization"] = basic
+    if rules.client_auth in ("body", "both"):
+        params["client_id"] = mapping.upstream_client_id
+        params["client_secret"] = mapping.upstream_client_secret
+    elif rules.client_auth == "none":
+        params["client_id"] = mapping.upstream_client_id
+
+    values = {
+        "client_id": mapping.upstream_client_id,
+        "client_secret": mapping.upstream_client_secret,
+        "redirect_uri": callback_url,
+        "grant_type": grant_type,
+        "code": code,
+        "refresh_token": refresh_token,
+        "code_verifier": code_verifier,
+        "basic_auth": basic,
+    }
+    params = rules.params.apply(params, values)
+    headers = rules.headers.apply(headers, values)
+
+    query: dict[str, str] = {}
+    form: dict[str, str] | None = None
+    json_body: dict[str, str] | None = None
+    if rules.encoding == "query" or rules.method == "GET":
+        query = params
+    elif rules.encoding == "json":
+        json_body = params
+    else:
+        form = params
+    return PreparedRequest(rules.method, rules.url, query, headers, form, json_body, rules.timeout)
+
+
+async def send(session: aiohttp.ClientSession, request: PreparedRequest, *, default_timeout: float) -> UpstreamAnswer:
+    """Send once, within a total deadline; raise ``TemporarilyUnavailable`` on timeout or no answer.
+
+    Timeouts and connection failures become 503 ``temporarily_unavailable`` (never
+    ``invalid_grant``: Google unlinks on that, and the grant may still be good).
+    """
+    deadline = request.timeout or default_timeout
+    started = time.monotonic()
+    data: bytes | None = None
+    headers = dict(request.headers)
+    if request.form is not None:
+        data = urlencode(request.form).encode("ascii")
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    elif request.json_body is not None:
+        data = json.dumps(request.json_body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    try:
+        async with asyncio.timeout(deadline):
+            async with session.request(
+                request.method,
+                request.url,
+                params=request.query or None,
+                data=data,
+                headers=headers,
+                allow_redirects=False,
+            ) as response:
+                body = await response.content.read(MAX_ANSWER_BYTES + 1)
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise ServerError("upstream answer is larger than 64 KiB")
+                answer = UpstreamAnswer(response.status, response.headers.get("Content-Type", ""), body)
+    except TimeoutError:
+        log.warning("upstream %s timed out after %.1fs", request.url, deadline)
+        raise TemporarilyUnavailable(f"upstream did not answer within {deadline:g}s") from None
+    except aiohttp.ClientError as exc:
+        log.warning("upstream %s failed: %s", request.url, type(exc).__name__)
+        raise TemporarilyUnavailable("upstream could not be reached") from None
+    log.info(
+        "upstream %s answered %d in %.0f ms", request.url, answer.status, (time.monotonic() - started) * 1000
+    )
+    return answer

@@ -1,0 +1,156 @@
+"""YAML that remembers where each value came from, with ``${VAR}`` taken from the environment.
+
+Every problem the gateway finds in a config must be reported as ``file:line: message`` and all at
+once, so an operator fixes a file in one pass. PyYAML's safe loader knows each node's line; this
+module keeps it: mappings load as :class:`LineDict` (line of each key), sequences as
+:class:`LineList` (line of each item).
+
+``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the environment while the
+file loads, so secrets never sit in files. A missing variable without a default is a problem
+that names the file, the line and the variable. ``$${`` stands for a literal ``${``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["LineDict", "LineList", "Problem", "Problems", "ConfigError", "load_yaml"]
+
+_ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong in a config file, at a line (1-based; 0 when the whole file is meant)."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+
+
+@dataclass
+class Problems:
+    """Collects problems so that loading goes on and reports every one at the end."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, file: str, line: int, message: str) -> None:
+        self.items.append(Problem(file, line, message))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError(sorted(set(self.items)))
+
+
+class ConfigError(Exception):
+    """The config can not be used; ``problems`` lists every reason, each with file and line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class LineDict(dict[str, Any]):
+    """A YAML mapping that knows its own line and the line of each key."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list[Any]):
+    """A YAML sequence that knows its own line and the line of each item."""
+
+    line: int = 0
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
+def _interpolate(text: str, env: Mapping[str, str], missing: list[str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        escaped, name, default = match.groups()
+        if escaped:
+            return match.group(0)[1:]
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    return _ENV_REF.sub(replace, text)
+
+
+def load_yaml(path: Path, problems: Problems, *, env: Mapping[str, str] | None = None) -> Any:
+    """Load ``path``; syntax errors and missing variables go to ``problems``; ``None`` if unusable."""
+    environ = os.environ if env is None else env
+    name = str(path)
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: Loader, node: yaml.MappingNode) -> LineDict:
+        result = LineDict()
+        result.line = node.start_mark.line + 1
+        result.key_lines = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                problems.add(name, key_node.start_mark.line + 1, f"keys must be text, not {key!r}")
+                continue
+            if key in result:
+                problems.add(name, key_node.start_mark.line + 1, f"{key!r} is given twice")
+            result[key] = loader.construct_object(value_node, deep=True)
+            result.key_lines[key] = key_node.start_mark.line + 1
+        return result
+
+    def construct_sequence(loader: Loader, node: yaml.SequenceNode) -> LineList:
+        result = LineList(loader.construct_object(child, deep=True) for child in node.value)
+        result.line = node.start_mark.line + 1
+        result.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return result
+
+    def construct_str(loader: Loader, node: yaml.ScalarNode) -> str:
+        value = loader.construct_scalar(node)
+        assert isinstance(value, str)
+        missing: list[str] = []
+        result = _interpolate(value, environ, missing)
+        for variable in missing:
+            problems.add(name, node.start_mark.line + 1, f"environment variable {variable} is not set")
+        return result
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
+    Loader.add_constructor("tag:yaml.org,2002:str", construct_str)
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problems.add(name, 0, f"can not be read: {exc.strerror or exc}")
+        return None
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - Loader derives from SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        problems.add(name, line, f"not valid YAML: {exc.problem or exc}")
+    except yaml.YAMLError as exc:
+        problems.add(name, 0, f"not valid YAML: {exc}")
+    return None

@@ -1,0 +1,176 @@
+"""End-to-end fixtures: a real upstream (oidc-provider), the real gateway, a client playing Alexa.
+
+Everything listens on 127.0.0.1. The gateway is configured the way an operator would do it: a
+gateway.yaml and a mapping file written to disk and loaded by :func:`gateway.config.load_config`.
+"""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+from upstream_oidc import OidcUpstream, login_and_consent, running_oidc_provider
+
+from gateway.app import create_app
+from gateway.config import Config, load_config
+from gateway.seal import generate_key
+
+VENDOR = "M2AAAAAAAAAAAA"
+ALEXA_REDIRECT = f"https://pitangui.amazon.com/api/skill/link/{VENDOR}"
+PLATFORM_ID = "alexa-skill"
+PLATFORM_SECRET = "alexa-skill-secret"
+UPSTREAM_ID = "gateway-client"
+UPSTREAM_SECRET = "gateway-client-secret"
+#: The same gateway registered a second time at the upstream, for client_secret_post.
+UPSTREAM_POST_ID = "gateway-client-post"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Gateway:
+    """A running gateway and what a test needs to talk to it."""
+
+    url: str
+    config: Config
+    runner: web.AppRunner
+
+    def endpoint(self, name: str, provider: str = "oidc") -> str:
+        return f"{self.url}/{provider}/{name}"
+
+    def authorize_url(self, provider: str = "oidc", **params: str | None) -> str:
+        query: dict[str, str | None] = {
+            "client_id": PLATFORM_ID,
+            "redirect_uri": ALEXA_REDIRECT,
+            "state": "alexa-state-123",
+            "response_type": "code",
+            "scope": "openid profile",
+            **params,
+        }
+        return f"{self.endpoint('authorize', provider)}?{urlencode({k: v for k, v in query.items() if v is not None})}"
+
+
+def mapping_yaml(
+    upstream: OidcUpstream, *, client_auth: str = "basic", upstream_client_id: str = UPSTREAM_ID, extra: str = ""
+) -> str:
+    return textwrap.dedent(
+        f"""\
+        platform:
+          profile: alexa
+          vendor_ids: [{VENDOR}]
+          client_id: {PLATFORM_ID}
+          client_secret: ${{PLATFORM_SECRET}}
+        upstream:
+          issuer: {upstream.issuer}
+          client_id: {upstream_client_id}
+          client_secret: ${{UPSTREAM_SECRET}}
+          authorize:
+            url: {upstream.authorization_endpoint}
+            params:
+              add:
+                prompt: consent
+          token:
+            url: {upstream.token_endpoint}
+            client_auth: {client_auth}
+        """
+    ) + textwrap.dedent(extra)
+
+
+async def start_gateway(tmp_path: Path, mappings: dict[str, str], *, port: int, keys: list[str] | None = None) -> Gateway:
+    (tmp_path / "mappings").mkdir(exist_ok=True)
+    for name, text in mappings.items():
+        (tmp_path / "mappings" / f"{name}.yaml").write_text(text)
+    key_list = ", ".join(f'"{key}"' for key in (keys or [generate_key()]))
+    (tmp_path / "gateway.yaml").write_text(
+        f"listen: {{host: 127.0.0.1, port: {port}}}\n"
+        f"public_url: http://127.0.0.1:{port}\n"
+        f"keys: [{key_list}]\n"
+        "cookie: {secure: false}\n"
+        "upstream: {timeout: 3}\n"
+    )
+    env = {"PLATFORM_SECRET": PLATFORM_SECRET, "UPSTREAM_SECRET": UPSTREAM_SECRET}
+    config = load_config(tmp_path / "gateway.yaml", env=env)
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return Gateway(f"http://127.0.0.1:{port}", config, runner)
+
+
+@pytest.fixture
+def gateway_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+async def upstream(gateway_port: int) -> AsyncIterator[OidcUpstream]:
+    redirect_uris = [f"http://127.0.0.1:{gateway_port}/oidc/callback"]
+    clients = [
+        {"client_id": client_id, "client_secret": UPSTREAM_SECRET, "redirect_uris": redirect_uris,
+         "token_endpoint_auth_method": method}
+        for client_id, method in ((UPSTREAM_ID, "client_secret_basic"), (UPSTREAM_POST_ID, "client_secret_post"))
+    ]
+    async with running_oidc_provider(clients) as provider:
+        yield provider
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream) -> AsyncIterator[GatewayFactory]:
+    """Start the gateway in front of the upstream; options change the oidc mapping."""
+    started: list[Gateway] = []
+
+    async def make(
+        *, client_auth: str = "basic", upstream_client_id: str = UPSTREAM_ID, extra: str = "", keys: list[str] | None = None
+    ) -> Gateway:
+        mapping = mapping_yaml(upstream, client_auth=client_auth, upstream_client_id=upstream_client_id, extra=extra)
+        gateway = await start_gateway(tmp_path, {"oidc": mapping}, port=gateway_port, keys=keys)
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        await gateway.runner.cleanup()
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> Gateway:
+    return await make_gateway()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[aiohttp.ClientSession]:
+    """The user's browser: keeps cookies for IP hosts; redirects are followed by hand."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[aiohttp.ClientSession]:
+    """Alexa's servers: no cookies, server to server."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+def query_of(url: Any) -> dict[str, str]:
+    return {name: values[0] for name, values in parse_qs(urlsplit(str(url)).query).items()}
+
+
+async def link(browser: aiohttp.ClientSession, gateway: Gateway, **params: str | None) -> dict[str, str]:
+    """Play the user through the gateway and the upstream's login and consent; return what Alexa gets."""
+    landing = await login_and_consent(browser, gateway.authorize_url(**params), stop_at_prefix="https://pitangui.amazon.com/")
+    assert str(landing).startswith(ALEXA_REDIRECT + "?"), landing
+    return query_of(landing)

@@ -1,0 +1,317 @@
+"""Authorization code and refresh, end to end: Alexa → gateway → oidc-provider and back.
+
+The upstream is a real OAuth2/OIDC server (panva's oidc-provider, from npm) driven through its
+own login and consent pages; the platform's redirect URI is Alexa's, read from the Location
+header and never followed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from conftest import (
+    ALEXA_REDIRECT,
+    PLATFORM_ID,
+    PLATFORM_SECRET,
+    UPSTREAM_POST_ID,
+    Gateway,
+    GatewayFactory,
+    link,
+    query_of,
+)
+from upstream_oidc import login_and_consent
+
+from gateway.handlers.callback import CODE_PURPOSE
+from gateway.seal import Sealer, generate_key
+
+
+def basic(client_id: str = PLATFORM_ID, secret: str = PLATFORM_SECRET) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+async def post_token(
+    platform: aiohttp.ClientSession,
+    gateway: Gateway,
+    form: dict[str, str],
+    *,
+    auth: str | None = "basic",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
+    body = dict(form)
+    sent_headers = {"User-Agent": "Apache-HttpClient/4.5.x (Java/1.8.0_152)", **(headers or {})}
+    if auth == "basic":
+        sent_headers["Authorization"] = basic()
+    elif auth == "body":
+        body.update(client_id=PLATFORM_ID, client_secret=PLATFORM_SECRET)
+    async with platform.post(gateway.endpoint("token"), data=urlencode(body), headers={
+        "Content-Type": "application/x-www-form-urlencoded", **sent_headers
+    }) as response:
+        return response.status, await response.json(), response.headers
+
+
+def code_form(code: str, redirect_uri: str = ALEXA_REDIRECT) -> dict[str, str]:
+    return {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+
+
+async def test_code_flow_then_refresh(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    back = await link(browser, gateway)
+    assert back["state"] == "alexa-state-123"
+
+    status, token, headers = await post_token(platform, gateway, code_form(back["code"]))
+    assert status == 200, token
+    assert headers["Cache-Control"] == "no-store" and headers["Pragma"] == "no-cache"
+    assert token["token_type"] == "Bearer"
+    assert isinstance(token["expires_in"], int) and token["expires_in"] > 0
+    assert token["access_token"] and token["refresh_token"]
+
+    status, refreshed, headers = await post_token(
+        platform, gateway, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
+    )
+    assert status == 200, refreshed
+    assert headers["Cache-Control"] == "no-store"
+    assert refreshed["access_token"] != token["access_token"]
+    assert isinstance(refreshed["expires_in"], int)
+
+
+async def test_client_secret_in_body(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    back = await link(browser, gateway)
+    status, token, _ = await post_token(platform, gateway, code_form(back["code"]), auth="body")
+    assert status == 200, token
+    assert token["access_token"]
+
+
+async def test_upstream_with_client_secret_post(
+    make_gateway: GatewayFactory, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
+) -> None:
+    """``client_auth: body`` reaches the upstream as client_secret_post (oidc-provider refuses
+    any other method for a client registered with it), and refresh goes the same way."""
+    gateway = await make_gateway(client_auth="body", upstream_client_id=UPSTREAM_POST_ID)
+    back = await link(browser, gateway)
+    status, token, _ = await post_token(platform, gateway, code_form(back["code"]))
+    assert status == 200, token
+    status, refreshed, _ = await post_token(
+        platform, gateway, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
+    )
+    assert status == 200, refreshed
+
+
+async def test_upstream_refusing_the_gateways_credentials_is_not_the_platforms_fault(
+    make_gateway: GatewayFactory, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
+) -> None:
+    """The upstream answers invalid_client to the gateway (wrong auth style in the mapping):
+    the platform gets 502 server_error, not an invalid_client that would blame its own secret."""
+    gateway = await make_gateway(client_auth="body")  # but the upstream registered Basic
+    back = await link(browser, gateway)
+    status, body, _ = await post_token(platform, gateway, code_form(back["code"]))
+    assert status == 502, body
+    assert body["error"] == "server_error"
+
+
+async def test_wrong_client_secret(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    back = await link(browser, gateway)
+    async with platform.post(
+        gateway.endpoint("token"), data=code_form(back["code"]), headers={"Authorization": basic(secret="wrong")}
+    ) as response:
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+        assert response.headers["Cache-Control"] == "no-store"
+        assert (await response.json())["error"] == "invalid_client"
+
+    form = {**code_form(back["code"]), "client_id": PLATFORM_ID, "client_secret": "wrong"}
+    async with platform.post(gateway.endpoint("token"), data=form) as response:
+        assert response.status == 401
+        assert (await response.json())["error"] == "invalid_client"
+
+    # The code was not spent by the failed attempts.
+    status, token, _ = await post_token(platform, gateway, code_form(back["code"]))
+    assert status == 200, token
+
+
+async def test_both_client_auth_methods_at_once(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    back = await link(browser, gateway)
+    form = {**code_form(back["code"]), "client_id": PLATFORM_ID, "client_secret": PLATFORM_SECRET}
+    status, body, _ = await post_token(platform, gateway, form, auth="basic")
+    assert status == 400
+    assert body["error"] == "invalid_request"
+
+
+async def test_reused_code(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    back = await link(browser, gateway)
+    status, _, _ = await post_token(platform, gateway, code_form(back["code"]))
+    assert status == 200
+    status, body, _ = await post_token(platform, gateway, code_form(back["code"]))
+    assert status == 400
+    assert body["error"] == "invalid_grant"
+
+
+async def test_expired_code(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    back = await link(browser, gateway)
+    sealer = Sealer(gateway.config.keys)
+    payload = sealer.open(CODE_PURPOSE, back["code"])
+    expired = sealer.seal(CODE_PURPOSE, payload, ttl=300, now=0)  # sealed long ago, same key
+    status, body, _ = await post_token(platform, gateway, code_form(expired))
+    assert status == 400
+    assert body["error"] == "invalid_grant"
+    assert "expired" in body["error_description"]
+
+
+async def test_forged_and_tampered_codes(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    back = await link(browser, gateway)
+    forged = Sealer([generate_key()]).seal(CODE_PURPOSE, Sealer(gateway.config.keys).open(CODE_PURPOSE, back["code"]), ttl=300)
+    code = back["code"]
+    tampered = code[:40] + ("A" if code[40] != "A" else "B") + code[41:]
+    for bad in (forged, tampered, "not-a-code", ""):
+        status, body, _ = await post_token(platform, gateway, code_form(bad))
+        assert status == 400, bad
+        assert body["error"] in {"invalid_grant", "invalid_request"}
+    # The genuine code still works.
+    status, token, _ = await post_token(platform, gateway, code_form(code))
+    assert status == 200, token
+
+
+async def test_token_redirect_uri_must_match(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    back = await link(browser, gateway)
+    other_region = ALEXA_REDIRECT.replace("pitangui.amazon.com", "layla.amazon.com")
+    status, body, _ = await post_token(platform, gateway, code_form(back["code"], other_region))
+    assert status == 400
+    assert body["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "https://evil.example/api/skill/link/M2AAAAAAAAAAAA",
+        "https://pitangui.amazon.com.evil.example/api/skill/link/M2AAAAAAAAAAAA",
+        "https://pitangui.amazon.com@evil.example/api/skill/link/M2AAAAAAAAAAAA",
+        "https://pitangui.amazon.com/api/skill/link/M2AAAAAAAAAAAA/../../evil",
+        "https://pitangui.amazon.com/api/skill/link/OTHERVENDOR1",
+        "http://pitangui.amazon.com/api/skill/link/M2AAAAAAAAAAAA",
+        "https://pitangui.amazon.com/api/skill/link/M2AAAAAAAAAAAA?next=https://evil.example",
+        "https://pitangui.amazon.com:444/api/skill/link/M2AAAAAAAAAAAA",
+    ],
+)
+async def test_mismatched_redirect_uri_gets_a_page_not_a_redirect(
+    gateway: Gateway, browser: aiohttp.ClientSession, redirect_uri: str
+) -> None:
+    async with browser.get(gateway.authorize_url(redirect_uri=redirect_uri), allow_redirects=False) as response:
+        assert response.status == 400
+        assert "Location" not in response.headers
+        assert response.content_type == "text/html"
+        assert "redirect_uri" in await response.text()
+
+
+async def test_unknown_client_gets_a_page(gateway: Gateway, browser: aiohttp.ClientSession) -> None:
+    async with browser.get(gateway.authorize_url(client_id="someone-else"), allow_redirects=False) as response:
+        assert response.status == 400
+        assert "Location" not in response.headers
+
+
+async def test_bad_response_type_is_redirected_with_error(gateway: Gateway, browser: aiohttp.ClientSession) -> None:
+    async with browser.get(gateway.authorize_url(response_type="id_token"), allow_redirects=False) as response:
+        assert response.status == 302
+        location = response.headers["Location"]
+    assert location.startswith(ALEXA_REDIRECT + "?")
+    assert query_of(location) == {
+        "error": "unsupported_response_type",
+        "error_description": "this provider answers response_type=code",
+        "state": "alexa-state-123",
+    }
+
+
+async def test_csrf_state_mismatch(gateway: Gateway, browser: aiohttp.ClientSession, upstream: Any) -> None:
+    """A callback whose state is not the nonce this browser's cookie holds gets a page, no code."""
+    callback = await login_and_consent(browser, gateway.authorize_url(), stop_at_prefix=gateway.endpoint("callback"))
+    params = query_of(callback)
+    assert params["code"] and params["state"]
+    forged = f"{gateway.endpoint('callback')}?{urlencode({**params, 'state': 'attacker-nonce'})}"
+    async with browser.get(forged, allow_redirects=False) as response:
+        assert response.status == 400
+        assert "Location" not in response.headers
+    # An attacker's browser (no flow cookie) replaying the real callback gets a page too.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as attacker:
+        async with attacker.get(str(callback), allow_redirects=False) as response:
+            assert response.status == 400
+            assert "Location" not in response.headers
+    # The genuine browser still completes its flow.
+    async with browser.get(str(callback), allow_redirects=False) as response:
+        assert response.status == 302
+        assert response.headers["Location"].startswith(ALEXA_REDIRECT + "?code=")
+
+
+async def test_user_denies(gateway: Gateway, browser: aiohttp.ClientSession) -> None:
+    landing = await login_and_consent(
+        browser, gateway.authorize_url(), stop_at_prefix="https://pitangui.amazon.com/", deny=True
+    )
+    params = query_of(landing)
+    assert params["error"] == "access_denied"
+    assert params["state"] == "alexa-state-123"
+    assert "code" not in params
+
+
+async def test_callback_opened_twice(gateway: Gateway, browser: aiohttp.ClientSession) -> None:
+    callback = await login_and_consent(browser, gateway.authorize_url(), stop_at_prefix=gateway.endpoint("callback"))
+    async with browser.get(str(callback), allow_redirects=False) as response:
+        assert response.status == 302
+    async with browser.get(str(callback), allow_redirects=False) as response:
+        assert response.status == 400
+        assert "Location" not in response.headers
+        assert "already used" in await response.text()
+
+
+async def test_two_flows_in_one_browser(gateway: Gateway, browser: aiohttp.ClientSession) -> None:
+    """Two tabs: starting a second link does not clobber the first one's flow."""
+    first = await login_and_consent(browser, gateway.authorize_url(state="first"), stop_at_prefix=gateway.endpoint("callback"))
+    second = await login_and_consent(browser, gateway.authorize_url(state="second"), stop_at_prefix=gateway.endpoint("callback"))
+    for callback, state in ((second, "second"), (first, "first")):
+        async with browser.get(str(callback), allow_redirects=False) as response:
+            assert response.status == 302, await response.text()
+            assert query_of(response.headers["Location"])["state"] == state
+
+
+async def test_flow_cookie_attributes(gateway: Gateway, browser: aiohttp.ClientSession) -> None:
+    async with browser.get(gateway.authorize_url(), allow_redirects=False) as response:
+        assert response.status == 302
+        cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Max-Age=600" in cookie
+    assert "alexa-state-123" not in cookie  # encrypted, not merely encoded
+    value = cookie.split(";", 1)[0].split("=", 1)[1]
+    assert "pitangui" not in base64.urlsafe_b64decode(value + "==").decode("latin-1")
+
+
+async def test_token_endpoint_rejects_bad_requests_with_json(gateway: Gateway, platform: aiohttp.ClientSession) -> None:
+    cases: list[tuple[dict[str, str], int, str]] = [
+        ({}, 400, "invalid_request"),
+        ({"grant_type": "password", "username": "u", "password": "p"}, 400, "unsupported_grant_type"),
+        ({"grant_type": "authorization_code"}, 400, "invalid_request"),
+        ({"grant_type": "refresh_token"}, 400, "invalid_request"),
+    ]
+    for form, status, error in cases:
+        got_status, body, headers = await post_token(platform, gateway, form)
+        assert (got_status, body["error"]) == (status, error), form
+        assert headers["Pragma"] == "no-cache"
+    # Duplicated parameters (RFC 6749 §3.2) and a body far too large.
+    async with platform.post(
+        gateway.endpoint("token"), data="grant_type=refresh_token&grant_type=refresh_token", headers={"Authorization": basic()}
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_request"
+    async with platform.post(gateway.endpoint("token"), data="a=" + "x" * 100_000, headers={"Authorization": basic()}) as response:
+        assert response.status == 413
+
+
+async def test_token_request_without_content_type(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
+    """One Alexa write-up saw a token request with no Content-Type: the form is parsed anyway."""
+    back = await link(browser, gateway)
+    body = urlencode(code_form(back["code"])).encode()
+    async with platform.post(
+        gateway.endpoint("token"), data=body, headers={"Authorization": basic(), "Content-Type": ""}, skip_auto_headers=["Content-Type"]
+    ) as response:
+        assert response.status == 200, await response.text()
+        assert json.loads(await response.text())["access_token"]
