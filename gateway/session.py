@@ -12,6 +12,7 @@ is dropped past ``max_flows`` so the cookie stays well under the 4 KB browsers k
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -73,12 +74,23 @@ class FlowStore:
         self._session["flows"] = flows
 
     def take(self, nonce: str, *, now: float | None = None) -> dict[str, Any] | None:
-        """Remove and return the flow for ``nonce`` (single use), or ``None``."""
+        """Remove and return the flow for ``nonce`` (single use), or ``None``.
+
+        A short fingerprint of each completed nonce stays behind for a while, so that a callback
+        opened twice (reload, back button) can be told apart from a forged or foreign one.
+        """
         current = time.time() if now is None else now
         flows = self._live(current)
         flow = flows.pop(nonce, None)
-        if flows:
-            self._session["flows"] = flows
-        else:
-            self._session.invalidate()
+        if flow is not None:
+            done = [mark for mark in self._session.get("done", []) if isinstance(mark, str)]
+            self._session["done"] = (done + [_fingerprint(nonce)])[-self._settings.max_flows :]
+        self._session["flows"] = flows
         return flow
+
+    def was_completed(self, nonce: str) -> bool:
+        return _fingerprint(nonce) in self._session.get("done", [])
+
+
+def _fingerprint(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()[:12]

@@ -47,7 +47,7 @@ REFRESH_FIELD_TTL = 30 * 24 * 3600  # as long as the demo upstream's refresh tok
 
 #: Fields of a token answer that are secrets: the page shows only their first characters.
 SECRET_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
-_SHOWN_CHARS = 12
+_SHOWN_CHARS = 8
 #: A token answer or userinfo answer is small; read no more than this of it.
 _MAX_ANSWER = 64 * 1024
 
@@ -218,11 +218,18 @@ async def _token_page(request: web.Request, settings: DemoSettings, form: Mappin
 
 
 def shorten(answer: Mapping[str, Any]) -> dict[str, Any]:
-    """The answer with its tokens cut to their first characters: enough to see they change."""
-    return {
-        key: (value[:_SHOWN_CHARS] + "…" if key in SECRET_FIELDS and isinstance(value, str) and len(value) > _SHOWN_CHARS else value)
-        for key, value in answer.items()
-    }
+    """The answer with its tokens cut to a few characters each end: enough to see them change.
+
+    Both ends, not only a prefix: the demo's tokens are Fernet values, whose first dozen
+    characters are a version byte and a timestamp, the same for every token of one second.
+    """
+    return {key: (_cut(value) if key in SECRET_FIELDS and isinstance(value, str) else value) for key, value in answer.items()}
+
+
+def _cut(token: str) -> str:
+    if len(token) <= 3 * _SHOWN_CHARS:
+        return token[: min(_SHOWN_CHARS, len(token) // 2)] + "…"
+    return f"{token[:_SHOWN_CHARS]}…{token[-_SHOWN_CHARS:]}"
 
 
 def _pretty(value: Any) -> str:

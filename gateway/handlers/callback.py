@@ -32,15 +32,21 @@ CODE_PURPOSE = "code"
 _RESTART = "Please go back to the app and start linking your account again."
 
 
-def _lost_flow(had_cookie: bool) -> OAuthError:
-    if not had_cookie:
+def _lost_flow(flows: FlowStore, nonce: str) -> OAuthError:
+    if nonce and flows.was_completed(nonce):
+        return OAuthError(
+            "This sign-in was already used to link your account: this page was opened twice. "
+            "Go back to the app to see whether linking worked.",
+            error="invalid_request",
+        )
+    if not flows.had_cookie:
         return OAuthError(
             "This sign-in took too long or your browser did not keep the gateway's cookie. " + _RESTART,
             error="invalid_request",
         )
     return OAuthError(
-        "This sign-in answer does not belong to a link attempt in this browser: it was already used, "
-        "it expired, or it was not started here. " + _RESTART,
+        "This sign-in answer does not belong to a link attempt in this browser: it expired, "
+        "or it was not started here. " + _RESTART,
         error="invalid_request",
     )
 
@@ -88,7 +94,7 @@ async def callback(request: web.Request) -> web.Response:
     nonce = params.get("state", "")
     flow = flows.take(nonce) if nonce else None
     if flow is None or flow.get("p") != mapping.name:
-        return error_page(_lost_flow(flows.had_cookie))
+        return error_page(_lost_flow(flows, nonce))
 
     issuer = params.get("iss")
     if mapping.issuer is not None and issuer is not None and issuer != mapping.issuer:

@@ -88,7 +88,9 @@ def mapping_yaml(
     ) + textwrap.dedent(extra)
 
 
-async def start_gateway(tmp_path: Path, mappings: dict[str, str], *, port: int, keys: list[str] | None = None) -> Gateway:
+async def start_gateway(
+    tmp_path: Path, mappings: dict[str, str], *, port: int, keys: list[str] | None = None, upstream_secret: str = UPSTREAM_SECRET
+) -> Gateway:
     (tmp_path / "mappings").mkdir(exist_ok=True)
     for name, text in mappings.items():
         (tmp_path / "mappings" / f"{name}.yaml").write_text(text)
@@ -100,7 +102,7 @@ async def start_gateway(tmp_path: Path, mappings: dict[str, str], *, port: int, 
         "cookie: {secure: false}\n"
         "upstream: {timeout: 3}\n"
     )
-    env = {"PLATFORM_SECRET": PLATFORM_SECRET, "UPSTREAM_SECRET": UPSTREAM_SECRET}
+    env = {"PLATFORM_SECRET": PLATFORM_SECRET, "UPSTREAM_SECRET": upstream_secret}
     config = load_config(tmp_path / "gateway.yaml", env=env)
     runner = web.AppRunner(create_app(config))
     await runner.setup()
@@ -134,10 +136,17 @@ async def make_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream
     started: list[Gateway] = []
 
     async def make(
-        *, client_auth: str = "basic", upstream_client_id: str = UPSTREAM_ID, extra: str = "", keys: list[str] | None = None
+        *,
+        client_auth: str = "basic",
+        upstream_client_id: str = UPSTREAM_ID,
+        upstream_secret: str = UPSTREAM_SECRET,
+        extra: str = "",
+        keys: list[str] | None = None,
     ) -> Gateway:
         mapping = mapping_yaml(upstream, client_auth=client_auth, upstream_client_id=upstream_client_id, extra=extra)
-        gateway = await start_gateway(tmp_path, {"oidc": mapping}, port=gateway_port, keys=keys)
+        gateway = await start_gateway(
+            tmp_path, {"oidc": mapping}, port=gateway_port, keys=keys, upstream_secret=upstream_secret
+        )
         started.append(gateway)
         return gateway
 

@@ -88,8 +88,8 @@ async def test_client_secret_in_body(gateway: Gateway, browser: aiohttp.ClientSe
 async def test_upstream_with_client_secret_post(
     make_gateway: GatewayFactory, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
 ) -> None:
-    """``client_auth: body`` reaches the upstream as client_secret_post (oidc-provider refuses
-    any other method for a client registered with it), and refresh goes the same way."""
+    """``client_auth: body`` reaches an upstream client registered for client_secret_post, for
+    the code exchange and for refresh."""
     gateway = await make_gateway(client_auth="body", upstream_client_id=UPSTREAM_POST_ID)
     back = await link(browser, gateway)
     status, token, _ = await post_token(platform, gateway, code_form(back["code"]))
@@ -103,9 +103,9 @@ async def test_upstream_with_client_secret_post(
 async def test_upstream_refusing_the_gateways_credentials_is_not_the_platforms_fault(
     make_gateway: GatewayFactory, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
 ) -> None:
-    """The upstream answers invalid_client to the gateway (wrong auth style in the mapping):
+    """The upstream answers invalid_client to the gateway (a wrong upstream secret in the config):
     the platform gets 502 server_error, not an invalid_client that would blame its own secret."""
-    gateway = await make_gateway(client_auth="body")  # but the upstream registered Basic
+    gateway = await make_gateway(upstream_secret="not-the-upstream-secret")
     back = await link(browser, gateway)
     status, body, _ = await post_token(platform, gateway, code_form(back["code"]))
     assert status == 502, body
