@@ -93,9 +93,11 @@ def load_config(
     base = path.parent
 
     listen = root.section("listen")
-    listen_host = host or listen.str("host", "127.0.0.1")
-    listen_port = port if port is not None else listen.int("port", 8080, minimum=0, maximum=65535)
+    file_host = listen.str("host", "127.0.0.1")
+    file_port = listen.int("port", 8080, minimum=0, maximum=65535)
     listen.finish()
+    listen_host = host or file_host
+    listen_port = port if port is not None else file_port
 
     public_url = root.url("public_url", None)
     if not public_url:

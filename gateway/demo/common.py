@@ -8,6 +8,7 @@ several replicas serve one demo flow.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import ClientSession, web
 from multidict import MultiDict
@@ -71,7 +72,7 @@ async def read_form(request: web.Request) -> MultiDict[str] | None:
     return fields
 
 
-def open_field(sealer: Sealer, purpose: str, value: str | None) -> dict[str, object] | None:
+def open_field(sealer: Sealer, purpose: str, value: str | None) -> dict[str, Any] | None:
     """Open a sealed form field or token; ``None`` for anything missing, oversized or not ours."""
     if not value or len(value) > MAX_FIELD:
         return None
