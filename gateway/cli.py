@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -42,9 +43,9 @@ def _setup_logging(config: Config | None) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def _load(path: Path, **overrides: object) -> Config | None:
+def _load(path: Path, **overrides: Any) -> Config | None:
     try:
-        return load_config(path, **overrides)  # type: ignore[arg-type]
+        return load_config(path, **overrides)
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
@@ -75,19 +76,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(args.config, check_all=True)
     if config is None:
         return 1
-    failures = 0
-    for mapping in config.providers.values():
-        for failure in run_examples(mapping):
-            print(failure, file=sys.stderr)
-            failures += 1
-    examples = sum(len(mapping.examples) for mapping in config.providers.values())
+    mappings = [*config.providers.values(), *config.unserved.values()]
+    failures = [failure for mapping in mappings for failure in run_examples(mapping)]
+    for failure in failures:
+        print(failure, file=sys.stderr)
     if failures:
-        print(f"gateway: {failures} example(s) failed", file=sys.stderr)
+        print(f"gateway: {len(failures)} example(s) failed", file=sys.stderr)
         return 1
-    print(f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)}), {examples} example(s) passed")
+    examples = sum(len(mapping.examples) for mapping in mappings)
+    line = f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)})"
+    if config.unserved:
+        line += f", {len(config.unserved)} more mapping(s) checked but not served"
+    print(f"{line}, {examples} example(s) passed")
     return 0
 
 

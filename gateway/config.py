@@ -53,6 +53,8 @@ class Config:
     log_level: str
     demo: bool
     providers: Mapping[str, ProviderMapping] = field(default_factory=dict)
+    #: Mappings in the folder that ``providers:`` does not serve; loaded only for ``gateway check``.
+    unserved: Mapping[str, ProviderMapping] = field(default_factory=dict)
 
     def callback_url(self, provider: str) -> str:
         """The redirect URI the gateway registers with an upstream: ``<public_url>/<provider>/callback``."""
@@ -85,8 +87,13 @@ def load_config(
     host: str | None = None,
     port: int | None = None,
     env: Mapping[str, str] | None = None,
+    check_all: bool = False,
 ) -> Config:
-    """Load ``path`` and the mappings it names; ``host``/``port`` override the file (CLI flags)."""
+    """Load ``path`` and the mappings it names; ``host``/``port`` override the file (CLI flags).
+
+    ``check_all`` also loads the folder's other mappings (into ``unserved``), without requiring
+    their environment variables: ``gateway check`` validates every file it can see.
+    """
     problems = Problems()
     data = load_yaml(path, problems, env=env)
     root = Section(data, file=str(path), problems=problems)
@@ -152,6 +159,12 @@ def load_config(
             providers[mapping.name] = mapping
     if not providers and not problems:
         problems.add(str(path), 0, "no provider is configured: add mappings, list them in providers:, or set demo: true")
+    unserved: dict[str, ProviderMapping] = {}
+    if check_all and mappings_dir.is_dir():
+        for file in sorted(set(mappings_dir.glob("*.yaml")) - set(files)):
+            mapping = _load_mapping(file, problems, env=env, public_url=public_url, missing_env_ok=True)
+            if mapping is not None:
+                unserved[mapping.name] = mapping
 
     problems.raise_if_any()
     return Config(
@@ -168,6 +181,7 @@ def load_config(
         log_level=log_level,
         demo=demo,
         providers=providers,
+        unserved=unserved,
     )
 
 
@@ -192,11 +206,11 @@ def _mapping_files(directory: Path, wanted: object, root: Section, problems: Pro
 
 
 def _load_mapping(
-    file: Path, problems: Problems, *, env: Mapping[str, str] | None, public_url: str
+    file: Path, problems: Problems, *, env: Mapping[str, str] | None, public_url: str, missing_env_ok: bool = False
 ) -> ProviderMapping | None:
     # GATEWAY_PUBLIC_URL is always known, so a mapping can point at the gateway itself (the demo).
     variables = {**(os.environ if env is None else env), "GATEWAY_PUBLIC_URL": public_url}
-    data = load_yaml(file, problems, env=variables)
+    data = load_yaml(file, problems, env=variables, missing_env_ok=missing_env_ok)
     if data is None and problems:
         return None
     name = file.stem

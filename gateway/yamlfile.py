@@ -98,8 +98,14 @@ def _interpolate(text: str, env: Mapping[str, str], missing: list[str]) -> str:
     return _ENV_REF.sub(replace, text)
 
 
-def load_yaml(path: Path, problems: Problems, *, env: Mapping[str, str] | None = None) -> Any:
-    """Load ``path``; syntax errors and missing variables go to ``problems``; ``None`` if unusable."""
+def load_yaml(
+    path: Path, problems: Problems, *, env: Mapping[str, str] | None = None, missing_env_ok: bool = False
+) -> Any:
+    """Load ``path``; syntax errors and missing variables go to ``problems``; ``None`` if unusable.
+
+    With ``missing_env_ok`` a missing variable becomes the text ``<VAR>`` instead of a problem:
+    ``gateway check`` validates mappings it does not serve without their secrets.
+    """
     environ = os.environ if env is None else env
     name = str(path)
 
@@ -132,6 +138,8 @@ def load_yaml(path: Path, problems: Problems, *, env: Mapping[str, str] | None =
         assert isinstance(value, str)
         missing: list[str] = []
         result = _interpolate(value, environ, missing)
+        if missing and missing_env_ok:
+            return _interpolate(value, {**environ, **{variable: f"<{variable}>" for variable in missing}}, [])
         for variable in missing:
             problems.add(name, node.start_mark.line + 1, f"environment variable {variable} is not set")
         return result
