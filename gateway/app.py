@@ -3,37 +3,29 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 from aiohttp_session import session_middleware
 
-from .appkeys import CONFIG, HTTP_CLIENT, SEALER
+from .appkeys import HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
 from .config import Config
 from .handlers.authorize import authorize
 from .handlers.callback import callback
 from .handlers.token import token
-from .seal import Sealer
-from .session import RotatingCookieStorage
+from .logs import request_middleware
+from .metrics import METRICS, Metrics
+from .session import CurrentFernet, RotatingCookieStorage
 
-__all__ = ["create_app", "AccessLogger", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
 
 log = logging.getLogger(__name__)
 
 #: Token requests are a few hundred bytes; anything far larger is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class AccessLogger(AbstractAccessLogger):
-    """Access log without query strings: they carry codes, states and (implicit) tokens."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            "%s %s %d %.1fms", request.method, request.path, response.status, time * 1000
-        )
 
 
 @web.middleware
@@ -62,15 +54,14 @@ async def readyz(request: web.Request) -> web.Response:
     client = request.app.get(HTTP_CLIENT)
     if client is None or client.closed:
         return web.Response(status=503, text="starting\n")
-    providers = ", ".join(sorted(request.app[CONFIG].providers))
+    providers = ", ".join(sorted(runtime_of(request).config.providers))
     return web.Response(text=f"ready: {providers}\n")
 
 
 def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
     async def http_client(app: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=300)
         session = aiohttp.ClientSession(
-            connector=connector,
+            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
             headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -84,22 +75,39 @@ def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIte
 
 def create_app(config: Config) -> web.Application:
     """The gateway for ``config``: every provider's three endpoints plus the operational ones."""
-    sealer = Sealer(config.keys)
-    storage = RotatingCookieStorage(sealer.fernet, config.cookie)
+    holder = RuntimeHolder(Runtime.of(config))
+    storage = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
+    metrics = Metrics()
     app = web.Application(
-        middlewares=[never_a_traceback, session_middleware(storage)],
+        middlewares=[request_middleware(config.request_id_header), never_a_traceback, session_middleware(storage)],
         client_max_size=MAX_BODY_BYTES,
     )
-    app[CONFIG] = config
-    app[SEALER] = sealer
+    app[RUNTIME] = holder
+    app[METRICS] = metrics
     app.cleanup_ctx.append(_http_client_context(config))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics.handler)
     if config.demo:
         from .demo import setup_demo
 
-        setup_demo(app, public_url=config.public_url, sealer=sealer)
+        setup_demo(app, public_url=config.public_url, sealer=holder.current.sealer)
     app.router.add_get("/{provider}/authorize", authorize)
     app.router.add_get("/{provider}/callback", callback)
     app.router.add_post("/{provider}/token", token)
     return app
+
+
+#: Settings that are bound when the server starts; a reload that changes them is refused.
+_RESTART_ONLY = ("host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout")
+
+
+def reload_config(app: web.Application, config: Config) -> list[str]:
+    """Swap in ``config`` atomically; return what needs a restart instead (nothing is swapped then)."""
+    current = app[RUNTIME].current.config
+    if config.ephemeral_key and current.ephemeral_key:
+        config = replace(config, keys=current.keys)  # a new random key would break every flow in flight
+    needs_restart = [name for name in _RESTART_ONLY if getattr(current, name) != getattr(config, name)]
+    if not needs_restart:
+        app[RUNTIME].current = Runtime.of(config)
+    return needs_restart

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from . import __version__
 from .config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from .examples import run_examples
+from .logs import setup_logging
 from .seal import generate_key
 
 __all__ = ["main"]
@@ -38,11 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(config: Config | None) -> None:
-    level = getattr(logging, (config.log_level if config else "info").upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
 def _load(path: Path, **overrides: Any) -> Config | None:
     try:
         return load_config(path, **overrides)
@@ -57,21 +51,19 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config, host=args.host, port=args.port)
     if config is None:
         return 2
-    _setup_logging(config)
-    from .app import AccessLogger, create_app
+    setup_logging(config.log_format, config.log_level)
+    from .server import serve
 
     if config.ephemeral_key:
         log.warning("no keys: configured; using a random key: flows break on restart and across replicas")
     if config.demo:
-        log.warning("DEMO is on: open %s/_demo/ — never expose a demo gateway to the internet", config.public_url)
-    log.info("serving %s on http://%s:%d (public URL %s)", ", ".join(config.providers), config.host, config.port, config.public_url)
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        access_log_class=AccessLogger,
-        print=None,
+        log.warning("DEMO is on: open %s/_demo/ and never expose a demo gateway to the internet", config.public_url)
+    scheme = "https" if config.tls else "http"
+    log.info(
+        "serving %s on %s://%s:%d (public URL %s)",
+        ", ".join(config.providers), scheme, config.host, config.port, config.public_url,
     )
+    serve(config, path=args.config, host=args.host, port=args.port)
     return 0
 
 

@@ -20,7 +20,7 @@ from .mapping import ProviderMapping, parse_mapping
 from .reader import Section, is_loopback_host
 from .yamlfile import ConfigError, Problems, load_yaml
 
-__all__ = ["Config", "CookieSettings", "load_config", "ConfigError", "DEFAULT_CONFIG"]
+__all__ = ["Config", "CookieSettings", "TlsSettings", "load_config", "ConfigError", "DEFAULT_CONFIG"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ class CookieSettings:
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """Optional TLS for deployments without a TLS-terminating proxy (Alexa needs 443 and a full chain)."""
+
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Config:
     file: str
     host: str
@@ -51,6 +59,9 @@ class Config:
     code_ttl: int
     log_format: str
     log_level: str
+    request_id_header: str
+    shutdown_grace: float
+    tls: TlsSettings | None
     demo: bool
     providers: Mapping[str, ProviderMapping] = field(default_factory=dict)
     #: Mappings in the folder that ``providers:`` does not serve; loaded only for ``gateway check``.
@@ -138,7 +149,10 @@ def load_config(
     log_section = root.section("log")
     log_format = log_section.str("format", "text", choices=("text", "json"))
     log_level = log_section.str("level", "info", choices=("debug", "info", "warning", "error"))
+    request_id_header = log_section.str("request_id_header", "X-Request-Id")
     log_section.finish()
+    shutdown_grace = root.float("shutdown_grace", 10.0, minimum=0.0, maximum=300.0)
+    tls = _tls(root.section("tls"), base)
 
     demo = root.bool("demo", False)
     mappings_dir = base / root.str("mappings", "mappings")
@@ -179,10 +193,29 @@ def load_config(
         code_ttl=code_ttl,
         log_format=log_format,
         log_level=log_level,
+        request_id_header=request_id_header,
+        shutdown_grace=shutdown_grace,
+        tls=tls,
         demo=demo,
         providers=providers,
         unserved=unserved,
     )
+
+
+def _tls(section: Section, base: Path) -> TlsSettings | None:
+    """``tls: {cert, key}``: PEM files (the cert file holds the full chain), relative to the config."""
+    if not section.data:
+        section.finish()
+        return None
+    paths = []
+    for key in ("cert", "key"):
+        value = section.str(key)
+        path = Path(value) if Path(value).is_absolute() else base / value
+        if not path.is_file():
+            section.error(key, f"no file {path}")
+        paths.append(str(path))
+    section.finish()
+    return TlsSettings(cert=paths[0], key=paths[1])
 
 
 def _mapping_files(directory: Path, wanted: object, root: Section, problems: Problems) -> list[Path]:

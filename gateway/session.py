@@ -21,15 +21,29 @@ from aiohttp_session import AbstractStorage, Session, get_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import MultiFernet
 
+from .appkeys import RuntimeHolder
 from .config import CookieSettings
 
-__all__ = ["RotatingCookieStorage", "FlowStore"]
+__all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore"]
+
+
+class CurrentFernet:
+    """The current runtime's MultiFernet, looked up on each use, so a reload can rotate keys."""
+
+    def __init__(self, holder: RuntimeHolder) -> None:
+        self._holder = holder
+
+    def encrypt(self, data: bytes) -> bytes:
+        return self._holder.current.sealer.fernet.encrypt(data)
+
+    def decrypt(self, token: bytes, ttl: int | None = None) -> bytes:
+        return self._holder.current.sealer.fernet.decrypt(token, ttl)
 
 
 class RotatingCookieStorage(EncryptedCookieStorage):
     """EncryptedCookieStorage over a MultiFernet (it only ever calls ``encrypt``/``decrypt``)."""
 
-    def __init__(self, fernet: MultiFernet, settings: CookieSettings) -> None:
+    def __init__(self, fernet: MultiFernet | CurrentFernet, settings: CookieSettings) -> None:
         AbstractStorage.__init__(
             self,
             cookie_name=settings.name,

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from .answer import MAX_ANSWER_BYTES, UpstreamAnswer
+from .appkeys import RequestRecord
 from .mapping import ProviderMapping, TokenRequest
 from .oauth import ServerError, TemporarilyUnavailable
 
@@ -105,7 +106,13 @@ def prepare_token_request(
     return PreparedRequest(rules.method, rules.url, query, headers, form, json_body, rules.timeout)
 
 
-async def send(session: aiohttp.ClientSession, request: PreparedRequest, *, default_timeout: float) -> UpstreamAnswer:
+async def send(
+    session: aiohttp.ClientSession,
+    request: PreparedRequest,
+    *,
+    default_timeout: float,
+    record: RequestRecord | None = None,
+) -> UpstreamAnswer:
     """Send once, within a total deadline; raise ``TemporarilyUnavailable`` on timeout or no answer.
 
     Timeouts and connection failures become 503 ``temporarily_unavailable`` (never
@@ -136,12 +143,22 @@ async def send(session: aiohttp.ClientSession, request: PreparedRequest, *, defa
                     raise ServerError("upstream answer is larger than 64 KiB")
                 answer = UpstreamAnswer(response.status, response.headers.get("Content-Type", ""), body)
     except TimeoutError:
+        _note(record, started, failure="timeout")
         log.warning("upstream %s timed out after %.1fs", request.url, deadline)
         raise TemporarilyUnavailable(f"upstream did not answer within {deadline:g}s") from None
     except aiohttp.ClientError as exc:
+        _note(record, started, failure="connection")
         log.warning("upstream %s failed: %s", request.url, type(exc).__name__)
         raise TemporarilyUnavailable("upstream could not be reached") from None
-    log.info(
-        "upstream %s answered %d in %.0f ms", request.url, answer.status, (time.monotonic() - started) * 1000
-    )
+    except ServerError:
+        _note(record, started, failure="too_large")
+        raise
+    _note(record, started, status=answer.status)
     return answer
+
+
+def _note(record: RequestRecord | None, started: float, *, status: int | None = None, failure: str = "") -> None:
+    if record is not None:
+        record.upstream_seconds = time.monotonic() - started
+        record.upstream_status = status
+        record.upstream_failure = failure

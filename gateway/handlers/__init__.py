@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import CONFIG
+from ..appkeys import record_of, runtime_of
 from ..mapping import ProviderMapping
 from ..oauth import InvalidRequest, OAuthError
 
-__all__ = ["provider_of", "single_params"]
+__all__ = ["provider_of", "single_params", "outcome", "unknown_provider"]
 
 #: Longest value accepted for any single request parameter (codes, states, URIs, verifiers).
 MAX_PARAM_LENGTH = 4096
 
 
-def provider_of(request: web.Request) -> ProviderMapping | None:
-    return request.app[CONFIG].providers.get(request.match_info["provider"])
+def provider_of(request: web.Request, endpoint: str) -> ProviderMapping | None:
+    """The mapping the path names (noted in the request's record for logs and metrics)."""
+    record = record_of(request)
+    record.endpoint = endpoint
+    mapping = runtime_of(request).config.providers.get(request.match_info["provider"])
+    if mapping is not None:
+        record.provider = mapping.name
+    return mapping
+
+
+def outcome(request: web.Request, result: str) -> None:
+    """Note how the request ended: ``success`` or the RFC 6749 error code."""
+    record_of(request).outcome = result
 
 
 def single_params(pairs: list[tuple[str, str]]) -> dict[str, str]:

@@ -19,11 +19,11 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from .. import pkce
-from ..appkeys import CONFIG
+from ..appkeys import runtime_of
 from ..mapping import ProviderMapping
 from ..oauth import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri, error_page, redirect
 from ..session import FlowStore
-from . import provider_of, single_params, unknown_provider
+from . import outcome, provider_of, single_params, unknown_provider
 
 __all__ = ["authorize"]
 
@@ -63,13 +63,14 @@ def _upstream_scope(mapping: ProviderMapping, requested: str) -> str:
 
 
 async def authorize(request: web.Request) -> web.Response:
-    mapping = provider_of(request)
+    mapping = provider_of(request, "authorize")
     if mapping is None:
         return error_page(unknown_provider(request))
     try:
         params = single_params(list(request.query.items()))
         redirect_uri = _check_client(mapping, params)
     except OAuthError as err:
+        outcome(request, err.error)
         return error_page(err)
 
     response_type = params.get("response_type", "")
@@ -81,12 +82,13 @@ async def authorize(request: web.Request) -> web.Response:
             raise UnsupportedResponseType(f"this provider answers response_type={expected}")
         platform_pkce = {} if implicit else _platform_pkce(mapping, params)
     except OAuthError as err:
+        outcome(request, err.error)
         body = {"error": err.error, "error_description": err.description}
         if state is not None:
             body["state"] = state
         return redirect(add_to_uri(redirect_uri, body, fragment=implicit), carries_secret=False)
 
-    config = request.app[CONFIG]
+    config = runtime_of(request).config
     nonce = secrets.token_urlsafe(24)
     flow: dict[str, Any] = {"p": mapping.name, "r": redirect_uri, "t": response_type, **platform_pkce}
     if state is not None:
@@ -121,4 +123,5 @@ async def authorize(request: web.Request) -> web.Response:
     flows.add(nonce, flow)
     url = mapping.authorize.url
     location = f"{url}{'&' if '?' in url else '?'}{urlencode(upstream_params)}"
+    outcome(request, "success")
     return redirect(location, carries_secret=False)

@@ -18,13 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import CONFIG, HTTP_CLIENT, SEALER
+from ..appkeys import HTTP_CLIENT, record_of, runtime_of
 from ..answer import normalise
 from ..mapping import ProviderMapping
 from ..oauth import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
 from ..session import FlowStore
 from ..upstream import prepare_token_request, send
-from . import provider_of, single_params, unknown_provider
+from . import outcome, provider_of, single_params, unknown_provider
 
 __all__ = ["callback", "CODE_PURPOSE"]
 
@@ -64,7 +64,7 @@ def _to_platform(flow: dict[str, Any], params: dict[str, str], *, fragment: bool
 
 async def _implicit_answer(request: web.Request, mapping: ProviderMapping, code: str, flow: dict[str, Any]) -> dict[str, str]:
     """RFC 6749 §4.2.2: the gateway redeems the code itself; the token goes in the fragment."""
-    config = request.app[CONFIG]
+    config = runtime_of(request).config
     prepared = prepare_token_request(
         mapping,
         grant_type="authorization_code",
@@ -72,7 +72,9 @@ async def _implicit_answer(request: web.Request, mapping: ProviderMapping, code:
         code=code,
         code_verifier=flow.get("v", ""),
     )
-    answer = await send(request.app[HTTP_CLIENT], prepared, default_timeout=config.upstream_timeout)
+    answer = await send(
+        request.app[HTTP_CLIENT], prepared, default_timeout=config.upstream_timeout, record=record_of(request)
+    )
     token = normalise(answer, mapping.answer)
     result = {"access_token": token["access_token"], "token_type": "Bearer", "expires_in": str(token["expires_in"])}
     if "scope" in token:
@@ -81,23 +83,26 @@ async def _implicit_answer(request: web.Request, mapping: ProviderMapping, code:
 
 
 async def callback(request: web.Request) -> web.Response:
-    mapping = provider_of(request)
+    mapping = provider_of(request, "callback")
     if mapping is None:
         return error_page(unknown_provider(request))
-    config = request.app[CONFIG]
+    runtime = runtime_of(request)
     try:
         params = single_params(list(request.query.items()))
     except OAuthError as err:
+        outcome(request, err.error)
         return error_page(err)
 
-    flows = await FlowStore.of(request, config.cookie)
+    flows = await FlowStore.of(request, runtime.config.cookie)
     nonce = params.get("state", "")
     flow = flows.take(nonce) if nonce else None
     if flow is None or flow.get("p") != mapping.name:
+        outcome(request, "lost_flow")
         return error_page(_lost_flow(flows, nonce))
 
     issuer = params.get("iss")
     if mapping.issuer is not None and issuer is not None and issuer != mapping.issuer:
+        outcome(request, "issuer_mismatch")
         return error_page(
             OAuthError("The sign-in answer came from an unexpected server (RFC 9207 issuer mismatch).", error="access_denied"),
             title="Account linking stopped",
@@ -109,23 +114,29 @@ async def callback(request: web.Request) -> web.Response:
         answer = {"error": error}
         if params.get("error_description"):
             answer["error_description"] = params["error_description"][:300]
+        outcome(request, error)
         return _to_platform(flow, answer, fragment=implicit)
 
     code = params.get("code")
     if not code:
+        outcome(request, "server_error")
         return _to_platform(flow, {"error": "server_error", "error_description": "upstream sent no code"}, fragment=implicit)
 
     if implicit:
+        record_of(request).grant = "implicit"
         try:
             token = await _implicit_answer(request, mapping, code, flow)
         except OAuthError as err:
             error = err.error if err.error in AUTHORIZATION_ERRORS else "access_denied"
+            outcome(request, err.error)
             return _to_platform(flow, {"error": error, "error_description": err.description}, fragment=True)
+        outcome(request, "success")
         return _to_platform(flow, token, fragment=True)
 
     sealed: dict[str, Any] = {"u": code, "c": mapping.platform.client_id, "r": flow["r"], "p": mapping.name}
     for key in ("v", "cc", "ccm"):
         if key in flow:
             sealed[key] = flow[key]
-    platform_code = request.app[SEALER].seal(CODE_PURPOSE, sealed, ttl=config.code_ttl)
+    platform_code = runtime.sealer.seal(CODE_PURPOSE, sealed, ttl=runtime.config.code_ttl)
+    outcome(request, "success")
     return _to_platform(flow, {"code": platform_code}, fragment=False)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from .. import pkce
 from ..answer import normalise
-from ..appkeys import CONFIG, HTTP_CLIENT, SEALER
+from ..appkeys import HTTP_CLIENT, record_of, runtime_of
 from ..clientauth import authenticate, read_credentials
 from ..mapping import ProviderMapping
 from ..oauth import (
@@ -29,13 +29,15 @@ from ..oauth import (
     InvalidGrant,
     InvalidRequest,
     OAuthError,
+    ServerError,
+    TemporarilyUnavailable,
     UnsupportedGrantType,
     token_error_response,
     token_response,
 )
 from ..seal import SealError
 from ..upstream import prepare_token_request, send
-from . import provider_of, single_params, unknown_provider
+from . import outcome, provider_of, single_params, unknown_provider
 from .callback import CODE_PURPOSE
 
 __all__ = ["token"]
@@ -73,16 +75,20 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
     try:
         authenticate(credentials, mapping.platform)
     except InvalidClient as err:
+        outcome(request, err.error)
         return token_error_response(err, basic_auth_used=credentials.used_basic)
 
-    config = request.app[CONFIG]
+    runtime = runtime_of(request)
+    config = runtime.config
     grant_type = form.get("grant_type")
+    record = record_of(request)
+    record.grant = grant_type or ""
     if grant_type == "authorization_code":
         code = form.get("code")
         if not code:
             raise InvalidRequest("code is required")
         try:
-            opened = request.app[SEALER].open(CODE_PURPOSE, code)
+            opened = runtime.sealer.open(CODE_PURPOSE, code)
         except SealError as err:
             raise InvalidGrant(f"code is invalid: {err}") from None
         inputs = _code_grant(mapping, form, opened, credentials.client_id)
@@ -105,21 +111,27 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
     else:
         raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
 
-    answer = await send(request.app[HTTP_CLIENT], prepared, default_timeout=config.upstream_timeout)
-    body = normalise(
-        answer,
-        mapping.answer,
-        refresh_token_sent=refresh_token_sent,
-        keep_refresh_token=mapping.keep_refresh_token,
-    )
+    answer = await send(request.app[HTTP_CLIENT], prepared, default_timeout=config.upstream_timeout, record=record)
+    try:
+        body = normalise(
+            answer,
+            mapping.answer,
+            refresh_token_sent=refresh_token_sent,
+            keep_refresh_token=mapping.keep_refresh_token,
+        )
+    except (ServerError, TemporarilyUnavailable):
+        record.upstream_failure = "http_5xx" if answer.status >= 500 else "unusable_answer"
+        raise
+    outcome(request, "success")
     return token_response(body)
 
 
 async def token(request: web.Request) -> web.Response:
-    mapping = provider_of(request)
+    mapping = provider_of(request, "token")
     if mapping is None:
         return token_error_response(unknown_provider(request))
     try:
         return await _handle(request, mapping)
     except OAuthError as err:
+        outcome(request, err.error)
         return token_error_response(err, basic_auth_used="Authorization" in request.headers)

@@ -62,30 +62,53 @@ class Gateway:
         return f"{self.endpoint('authorize', provider)}?{urlencode({k: v for k, v in query.items() if v is not None})}"
 
 
+def _block(text: str, indent: int) -> str:
+    """YAML ``text`` (any indentation) re-indented to sit ``indent`` spaces deep in a mapping."""
+    if not text.strip():
+        return ""
+    return textwrap.indent(textwrap.dedent(text).strip("\n") + "\n", " " * indent)
+
+
 def mapping_yaml(
-    upstream: OidcUpstream, *, client_auth: str = "basic", upstream_client_id: str = UPSTREAM_ID, extra: str = ""
+    upstream: OidcUpstream,
+    *,
+    client_auth: str = "basic",
+    upstream_client_id: str = UPSTREAM_ID,
+    extra: str = "",
+    platform_extra: str = "",
+    upstream_extra: str = "",
+    authorize_extra: str = "",
+    token_extra: str = "",
+    token_url: str | None = None,
 ) -> str:
-    return textwrap.dedent(
-        f"""\
-        platform:
-          profile: alexa
-          vendor_ids: [{VENDOR}]
-          client_id: {PLATFORM_ID}
-          client_secret: ${{PLATFORM_SECRET}}
-        upstream:
-          issuer: {upstream.issuer}
-          client_id: {upstream_client_id}
-          client_secret: ${{UPSTREAM_SECRET}}
-          authorize:
-            url: {upstream.authorization_endpoint}
-            params:
-              add:
-                prompt: consent
-          token:
-            url: {upstream.token_endpoint}
-            client_auth: {client_auth}
-        """
-    ) + textwrap.dedent(extra)
+    """The oidc mapping. ``extra`` is appended at the top level; ``platform_extra``,
+    ``upstream_extra``, ``authorize_extra`` and ``token_extra`` add keys inside ``platform:``,
+    ``upstream:``, ``upstream.authorize:`` and ``upstream.token:``; ``token_url`` points the token
+    requests somewhere else than the oidc-provider (a recording or misbehaving test server)."""
+    return (
+        "platform:\n"
+        "  profile: alexa\n"
+        f"  vendor_ids: [{VENDOR}]\n"
+        f"  client_id: {PLATFORM_ID}\n"
+        "  client_secret: ${PLATFORM_SECRET}\n"
+        + _block(platform_extra, 2)
+        + "upstream:\n"
+        f"  issuer: {upstream.issuer}\n"
+        f"  client_id: {upstream_client_id}\n"
+        "  client_secret: ${UPSTREAM_SECRET}\n"
+        + _block(upstream_extra, 2)
+        + "  authorize:\n"
+        f"    url: {upstream.authorization_endpoint}\n"
+        "    params:\n"
+        "      add:\n"
+        "        prompt: consent\n"
+        + _block(authorize_extra, 4)
+        + "  token:\n"
+        f"    url: {token_url or upstream.token_endpoint}\n"
+        f"    client_auth: {client_auth}\n"
+        + _block(token_extra, 4)
+        + textwrap.dedent(extra)
+    )
 
 
 async def start_gateway(
@@ -104,7 +127,8 @@ async def start_gateway(
     )
     env = {"PLATFORM_SECRET": PLATFORM_SECRET, "UPSTREAM_SECRET": upstream_secret}
     config = load_config(tmp_path / "gateway.yaml", env=env)
-    runner = web.AppRunner(create_app(config))
+    # The access log class `gateway serve` uses (no query strings), so log assertions mean something.
+    runner = web.AppRunner(create_app(config), access_log=None)  # as `gateway serve` runs it
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return Gateway(f"http://127.0.0.1:{port}", config, runner)
@@ -115,15 +139,26 @@ def gateway_port() -> int:
     return free_port()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "oidc_provider(**options): options for the `upstream` oidc-provider "
+        "(pkce_required, rotate_refresh_token, access_token_ttl, extra_scopes)",
+    )
+
+
 @pytest.fixture
-async def upstream(gateway_port: int) -> AsyncIterator[OidcUpstream]:
+async def upstream(gateway_port: int, request: pytest.FixtureRequest) -> AsyncIterator[OidcUpstream]:
+    """The real oidc-provider; ``@pytest.mark.oidc_provider(pkce_required=True, ...)`` configures it."""
+    marker = request.node.get_closest_marker("oidc_provider")
+    options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     redirect_uris = [f"http://127.0.0.1:{gateway_port}/oidc/callback"]
     clients = [
         {"client_id": client_id, "client_secret": UPSTREAM_SECRET, "redirect_uris": redirect_uris,
          "token_endpoint_auth_method": method}
         for client_id, method in ((UPSTREAM_ID, "client_secret_basic"), (UPSTREAM_POST_ID, "client_secret_post"))
     ]
-    async with running_oidc_provider(clients) as provider:
+    async with running_oidc_provider(clients, **options) as provider:
         yield provider
 
 
@@ -142,8 +177,23 @@ async def make_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream
         upstream_secret: str = UPSTREAM_SECRET,
         extra: str = "",
         keys: list[str] | None = None,
+        platform_extra: str = "",
+        upstream_extra: str = "",
+        authorize_extra: str = "",
+        token_extra: str = "",
+        token_url: str | None = None,
     ) -> Gateway:
-        mapping = mapping_yaml(upstream, client_auth=client_auth, upstream_client_id=upstream_client_id, extra=extra)
+        mapping = mapping_yaml(
+            upstream,
+            client_auth=client_auth,
+            upstream_client_id=upstream_client_id,
+            extra=extra,
+            platform_extra=platform_extra,
+            upstream_extra=upstream_extra,
+            authorize_extra=authorize_extra,
+            token_extra=token_extra,
+            token_url=token_url,
+        )
         gateway = await start_gateway(
             tmp_path, {"oidc": mapping}, port=gateway_port, keys=keys, upstream_secret=upstream_secret
         )

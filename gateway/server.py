@@ -1,0 +1,88 @@
+"""Running the gateway: one process per container, scaled by replicas.
+
+Why not several workers on one port: the gateway is I/O-bound and keeps no state, so one asyncio
+process per container uses a core well, and an orchestrator (Kubernetes, compose) already
+restarts, scales and health-checks processes. Forking workers inside a container would hide
+crashes from it and split metrics between processes.
+
+Signals:
+* SIGTERM / SIGINT: stop accepting connections, let requests in flight finish within
+  ``shutdown_grace`` seconds (aiohttp's graceful shutdown), exit 0.
+* SIGHUP: load the config and mappings again; if they are valid, swap them in atomically; if
+  not, log every problem and keep serving the old config. Settings bound at start (listen
+  address, TLS, cookie, demo) need a restart and are reported as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from .app import create_app, reload_config
+from .config import Config, ConfigError, load_config
+
+__all__ = ["serve", "ssl_context"]
+
+log = logging.getLogger("gateway")
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    if config.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls.cert, config.tls.key)
+    return context
+
+
+async def _reload(app: web.Application, path: Path, host: str | None, port: int | None) -> None:
+    try:
+        config = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: load_config(path, host=host, port=port)
+        )
+    except ConfigError as err:
+        for problem in err.problems:
+            log.error("reload refused: %s", problem)
+        log.error("reload refused: %d problem(s); still serving the previous config", len(err.problems))
+        return
+    needs_restart = reload_config(app, config)
+    if needs_restart:
+        log.error("reload refused: %s changed; these need a restart", ", ".join(needs_restart))
+    else:
+        log.info("reloaded %s: serving %s", path, ", ".join(config.providers))
+
+
+def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``."""
+    app = create_app(config)
+
+    async def on_sighup(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task[None]] = set()
+
+        def reload() -> None:
+            task = loop.create_task(_reload(app, path, host, port))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        yield
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    app.cleanup_ctx.append(on_sighup)
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        ssl_context=ssl_context(config),
+        shutdown_timeout=config.shutdown_grace,
+        access_log=None,
+        print=None,
+    )
+    log.info("stopped")
