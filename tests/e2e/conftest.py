@@ -111,23 +111,35 @@ def mapping_yaml(
     )
 
 
-async def start_gateway(
-    tmp_path: Path, mappings: dict[str, str], *, port: int, keys: list[str] | None = None, upstream_secret: str = UPSTREAM_SECRET
-) -> Gateway:
+def write_gateway_files(
+    tmp_path: Path,
+    mappings: dict[str, str],
+    *,
+    port: int,
+    keys: list[str] | None = None,
+    upstream_secret: str = UPSTREAM_SECRET,
+    more: str = "",
+) -> tuple[Path, dict[str, str]]:
+    """Write gateway.yaml and mappings/ as an operator would; return the config path and its env."""
     (tmp_path / "mappings").mkdir(exist_ok=True)
     for name, text in mappings.items():
         (tmp_path / "mappings" / f"{name}.yaml").write_text(text)
-    key_list = ", ".join(f'"{key}"' for key in (keys or [generate_key()]))
+    key_list = ", ".join(f'"{key}"' for key in (keys if keys is not None else [generate_key()]))
     (tmp_path / "gateway.yaml").write_text(
         f"listen: {{host: 127.0.0.1, port: {port}}}\n"
         f"public_url: http://127.0.0.1:{port}\n"
         f"keys: [{key_list}]\n"
         "cookie: {secure: false}\n"
-        "upstream: {timeout: 3}\n"
+        "upstream: {timeout: 3}\n" + more
     )
-    env = {"PLATFORM_SECRET": PLATFORM_SECRET, "UPSTREAM_SECRET": upstream_secret}
-    config = load_config(tmp_path / "gateway.yaml", env=env)
-    # The access log class `gateway serve` uses (no query strings), so log assertions mean something.
+    return tmp_path / "gateway.yaml", {"PLATFORM_SECRET": PLATFORM_SECRET, "UPSTREAM_SECRET": upstream_secret}
+
+
+async def start_gateway(
+    tmp_path: Path, mappings: dict[str, str], *, port: int, keys: list[str] | None = None, upstream_secret: str = UPSTREAM_SECRET
+) -> Gateway:
+    path, env = write_gateway_files(tmp_path, mappings, port=port, keys=keys, upstream_secret=upstream_secret)
+    config = load_config(path, env=env)
     runner = web.AppRunner(create_app(config), access_log=None)  # as `gateway serve` runs it
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -648,3 +648,58 @@ def test_keygen_prints_a_fernet_key(capsys: pytest.CaptureFixture[str]) -> None:
     Fernet(key.encode("ascii"))
     assert main(["keygen"]) == 0
     assert capsys.readouterr().out.strip() != key
+
+
+# -- check also validates mappings that providers: does not serve -----------------------------------------
+def test_check_reports_problems_in_an_unserved_mapping(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    github = edit(GITHUB, "    client_auth: body\n", f"    client_auth: body\n    bogus: 1  {MARK}\n")
+    config = write(tmp_path, GATEWAY + "providers: [slack]\n", {"github": github, "slack": SLACK})
+    assert load_config(config, env={}).providers.keys() == {"slack"}  # serving ignores it
+    assert main(["check", "--config", str(config)]) != 0
+    assert f"{tmp_path / 'mappings' / 'github.yaml'}:{marked_line(github)}: upstream.token.bogus" in capsys.readouterr().err
+
+
+def test_check_runs_the_examples_of_an_unserved_mapping(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    github = edit(GITHUB, '"expires_in": 3600, "scope": "repo gist"', '"expires_in": 7200, "scope": "repo gist"')
+    config = write(tmp_path, GATEWAY + "providers: [slack]\n", {"github": github, "slack": SLACK})
+    assert main(["check", "--config", str(config)]) != 0
+    assert "example 'form answer'" in capsys.readouterr().err
+
+
+def test_check_does_not_need_the_secrets_of_an_unserved_mapping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_SECRET_FOR_TEST", raising=False)
+    github = edit(GITHUB, "client_secret: gh-secret", "client_secret: ${GITHUB_SECRET_FOR_TEST}")
+    config = write(tmp_path, GATEWAY + "providers: [slack]\n", {"github": github, "slack": SLACK})
+    assert main(["check", "--config", str(config)]) == 0, capsys.readouterr().err
+    assert "1 more mapping" in capsys.readouterr().out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: check_all replaces a missing ${VAR} with '<VAR>', which then fails URL/number/length checks",
+)
+def test_check_does_not_need_an_env_url_of_an_unserved_mapping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN_URL_FOR_TEST", raising=False)
+    github = edit(
+        GITHUB, "url: https://github.com/login/oauth/access_token", "url: ${GITHUB_TOKEN_URL_FOR_TEST}"
+    )
+    config = write(tmp_path, GATEWAY + "providers: [slack]\n", {"github": github, "slack": SLACK})
+    assert main(["check", "--config", str(config)]) == 0, capsys.readouterr().err
+
+
+def test_keys_file_adds_keys_after_the_inline_ones(tmp_path: Path) -> None:
+    (tmp_path / "keys.txt").write_text(f"# rotated 2026-01\n{KEY_B}\n\n{KEY_A}\n", encoding="utf-8")
+    gateway = edit(GATEWAY, "keys: []", f"keys: [{KEY_A}]\nkeys_file: keys.txt")
+    config = load_config(write(tmp_path, gateway), env={})
+    assert config.keys == (KEY_A, KEY_B, KEY_A)
+    assert config.ephemeral_key is False
+
+
+def test_unreadable_keys_file_is_a_problem(tmp_path: Path) -> None:
+    gateway = GATEWAY + f"keys_file: missing-keys.txt  {MARK}\n"
+    config = write(tmp_path, gateway)
+    find(problems_of(config), config, marked_line(gateway), "missing-keys.txt")
