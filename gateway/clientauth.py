@@ -9,7 +9,6 @@ once is ``invalid_request`` (§2.3). Secrets are compared in constant time.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ def _parse_basic(header: str) -> tuple[str, str]:
         raise InvalidClient("only HTTP Basic client authentication is supported in the Authorization header")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input are all ValueErrors
         raise InvalidClient("malformed HTTP Basic credentials") from None
     client_id, colon, client_secret = decoded.partition(":")
     if not colon:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from . import discovery
 from .mapping import ProviderMapping, parse_mapping
-from .reader import Section, is_loopback_host
+from .reader import Section, is_loopback_host, split_url
+from .schema import check_mapping
 from .yamlfile import ConfigError, Problems, load_yaml
 
 __all__ = ["Config", "CookieSettings", "TlsSettings", "load_config", "ConfigError", "DEFAULT_CONFIG"]
@@ -78,15 +80,18 @@ def _keys(section: Section, problems: Problems, base: Path) -> tuple[list[str], 
     if keys_file:
         path = (base / keys_file) if not Path(keys_file).is_absolute() else Path(keys_file)
         try:
-            keys += [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-        except OSError as exc:
-            section.error("keys_file", f"can not read {path}: {exc.strerror or exc}")
-    for key in keys:
+            keys += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.strip().startswith("#")]
+        except (OSError, UnicodeDecodeError) as exc:
+            section.error("keys_file", f"can not read {path}: {getattr(exc, 'strerror', None) or exc}")
+    for index, key in enumerate(keys):
         try:
             Fernet(key.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
-            section.error("keys", "each key must be 32 url-safe base64-encoded bytes (make one with `gateway keygen`)")
-            break
+            section.problems.add(
+                section.file,
+                section.item_line("keys", index),
+                f"keys[{index}]: not a key: it must be 32 url-safe base64-encoded bytes (make one with `gateway keygen`)",
+            )
     if keys:
         return keys, False
     return [Fernet.generate_key().decode("ascii")], True
@@ -119,11 +124,20 @@ def load_config(
 
     public_url = root.url("public_url", None)
     if not public_url:
-        shown_host = "localhost" if listen_host in {"127.0.0.1", "0.0.0.0", "::", "localhost"} else listen_host
+        shown_host = "localhost" if listen_host in {"127.0.0.1", "0.0.0.0", "::", "::1", "localhost"} else listen_host
+        if ":" in shown_host:
+            shown_host = f"[{shown_host}]"  # an IPv6 literal in a URL (RFC 3986 §3.2.2)
         public_url = f"http://{shown_host}:{listen_port}"
     public_url = public_url.rstrip("/")
 
     keys, ephemeral = _keys(root, problems, base)
+    public_host = split_url(public_url)
+    if ephemeral and not is_loopback_host(public_host.hostname if public_host else None):
+        root.error(
+            "keys",
+            "no key configured: a random key would break every flow on restart and across replicas; "
+            "add keys (make one with `gateway keygen`) or keys_file",
+        )
 
     cookie_section = root.section("cookie")
     cookie = CookieSettings(
@@ -243,11 +257,18 @@ def _load_mapping(
 ) -> ProviderMapping | None:
     # GATEWAY_PUBLIC_URL is always known, so a mapping can point at the gateway itself (the demo).
     variables = {**(os.environ if env is None else env), "GATEWAY_PUBLIC_URL": public_url}
+    before = len(problems.items)
     data = load_yaml(file, problems, env=variables, missing_env_ok=missing_env_ok)
-    if data is None and problems:
-        return None
+    if data is None and len(problems.items) > before:
+        return None  # unreadable or not YAML: already reported
     name = file.stem
     if name in _RESERVED_NAMES:
         problems.add(str(file), 0, f"{name!r} is reserved for the gateway's own paths")
     section = Section(data, file=str(file), problems=problems)
-    return parse_mapping(name, section)
+    # Served mappings fetch their OpenID Connect discovery document now (cached per URL); `gateway
+    # check` judges the mappings it does not serve offline, without their secrets or the network.
+    mapping = parse_mapping(name, section, discover=None if missing_env_ok else discovery.fetch)
+    # The JSON Schema (mappings/schema.json) checks the same document; on a line the reader has
+    # already reported it stays quiet, so one mistake is one problem.
+    check_mapping(data, str(file), problems)
+    return mapping

@@ -9,7 +9,7 @@ The vocabulary (README "Mapping reference" documents it, in the order it applies
     platform:      profile, client_id, client_secret, redirect_uris, vendor_ids, project_ids, pkce
     grant:         code | implicit
     upstream:
-      issuer, client_id, client_secret, scope_separator
+      discovery, issuer, client_id, client_secret, scope_separator
       authorize:   url, scope, pkce, params {remove, rename, add}
       token:       url, method, encoding, client_auth, timeout, params {remove, rename, add},
                    headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token}
@@ -21,14 +21,17 @@ The vocabulary (README "Mapping reference" documents it, in the order it applies
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
+from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any
 
 import jmespath.parser
 
+from .discovery import Discovered, DiscoveryError
 from .oauth import TOKEN_ERRORS
 from .platforms import PROFILES, RedirectPolicy, build_policy, check_pattern
 from .reader import Section, compile_jmespath
@@ -79,23 +82,49 @@ class ParamRules:
     remove: tuple[str, ...] = ()
     rename: tuple[tuple[str, str], ...] = ()
     add: tuple[tuple[str, str], ...] = ()
+    #: Header names compare case-insensitively (RFC 9110 §5.1); parameter names do not.
+    case_insensitive: bool = False
+    #: Rules applied after these, on their result (refresh overrides follow the base rules).
+    then: ParamRules | None = None
+
+    def _same(self, a: str, b: str) -> bool:
+        return a.lower() == b.lower() if self.case_insensitive else a == b
 
     def apply(self, params: dict[str, str], values: MappingABC[str, str]) -> dict[str, str]:
-        result = {name: value for name, value in params.items() if name not in self.remove}
+        result = {name: value for name, value in params.items() if not any(self._same(name, r) for r in self.remove)}
         for old, new in self.rename:
-            if old in result:
-                result[new] = result.pop(old)
+            for name in [name for name in result if self._same(name, old)]:
+                result[new] = result.pop(name)
         for name, template in self.add:
-            rendered = template.format_map(values)
+            for existing in [existing for existing in result if self._same(existing, name)]:
+                del result[existing]
+            rendered = render_template(template, values)
             if rendered:
                 result[name] = rendered
-            else:
-                result.pop(name, None)
-        return result
+        return self.then.apply(result, values) if self.then is not None else result
 
     def merged(self, other: ParamRules) -> ParamRules:
-        """These rules followed by ``other`` (used for refresh overrides)."""
-        return ParamRules(self.remove + other.remove, self.rename + other.rename, self.add + other.add)
+        """These rules, then ``other`` on their result (used for refresh overrides)."""
+        tail = other if self.then is None else self.then.merged(other)
+        return dataclasses.replace(self, then=tail)
+
+
+#: ``{name}`` placeholders; ``{{`` and ``}}`` are literal braces. Only known names are replaced,
+#: so braces that arrive in a ``${VAR}`` value (a secret) are left alone.
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def template_names(template: str) -> list[str]:
+    return [match.group(1) for match in _PLACEHOLDER.finditer(template) if match.group(1)]
+
+
+def render_template(template: str, values: MappingABC[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return match.group(0)[0]
+        return values.get(match.group(1), match.group(0))
+
+    return _PLACEHOLDER.sub(replace, template)
 
 
 @dataclass(frozen=True)
@@ -177,23 +206,20 @@ class ProviderMapping:
     keep_refresh_token: bool
     answer: AnswerRules
     examples: tuple[Example, ...] = field(default=())
+    #: ``upstream.discovery``: the OpenID Connect discovery URL the endpoints came from, if any.
+    discovery: str | None = None
 
 
 _FALLBACK = compile_jmespath("`null`", lambda message: None)
 
 
 def _check_template(section: Section, key: str, template: str, allowed: frozenset[str]) -> None:
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:
-        section.error(key, f"bad template {template!r}: {exc}")
-        return
-    for name in names:
+    for name in template_names(template):
         if name not in allowed:
             section.error(key, f"unknown placeholder {{{name}}} (known: {', '.join(sorted(allowed))})")
 
 
-def _param_rules(section: Section, key: str, allowed: frozenset[str]) -> ParamRules:
+def _param_rules(section: Section, key: str, allowed: frozenset[str], *, headers: bool = False) -> ParamRules:
     rules = section.section(key)
     remove = tuple(rules.str_list("remove"))
     rename = tuple(rules.str_map("rename").items())
@@ -202,11 +228,12 @@ def _param_rules(section: Section, key: str, allowed: frozenset[str]) -> ParamRu
     for name in add_section.items():
         template = add_section.str(name)
         if template is not None:
+            template = getattr(template, "as_template", template)  # ${VAR} braces are literal
             _check_template(add_section, name, template, allowed)
             add.append((name, template))
     add_section.finish()
     rules.finish()
-    return ParamRules(remove, rename, tuple(add))
+    return ParamRules(remove, rename, tuple(add), case_insensitive=headers)
 
 
 def _platform(section: Section) -> PlatformClient:
@@ -215,7 +242,7 @@ def _platform(section: Section) -> PlatformClient:
     for index, uri in enumerate(redirect_uris):
         problem = check_pattern(uri)
         if problem:
-            section.error("redirect_uris", problem)
+            section.problems.add(section.file, section.item_line("redirect_uris", index), f"{section.path('redirect_uris')}: {problem}")
     vendor_ids = section.str_list("vendor_ids")
     project_ids = section.str_list("project_ids")
     if profile == "none" and not redirect_uris:
@@ -235,19 +262,19 @@ def _platform(section: Section) -> PlatformClient:
     return client
 
 
-def _token_request(section: Section, *, base: TokenRequest | None = None) -> TokenRequest:
+def _token_request(section: Section, *, base: TokenRequest | None = None, url_required: bool = True) -> TokenRequest:
     if base is None:
-        url = section.url("url")
+        url = section.url("url") if url_required else section.url("url", None)
         method = section.str("method", "POST", choices=("POST", "GET"))
         encoding = section.str("encoding", "form", choices=("form", "json", "query"))
         timeout = section.float("timeout", None, minimum=0.1, maximum=60.0)
         client_auth = section.str("client_auth", "basic", choices=("basic", "body", "both", "none"))
         params = _param_rules(section, "params", TOKEN_PLACEHOLDERS)
-        headers = _param_rules(section, "headers", TOKEN_PLACEHOLDERS)
+        headers = _param_rules(section, "headers", TOKEN_PLACEHOLDERS, headers=True)
         return TokenRequest(url, method, encoding, client_auth, params, headers, timeout)
     client_auth = section.str("client_auth", base.client_auth, choices=("basic", "body", "both", "none"))
     params = base.params.merged(_param_rules(section, "params", TOKEN_PLACEHOLDERS))
-    headers = base.headers.merged(_param_rules(section, "headers", TOKEN_PLACEHOLDERS))
+    headers = base.headers.merged(_param_rules(section, "headers", TOKEN_PLACEHOLDERS, headers=True))
     return TokenRequest(base.url, base.method, base.encoding, client_auth, params, headers, base.timeout)
 
 
@@ -264,7 +291,11 @@ def _answer(section: Section, scope_separator: str) -> AnswerRules:
     error_map = error_section.str_map("map")
     for upstream_code, rfc_code in error_map.items():
         if rfc_code not in TOKEN_ERRORS:
-            error_section.error("map", f"{upstream_code}: {rfc_code!r} is not an RFC 6749 token error")
+            section.problems.add(
+                section.file,
+                error_section.entry_line("map", upstream_code),
+                f"{error_section.path('map')}.{upstream_code}: {rfc_code!r} is not an RFC 6749 token error",
+            )
     error = ErrorRules(
         when=error_section.jmespath("when", None),
         code=error_section.jmespath("code", "error") or _FALLBACK,
@@ -317,22 +348,59 @@ def _examples(section: Section) -> tuple[Example, ...]:
     return tuple(examples)
 
 
-def parse_mapping(name: str, section: Section) -> ProviderMapping | None:
-    """Read one mapping file; problems go to ``section.problems``. ``None`` only for a bad name."""
+#: What ``gateway check`` leaves in a value whose environment variable is not set (``<VAR>``).
+_UNRESOLVED = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
+
+
+def _discovery(upstream: Section, discover: Callable[[str], Discovered] | None) -> tuple[str | None, Discovered | None]:
+    """``upstream.discovery``: the URL, and the document when ``discover`` may fetch it.
+
+    Without ``discover`` (``gateway check`` of a mapping it does not serve) nothing is fetched,
+    and a URL still holding an unset variable is not judged: the variable is the missing piece.
+    """
+    if discover is None:
+        text = upstream.str("discovery", None)
+        if text is None or _UNRESOLVED.search(text):
+            return text, None
+    url = upstream.url("discovery", None)
+    if not url or discover is None:
+        return url, None
+    try:
+        return url, discover(url)
+    except DiscoveryError as exc:
+        upstream.error("discovery", str(exc))
+        return url, None
+
+
+def parse_mapping(
+    name: str, section: Section, *, discover: Callable[[str], Discovered] | None = None
+) -> ProviderMapping | None:
+    """Read one mapping file; problems go to ``section.problems``. ``None`` only for a bad name.
+
+    ``discover`` fetches an ``upstream.discovery`` document (:func:`gateway.discovery.fetch`); the
+    loader passes it for the mappings it serves. Without it the endpoints a discovery document
+    would give stay empty (offline checking).
+    """
     if not _NAME.fullmatch(name):
         section.error(None, f"mapping name {name!r} must be lower-case letters, digits, '-' or '_' (it is a URL path)")
     platform = _platform(section.section("platform"))
     grant = section.str("grant", "code", choices=("code", "implicit"))
 
     upstream = section.section("upstream")
+    discovery_url, discovered = _discovery(upstream, discover)
     scope_separator = upstream.str("scope_separator", " ")
     issuer = upstream.str("issuer", None)
+    if issuer is None and discovered is not None:
+        issuer = discovered.issuer
     upstream_client_id = upstream.str("client_id")
     upstream_client_secret = upstream.str("client_secret", "")
 
     authorize_section = upstream.section("authorize")
+    authorize_url = authorize_section.url("url", None) if discovery_url else authorize_section.url("url")
+    if not authorize_url:
+        authorize_url = discovered.authorization_endpoint if discovered is not None else ""
     authorize = AuthorizeRequest(
-        url=authorize_section.url("url"),
+        url=authorize_url,
         params=_param_rules(authorize_section, "params", AUTHORIZE_PLACEHOLDERS),
         scope=authorize_section.str("scope", None),
         pkce=authorize_section.str("pkce", "none", choices=("none", "S256", "plain")),
@@ -341,7 +409,9 @@ def parse_mapping(name: str, section: Section) -> ProviderMapping | None:
 
     token_section = upstream.section("token")
     refresh_section = token_section.section("refresh")
-    token = _token_request(token_section)
+    token = _token_request(token_section, url_required=not discovery_url)
+    if not token.url:
+        token = dataclasses.replace(token, url=discovered.token_endpoint if discovered is not None else "")
     refresh = _token_request(refresh_section, base=token)
     keep_refresh_token = refresh_section.bool("keep_refresh_token", False)
     refresh_section.finish()
@@ -366,4 +436,5 @@ def parse_mapping(name: str, section: Section) -> ProviderMapping | None:
         keep_refresh_token=keep_refresh_token,
         answer=answer,
         examples=examples,
+        discovery=discovery_url,
     )

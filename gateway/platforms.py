@@ -24,9 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from .reader import is_loopback_host
+from .reader import is_loopback_host, split_url
 
 __all__ = ["PROFILES", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern"]
 
@@ -35,7 +34,8 @@ PROFILES = ("alexa", "google", "none")
 _ALEXA_LINK_HOSTS = ("pitangui.amazon.com", "layla.amazon.com", "alexa.amazon.co.jp")
 _ALEXA_SPA_HOSTS = ("pitangui.amazon.com", "layla.amazon.com")
 _GOOGLE_HOSTS = ("oauth-redirect.googleusercontent.com", "oauth-redirect-sandbox.googleusercontent.com")
-_SEGMENT = r"[A-Za-z0-9._~-]+"
+#: One path segment, never ``.`` or ``..`` (browsers resolve those out of the pattern).
+_SEGMENT = r"(?!\.\.?(?:/|$|\?))[A-Za-z0-9._~-]+"
 _VENDOR = r"[A-Za-z0-9]{1,64}"
 _PROJECT = r"[a-z0-9][a-z0-9-]{0,62}"
 
@@ -103,19 +103,24 @@ def google_rules(project_ids: Sequence[str] = ()) -> list[RedirectRule]:
 
 def check_pattern(uri: str) -> str | None:
     """Why an explicit redirect URI (pattern) is not acceptable, or ``None`` when it is."""
-    parts = urlsplit(uri.replace("*", "x"))
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
+    if not uri.startswith(("https://", "http://")):
         return f"redirect URI must be an absolute https URL, not {uri!r}"
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        return f"redirect URI must use https (plain http only for localhost): {uri!r}"
     scheme_and_host = uri.split("/", 3)[:3]
     if "*" in "/".join(scheme_and_host):
         return f"'*' may stand only in the path, never in scheme, host or port: {uri!r}"
+    parts = split_url(uri.replace("*", "x"))
+    if parts is None or parts.scheme not in {"https", "http"} or not parts.hostname:
+        return f"redirect URI must be an absolute https URL, not {uri!r}"
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return f"redirect URI must use https (plain http only for localhost): {uri!r}"
     if "#" in uri:
         return f"redirect URI must not have a fragment (RFC 6749 §3.1.2): {uri!r}"
     if "@" in parts.netloc:
         return f"redirect URI must not carry user info: {uri!r}"
-    if "**" in uri or any("*" in segment and segment != "*" for segment in parts.path.split("/")):
+    if "*" in uri.partition("?")[2]:
+        return f"'*' may stand only in the path, never in the query: {uri!r}"
+    path = uri.split("/", 3)[3] if uri.count("/") >= 3 else ""
+    if any("*" in segment and segment != "*" for segment in path.partition("?")[0].split("/")):
         return f"'*' must stand for a whole path segment: {uri!r}"
     return None
 

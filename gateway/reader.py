@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+import ipaddress
+import math
+import re
 
 import jmespath
 import jmespath.exceptions
@@ -26,8 +30,28 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """True for the hosts where plain http is tolerable (RFC 8252 §7.3, local development)."""
-    return host is not None and (host in _LOOPBACK_HOSTS or host.startswith("127."))
+    """True for the hosts where plain http is tolerable (RFC 8252 §7.3, local development).
+
+    ``127.0.0.1.evil.example`` is not one: only ``localhost`` and real loopback addresses are.
+    """
+    if host is None:
+        return False
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def split_url(value: str) -> SplitResult | None:
+    """``urlsplit``, or ``None`` where it raises (``https://[::1`` is a problem, not a crash)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return None
+    return parts
 
 
 def _type_name(value: Any) -> str:
@@ -89,12 +113,15 @@ class Section:
     # -- getters ------------------------------------------------------------------------------
     def str(self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] | None = None) -> Any:
         value = self._get(key, default)
+        if value is _MISSING:  # required and missing: already reported
+            return ""
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             self.error(key, f"must be text, not {_type_name(value)}")
             return default if default is not _MISSING else ""
-        value = str(value)
+        if not isinstance(value, str):
+            value = str(value)
         if choices is not None and value not in choices:
             self.error(key, f"must be one of {', '.join(choices)}, not {value!r}")
             return default if default is not _MISSING else choices[0]
@@ -102,9 +129,11 @@ class Section:
 
     def int(self, key: str, default: Any = _MISSING, *, minimum: int | None = None, maximum: int | None = None) -> Any:
         value = self._get(key, default)
+        if value is _MISSING:  # required and missing: already reported
+            return 0
         if value is default:
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
             value = int(value)  # an interpolated ${VAR} arrives as text
         if isinstance(value, bool) or not isinstance(value, int):
             self.error(key, f"must be a whole number, not {_type_name(value)}")
@@ -115,14 +144,16 @@ class Section:
 
     def float(self, key: str, default: Any = _MISSING, *, minimum: float = 0.0, maximum: float | None = None) -> Any:
         value = self._get(key, default)
+        if value is _MISSING:  # required and missing: already reported
+            return 0.0
         if value is default:
             return value
         try:
             number = float(value) if not isinstance(value, bool) else None
         except (TypeError, ValueError):
             number = None
-        if number is None:
-            self.error(key, f"must be a number, not {_type_name(value)}")
+        if number is None or not math.isfinite(number):
+            self.error(key, f"must be a finite number, not {_type_name(value) if number is None else value}")
             return default if default is not _MISSING else minimum
         if number < minimum or (maximum is not None and number > maximum):
             self.error(key, f"must be between {minimum} and {maximum}, not {number}")
@@ -130,6 +161,8 @@ class Section:
 
     def bool(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
+        if value is _MISSING:  # required and missing: already reported
+            return False
         if value is default:
             return value
         if isinstance(value, str) and value.lower() in {"true", "false"}:
@@ -142,10 +175,10 @@ class Section:
     def url(self, key: str, default: Any = _MISSING, *, allow_http_loopback: bool = True) -> Any:
         """An absolute http(s) URL; plain http only toward a loopback host."""
         value = self.str(key, default)
-        if value is default or not value:
+        if value is default or not value or getattr(value, "unresolved", False):
             return value
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
+        parts = split_url(value)
+        if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
             self.error(key, f"must be an absolute http(s) URL, not {value!r}")
         elif parts.scheme == "http" and not (allow_http_loopback and is_loopback_host(parts.hostname)):
             self.error(key, f"must use https (plain http only for localhost), not {value!r}")
@@ -186,6 +219,16 @@ class Section:
             if converted is not None:
                 result.append(converted)
         return result
+
+    def item_line(self, key: str, index: int) -> int:
+        """The line of item ``index`` of the list at ``key`` (or of the key itself)."""
+        value = self.data.get(key)
+        return value.line_of(index) if isinstance(value, LineList) else self.line(key)
+
+    def entry_line(self, key: str, entry: str) -> int:
+        """The line of ``entry`` in the mapping at ``key`` (or of the key itself)."""
+        value = self.data.get(key)
+        return value.line_of(entry) if isinstance(value, LineDict) else self.line(key)
 
     def str_list(self, key: str) -> list[str]:
         def text(element: Any, line: int) -> str | None:

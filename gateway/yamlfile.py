@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["LineDict", "LineList", "Problem", "Problems", "ConfigError", "load_yaml"]
+__all__ = ["Interpolated", "LineDict", "LineList", "Problem", "Problems", "ConfigError", "load_yaml"]
 
 _ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -63,6 +63,19 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+class Interpolated(str):
+    """Text that took values from the environment.
+
+    ``as_template`` is the same text with the environment's braces doubled, so a secret that
+    contains ``{`` or ``}`` never reads as a template placeholder in ``params.add``.
+    ``unresolved`` is true when a variable was missing and ``gateway check`` put ``<VAR>``
+    there: such a value is not judged (it is not the value that will be served).
+    """
+
+    as_template: str
+    unresolved: bool
+
+
 class LineDict(dict[str, Any]):
     """A YAML mapping that knows its own line and the line of each key."""
 
@@ -83,17 +96,19 @@ class LineList(list[Any]):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
-def _interpolate(text: str, env: Mapping[str, str], missing: list[str]) -> str:
+def _interpolate(text: str, env: Mapping[str, str], missing: list[str], *, braces: bool = False) -> str:
     def replace(match: re.Match[str]) -> str:
         escaped, name, default = match.groups()
         if escaped:
             return match.group(0)[1:]
         if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        missing.append(name)
-        return ""
+            value = env[name]
+        elif default is not None:
+            value = default
+        else:
+            missing.append(name)
+            return ""
+        return value.replace("{", "{{").replace("}", "}}") if braces else value
 
     return _ENV_REF.sub(replace, text)
 
@@ -136,13 +151,22 @@ def load_yaml(
     def construct_str(loader: Loader, node: yaml.ScalarNode) -> str:
         value = loader.construct_scalar(node)
         assert isinstance(value, str)
+        if "${" not in value:
+            return value
         missing: list[str] = []
         result = _interpolate(value, environ, missing)
-        if missing and missing_env_ok:
-            return _interpolate(value, {**environ, **{variable: f"<{variable}>" for variable in missing}}, [])
-        for variable in missing:
-            problems.add(name, node.start_mark.line + 1, f"environment variable {variable} is not set")
-        return result
+        unresolved = bool(missing) and missing_env_ok
+        if unresolved:
+            environ_now = {**environ, **{variable: f"<{variable}>" for variable in missing}}
+            result = _interpolate(value, environ_now, [])
+        else:
+            environ_now = environ
+            for variable in missing:
+                problems.add(name, node.start_mark.line + 1, f"environment variable {variable} is not set")
+        text = Interpolated(result)
+        text.as_template = _interpolate(value, environ_now, [], braces=True)
+        text.unresolved = unresolved
+        return text
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)

@@ -27,9 +27,9 @@ listen:
   host: 127.0.0.1
   port: 9000
 public_url: https://link.example.com/
-keys: []
+keys: ["%s"]
 mappings: mappings
-"""
+""" % KEY_A
 
 # GitHub OAuth app: credentials in the body, comma-separated scopes, form answer unless asked for JSON.
 GITHUB = """\
@@ -153,16 +153,25 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         config.public_url = "https://evil.example"  # type: ignore[misc]
 
 
-def test_empty_keys_means_one_ephemeral_random_key(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path), env={})
+def test_empty_keys_means_one_ephemeral_random_key_on_localhost(tmp_path: Path) -> None:
+    local = GATEWAY.replace("public_url: https://link.example.com/\n", "cookie: {secure: false}\n").replace(
+        f'keys: ["{KEY_A}"]', "keys: []"
+    )
+    config = load_config(write(tmp_path, local), env={})
     assert config.ephemeral_key is True
     assert len(config.keys) == 1
     Fernet(config.keys[0].encode("ascii"))  # a usable key
-    assert load_config(write(tmp_path), env={}).keys != config.keys  # random each time
+    assert load_config(write(tmp_path, local), env={}).keys != config.keys  # random each time
+
+
+def test_no_keys_on_a_public_url_is_refused(tmp_path: Path) -> None:
+    """A random key on a real deployment would break every flow across replicas and restarts."""
+    problems = problems_of(write(tmp_path, GATEWAY.replace(f'keys: ["{KEY_A}"]', "keys: []")))
+    assert [p.line for p in problems if "no key configured" in p.message] == [5]
 
 
 def test_given_keys_keep_their_order_and_are_not_ephemeral(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, edit(GATEWAY, "keys: []", f"keys: [{KEY_B}, {KEY_A}]")), env={})
+    config = load_config(write(tmp_path, edit(GATEWAY, f'keys: ["{KEY_A}"]', f"keys: [{KEY_B}, {KEY_A}]")), env={})
     assert config.ephemeral_key is False
     assert config.keys == (KEY_B, KEY_A)  # the first seals
 
@@ -189,7 +198,6 @@ def test_public_url_follows_a_port_given_on_the_command_line(tmp_path: Path) -> 
     assert config.public_url == "http://localhost:7001"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: IPv6 listen host gives public_url 'http://::1:8080' (no brackets)")
 def test_public_url_for_an_ipv6_listen_host_is_a_valid_url(tmp_path: Path) -> None:
     from urllib.parse import urlsplit
 
@@ -208,7 +216,7 @@ def test_plain_http_public_url_needs_cookie_secure_false(tmp_path: Path) -> None
 # -- ${VAR} interpolation ---------------------------------------------------------------------------
 def test_env_variables_are_interpolated_in_gateway_yaml_and_mappings(tmp_path: Path) -> None:
     gateway = edit(GATEWAY, "port: 9000", "port: ${PORT}")
-    gateway = edit(gateway, "keys: []", 'keys: ["${GATEWAY_KEY}"]')
+    gateway = edit(gateway, f'keys: ["{KEY_A}"]', 'keys: ["${GATEWAY_KEY}"]')
     github = edit(GITHUB, "client_secret: gh-secret", "client_secret: ${GITHUB_SECRET}")
     config = load_config(
         write(tmp_path, gateway, {"github": github}),
@@ -239,7 +247,7 @@ def test_interpolation_forms(tmp_path: Path, value: str, env: dict[str, str], ex
 
 
 def test_missing_env_variable_names_file_line_and_variable(tmp_path: Path) -> None:
-    gateway = edit(GATEWAY, "keys: []", f'keys: ["${{GATEWAY_KEY}}"]  {MARK}')
+    gateway = edit(GATEWAY, f'keys: ["{KEY_A}"]', f'keys: ["${{GATEWAY_KEY}}"]  {MARK}')
     github = edit(GITHUB, "client_secret: gh-secret", f"client_secret: ${{GITHUB_SECRET}}  {MARK}")
     config = write(tmp_path, gateway, {"github": github})
     problems = problems_of(config, env={"UNRELATED": "x"})
@@ -394,11 +402,11 @@ PROBLEMS = [
         edit(
             GITHUB,
             "      map:\n        bad_verification_code: invalid_grant",
-            f"      map:  {MARK}\n        bad_verification_code: invalid_code",
+            f"      map:\n        bad_verification_code: invalid_code  {MARK}",
         ),
         "not an RFC 6749 token error",
     ),
-    ("bad-key", "gateway", edit(GATEWAY, "keys: []", f"keys: [not-a-fernet-key]  {MARK}"), GITHUB, "gateway keygen"),
+    ("bad-key", "gateway", edit(GATEWAY, f'keys: ["{KEY_A}"]', f"keys: [not-a-fernet-key]  {MARK}"), GITHUB, "gateway keygen"),
     (
         "star-in-redirect-host",
         "github",
@@ -518,32 +526,27 @@ def test_every_problem_of_every_file_at_once_sorted_by_file_and_line(tmp_path: P
 
 
 # -- known bugs --------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="BUG: Section.float accepts NaN (NaN fails no range comparison)")
 def test_nan_timeout_is_refused(tmp_path: Path) -> None:
     gateway = GATEWAY + f"upstream:\n  timeout: .nan  {MARK}\n"
     config = write(tmp_path, gateway)
     find(problems_of(config), config, marked_line(gateway), "timeout")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Section.int crashes with ValueError on text that str.isdigit() accepts but int() does not")
 def test_superscript_digit_port_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     config = write(tmp_path, edit(GATEWAY, "port: 9000", 'port: "²"'))
     problems_of(config)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Section.url lets urlsplit's ValueError (bad IPv6 literal) escape load_config")
 def test_malformed_ipv6_url_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     config = write(tmp_path, edit(GATEWAY, "public_url: https://link.example.com/", 'public_url: "https://[::1"'))
     problems_of(config)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: check_pattern lets urlsplit's ValueError escape load_config")
 def test_malformed_ipv6_redirect_uri_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     github = edit(GITHUB, "  vendor_ids: [M3BVP74N95SP1F]", "  redirect_uris: ['https://[::1/cb']")
     problems_of(write(tmp_path, GATEWAY, {"github": github}))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: is_loopback_host('127.evil.example') is True, so plain http reaches a remote host")
 def test_plain_http_toward_a_hostname_starting_with_127_is_refused(tmp_path: Path) -> None:
     github = edit(
         GITHUB,
@@ -554,14 +557,12 @@ def test_plain_http_toward_a_hostname_starting_with_127_is_refused(tmp_path: Pat
     find(problems_of(config), tmp_path / "mappings" / "github.yaml", marked_line(github), "https")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _load_mapping skips an empty mapping file whenever an *earlier file* had a problem")
 def test_empty_mapping_file_is_reported_even_when_gateway_yaml_has_problems(tmp_path: Path) -> None:
     config = write(tmp_path, GATEWAY + "listne: 1\n", {"github": GITHUB, "slack": ""})
     problems = problems_of(config)
     assert any(problem.file == str(tmp_path / "mappings" / "slack.yaml") for problem in problems), problems
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: error.map problems point at the 'map:' line, not the offending entry")
 def test_error_map_problem_points_at_the_entry(tmp_path: Path) -> None:
     github = edit(GITHUB, "        bad_verification_code: invalid_grant", "        bad_verification_code: invalid_grant\n"
                   f"        incorrect_client_credentials: wrong_secret  {MARK}")
@@ -569,14 +570,12 @@ def test_error_map_problem_points_at_the_entry(tmp_path: Path) -> None:
     find(problems_of(config), tmp_path / "mappings" / "github.yaml", marked_line(github), "wrong_secret")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a bad key in a block list is reported at the 'keys:' line, not the key's own line")
 def test_bad_key_problem_points_at_the_key(tmp_path: Path) -> None:
-    gateway = edit(GATEWAY, "keys: []", f"keys:\n  - {KEY_A}\n  - not-a-key  {MARK}")
+    gateway = edit(GATEWAY, f'keys: ["{KEY_A}"]', f"keys:\n  - {KEY_A}\n  - not-a-key  {MARK}")
     config = write(tmp_path, gateway)
     find(problems_of(config), config, marked_line(gateway), "key")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a bad redirect_uris item is reported at the 'redirect_uris:' line, not its own")
 def test_bad_redirect_uri_problem_points_at_the_item(tmp_path: Path) -> None:
     github = edit(
         GITHUB,
@@ -676,10 +675,6 @@ def test_check_does_not_need_the_secrets_of_an_unserved_mapping(
     assert "1 more mapping" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_all replaces a missing ${VAR} with '<VAR>', which then fails URL/number/length checks",
-)
 def test_check_does_not_need_an_env_url_of_an_unserved_mapping(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -693,7 +688,7 @@ def test_check_does_not_need_an_env_url_of_an_unserved_mapping(
 
 def test_keys_file_adds_keys_after_the_inline_ones(tmp_path: Path) -> None:
     (tmp_path / "keys.txt").write_text(f"# rotated 2026-01\n{KEY_B}\n\n{KEY_A}\n", encoding="utf-8")
-    gateway = edit(GATEWAY, "keys: []", f"keys: [{KEY_A}]\nkeys_file: keys.txt")
+    gateway = edit(GATEWAY, f'keys: ["{KEY_A}"]', f"keys: [{KEY_A}]\nkeys_file: keys.txt")
     config = load_config(write(tmp_path, gateway), env={})
     assert config.keys == (KEY_A, KEY_B, KEY_A)
     assert config.ephemeral_key is False

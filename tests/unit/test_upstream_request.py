@@ -281,7 +281,6 @@ def test_header_add_replaces_accept(tmp_path: Path) -> None:
     assert code_exchange(mapping).headers["Accept"] == "application/vnd.github+json"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: header verbs compare names case-sensitively; HTTP header names are not")
 def test_header_verbs_ignore_name_case(tmp_path: Path) -> None:
     mapping = load_mapping(
         tmp_path,
@@ -368,10 +367,6 @@ def test_refresh_inherits_method_encoding_and_base_params(tmp_path: Path) -> Non
     assert on_refresh.query == {"grant_type": "refresh_token", "refresh_token": "the-rt", "action": "requesttoken", "extra": "1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ParamRules.merged flattens the verbs, so refresh 'remove'/'rename' run before the base 'add' (not 'followed by')",
-)
 @pytest.mark.parametrize(
     ("refresh_rules", "absent"),
     [
@@ -425,7 +420,6 @@ def test_env_secret_is_used_as_is(tmp_path: Path) -> None:
     assert params(code_exchange(mapping))["client_secret"] == "a{b}c %+"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an ${ENV} value inside params.add is parsed as a template, so braces in a secret break it")
 def test_env_value_with_braces_in_a_params_add(tmp_path: Path) -> None:
     mapping = load_mapping(tmp_path, provider("params:\n  add:\n    api_key: '${API_KEY}'"), env={"API_KEY": "k{e}y"})
     assert params(code_exchange(mapping))["api_key"] == "k{e}y"
