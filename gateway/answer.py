@@ -105,13 +105,18 @@ def _scope(value: Any, separator: str) -> str | None:
     return joined or None
 
 
+def _transient(http_status: int) -> bool:
+    """Statuses that say "try again later" (RFC 9110 §15.6, RFC 6585 §4), never "the grant is bad"."""
+    return http_status >= 500 or http_status in (408, 429)
+
+
 def _error_from(document: Any, rules: AnswerRules, http_status: int) -> OAuthError:
     """The RFC 6749 §5.2 error an upstream error answer amounts to, from the platform's side."""
     code = _text(_search(rules.error.code, document)) or ""
     description = (_text(_search(rules.error.description, document)) or "")[:500]
     mapped = rules.error.map.get(code, code)
     if mapped not in TOKEN_ERRORS:
-        if http_status >= 500:
+        if _transient(http_status):
             # An upstream outage must never read as a bad grant: Google unlinks on invalid_grant.
             return TemporarilyUnavailable(f"upstream answered HTTP {http_status}")
         # An unknown code on a code or refresh exchange almost always means the grant is bad;
@@ -148,7 +153,7 @@ def normalise(
     try:
         document = parse_body(answer, rules.format)
     except ServerError:
-        if answer.status >= 500:  # an outage page (HTML) from a proxy in front of the upstream
+        if _transient(answer.status):  # an outage or rate-limit page (HTML) from a proxy in front
             raise TemporarilyUnavailable(f"upstream answered HTTP {answer.status}") from None
         raise
     if _is_error(document, rules, answer.status):

@@ -138,9 +138,11 @@ async def send(
                 headers=headers,
                 allow_redirects=False,
             ) as response:
-                body = await response.content.read(MAX_ANSWER_BYTES + 1)
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise ServerError("upstream answer is larger than 64 KiB")
+                body = b""
+                async for chunk in response.content.iter_any():  # the whole answer, within the deadline
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise ServerError("upstream answer is larger than 64 KiB")
                 answer = UpstreamAnswer(response.status, response.headers.get("Content-Type", ""), body)
     except TimeoutError:
         _note(record, started, failure="timeout")

@@ -29,6 +29,8 @@ from . import outcome, provider_of, single_params, unknown_provider
 __all__ = ["callback", "CODE_PURPOSE"]
 
 CODE_PURPOSE = "code"
+#: Upstream authorization errors that are about the gateway's request, not the platform's.
+_GATEWAY_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client", "unsupported_response_type"})
 _RESTART = "Please go back to the app and start linking your account again."
 
 
@@ -111,9 +113,15 @@ async def callback(request: web.Request) -> web.Response:
     implicit = flow.get("t") == "token"
     if "error" in params:
         error = params["error"] if params["error"] in AUTHORIZATION_ERRORS else "server_error"
+        description = params.get("error_description", "")[:300]
+        if error in _GATEWAY_REQUEST_ERRORS:
+            # The upstream found fault with the gateway's own request (its mapping or client):
+            # the platform's request was fine, so it must not read as the platform's mistake.
+            description = f"upstream refused the gateway's request ({error}): {description}".rstrip(": ")
+            error = "server_error"
         answer = {"error": error}
-        if params.get("error_description"):
-            answer["error_description"] = params["error_description"][:300]
+        if description:
+            answer["error_description"] = description
         outcome(request, error)
         return _to_platform(flow, answer, fragment=implicit)
 

@@ -61,6 +61,9 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str
             raise InvalidRequest("code_verifier is malformed (RFC 7636 §4.1)")
         if not pkce.verify(verifier, challenge, str(opened.get("ccm", "plain"))):
             raise InvalidGrant("code_verifier does not match the code_challenge")
+    elif verifier is not None:
+        # RFC 9700 §2.1.1: a verifier for a code issued without a challenge is a downgrade attempt.
+        raise InvalidGrant("code_verifier given, but the authorization request had no code_challenge")
     return {"code": str(opened["u"]), "code_verifier": str(opened.get("v", ""))}
 
 
