@@ -63,16 +63,12 @@ def _locate(document: Any, path: list[Any]) -> tuple[Any, int]:
     return node, line
 
 
-def _known(schema: dict[str, Any], instance: dict[str, Any]) -> set[str]:
-    return set(schema.get("properties", {}))
-
-
 def _problems_of(error: ValidationError, document: Any) -> Iterator[tuple[int, str]]:
     path = list(error.absolute_path)
     node, line = _locate(document, path)
     where = _dotted(path)
     if error.validator == "additionalProperties" and isinstance(node, dict) and error.validator_value is False:
-        for key in sorted(set(node) - _known(error.schema, node)):
+        for key in sorted(set(node) - set(error.schema.get("properties", {}))):
             key_line = node.line_of(key) if isinstance(node, LineDict) else line
             yield key_line, f"{_dotted([*path, key])}: unknown key"
         return

@@ -183,6 +183,8 @@ def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
 
 
 def test_the_package_ships_the_schema_of_the_mappings_folder() -> None:
+    """gateway/schema.json is a copy (not a link: the container image has no mappings/ folder);
+    editors use mappings/schema.json, the loader the packaged one: they must stay the same."""
     assert load_schema() == json.loads((MAPPINGS / "schema.json").read_text(encoding="utf-8"))
 
 

@@ -1,0 +1,210 @@
+"""A test upstream that plays any provider from its mapping's own ``examples:``.
+
+One aiohttp server on 127.0.0.1 serves, per provider name:
+
+* ``/{provider}/token`` (any method) — records the request and answers with the next queued
+  example (its status, Content-Type and body, exactly as the mapping documents them);
+* ``/{provider}/.well-known/openid-configuration`` — a discovery document whose issuer is
+  ``<base>/{provider}`` and whose token endpoint is the one above (for ``upstream.discovery``).
+
+So a new mapping is tested end to end by writing its examples. :func:`mismatches` compares a
+recorded request with what the provider's documentation says a token request looks like (method,
+encoding, client authentication, parameter names and values, headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import yaml
+from aiohttp import web
+
+__all__ = ["Recorded", "Documented", "ProviderUpstream", "mismatches", "with_token_url"]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request the test upstream received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip()
+
+
+@dataclass(frozen=True)
+class Documented:
+    """What a provider's documentation says its token request looks like."""
+
+    method: str = "POST"
+    encoding: str = "form"  # form | json | query: where the parameters are
+    auth: str = "basic"  # basic | body | none | basic+client_id
+    code: frozenset[str] = frozenset()  # parameter names a code exchange must carry
+    refresh: frozenset[str] = frozenset()  # … and a refresh
+    values: dict[str, str] = field(default_factory=dict)  # fixed parameter values (action=requesttoken)
+    headers: dict[str, str | None] = field(default_factory=dict)  # header → value (None: present)
+    id_name: str = "client_id"  # what the provider calls the client id parameter
+    secret_name: str = "client_secret"  # … and the secret
+
+
+def _params(request: Recorded, encoding: str) -> tuple[dict[str, str], list[str]]:
+    problems = []
+    if encoding == "query":
+        if request.body:
+            problems.append(f"parameters belong in the query string, but the body is {request.body[:80]!r}")
+        return dict(request.query), problems
+    if request.query:
+        problems.append(f"parameters belong in the body, but the query string has {sorted(request.query)}")
+    if encoding == "json":
+        if request.content_type != "application/json":
+            problems.append(f"Content-Type must be application/json, not {request.content_type!r}")
+        try:
+            document = json.loads(request.body or b"{}")
+        except ValueError:
+            return {}, [*problems, "the body is not JSON"]
+        return {str(k): str(v) for k, v in document.items()}, problems
+    if request.content_type != "application/x-www-form-urlencoded":
+        problems.append(f"Content-Type must be application/x-www-form-urlencoded, not {request.content_type!r}")
+    return dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)), problems
+
+
+def mismatches(
+    request: Recorded,
+    documented: Documented,
+    *,
+    grant: str,
+    client_id: str,
+    client_secret: str,
+    expected: dict[str, str],
+) -> list[str]:
+    """How ``request`` differs from the documented token request (empty when it matches).
+
+    ``expected`` holds parameter values the request must carry (the upstream code, the callback
+    URL, the refresh token).
+    """
+    problems: list[str] = []
+    if request.method != documented.method:
+        problems.append(f"method must be {documented.method}, not {request.method}")
+    params, found = _params(request, documented.encoding)
+    problems += found
+
+    authorization = request.headers.get("authorization")
+    basic = "Basic " + base64.b64encode(f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()).decode()
+    if documented.auth.startswith("basic"):
+        if authorization != basic:
+            problems.append(f"Authorization must be HTTP Basic with the client's id and secret, not {authorization!r}")
+        if documented.secret_name in params:
+            problems.append("the client secret must not also be in the parameters")
+    elif authorization is not None:
+        problems.append(f"no Authorization header is documented, but one was sent: {authorization.split()[0]} …")
+    if documented.auth == "body":
+        if params.get(documented.id_name) != client_id or params.get(documented.secret_name) != client_secret:
+            problems.append(f"{documented.id_name} and {documented.secret_name} must be in the parameters")
+    if documented.auth in ("none", "basic+client_id"):
+        if params.get(documented.id_name) != client_id:
+            problems.append(f"{documented.id_name} must be in the parameters")
+        if documented.secret_name in params:
+            problems.append(f"no {documented.secret_name} is documented, but one was sent")
+
+    required = documented.code if grant == "authorization_code" else documented.refresh
+    missing = sorted(required - set(params))
+    if missing:
+        problems.append(f"missing parameters {missing} (got {sorted(params)})")
+    for name, value in {**documented.values, **expected}.items():
+        if name in required | set(documented.values) and params.get(name) != value:
+            problems.append(f"parameter {name} must be {value!r}, not {params.get(name)!r}")
+    for name, value in documented.headers.items():
+        got = request.headers.get(name.lower())
+        if got is None or (value is not None and got != value):
+            problems.append(f"header {name} must be {value or 'present'}, not {got!r}")
+    return problems
+
+
+def with_token_url(text: str, url: str) -> str:
+    """The mapping ``text`` with ``upstream.token.url`` pointed at ``url`` (same line, same indent)."""
+    node = yaml.compose(text)
+    for key in ("upstream", "token", "url"):
+        node = next(value for name, value in node.value if name.value == key)
+    lines = text.splitlines(keepends=True)
+    number = node.start_mark.line
+    line = lines[number]
+    lines[number] = line[: line.index("url:")] + f"url: {url}\n"
+    return "".join(lines)
+
+
+class ProviderUpstream:
+    """The test upstream. ``answer(provider, status, content_type, body)`` queues the next answer."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, list[Recorded]] = defaultdict(list)
+        self._answers: dict[str, deque[tuple[int, str, bytes]]] = defaultdict(deque)
+        self._runner: web.AppRunner | None = None
+        self.base = ""
+
+    async def start(self) -> ProviderUpstream:
+        app = web.Application()
+        app.router.add_route("*", "/{provider}/token", self._token)
+        app.router.add_get("/{provider}/.well-known/openid-configuration", self._discovery)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def issuer(self, provider: str) -> str:
+        return f"{self.base}/{provider}"
+
+    def token_url(self, provider: str) -> str:
+        return f"{self.base}/{provider}/token"
+
+    def answer(self, provider: str, status: int, content_type: str, body: Any) -> None:
+        raw = body.encode("utf-8") if isinstance(body, str) else json.dumps(body).encode("utf-8")
+        self._answers[provider].append((status, content_type, raw))
+
+    async def _token(self, request: web.Request) -> web.Response:
+        provider = request.match_info["provider"]
+        self.requests[provider].append(
+            Recorded(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                headers={name.lower(): value for name, value in request.headers.items()},
+                body=await request.read(),
+            )
+        )
+        if not self._answers[provider]:
+            return web.json_response({"error": "test upstream has no answer queued"}, status=500)
+        status, content_type, body = self._answers[provider].popleft()
+        response = web.Response(status=status, body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    async def _discovery(self, request: web.Request) -> web.Response:
+        provider = request.match_info["provider"]
+        issuer = self.issuer(provider)
+        return web.json_response(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": f"{issuer}/authorize",
+                "token_endpoint": self.token_url(provider),
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "code_challenge_methods_supported": ["S256"],
+                "response_types_supported": ["code"],
+            }
+        )

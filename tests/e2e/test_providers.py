@@ -1,0 +1,229 @@
+"""Every shipped provider mapping, end to end: platform → gateway → provider → gateway → platform.
+
+For each ``mappings/<provider>.yaml`` the real gateway runs on 127.0.0.1 in front of the test
+upstream (:mod:`provider_upstream`), which answers with the mapping's own ``examples:``. A client
+playing the platform redeems a sealed code (or a refresh token) at ``/<provider>/token``; then:
+
+* the request the provider received must match what the provider's documentation says (the
+  ``DOCUMENTED`` table below, written from the docs and ../shared/providers.md, not from the
+  mappings): method, where the parameters go, client authentication, parameter names, headers;
+* the platform's answer must be the RFC 6749 answer the example expects: 200 JSON with
+  ``Cache-Control: no-store`` for a token, the status and ``error`` code for an error.
+
+A new mapping is tested here by writing its examples and one line of ``DOCUMENTED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from provider_upstream import Documented, ProviderUpstream, mismatches, with_token_url
+
+import gateway.answer
+from gateway.app import create_app
+from gateway.config import load_config
+from gateway.handlers.callback import CODE_PURPOSE
+from gateway.seal import Sealer, generate_key
+
+MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
+PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
+#: The refresh token the platform holds; examples that keep it expect this value (gateway.examples).
+REFRESH_TOKEN_SENT = "refresh-token-sent-by-the-platform"
+REDIRECTS = {
+    "alexa": "https://pitangui.amazon.com/api/skill/link/M2AAAAAAAAAAAA",
+    "google": "https://oauth-redirect.googleusercontent.com/r/{project}",
+}
+
+
+def _names(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+CODE = _names("grant_type", "code", "redirect_uri")
+REFRESH = _names("grant_type", "refresh_token")
+POST_CREDENTIALS = _names("client_id", "client_secret")
+
+#: What each provider's documentation says its token request looks like.
+DOCUMENTED: dict[str, Documented] = {
+    # https://developer.amazon.com/docs/login-with-amazon/authorization-code-grant.html
+    "amazon": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/identity/protocols/oauth2/web-server#exchange-authorization-code
+    "google": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow
+    "entra": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps
+    "github": Documented(auth="body", code=_names("code", "redirect_uri") | POST_CREDENTIALS,
+                         refresh=REFRESH | POST_CREDENTIALS, headers={"Accept": "application/json"}),
+    # https://api.slack.com/methods/oauth.v2.access: Basic recommended
+    "slack": Documented(auth="basic", code=_names("code", "redirect_uri"), refresh=REFRESH),
+    # https://developer.withings.com/api-reference/#tag/oauth2/operation/oauth2-getaccesstoken
+    "withings": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"action"}, refresh=REFRESH | POST_CREDENTIALS | {"action"},
+                           values={"action": "requesttoken"}),
+    # https://developers.strava.com/docs/authentication/#tokenexchange
+    "strava": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm
+    "salesforce": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS,
+                             headers={"Accept": "application/json"}),
+    # https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow#confirm
+    "facebook": Documented(method="GET", encoding="query", auth="body", code=_names("code", "redirect_uri") | POST_CREDENTIALS),
+    # https://dev.fitbit.com/build/reference/web-api/authorization/oauth2-token/
+    "fitbit": Documented(auth="basic+client_id", code=CODE | {"client_id", "code_verifier"}, refresh=REFRESH),
+    # https://docs.x.com/resources/fundamentals/authentication/oauth-2-0/user-access-token
+    "x": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://github.com/reddit-archive/reddit/wiki/OAuth2; redirect_uri on refresh: providers.md
+    "reddit": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}, headers={"User-Agent": None}),
+    # https://www.ecobee.com/home/developer/api/documentation/v1/auth/authz-code-authorization.shtml
+    "ecobee": Documented(encoding="query", auth="none", code=CODE | {"client_id"}, refresh=REFRESH | {"client_id"}),
+    # https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token
+    "dropbox": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.spotify.com/documentation/web-api/tutorials/code-flow
+    "spotify": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.zoom.us/docs/integrations/oauth/ (parameters in the query string: providers.md)
+    "zoom": Documented(encoding="query", auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.smartthings.com/docs/service-integrations/token-management
+    "smartthings": Documented(auth="basic+client_id", code=CODE | {"client_id"}, refresh=REFRESH | {"client_id"}),
+    # https://api-docs.home-connect.com/authorization/#authorization-code-grant-flow
+    "homeconnect": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | {"client_secret"}),
+    # https://discord.com/developers/docs/topics/oauth2#authorization-code-grant-access-token-exchange-example
+    "discord": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://mailchimp.com/developer/marketing/guides/access-user-data-oauth-2/
+    "mailchimp": Documented(auth="body", code=CODE | POST_CREDENTIALS),
+    # OpenID Connect Core §3.1.3.1 (client_secret_basic, the default), RFC 7636
+    "oidc": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+}
+
+
+def test_every_mapping_has_its_documented_token_request() -> None:
+    assert sorted(DOCUMENTED) == PROVIDERS
+
+
+@pytest.fixture
+async def provider_upstream() -> AsyncIterator[ProviderUpstream]:
+    upstream = await ProviderUpstream().start()
+    yield upstream
+    await upstream.stop()
+
+
+def _environment(name: str, text: str, upstream: ProviderUpstream) -> dict[str, str]:
+    """A value for every ``${VAR}`` without a default, as an operator would set them."""
+    env = {}
+    for variable in re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", text):
+        if variable.endswith("_PLATFORM_CLIENT_ID"):
+            env[variable] = f"{name}-platform"
+        elif variable.endswith("_PLATFORM_CLIENT_SECRET"):
+            env[variable] = f"{name}-platform-secret"
+        elif variable.endswith("_CLIENT_ID"):
+            env[variable] = f"{name}-gateway"
+        elif variable.endswith("_CLIENT_SECRET"):
+            env[variable] = f"{name}-gateway-secret"
+        elif variable == "OIDC_ISSUER":
+            env[variable] = upstream.issuer(name)
+        else:
+            env[variable] = variable.lower().replace("_", "-")
+    return env
+
+
+async def _start(tmp_path: Path, name: str, upstream: ProviderUpstream, port: int) -> tuple[Any, web.AppRunner, dict[str, str]]:
+    text = (MAPPINGS / f"{name}.yaml").read_text(encoding="utf-8")
+    env = _environment(name, text, upstream)
+    if "discovery:" not in text:  # a discovery mapping finds the test upstream through OIDC_ISSUER
+        text = with_token_url(text, upstream.token_url(name))
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "gateway.yaml").write_text(
+        f"listen: {{host: 127.0.0.1, port: {port}}}\n"
+        f"public_url: http://127.0.0.1:{port}\n"
+        f'keys: ["{generate_key()}"]\n'
+        "cookie: {secure: false}\n"
+        "upstream: {timeout: 3}\n"
+        f"providers: [{name}]\n",
+        encoding="utf-8",
+    )
+    # In a thread: a discovery document is fetched synchronously from the upstream on this loop.
+    config = await asyncio.to_thread(load_config, tmp_path / "gateway.yaml", env=env)
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return config, runner, env
+
+
+def _basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_provider_end_to_end(
+    name: str, tmp_path: Path, gateway_port: int, provider_upstream: ProviderUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_port)
+    try:
+        mapping = config.providers[name]
+        assert mapping.token.url == provider_upstream.token_url(name)
+        prefix = name.upper()
+        platform_id, platform_secret = env[f"{prefix}_PLATFORM_CLIENT_ID"], env[f"{prefix}_PLATFORM_CLIENT_SECRET"]
+        upstream_id, upstream_secret = env[f"{prefix}_CLIENT_ID"], env.get(f"{prefix}_CLIENT_SECRET", "")
+        redirect_uri = REDIRECTS[mapping.platform.profile].format(project=env.get(f"{prefix}_PROJECT_ID", "my-project"))
+        callback = config.callback_url(name)
+        sealer = Sealer(config.keys)
+        assert mapping.examples, "every mapping has examples"
+
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as platform:
+            for index, example in enumerate(mapping.examples):
+                label = f"{name} example {example.name!r}"
+                provider_upstream.answer(name, example.status, example.content_type, example.body)
+                if example.grant == "authorization_code":
+                    upstream_code = f"upstream-code-{index}"
+                    sealed: dict[str, Any] = {"u": upstream_code, "c": platform_id, "r": redirect_uri, "p": name}
+                    verifier = ""
+                    if mapping.authorize.pkce != "none":
+                        verifier = f"verifier-{index}-" + "v" * 43
+                        sealed["v"] = verifier
+                    code = sealer.seal(CODE_PURPOSE, sealed, ttl=300)
+                    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+                    expected = {"grant_type": "authorization_code", "code": upstream_code, "redirect_uri": callback}
+                    if verifier:
+                        expected["code_verifier"] = verifier
+                else:
+                    form = {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN_SENT}
+                    expected = {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN_SENT, "redirect_uri": callback}
+
+                with monkeypatch.context() as patch:
+                    if example.now is not None:  # the example's clock, for an absolute expires_at
+                        patch.setattr(gateway.answer, "time", SimpleNamespace(time=lambda: example.now))
+                    async with platform.post(
+                        f"http://127.0.0.1:{gateway_port}/{name}/token",
+                        data=form,
+                        headers={"Authorization": _basic(platform_id, platform_secret)},
+                    ) as response:
+                        status, headers, body = response.status, response.headers, await response.json()
+
+                recorded = provider_upstream.requests[name][-1]
+                assert len(provider_upstream.requests[name]) == index + 1, f"{label}: one upstream call"
+                problems = mismatches(
+                    recorded, DOCUMENTED[name], grant=example.grant,
+                    client_id=upstream_id, client_secret=upstream_secret, expected=expected,
+                )
+                assert not problems, f"{label}: the token request differs from the provider's documentation: {problems}"
+
+                assert headers["Cache-Control"] == "no-store" and headers["Pragma"] == "no-cache", label
+                assert headers["Content-Type"].startswith("application/json"), label
+                if "error" in example.expect:
+                    assert status == example.expect.get("status", 400), (label, status, body)
+                    assert body["error"] == example.expect["error"], (label, body)
+                    if "error_description" in example.expect:
+                        assert body["error_description"] == example.expect["error_description"], (label, body)
+                else:
+                    assert status == 200, (label, body)
+                    assert body == dict(example.expect), label
+                    assert isinstance(body["expires_in"], int) and body["token_type"] == "Bearer", label
+    finally:
+        await runner.cleanup()
