@@ -12,6 +12,7 @@ from typing import Any
 from . import __version__
 from .config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from .examples import run_examples
+from .mapping import ProviderMapping
 from .logs import setup_logging
 from .seal import generate_key
 
@@ -78,12 +79,30 @@ def _check(args: argparse.Namespace) -> int:
     if failures:
         print(f"gateway: {len(failures)} example(s) failed", file=sys.stderr)
         return 1
+    for warning in _budget_warnings(config, mappings):
+        print(warning, file=sys.stderr)
     examples = sum(len(mapping.examples) for mapping in mappings)
     line = f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)})"
     if config.unserved:
         line += f", {len(config.unserved)} more mapping(s) checked but not served"
     print(f"{line}, {examples} example(s) passed")
     return 0
+
+
+#: Alexa abandons a token request after 4.5 s; the upstream call must end before that.
+ALEXA_BUDGET = 4.5
+
+
+def _budget_warnings(config: Config, mappings: list[ProviderMapping]) -> list[str]:
+    """Warnings (not errors) for Alexa mappings whose upstream deadline exceeds Alexa's budget."""
+    warnings = []
+    for mapping in mappings:
+        timeout = mapping.token.timeout or config.upstream_timeout
+        if mapping.platform.profile == "alexa" and timeout >= ALEXA_BUDGET:
+            warnings.append(
+                f"{mapping.file}: warning: upstream deadline {timeout:g} s is not under Alexa's {ALEXA_BUDGET} s budget"
+            )
+    return warnings
 
 
 def main(argv: Sequence[str] | None = None) -> int:

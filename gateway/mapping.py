@@ -9,7 +9,7 @@ The vocabulary (README "Mapping reference" documents it, in the order it applies
     platform:      profile, client_id, client_secret, redirect_uris, vendor_ids, project_ids, pkce
     grant:         code | implicit
     upstream:
-      discovery, issuer, client_id, client_secret, scope_separator
+      discovery, issuer, require_iss, client_id, client_secret, scope_separator
       authorize:   url, scope, pkce, params {remove, rename, add}
       token:       url, method, encoding, client_auth, timeout, params {remove, rename, add},
                    headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token}
@@ -208,6 +208,8 @@ class ProviderMapping:
     examples: tuple[Example, ...] = field(default=())
     #: ``upstream.discovery``: the OpenID Connect discovery URL the endpoints came from, if any.
     discovery: str | None = None
+    #: ``upstream.require_iss``: a callback without ``iss`` is refused (RFC 9207 §2.4).
+    require_iss: bool = False
 
 
 _FALLBACK = compile_jmespath("`null`", lambda message: None)
@@ -392,6 +394,11 @@ def parse_mapping(
     issuer = upstream.str("issuer", None)
     if issuer is None and discovered is not None:
         issuer = discovered.issuer
+    # RFC 9207 §2.4: an upstream that says it sends `iss` must always send it.
+    advertised = bool(discovered and discovered.document.get("authorization_response_iss_parameter_supported") is True)
+    require_iss = upstream.bool("require_iss", advertised)
+    if require_iss and issuer is None and discovery_url is None:
+        upstream.error("require_iss", "needs upstream.issuer (or upstream.discovery) to compare iss with")
     upstream_client_id = upstream.str("client_id")
     upstream_client_secret = upstream.str("client_secret", "")
 
@@ -437,4 +444,5 @@ def parse_mapping(
         answer=answer,
         examples=examples,
         discovery=discovery_url,
+        require_iss=require_iss,
     )

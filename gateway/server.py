@@ -24,6 +24,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import discovery
 from .app import create_app, reload_config
 from .config import Config, ConfigError, load_config
 
@@ -42,6 +43,7 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
 
 
 async def _reload(app: web.Application, path: Path, host: str | None, port: int | None) -> None:
+    discovery.clear_cache()  # a reload sees a provider whose endpoints changed
     try:
         config = await asyncio.get_running_loop().run_in_executor(
             None, lambda: load_config(path, host=host, port=port)

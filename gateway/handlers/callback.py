@@ -6,6 +6,8 @@
 2. The flow is taken out of the cookie (single use).
 3. RFC 9207: when the mapping names the upstream ``issuer``, an ``iss`` that differs is a mix-up
    attack and gets a page, not a redirect with a code.
+   With ``require_iss`` (or an upstream whose discovery document says it sends ``iss``), a
+   missing ``iss`` is refused too (§2.4).
 4. An upstream ``error`` goes on to the platform's redirect URI with the platform's ``state``.
 5. Code grant: the upstream code is sealed (with client, redirect URI, PKCE) into the code the
    platform gets. Implicit grant: the gateway exchanges the code itself and answers with the token
@@ -103,7 +105,7 @@ async def callback(request: web.Request) -> web.Response:
         return error_page(_lost_flow(flows, nonce))
 
     issuer = params.get("iss")
-    if mapping.issuer is not None and issuer is not None and issuer != mapping.issuer:
+    if mapping.issuer is not None and (issuer != mapping.issuer if issuer is not None else mapping.require_iss):
         outcome(request, "issuer_mismatch")
         return error_page(
             OAuthError("The sign-in answer came from an unexpected server (RFC 9207 issuer mismatch).", error="access_denied"),

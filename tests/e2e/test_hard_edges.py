@@ -874,6 +874,26 @@ async def test_callback_from_another_issuer_gets_a_page(
     assert params["code"] not in body
 
 
+@pytest.mark.parametrize("require_iss", [True, False])
+async def test_a_callback_without_iss(
+    make_gateway: GatewayFactory, browser: aiohttp.ClientSession, require_iss: bool
+) -> None:
+    """RFC 9207 §2.4: once an upstream is known to send ``iss``, a response without it is refused
+    (``require_iss: true``); without that setting a missing ``iss`` is tolerated, as for
+    upstreams that predate RFC 9207."""
+    gateway = await make_gateway(upstream_extra=f"require_iss: {str(require_iss).lower()}\n")
+    callback = await to_callback(browser, gateway, state=TRICKY_STATE)
+    params = {key: value for key, value in query_of(callback).items() if key != "iss"}
+    stripped = f"{gateway.endpoint('callback')}?{urlencode(params)}"
+    if require_iss:
+        status, headers, body = await open_callback(browser, stripped)
+        assert_html_page(status, headers, body, says="issuer")
+    else:
+        async with browser.get(stripped, allow_redirects=False) as response:
+            assert response.status == 302
+            assert "code=" in response.headers["Location"]
+
+
 # =============================================================================================
 # 7. Real browsers
 # =============================================================================================

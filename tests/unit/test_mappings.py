@@ -174,6 +174,19 @@ def test_discovery_fills_the_endpoints_and_the_issuer(tmp_path: Path, issuer_ser
     assert _Documents.hits == ["/realms/home/.well-known/openid-configuration"], "fetched once per URL per process"
 
 
+@pytest.mark.parametrize("advertised", [True, False])
+def test_require_iss_follows_what_discovery_advertises(tmp_path: Path, issuer_server: str, advertised: bool) -> None:
+    """RFC 9207 §2.4: an upstream that advertises ``iss`` in authorization responses must send it."""
+    issuer = f"{issuer_server}/tenant"
+    _publish(issuer_server, "/tenant/.well-known/openid-configuration", {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/auth",
+        "token_endpoint": f"{issuer}/token",
+        "authorization_response_iss_parameter_supported": advertised,
+    })
+    assert _serve_oidc(tmp_path, {"OIDC_ISSUER": issuer}).providers["oidc"].require_iss is advertised
+
+
 def test_explicit_urls_win_over_discovery(tmp_path: Path, issuer_server: str) -> None:
     _publish(issuer_server, "/.well-known/openid-configuration", {
         "issuer": issuer_server, "authorization_endpoint": f"{issuer_server}/auth", "token_endpoint": f"{issuer_server}/token",

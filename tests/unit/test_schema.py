@@ -47,6 +47,7 @@ FULL: dict[str, Any] = {
     "upstream": {
         "discovery": "https://id.example.com/.well-known/openid-configuration",
         "issuer": "https://id.example.com",
+        "require_iss": True,
         "client_id": "gateway",
         "client_secret": "gateway-secret",
         "scope_separator": ",",
