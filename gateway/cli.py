@@ -12,8 +12,8 @@ from typing import Any
 from . import __version__
 from .config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from .examples import run_examples
-from .mapping import ProviderMapping
 from .logs import setup_logging
+from .mapping import ProviderMapping
 from .seal import generate_key
 
 __all__ = ["main"]

@@ -76,7 +76,7 @@ class Config:
 
 def _keys(section: Section, problems: Problems, base: Path) -> tuple[list[str], bool]:
     keys = [key for key in section.str_list("keys") if key]
-    keys_file = section.str("keys_file", None)
+    keys_file = section.text("keys_file", None)
     if keys_file:
         path = (base / keys_file) if not Path(keys_file).is_absolute() else Path(keys_file)
         try:
@@ -116,8 +116,8 @@ def load_config(
     base = path.parent
 
     listen = root.section("listen")
-    file_host = listen.str("host", "127.0.0.1")
-    file_port = listen.int("port", 8080, minimum=0, maximum=65535)
+    file_host = listen.text("host", "127.0.0.1")
+    file_port = listen.integer("port", 8080, minimum=0, maximum=65535)
     listen.finish()
     listen_host = host or file_host
     listen_port = port if port is not None else file_port
@@ -141,10 +141,10 @@ def load_config(
 
     cookie_section = root.section("cookie")
     cookie = CookieSettings(
-        name=cookie_section.str("name", "gateway_flow"),
-        secure=cookie_section.bool("secure", True),
-        max_age=cookie_section.int("max_age", 600, minimum=30, maximum=3600),
-        max_flows=cookie_section.int("max_flows", 4, minimum=1, maximum=16),
+        name=cookie_section.text("name", "gateway_flow"),
+        secure=cookie_section.flag("secure", True),
+        max_age=cookie_section.integer("max_age", 600, minimum=30, maximum=3600),
+        max_flows=cookie_section.integer("max_flows", 4, minimum=1, maximum=16),
     )
     cookie_section.finish()
     if cookie.secure and public_url.startswith("http://"):
@@ -156,20 +156,20 @@ def load_config(
         cookie_section.error("secure", "cookie.secure: false is only allowed for a localhost public_url")
 
     upstream = root.section("upstream")
-    upstream_timeout = upstream.float("timeout", 4.0, minimum=0.1, maximum=60.0)
+    upstream_timeout = upstream.number("timeout", 4.0, minimum=0.1, maximum=60.0)
     upstream.finish()
-    code_ttl = root.int("code_ttl", 300, minimum=10, maximum=600)
+    code_ttl = root.integer("code_ttl", 300, minimum=10, maximum=600)
 
     log_section = root.section("log")
-    log_format = log_section.str("format", "text", choices=("text", "json"))
-    log_level = log_section.str("level", "info", choices=("debug", "info", "warning", "error"))
-    request_id_header = log_section.str("request_id_header", "X-Request-Id")
+    log_format = log_section.text("format", "text", choices=("text", "json"))
+    log_level = log_section.text("level", "info", choices=("debug", "info", "warning", "error"))
+    request_id_header = log_section.text("request_id_header", "X-Request-Id")
     log_section.finish()
-    shutdown_grace = root.float("shutdown_grace", 10.0, minimum=0.0, maximum=300.0)
+    shutdown_grace = root.number("shutdown_grace", 10.0, minimum=0.0, maximum=300.0)
     tls = _tls(root.section("tls"), base)
 
-    demo = root.bool("demo", False)
-    mappings_dir = base / root.str("mappings", "mappings")
+    demo = root.flag("demo", False)
+    mappings_dir = base / root.text("mappings", "mappings")
     wanted = root.raw("providers")
     root.finish()
 
@@ -223,7 +223,7 @@ def _tls(section: Section, base: Path) -> TlsSettings | None:
         return None
     paths = []
     for key in ("cert", "key"):
-        value = section.str(key)
+        value = section.text(key)
         path = Path(value) if Path(value).is_absolute() else base / value
         if not path.is_file():
             section.error(key, f"no file {path}")

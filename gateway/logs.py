@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .appkeys import RECORD, RequestRecord
 from .metrics import METRICS
@@ -77,7 +78,7 @@ def _request_id(request: web.Request, header: str) -> str:
     return offered if _SANE_ID.fullmatch(offered) else uuid.uuid4().hex
 
 
-def request_middleware(header: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def request_middleware(header: str) -> Middleware:
     """Give each request an id and a record; log and count it once it has its answer."""
 
     @web.middleware

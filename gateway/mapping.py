@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import string
 from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ import jmespath.parser
 from .discovery import Discovered, DiscoveryError
 from .oauth import TOKEN_ERRORS
 from .platforms import PROFILES, RedirectPolicy, build_policy, check_pattern
-from .reader import Section, compile_jmespath
+from .reader import Section
 
 __all__ = [
     "ParamRules",
@@ -212,7 +211,7 @@ class ProviderMapping:
     require_iss: bool = False
 
 
-_FALLBACK = compile_jmespath("`null`", lambda message: None)
+_FALLBACK: jmespath.parser.ParsedResult = jmespath.compile("`null`")
 
 
 def _check_template(section: Section, key: str, template: str, allowed: frozenset[str]) -> None:
@@ -228,7 +227,7 @@ def _param_rules(section: Section, key: str, allowed: frozenset[str], *, headers
     add_section = rules.section("add")
     add: list[tuple[str, str]] = []
     for name in add_section.items():
-        template = add_section.str(name)
+        template = add_section.text(name)
         if template is not None:
             template = getattr(template, "as_template", template)  # ${VAR} braces are literal
             _check_template(add_section, name, template, allowed)
@@ -239,24 +238,25 @@ def _param_rules(section: Section, key: str, allowed: frozenset[str], *, headers
 
 
 def _platform(section: Section) -> PlatformClient:
-    profile = section.str("profile", "none", choices=PROFILES)
+    profile = section.text("profile", "none", choices=PROFILES)
     redirect_uris = section.str_list("redirect_uris")
     for index, uri in enumerate(redirect_uris):
         problem = check_pattern(uri)
         if problem:
-            section.problems.add(section.file, section.item_line("redirect_uris", index), f"{section.path('redirect_uris')}: {problem}")
+            line = section.item_line("redirect_uris", index)
+            section.problems.add(section.file, line, f"{section.path('redirect_uris')}: {problem}")
     vendor_ids = section.str_list("vendor_ids")
     project_ids = section.str_list("project_ids")
     if profile == "none" and not redirect_uris:
         section.error(None, "platform needs a profile (alexa, google) or redirect_uris")
     client = PlatformClient(
-        client_id=section.str("client_id"),
-        client_secret=section.str("client_secret"),
+        client_id=section.text("client_id"),
+        client_secret=section.text("client_secret"),
         redirect_policy=build_policy(
             profile, redirect_uris=redirect_uris, vendor_ids=vendor_ids, project_ids=project_ids
         ),
         profile=profile,
-        pkce=section.str("pkce", "optional", choices=("optional", "required")),
+        pkce=section.text("pkce", "optional", choices=("optional", "required")),
     )
     if client.client_secret is not None and len(client.client_secret) < 8:
         section.error("client_secret", "must be at least 8 characters")
@@ -267,14 +267,14 @@ def _platform(section: Section) -> PlatformClient:
 def _token_request(section: Section, *, base: TokenRequest | None = None, url_required: bool = True) -> TokenRequest:
     if base is None:
         url = section.url("url") if url_required else section.url("url", None)
-        method = section.str("method", "POST", choices=("POST", "GET"))
-        encoding = section.str("encoding", "form", choices=("form", "json", "query"))
-        timeout = section.float("timeout", None, minimum=0.1, maximum=60.0)
-        client_auth = section.str("client_auth", "basic", choices=("basic", "body", "both", "none"))
+        method = section.text("method", "POST", choices=("POST", "GET"))
+        encoding = section.text("encoding", "form", choices=("form", "json", "query"))
+        timeout = section.number("timeout", None, minimum=0.1, maximum=60.0)
+        client_auth = section.text("client_auth", "basic", choices=("basic", "body", "both", "none"))
         params = _param_rules(section, "params", TOKEN_PLACEHOLDERS)
         headers = _param_rules(section, "headers", TOKEN_PLACEHOLDERS, headers=True)
         return TokenRequest(url, method, encoding, client_auth, params, headers, timeout)
-    client_auth = section.str("client_auth", base.client_auth, choices=("basic", "body", "both", "none"))
+    client_auth = section.text("client_auth", base.client_auth, choices=("basic", "body", "both", "none"))
     params = base.params.merged(_param_rules(section, "params", TOKEN_PLACEHOLDERS))
     headers = base.headers.merged(_param_rules(section, "headers", TOKEN_PLACEHOLDERS, headers=True))
     return TokenRequest(base.url, base.method, base.encoding, client_auth, params, headers, base.timeout)
@@ -284,7 +284,7 @@ def _answer(section: Section, scope_separator: str) -> AnswerRules:
     fields_section = section.section("fields")
     fields: dict[str, jmespath.parser.ParsedResult] = {}
     for name, default in _FIELD_DEFAULTS.items():
-        compiled = fields_section.jmespath(name, default)
+        compiled = fields_section.expression(name, default)
         if compiled is not None:
             fields[name] = compiled
     fields_section.finish()
@@ -299,17 +299,17 @@ def _answer(section: Section, scope_separator: str) -> AnswerRules:
                 f"{error_section.path('map')}.{upstream_code}: {rfc_code!r} is not an RFC 6749 token error",
             )
     error = ErrorRules(
-        when=error_section.jmespath("when", None),
-        code=error_section.jmespath("code", "error") or _FALLBACK,
-        description=error_section.jmespath("description", "error_description") or _FALLBACK,
+        when=error_section.expression("when", None),
+        code=error_section.expression("code", "error") or _FALLBACK,
+        description=error_section.expression("description", "error_description") or _FALLBACK,
         map=error_map,
     )
     error_section.finish()
     rules = AnswerRules(
-        format=section.str("format", "auto", choices=("json", "form", "auto")),
-        root=section.jmespath("root", None),
+        format=section.text("format", "auto", choices=("json", "form", "auto")),
+        root=section.expression("root", None),
         fields=fields,
-        expires_in_default=section.int("expires_in_default", 3600, minimum=1, maximum=10 * 365 * 86400),
+        expires_in_default=section.integer("expires_in_default", 3600, minimum=1, maximum=10 * 365 * 86400),
         scope_separator=scope_separator,
         error=error,
     )
@@ -335,15 +335,15 @@ def _examples(section: Section) -> tuple[Example, ...]:
             expected = {}
         examples.append(
             Example(
-                name=example.str("name", f"example {index + 1}"),
-                grant=example.str("grant", "authorization_code", choices=("authorization_code", "refresh_token")),
-                status=example.int("status", 200, minimum=100, maximum=599),
-                content_type=example.str("content_type", "application/json"),
+                name=example.text("name", f"example {index + 1}"),
+                grant=example.text("grant", "authorization_code", choices=("authorization_code", "refresh_token")),
+                status=example.integer("status", 200, minimum=100, maximum=599),
+                content_type=example.text("content_type", "application/json"),
                 body=body,
                 expect=dict(expected),
                 file=section.file,
                 line=example.line(),
-                now=example.float("now", None),
+                now=example.number("now", None),
             )
         )
         example.finish()
@@ -361,7 +361,7 @@ def _discovery(upstream: Section, discover: Callable[[str], Discovered] | None) 
     and a URL still holding an unset variable is not judged: the variable is the missing piece.
     """
     if discover is None:
-        text = upstream.str("discovery", None)
+        text = upstream.text("discovery", None)
         if text is None or _UNRESOLVED.search(text):
             return text, None
     url = upstream.url("discovery", None)
@@ -386,21 +386,21 @@ def parse_mapping(
     if not _NAME.fullmatch(name):
         section.error(None, f"mapping name {name!r} must be lower-case letters, digits, '-' or '_' (it is a URL path)")
     platform = _platform(section.section("platform"))
-    grant = section.str("grant", "code", choices=("code", "implicit"))
+    grant = section.text("grant", "code", choices=("code", "implicit"))
 
     upstream = section.section("upstream")
     discovery_url, discovered = _discovery(upstream, discover)
-    scope_separator = upstream.str("scope_separator", " ")
-    issuer = upstream.str("issuer", None)
+    scope_separator = upstream.text("scope_separator", " ")
+    issuer = upstream.text("issuer", None)
     if issuer is None and discovered is not None:
         issuer = discovered.issuer
     # RFC 9207 §2.4: an upstream that says it sends `iss` must always send it.
     advertised = bool(discovered and discovered.document.get("authorization_response_iss_parameter_supported") is True)
-    require_iss = upstream.bool("require_iss", advertised)
+    require_iss = upstream.flag("require_iss", advertised)
     if require_iss and issuer is None and discovery_url is None:
         upstream.error("require_iss", "needs upstream.issuer (or upstream.discovery) to compare iss with")
-    upstream_client_id = upstream.str("client_id")
-    upstream_client_secret = upstream.str("client_secret", "")
+    upstream_client_id = upstream.text("client_id")
+    upstream_client_secret = upstream.text("client_secret", "")
 
     authorize_section = upstream.section("authorize")
     authorize_url = authorize_section.url("url", None) if discovery_url else authorize_section.url("url")
@@ -409,8 +409,8 @@ def parse_mapping(
     authorize = AuthorizeRequest(
         url=authorize_url,
         params=_param_rules(authorize_section, "params", AUTHORIZE_PLACEHOLDERS),
-        scope=authorize_section.str("scope", None),
-        pkce=authorize_section.str("pkce", "none", choices=("none", "S256", "plain")),
+        scope=authorize_section.text("scope", None),
+        pkce=authorize_section.text("pkce", "none", choices=("none", "S256", "plain")),
     )
     authorize_section.finish()
 
@@ -420,7 +420,7 @@ def parse_mapping(
     if not token.url:
         token = dataclasses.replace(token, url=discovered.token_endpoint if discovered is not None else "")
     refresh = _token_request(refresh_section, base=token)
-    keep_refresh_token = refresh_section.bool("keep_refresh_token", False)
+    keep_refresh_token = refresh_section.flag("keep_refresh_token", False)
     refresh_section.finish()
     token_section.finish()
 

@@ -8,13 +8,12 @@ for: a typo is a load error, never a silently ignored setting (Kong's lesson).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
-from urllib.parse import SplitResult, urlsplit
-
 import ipaddress
 import math
 import re
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, urlsplit
 
 import jmespath
 import jmespath.exceptions
@@ -111,7 +110,7 @@ class Section:
                 self.error(key, f"unknown key (known here: {known})")
 
     # -- getters ------------------------------------------------------------------------------
-    def str(self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] | None = None) -> Any:
+    def text(self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] | None = None) -> Any:
         value = self._get(key, default)
         if value is _MISSING:  # required and missing: already reported
             return ""
@@ -127,7 +126,7 @@ class Section:
             return default if default is not _MISSING else choices[0]
         return value
 
-    def int(self, key: str, default: Any = _MISSING, *, minimum: int | None = None, maximum: int | None = None) -> Any:
+    def integer(self, key: str, default: Any = _MISSING, *, minimum: int | None = None, maximum: int | None = None) -> Any:
         value = self._get(key, default)
         if value is _MISSING:  # required and missing: already reported
             return 0
@@ -142,7 +141,7 @@ class Section:
             self.error(key, f"must be between {minimum} and {maximum}, not {value}")
         return value
 
-    def float(self, key: str, default: Any = _MISSING, *, minimum: float = 0.0, maximum: float | None = None) -> Any:
+    def number(self, key: str, default: Any = _MISSING, *, minimum: float = 0.0, maximum: float | None = None) -> Any:
         value = self._get(key, default)
         if value is _MISSING:  # required and missing: already reported
             return 0.0
@@ -159,7 +158,7 @@ class Section:
             self.error(key, f"must be between {minimum} and {maximum}, not {number}")
         return number
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def flag(self, key: str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is _MISSING:  # required and missing: already reported
             return False
@@ -174,7 +173,7 @@ class Section:
 
     def url(self, key: str, default: Any = _MISSING, *, allow_http_loopback: bool = True) -> Any:
         """An absolute http(s) URL; plain http only toward a loopback host."""
-        value = self.str(key, default)
+        value = self.text(key, default)
         if value is default or not value or getattr(value, "unresolved", False):
             return value
         parts = split_url(value)
@@ -186,9 +185,9 @@ class Section:
             self.error(key, f"must not have a #fragment: {value!r}")
         return value
 
-    def jmespath(self, key: str, default: Any = _MISSING) -> jmespath.parser.ParsedResult | None:
+    def expression(self, key: str, default: Any = _MISSING) -> jmespath.parser.ParsedResult | None:
         """A JMESPath expression, compiled here, once, at load (a bad one is a load error)."""
-        text = self.str(key, default)
+        text = self.text(key, default)
         if text is None:
             return None
         return compile_jmespath(text, lambda message: self.error(key, message))
@@ -202,7 +201,7 @@ class Section:
         value = self._get(key, None)
         return Section(value, file=self.file, problems=self.problems, where=self.path(key), line=self.line(key))
 
-    def list(self, key: str, item: Callable[[Any, int], T | None] | None = None) -> list[Any]:
+    def sequence(self, key: str, item: Callable[[Any, int], T | None] | None = None) -> list[Any]:
         value = self._get(key, None)
         if value is None:
             return []
@@ -237,14 +236,14 @@ class Section:
                 return None
             return str(element)
 
-        return self.list(key, text)
+        return self.sequence(key, text)
 
     def str_map(self, key: str) -> dict[str, str]:
         """A mapping of text to text (numbers are taken as their text)."""
         sub = self.section(key)
         result: dict[str, str] = {}
         for name in sub.items():
-            value = sub.str(name)
+            value = sub.text(name)
             if value is not None:
                 result[name] = value
         sub.finish()

@@ -67,8 +67,9 @@ def _problems_of(error: ValidationError, document: Any) -> Iterator[tuple[int, s
     path = list(error.absolute_path)
     node, line = _locate(document, path)
     where = _dotted(path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties" and isinstance(node, dict) and error.validator_value is False:
-        for key in sorted(set(node) - set(error.schema.get("properties", {}))):
+        for key in sorted(set(node) - set(schema.get("properties", {}))):
             key_line = node.line_of(key) if isinstance(node, LineDict) else line
             yield key_line, f"{_dotted([*path, key])}: unknown key"
         return

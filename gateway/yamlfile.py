@@ -156,6 +156,7 @@ def load_yaml(
         missing: list[str] = []
         result = _interpolate(value, environ, missing)
         unresolved = bool(missing) and missing_env_ok
+        environ_now: Mapping[str, str]
         if unresolved:
             environ_now = {**environ, **{variable: f"<{variable}>" for variable in missing}}
             result = _interpolate(value, environ_now, [])

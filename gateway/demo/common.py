@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import ClientSession, web
 from multidict import MultiDict
 
-from ..seal import SealError, Sealer
+from ..seal import Sealer, SealError
 
 __all__ = [
     "DemoSettings",

@@ -17,7 +17,6 @@ Routes: ``GET /`` and ``GET /_demo`` (redirect), ``GET /_demo/``, ``GET /_demo/p
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import json
@@ -192,7 +191,7 @@ async def _call(request: web.Request, method: str, url: str, **kwargs: Any) -> A
         async with session.request(method, url, allow_redirects=False, **kwargs) as response:
             raw = await response.content.read(_MAX_ANSWER)
             status = response.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         return Answer(0, problem=f"could not reach {url} ({type(exc).__name__})")
     try:
         return Answer(status, json.loads(raw))

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import HTTP_CLIENT, record_of, runtime_of
 from ..answer import normalise
+from ..appkeys import HTTP_CLIENT, record_of, runtime_of
 from ..mapping import ProviderMapping
 from ..oauth import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
 from ..session import FlowStore

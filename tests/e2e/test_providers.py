@@ -198,7 +198,7 @@ async def test_provider_end_to_end(
 
                 with monkeypatch.context() as patch:
                     if example.now is not None:  # the example's clock, for an absolute expires_at
-                        patch.setattr(gateway.answer, "time", SimpleNamespace(time=lambda: example.now))
+                        patch.setattr(gateway.answer, "time", SimpleNamespace(time=lambda now=example.now: now))
                     async with platform.post(
                         f"http://127.0.0.1:{gateway_port}/{name}/token",
                         data=form,

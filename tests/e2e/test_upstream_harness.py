@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yarl
-
 from upstream_oidc import (
     OidcUpstream,
     basic_auth_header,

@@ -106,7 +106,7 @@ class OidcUpstream:
             self.process.terminate()
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
         for task in self._drain:
@@ -181,7 +181,7 @@ async def start_oidc_provider(
 
     try:
         issuer = await asyncio.wait_for(read_ready(), READY_TIMEOUT)
-    except (asyncio.TimeoutError, EOFError) as exc:
+    except (TimeoutError, EOFError) as exc:
         if process.returncode is None:
             process.kill()
         await process.wait()

@@ -22,14 +22,14 @@ KEY_A = Fernet.generate_key().decode("ascii")
 KEY_B = Fernet.generate_key().decode("ascii")
 MARK = "# <-"  # marks the line a problem must be reported at
 
-GATEWAY = """\
+GATEWAY = f"""\
 listen:
   host: 127.0.0.1
   port: 9000
 public_url: https://link.example.com/
-keys: ["%s"]
+keys: ["{KEY_A}"]
 mappings: mappings
-""" % KEY_A
+"""
 
 # GitHub OAuth app: credentials in the body, comma-separated scopes, form answer unless asked for JSON.
 GITHUB = """\

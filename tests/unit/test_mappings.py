@@ -67,7 +67,7 @@ def test_examples_cover_success_refresh_and_errors(checked: Config, file: Path) 
 @pytest.mark.parametrize("file", FILES, ids=lambda f: f.stem)
 def test_header_comment_names_schema_docs_quirks_and_platform(checked: Config, file: Path) -> None:
     lines = file.read_text(encoding="utf-8").splitlines()
-    header = "\n".join(line for line in lines[: next(i for i, l in enumerate(lines) if not l.startswith("#"))])
+    header = "\n".join(line for line in lines[: next(i for i, text in enumerate(lines) if not text.startswith("#"))])
     assert lines[0] == "# yaml-language-server: $schema=schema.json"
     assert re.search(r"# .*https://\S+", header), "a link to the provider's documentation"
     assert "Quirks handled:" in header or "What it relies on:" in header

@@ -49,7 +49,7 @@ ALLOW_DENY = [
     _case(ALEXA_PINNED, "https://layla.amazon.com/api/skill/link/OTHERVENDOR1", False, "pinned-other-vendor"),
     _case(ALEXA_PINNED, f"https://layla.amazon.com/api/skill/link/{VENDOR}X", False, "pinned-vendor-prefix"),
     _case(ALEXA_PINNED, f"https://layla.amazon.com/api/skill/link/{VENDOR[:-1]}", False, "pinned-vendor-shorter"),
-    _case(ALEXA_PINNED, f"https://layla.amazon.com/spa/skill/account-linking-status.html?vendorId=OTHER", False, "pinned-spa-other"),
+    _case(ALEXA_PINNED, "https://layla.amazon.com/spa/skill/account-linking-status.html?vendorId=OTHER", False, "pinned-spa-other"),
     # google
     _case(GOOGLE, f"https://oauth-redirect.googleusercontent.com/r/{PROJECT}", True, "google"),
     _case(GOOGLE, f"https://oauth-redirect-sandbox.googleusercontent.com/r/{PROJECT}", True, "google-sandbox"),

@@ -7,7 +7,7 @@ import time
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.seal import SealError, Sealer, generate_key
+from gateway.seal import Sealer, SealError, generate_key
 
 KEY_A = Fernet.generate_key().decode("ascii")
 KEY_B = Fernet.generate_key().decode("ascii")
