@@ -40,7 +40,7 @@ class Metrics:
         )
         self.upstream_failures = Counter(
             "gateway_upstream_failures",
-            "Upstream token calls that failed, by kind (timeout, connection, http_5xx, unusable_answer, too_large).",
+            "Upstream token calls that failed, by kind (timeout, connection, too_large, http_5xx, throttled, refused, unusable_answer).",
             ["provider", "kind"],
             registry=self.registry,
         )

@@ -13,6 +13,7 @@ is dropped past ``max_flows`` so the cookie stays well under the 4 KB browsers k
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from typing import Any
 
@@ -24,7 +25,10 @@ from cryptography.fernet import MultiFernet
 from .appkeys import RuntimeHolder
 from .config import CookieSettings
 
-__all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore"]
+__all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore", "MAX_FLOWS_JSON"]
+
+#: The flows' JSON that still makes a cookie under 4096 bytes once encrypted and encoded.
+MAX_FLOWS_JSON = 2600
 
 
 class CurrentFernet:
@@ -82,7 +86,11 @@ class FlowStore:
         current = time.time() if now is None else now
         flows = self._live(current)
         flows[nonce] = {**flow, "x": int(current) + self._settings.max_age}
-        while len(flows) > self._settings.max_flows:
+        # Browsers drop a cookie over 4096 bytes, and with it every flow: past max_flows, or past
+        # what still fits once encrypted (Fernet and base64 add about a third), the oldest goes.
+        while len(flows) > 1 and (
+            len(flows) > self._settings.max_flows or len(json.dumps(flows, separators=(",", ":"))) > MAX_FLOWS_JSON
+        ):
             oldest = min(flows, key=lambda key: flows[key]["x"])
             del flows[oldest]
         self._session["flows"] = flows

@@ -25,7 +25,10 @@ from ..oauth import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_
 from ..session import FlowStore
 from . import outcome, provider_of, single_params, unknown_provider
 
-__all__ = ["authorize"]
+__all__ = ["authorize", "MAX_STATE_LENGTH"]
+
+#: The platform's state travels in the flow cookie, which browsers cap at 4096 bytes.
+MAX_STATE_LENGTH = 1500
 
 
 def _check_client(mapping: ProviderMapping, params: dict[str, str]) -> str:
@@ -80,6 +83,8 @@ async def authorize(request: web.Request) -> web.Response:
         expected = "token" if implicit else "code"
         if response_type != expected:
             raise UnsupportedResponseType(f"this provider answers response_type={expected}")
+        if state is not None and len(state) > MAX_STATE_LENGTH:
+            raise InvalidRequest(f"state is longer than {MAX_STATE_LENGTH} characters")
         platform_pkce = {} if implicit else _platform_pkce(mapping, params)
     except OAuthError as err:
         outcome(request, err.error)

@@ -68,7 +68,10 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str
 
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise OAuthError("the request body is too large", error="invalid_request", status=413) from None
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
@@ -122,8 +125,12 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
             refresh_token_sent=refresh_token_sent,
             keep_refresh_token=mapping.keep_refresh_token,
         )
-    except (ServerError, TemporarilyUnavailable):
-        record.upstream_failure = "http_5xx" if answer.status >= 500 else "unusable_answer"
+    except TemporarilyUnavailable:
+        record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
+        raise
+    except ServerError:
+        # 4xx: the upstream refused the gateway's own request; 2xx: an answer we can't use.
+        record.upstream_failure = "refused" if 400 <= answer.status < 500 else "unusable_answer"
         raise
     outcome(request, "success")
     return token_response(body)

@@ -304,6 +304,7 @@ async def test_token_endpoint_rejects_bad_requests_with_json(gateway: Gateway, p
         assert (await response.json())["error"] == "invalid_request"
     async with platform.post(gateway.endpoint("token"), data="a=" + "x" * 100_000, headers={"Authorization": basic()}) as response:
         assert response.status == 413
+        assert (await response.json())["error"] == "invalid_request"
 
 
 async def test_token_request_without_content_type(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
@@ -315,3 +316,26 @@ async def test_token_request_without_content_type(gateway: Gateway, browser: aio
     ) as response:
         assert response.status == 200, await response.text()
         assert json.loads(await response.text())["access_token"]
+
+
+async def test_flow_cookie_stays_under_the_browsers_4096_bytes(gateway: Gateway, browser: aiohttp.ClientSession) -> None:
+    """Long platform states in several tabs: the oldest flows give way, the cookie stays small
+    enough for browsers to keep, and the newest flow completes."""
+    for tab in range(6):
+        state = f"{tab}" + "s" * 1499
+        async with browser.get(gateway.authorize_url(state=state), allow_redirects=False) as response:
+            assert response.status == 302
+            cookie = response.headers["Set-Cookie"]
+            assert len(cookie) < 4096, len(cookie)
+    callback = await login_and_consent(browser, gateway.authorize_url(state="last"), stop_at_prefix=gateway.endpoint("callback"))
+    async with browser.get(str(callback), allow_redirects=False) as response:
+        assert response.status == 302
+        assert query_of(response.headers["Location"])["state"] == "last"
+
+
+async def test_overlong_state_is_an_error_redirect(gateway: Gateway, browser: aiohttp.ClientSession) -> None:
+    async with browser.get(gateway.authorize_url(state="s" * 1501), allow_redirects=False) as response:
+        assert response.status == 302
+        params = query_of(response.headers["Location"])
+    assert params["error"] == "invalid_request"
+    assert "state" in params["error_description"]
