@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
 
     commands.add_parser("keygen", help="print a new key for keys:")
+
+    linktest = commands.add_parser(
+        "linktest", help="play the platform against a running gateway and say why a link would fail"
+    )
+    linktest.add_argument("provider", help="the mapping to test")
+    linktest.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+    linktest.add_argument("--url", help="the gateway's base URL (default: public_url from the config)")
+    linktest.add_argument("--cafile", type=Path, help="trust this CA bundle instead of the system's (testing)")
     return parser
 
 
@@ -89,6 +99,21 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _linktest(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from .linktest import run_linktest
+
+    context = ssl.create_default_context(cafile=str(args.cafile)) if args.cafile else None
+    checks = asyncio.run(run_linktest(config, args.provider, base_url=args.url, ssl_context=context))
+    for check in checks:
+        print(check)
+    failed = [check for check in checks if check.verdict == "FAIL"]
+    print(f"{len(failed)} problem(s) found" if failed else "no problem found: the platform can link through this gateway")
+    return 1 if failed else 0
+
+
 #: Alexa abandons a token request after 4.5 s; the upstream call must end before that.
 ALEXA_BUDGET = 4.5
 
@@ -112,4 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(args)
+    if args.command == "linktest":
+        return _linktest(args)
     return _serve(args)

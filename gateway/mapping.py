@@ -32,7 +32,7 @@ import jmespath.parser
 
 from .discovery import Discovered, DiscoveryError
 from .oauth import TOKEN_ERRORS
-from .platforms import PROFILES, RedirectPolicy, build_policy, check_pattern
+from .platforms import PROFILES, RedirectPolicy, build_policy, check_pattern, sample_redirect_uri
 from .reader import Section
 
 __all__ = [
@@ -135,6 +135,9 @@ class PlatformClient:
     redirect_policy: RedirectPolicy
     profile: str
     pkce: str  # "optional" | "required"
+    #: A redirect URI this platform really sends (its profile's, with a pinned id if any): what
+    #: ``gateway linktest`` plays with. ``None`` when only wildcard patterns are configured.
+    sample_redirect_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,7 @@ def _platform(section: Section) -> PlatformClient:
         ),
         profile=profile,
         pkce=section.text("pkce", "optional", choices=("optional", "required")),
+        sample_redirect_uri=sample_redirect_uri(profile, redirect_uris, vendor_ids, project_ids),
     )
     if client.client_secret is not None and len(client.client_secret) < 8:
         section.error("client_secret", "must be at least 8 characters")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .reader import is_loopback_host, split_url
 
-__all__ = ["PROFILES", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern"]
+__all__ = ["PROFILES", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern", "sample_redirect_uri"]
 
 PROFILES = ("alexa", "google", "none")
 
@@ -129,6 +129,17 @@ def explicit_rule(uri: str) -> RedirectRule:
     """An exact URI, where each ``*`` path segment matches one segment of safe characters."""
     pattern = _SEGMENT.join(re.escape(piece) for piece in uri.split("*"))
     return RedirectRule(uri, re.compile(pattern))
+
+
+def sample_redirect_uri(
+    profile: str, redirect_uris: Sequence[str], vendor_ids: Sequence[str], project_ids: Sequence[str]
+) -> str | None:
+    """One redirect URI the platform would really send (North America's for Alexa)."""
+    if profile == "alexa":
+        return f"https://pitangui.amazon.com/api/skill/link/{vendor_ids[0] if vendor_ids else 'M2LINKTEST0000'}"
+    if profile == "google":
+        return f"https://oauth-redirect.googleusercontent.com/r/{project_ids[0] if project_ids else 'linktest'}"
+    return next((uri for uri in redirect_uris if "*" not in uri), None)
 
 
 def build_policy(

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
-import ipaddress
 import json
 import logging
 import signal
 import ssl
-import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from builders import plain_mapping, self_signed
 from conftest import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
@@ -37,10 +35,6 @@ from conftest import (
     query_of,
     write_gateway_files,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 from upstream_oidc import OidcUpstream, login_and_consent
@@ -101,7 +95,7 @@ async def test_keys_file(tmp_path: Path) -> None:
     key_a, key_b = generate_key(), generate_key()
     (tmp_path / "keys").write_text(f"# rotated 2026-11-25\n{key_b}\n{key_a}\n")
     path, env = write_gateway_files(
-        tmp_path, {"m": _plain_mapping("http://127.0.0.1:9/token")}, port=1, keys=[], more="keys_file: keys\n"
+        tmp_path, {"m": plain_mapping("http://127.0.0.1:9/token")}, port=1, keys=[], more="keys_file: keys\n"
     )
     config = load_config(path, env=env)
     assert config.keys == (key_b, key_a)
@@ -261,22 +255,6 @@ async def test_request_id_is_taken_or_made_and_returned(gateway: Gateway, platfo
 # -- lifecycle -------------------------------------------------------------------------------------
 
 
-def _plain_mapping(token_url: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        platform:
-          profile: alexa
-          client_id: {PLATFORM_ID}
-          client_secret: ${{PLATFORM_SECRET}}
-        upstream:
-          client_id: up
-          client_secret: ${{UPSTREAM_SECRET}}
-          authorize: {{url: "https://auth.example/authorize"}}
-          token: {{url: "{token_url}", timeout: 5}}
-        """
-    )
-
-
 @pytest.fixture
 async def slow_upstream() -> AsyncIterator[tuple[str, list[float]]]:
     """A token endpoint that takes 1.5 s; records when each request arrived."""
@@ -303,7 +281,7 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
     token_url, arrivals = slow_upstream
     key = generate_key()
     port = free_port()
-    path, env = write_gateway_files(tmp_path, {"oidc": _plain_mapping(token_url)}, port=port, keys=[key])
+    path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port, keys=[key])
     gateway = await start_gateway_process(path, port=port, env=env)
     try:
         code = Sealer([key]).seal(CODE_PURPOSE, {"u": "x", "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}, ttl=60)
@@ -325,16 +303,16 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
 
 async def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(tmp_path: Path, platform: aiohttp.ClientSession) -> None:
     port = free_port()
-    path, env = write_gateway_files(tmp_path, {"first": _plain_mapping("http://127.0.0.1:9/token")}, port=port)
+    path, env = write_gateway_files(tmp_path, {"first": plain_mapping("http://127.0.0.1:9/token")}, port=port)
     gateway = await start_gateway_process(path, port=port, env=env)
     try:
-        (tmp_path / "mappings" / "second.yaml").write_text(_plain_mapping("http://127.0.0.1:9/token"))
+        (tmp_path / "mappings" / "second.yaml").write_text(plain_mapping("http://127.0.0.1:9/token"))
         gateway.signal(signal.SIGHUP)
         await gateway.wait_for_line("reloaded")
         async with platform.get(f"{gateway.url}/readyz") as response:
             assert await response.text() == "ready: first, second\n"
 
-        (tmp_path / "mappings" / "second.yaml").write_text(_plain_mapping("http://127.0.0.1:9/token") + "  bogus: 1\n")
+        (tmp_path / "mappings" / "second.yaml").write_text(plain_mapping("http://127.0.0.1:9/token") + "  bogus: 1\n")
         gateway.signal(signal.SIGHUP)
         await gateway.wait_for_line("still serving the previous config")
         assert "second.yaml:10: upstream.bogus: unknown key" in gateway.output
@@ -351,35 +329,11 @@ async def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(tmp_path: Pa
 # -- TLS -------------------------------------------------------------------------------------------
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 async def test_tls_from_the_config(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     port = free_port()
     path, env = write_gateway_files(
-        tmp_path, {"oidc": _plain_mapping("http://127.0.0.1:9/token")}, port=port, more=f"tls: {{cert: {cert}, key: {key}}}\n"
+        tmp_path, {"oidc": plain_mapping("http://127.0.0.1:9/token")}, port=port, more=f"tls: {{cert: {cert}, key: {key}}}\n"
     )
     trust = ssl.create_default_context(cafile=str(cert))
     gateway = await start_gateway_process(path, port=port, env=env, ssl_context=trust)
