@@ -149,6 +149,10 @@ class _Tester:
                 hint = ": it seems not to know the gateway's client id"
             self.add("FAIL", "upstream authorize", f"answered {response.status}{hint} ({_page_text(body)})")
             return
+        if re.search(r"redirect.?uri.{0,80}(mismatch|not match|must match|invalid|not registered)", body, re.I | re.S):
+            # Some providers (GitHub) show this error on a 200 page.
+            self.add("WARN", "upstream authorize", f"its page speaks of a redirect URI problem: is {callback} registered? ({_page_text(body)})")
+            return
         self.add("PASS", "upstream authorize", f"answered {response.status}: a person can sign in there")
 
     async def _token(self, form: dict[str, str], *, secret: str | None = None) -> tuple[int, dict[str, str], dict[str, str], float]:
