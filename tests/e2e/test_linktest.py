@@ -12,6 +12,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from builders import plain_mapping, self_signed
 from conftest import Gateway, GatewayFactory, free_port, mapping_yaml, start_gateway, write_gateway_files
 from processes import start_gateway_process
@@ -112,3 +113,26 @@ async def test_the_command(gateway: Gateway, capsys: pytest.CaptureFixture[str])
 async def _run_main(argv: list[str]) -> int:
     """``main`` runs its own event loop; run it in a thread beside the test's loop."""
     return await asyncio.get_running_loop().run_in_executor(None, main, argv)
+
+
+async def test_a_redirect_uri_error_on_a_200_page(tmp_path: Path) -> None:
+    """GitHub shows "The redirect_uri MUST match the registered callback URL" with HTTP 200."""
+
+    async def authorize(request: web.Request) -> web.Response:
+        return web.Response(text="<h1>Error</h1><p>The redirect_uri MUST match the registered callback URL.</p>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/authorize", authorize)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    upstream_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", upstream_port).start()
+    mapping = plain_mapping("http://127.0.0.1:9/token").replace("https://auth.example/authorize", f"http://127.0.0.1:{upstream_port}/authorize")
+    gateway = await start_gateway(tmp_path, {"oidc": mapping}, port=free_port())
+    try:
+        checks = await run_linktest(gateway.config, "oidc")
+        warning = next(check for check in checks if check.name == "upstream authorize")
+        assert warning.verdict == "WARN" and "is http://127.0.0.1" in warning.detail, warning
+    finally:
+        await gateway.runner.cleanup()
+        await runner.cleanup()
