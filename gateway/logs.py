@@ -53,11 +53,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class _TextFormatter(logging.Formatter):
-    """Plain text, with ``extra=`` fields appended as key=value."""
+    """Plain text, with ``extra=`` fields appended as key=value (those the message says, left out)."""
+
+    _IN_MESSAGE = frozenset({"method", "path", "status"})
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = " ".join(f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD)
+        fields = " ".join(
+            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD and key not in self._IN_MESSAGE
+        )
         return f"{line} {fields}" if fields else line
 
 
