@@ -30,7 +30,7 @@ import jmespath.exceptions
 from .mapping import AnswerRules
 from .oauth import TOKEN_ERRORS, OAuthError, ServerError, TemporarilyUnavailable
 
-__all__ = ["UpstreamAnswer", "parse_body", "normalise", "MAX_ANSWER_BYTES"]
+__all__ = ["UpstreamAnswer", "parse_body", "normalise", "is_transient", "MAX_ANSWER_BYTES"]
 
 MAX_ANSWER_BYTES = 64 * 1024
 # Errors the upstream raises about *the gateway's* own credentials or request are not the
@@ -51,6 +51,9 @@ def parse_body(answer: UpstreamAnswer, fmt: str) -> Any:
     """The answer as a document; ``ServerError`` if it is neither JSON nor a form."""
     text = answer.body.decode("utf-8", errors="replace").strip()
     looks_json = text[:1] in ("{", "[") or "json" in answer.content_type
+    if fmt == "auto" and not looks_json and ("html" in answer.content_type or text[:1] == "<"):
+        # A proxy's or firewall's page: `<html lang="en">` would otherwise parse as a form.
+        raise ServerError(f"upstream answered HTTP {answer.status} with an HTML page")
     if fmt == "json" or (fmt == "auto" and looks_json):
         try:
             return json.loads(text)
@@ -105,7 +108,7 @@ def _scope(value: Any, separator: str) -> str | None:
     return joined or None
 
 
-def _transient(http_status: int) -> bool:
+def is_transient(http_status: int) -> bool:
     """Statuses that say "try again later" (RFC 9110 §15.6, RFC 6585 §4), never "the grant is bad"."""
     return http_status >= 500 or http_status in (408, 429)
 
@@ -114,11 +117,16 @@ def _error_from(document: Any, rules: AnswerRules, http_status: int) -> OAuthErr
     """The RFC 6749 §5.2 error an upstream error answer amounts to, from the platform's side."""
     code = _text(_search(rules.error.code, document)) or ""
     description = (_text(_search(rules.error.description, document)) or "")[:500]
+    if is_transient(http_status):
+        # An outage or a rate limit never reads as a bad grant, whatever the body says: Google
+        # unlinks on invalid_grant, and the grant may well be good.
+        return TemporarilyUnavailable(description or f"upstream answered HTTP {http_status}")
+    if not code:
+        # No error code at all (a bare 401, a firewall's 403 page): nothing says the grant is bad,
+        # so the platform must not be told it is.
+        return ServerError(f"upstream answered HTTP {http_status} without an OAuth error code")
     mapped = rules.error.map.get(code, code)
     if mapped not in TOKEN_ERRORS:
-        if _transient(http_status):
-            # An upstream outage must never read as a bad grant: Google unlinks on invalid_grant.
-            return TemporarilyUnavailable(f"upstream answered HTTP {http_status}")
         # An unknown code on a code or refresh exchange almost always means the grant is bad;
         # invalid_grant is what makes Google unlink and Alexa ask the user to link again.
         mapped = "invalid_grant"
@@ -153,7 +161,7 @@ def normalise(
     try:
         document = parse_body(answer, rules.format)
     except ServerError:
-        if _transient(answer.status):  # an outage or rate-limit page (HTML) from a proxy in front
+        if is_transient(answer.status):  # an outage or rate-limit page (HTML) from a proxy in front
             raise TemporarilyUnavailable(f"upstream answered HTTP {answer.status}") from None
         raise
     if _is_error(document, rules, answer.status):

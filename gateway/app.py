@@ -66,6 +66,10 @@ def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIte
             headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        # aiohttp resends an idempotent (GET) request once when the connection drops before an
+        # answer; a GET token endpoint would then see the code twice. Never retry (its test
+        # client turns this off the same way).
+        session._retry_connection = False
         app[HTTP_CLIENT] = session
         yield
         await session.close()

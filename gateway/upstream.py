@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from .answer import MAX_ANSWER_BYTES, UpstreamAnswer
+from .answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from .appkeys import RequestRecord
 from .mapping import ProviderMapping, TokenRequest
 from .oauth import ServerError, TemporarilyUnavailable
@@ -137,11 +137,15 @@ async def send(
                 data=data,
                 headers=headers,
                 allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=deadline),  # the mapping's own, even when longer
             ) as response:
                 body = b""
                 async for chunk in response.content.iter_any():  # the whole answer, within the deadline
                     body += chunk
                     if len(body) > MAX_ANSWER_BYTES:
+                        if is_transient(response.status):
+                            body = b""  # a large outage page: its status is all that matters
+                            break
                         raise ServerError("upstream answer is larger than 64 KiB")
                 answer = UpstreamAnswer(response.status, response.headers.get("Content-Type", ""), body)
     except TimeoutError:

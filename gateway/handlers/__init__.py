@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from ..appkeys import record_of, runtime_of
+from ..answer import normalise
+from ..appkeys import HTTP_CLIENT, record_of, runtime_of
 from ..mapping import ProviderMapping
-from ..oauth import InvalidRequest, OAuthError
+from ..oauth import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from ..upstream import PreparedRequest, send
 
-__all__ = ["provider_of", "single_params", "outcome", "unknown_provider"]
+__all__ = ["provider_of", "single_params", "outcome", "unknown_provider", "exchange"]
 
 #: Longest value accepted for any single request parameter (codes, states, URIs, verifiers).
 MAX_PARAM_LENGTH = 4096
@@ -39,6 +43,28 @@ def single_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
             raise InvalidRequest(f"parameter {name!r} is too long")
         params[name] = value
     return params
+
+
+async def exchange(
+    request: web.Request, mapping: ProviderMapping, prepared: PreparedRequest, *, refresh_token_sent: str | None = None
+) -> dict[str, Any]:
+    """Send the upstream token request once and normalise its answer (RFC 6749 §5.1), noting in
+    the request's record how the upstream failed, if it did — for /token and the implicit callback."""
+    record = record_of(request)
+    answer = await send(
+        request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record
+    )
+    try:
+        return normalise(
+            answer, mapping.answer, refresh_token_sent=refresh_token_sent, keep_refresh_token=mapping.keep_refresh_token
+        )
+    except TemporarilyUnavailable:
+        record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
+        raise
+    except ServerError:
+        # 4xx: the upstream refused the gateway's own request; 2xx: an answer the gateway can't use.
+        record.upstream_failure = "refused" if 400 <= answer.status < 500 else "unusable_answer"
+        raise
 
 
 def unknown_provider(request: web.Request) -> OAuthError:

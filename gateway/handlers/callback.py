@@ -20,13 +20,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ..answer import normalise
-from ..appkeys import HTTP_CLIENT, record_of, runtime_of
+from ..appkeys import record_of, runtime_of
 from ..mapping import ProviderMapping
 from ..oauth import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
 from ..session import FlowStore
-from ..upstream import prepare_token_request, send
-from . import outcome, provider_of, single_params, unknown_provider
+from ..upstream import prepare_token_request
+from . import exchange, outcome, provider_of, single_params, unknown_provider
 
 __all__ = ["callback", "CODE_PURPOSE"]
 
@@ -76,10 +75,7 @@ async def _implicit_answer(request: web.Request, mapping: ProviderMapping, code:
         code=code,
         code_verifier=flow.get("v", ""),
     )
-    answer = await send(
-        request.app[HTTP_CLIENT], prepared, default_timeout=config.upstream_timeout, record=record_of(request)
-    )
-    token = normalise(answer, mapping.answer)
+    token = await exchange(request, mapping, prepared)
     result = {"access_token": token["access_token"], "token_type": "Bearer", "expires_in": str(token["expires_in"])}
     if "scope" in token:
         result["scope"] = token["scope"]

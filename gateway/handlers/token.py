@@ -20,8 +20,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from .. import pkce
-from ..answer import normalise
-from ..appkeys import HTTP_CLIENT, record_of, runtime_of
+from ..appkeys import record_of, runtime_of
 from ..clientauth import authenticate, read_credentials
 from ..mapping import ProviderMapping
 from ..oauth import (
@@ -29,15 +28,13 @@ from ..oauth import (
     InvalidGrant,
     InvalidRequest,
     OAuthError,
-    ServerError,
-    TemporarilyUnavailable,
     UnsupportedGrantType,
     token_error_response,
     token_response,
 )
 from ..seal import SealError
-from ..upstream import prepare_token_request, send
-from . import outcome, provider_of, single_params, unknown_provider
+from ..upstream import prepare_token_request
+from . import exchange, outcome, provider_of, single_params, unknown_provider
 from .callback import CODE_PURPOSE
 
 __all__ = ["token"]
@@ -117,21 +114,7 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
     else:
         raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
 
-    answer = await send(request.app[HTTP_CLIENT], prepared, default_timeout=config.upstream_timeout, record=record)
-    try:
-        body = normalise(
-            answer,
-            mapping.answer,
-            refresh_token_sent=refresh_token_sent,
-            keep_refresh_token=mapping.keep_refresh_token,
-        )
-    except TemporarilyUnavailable:
-        record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
-        raise
-    except ServerError:
-        # 4xx: the upstream refused the gateway's own request; 2xx: an answer we can't use.
-        record.upstream_failure = "refused" if 400 <= answer.status < 500 else "unusable_answer"
-        raise
+    body = await exchange(request, mapping, prepared, refresh_token_sent=refresh_token_sent)
     outcome(request, "success")
     return token_response(body)
 
