@@ -57,7 +57,7 @@ def parse_body(answer: UpstreamAnswer, fmt: str) -> Any:
     if fmt == "json" or (fmt == "auto" and looks_json):
         try:
             return json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             if fmt == "json":
                 raise ServerError(f"upstream answered HTTP {answer.status} with a body that is not JSON") from None
     if not text:
@@ -79,15 +79,13 @@ def _search(expression: Any, document: Any) -> Any:
 def _as_seconds(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
+    if not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # not a number, or an integer too large for a float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(value: Any) -> str | None:

@@ -40,7 +40,7 @@ async def never_a_traceback(request: web.Request, handler: Handler) -> web.Strea
         return web.json_response(
             {"error": "server_error", "error_description": "internal error"},
             status=500,
-            headers={"Cache-Control": "no-store"},
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
         )
 
 
@@ -98,7 +98,7 @@ def create_app(config: Config) -> web.Application:
         setup_demo(app, public_url=config.public_url, sealer=holder.current.sealer)
     app.router.add_get("/{provider}/authorize", authorize)
     app.router.add_get("/{provider}/callback", callback)
-    app.router.add_post("/{provider}/token", token)
+    app.router.add_route("*", "/{provider}/token", token)  # other methods get a JSON 405
     return app
 
 

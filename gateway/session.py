@@ -25,10 +25,14 @@ from cryptography.fernet import MultiFernet
 from .appkeys import RuntimeHolder
 from .config import CookieSettings
 
-__all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore", "MAX_FLOWS_JSON"]
+__all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore", "FlowTooLarge", "MAX_FLOWS_JSON"]
 
 #: The flows' JSON that still makes a cookie under 4096 bytes once encrypted and encoded.
 MAX_FLOWS_JSON = 2600
+
+
+class FlowTooLarge(ValueError):
+    """One flow alone is larger than a browser keeps in a cookie."""
 
 
 class CurrentFernet:
@@ -59,6 +63,15 @@ class RotatingCookieStorage(EncryptedCookieStorage):
         )
         self._fernet = fernet  # type: ignore[assignment]
 
+    def load_cookie(self, request: web.Request) -> str | None:
+        """The cookie's value, or ``None`` when it can not be a sealed value (not ASCII).
+
+        aiohttp-session would encode a non-UTF-8 value and fail with a 500; a cookie that is not
+        ours is simply no cookie.
+        """
+        value = super().load_cookie(request)
+        return value if value is None or value.isascii() else None
+
 
 class FlowStore:
     """The flows of one browser, in its session cookie."""
@@ -83,7 +96,10 @@ class FlowStore:
         return {nonce: flow for nonce, flow in flows.items() if isinstance(flow, dict) and flow.get("x", 0) > now}
 
     def add(self, nonce: str, flow: dict[str, Any], *, now: float | None = None) -> None:
+        """Keep ``flow``; raise :class:`FlowTooLarge` when even alone it would not fit a cookie."""
         current = time.time() if now is None else now
+        if len(json.dumps(flow, separators=(",", ":"))) > MAX_FLOWS_JSON - 100:
+            raise FlowTooLarge("the request is too large to remember in a cookie")
         flows = self._live(current)
         flows[nonce] = {**flow, "x": int(current) + self._settings.max_age}
         # Browsers drop a cookie over 4096 bytes, and with it every flow: past max_flows, or past

@@ -22,7 +22,7 @@ from .. import pkce
 from ..appkeys import runtime_of
 from ..mapping import ProviderMapping
 from ..oauth import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri, error_page, redirect
-from ..session import FlowStore
+from ..session import FlowStore, FlowTooLarge
 from . import outcome, provider_of, single_params, unknown_provider
 
 __all__ = ["authorize", "MAX_STATE_LENGTH"]
@@ -125,7 +125,14 @@ async def authorize(request: web.Request) -> web.Response:
     upstream_params = mapping.authorize.params.apply(upstream_params, values)
 
     flows = await FlowStore.of(request, config.cookie)
-    flows.add(nonce, flow)
+    try:
+        flows.add(nonce, flow)
+    except FlowTooLarge as err:  # a state of many non-ASCII characters, say
+        outcome(request, "invalid_request")
+        body = {"error": "invalid_request", "error_description": str(err)}
+        if state is not None:
+            body["state"] = state
+        return redirect(add_to_uri(redirect_uri, body, fragment=implicit), carries_secret=False)
     url = mapping.authorize.url
     location = f"{url}{'&' if '?' in url else '?'}{urlencode(upstream_params)}"
     outcome(request, "success")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from .. import pkce
 from ..appkeys import record_of, runtime_of
@@ -69,6 +70,8 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise OAuthError("the request body is too large", error="invalid_request", status=413) from None
+    except RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
+        raise InvalidRequest("the request body could not be decoded") from None
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
@@ -123,6 +126,10 @@ async def token(request: web.Request) -> web.Response:
     mapping = provider_of(request, "token")
     if mapping is None:
         return token_error_response(unknown_provider(request))
+    if request.method != "POST":  # RFC 6749 §3.2: the token endpoint takes POST only
+        response = token_error_response(OAuthError("the token endpoint takes POST", error="invalid_request", status=405))
+        response.headers["Allow"] = "POST"
+        return response
     try:
         return await _handle(request, mapping)
     except OAuthError as err:
