@@ -65,6 +65,17 @@ def _upstream_scope(mapping: ProviderMapping, requested: str) -> str:
     return mapping.scope_separator.join(requested.split())
 
 
+def _error_redirect(
+    request: web.Request, err: OAuthError, redirect_uri: str, state: str | None, *, fragment: bool
+) -> web.Response:
+    """RFC 6749 §4.1.2.1 / §4.2.2.1: an error to the validated redirect URI, with the state."""
+    outcome(request, err.error)
+    body = {"error": err.error, "error_description": err.description}
+    if state is not None:
+        body["state"] = state
+    return redirect(add_to_uri(redirect_uri, body, fragment=fragment), carries_secret=False)
+
+
 async def authorize(request: web.Request) -> web.Response:
     mapping = provider_of(request, "authorize")
     if mapping is None:
@@ -87,11 +98,7 @@ async def authorize(request: web.Request) -> web.Response:
             raise InvalidRequest(f"state is longer than {MAX_STATE_LENGTH} characters")
         platform_pkce = {} if implicit else _platform_pkce(mapping, params)
     except OAuthError as err:
-        outcome(request, err.error)
-        body = {"error": err.error, "error_description": err.description}
-        if state is not None:
-            body["state"] = state
-        return redirect(add_to_uri(redirect_uri, body, fragment=implicit), carries_secret=False)
+        return _error_redirect(request, err, redirect_uri, state, fragment=implicit)
 
     config = runtime_of(request).config
     nonce = secrets.token_urlsafe(24)
@@ -128,11 +135,7 @@ async def authorize(request: web.Request) -> web.Response:
     try:
         flows.add(nonce, flow)
     except FlowTooLarge as err:  # a state of many non-ASCII characters, say
-        outcome(request, "invalid_request")
-        body = {"error": "invalid_request", "error_description": str(err)}
-        if state is not None:
-            body["state"] = state
-        return redirect(add_to_uri(redirect_uri, body, fragment=implicit), carries_secret=False)
+        return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
     url = mapping.authorize.url
     location = f"{url}{'&' if '?' in url else '?'}{urlencode(upstream_params)}"
     outcome(request, "success")
