@@ -131,8 +131,9 @@ def load_config(
     public_url = public_url.rstrip("/")
 
     keys, ephemeral = _keys(root, problems, base)
-    public_host = split_url(public_url)
-    if ephemeral and not is_loopback_host(public_host.hostname if public_host else None):
+    public_parts = split_url(public_url)
+    local = is_loopback_host(public_parts.hostname if public_parts else None)
+    if ephemeral and not local:
         root.error(
             "keys",
             "no key configured: a random key would break every flow on restart and across replicas; "
@@ -152,7 +153,7 @@ def load_config(
             "secure",
             "public_url is plain http, so browsers drop Secure cookies: serve https or set cookie.secure: false",
         )
-    if not cookie.secure and not is_loopback_host(public_url.split("/")[2].rsplit(":", 1)[0].strip("[]")):
+    if not cookie.secure and not local:
         cookie_section.error("secure", "cookie.secure: false is only allowed for a localhost public_url")
 
     upstream = root.section("upstream")
