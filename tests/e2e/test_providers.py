@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -225,5 +226,75 @@ async def test_provider_end_to_end(
                     assert status == 200, (label, body)
                     assert body == dict(example.expect), label
                     assert isinstance(body["expires_in"], int) and body["token_type"] == "Bearer", label
+    finally:
+        await runner.cleanup()
+
+
+#: What each provider's documentation says its authorization request needs beyond RFC 6749 §4.1.1
+#: (``response_type=code``, ``client_id``, ``redirect_uri``, ``state``): extra parameters, PKCE,
+#: and how the platform's ``scope=read write`` must arrive (``None``: the provider's own fixed scope,
+#: whose text must contain the given word instead).
+AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
+    "amazon": {"scope_contains": "profile"},  # Login with Amazon: profile scopes
+    "discord": {},
+    "dropbox": {"params": {"token_access_type": "offline"}},  # for a refresh token
+    "ecobee": {"scope_contains": "smartWrite"},
+    "entra": {"params": {"response_mode": "query"}, "scope_contains": "offline_access"},
+    "facebook": {"scope": "read,write"},  # comma-separated
+    "fitbit": {"pkce": True},  # Fitbit recommends PKCE for every client
+    "github": {"scope": "read,write"},
+    "google": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True},
+    "homeconnect": {"scope_contains": "IdentifyAppliance"},
+    "mailchimp": {},
+    "oidc": {"pkce": True},
+    "reddit": {"params": {"duration": "permanent"}},  # for a refresh token
+    "salesforce": {},
+    "slack": {"scope_param": "user_scope", "scope": "read,write"},  # user token scopes, comma-separated
+    "smartthings": {},
+    "spotify": {},
+    "strava": {"scope": "read,write"},
+    "withings": {"scope": "read,write"},
+    "x": {"pkce": True},  # PKCE required
+    "zoom": {"pkce": True},
+}
+
+
+def test_every_mapping_has_its_documented_authorize_request() -> None:
+    assert sorted(AUTHORIZE_DOCUMENTED) == PROVIDERS
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+async def test_provider_authorize_leg(name: str, tmp_path: Path, gateway_port: int, provider_upstream: ProviderUpstream) -> None:
+    """The browser leg per provider: the platform's authorization request goes on to the
+    provider's authorize URL in the provider's own terms."""
+    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_port)
+    try:
+        mapping = config.providers[name]
+        prefix = name.upper()
+        redirect_uri = REDIRECTS[mapping.platform.profile].format(project=env.get(f"{prefix}_PROJECT_ID", "my-project"))
+        query = {"client_id": env[f"{prefix}_PLATFORM_CLIENT_ID"], "redirect_uri": redirect_uri, "state": "platform-state",
+                 "response_type": "code", "scope": "read write"}
+        async with aiohttp.ClientSession() as browser:
+            async with browser.get(f"http://127.0.0.1:{gateway_port}/{name}/authorize", params=query, allow_redirects=False) as response:
+                assert response.status == 302, await response.text()
+                location = response.headers["Location"]
+        assert location.startswith(mapping.authorize.url + ("&" if "?" in mapping.authorize.url else "?")), location
+        sent = {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
+        documented = AUTHORIZE_DOCUMENTED[name]
+        assert sent["response_type"] == "code"
+        assert sent["client_id"] == env[f"{prefix}_CLIENT_ID"]
+        assert sent["redirect_uri"] == config.callback_url(name)
+        assert len(sent["state"]) >= 32 and sent["state"] != "platform-state"  # the gateway's own nonce
+        for key, value in documented.get("params", {}).items():
+            assert sent.get(key) == value, (key, sent)
+        if documented.get("pkce"):
+            assert sent["code_challenge_method"] == "S256" and len(sent["code_challenge"]) == 43, sent
+        else:
+            assert "code_challenge" not in sent, sent
+        scope = sent.get(documented.get("scope_param", "scope"), "")
+        if "scope_contains" in documented:
+            assert documented["scope_contains"] in scope, sent
+        else:
+            assert scope == documented.get("scope", "read write"), sent
     finally:
         await runner.cleanup()
