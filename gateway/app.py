@@ -17,6 +17,7 @@ from .handlers.callback import callback
 from .handlers.token import token
 from .logs import request_middleware
 from .metrics import METRICS, Metrics
+from .replay import REDEEMED, RedeemedCodes
 from .session import CurrentFernet, RotatingCookieStorage
 
 __all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
@@ -88,6 +89,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[RUNTIME] = holder
     app[METRICS] = metrics
+    app[REDEEMED] = RedeemedCodes()
     app.cleanup_ctx.append(_http_client_context(config))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

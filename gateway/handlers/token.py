@@ -9,12 +9,14 @@
    is normalised into §5.1 JSON or a §5.2 error (:mod:`gateway.answer`).
 
 Every answer is JSON with ``Cache-Control: no-store`` and ``Pragma: no-cache``. A sealed code is
-single use only as far as the upstream enforces it: the gateway keeps no database, and the
-upstream's own code is single use (RFC 6749 §4.1.2), so a replay fails there as ``invalid_grant``.
+single use (RFC 6749 §4.1.2) twice over: each process remembers the codes it redeemed
+(:mod:`gateway.replay`), and the upstream's own code inside is single use at the upstream, which
+also covers a replay sent to another replica.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -33,6 +35,7 @@ from ..oauth import (
     token_error_response,
     token_response,
 )
+from ..replay import REDEEMED, fingerprint
 from ..seal import SealError
 from ..upstream import prepare_token_request
 from . import exchange, outcome, provider_of, single_params, unknown_provider
@@ -84,42 +87,58 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
         outcome(request, err.error)
         return token_error_response(err, basic_auth_used=credentials.used_basic)
 
-    runtime = runtime_of(request)
-    config = runtime.config
     grant_type = form.get("grant_type")
-    record = record_of(request)
-    record.grant = grant_type or ""
+    record_of(request).grant = grant_type or ""
     if grant_type == "authorization_code":
-        code = form.get("code")
-        if not code:
-            raise InvalidRequest("code is required")
-        try:
-            opened = runtime.sealer.open(CODE_PURPOSE, code)
-        except SealError as err:
-            raise InvalidGrant(f"code is invalid: {err}") from None
-        inputs = _code_grant(mapping, form, opened, credentials.client_id)
-        prepared = prepare_token_request(
-            mapping, grant_type=grant_type, callback_url=config.callback_url(mapping.name), **inputs
-        )
-        refresh_token_sent = None
+        body = await _authorization_code(request, mapping, form, credentials.client_id)
     elif grant_type == "refresh_token":
-        refresh_token_sent = form.get("refresh_token")
-        if not refresh_token_sent:
-            raise InvalidRequest("refresh_token is required")
-        prepared = prepare_token_request(
-            mapping,
-            grant_type=grant_type,
-            callback_url=config.callback_url(mapping.name),
-            refresh_token=refresh_token_sent,
-        )
+        body = await _refresh_token(request, mapping, form)
     elif not grant_type:
         raise InvalidRequest("grant_type is required")
     else:
         raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
-
-    body = await exchange(request, mapping, prepared, refresh_token_sent=refresh_token_sent)
     outcome(request, "success")
     return token_response(body)
+
+
+async def _authorization_code(
+    request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
+) -> dict[str, Any]:
+    """RFC 6749 §4.1.3: open and check the sealed code, claim it, and exchange the upstream's."""
+    runtime = runtime_of(request)
+    code = form.get("code")
+    if not code:
+        raise InvalidRequest("code is required")
+    try:
+        opened = runtime.sealer.open(CODE_PURPOSE, code)
+    except SealError as err:
+        raise InvalidGrant(f"code is invalid: {err}") from None
+    inputs = _code_grant(mapping, form, opened, client_id)
+    redeemed, claim = request.app[REDEEMED], fingerprint(opened)
+    if not redeemed.claim(claim, ttl=runtime.config.code_ttl):
+        raise InvalidGrant("code was already used")
+    prepared = prepare_token_request(
+        mapping, grant_type="authorization_code", callback_url=runtime.config.callback_url(mapping.name), **inputs
+    )
+    try:
+        return await exchange(request, mapping, prepared)
+    except OAuthError:
+        redeemed.release(claim)  # not spent here: the upstream decides whether it still works
+        raise
+
+
+async def _refresh_token(request: web.Request, mapping: ProviderMapping, form: dict[str, str]) -> dict[str, Any]:
+    """RFC 6749 §6: pass the refresh on, the way the mapping says."""
+    refresh_token = form.get("refresh_token")
+    if not refresh_token:
+        raise InvalidRequest("refresh_token is required")
+    prepared = prepare_token_request(
+        mapping,
+        grant_type="refresh_token",
+        callback_url=runtime_of(request).config.callback_url(mapping.name),
+        refresh_token=refresh_token,
+    )
+    return await exchange(request, mapping, prepared, refresh_token_sent=refresh_token)
 
 
 async def token(request: web.Request) -> web.Response:

@@ -153,3 +153,16 @@ def test_error_message_never_echoes_the_token() -> None:
         with pytest.raises(SealError) as info:
             Sealer([KEY_B]).open("code", attempt)
         assert attempt not in str(info.value)
+
+
+def test_redeemed_codes_claim_release_expire_and_stay_bounded() -> None:
+    from gateway.replay import RedeemedCodes
+
+    codes = RedeemedCodes(capacity=3)
+    assert codes.claim("a", ttl=10, now=0) and not codes.claim("a", ttl=10, now=1)
+    codes.release("a")
+    assert codes.claim("a", ttl=10, now=2)
+    assert codes.claim("a", ttl=10, now=13)  # expired at 12: forgotten
+    for key in "bcd":
+        assert codes.claim(key, ttl=100, now=14)
+    assert len(codes) == 3  # the oldest claim made room
