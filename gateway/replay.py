@@ -49,6 +49,10 @@ class RedeemedCodes:
         """Forget a claim whose exchange failed, so the platform may try the code again."""
         self._until.pop(key, None)
 
+    def clear(self) -> None:
+        """Forget every claim (a fuzzer that presents the same genuine codes again and again)."""
+        self._until.clear()
+
     def __len__(self) -> int:
         return len(self._until)
 
