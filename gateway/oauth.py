@@ -26,11 +26,8 @@ __all__ = [
     "InvalidRequest",
     "InvalidClient",
     "InvalidGrant",
-    "UnauthorizedClient",
     "UnsupportedGrantType",
     "UnsupportedResponseType",
-    "InvalidScope",
-    "AccessDenied",
     "ServerError",
     "TemporarilyUnavailable",
     "AUTHORIZATION_ERRORS",
@@ -114,25 +111,12 @@ class InvalidGrant(OAuthError):
     error = "invalid_grant"
 
 
-class UnauthorizedClient(OAuthError):
-    error = "unauthorized_client"
-
-
 class UnsupportedGrantType(OAuthError):
     error = "unsupported_grant_type"
 
 
 class UnsupportedResponseType(OAuthError):
     error = "unsupported_response_type"
-
-
-class InvalidScope(OAuthError):
-    error = "invalid_scope"
-
-
-class AccessDenied(OAuthError):
-    error = "access_denied"
-    status = 403
 
 
 class ServerError(OAuthError):

@@ -91,9 +91,6 @@ class Section:
     def error(self, key: str | None, message: str) -> None:
         self.problems.add(self.file, self.line(key), f"{self.path(key) if key else self.where or 'file'}: {message}")
 
-    def has(self, key: str) -> bool:
-        return key in self.data and self.data[key] is not None
-
     def _get(self, key: str, default: Any) -> Any:
         self._read.add(key)
         if key not in self.data or self.data[key] is None:
@@ -252,9 +249,6 @@ class Section:
     def items(self) -> Iterator[str]:
         return iter(list(self.data.keys()))
 
-    def sub_sections(self) -> Iterator[tuple[str, Section]]:
-        for key in self.items():
-            yield key, self.section(key)
 
 
 def compile_jmespath(text: str, report: Callable[[str], None]) -> jmespath.parser.ParsedResult | None:
