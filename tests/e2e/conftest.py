@@ -6,9 +6,10 @@ gateway.yaml and a mapping file written to disk and loaded by :func:`gateway.con
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from upstream_oidc import OidcUpstream, login_and_consent, running_oidc_provider
+from upstream_oidc import OidcUpstream, SharedOidcProviders, login_and_consent, running_oidc_provider  # noqa: F401
 
 from gateway.app import create_app
 from gateway.config import Config, load_config
@@ -159,19 +160,33 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def oidc_providers() -> Iterator[SharedOidcProviders]:
+    """The session's oidc-provider processes, one per distinct ``oidc_provider`` marker."""
+    providers = SharedOidcProviders()
+    yield providers
+    providers.close()
+
+
+#: The gateway's clients at the upstream. ``application_type: native`` makes oidc-provider accept
+#: the loopback callback on whatever port the test's gateway has (RFC 8252 §7.3), so one provider
+#: serves every test; the path is still matched exactly.
+UPSTREAM_CLIENTS: list[dict[str, Any]] = [
+    {"client_id": client_id, "client_secret": UPSTREAM_SECRET, "redirect_uris": ["http://127.0.0.1/oidc/callback"],
+     "token_endpoint_auth_method": method, "application_type": "native"}
+    for client_id, method in ((UPSTREAM_ID, "client_secret_basic"), (UPSTREAM_POST_ID, "client_secret_post"))
+]
+
+
 @pytest.fixture
-async def upstream(gateway_port: int, request: pytest.FixtureRequest) -> AsyncIterator[OidcUpstream]:
-    """The real oidc-provider; ``@pytest.mark.oidc_provider(pkce_required=True, ...)`` configures it."""
+async def upstream(oidc_providers: SharedOidcProviders, request: pytest.FixtureRequest) -> OidcUpstream:
+    """The real oidc-provider; ``@pytest.mark.oidc_provider(pkce_required=True, ...)`` configures it.
+
+    Shared by the tests with the same options (see :class:`SharedOidcProviders`); each test keeps
+    its own browser session and gateway port. Tests must not stop it."""
     marker = request.node.get_closest_marker("oidc_provider")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    redirect_uris = [f"http://127.0.0.1:{gateway_port}/oidc/callback"]
-    clients = [
-        {"client_id": client_id, "client_secret": UPSTREAM_SECRET, "redirect_uris": redirect_uris,
-         "token_endpoint_auth_method": method}
-        for client_id, method in ((UPSTREAM_ID, "client_secret_basic"), (UPSTREAM_POST_ID, "client_secret_post"))
-    ]
-    async with running_oidc_provider(clients, **options) as provider:
-        yield provider
+    return await asyncio.to_thread(oidc_providers.get, UPSTREAM_CLIENTS, **options)
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]

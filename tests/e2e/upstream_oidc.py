@@ -17,8 +17,11 @@ import base64
 import contextlib
 import json
 import os
+import queue
 import shutil
 import subprocess
+import threading
+import urllib.request
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -83,7 +86,8 @@ class OidcUpstream:
     token_endpoint: str
     metadata: dict[str, Any]
     """The whole ``/.well-known/openid-configuration`` document."""
-    process: asyncio.subprocess.Process
+    process: asyncio.subprocess.Process | subprocess.Popen[bytes]
+    """An asyncio child (own provider) or a Popen (shared, see :class:`SharedOidcProviders`)."""
     stderr_lines: list[str] = field(default_factory=list)
     """The provider's stderr so far (warnings, server errors): for debugging."""
     _drain: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
@@ -102,6 +106,8 @@ class OidcUpstream:
 
     async def stop(self) -> None:
         """SIGTERM the provider and wait for it (SIGKILL after 5 s)."""
+        if isinstance(self.process, subprocess.Popen):
+            raise RuntimeError("a shared provider is stopped by SharedOidcProviders.close at the end of the session")
         if self.process.returncode is None:
             self.process.terminate()
             try:
@@ -399,3 +405,104 @@ async def login_and_consent(
         else:
             data = filled
     raise AssertionError(f"login_and_consent: no redirect to {stop_at_prefix!r} after {max_steps} steps (at {url})")
+
+
+class SharedOidcProviders:
+    """One oidc-provider process per distinct configuration, kept for the whole test session.
+
+    Starting node costs 0.4-1.3 s; 137 tests used to pay it each. A process started here is shared
+    by every test asking for the same options. Tests stay isolated because each one brings its own
+    browser (own provider session, own grant) and its own gateway port: the clients are registered
+    with ``application_type: native``, for which oidc-provider accepts a loopback redirect URI on any
+    port (RFC 8252 §7.3), so the gateway's port need not be known when the provider starts.
+
+    The processes are plain :class:`subprocess.Popen` drained by threads, so they belong to no event
+    loop: each test's loop can use them. Call :meth:`close` at the end of the session.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, OidcUpstream] = {}
+        self._lock = threading.Lock()
+
+    def get(self, clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpstream:
+        """The provider for ``clients`` and ``options`` (those of :func:`start_oidc_provider`)."""
+        key = json.dumps({"clients": list(clients), **options}, sort_keys=True)
+        with self._lock:
+            if key not in self._running:
+                self._running[key] = _start_shared(clients, **options)
+            return self._running[key]
+
+    def close(self) -> None:
+        with self._lock:
+            for upstream in self._running.values():
+                process = upstream.process
+                assert isinstance(process, subprocess.Popen)
+                process.terminate()
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            self._running.clear()
+
+
+def _start_shared(clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpstream:
+    """Start a provider synchronously (see :class:`SharedOidcProviders`); one retry on a stall."""
+    ensure_node_modules()
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("node not found on PATH: Node.js 20+ is needed for the e2e upstream")
+    config: dict[str, Any] = {"port": 0, "clients": list(clients), "exit_on_stdin_close": True}
+    config.update({k: (list(v) if k == "extra_scopes" else v) for k, v in options.items() if v is not None})
+    last: Exception | None = None
+    for _attempt in range(2):
+        process = subprocess.Popen(
+            [node, str(SERVER_JS)],
+            cwd=NODE_DIR,
+            env={**os.environ, "OIDC_CONFIG": json.dumps(config)},
+            stdin=subprocess.PIPE,  # never written to: the server exits when this process dies
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        stderr_lines: list[str] = []
+        stdout_lines: list[str] = []
+        ready: queue.Queue[str | None] = queue.Queue()
+
+        def pump(stream: Any, sink: list[str], announce: bool) -> None:
+            for raw in iter(stream.readline, b""):
+                text = raw.decode(errors="replace").rstrip("\n")
+                if announce and text.startswith("READY "):
+                    ready.put(text.removeprefix("READY "))
+                    announce = False
+                else:
+                    sink.append(text)
+            if announce:
+                ready.put(None)
+
+        threading.Thread(target=pump, args=(process.stderr, stderr_lines, False), daemon=True).start()
+        threading.Thread(target=pump, args=(process.stdout, stdout_lines, True), daemon=True).start()
+        try:
+            issuer = ready.get(timeout=READY_TIMEOUT)
+        except queue.Empty:
+            issuer = None
+        if issuer is None:
+            process.kill()
+            process.wait()
+            last = RuntimeError(
+                f"oidc-provider did not start (exit code {process.returncode}).\nstdout:\n"
+                + "\n".join(stdout_lines) + "\nstderr:\n" + "\n".join(stderr_lines)
+            )
+            continue
+        with urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=10) as resp:
+            metadata: dict[str, Any] = json.load(resp)
+        return OidcUpstream(
+            issuer=issuer,
+            authorization_endpoint=str(metadata["authorization_endpoint"]),
+            token_endpoint=str(metadata["token_endpoint"]),
+            metadata=metadata,
+            process=process,
+            stderr_lines=stderr_lines,
+        )
+    assert last is not None
+    raise last
