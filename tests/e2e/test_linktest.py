@@ -61,11 +61,12 @@ async def test_wrong_platform_credentials_are_named(gateway: Gateway) -> None:
 
 
 async def test_a_callback_the_upstream_does_not_know(tmp_path: Path, upstream: OidcUpstream) -> None:
-    """The gateway runs on another URL than the one registered at the upstream."""
-    gateway = await start_gateway(tmp_path, {"oidc": mapping_yaml(upstream)}, port=free_port())
+    """The gateway's callback is not the one registered at the upstream (which knows only
+    ``/oidc/callback``, on any loopback port): the mapping is served under another name."""
+    gateway = await start_gateway(tmp_path, {"elsewhere": mapping_yaml(upstream)}, port=free_port())
     try:
-        detail = failure(await run_linktest(gateway.config, "oidc"), "upstream authorize")
-        assert f"register {gateway.url}/oidc/callback at the provider" in detail
+        detail = failure(await run_linktest(gateway.config, "elsewhere"), "upstream authorize")
+        assert f"register {gateway.url}/elsewhere/callback at the provider" in detail
     finally:
         await gateway.runner.cleanup()
 
