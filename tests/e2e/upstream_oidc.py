@@ -443,7 +443,16 @@ class SharedOidcProviders:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+                for pump in _PUMPS.pop(process.pid, []):
+                    pump.join(5)  # the pipes hit EOF once node has exited
+                for pipe in (process.stdin, process.stdout, process.stderr):
+                    if pipe is not None:
+                        pipe.close()
             self._running.clear()
+
+
+_PUMPS: dict[int, list[threading.Thread]] = {}
+"""The threads draining each shared provider's pipes, by pid: joined before the pipes close."""
 
 
 def _start_shared(clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpstream:
@@ -480,8 +489,13 @@ def _start_shared(clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpst
             if announce:
                 ready.put(None)
 
-        threading.Thread(target=pump, args=(process.stderr, stderr_lines, False), daemon=True).start()
-        threading.Thread(target=pump, args=(process.stdout, stdout_lines, True), daemon=True).start()
+        pumps = [
+            threading.Thread(target=pump, args=(process.stderr, stderr_lines, False), daemon=True),
+            threading.Thread(target=pump, args=(process.stdout, stdout_lines, True), daemon=True),
+        ]
+        for thread in pumps:
+            thread.start()
+        _PUMPS[process.pid] = pumps
         try:
             issuer = ready.get(timeout=READY_TIMEOUT)
         except queue.Empty:
@@ -489,6 +503,10 @@ def _start_shared(clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpst
         if issuer is None:
             process.kill()
             process.wait()
+            for thread in _PUMPS.pop(process.pid):
+                thread.join(5)
+            for pipe in (process.stdin, process.stdout, process.stderr):
+                pipe.close()
             last = RuntimeError(
                 f"oidc-provider did not start (exit code {process.returncode}).\nstdout:\n"
                 + "\n".join(stdout_lines) + "\nstderr:\n" + "\n".join(stderr_lines)
