@@ -52,7 +52,7 @@ def format_mismatch(content_type: str, body: bytes, fmt: str) -> str | None:
         return f"the upstream answered {shown} form data; the mapping reads json (set answer.format: form or auto)"
     if fmt == "form" and is_json:
         return f"the upstream answered {shown} JSON; the mapping reads form (set answer.format: json or auto)"
-    if text[:1] == "<" or "html" in content_type:
+    if "html" in content_type or text[:5].lower() in ("<!doc", "<html"):
         return f"the upstream answered an HTML page ({shown}): a proxy's, a firewall's or a login page, not a token answer"
     return None
 

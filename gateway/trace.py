@@ -300,7 +300,8 @@ def token_answered(request: web.Request, response: web.Response) -> None:
     ok = response.status == 200
     if ok and isinstance(document, dict) and isinstance(document.get("refresh_token"), str):
         store.link(flow, "refresh", document["refresh_token"])
-    failed_earlier = any(not hop.ok for hop in flow.hops[-4:] if hop.step.startswith("upstream"))
+    begun = max((i for i, hop in enumerate(flow.hops) if hop.step in ("token", "refresh")), default=0)
+    failed_earlier = any(not hop.ok for hop in flow.hops[begun:])  # that hop is the one to name
     reason = ""
     if not ok and not failed_earlier and isinstance(document, dict):
         reason = f"the gateway refused the platform's token request ({document.get('error')}): {document.get('error_description', '')}"
@@ -424,7 +425,7 @@ async def _login(request: web.Request) -> web.Response:
     given = str(form.get("token", ""))
     if not hmac.compare_digest(given.encode("utf-8", "replace"), store.settings.token.encode()):
         return _login_page(wrong=True)
-    response = web.HTTPSeeOther("/_trace/", headers=_HEADERS)
+    response = web.Response(status=303, headers={**_HEADERS, "Location": "/_trace/"})
     response.set_cookie(_COOKIE, _cookie_value(store.settings.token), path="/_trace/", httponly=True,
                         samesite="Strict", secure=request.secure, max_age=3600)
     return response
