@@ -476,6 +476,8 @@ def render_flow(flow: Flow) -> str:
         arrow = "self" if a == b else ("right" if b > a else "left")
         tags = " ".join(f'<span class="tag">{_esc(t)}</span>' for t in (hop.google,) if t)
         timing = f" · {hop.ms:g} ms" if hop.ms is not None else ""
+        if isinstance(hop.detail.get("status"), int):
+            timing = f" · HTTP {hop.detail['status']}{timing}"
         reason = f'<div class="why">{_esc(hop.reason)}</div>' if hop.reason else ""
         mapping = f'<div class="map">mapping: {_esc(hop.mapping)}</div>' if hop.mapping else ""
         rows.append(
