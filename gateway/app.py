@@ -94,6 +94,10 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handler)
+    if config.trace is not None:
+        from .trace import add_routes as add_trace_routes
+
+        add_trace_routes(app, config.trace)
     if config.demo:
         from .demo import setup_demo
 
@@ -105,7 +109,7 @@ def create_app(config: Config) -> web.Application:
 
 
 #: Settings that are bound when the server starts; a reload that changes them is refused.
-_RESTART_ONLY = ("host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout")
+_RESTART_ONLY = ("host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout", "trace")
 
 
 def reload_config(app: web.Application, config: Config) -> list[str]:

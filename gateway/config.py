@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from . import discovery
 from .mapping import ProviderMapping, parse_mapping
 from .reader import Section, is_loopback_host, split_url
 from .schema import check_mapping
+from .trace import MIN_TOKEN_LENGTH, TraceSettings
 from .yamlfile import ConfigError, Problems, load_yaml
 
 __all__ = ["Config", "CookieSettings", "TlsSettings", "load_config", "ConfigError", "DEFAULT_CONFIG"]
@@ -27,7 +29,7 @@ __all__ = ["Config", "CookieSettings", "TlsSettings", "load_config", "ConfigErro
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("gateway.yaml")
-_RESERVED_NAMES = frozenset({"healthz", "readyz", "metrics", "_demo", "static"})
+_RESERVED_NAMES = frozenset({"healthz", "readyz", "metrics", "_demo", "_trace", "static"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Config:
     providers: Mapping[str, ProviderMapping] = field(default_factory=dict)
     #: Mappings in the folder that ``providers:`` does not serve; loaded only for ``gateway check``.
     unserved: Mapping[str, ProviderMapping] = field(default_factory=dict)
+    #: The flow trace (``trace:``), or None when it is off (the default).
+    trace: TraceSettings | None = None
 
     def callback_url(self, provider: str) -> str:
         """The redirect URI the gateway registers with an upstream: ``<public_url>/<provider>/callback``."""
@@ -170,6 +174,7 @@ def load_config(
     tls = _tls(root.section("tls"), base)
 
     demo = root.flag("demo", False)
+    trace = _trace(root.section("trace"), demo=demo)
     mappings_dir = base / root.text("mappings", "mappings")
     wanted = root.raw("providers")
     root.finish()
@@ -214,7 +219,21 @@ def load_config(
         demo=demo,
         providers=providers,
         unserved=unserved,
+        trace=trace,
     )
+
+
+def _trace(section: Section, *, demo: bool) -> TraceSettings | None:
+    """``trace: {token, flows}``: off unless configured; the demo traces with a random token."""
+    if not section.data:
+        section.finish()
+        return TraceSettings(token=secrets.token_urlsafe(32), flows=50) if demo else None
+    token = section.text("token", "")
+    flows = section.integer("flows", 200, minimum=1, maximum=10_000)
+    section.finish()
+    if len(token) < MIN_TOKEN_LENGTH:
+        section.error("token", f"the trace token must be at least {MIN_TOKEN_LENGTH} characters (make one with `gateway keygen`)")
+    return TraceSettings(token=token, flows=flows)
 
 
 def _tls(section: Section, base: Path) -> TlsSettings | None:

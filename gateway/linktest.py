@@ -24,10 +24,10 @@ import aiohttp
 
 from .config import Config
 from .mapping import ProviderMapping
+from .reasons import ALEXA_BUDGET, REFUSED, UNREACHABLE
 
 __all__ = ["Check", "run_linktest", "ALEXA_BUDGET"]
 
-ALEXA_BUDGET = 4.5
 
 
 @dataclass(frozen=True)
@@ -196,9 +196,9 @@ class _Tester:
         if (status, error) == (400, "invalid_grant"):
             self.add("PASS", "upstream token", f"the upstream refused a made-up refresh token as a bad grant {within}: the gateway's credentials and the mapping's request work")
         elif status == 502 and "gateway's own request" in description:
-            self.add("FAIL", "upstream token", f"the upstream refused the gateway's own request {within}: check upstream.client_id, upstream.client_secret and token.client_auth ({description})")
+            self.add("FAIL", "upstream token", f"{REFUSED} ({within}; {description})")
         elif status == 503:
-            self.add("FAIL", "upstream token", f"the upstream did not answer in time or could not be reached ({description})")
+            self.add("FAIL", "upstream token", f"{UNREACHABLE} ({description})")
         else:
             self.add("FAIL", "upstream token", f"a made-up refresh token got {status} {error}: {description}")
 

@@ -30,6 +30,8 @@ import aiohttp
 from aiohttp import web
 
 from ..oauth import redirect
+from ..trace import STYLE as TRACE_STYLE
+from ..trace import TRACE, render_flow
 from .common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings, open_field, read_form
 from .pages import esc, hidden, message_page, page
 
@@ -205,15 +207,31 @@ async def _token_page(request: web.Request, settings: DemoSettings, form: Mappin
     headers = {"Authorization": basic_auth(CLIENT_ID, CLIENT_SECRET), "Accept": "application/json"}
     answer = await _call(request, "POST", token_url, data=dict(form), headers=headers)
     body = answer.body
+    diagram = _diagram(request, form)
     if answer.status != 200 or not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
-        return _token_failure(title, token_url, answer)
+        return _token_failure(title, token_url, answer, diagram)
     userinfo = await _call(
         request,
         "GET",
         f"{settings.public_url}/_demo/oauth/userinfo",
         headers={"Authorization": f"Bearer {body['access_token']}"},
     )
-    return _success(settings, title, token_url, body, userinfo)
+    return _success(settings, title, token_url, body, userinfo, diagram)
+
+
+def _diagram(request: web.Request, form: Mapping[str, str]) -> str:
+    """The trace's sequence diagram of the flow this token request belongs to (tracing is on in the demo)."""
+    store = request.app.get(TRACE)
+    if store is None:
+        return ""
+    grant = form.get("grant_type")
+    flow = store.find("code", form.get("code", "")) if grant == "authorization_code" else store.find("refresh", form.get("refresh_token", ""))
+    if flow is None:
+        return ""
+    return f"""<h2>What happened, hop by hop</h2>
+<p><small>The gateway's flow trace of this link (every secret shown as a hash). All recent flows:
+<a href="/_trace/">/_trace/</a>, with the trace token <code>{esc(store.settings.token)}</code> (a random one, made for the demo).</small></p>
+<style>{TRACE_STYLE}</style>{render_flow(flow)}"""
 
 
 def shorten(answer: Mapping[str, Any]) -> dict[str, Any]:
@@ -235,7 +253,9 @@ def _pretty(value: Any) -> str:
     return esc(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False))
 
 
-def _success(settings: DemoSettings, title: str, token_url: str, body: Mapping[str, Any], userinfo: Answer) -> web.Response:
+def _success(
+    settings: DemoSettings, title: str, token_url: str, body: Mapping[str, Any], userinfo: Answer, diagram: str
+) -> web.Response:
     refresh_form = ""
     refresh_token = body.get("refresh_token")
     if isinstance(refresh_token, str) and refresh_token:
@@ -254,11 +274,12 @@ def _success(settings: DemoSettings, title: str, token_url: str, body: Mapping[s
 <p><small><code>GET {esc(settings.public_url)}/_demo/oauth/userinfo</code> with <code>Authorization: Bearer …</code> answered HTTP {userinfo.status}:</small></p>
 <pre>{userinfo_text}</pre>
 {refresh_form}
+{diagram}
 <p><a href="{esc(settings.public_url)}/_demo/">Start over</a></p>"""
     return page("platform", title, content)
 
 
-def _token_failure(title: str, token_url: str, answer: Answer) -> web.Response:
+def _token_failure(title: str, token_url: str, answer: Answer, diagram: str) -> web.Response:
     """Show what the gateway's /token said. Error answers carry no tokens, but shorten anyway."""
     heading = "Linking failed" if title == "Linked!" else "Refresh failed"
     if answer.problem:
@@ -269,6 +290,7 @@ def _token_failure(title: str, token_url: str, answer: Answer) -> web.Response:
     content = f"""<p class="error">The gateway's token endpoint did not give the platform a token.</p>
 <p><small><code>POST {esc(token_url)}</code> answered:</small></p>
 <pre>{detail}</pre>
+{diagram}
 <p><a class="button" href="/_demo/">Try again</a></p>"""
     return page("platform", heading, content, status=502)
 

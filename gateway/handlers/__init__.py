@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import trace
 from ..answer import normalise
 from ..appkeys import HTTP_CLIENT, record_of, runtime_of
 from ..mapping import ProviderMapping
@@ -51,20 +52,33 @@ async def exchange(
     """Send the upstream token request once and normalise its answer (RFC 6749 §5.1), noting in
     the request's record how the upstream failed, if it did — for /token and the implicit callback."""
     record = record_of(request)
-    answer = await send(
-        request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record
-    )
+    trace.upstream_requested(request, mapping, prepared)
     try:
-        return normalise(
+        answer = await send(
+            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record
+        )
+    except OAuthError as err:
+        trace.upstream_failed(request, record.upstream_failure, err, record.upstream_seconds)
+        raise
+    trace.upstream_answered(request, answer, record.upstream_seconds)
+    try:
+        result = normalise(
             answer, mapping.answer, refresh_token_sent=refresh_token_sent, keep_refresh_token=mapping.keep_refresh_token
         )
-    except TemporarilyUnavailable:
+    except TemporarilyUnavailable as err:
         record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
+        trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
         raise
-    except ServerError:
+    except ServerError as err:
         # 4xx: the upstream refused the gateway's own request; 2xx: an answer the gateway can't use.
         record.upstream_failure = "refused" if 400 <= answer.status < 500 else "unusable_answer"
+        trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
         raise
+    except OAuthError as err:  # the grant is bad (invalid_grant): the upstream's word, passed on
+        trace.normalise_failed(request, mapping, answer, err, err.error)
+        raise
+    trace.normalised(request, mapping, result)
+    return result
 
 
 def unknown_provider(request: web.Request) -> OAuthError:

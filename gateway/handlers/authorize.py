@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from .. import pkce
+from .. import pkce, trace
 from ..appkeys import runtime_of
 from ..mapping import ProviderMapping
 from ..oauth import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri, error_page, redirect
@@ -70,6 +70,7 @@ def _error_redirect(
 ) -> web.Response:
     """RFC 6749 §4.1.2.1 / §4.2.2.1: an error to the validated redirect URI, with the state."""
     outcome(request, err.error)
+    trace.authorized(request, request.match_info["provider"], dict(request.query), error=err)
     body = {"error": err.error, "error_description": err.description}
     if state is not None:
         body["state"] = state
@@ -85,6 +86,7 @@ async def authorize(request: web.Request) -> web.Response:
         redirect_uri = _check_client(mapping, params)
     except OAuthError as err:
         outcome(request, err.error)
+        trace.authorized(request, mapping.name, dict(request.query), error=err)
         return error_page(err)
 
     response_type = params.get("response_type", "")
@@ -139,4 +141,5 @@ async def authorize(request: web.Request) -> web.Response:
     url = mapping.authorize.url
     location = f"{url}{'&' if '?' in url else '?'}{urlencode(upstream_params)}"
     outcome(request, "success")
+    trace.authorized(request, mapping.name, params, nonce=nonce, location=location, mapping_step=f"authorize.params, PKCE {mapping.authorize.pkce}")
     return redirect(location, carries_secret=False)

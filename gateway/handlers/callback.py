@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import trace
 from ..appkeys import record_of, runtime_of
 from ..mapping import ProviderMapping
 from ..oauth import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
@@ -30,6 +31,7 @@ from . import exchange, outcome, provider_of, single_params, unknown_provider
 __all__ = ["callback", "CODE_PURPOSE"]
 
 CODE_PURPOSE = "code"
+trace_redirect = trace.redirected
 #: Upstream authorization errors that are about the gateway's request, not the platform's.
 _GATEWAY_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client", "unsupported_response_type"})
 _RESTART = "Please go back to the app and start linking your account again."
@@ -98,17 +100,20 @@ async def callback(request: web.Request) -> web.Response:
     flow = flows.take(nonce) if nonce else None
     if flow is None or flow.get("p") != mapping.name:
         outcome(request, "lost_flow")
+        trace.called_back(request, mapping, params, failure="lost_flow")
         return error_page(_lost_flow(flows, nonce))
 
     issuer = params.get("iss")
     if mapping.issuer is not None and (issuer != mapping.issuer if issuer is not None else mapping.require_iss):
         outcome(request, "issuer_mismatch")
+        trace.called_back(request, mapping, params, failure="issuer_mismatch")
         return error_page(
             OAuthError("The sign-in answer came from an unexpected server (RFC 9207 issuer mismatch).", error="access_denied"),
             title="Account linking stopped",
         )
 
     implicit = flow.get("t") == "token"
+    trace.called_back(request, mapping, params)
     if "error" in params:
         error = params["error"] if params["error"] in AUTHORIZATION_ERRORS else "server_error"
         description = params.get("error_description", "")[:300]
@@ -121,12 +126,12 @@ async def callback(request: web.Request) -> web.Response:
         if description:
             answer["error_description"] = description
         outcome(request, error)
-        return _to_platform(flow, answer, fragment=implicit)
+        return trace_redirect(request, _to_platform(flow, answer, fragment=implicit))
 
     code = params.get("code")
     if not code:
         outcome(request, "server_error")
-        return _to_platform(flow, {"error": "server_error", "error_description": "upstream sent no code"}, fragment=implicit)
+        return trace_redirect(request, _to_platform(flow, {"error": "server_error", "error_description": "upstream sent no code"}, fragment=implicit))
 
     if implicit:
         record_of(request).grant = "implicit"
@@ -135,9 +140,9 @@ async def callback(request: web.Request) -> web.Response:
         except OAuthError as err:
             error = err.error if err.error in AUTHORIZATION_ERRORS else "access_denied"
             outcome(request, err.error)
-            return _to_platform(flow, {"error": error, "error_description": err.description}, fragment=True)
+            return trace_redirect(request, _to_platform(flow, {"error": error, "error_description": err.description}, fragment=True))
         outcome(request, "success")
-        return _to_platform(flow, token, fragment=True)
+        return trace_redirect(request, _to_platform(flow, token, fragment=True))
 
     sealed: dict[str, Any] = {"u": code, "c": mapping.platform.client_id, "r": flow["r"], "p": mapping.name}
     for key in ("v", "cc", "ccm"):
@@ -145,4 +150,4 @@ async def callback(request: web.Request) -> web.Response:
             sealed[key] = flow[key]
     platform_code = runtime.sealer.seal(CODE_PURPOSE, sealed, ttl=runtime.config.code_ttl)
     outcome(request, "success")
-    return _to_platform(flow, {"code": platform_code}, fragment=False)
+    return trace_redirect(request, _to_platform(flow, {"code": platform_code}, fragment=False), code=platform_code)

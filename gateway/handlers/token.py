@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from .. import pkce
+from .. import pkce, trace
 from ..appkeys import record_of, runtime_of
 from ..clientauth import authenticate, read_credentials
 from ..mapping import ProviderMapping
@@ -80,6 +80,7 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
     except UnicodeDecodeError:
         raise InvalidRequest("the body must be application/x-www-form-urlencoded UTF-8") from None
     form = single_params(pairs)
+    trace.token_requested(request, mapping, form)
     credentials = read_credentials(request.headers.get("Authorization"), form)
     try:
         authenticate(credentials, mapping.platform)
@@ -150,7 +151,9 @@ async def token(request: web.Request) -> web.Response:
         response.headers["Allow"] = "POST"
         return response
     try:
-        return await _handle(request, mapping)
+        response = await _handle(request, mapping)
     except OAuthError as err:
         outcome(request, err.error)
-        return token_error_response(err, basic_auth_used="Authorization" in request.headers)
+        response = token_error_response(err, basic_auth_used="Authorization" in request.headers)
+    trace.token_answered(request, response)
+    return response

@@ -1,0 +1,303 @@
+"""The flow trace (gateway/trace.py): every hop of a real link, every fault of the matrix named
+at the step where it happened in linktest's words, no secret anywhere, and the page locked.
+
+A gateway with ``trace:`` on runs in front of :class:`~fake_upstream.FakeUpstream`; a browser
+(aiohttp with a cookie jar) links through it as a user would, then the platform redeems the code
+while the upstream misbehaves as a fault-matrix cell says.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import aiohttp
+import pytest
+import yarl
+from aiohttp import web
+from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free_port, mapping_yaml, write_gateway_files
+from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault
+from test_fault_matrix import BASIC, CELLS, PROVIDER, TIMEOUT, Cell
+
+from gateway import reasons
+from gateway.app import create_app
+from gateway.config import ConfigError, load_config
+
+TRACE_TOKEN = "trace-token-0123456789-abcdefghijklmnop"
+TRACE_YAML = f"trace: {{token: {TRACE_TOKEN}, flows: 20}}\n"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream() as upstream:
+        yield upstream
+
+
+async def start(tmp_path: Path, fake: FakeUpstream, *, more: str = TRACE_YAML, refused: bool = False,
+                method: str = "POST", upstream_extra: str = "") -> Gateway:
+    token_url = f"http://127.0.0.1:{free_port()}/token" if refused else fake.token_endpoint
+    mapping = mapping_yaml(
+        fake,  # type: ignore[arg-type]  # duck-typed like the fault matrix's
+        upstream_client_id=DEFAULT_CLIENT_ID,
+        token_url=token_url,
+        token_extra=f"method: {method}\ntimeout: {TIMEOUT}\n",
+        upstream_extra=upstream_extra,
+    )
+    port = free_port()
+    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more)
+    config = load_config(path, env=env)
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return Gateway(f"http://127.0.0.1:{port}", config, runner)
+
+
+@pytest.fixture
+async def gateways() -> AsyncIterator[list[Gateway]]:
+    started: list[Gateway] = []
+    yield started
+    for gateway in started:
+        await gateway.runner.cleanup()
+
+
+async def link(gateway: Gateway, state: str = "alexa-state-1") -> tuple[str, list[str]]:
+    """A user through /authorize, the upstream and /callback; the code Alexa gets, and the secrets seen."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        query = urlencode({"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": state,
+                           "response_type": "code", "scope": "openid"})
+        async with browser.get(f"{gateway.url}/{PROVIDER}/authorize?{query}", allow_redirects=False) as response:
+            assert response.status == 302, await response.text()
+            to_upstream = response.headers["Location"]
+            cookie = response.cookies[gateway.config.cookie.name].value
+        async with browser.get(yarl.URL(to_upstream, encoded=True), allow_redirects=False) as response:
+            to_callback = response.headers["Location"]
+        async with browser.get(yarl.URL(to_callback, encoded=True), allow_redirects=False) as response:
+            assert response.status == 302, await response.text()
+            landing = response.headers["Location"]
+    nonce = parse_qs(urlsplit(to_upstream).query)["state"][0]
+    upstream_code = parse_qs(urlsplit(to_callback).query)["code"][0]
+    code = parse_qs(urlsplit(landing).query)["code"][0]
+    return code, [nonce, upstream_code, code, cookie, state]
+
+
+async def token(gateway: Gateway, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as platform:
+        async with platform.post(f"{gateway.url}/{PROVIDER}/token", data=form, headers={"Authorization": BASIC}) as response:
+            return response.status, await response.json()
+
+
+async def trace_json(gateway: Gateway) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{gateway.url}/_trace/flows.json", headers={"Authorization": f"Bearer {TRACE_TOKEN}"}) as response:
+            assert response.status == 200
+            flows: list[dict[str, Any]] = (await response.json())["flows"]
+            return flows
+
+
+async def trace_html(gateway: Gateway) -> str:
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{gateway.url}/_trace/", headers={"Authorization": f"Bearer {TRACE_TOKEN}"}) as response:
+            assert response.status == 200
+            return await response.text()
+
+
+async def assert_no_secret(gateway: Gateway, secrets: list[str]) -> None:
+    """Neither the JSON nor the HTML holds any secret of the test, whole or as its first 12 characters."""
+    seen = json.dumps(await trace_json(gateway)) + await trace_html(gateway)
+    for secret in [*secrets, PLATFORM_SECRET, DEFAULT_CLIENT_SECRET, BASIC.split()[1], TRACE_TOKEN]:
+        assert len(secret) >= 8, secret
+        assert secret not in seen, secret
+        if not any(public.startswith(secret[:12]) for public in (DEFAULT_CLIENT_ID, PLATFORM_ID)):
+            assert secret[:12] not in seen, secret  # no prefix of the value either
+
+
+# --- a good link, hop by hop --------------------------------------------------------------------
+
+
+async def test_a_link_and_its_refreshes_are_one_flow_of_every_hop(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+    gateway = await start(tmp_path, fake)
+    gateways.append(gateway)
+    code, secrets = await link(gateway)
+    status, first = await token(gateway, {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT})
+    assert status == 200, first
+    status, second = await token(gateway, {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert status == 200, second
+    status, third = await token(gateway, {"grant_type": "refresh_token", "refresh_token": second["refresh_token"]})
+    assert status == 200, third
+
+    flows = await trace_json(gateway)
+    assert len(flows) == 1, [f["hops"][0]["step"] for f in flows]
+    flow = flows[0]
+    assert flow["failed_step"] is None and flow["provider"] == PROVIDER
+    steps = [(hop["step"], hop["src"], hop["dst"]) for hop in flow["hops"]]
+    exchange = [("upstream token", "gateway", "upstream"), ("upstream answer", "upstream", "gateway"),
+                ("normalise", "gateway", "gateway"), ("token answer", "gateway", "platform")]
+    assert steps == [
+        ("authorize", "platform", "gateway"), ("upstream authorize", "gateway", "upstream"),
+        ("callback", "upstream", "gateway"), ("platform redirect", "gateway", "platform"),
+        ("token", "platform", "gateway"), *exchange,
+        ("refresh", "platform", "gateway"), *exchange,
+        ("refresh", "platform", "gateway"), *exchange,
+    ]
+    google = [hop["google"] for hop in flow["hops"] if hop["step"] in ("token", "refresh")]
+    assert google == ["AUTH_CODE_EXCHANGE", "REFRESH_ACCESS_TOKEN", "REFRESH_ACCESS_TOKEN"]
+    request = flow["hops"][5]["detail"]
+    assert request["method"] == "POST" and request["url"] == fake.token_endpoint
+    assert set(request["body"]) >= {"grant_type", "code", "redirect_uri"} and request["body"]["code"].startswith("sha256:")
+    assert request["headers"]["Authorization"].startswith("sha256:")
+    answer = flow["hops"][6]["detail"]
+    assert answer["status"] == 200 and answer["content_type"].startswith("application/json")
+    assert answer["body"]["access_token"].startswith("sha256:") and answer["body"]["expires_in"] == 3600
+    assert all(hop["ms"] is not None for hop in flow["hops"] if hop["step"] in ("upstream answer", "token answer"))
+    assert "answer: format" in flow["hops"][7]["mapping"]
+
+    tokens = [first[k] for k in ("access_token", "refresh_token")] + [second["refresh_token"], third["access_token"]]
+    await assert_no_secret(gateway, secrets + tokens)
+    page = await trace_html(gateway)
+    assert "<script" not in page and 'class="diagram"' in page
+    assert page.count('class="lane"') == 3 and "No step failed." in page
+
+
+# --- every failure kind of the fault matrix -------------------------------------------------------
+
+
+def expected(cell: Cell) -> tuple[str, tuple[str, ...]]:
+    """The step that fails for ``cell`` and the phrases one of which its reason must start with."""
+    if cell.kind in ("timeout", "connection", "too_large"):
+        return "upstream answer", (reasons.upstream_failure(cell.kind),)
+    if cell.kind == "unusable_answer":
+        return "normalise", (reasons.upstream_failure("unusable_answer"), "the upstream answered an HTML page")
+    return "normalise", (reasons.upstream_failure(cell.kind or "invalid_grant"),)
+
+
+FAILING = [cell.param() for cell in CELLS if cell.error is not None]
+
+
+@pytest.mark.parametrize("cell", FAILING)
+async def test_a_failed_link_names_the_step_and_why(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway], cell: Cell) -> None:
+    gateway = await start(tmp_path, fake, refused=cell.fault is None, method=cell.method)
+    gateways.append(gateway)
+    code, secrets = await link(gateway)
+    fake.fault = cell.fault
+    status, body = await token(gateway, {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT})
+    assert (status, body["error"]) == (cell.status, cell.error)
+
+    [flow] = await trace_json(gateway)
+    step, phrases = expected(cell)
+    assert flow["failed_step"] == step, flow
+    assert flow["reason"].startswith(phrases), flow["reason"]
+    assert [hop["step"] for hop in flow["hops"]][:5] == ["authorize", "upstream authorize", "callback", "platform redirect", "token"]
+    assert flow["hops"][-1]["step"] == "token answer" and flow["hops"][-1]["detail"]["status"] == cell.status
+    page = await trace_html(gateway)
+    assert f"Failed at <strong>{step}</strong>" in page
+    await assert_no_secret(gateway, secrets)
+
+
+@pytest.mark.parametrize("cell", [c.param() for c in CELLS if c.id in ("timeout", "500-html", "400-invalid_grant", "401-invalid_client")])
+async def test_a_failed_refresh_names_the_step_and_why(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway], cell: Cell) -> None:
+    gateway = await start(tmp_path, fake)
+    gateways.append(gateway)
+    refresh_token = fake.issue_refresh_token(redirect_uri=gateway.config.callback_url(PROVIDER))
+    fake.fault = cell.fault
+    status, _ = await token(gateway, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+    assert status == cell.status
+    [flow] = await trace_json(gateway)
+    step, phrases = expected(cell)
+    assert flow["failed_step"] == step and flow["reason"].startswith(phrases), flow
+    assert flow["hops"][0]["google"] == "REFRESH_ACCESS_TOKEN"
+    await assert_no_secret(gateway, [refresh_token])
+
+
+async def test_a_form_answer_read_as_json_says_so_in_linktests_words(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+    gateway = await start(tmp_path, fake, upstream_extra="answer:\n  format: json\n")
+    gateways.append(gateway)
+    code, secrets = await link(gateway)
+    fake.fault = Fault(status=200, body="access_token=at.secret-token-1&token_type=bearer", content_type="text/plain")
+    status, _ = await token(gateway, {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT})
+    assert status == 502
+    [flow] = await trace_json(gateway)
+    assert flow["failed_step"] == "normalise"
+    assert flow["reason"].startswith("the upstream answered text/plain form data; the mapping reads json"), flow["reason"]
+    await assert_no_secret(gateway, [*secrets, "at.secret-token-1"])
+
+
+async def test_a_lost_flow_and_a_refused_authorize_fail_where_they_happen(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+    gateway = await start(tmp_path, fake)
+    gateways.append(gateway)
+    async with aiohttp.ClientSession() as browser:
+        async with browser.get(f"{gateway.url}/{PROVIDER}/callback?state=forged-state-123&code=c0de-c0de") as response:
+            assert response.status == 400
+        query = urlencode({"client_id": "someone-else", "redirect_uri": ALEXA_REDIRECT, "response_type": "code"})
+        async with browser.get(f"{gateway.url}/{PROVIDER}/authorize?{query}") as response:
+            assert response.status == 400
+    refused, lost = await trace_json(gateway)
+    assert lost["failed_step"] == "callback" and lost["reason"] == reasons.callback_failure("lost_flow")
+    assert refused["failed_step"] == "authorize" and "refused the platform's authorization request" in refused["reason"]
+    await assert_no_secret(gateway, ["forged-state-123", "c0de-c0de"])
+
+
+# --- access ---------------------------------------------------------------------------------------
+
+
+async def test_the_trace_refuses_a_missing_or_wrong_token(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+    gateway = await start(tmp_path, fake)
+    gateways.append(gateway)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        for path in ("/_trace/", "/_trace/flows.json"):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TRACE_TOKEN}"},
+                            {"Authorization": f"Bearer {TRACE_TOKEN[:-1]}"}):
+                async with client.get(gateway.url + path, headers=headers) as response:
+                    assert response.status == 401, (path, headers)
+                    assert TRACE_TOKEN not in await response.text()
+            async with client.get(gateway.url + path + f"?token={TRACE_TOKEN}") as response:
+                assert response.status == 401  # never a token in a URL
+        async with client.post(f"{gateway.url}/_trace/login", data={"token": "wrong"}) as response:
+            assert response.status == 401
+        async with client.post(f"{gateway.url}/_trace/login", data={"token": TRACE_TOKEN}, allow_redirects=False) as response:
+            assert response.status == 303
+            cookie = response.cookies["gateway_trace"]
+            assert cookie["httponly"] and cookie["samesite"] == "Strict" and TRACE_TOKEN not in cookie.value
+        async with client.get(f"{gateway.url}/_trace/") as response:
+            assert response.status == 200 and "Flow trace" in await response.text()
+
+
+async def test_the_trace_is_absent_when_off(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+    gateway = await start(tmp_path, fake, more="")
+    gateways.append(gateway)
+    assert gateway.config.trace is None
+    code, _ = await link(gateway)
+    async with aiohttp.ClientSession() as client:
+        for path in ("/_trace/", "/_trace/flows.json"):
+            async with client.get(gateway.url + path, headers={"Authorization": f"Bearer {TRACE_TOKEN}"}) as response:
+                assert response.status == 404
+
+
+@pytest.mark.parametrize("line", ["trace: {token: short}\n", "trace: {flows: 10}\n", 'trace: {token: ""}\n'])
+def test_a_short_or_missing_token_is_refused_at_load(tmp_path: Path, line: str) -> None:
+    async_free = free_port()
+    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping_yaml(_Static(), upstream_client_id=DEFAULT_CLIENT_ID)},  # type: ignore[arg-type]
+                                    port=async_free, more=line)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env=env)
+    lines = path.read_text().splitlines()
+    number = next(i for i, text in enumerate(lines, 1) if text.startswith("trace:"))
+    assert f"{path}:{number}: trace.token: the trace token must be at least 32 characters" in str(caught.value)
+
+
+def test_the_oldest_flows_are_dropped() -> None:
+    from gateway.trace import FlowTrace, TraceSettings
+
+    store = FlowTrace(TraceSettings(token="x" * 32, flows=3))
+    for n in range(5):
+        store.start("p", "nonce", f"n{n}")
+    assert len(store.flows()) == 3
+    assert store.find("nonce", "n0") is None and store.find("nonce", "n4") is not None
+
+
+class _Static:
+    issuer = "https://upstream.example"
+    authorization_endpoint = "https://upstream.example/authorize"
+    token_endpoint = "https://upstream.example/token"
