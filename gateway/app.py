@@ -14,8 +14,10 @@ from .appkeys import HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
 from .config import Config
 from .handlers.authorize import authorize
 from .handlers.callback import callback
+from .handlers.revoke import revoke
 from .handlers.token import token
 from .logs import request_middleware
+from .metadata import METADATA_PATH, metadata
 from .metrics import METRICS, Metrics
 from .replay import REDEEMED, RedeemedCodes
 from .session import CurrentFernet, RotatingCookieStorage
@@ -105,6 +107,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/{provider}/authorize", authorize)
     app.router.add_get("/{provider}/callback", callback)
     app.router.add_route("*", "/{provider}/token", token)  # other methods get a JSON 405
+    app.router.add_route("*", "/{provider}/revoke", revoke)  # RFC 7009
+    app.router.add_get(METADATA_PATH + "/{provider}", metadata)  # RFC 8414 §3
     return app
 
 

@@ -1,4 +1,4 @@
-"""The ``gateway`` command: ``serve``, ``check``, ``keygen``."""
+"""The ``gateway`` command: ``serve``, ``check``, ``keygen``, ``linktest``, ``console``."""
 
 from __future__ import annotations
 
@@ -45,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     linktest.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
     linktest.add_argument("--url", help="the gateway's base URL (default: public_url from the config)")
     linktest.add_argument("--cafile", type=Path, help="trust this CA bundle instead of the system's (testing)")
+
+    console = commands.add_parser("console", help="print the values a platform's developer console wants for a provider")
+    console.add_argument("platform", choices=("alexa", "google"), help="whose console")
+    console.add_argument("provider", help="the mapping")
+    console.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+    console.add_argument(
+        "--json", action="store_true", help="JSON (for alexa: the SMAPI accountLinkingRequest body)"
+    )
+    console.add_argument("--show-secrets", action="store_true", help="print the platform client secret")
     return parser
 
 
@@ -130,6 +139,27 @@ def _budget_warnings(config: Config, mappings: list[ProviderMapping]) -> list[st
     return warnings
 
 
+def _console(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    mapping = config.providers.get(args.provider)
+    if mapping is None:
+        print(f"gateway: no provider {args.provider!r} is served (served: {', '.join(config.providers)})", file=sys.stderr)
+        return 2
+    from .console import render
+
+    expected = ("alexa", "alexa-mcp") if args.platform == "alexa" else ("google",)
+    if mapping.platform.profile not in expected:
+        print(
+            f"gateway: warning: {mapping.file} has platform profile {mapping.platform.profile!r}, not "
+            f"{expected[0]!r}: {args.platform}'s redirect URIs are refused unless listed in redirect_uris",
+            file=sys.stderr,
+        )
+    print(render(args.platform, config, mapping, as_json=args.json, show_secrets=args.show_secrets))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keygen":
@@ -139,4 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "linktest":
         return _linktest(args)
+    if args.command == "console":
+        return _console(args)
     return _serve(args)

@@ -12,7 +12,9 @@ The vocabulary (README "Mapping reference" documents it, in the order it applies
       discovery, issuer, require_iss, client_id, client_secret, scope_separator
       authorize:   url, scope, pkce, params {remove, rename, add}
       token:       url, method, encoding, client_auth, timeout, params {remove, rename, add},
-                   headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token}
+                   headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token},
+                   client_credentials {client_auth, params, headers}
+      revoke:      url, client_auth
       answer:      format, root, fields {access_token, refresh_token, expires_in, expires,
                    expires_at, scope, id_token}, expires_in_default,
                    error {when, code, description, map}
@@ -32,7 +34,7 @@ import jmespath.parser
 
 from .discovery import Discovered, DiscoveryError
 from .oauth import TOKEN_ERRORS
-from .platforms import PROFILES, RedirectPolicy, build_policy, check_pattern, sample_redirect_uri
+from .platforms import PKCE_S256_PROFILES, PROFILES, RedirectPolicy, build_policy, check_pattern, sample_redirect_uri
 from .reader import Section
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "PlatformClient",
     "AuthorizeRequest",
     "TokenRequest",
+    "RevokeRequest",
     "AnswerRules",
     "ErrorRules",
     "Example",
@@ -57,7 +60,10 @@ AUTHORIZE_PLACEHOLDERS = frozenset(
 )
 #: Values a template in ``upstream.token.params.add`` / ``headers.add`` may use.
 TOKEN_PLACEHOLDERS = frozenset(
-    {"client_id", "client_secret", "redirect_uri", "grant_type", "code", "refresh_token", "code_verifier", "basic_auth"}
+    {
+        "client_id", "client_secret", "redirect_uri", "grant_type", "code", "refresh_token", "code_verifier",
+        "basic_auth", "scope",
+    }
 )
 _FIELD_DEFAULTS = {
     "access_token": "access_token",
@@ -134,7 +140,7 @@ class PlatformClient:
     client_secret: str
     redirect_policy: RedirectPolicy
     profile: str
-    pkce: str  # "optional" | "required"
+    pkce: str  # "optional" | "required" | "S256" (required, and only with S256: OAuth 2.1 §4.1.1)
     #: A redirect URI this platform really sends (its profile's, with a pinned id if any): what
     #: ``gateway linktest`` plays with. ``None`` when only wildcard patterns are configured.
     sample_redirect_uri: str | None = None
@@ -157,6 +163,14 @@ class TokenRequest:
     params: ParamRules
     headers: ParamRules
     timeout: float | None
+
+
+@dataclass(frozen=True)
+class RevokeRequest:
+    """The upstream's RFC 7009 revocation endpoint and how the gateway authenticates there."""
+
+    url: str
+    client_auth: str  # basic | body | both | none
 
 
 @dataclass(frozen=True)
@@ -212,6 +226,11 @@ class ProviderMapping:
     discovery: str | None = None
     #: ``upstream.require_iss``: a callback without ``iss`` is refused (RFC 9207 §2.4).
     require_iss: bool = False
+    #: ``upstream.token.client_credentials``: how a platform's ``client_credentials`` grant is sent
+    #: to the upstream's own (RFC 6749 §4.4); ``None``: the grant is refused (``unsupported_grant_type``).
+    client_credentials: TokenRequest | None = None
+    #: ``upstream.revoke``: the upstream's RFC 7009 revocation endpoint, if it has one.
+    revoke: RevokeRequest | None = None
 
 
 _FALLBACK: jmespath.parser.ParsedResult = jmespath.compile("`null`")
@@ -251,7 +270,7 @@ def _platform(section: Section) -> PlatformClient:
     vendor_ids = section.str_list("vendor_ids")
     project_ids = section.str_list("project_ids")
     if profile == "none" and not redirect_uris:
-        section.error(None, "platform needs a profile (alexa, google) or redirect_uris")
+        section.error(None, "platform needs a profile (alexa, google, smartthings, alexa-mcp) or redirect_uris")
     client = PlatformClient(
         client_id=section.text("client_id"),
         client_secret=section.text("client_secret"),
@@ -259,7 +278,9 @@ def _platform(section: Section) -> PlatformClient:
             profile, redirect_uris=redirect_uris, vendor_ids=vendor_ids, project_ids=project_ids
         ),
         profile=profile,
-        pkce=section.text("pkce", "optional", choices=("optional", "required")),
+        pkce=section.text(
+            "pkce", "S256" if profile in PKCE_S256_PROFILES else "optional", choices=("optional", "required", "S256")
+        ),
         sample_redirect_uri=sample_redirect_uri(profile, redirect_uris, vendor_ids, project_ids),
     )
     if client.client_secret is not None and len(client.client_secret) < 8:
@@ -282,6 +303,19 @@ def _token_request(section: Section, *, base: TokenRequest | None = None, url_re
     params = base.params.merged(_param_rules(section, "params", TOKEN_PLACEHOLDERS))
     headers = base.headers.merged(_param_rules(section, "headers", TOKEN_PLACEHOLDERS, headers=True))
     return TokenRequest(base.url, base.method, base.encoding, client_auth, params, headers, base.timeout)
+
+
+def _revoke(upstream: Section) -> RevokeRequest | None:
+    """``upstream.revoke``: absent means the upstream has no revocation endpoint (RFC 7009)."""
+    if upstream.raw("revoke") is None:
+        return None
+    section = upstream.section("revoke")
+    revoke = RevokeRequest(
+        url=section.url("url"),
+        client_auth=section.text("client_auth", "basic", choices=("basic", "body", "both", "none")),
+    )
+    section.finish()
+    return revoke
 
 
 def _answer(section: Section, scope_separator: str) -> AnswerRules:
@@ -426,7 +460,13 @@ def parse_mapping(
     refresh = _token_request(refresh_section, base=token)
     keep_refresh_token = refresh_section.flag("keep_refresh_token", False)
     refresh_section.finish()
+    client_credentials = None
+    if token_section.raw("client_credentials") is not None:
+        credentials_section = token_section.section("client_credentials")
+        client_credentials = _token_request(credentials_section, base=token)
+        credentials_section.finish()
     token_section.finish()
+    revoke = _revoke(upstream)
 
     answer = _answer(upstream.section("answer"), scope_separator)
     upstream.finish()
@@ -449,4 +489,6 @@ def parse_mapping(
         examples=examples,
         discovery=discovery_url,
         require_iss=require_iss,
+        client_credentials=client_credentials,
+        revoke=revoke,
     )

@@ -13,6 +13,10 @@ Built-in profiles:
   The vendor id can be pinned with ``vendor_ids``.
 * ``google`` — ``https://oauth-redirect{,-sandbox}.googleusercontent.com/r/<PROJECT_ID>``
   (pinned with ``project_ids``).
+* ``smartthings`` — the SmartThings Schema cloud connector's three regional callbacks,
+  ``https://c2c-{us|eu|ap}.smartthings.com/oauth/callback``, exactly.
+* ``alexa-mcp`` — Alexa+ MCP add-ons (OAuth 2.1): Alexa's redirect URIs, and PKCE with ``S256``
+  is required at ``/authorize`` (OAuth 2.1 §4.1.1; ``plain`` and no challenge are refused).
 
 Explicit ``redirect_uris`` add exact URIs; a ``*`` in their path stands for exactly one path
 segment of ``[A-Za-z0-9._~-]`` (app-link IDs, vendor IDs). Scheme, host and port are never
@@ -27,12 +31,17 @@ from dataclasses import dataclass
 
 from .reader import is_loopback_host, split_url
 
-__all__ = ["PROFILES", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern", "sample_redirect_uri"]
+__all__ = ["PROFILES", "PKCE_S256_PROFILES", "SMARTTHINGS_REDIRECT_URIS", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern", "sample_redirect_uri"]
 
-PROFILES = ("alexa", "google", "none")
+PROFILES = ("alexa", "google", "smartthings", "alexa-mcp", "none")
+#: Profiles whose platform must send PKCE with S256 (``platform.pkce`` defaults to ``S256``).
+PKCE_S256_PROFILES = frozenset({"alexa-mcp"})
 
 _ALEXA_LINK_HOSTS = ("pitangui.amazon.com", "layla.amazon.com", "alexa.amazon.co.jp")
 _ALEXA_SPA_HOSTS = ("pitangui.amazon.com", "layla.amazon.com")
+SMARTTHINGS_REDIRECT_URIS = tuple(
+    f"https://c2c-{region}.smartthings.com/oauth/callback" for region in ("us", "eu", "ap")
+)
 _GOOGLE_HOSTS = ("oauth-redirect.googleusercontent.com", "oauth-redirect-sandbox.googleusercontent.com")
 #: One path segment, never ``.`` or ``..`` (browsers resolve those out of the pattern).
 _SEGMENT = r"(?!\.\.?(?:/|$|\?))[A-Za-z0-9._~-]+"
@@ -101,6 +110,15 @@ def google_rules(project_ids: Sequence[str] = ()) -> list[RedirectRule]:
     ]
 
 
+def smartthings_rules() -> list[RedirectRule]:
+    return [
+        RedirectRule(
+            "smartthings: https://{c2c-us|c2c-eu|c2c-ap}.smartthings.com/oauth/callback",
+            re.compile(_alternatives(SMARTTHINGS_REDIRECT_URIS)),
+        )
+    ]
+
+
 def check_pattern(uri: str) -> str | None:
     """Why an explicit redirect URI (pattern) is not acceptable, or ``None`` when it is."""
     if not uri.startswith(("https://", "http://")):
@@ -135,10 +153,12 @@ def sample_redirect_uri(
     profile: str, redirect_uris: Sequence[str], vendor_ids: Sequence[str], project_ids: Sequence[str]
 ) -> str | None:
     """One redirect URI the platform would really send (North America's for Alexa)."""
-    if profile == "alexa":
+    if profile in ("alexa", "alexa-mcp"):
         return f"https://pitangui.amazon.com/api/skill/link/{vendor_ids[0] if vendor_ids else 'M2LINKTEST0000'}"
     if profile == "google":
         return f"https://oauth-redirect.googleusercontent.com/r/{project_ids[0] if project_ids else 'linktest'}"
+    if profile == "smartthings":
+        return SMARTTHINGS_REDIRECT_URIS[0]
     return next((uri for uri in redirect_uris if "*" not in uri), None)
 
 
@@ -150,9 +170,11 @@ def build_policy(
     project_ids: Sequence[str] = (),
 ) -> RedirectPolicy:
     rules: list[RedirectRule] = []
-    if profile == "alexa":
+    if profile in ("alexa", "alexa-mcp"):
         rules += alexa_rules(vendor_ids)
     elif profile == "google":
         rules += google_rules(project_ids)
+    elif profile == "smartthings":
+        rules += smartthings_rules()
     rules += [explicit_rule(uri) for uri in redirect_uris]
     return RedirectPolicy(tuple(rules))

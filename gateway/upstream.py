@@ -61,6 +61,7 @@ def prepare_token_request(
     code: str = "",
     refresh_token: str = "",
     code_verifier: str = "",
+    scope: str = "",
 ) -> PreparedRequest:
     rules: TokenRequest = mapping.token if grant_type == "authorization_code" else mapping.refresh
     params: dict[str, str] = {"grant_type": grant_type}
@@ -68,6 +69,10 @@ def prepare_token_request(
         params.update(code=code, redirect_uri=callback_url)
         if code_verifier:
             params["code_verifier"] = code_verifier
+    elif grant_type == "client_credentials" and mapping.client_credentials is not None:
+        rules = mapping.client_credentials  # RFC 6749 §4.4.2: grant_type and an optional scope
+        if scope:
+            params["scope"] = scope
     else:
         params["refresh_token"] = refresh_token
 
@@ -90,6 +95,7 @@ def prepare_token_request(
         "refresh_token": refresh_token,
         "code_verifier": code_verifier,
         "basic_auth": basic,
+        "scope": scope,
     }
     params = rules.params.apply(params, values)
     headers = rules.headers.apply(headers, values)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from .. import trace
 from ..answer import normalise
@@ -13,7 +15,7 @@ from ..mapping import ProviderMapping
 from ..oauth import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
 from ..upstream import PreparedRequest, send
 
-__all__ = ["provider_of", "single_params", "outcome", "unknown_provider", "exchange"]
+__all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange"]
 
 #: Longest value accepted for any single request parameter (codes, states, URIs, verifiers).
 MAX_PARAM_LENGTH = 4096
@@ -44,6 +46,22 @@ def single_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
             raise InvalidRequest(f"parameter {name!r} is too long")
         params[name] = value
     return params
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A platform's POST body as ``application/x-www-form-urlencoded`` UTF-8, each parameter once
+    (RFC 6749 §3.2, RFC 7009 §2.1), whatever the Content-Type says; RFC 6749 errors otherwise."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise OAuthError("the request body is too large", error="invalid_request", status=413) from None
+    except RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
+        raise InvalidRequest("the request body could not be decoded") from None
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded UTF-8") from None
+    return single_params(pairs)
 
 
 async def exchange(

@@ -49,9 +49,11 @@ def _platform_pkce(mapping: ProviderMapping, params: dict[str, str]) -> dict[str
     challenge = params.get("code_challenge")
     method = params.get("code_challenge_method", "plain")
     if challenge is None:
-        if mapping.platform.pkce == "required":
+        if mapping.platform.pkce in ("required", "S256"):
             raise InvalidRequest("code_challenge is required (RFC 7636)")
         return {}
+    if mapping.platform.pkce == "S256" and method != "S256":
+        raise InvalidRequest("code_challenge_method must be S256 (OAuth 2.1 §4.1.1)")
     if method not in pkce.METHODS:
         raise InvalidRequest("code_challenge_method must be S256 or plain")
     if not pkce.CHALLENGE.fullmatch(challenge) or (method == "S256" and len(challenge) != 43):

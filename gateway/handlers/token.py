@@ -40,6 +40,7 @@ from ..seal import SealError
 from ..upstream import prepare_token_request
 from . import exchange, outcome, provider_of, single_params, unknown_provider
 from .callback import CODE_PURPOSE
+from .client_credentials import client_credentials_grant
 
 __all__ = ["token"]
 
@@ -94,6 +95,8 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
         body = await _authorization_code(request, mapping, form, credentials.client_id)
     elif grant_type == "refresh_token":
         body = await _refresh_token(request, mapping, form)
+    elif grant_type == "client_credentials":
+        body = await client_credentials_grant(request, mapping, form)
     elif not grant_type:
         raise InvalidRequest("grant_type is required")
     else:

@@ -71,7 +71,13 @@ FULL: dict[str, Any] = {
                 "headers": {"remove": ["X-C"], "rename": {"X-D": "X-E"}, "add": {"X-F": "1"}},
                 "keep_refresh_token": True,
             },
+            "client_credentials": {
+                "client_auth": "body",
+                "params": {"remove": ["scope"], "rename": {"a": "b"}, "add": {"audience": "api"}},
+                "headers": {"remove": ["X-G"], "rename": {"X-H": "X-I"}, "add": {"X-J": "1"}},
+            },
         },
+        "revoke": {"url": "https://id.example.com/revoke", "client_auth": "body"},
         "answer": {
             "format": "json",
             "root": "body",
