@@ -1,17 +1,15 @@
-# syntax=docker/dockerfile:1
-#
 # gateway: the OAuth2 account-linking gateway, as a small, non-root container image.
 #
 #   docker build -t gateway:0.1.0 .
 #   docker run --rm gateway:0.1.0 keygen            # make a sealing key
 #   docker run --rm -p 8080:8080 \
-#     -v "$PWD/deploy/gateway.yaml:/etc/gateway/gateway.yaml:ro" \
+#     -v "$PWD/deploy/gateway.yaml:/etc/gateway/config/gateway.yaml:ro" \
 #     -v "$PWD/mappings:/etc/gateway/mappings:ro" \
 #     -v "$PWD/keys:/run/secrets/gateway/keys:ro" \
 #     -e GATEWAY_PUBLIC_URL=https://link.example.com -e GITHUB_CLIENT_ID=... \
 #     gateway:0.1.0
 #
-# The image holds the program only. The config (/etc/gateway/gateway.yaml), the mappings
+# The image holds the program only. The config (/etc/gateway/config/gateway.yaml), the mappings
 # (/etc/gateway/mappings/) and the keys (/run/secrets/gateway/keys, or GATEWAY_KEY) are mounted
 # or passed at run time; see deploy/README.md.
 
@@ -25,11 +23,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/gateway
 WORKDIR /src
 # Only what `pip install .` needs (see .dockerignore): no tests, no test extras.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY gateway/ gateway/
-# Runtime dependencies only (`.`, never `.[test]`); byte-code is compiled here because the
-# root filesystem is read-only at run time. pip and setuptools are not needed to run.
-RUN /opt/gateway/bin/pip install . \
+# Runtime dependencies only (`.`, never `.[test]`), at the versions pinned in constraints.txt
+# (pip-compile; see README.md); byte-code is compiled here because the root filesystem is
+# read-only at run time. pip and setuptools are not needed to run.
+RUN /opt/gateway/bin/pip install -c constraints.txt . \
  && /opt/gateway/bin/python -m compileall -q /opt/gateway/lib \
  && /opt/gateway/bin/pip uninstall -y pip setuptools
 
@@ -48,19 +47,22 @@ ENV PATH=/opt/gateway/bin:$PATH \
 RUN groupadd --system --gid 10001 gateway \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin gateway \
- && mkdir -p /etc/gateway/mappings /run/secrets/gateway
+ && mkdir -p /etc/gateway/config /etc/gateway/mappings /run/secrets/gateway
 
 COPY --from=build /opt/gateway /opt/gateway
 
 USER 10001:10001
 WORKDIR /etc/gateway
-EXPOSE 8080
+# 8080: the public listener (listen.port); 9090: the ops listener (metrics.port in deploy/gateway.yaml).
+EXPOSE 8080 9090
 
-# Liveness: /healthz answers while the process is alive. The slim image has no curl: use Python.
+# Liveness: /healthz answers while the process is alive. `gateway health` reads the port and
+# scheme from the mounted config (the ops port if `metrics:` is set, else listen.port, https
+# with `tls:`), so the check follows the config instead of assuming http on 8080.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]
+  CMD ["gateway", "health", "--config", "/etc/gateway/config/gateway.yaml"]
 
 # The gateway drains in-flight requests on SIGTERM (shutdown_grace, 10 s by default).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["gateway"]
-CMD ["serve", "--config", "/etc/gateway/gateway.yaml"]
+CMD ["serve", "--config", "/etc/gateway/config/gateway.yaml"]

@@ -95,11 +95,16 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_http_client_context(config))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics.handler)
     if config.trace is not None:
         from .trace import add_routes as add_trace_routes
 
         add_trace_routes(app, config.trace)
+    if config.metrics is None:
+        app.router.add_get("/metrics", metrics.handler)
+    else:  # on the ops listener only (gateway.opsport), never on the public port
+        from .opsport import ops_listener
+
+        app.cleanup_ctx.append(ops_listener(config.metrics))
     if config.demo:
         from .demo import setup_demo
 
@@ -113,7 +118,9 @@ def create_app(config: Config) -> web.Application:
 
 
 #: Settings that are bound when the server starts; a reload that changes them is refused.
-_RESTART_ONLY = ("host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout", "trace")
+_RESTART_ONLY = (
+    "host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout", "metrics", "trace",
+)
 
 
 def reload_config(app: web.Application, config: Config) -> list[str]:

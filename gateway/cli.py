@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("keygen", help="print a new key for keys:")
 
+    health = commands.add_parser("health", help="exit 0 if the gateway this config describes answers /healthz")
+    health.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+
     linktest = commands.add_parser(
         "linktest", help="play the platform against a running gateway and say why a link would fail"
     )
@@ -171,4 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _linktest(args)
     if args.command == "console":
         return _console(args)
+    if args.command == "health":
+        from .health import check_health
+
+        healthy, seen = check_health(args.config)
+        print(seen, file=sys.stdout if healthy else sys.stderr)
+        return 0 if healthy else 1
     return _serve(args)

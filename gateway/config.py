@@ -24,12 +24,19 @@ from .schema import check_mapping
 from .trace import MIN_TOKEN_LENGTH, TraceSettings
 from .yamlfile import ConfigError, Problems, load_yaml
 
-__all__ = ["Config", "CookieSettings", "TlsSettings", "load_config", "ConfigError", "DEFAULT_CONFIG"]
+__all__ = [
+    "Config", "CookieSettings", "TlsSettings", "MetricsListen", "load_config", "ConfigError", "DEFAULT_CONFIG",
+    "PUBLIC_EXAMPLE_KEYS",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("gateway.yaml")
 _RESERVED_NAMES = frozenset({"healthz", "readyz", "metrics", "_demo", "_trace", "static"})
+
+#: Keys published in this repository (deploy/kubernetes/examples/secrets.example.yaml): anyone can
+#: open cookies and forge codes sealed with them, so the gateway refuses to start with one.
+PUBLIC_EXAMPLE_KEYS = frozenset({"WW-ibSXN3_3cy0IxZ8lXlH89efq7RgdApjT-YYzajBY="})
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,18 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class MetricsListen:
+    """The optional ops listener (``metrics: {host, port}``): /metrics, /healthz, /readyz, plain http.
+
+    A port apart from the public one lets a NetworkPolicy keep /metrics private and lets probes
+    reach health without TLS; with it set, the public port serves no /metrics.
+    """
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
 class Config:
     file: str
     host: str
@@ -68,6 +87,7 @@ class Config:
     tls: TlsSettings | None
     demo: bool
     providers: Mapping[str, ProviderMapping] = field(default_factory=dict)
+    metrics: MetricsListen | None = None
     #: Mappings in the folder that ``providers:`` does not serve; loaded only for ``gateway check``.
     unserved: Mapping[str, ProviderMapping] = field(default_factory=dict)
     #: The flow trace (``trace:``), or None when it is off (the default).
@@ -88,6 +108,14 @@ def _keys(section: Section, problems: Problems, base: Path) -> tuple[list[str], 
         except (OSError, UnicodeDecodeError) as exc:
             section.error("keys_file", f"can not read {path}: {getattr(exc, 'strerror', None) or exc}")
     for index, key in enumerate(keys):
+        if key in PUBLIC_EXAMPLE_KEYS:
+            section.problems.add(
+                section.file,
+                section.item_line("keys", index),
+                f"keys[{index}]: this is the public example key from deploy/kubernetes/examples/: "
+                "anyone can forge codes with it; make your own with `gateway keygen`",
+            )
+            continue
         try:
             Fernet(key.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
@@ -172,6 +200,7 @@ def load_config(
     log_section.finish()
     shutdown_grace = root.number("shutdown_grace", 10.0, minimum=0.0, maximum=300.0)
     tls = _tls(root.section("tls"), base)
+    metrics_listen = _metrics_listen(root.section("metrics"), listen_port)
 
     demo = root.flag("demo", False)
     trace = _trace(root.section("trace"), demo=demo)
@@ -218,6 +247,7 @@ def load_config(
         tls=tls,
         demo=demo,
         providers=providers,
+        metrics=metrics_listen,
         unserved=unserved,
         trace=trace,
     )
@@ -234,6 +264,19 @@ def _trace(section: Section, *, demo: bool) -> TraceSettings | None:
     if len(token) < MIN_TOKEN_LENGTH:
         section.error("token", f"the trace token must be at least {MIN_TOKEN_LENGTH} characters (make one with `gateway keygen`)")
     return TraceSettings(token=token, flows=flows)
+
+def _metrics_listen(section: Section, public_port: int) -> MetricsListen | None:
+    """``metrics: {host, port}``: the ops listener, or None to serve /metrics on the public port."""
+    if not section.data:
+        section.finish()
+        return None
+    listen = MetricsListen(
+        host=section.text("host", "127.0.0.1"), port=section.integer("port", minimum=0, maximum=65535)
+    )
+    section.finish()
+    if listen.port and listen.port == public_port:
+        section.error("port", f"metrics.port must differ from listen.port ({public_port})")
+    return listen
 
 
 def _tls(section: Section, base: Path) -> TlsSettings | None:

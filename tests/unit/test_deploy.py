@@ -1,17 +1,22 @@
 """The deployment artifacts agree with each other and with the config they ship.
 
-No Docker and no cluster: the Kubernetes manifests, the compose file and the Dockerfile are
-parsed as text/YAML, and the config they carry is loaded with ``load_config`` exactly as the
-container would see it (the ConfigMap projected into a folder, the Secret as the keys file, the
-environment the Deployment gives the pod and nothing else).
+No Docker and no cluster: the Kubernetes manifests are rendered with ``kubectl kustomize`` (what
+``kubectl apply -k .`` sends), the compose file and the Dockerfile are parsed as text/YAML, and the
+config they carry is loaded with ``load_config`` exactly as the container would see it (the
+ConfigMaps projected into folders, a keys file, the environment the Deployment gives the pod and
+nothing else). The Secrets are not rendered (the operator makes them); their example is read from
+deploy/kubernetes/examples/.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,7 +24,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from gateway.config import Config, load_config
+from gateway.config import PUBLIC_EXAMPLE_KEYS, Config, ConfigError, load_config
 from gateway.examples import run_examples
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +33,7 @@ K8S = DEPLOY / "kubernetes"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = DEPLOY / "compose.yaml"
+EXAMPLE_SECRETS = K8S / "examples" / "secrets.example.yaml"
 
 _ENV_DEFAULT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$")
 
@@ -35,17 +41,40 @@ _ENV_DEFAULT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$")
 # ---- reading the artifacts -------------------------------------------------------------------
 
 
-def _manifests() -> dict[tuple[str, str], dict[str, Any]]:
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize directory``: the objects ``kubectl apply -k`` would send."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the manifests can't be rendered")
+    done = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc is not None]
+
+
+@functools.cache
+def _rendered() -> tuple[dict[str, Any], ...]:
+    return tuple(kustomize(ROOT))
+
+
+def _index(docs: Any, source: str) -> dict[tuple[str, str], dict[str, Any]]:
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for file in sorted(K8S.glob("*.yaml")):
-        for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
-            if doc is None:
-                continue
-            assert isinstance(doc, dict) and "kind" in doc, f"{file.name}: not a Kubernetes object"
-            name = doc.get("metadata", {}).get("name", file.stem)
-            assert (doc["kind"], name) not in found, f"{file.name}: {doc['kind']}/{name} defined twice"
-            found[(doc["kind"], name)] = doc
+    for doc in docs:
+        assert isinstance(doc, dict) and "kind" in doc, f"{source}: not a Kubernetes object"
+        name = doc["metadata"]["name"]
+        assert (doc["kind"], name) not in found, f"{source}: {doc['kind']}/{name} defined twice"
+        found[(doc["kind"], name)] = doc
     return found
+
+
+def _manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    """The rendered objects, plus the example Secrets (which are deliberately not applied)."""
+    examples = [doc for doc in yaml.safe_load_all(EXAMPLE_SECRETS.read_text(encoding="utf-8")) if doc]
+    return {**_index(_rendered(), "kubectl kustomize ."), **_index(examples, EXAMPLE_SECRETS.name)}
+
+
+def _generated(name: str, actual: str) -> bool:
+    """Is ``actual`` the ConfigMap ``name``, with or without kustomize's content-hash suffix?"""
+    return re.fullmatch(rf"{re.escape(name)}(-[a-z0-9]{{10}})?", actual) is not None
 
 
 def _one(kind: str) -> dict[str, Any]:
@@ -70,10 +99,18 @@ def _container() -> dict[str, Any]:
     return containers[0]
 
 
-def _http_port() -> dict[str, Any]:
-    ports = _container()["ports"]
-    assert len(ports) == 1, "the gateway listens on one port"
+def _named_port(name: str) -> dict[str, Any]:
+    ports = [port for port in _container()["ports"] if port["name"] == name]
+    assert len(ports) == 1, f"the container should name one port {name!r}"
     return ports[0]
+
+
+def _http_port() -> dict[str, Any]:
+    return _named_port("http")
+
+
+def _ops_port() -> dict[str, Any]:
+    return _named_port("ops")
 
 
 def _volume(name: str) -> dict[str, Any]:
@@ -85,7 +122,7 @@ def _volume(name: str) -> dict[str, Any]:
 def _mount_of(volume_kind: str, object_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The volume that holds ConfigMap/Secret ``object_name`` and the container's mount of it."""
     key = {"configMap": "name", "secret": "secretName"}[volume_kind]
-    volumes = [v for v in _pod_spec()["volumes"] if v.get(volume_kind, {}).get(key) == object_name]
+    volumes = [v for v in _pod_spec()["volumes"] if _generated(object_name, v.get(volume_kind, {}).get(key, ""))]
     assert len(volumes) == 1, f"the pod should mount {volume_kind} {object_name!r} once"
     mounts = [m for m in _container()["volumeMounts"] if m["name"] == volumes[0]["name"]]
     assert len(mounts) == 1 and "subPath" not in mounts[0], f"mount {object_name!r} whole (no subPath: it never updates)"
@@ -122,8 +159,8 @@ def _raw_config() -> dict[str, Any]:
     return yaml.safe_load(_configmap()["data"]["gateway.yaml"])
 
 
-def _configmap() -> dict[str, Any]:
-    volume, _ = _mount_of("configMap", "gateway-config")
+def _configmap(name: str = "gateway-config") -> dict[str, Any]:
+    volume, _ = _mount_of("configMap", name)
     return _by_name("ConfigMap", volume["configMap"]["name"])
 
 
@@ -253,20 +290,19 @@ def _dockerignore_excludes(path: str) -> bool:
 def pod_config(tmp_path: Path) -> Config:
     """Load the ConfigMap's gateway.yaml as the pod would: projected files, Secret keys, pod env."""
     config_path = _config_flag(_effective_k8s_argv())
-    volume, mount = _mount_of("configMap", "gateway-config")
-    etc = tmp_path / mount["mountPath"].lstrip("/")
-    for relative, content in _projected(volume, _configmap()["data"], "configMap").items():
-        (etc / relative).parent.mkdir(parents=True, exist_ok=True)
-        (etc / relative).write_text(content, encoding="utf-8")
-    keys_volume, keys_mount = _mount_of("secret", _keys_secret_name())
-    keys_files = _projected(keys_volume, _secret_data(_by_name("Secret", _keys_secret_name())), "secret")
+    for name in ("gateway-config", "gateway-mappings"):
+        volume, mount = _mount_of("configMap", name)
+        folder = tmp_path / mount["mountPath"].lstrip("/")
+        for relative, content in _projected(volume, _configmap(name)["data"], "configMap").items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_text(content, encoding="utf-8")
+    # A key of the operator's own: the example Secret's public key is refused (tested below).
     keys_file = tmp_path / "keys"
-    keys_file.write_text(keys_files[posixpath.basename(_keys_file_path())], encoding="utf-8")
+    keys_file.write_text(Fernet.generate_key().decode("ascii") + "\n", encoding="utf-8")
     # Only the variable that points keys_file away from /run/secrets is added: everything else
     # the config and mappings need must come from the Deployment.
     env = {**_pod_env(), "GATEWAY_KEYS_FILE": str(keys_file)}
-    relative_config = PurePosixPath(config_path).relative_to(mount["mountPath"])
-    return load_config(etc / relative_config, env=env)
+    return load_config(tmp_path / config_path.lstrip("/"), env=env)
 
 
 def _effective_k8s_argv() -> list[str]:
@@ -277,20 +313,41 @@ def _effective_k8s_argv() -> list[str]:
     return [*entrypoint, *container.get("args", cmd)]
 
 
-def test_every_manifest_parses_and_the_kustomization_lists_them() -> None:
-    manifests = _manifests()
-    kinds = {kind for kind, _ in manifests}
-    for wanted in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "Secret"):
-        assert wanted in kinds, f"deploy/kubernetes/ has no {wanted}"
-    for (kind, name), doc in manifests.items():
+def test_every_manifest_renders_and_the_kustomization_lists_them() -> None:
+    rendered = _index(_rendered(), "kubectl kustomize .")
+    kinds = {kind for kind, _ in rendered}
+    for wanted in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap", "NetworkPolicy"):
+        assert wanted in kinds, f"kubectl kustomize . renders no {wanted}"
+    assert "Secret" not in kinds, "apply -k must never overwrite the operator's real Secrets with the public example"
+    for (kind, name), doc in rendered.items():
         assert doc.get("apiVersion"), f"{kind}/{name} has no apiVersion"
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
     others = {file.name for file in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == others
 
 
-def test_the_configmap_carries_the_documented_production_config() -> None:
+def test_the_configmaps_are_the_repository_files_byte_for_byte() -> None:
+    """What is deployed is what is tested: generated from deploy/gateway.yaml and mappings/."""
     assert _configmap()["data"]["gateway.yaml"] == (DEPLOY / "gateway.yaml").read_text(encoding="utf-8")
+    shipped = {file.name: file.read_text(encoding="utf-8") for file in sorted((ROOT / "mappings").glob("*.yaml"))}
+    assert _configmap("gateway-mappings")["data"] == shipped
+
+
+def test_the_configmaps_roll_the_pods_when_they_change() -> None:
+    """The generated names carry a content hash, and the Deployment names the hashed ConfigMaps."""
+    for volume in _pod_spec()["volumes"]:
+        if "configMap" in volume:
+            assert re.fullmatch(r"gateway-(config|mappings)-[a-z0-9]{10}", volume["configMap"]["name"]), volume
+
+
+def test_the_example_secrets_are_not_applied_and_their_key_is_refused(tmp_path: Path) -> None:
+    keys = _secret_data(_by_name("Secret", "gateway-keys"))["keys"]
+    values = [line.strip() for line in keys.splitlines() if line.strip() and not line.startswith("#")]
+    assert values and set(values) <= PUBLIC_EXAMPLE_KEYS, "the example's keys must all be refused at start"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"public_url: https://link.example.com\nkeys: [{values[0]}]\ndemo: true\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="public example key"):
+        load_config(config, env={})
 
 
 def test_the_pod_config_loads_and_is_production_shaped(pod_config: Config) -> None:
@@ -310,7 +367,7 @@ def test_the_keys_secret_holds_fernet_keys_marked_as_examples() -> None:
     values = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert values, "the keys file holds no key"
     for value in values:
-        Fernet(value.encode("ascii"))
+        Fernet(value.encode("ascii"))  # the right format, so the refusal is about publicity, not syntax
     assert any("EXAMPLE" in line for line in lines if line.startswith("#")), "mark the example keys: EXAMPLE - replace"
     assert keys.isascii()
 
@@ -329,19 +386,36 @@ def test_the_credentials_are_marked_as_examples() -> None:
 def test_the_container_port_is_the_configured_listen_port(pod_config: Config) -> None:
     assert _http_port()["containerPort"] == pod_config.port
     assert _http_port().get("protocol", "TCP") == "TCP"
+    assert pod_config.metrics is not None, "serve /metrics and health on the ops listener (metrics:), not the public port"
+    assert _ops_port()["containerPort"] == pod_config.metrics.port
 
 
 def _is_the_http_port(port: object) -> bool:
     return port in (_http_port()["containerPort"], _http_port().get("name"))
 
 
-def test_the_probes_hit_healthz_and_readyz_on_that_port() -> None:
+def test_the_probes_hit_healthz_and_readyz_on_the_ops_port() -> None:
+    """The ops listener is plain http whatever ``tls:`` says, so the probes never need a scheme."""
     container = _container()
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         if probe in container:
-            assert _is_the_http_port(container[probe]["httpGet"]["port"]), probe
+            assert container[probe]["httpGet"]["port"] in (_ops_port()["name"], _ops_port()["containerPort"]), probe
+            assert container[probe]["httpGet"].get("scheme", "HTTP") == "HTTP"
+
+
+def test_the_network_policy_keeps_metrics_private() -> None:
+    policy = _one("NetworkPolicy")
+    labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert "Ingress" in policy["spec"]["policyTypes"]
+    for rule in policy["spec"]["ingress"]:
+        ports = {port["port"] for port in rule["ports"]}
+        if ports & {_ops_port()["name"], _ops_port()["containerPort"]}:
+            assert rule.get("from"), "the ops port (/metrics) must be open only to named peers"
+    public = [rule for rule in policy["spec"]["ingress"] if {p["port"] for p in rule["ports"]} & {"http", _http_port()["containerPort"]}]
+    assert public and not any(rule.get("from") for rule in public), "the public port stays reachable"
 
 
 def test_the_service_reaches_the_pods() -> None:
@@ -350,7 +424,7 @@ def test_the_service_reaches_the_pods() -> None:
     assert service["spec"]["selector"].items() <= labels.items()
     assert service["spec"]["ports"], "the Service exposes no port"
     for port in service["spec"]["ports"]:
-        assert _is_the_http_port(port["targetPort"])
+        assert _is_the_http_port(port["targetPort"]), "the public Service must not carry the ops port"
     assert service["spec"].get("sessionAffinity", "None") == "None", "the gateway is stateless: no sticky sessions"
 
 
@@ -363,9 +437,16 @@ def test_the_configmap_is_mounted_where_config_points(pod_config: Config) -> Non
     assert mount.get("readOnly") is True
     files = _projected(volume, _configmap()["data"], "configMap")
     assert str(config_path.relative_to(mount["mountPath"])) in files
-    mappings = PurePosixPath(_raw_config()["mappings"])
+    # The mappings are a sibling mount (a mount inside a read-only mount fails to start), where
+    # `mappings:` points from the config's folder.
+    mappings_volume, mappings_mount = _mount_of("configMap", "gateway-mappings")
+    assert mappings_mount.get("readOnly") is True
+    mappings_dir = PurePosixPath(posixpath.normpath(config_path.parent / _raw_config()["mappings"]))
+    assert mappings_dir == PurePosixPath(mappings_mount["mountPath"])
+    assert not mappings_dir.is_relative_to(mount["mountPath"]) and not PurePosixPath(mount["mountPath"]).is_relative_to(mappings_dir)
+    mapping_files = _projected(mappings_volume, _configmap("gateway-mappings")["data"], "configMap")
     for provider in pod_config.providers:
-        assert str(config_path.parent.relative_to(mount["mountPath"]) / mappings / f"{provider}.yaml") in files
+        assert f"{provider}.yaml" in mapping_files
 
 
 def test_the_keys_secret_is_mounted_where_keys_file_points() -> None:
@@ -387,7 +468,7 @@ def test_the_keys_secret_is_mounted_where_keys_file_points() -> None:
 def test_replicas_hpa_and_pdb() -> None:
     deployment = _one("Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert deployment["spec"]["replicas"] >= 2
+    assert "replicas" not in deployment["spec"], "the HPA owns the count; replicas: would reset it on every apply"
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
     hpa = _one("HorizontalPodAutoscaler")
@@ -396,15 +477,22 @@ def test_replicas_hpa_and_pdb() -> None:
     assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
     assert hpa["spec"]["minReplicas"] >= 2
     assert hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
-    assert deployment["spec"]["replicas"] >= hpa["spec"]["minReplicas"]
     cpu = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
     assert cpu and cpu[0]["resource"]["target"]["type"] == "Utilization"
     assert _container()["resources"]["requests"]["cpu"], "CPU utilization is relative to the CPU request"
 
     pdb = _one("PodDisruptionBudget")
     assert pdb["apiVersion"] == "policy/v1"
-    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"].get("maxUnavailable") == 1 and "minAvailable" not in pdb["spec"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_pods_spread_per_roll_out() -> None:
+    """Without matchLabelKeys the old ReplicaSet's pods count too, and a roll-out piles new pods up."""
+    constraints = _pod_spec()["topologySpreadConstraints"]
+    assert constraints
+    for constraint in constraints:
+        assert constraint.get("matchLabelKeys") == ["pod-template-hash"], constraint["topologyKey"]
 
 
 def test_resources_are_set() -> None:
@@ -470,18 +558,27 @@ def test_the_image_installs_runtime_dependencies_only() -> None:
     installs = re.findall(r"pip install ([^&;]*)", runs)
     assert installs, "no pip install"
     for arguments in installs:
-        targets = [part for part in shlex.split(arguments) if not part.startswith("-")]
+        parts = shlex.split(arguments)
+        assert parts[:2] == ["-c", "constraints.txt"], f"pip install {arguments}: pin with -c constraints.txt"
+        targets = [part for part in parts[2:] if not part.startswith("-")]
         assert targets == ["."], f"pip install {arguments}: install `.` only (no [test] extras, no dev tools)"
     assert not any("[test]" in rest for _, rest in _dockerfile())
 
 
-def test_the_healthcheck_and_expose_use_the_listen_port(pod_config: Config) -> None:
+def test_the_healthcheck_follows_the_config_and_expose_lists_both_ports(pod_config: Config) -> None:
     stage = _final_stage()
-    exposed = [rest.split("/")[0] for word, rest in stage if word == "EXPOSE"]
-    assert exposed == [str(pod_config.port)]
+    exposed = [port.split("/")[0] for word, rest in stage if word == "EXPOSE" for port in rest.split()]
+    assert pod_config.metrics is not None
+    assert exposed == [str(pod_config.port), str(pod_config.metrics.port)]
     checks = [rest for word, rest in stage if word == "HEALTHCHECK"]
     assert len(checks) == 1
-    assert re.search(rf"http://(127\.0\.0\.1|localhost):{pod_config.port}/healthz\b", checks[0]), checks[0]
+    command = _exec_form(checks[0].split("CMD", 1)[1].strip())
+    assert command[:2] == ["gateway", "health"], "probe the port and scheme the config names, not a fixed URL"
+    assert command[command.index("--config") + 1] == _config_flag(_effective_k8s_argv())
+
+
+def test_the_dockerfile_needs_no_frontend_from_a_registry() -> None:
+    assert not DOCKERFILE.read_text(encoding="utf-8").startswith("# syntax="), "BuildKit would fetch that frontend"
 
 
 def test_the_image_command_serves_the_mounted_config() -> None:

@@ -1,0 +1,102 @@
+"""The ops listener (``metrics: {host, port}``) and ``gateway health``, which the HEALTHCHECK runs.
+
+In-process gateways as ``gateway serve`` runs them (an AppRunner and a TCPSite): /metrics moves off
+the public port when ``metrics:`` is set, /healthz and /readyz answer on both, and ``gateway
+health`` finds the right port and scheme from the config alone, TLS included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from builders import self_signed
+from conftest import free_port, mapping_yaml, write_gateway_files
+from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
+
+from gateway.app import create_app
+from gateway.cli import main
+from gateway.config import ConfigError, load_config
+from gateway.health import check_health, health_url
+from gateway.server import ssl_context
+
+Start = Callable[..., Awaitable[tuple[Path, int]]]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Start]:
+    runners: list[web.AppRunner] = []
+    async with FakeUpstream() as upstream:
+
+        async def run(more: str = "") -> tuple[Path, int]:
+            port = free_port()
+            mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+            path, env = write_gateway_files(
+                tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more
+            )
+            config = load_config(path, env=env)
+            runner = web.AppRunner(create_app(config), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context(config)).start()
+            runners.append(runner)
+            return path, port
+
+        yield run
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def _get(url: str) -> tuple[int, str]:
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    async with aiohttp.ClientSession() as client, client.get(url, ssl=insecure) as response:
+        return response.status, await response.text()
+
+
+async def test_metrics_move_to_the_ops_port(start: Start) -> None:
+    ops = free_port()
+    path, port = await start(f"metrics: {{host: 127.0.0.1, port: {ops}}}\n")
+    assert (await _get(f"http://127.0.0.1:{port}/metrics"))[0] == 404, "no /metrics on the public port"
+    status, text = await _get(f"http://127.0.0.1:{ops}/metrics")
+    assert status == 200 and "gateway_build_info" in text
+    for where in (port, ops):
+        assert (await _get(f"http://127.0.0.1:{where}/healthz"))[0] == 200
+        status, text = await _get(f"http://127.0.0.1:{where}/readyz")
+        assert status == 200 and "fake" in text
+    assert health_url(path) == f"http://127.0.0.1:{ops}/healthz"
+    assert (await asyncio.to_thread(check_health, path))[0]  # urllib blocks: off the serving loop
+
+
+async def test_without_metrics_the_public_port_serves_them(start: Start) -> None:
+    path, port = await start()
+    assert (await _get(f"http://127.0.0.1:{port}/metrics"))[0] == 200
+    assert health_url(path) == f"http://127.0.0.1:{port}/healthz"
+
+
+async def test_gateway_health_follows_tls(start: Start, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key = self_signed(tmp_path)
+    path, port = await start(f"tls: {{cert: {cert}, key: {key}}}\n")
+    assert health_url(path) == f"https://127.0.0.1:{port}/healthz"
+    # The CLI blocks (urllib); run it in a thread so this loop keeps serving.
+    assert await asyncio.to_thread(main, ["health", "--config", str(path)]) == 0
+    assert "200" in capsys.readouterr().out
+
+
+def test_gateway_health_fails_when_nothing_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(f"listen: {{port: {free_port()}}}\nkeys: ['${{GATEWAY_KEY}}']\n")  # unset variables are fine here
+    assert main(["health", "--config", str(path)]) == 1
+    assert "healthz" in capsys.readouterr().err
+
+
+def test_the_ops_port_must_differ_from_the_public_one(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("listen: {port: 8080}\nmetrics: {port: 8080}\ndemo: true\n")
+    with pytest.raises(ConfigError, match="metrics.port must differ"):
+        load_config(path, env={})
