@@ -265,6 +265,7 @@ def _trace(section: Section, *, demo: bool) -> TraceSettings | None:
         section.error("token", f"the trace token must be at least {MIN_TOKEN_LENGTH} characters (make one with `gateway keygen`)")
     return TraceSettings(token=token, flows=flows)
 
+
 def _metrics_listen(section: Section, public_port: int) -> MetricsListen | None:
     """``metrics: {host, port}``: the ops listener, or None to serve /metrics on the public port."""
     if not section.data:
