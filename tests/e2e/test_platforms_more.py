@@ -63,6 +63,7 @@ SMAPI_ACCOUNT_LINKING = {
 @dataclass
 class TestUpstream:
     """Token and revocation endpoints that record each request and answer as told."""
+    __test__ = False  # a test double, not a test class (pytest would try to collect it)
 
     url: str = ""
     requests: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
