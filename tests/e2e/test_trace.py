@@ -301,3 +301,25 @@ class _Static:
     issuer = "https://upstream.example"
     authorization_endpoint = "https://upstream.example/authorize"
     token_endpoint = "https://upstream.example/token"
+
+
+def test_a_flow_keeps_its_link_and_its_latest_refreshes() -> None:
+    from gateway.trace import _LINK_HOPS, MAX_HOPS, FlowTrace, TraceSettings, _hop
+
+    store = FlowTrace(TraceSettings(token="x" * 32))
+    flow = store.start("p")
+    for n in range(MAX_HOPS * 3):
+        _hop(None, flow, f"hop {n}", "platform", "gateway")  # type: ignore[arg-type]  # the request is not read
+    assert len(flow.hops) == MAX_HOPS
+    assert [hop.step for hop in flow.hops[:_LINK_HOPS]] == [f"hop {n}" for n in range(_LINK_HOPS)]
+    assert flow.hops[-1].step == f"hop {MAX_HOPS * 3 - 1}"
+
+
+def test_the_demo_traces_with_a_random_token_that_a_reload_keeps() -> None:
+    from gateway.app import create_app, reload_config
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "gateway.yaml")
+    assert config.trace is not None and config.trace.generated and len(config.trace.token) >= 32
+    app = create_app(config)
+    assert reload_config(app, load_config(root / "gateway.yaml")) == []
