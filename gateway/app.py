@@ -128,6 +128,8 @@ def reload_config(app: web.Application, config: Config) -> list[str]:
     current = app[RUNTIME].current.config
     if config.ephemeral_key and current.ephemeral_key:
         config = replace(config, keys=current.keys)  # a new random key would break every flow in flight
+    if config.trace is not None and config.trace.generated and current.trace is not None and current.trace.generated:
+        config = replace(config, trace=current.trace)  # the demo's random trace token stays
     needs_restart = [name for name in _RESTART_ONLY if getattr(current, name) != getattr(config, name)]
     if not needs_restart:
         app[RUNTIME].current = Runtime.of(config)

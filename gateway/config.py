@@ -257,7 +257,7 @@ def _trace(section: Section, *, demo: bool) -> TraceSettings | None:
     """``trace: {token, flows}``: off unless configured; the demo traces with a random token."""
     if not section.data:
         section.finish()
-        return TraceSettings(token=secrets.token_urlsafe(32), flows=50) if demo else None
+        return TraceSettings(token=secrets.token_urlsafe(32), flows=50, generated=True) if demo else None
     token = section.text("token", "")
     flows = section.integer("flows", 200, minimum=1, maximum=10_000)
     section.finish()

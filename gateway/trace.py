@@ -68,6 +68,8 @@ class TraceSettings:
 
     token: str
     flows: int = 200
+    #: Made up for the demo (not from the file): a reload keeps the running one.
+    generated: bool = False
 
 
 def redact(value: str) -> str:
@@ -106,15 +108,22 @@ def body_shape(content_type: str, body: bytes) -> Any:
             except ValueError:
                 pass
     if isinstance(document, dict):
-        return {str(k): _value_shape(str(k), v) for k, v in document.items()}
+        return _dict_shape(document)
     if document is not None:
         return f"JSON {type(document).__name__} ({len(body)} bytes)"
     return f"{len(body)} bytes" + (" of HTML" if text[:1] == "<" else "")
 
 
+def _dict_shape(document: Mapping[Any, Any]) -> dict[str, Any]:
+    shape = {str(k): _value_shape(str(k), v) for k, v in list(document.items())[:_MAX_FIELDS]}
+    if len(document) > _MAX_FIELDS:
+        shape["…"] = f"{len(document) - _MAX_FIELDS} more fields"
+    return shape
+
+
 def _value_shape(name: str, value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _value_shape(str(k), v) for k, v in value.items()}
+        return _dict_shape(value)
     if isinstance(value, (bool, int, float)) or value is None:
         return value if name in _SHOWN or name in {"status", "expires_in"} else type(value).__name__
     if isinstance(value, list):
@@ -217,9 +226,18 @@ def _store(request: web.Request) -> FlowTrace | None:
     return request.app.get(TRACE)
 
 
+#: Hops kept per flow: the link's own, then the latest refreshes (a link refreshes for months).
+MAX_HOPS = 64
+_LINK_HOPS = 9
+#: Fields of an answer body shown in its shape; the rest is counted.
+_MAX_FIELDS = 40
+
+
 def _hop(request: web.Request, flow: Flow, step: str, src: str, dst: str, **fields: Any) -> Hop:
     hop = Hop(step=step, src=src, dst=dst, at=time.time(), **fields)
     flow.hops.append(hop)
+    if len(flow.hops) > MAX_HOPS:
+        del flow.hops[_LINK_HOPS]
     return hop
 
 
@@ -426,8 +444,11 @@ async def _login(request: web.Request) -> web.Response:
     if not hmac.compare_digest(given.encode("utf-8", "replace"), store.settings.token.encode()):
         return _login_page(wrong=True)
     response = web.Response(status=303, headers={**_HEADERS, "Location": "/_trace/"})
+    from .appkeys import runtime_of  # not at the top: config.py imports this module, appkeys imports config
+
+    secure = runtime_of(request).config.public_url.startswith("https://")
     response.set_cookie(_COOKIE, _cookie_value(store.settings.token), path="/_trace/", httponly=True,
-                        samesite="Strict", secure=request.secure, max_age=3600)
+                        samesite="Strict", secure=secure, max_age=3600)
     return response
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ALEXA_REDIRECT
 from fake_upstream import FakeUpstream, Fault
 from test_default_config import served  # noqa: F401  # the fixture: `gateway serve` on the shipped config
-from test_trace import ALEXA_REDIRECT, TRACE_TOKEN, link, start, token, trace_json
+from test_trace import TRACE_TOKEN, link, start, token, trace_json
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 CHROMIUM = "/usr/bin/chromium"

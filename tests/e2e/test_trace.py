@@ -20,7 +20,7 @@ import yarl
 from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free_port, mapping_yaml, write_gateway_files
 from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault
-from test_fault_matrix import BASIC, CELLS, PROVIDER, TIMEOUT, Cell
+from test_fault_matrix import BASIC, CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell
 
 from gateway import reasons
 from gateway.app import create_app
@@ -37,7 +37,7 @@ async def fake() -> AsyncIterator[FakeUpstream]:
 
 
 async def start(tmp_path: Path, fake: FakeUpstream, *, more: str = TRACE_YAML, refused: bool = False,
-                method: str = "POST", upstream_extra: str = "") -> Gateway:
+                method: str = "POST", upstream_extra: str = "", extra: str = "") -> Gateway:
     token_url = f"http://127.0.0.1:{free_port()}/token" if refused else fake.token_endpoint
     mapping = mapping_yaml(
         fake,  # type: ignore[arg-type]  # duck-typed like the fault matrix's
@@ -45,6 +45,7 @@ async def start(tmp_path: Path, fake: FakeUpstream, *, more: str = TRACE_YAML, r
         token_url=token_url,
         token_extra=f"method: {method}\ntimeout: {TIMEOUT}\n",
         upstream_extra=upstream_extra,
+        extra=extra,
     )
     port = free_port()
     path, env = write_gateway_files(tmp_path, {PROVIDER: mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more)
@@ -301,3 +302,54 @@ class _Static:
     issuer = "https://upstream.example"
     authorization_endpoint = "https://upstream.example/authorize"
     token_endpoint = "https://upstream.example/token"
+
+
+def test_a_flow_keeps_its_link_and_its_latest_refreshes() -> None:
+    from gateway.trace import _LINK_HOPS, MAX_HOPS, FlowTrace, TraceSettings, _hop
+
+    store = FlowTrace(TraceSettings(token="x" * 32))
+    flow = store.start("p")
+    for n in range(MAX_HOPS * 3):
+        _hop(None, flow, f"hop {n}", "platform", "gateway")  # type: ignore[arg-type]  # the request is not read
+    assert len(flow.hops) == MAX_HOPS
+    assert [hop.step for hop in flow.hops[:_LINK_HOPS]] == [f"hop {n}" for n in range(_LINK_HOPS)]
+    assert flow.hops[-1].step == f"hop {MAX_HOPS * 3 - 1}"
+
+
+def test_the_demo_traces_with_a_random_token_that_a_reload_keeps() -> None:
+    from gateway.app import create_app, reload_config
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "gateway.yaml")
+    assert config.trace is not None and config.trace.generated and len(config.trace.token) >= 32
+    app = create_app(config)
+    assert reload_config(app, load_config(root / "gateway.yaml")) == []
+
+
+@pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in IMPLICIT_CELLS if c.error is not None])
+async def test_a_failed_implicit_link_names_the_step_and_why(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway], cell: ImplicitCell) -> None:
+    """The implicit grant meets the fault at the callback, where the gateway redeems the code itself."""
+    gateway = await start(tmp_path, fake, refused=cell.fault is None, extra="grant: implicit\n")
+    gateways.append(gateway)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        query = urlencode({"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "implicit-state-1", "response_type": "token"})
+        async with browser.get(f"{gateway.url}/{PROVIDER}/authorize?{query}", allow_redirects=False) as response:
+            to_upstream = response.headers["Location"]
+        async with browser.get(yarl.URL(to_upstream, encoded=True), allow_redirects=False) as response:
+            to_callback = response.headers["Location"]
+        fake.fault = cell.fault
+        async with browser.get(yarl.URL(to_callback, encoded=True), allow_redirects=False) as response:
+            assert response.status == 302
+            assert f"error={cell.error}" in response.headers["Location"]
+    [flow] = await trace_json(gateway)
+    kind = cell.kind or "invalid_grant"
+    step = "upstream answer" if kind in ("timeout", "connection", "too_large") else "normalise"
+    phrases: tuple[str, ...] = (reasons.upstream_failure(kind),)
+    if kind == "unusable_answer":
+        phrases += ("the upstream answered an HTML page",)
+    assert flow["failed_step"] == step and flow["reason"].startswith(phrases), flow
+    steps = [hop["step"] for hop in flow["hops"]]
+    assert steps[:4] == ["authorize", "upstream authorize", "callback", "upstream token"] and steps[-1] == "platform redirect"
+    upstream_code = parse_qs(urlsplit(to_callback).query)["code"][0]
+    nonce = parse_qs(urlsplit(to_upstream).query)["state"][0]
+    await assert_no_secret(gateway, [upstream_code, nonce, "implicit-state-1"])
