@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import jsonschema
@@ -61,7 +61,7 @@ SMAPI_ACCOUNT_LINKING = {
 
 
 @dataclass
-class TestUpstream:
+class RecordingUpstream:
     """Token and revocation endpoints that record each request and answer as told."""
 
     url: str = ""
@@ -83,8 +83,8 @@ class TestUpstream:
 
 
 @pytest.fixture
-async def test_upstream() -> AsyncIterator[TestUpstream]:
-    upstream = TestUpstream()
+async def test_upstream() -> AsyncIterator[RecordingUpstream]:
+    upstream = RecordingUpstream()
     app = web.Application()
     app.router.add_post("/token", upstream.token)
     app.router.add_post("/revoke", upstream.revoke)
@@ -116,7 +116,7 @@ def _mapping(upstream: str, *, profile: str = "alexa", extra_token: str = "", ex
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, test_upstream: TestUpstream) -> AsyncIterator[Gateway]:
+async def gateway(tmp_path: Path, test_upstream: RecordingUpstream) -> AsyncIterator[Gateway]:
     url = test_upstream.url
     mappings = {
         "full": _mapping(
@@ -193,7 +193,7 @@ async def test_metadata_lists_client_credentials_only_when_mapped_and_s256_only_
 
 
 async def test_client_credentials_goes_to_the_upstreams_own_grant(
-    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: TestUpstream
+    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: RecordingUpstream
 ) -> None:
     form = {"grant_type": "client_credentials", "scope": "tools:read"}
     async with client.post(gateway.endpoint("token", "full"), data=form, headers=BASIC) as response:
@@ -208,7 +208,7 @@ async def test_client_credentials_goes_to_the_upstreams_own_grant(
 
 
 async def test_client_credentials_is_refused_cleanly_when_not_mapped_or_not_authenticated(
-    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: TestUpstream
+    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: RecordingUpstream
 ) -> None:
     async with client.post(gateway.endpoint("token", "plain"), data={"grant_type": "client_credentials"}, headers=BASIC) as response:
         assert response.status == 400
@@ -224,7 +224,7 @@ async def test_client_credentials_is_refused_cleanly_when_not_mapped_or_not_auth
 
 
 async def test_revocation_is_passed_to_the_upstream_endpoint(
-    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: TestUpstream
+    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: RecordingUpstream
 ) -> None:
     form = {"token": "rt-123", "token_type_hint": "refresh_token", "client_id": PLATFORM_ID, "client_secret": PLATFORM_SECRET}
     async with client.post(gateway.endpoint("revoke", "full"), data=form) as response:
@@ -247,7 +247,7 @@ async def test_revocation_is_passed_to_the_upstream_endpoint(
 async def test_revocation_answers_per_rfc7009(
     gateway: Gateway,
     client: aiohttp.ClientSession,
-    test_upstream: TestUpstream,
+    test_upstream: RecordingUpstream,
     upstream_status: int,
     upstream_body: dict[str, Any] | None,
     status: int,
@@ -261,7 +261,7 @@ async def test_revocation_answers_per_rfc7009(
 
 
 async def test_revocation_without_an_upstream_endpoint_and_bad_requests(
-    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: TestUpstream
+    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: RecordingUpstream
 ) -> None:
     async with client.post(gateway.endpoint("revoke", "plain"), data={"token": "at-1"}, headers=BASIC) as response:
         assert response.status == 200
@@ -281,7 +281,7 @@ async def test_revocation_without_an_upstream_endpoint_and_bad_requests(
 
 def _authorize(gateway: Gateway, provider: str, redirect_uri: str, **extra: str) -> str:
     query = {"client_id": PLATFORM_ID, "redirect_uri": redirect_uri, "state": "s-1", "response_type": "code", **extra}
-    return gateway.endpoint("authorize", provider) + "?" + "&".join(f"{k}={aiohttp.helpers.quote(v, safe='')}" for k, v in query.items())
+    return gateway.endpoint("authorize", provider) + "?" + urlencode(query)
 
 
 @pytest.mark.parametrize("region", ["us", "eu", "ap"])
