@@ -22,6 +22,7 @@ from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, 
 from gateway import pkce
 from gateway.cli import main
 from gateway.console import HIDDEN
+from gateway.linktest import run_linktest
 from gateway.upstream import basic_auth_header
 
 #: Amazon, "Account Linking Schemas" (SMAPI v1, developer.amazon.com/docs/alexa/smapi/account-linking-schemas.html):
@@ -60,6 +61,10 @@ SMAPI_ACCOUNT_LINKING = {
 }
 
 
+#: Never requested: the linktest test uses a mapping whose authorize URL is the test upstream's.
+AUTHORIZE = "https://auth.example/authorize"
+
+
 @dataclass
 class RecordingUpstream:
     """Token and revocation endpoints that record each request and answer as told."""
@@ -75,6 +80,9 @@ class RecordingUpstream:
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         return web.json_response({"access_token": "m2m-access", "token_type": "Bearer", "expires_in": 600})
 
+    async def authorize(self, request: web.Request) -> web.Response:
+        return web.Response(text="<html><body>sign in</body></html>", content_type="text/html")
+
     async def revoke(self, request: web.Request) -> web.Response:
         form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
         self.requests.append(("revoke", form, request.headers.get("Authorization", "")))
@@ -88,6 +96,7 @@ async def test_upstream() -> AsyncIterator[RecordingUpstream]:
     app = web.Application()
     app.router.add_post("/token", upstream.token)
     app.router.add_post("/revoke", upstream.revoke)
+    app.router.add_get("/authorize", upstream.authorize)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
@@ -97,7 +106,9 @@ async def test_upstream() -> AsyncIterator[RecordingUpstream]:
     await runner.cleanup()
 
 
-def _mapping(upstream: str, *, profile: str = "alexa", extra_token: str = "", extra_upstream: str = "") -> str:
+def _mapping(
+    upstream: str, *, profile: str = "alexa", extra_token: str = "", extra_upstream: str = "", authorize: str = AUTHORIZE
+) -> str:
     return textwrap.dedent(
         f"""\
         platform:
@@ -107,7 +118,7 @@ def _mapping(upstream: str, *, profile: str = "alexa", extra_token: str = "", ex
         upstream:
           client_id: {UPSTREAM_ID}
           client_secret: ${{UPSTREAM_SECRET}}
-          authorize: {{url: "https://auth.example/authorize", scope: "read write"}}
+          authorize: {{url: "{authorize}", scope: "read write"}}
           token:
             url: "{upstream}/token"
             timeout: 3
@@ -127,6 +138,7 @@ async def gateway(tmp_path: Path, test_upstream: RecordingUpstream) -> AsyncIter
         "plain": _mapping(url),
         "things": _mapping(url, profile="smartthings"),
         "mcp": _mapping(url, profile="alexa-mcp"),
+        "mcp-local": _mapping(url, profile="alexa-mcp", authorize=f"{url}/authorize"),
     }
     running = await start_gateway(tmp_path, mappings, port=free_port())
     yield running
@@ -144,6 +156,7 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
 
 
 BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
+
 
 
 def _basic_of(header: str) -> tuple[str, str]:
@@ -389,3 +402,9 @@ def test_console_refuses_an_unknown_provider(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "gateway.yaml").write_text("keys: []\ncookie: {secure: false}\n")
     assert main(["console", "alexa", "nope", "--config", str(tmp_path / "gateway.yaml")]) == 2
     assert "no provider 'nope'" in capsys.readouterr().err
+
+
+async def test_linktest_plays_pkce_s256_where_the_profile_requires_it(gateway: Gateway) -> None:
+    checks = await run_linktest(gateway.config, "mcp-local")
+    authorize = [check for check in checks if check.name == "authorize"]
+    assert authorize and all(check.verdict != "FAIL" for check in authorize), checks
