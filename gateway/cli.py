@@ -135,7 +135,7 @@ def _budget_warnings(config: Config, mappings: list[ProviderMapping]) -> list[st
     warnings = []
     for mapping in mappings:
         timeout = mapping.token.timeout or config.upstream_timeout
-        if mapping.platform.profile == "alexa" and timeout >= ALEXA_BUDGET:
+        if mapping.platform.profile in ("alexa", "alexa-mcp") and timeout >= ALEXA_BUDGET:
             warnings.append(
                 f"{mapping.file}: warning: upstream deadline {timeout:g} s is not under Alexa's {ALEXA_BUDGET} s budget"
             )

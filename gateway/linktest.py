@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 
+from . import pkce
 from .config import Config
 from .mapping import ProviderMapping
 from .reasons import ALEXA_BUDGET, REFUSED, UNREACHABLE
@@ -105,10 +106,11 @@ class _Tester:
         if redirect_uri is None:
             self.add("WARN", "authorize", "the mapping lists no exact redirect URI to try; skipped")
             return None
-        query = urlencode(
-            {"client_id": self.mapping.platform.client_id, "redirect_uri": redirect_uri, "state": "linktest",
-             "response_type": "token" if self.mapping.grant == "implicit" else "code", "scope": "openid profile"}
-        )
+        params = {"client_id": self.mapping.platform.client_id, "redirect_uri": redirect_uri, "state": "linktest",
+                  "response_type": "token" if self.mapping.grant == "implicit" else "code", "scope": "openid profile"}
+        if self.mapping.platform.pkce != "optional" and self.mapping.grant != "implicit":  # as the platform must
+            params.update(code_challenge=pkce.challenge_of(pkce.new_verifier(), "S256"), code_challenge_method="S256")
+        query = urlencode(params)
         url = f"{self.base}/{self.mapping.name}/authorize?{query}"
         async with self.session.get(url, allow_redirects=False) as response:
             body = await response.text()

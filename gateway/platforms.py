@@ -9,7 +9,8 @@ segments, queries and fragments all fail.
 Built-in profiles:
 
 * ``alexa`` — ``https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/api/skill/link/<VENDOR>``
-  and the older ``https://{pitangui|layla}.amazon.com/spa/skill/account-linking-status.html?vendorId=<VENDOR>``.
+  and the older ``https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/spa/skill/account-linking-status.html?vendorId=<VENDOR>``
+  (the Alexa console lists this form for the Far East region too).
   The vendor id can be pinned with ``vendor_ids``.
 * ``google`` — ``https://oauth-redirect{,-sandbox}.googleusercontent.com/r/<PROJECT_ID>``
   (pinned with ``project_ids``).
@@ -38,7 +39,7 @@ PROFILES = ("alexa", "google", "smartthings", "alexa-mcp", "none")
 PKCE_S256_PROFILES = frozenset({"alexa-mcp"})
 
 _ALEXA_LINK_HOSTS = ("pitangui.amazon.com", "layla.amazon.com", "alexa.amazon.co.jp")
-_ALEXA_SPA_HOSTS = ("pitangui.amazon.com", "layla.amazon.com")
+_ALEXA_SPA_HOSTS = _ALEXA_LINK_HOSTS
 SMARTTHINGS_REDIRECT_URIS = tuple(
     f"https://c2c-{region}.smartthings.com/oauth/callback" for region in ("us", "eu", "ap")
 )
@@ -92,7 +93,7 @@ def alexa_rules(vendor_ids: Sequence[str] = ()) -> list[RedirectRule]:
             re.compile(rf"https://{_alternatives(_ALEXA_LINK_HOSTS)}/api/skill/link/{vendor}"),
         ),
         RedirectRule(
-            "alexa: https://{pitangui|layla}.amazon.com/spa/skill/account-linking-status.html?vendorId=<vendor>",
+            "alexa: https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/spa/skill/account-linking-status.html?vendorId=<vendor>",
             re.compile(
                 rf"https://{_alternatives(_ALEXA_SPA_HOSTS)}/spa/skill/account-linking-status\.html\?vendorId={vendor}"
             ),

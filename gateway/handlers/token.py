@@ -17,10 +17,8 @@ also covers a replay sent to another replica.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
 from .. import pkce, trace
 from ..appkeys import record_of, runtime_of
@@ -38,7 +36,7 @@ from ..oauth import (
 from ..replay import REDEEMED, fingerprint
 from ..seal import SealError
 from ..upstream import prepare_token_request
-from . import exchange, outcome, provider_of, single_params, unknown_provider
+from . import exchange, outcome, provider_of, read_form, unknown_provider
 from .callback import CODE_PURPOSE
 from .client_credentials import client_credentials_grant
 
@@ -70,17 +68,7 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str
 
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise OAuthError("the request body is too large", error="invalid_request", status=413) from None
-    except RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
-        raise InvalidRequest("the request body could not be decoded") from None
-    try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError:
-        raise InvalidRequest("the body must be application/x-www-form-urlencoded UTF-8") from None
-    form = single_params(pairs)
+    form = await read_form(request)
     trace.token_requested(request, mapping, form)
     credentials = read_credentials(request.headers.get("Authorization"), form)
     try:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import jsonschema
@@ -22,6 +22,7 @@ from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, 
 from gateway import pkce
 from gateway.cli import main
 from gateway.console import HIDDEN
+from gateway.linktest import run_linktest
 from gateway.upstream import basic_auth_header
 
 #: Amazon, "Account Linking Schemas" (SMAPI v1, developer.amazon.com/docs/alexa/smapi/account-linking-schemas.html):
@@ -60,8 +61,12 @@ SMAPI_ACCOUNT_LINKING = {
 }
 
 
+#: Never requested: the linktest test uses a mapping whose authorize URL is the test upstream's.
+AUTHORIZE = "https://auth.example/authorize"
+
+
 @dataclass
-class TestUpstream:
+class RecordingUpstream:
     """Token and revocation endpoints that record each request and answer as told."""
     __test__ = False  # a test double, not a test class (pytest would try to collect it)
 
@@ -76,6 +81,9 @@ class TestUpstream:
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         return web.json_response({"access_token": "m2m-access", "token_type": "Bearer", "expires_in": 600})
 
+    async def authorize(self, request: web.Request) -> web.Response:
+        return web.Response(text="<html><body>sign in</body></html>", content_type="text/html")
+
     async def revoke(self, request: web.Request) -> web.Response:
         form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
         self.requests.append(("revoke", form, request.headers.get("Authorization", "")))
@@ -84,11 +92,12 @@ class TestUpstream:
 
 
 @pytest.fixture
-async def test_upstream() -> AsyncIterator[TestUpstream]:
-    upstream = TestUpstream()
+async def test_upstream() -> AsyncIterator[RecordingUpstream]:
+    upstream = RecordingUpstream()
     app = web.Application()
     app.router.add_post("/token", upstream.token)
     app.router.add_post("/revoke", upstream.revoke)
+    app.router.add_get("/authorize", upstream.authorize)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
@@ -98,7 +107,9 @@ async def test_upstream() -> AsyncIterator[TestUpstream]:
     await runner.cleanup()
 
 
-def _mapping(upstream: str, *, profile: str = "alexa", extra_token: str = "", extra_upstream: str = "") -> str:
+def _mapping(
+    upstream: str, *, profile: str = "alexa", extra_token: str = "", extra_upstream: str = "", authorize: str = AUTHORIZE
+) -> str:
     return textwrap.dedent(
         f"""\
         platform:
@@ -108,7 +119,7 @@ def _mapping(upstream: str, *, profile: str = "alexa", extra_token: str = "", ex
         upstream:
           client_id: {UPSTREAM_ID}
           client_secret: ${{UPSTREAM_SECRET}}
-          authorize: {{url: "https://auth.example/authorize", scope: "read write"}}
+          authorize: {{url: "{authorize}", scope: "read write"}}
           token:
             url: "{upstream}/token"
             timeout: 3
@@ -117,7 +128,7 @@ def _mapping(upstream: str, *, profile: str = "alexa", extra_token: str = "", ex
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, test_upstream: TestUpstream) -> AsyncIterator[Gateway]:
+async def gateway(tmp_path: Path, test_upstream: RecordingUpstream) -> AsyncIterator[Gateway]:
     url = test_upstream.url
     mappings = {
         "full": _mapping(
@@ -128,6 +139,7 @@ async def gateway(tmp_path: Path, test_upstream: TestUpstream) -> AsyncIterator[
         "plain": _mapping(url),
         "things": _mapping(url, profile="smartthings"),
         "mcp": _mapping(url, profile="alexa-mcp"),
+        "mcp-local": _mapping(url, profile="alexa-mcp", authorize=f"{url}/authorize"),
     }
     running = await start_gateway(tmp_path, mappings, port=free_port())
     yield running
@@ -145,6 +157,7 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
 
 
 BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
+
 
 
 def _basic_of(header: str) -> tuple[str, str]:
@@ -194,7 +207,7 @@ async def test_metadata_lists_client_credentials_only_when_mapped_and_s256_only_
 
 
 async def test_client_credentials_goes_to_the_upstreams_own_grant(
-    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: TestUpstream
+    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: RecordingUpstream
 ) -> None:
     form = {"grant_type": "client_credentials", "scope": "tools:read"}
     async with client.post(gateway.endpoint("token", "full"), data=form, headers=BASIC) as response:
@@ -209,7 +222,7 @@ async def test_client_credentials_goes_to_the_upstreams_own_grant(
 
 
 async def test_client_credentials_is_refused_cleanly_when_not_mapped_or_not_authenticated(
-    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: TestUpstream
+    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: RecordingUpstream
 ) -> None:
     async with client.post(gateway.endpoint("token", "plain"), data={"grant_type": "client_credentials"}, headers=BASIC) as response:
         assert response.status == 400
@@ -225,7 +238,7 @@ async def test_client_credentials_is_refused_cleanly_when_not_mapped_or_not_auth
 
 
 async def test_revocation_is_passed_to_the_upstream_endpoint(
-    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: TestUpstream
+    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: RecordingUpstream
 ) -> None:
     form = {"token": "rt-123", "token_type_hint": "refresh_token", "client_id": PLATFORM_ID, "client_secret": PLATFORM_SECRET}
     async with client.post(gateway.endpoint("revoke", "full"), data=form) as response:
@@ -248,7 +261,7 @@ async def test_revocation_is_passed_to_the_upstream_endpoint(
 async def test_revocation_answers_per_rfc7009(
     gateway: Gateway,
     client: aiohttp.ClientSession,
-    test_upstream: TestUpstream,
+    test_upstream: RecordingUpstream,
     upstream_status: int,
     upstream_body: dict[str, Any] | None,
     status: int,
@@ -262,7 +275,7 @@ async def test_revocation_answers_per_rfc7009(
 
 
 async def test_revocation_without_an_upstream_endpoint_and_bad_requests(
-    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: TestUpstream
+    gateway: Gateway, client: aiohttp.ClientSession, test_upstream: RecordingUpstream
 ) -> None:
     async with client.post(gateway.endpoint("revoke", "plain"), data={"token": "at-1"}, headers=BASIC) as response:
         assert response.status == 200
@@ -282,7 +295,7 @@ async def test_revocation_without_an_upstream_endpoint_and_bad_requests(
 
 def _authorize(gateway: Gateway, provider: str, redirect_uri: str, **extra: str) -> str:
     query = {"client_id": PLATFORM_ID, "redirect_uri": redirect_uri, "state": "s-1", "response_type": "code", **extra}
-    return gateway.endpoint("authorize", provider) + "?" + "&".join(f"{k}={aiohttp.helpers.quote(v, safe='')}" for k, v in query.items())
+    return gateway.endpoint("authorize", provider) + "?" + urlencode(query)
 
 
 @pytest.mark.parametrize("region", ["us", "eu", "ap"])
@@ -390,3 +403,9 @@ def test_console_refuses_an_unknown_provider(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "gateway.yaml").write_text("keys: []\ncookie: {secure: false}\n")
     assert main(["console", "alexa", "nope", "--config", str(tmp_path / "gateway.yaml")]) == 2
     assert "no provider 'nope'" in capsys.readouterr().err
+
+
+async def test_linktest_plays_pkce_s256_where_the_profile_requires_it(gateway: Gateway) -> None:
+    checks = await run_linktest(gateway.config, "mcp-local")
+    authorize = [check for check in checks if check.name == "authorize"]
+    assert authorize and all(check.verdict != "FAIL" for check in authorize), checks

@@ -30,10 +30,10 @@ ALLOW_DENY = [
     _case(ALEXA, f"https://layla.amazon.com/api/skill/link/{VENDOR}", True, "alexa-eu"),
     _case(ALEXA, f"https://alexa.amazon.co.jp/api/skill/link/{VENDOR}", True, "alexa-fe"),
     _case(ALEXA, "https://layla.amazon.com/api/skill/link/ANYVENDOR42", True, "alexa-unpinned-any-vendor"),
-    # alexa, older implicit form: NA and EU only
+    # alexa, older /spa/ form: every region (the console lists it for alexa.amazon.co.jp too)
     _case(ALEXA, f"https://pitangui.amazon.com/spa/skill/account-linking-status.html?vendorId={VENDOR}", True, "alexa-spa-na"),
     _case(ALEXA, f"https://layla.amazon.com/spa/skill/account-linking-status.html?vendorId={VENDOR}", True, "alexa-spa-eu"),
-    _case(ALEXA, f"https://alexa.amazon.co.jp/spa/skill/account-linking-status.html?vendorId={VENDOR}", False, "alexa-spa-fe-refused"),
+    _case(ALEXA, f"https://alexa.amazon.co.jp/spa/skill/account-linking-status.html?vendorId={VENDOR}", True, "alexa-spa-fe"),
     _case(ALEXA, f"https://pitangui.amazon.com/spa/skill/account-linking-status.html?vendorId={VENDOR}&x=1", False, "alexa-spa-extra-param"),
     _case(ALEXA, f"https://pitangui.amazon.com/spa/skill/account-linking-statusXhtml?vendorId={VENDOR}", False, "alexa-spa-dot-is-literal"),
     _case(ALEXA, f"https://pitangui.amazon.com/spa/skill/account-linking-status.html?vendorid={VENDOR}", False, "alexa-spa-param-case"),
