@@ -704,7 +704,7 @@ def test_the_deploy_readme_walks_from_apply_to_a_rotated_key() -> None:
     readme = text[text.index("## Kubernetes") :]
     steps = [
         "kubectl create secret generic gateway-keys",
-        "kubectl apply -k .",
+        "kubectl apply -k .\nkubectl rollout status",
         "add the new key SECOND",
         "move it FIRST",
         "remove OLD",
