@@ -109,7 +109,7 @@ import aiohttp
 from upstream_oidc import login_and_consent
 
 async def main(url: str) -> None:
-    async with aiohttp.ClientSession() as browser:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:  # an IP host
         callback = await login_and_consent(browser, f"{url}/_demo/platform/start", stop_at_prefix=f"{url}/_demo/platform/callback", login="podman")
         async with browser.get(callback) as response:
             page = await response.text()
