@@ -119,10 +119,28 @@ asyncio.run(main(f"http://127.0.0.1:{sys.argv[1]}"))
 PY
 say "a whole demo link through the container from the host: linked"
 
-stop=$SECONDS
-podman stop -t 15 "$NAME" > /dev/null
+# SIGTERM with a request in flight whose body arrives a second after the signal. Measured and
+# reported, not required: today such a request is held until shutdown_grace and then cut off
+# (aiohttp stops reading bodies once shutdown starts; see the issue-13 note). The exit code is.
+stop=$(date +%s.%N)
+.venv/bin/python - "$PORT" "$NAME" <<'PY' || say "WARN: a request whose body was still arriving at SIGTERM was not answered"
+import socket, subprocess, sys, time
+port, name = int(sys.argv[1]), sys.argv[2]
+body = b"grant_type=authorization_code&code=x&redirect_uri=y"
+with socket.create_connection(("127.0.0.1", port)) as sock:
+    sock.sendall(b"POST /demo/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                 b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+    time.sleep(0.3)
+    subprocess.run(["podman", "kill", "--signal", "TERM", name], check=True, capture_output=True)
+    time.sleep(1.0)
+    sock.sendall(body)
+    status = sock.recv(4096).split(b"\r\n", 1)[0].decode()
+print(f"in flight across SIGTERM: {status}")
+assert status.startswith("HTTP/1.1 "), status
+PY
+podman wait "$NAME" > /dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
 [ "$code" = 0 ] || fail "exit code $code after SIGTERM"
-say "SIGTERM: stopped in $((SECONDS - stop)) s, exit code $code"
+say "SIGTERM: drained and exited in $(python3 -c "import time; print(f'{time.time() - $stop:.1f}')") s, exit code $code"
 podman logs "$NAME" 2>&1 | tail -3
 say "OK: image $(podman image inspect --format '{{.Size}}' "$TAG" | awk '{printf "%.1f MB", $1/1e6}'), total $((SECONDS - START)) s"
