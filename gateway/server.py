@@ -63,6 +63,9 @@ async def _reload(app: web.Application, path: Path, host: str | None, port: int 
 def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``."""
     app = create_app(config)
+    from .tracing import instrument
+
+    instrument(app)  # OpenTelemetry: a no-op unless the otel extra is installed and OTEL_TRACES_EXPORTER is set
 
     async def on_sighup(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()

@@ -696,3 +696,20 @@ def test_the_deploy_readme_names_the_paths_and_tls_rules() -> None:
     readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
     for needed in (_config_flag(_effective_k8s_argv()), _keys_file_path(), "/healthz", "/readyz", "443", "chain"):
         assert needed in readme, f"deploy/README.md does not mention {needed}"
+
+
+def test_the_deploy_readme_walks_from_apply_to_a_rotated_key() -> None:
+    """The operator's path: Secrets made by hand, `kubectl apply -k .`, then the three roll-outs."""
+    text = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    readme = text[text.index("## Kubernetes") :]
+    steps = [
+        "kubectl create secret generic gateway-keys",
+        "kubectl apply -k .\nkubectl rollout status",
+        "add the new key SECOND",
+        "move it FIRST",
+        "remove OLD",
+    ]
+    positions = [readme.find(step) for step in steps]
+    assert -1 not in positions, [step for step, at in zip(steps, positions, strict=True) if at == -1]
+    assert positions == sorted(positions), "the steps are out of order"
+    assert "tests/e2e/test_key_rotation.py" in readme and (ROOT / "tests/e2e/test_key_rotation.py").is_file()
