@@ -26,8 +26,9 @@ import aiohttp
 
 from .answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from .appkeys import RequestRecord
+from .linkcontext import UnsafeUrl, render_url
 from .mapping import ProviderMapping, TokenRequest
-from .oauth import ServerError, TemporarilyUnavailable
+from .oauth import InvalidGrant, ServerError, TemporarilyUnavailable
 
 __all__ = ["PreparedRequest", "prepare_token_request", "send", "basic_auth_header"]
 
@@ -61,7 +62,9 @@ def prepare_token_request(
     code: str = "",
     refresh_token: str = "",
     code_verifier: str = "",
+    context: Mapping[str, str] | None = None,
 ) -> PreparedRequest:
+    """``context``: the link's values (:mod:`gateway.linkcontext`) for the URL and templates."""
     rules: TokenRequest = mapping.token if grant_type == "authorization_code" else mapping.refresh
     params: dict[str, str] = {"grant_type": grant_type}
     if grant_type == "authorization_code":
@@ -91,6 +94,12 @@ def prepare_token_request(
         "code_verifier": code_verifier,
         "basic_auth": basic,
     }
+    known = {name: "" for name in mapping.flow_values} | {spec.name: "" for spec in mapping.context_specs}
+    values |= known | {name: value for name, value in (context or {}).items() if name in known}
+    try:
+        url = render_url(rules.url, values, mapping.context_specs)
+    except UnsafeUrl as exc:
+        raise InvalidGrant(f"the link's context can not be used: {exc}") from None
     params = rules.params.apply(params, values)
     headers = rules.headers.apply(headers, values)
 
@@ -103,7 +112,7 @@ def prepare_token_request(
         json_body = params
     else:
         form = params
-    return PreparedRequest(rules.method, rules.url, query, headers, form, json_body, rules.timeout)
+    return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout)
 
 
 async def send(
@@ -128,6 +137,10 @@ async def send(
     elif request.json_body is not None:
         data = json.dumps(request.json_body).encode()
         headers.setdefault("Content-Type", "application/json")
+    # No body (query encoding, GET): no invented Content-Type (aiohttp would add
+    # application/octet-stream to a POST) unless the mapping names one.
+    named = any(name.lower() == "content-type" for name in headers)
+    skip = ("Content-Type",) if data is None and not named else ()
     try:
         async with asyncio.timeout(deadline):
             async with session.request(
@@ -136,6 +149,7 @@ async def send(
                 params=request.query or None,
                 data=data,
                 headers=headers,
+                skip_auto_headers=skip,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=deadline),  # the mapping's own, even when longer
             ) as response:

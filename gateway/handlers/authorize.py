@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .. import pkce
 from ..appkeys import runtime_of
+from ..linkcontext import initial_context
 from ..mapping import ProviderMapping
 from ..oauth import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri, error_page, redirect
 from ..session import FlowStore, FlowTooLarge
@@ -130,6 +131,8 @@ async def authorize(request: web.Request) -> web.Response:
         "locale": params.get("user_locale") or params.get("ui_locales") or "",
     }
     upstream_params = mapping.authorize.params.apply(upstream_params, values)
+    if mapping.flow_values:  # values the token request needs back (gateway.linkcontext)
+        flow["lc"] = initial_context(mapping, upstream_params)
 
     flows = await FlowStore.of(request, config.cookie)
     try:
