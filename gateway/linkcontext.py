@@ -115,7 +115,7 @@ def render_url(template: str, values: Mapping[str, str], specs: Iterable[Context
         raise UnsafeUrl("a value the URL needs is missing")
     got = urlsplit(rendered)
     expected = (parts.scheme, _fill(parts.netloc, values), _fill(parts.path, values), _fill(parts.query, values))
-    if (got.scheme, got.netloc, got.path, got.query) != expected or got.fragment:
+    if (got.scheme, got.netloc, got.path, got.query) != expected or got.fragment or "@" in got.netloc:
         raise UnsafeUrl("a value changed the shape of the URL")
     host_names = set(_PLACEHOLDER.findall(parts.netloc))
     if host_names:
