@@ -108,6 +108,23 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developer.zendesk.com/documentation/api-basics/authentication/using-oauth-to-authenticate-zendesk-api-requests-in-a-web-app/
     "zendesk": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"scope", "code_verifier"},
                           refresh=REFRESH | POST_CREDENTIALS | {"scope"}, values={"scope": "authorize_scope-at-authorize"}),
+    # https://docs.gitlab.com/api/oauth2/ (credentials in the parameters; redirect_uri on refresh too)
+    "gitlab": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"},
+                         refresh=REFRESH | POST_CREDENTIALS | {"redirect_uri"}),
+    # https://developer.todoist.com/api/v1/#tag/Authorization/OAuth
+    "todoist": Documented(auth="body", code=_names("code") | POST_CREDENTIALS),
+    # https://developer.box.com/reference/post-oauth2-token/
+    "box": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://learn.microsoft.com/en-us/linkedin/shared/authentication/authorization-code-flow
+    "linkedin": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.asana.com/docs/oauth
+    "asana": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/ (a JSON body)
+    "atlassian": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://dev.netatmo.com/apidocumentation/oauth
+    "netatmo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.miro.com/reference/exchange-authorization-code-with-access-token (query string)
+    "miro": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/ (client_secret_basic)
     "okta": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
 }
@@ -278,6 +295,14 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "withings": {"scope": "read,write"},
     "x": {"pkce": True},  # PKCE required
     "shopify": {"scope": "read,write"},  # comma-separated, at https://{shop}.myshopify.com
+    "gitlab": {"pkce": True},
+    "todoist": {"scope": "read,write"},  # comma-separated
+    "box": {},
+    "linkedin": {},
+    "asana": {"pkce": True},
+    "atlassian": {"params": {"audience": "api.atlassian.com", "prompt": "consent"}},
+    "netatmo": {},
+    "miro": {},
     "zendesk": {"pkce": True},
     "okta": {"pkce": True},
     "zoom": {"pkce": True},
