@@ -125,6 +125,25 @@ DOCUMENTED: dict[str, Documented] = {
     "netatmo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.miro.com/reference/exchange-authorization-code-with-access-token (query string)
     "miro": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://pipedrive.readme.io/docs/marketplace-oauth-authorization (HTTP Basic)
+    "pipedrive": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.calendly.com/api-docs/be9b32ef4b44c-get-access-token
+    "calendly": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://cloud.ouraring.com/docs/authentication
+    "oura": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.webex.com/docs/integrations
+    "webex": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.xero.com/documentation/guides/oauth2/auth-flow/ (HTTP Basic)
+    "xero": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://docs.sonos.com/docs/create-token (HTTP Basic)
+    "sonos": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.meethue.com/develop/hue-api/remote-authentication-oauth/ (Basic; Digest not used)
+    "hue": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.paypal.com/docs/log-in-with-paypal/integrate/ (HTTP Basic)
+    "paypal": Documented(auth="basic", code=_names("grant_type", "code"), refresh=REFRESH),
+    # https://developer.squareup.com/reference/square/oauth-api/obtain-token (JSON)
+    "square": Documented(encoding="json", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
+                         refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/ (client_secret_basic)
     "okta": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
 }
@@ -303,6 +322,15 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "atlassian": {"params": {"audience": "api.atlassian.com", "prompt": "consent"}},
     "netatmo": {},
     "miro": {},
+    "pipedrive": {"scope": "read,write"},  # scopes are the app's; what is passed is comma-separated
+    "calendly": {"pkce": True},
+    "oura": {},
+    "webex": {},
+    "xero": {},
+    "sonos": {"scope": "playback-control-all"},  # a fixed scope
+    "hue": {"scope": ""},  # no scope parameter
+    "paypal": {},
+    "square": {},
     "zendesk": {"pkce": True},
     "okta": {"pkce": True},
     "zoom": {"pkce": True},
