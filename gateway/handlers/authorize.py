@@ -82,6 +82,10 @@ async def authorize(request: web.Request) -> web.Response:
     mapping = provider_of(request, "authorize")
     if mapping is None:
         return error_page(unknown_provider(request))
+    if request.method == "POST" and mapping.tenant is None:  # only the tenant form posts here
+        response = error_page(OAuthError("This address takes GET.", error="invalid_request", status=405))
+        response.headers["Allow"] = "GET"
+        return response
     try:
         params = single_params(list(request.query.items()))
         redirect_uri = _check_client(mapping, params)

@@ -209,3 +209,19 @@ async def test_a_post_without_the_form_token_is_asked_again(tenants: tuple[Gatew
         async with attacker.post(url, data={**fields.inputs, "tenant": "3"}, allow_redirects=False) as response:
             assert response.status == 400
     assert hits == [] and re.search(r"csrf", page)
+
+
+async def test_a_post_to_a_mapping_without_tenant_is_405(tmp_path: Path) -> None:
+    port = free_port()
+    plain = _mapping(tenant="{name: shop, pattern: 'x', label: L}", authorize="https://a.example/authorize", token="https://a.example/t")
+    plain = "\n".join(line for line in plain.splitlines() if not line.startswith("tenant:")) + "\n"
+    path, env = write_gateway_files(tmp_path, {"plain": plain}, port=port, keys=[generate_key()])
+    runner = web.AppRunner(create_app(load_config(path, env=env)), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as browser:
+            async with browser.post(f"http://127.0.0.1:{port}/plain/authorize?{urlencode(QUERY)}", data={"tenant": "x"}) as response:
+                assert (response.status, response.headers["Allow"]) == (405, "GET")
+    finally:
+        await runner.cleanup()
