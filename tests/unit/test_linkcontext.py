@@ -206,3 +206,18 @@ async def test_a_query_encoded_post_sends_no_body_and_no_invented_content_type(
     assert answer.status == 200
     assert seen[0].query["code"] == "c" and bodies == [b""]
     assert seen[0].headers.get("Content-Type") == expected
+
+
+def test_link_keys_are_read_in_order_and_checked(tmp_path: Path) -> None:
+    from gateway.config import load_config
+    from gateway.yamlfile import ConfigError
+
+    first, second = generate_key(), generate_key()
+    (tmp_path / "mappings").mkdir()
+    config_file = tmp_path / "gateway.yaml"
+    base = f'listen: {{host: 127.0.0.1, port: 9000}}\ncookie: {{secure: false}}\ndemo: true\nkeys: ["{generate_key()}"]\n'
+    config_file.write_text(base + f'link_keys: ["{first}", "{second}"]\n', encoding="utf-8")
+    assert load_config(config_file, env={}).link_keys == (first, second)  # the first seals
+    config_file.write_text(base + 'link_keys: ["not-a-key"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"link_keys\[0\]: not a key"):
+        load_config(config_file, env={})
