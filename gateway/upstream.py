@@ -26,7 +26,7 @@ import aiohttp
 
 from .answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from .appkeys import RequestRecord
-from .linkcontext import UnsafeUrl, render_url
+from .linkcontext import UnsafeUrl, host_needs_public_address, refuse_private_addresses, render_url
 from .mapping import ProviderMapping, TokenRequest
 from .oauth import InvalidGrant, ServerError, TemporarilyUnavailable
 
@@ -52,6 +52,9 @@ class PreparedRequest:
     form: Mapping[str, str] | None
     json_body: Mapping[str, str] | None
     timeout: float | None
+    #: The host came from a per-link value without ``allow_private``: its addresses are checked
+    #: before the call (:func:`gateway.linkcontext.refuse_private_addresses`).
+    public_only: bool = False
 
 
 def prepare_token_request(
@@ -100,6 +103,7 @@ def prepare_token_request(
         url = render_url(rules.url, values, mapping.context_specs)
     except UnsafeUrl as exc:
         raise InvalidGrant(f"the link's context can not be used: {exc}") from None
+    public_only = host_needs_public_address(rules.url, mapping.context_specs)
     params = rules.params.apply(params, values)
     headers = rules.headers.apply(headers, values)
 
@@ -112,7 +116,7 @@ def prepare_token_request(
         json_body = params
     else:
         form = params
-    return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout)
+    return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout, public_only)
 
 
 async def send(
@@ -128,6 +132,14 @@ async def send(
     ``invalid_grant``: Google unlinks on that, and the grant may still be good).
     """
     deadline = request.timeout or default_timeout
+    if request.public_only:
+        try:
+            async with asyncio.timeout(deadline):
+                await refuse_private_addresses(request.url)
+        except UnsafeUrl as exc:
+            raise InvalidGrant(f"the link's context can not be used: {exc}") from None
+        except TimeoutError:
+            raise TemporarilyUnavailable("the upstream's host name could not be resolved in time") from None
     started = time.monotonic()
     data: bytes | None = None
     headers = dict(request.headers)

@@ -221,3 +221,30 @@ def test_link_keys_are_read_in_order_and_checked(tmp_path: Path) -> None:
     config_file.write_text(base + 'link_keys: ["not-a-key"]\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"link_keys\[0\]: not a key"):
         load_config(config_file, env={})
+
+
+@pytest.mark.parametrize(
+    ("addresses", "refused"),
+    [(["93.184.215.14"], False), (["10.0.0.5"], True), (["93.184.215.14", "127.0.0.1"], True), (["fe80::1%eth0"], True),
+     (["169.254.169.254"], True), (["2606:4700::6810:84e5"], False)],
+)
+async def test_a_tenant_host_resolving_to_a_private_address_is_refused(addresses: list[str], refused: bool) -> None:
+    from gateway.linkcontext import refuse_private_addresses
+
+    async def resolve(host: str, port: int) -> list[str]:
+        assert (host, port) == ("acme.example.com", 443)
+        return addresses
+
+    if refused:
+        with pytest.raises(UnsafeUrl, match="private"):
+            await refuse_private_addresses("https://acme.example.com/token", resolve)
+    else:
+        await refuse_private_addresses("https://acme.example.com/token", resolve)
+
+
+def test_only_hosts_from_values_without_allow_private_are_resolved_first(tmp_path: Path) -> None:
+    from gateway.linkcontext import host_needs_public_address
+
+    assert host_needs_public_address("https://{shop}.myshopify.com/t", [SHOP])
+    assert not host_needs_public_address("http://{host}:8123/t", [LAN])
+    assert not host_needs_public_address("https://fixed.example.com/{shop}/t", [SHOP])
