@@ -175,7 +175,9 @@ def normalise(
         raise ServerError("upstream answer has no access_token")
 
     result: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
-    result["expires_in"] = _expires_in(fields, rules, time.time() if now is None else now)
+    expires_in = _expires_in(fields, rules, time.time() if now is None else now)
+    if expires_in is not None:  # None: ``expires_in_default: null``, the platform's own default applies
+        result["expires_in"] = expires_in
 
     refresh_token = _text(fields.get("refresh_token"))
     if refresh_token:
@@ -191,8 +193,9 @@ def normalise(
     return result
 
 
-def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float) -> int:
-    """An integer ``expires_in``: platforms refresh by it and a link without it dies (Alexa)."""
+def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float) -> int | None:
+    """An integer ``expires_in``: platforms refresh by it and a link without it dies (Alexa)
+    unless the mapping says ``expires_in_default: null`` (the skill console's default then)."""
     for relative in ("expires_in", "expires"):
         seconds = _as_seconds(fields.get(relative))
         if seconds is not None and seconds > 0:

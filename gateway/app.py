@@ -110,6 +110,7 @@ def create_app(config: Config) -> web.Application:
 
         setup_demo(app, public_url=config.public_url, sealer=holder.current.sealer)
     app.router.add_get("/{provider}/authorize", authorize)
+    app.router.add_post("/{provider}/authorize", authorize)  # the tenant form posts back (gateway/tenant.py)
     app.router.add_get("/{provider}/callback", callback)
     app.router.add_route("*", "/{provider}/token", token)  # other methods get a JSON 405
     app.router.add_route("*", "/{provider}/revoke", revoke)  # RFC 7009

@@ -92,10 +92,41 @@ class Config:
     unserved: Mapping[str, ProviderMapping] = field(default_factory=dict)
     #: The flow trace (``trace:``), or None when it is off (the default).
     trace: TraceSettings | None = None
+    #: ``link_keys``: the keys of refresh envelopes (newest first; never remove one).
+    link_keys: tuple[str, ...] = ()
 
     def callback_url(self, provider: str) -> str:
         """The redirect URI the gateway registers with an upstream: ``<public_url>/<provider>/callback``."""
         return f"{self.public_url}/{provider}/callback"
+
+
+def _check_keys(section: Section, name: str, keys: list[str]) -> None:
+    """Each key opens Fernet tokens, and none is a key published in this repository."""
+    for index, key in enumerate(keys):
+        if key in PUBLIC_EXAMPLE_KEYS:
+            section.problems.add(
+                section.file,
+                section.item_line(name, index),
+                f"{name}[{index}]: this is the public example key from deploy/kubernetes/examples/: "
+                "anyone can forge codes with it; make your own with `gateway keygen`",
+            )
+            continue
+        try:
+            Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            section.problems.add(
+                section.file,
+                section.item_line(name, index),
+                f"{name}[{index}]: not a key: it must be 32 url-safe base64-encoded bytes (make one with `gateway keygen`)",
+            )
+
+
+def _link_keys(section: Section) -> tuple[str, ...]:
+    """``link_keys``: seal refresh envelopes (:mod:`gateway.linkcontext`); the list only ever grows,
+    newest first, so a link that refreshes once a year still opens after any number of rotations."""
+    keys = [key for key in section.str_list("link_keys") if key]
+    _check_keys(section, "link_keys", keys)
+    return tuple(keys)
 
 
 def _keys(section: Section, problems: Problems, base: Path) -> tuple[list[str], bool]:
@@ -107,23 +138,7 @@ def _keys(section: Section, problems: Problems, base: Path) -> tuple[list[str], 
             keys += [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.strip().startswith("#")]
         except (OSError, UnicodeDecodeError) as exc:
             section.error("keys_file", f"can not read {path}: {getattr(exc, 'strerror', None) or exc}")
-    for index, key in enumerate(keys):
-        if key in PUBLIC_EXAMPLE_KEYS:
-            section.problems.add(
-                section.file,
-                section.item_line("keys", index),
-                f"keys[{index}]: this is the public example key from deploy/kubernetes/examples/: "
-                "anyone can forge codes with it; make your own with `gateway keygen`",
-            )
-            continue
-        try:
-            Fernet(key.encode("ascii"))
-        except (ValueError, UnicodeEncodeError):
-            section.problems.add(
-                section.file,
-                section.item_line("keys", index),
-                f"keys[{index}]: not a key: it must be 32 url-safe base64-encoded bytes (make one with `gateway keygen`)",
-            )
+    _check_keys(section, "keys", keys)
     if keys:
         return keys, False
     return [Fernet.generate_key().decode("ascii")], True
@@ -163,6 +178,7 @@ def load_config(
     public_url = public_url.rstrip("/")
 
     keys, ephemeral = _keys(root, problems, base)
+    link_keys = _link_keys(root)
     public_parts = split_url(public_url)
     local = is_loopback_host(public_parts.hostname if public_parts else None)
     if ephemeral and not local:
@@ -236,6 +252,7 @@ def load_config(
         port=listen_port,
         public_url=public_url,
         keys=tuple(keys),
+        link_keys=link_keys,
         ephemeral_key=ephemeral,
         cookie=cookie,
         upstream_timeout=upstream_timeout,

@@ -18,7 +18,13 @@ The vocabulary (README "Mapping reference" documents it, in the order it applies
       answer:      format, root, fields {access_token, refresh_token, expires_in, expires,
                    expires_at, scope, id_token}, expires_in_default,
                    error {when, code, description, map}
+    callback:      keep {name: {pattern, allow_private}}
+    tenant:        name, pattern, label, allow_private
     examples:      [{name, grant, status, content_type, body, expect}]
+
+Per-link context (:mod:`gateway.linkcontext`): ``upstream.token`` templates may also use
+``{state}``, ``{authorize_<param>}`` (what the upstream authorization request carried), the
+``callback.keep`` names and the ``tenant`` name; ``authorize.url`` may use the tenant name.
 """
 
 from __future__ import annotations
@@ -29,13 +35,15 @@ from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import jmespath.parser
 
 from .discovery import Discovered, DiscoveryError
+from .linkcontext import ContextValue, url_placeholders_in_host
 from .oauth import TOKEN_ERRORS
 from .platforms import PKCE_S256_PROFILES, PROFILES, RedirectPolicy, build_policy, check_pattern, sample_redirect_uri
-from .reader import Section
+from .reader import Section, is_loopback_host
 
 __all__ = [
     "ParamRules",
@@ -53,6 +61,7 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 #: Values a template in ``upstream.authorize.params.add`` may use.
 AUTHORIZE_PLACEHOLDERS = frozenset(
@@ -64,6 +73,10 @@ TOKEN_PLACEHOLDERS = frozenset(
         "client_id", "client_secret", "redirect_uri", "grant_type", "code", "refresh_token", "code_verifier",
         "basic_auth", "scope",
     }
+)
+#: Parameters the gateway itself puts in every upstream authorization request.
+_SENT_AUTHORIZE = frozenset(
+    {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"}
 )
 _FIELD_DEFAULTS = {
     "access_token": "access_token",
@@ -186,7 +199,7 @@ class AnswerRules:
     format: str  # json | form | auto
     root: jmespath.parser.ParsedResult | None
     fields: MappingABC[str, jmespath.parser.ParsedResult]
-    expires_in_default: int
+    expires_in_default: int | None  # None: leave expires_in out when the upstream gives none
     scope_separator: str
     error: ErrorRules
 
@@ -231,6 +244,21 @@ class ProviderMapping:
     client_credentials: TokenRequest | None = None
     #: ``upstream.revoke``: the upstream's RFC 7009 revocation endpoint, if it has one.
     revoke: RevokeRequest | None = None
+    #: ``callback.keep``: callback parameters kept for the token request and every refresh.
+    callback_keep: tuple[ContextValue, ...] = ()
+    #: ``tenant``: the value the user types before the upstream authorization.
+    tenant: ContextValue | None = None
+    #: Flow values (``state``, ``authorize_<param>``) the token templates use.
+    flow_values: tuple[str, ...] = ()
+
+    @property
+    def context_specs(self) -> tuple[ContextValue, ...]:
+        return self.callback_keep + ((self.tenant,) if self.tenant is not None else ())
+
+    @property
+    def keeps_context(self) -> bool:
+        """Refresh tokens go to the platform sealed with the context (:mod:`gateway.linkcontext`)."""
+        return bool(self.context_specs or self.flow_values)
 
 
 _FALLBACK: jmespath.parser.ParsedResult = jmespath.compile("`null`")
@@ -257,6 +285,75 @@ def _param_rules(section: Section, key: str, allowed: frozenset[str], *, headers
     add_section.finish()
     rules.finish()
     return ParamRules(remove, rename, tuple(add), case_insensitive=headers)
+
+
+def _context_value(section: Section, name: str, *, label: bool = False) -> ContextValue | None:
+    """One ``callback.keep`` entry or the ``tenant``: a name, an anchored pattern, the private flag."""
+    if not _IDENTIFIER.fullmatch(name) or name in TOKEN_PLACEHOLDERS or name == "state" or name.startswith("authorize_"):
+        section.error(None, f"{name!r} can not be a context name (letters, digits, '_'; not a built-in placeholder)")
+        return None
+    text = section.text("pattern")
+    allow_private = section.flag("allow_private", False)
+    shown = section.text("label", "") if label else ""
+    if text is None:
+        return None
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        section.error("pattern", f"not a regular expression: {exc}")
+        return None
+    return ContextValue(name, pattern, allow_private, shown)
+
+
+def _callback_keep(section: Section) -> tuple[ContextValue, ...]:
+    keep = section.section("keep")
+    values: list[ContextValue] = []
+    for name in keep.items():
+        entry = keep.section(name)
+        value = _context_value(entry, name)
+        entry.finish()
+        if value is not None:
+            values.append(value)
+    keep.finish()
+    section.finish()
+    return tuple(values)
+
+
+def _tenant(root: Section) -> ContextValue | None:
+    if root.raw("tenant") is None:
+        return None
+    section = root.section("tenant")
+    value = _context_value(section, section.text("name"), label=True)
+    if value is not None and not value.label:
+        section.error("label", "the form needs a label (what the user is asked for)")
+    section.finish()
+    return value
+
+
+def _url_template(section: Section, key: str, specs: tuple[ContextValue, ...], *, required: bool) -> Any:
+    """A URL that may hold context placeholders; those in the host must have a declared pattern.
+
+    A plain URL is checked as before; a template is checked with a sample value in each
+    placeholder, and http is allowed only toward hosts whose values say ``allow_private``.
+    """
+    text = section.text(key) if required else section.text(key, None)
+    if not text or "{" not in text or getattr(text, "unresolved", False):
+        return section.url(key) if required else section.url(key, None)
+    known = {spec.name: spec for spec in specs}
+    names = template_names(text)
+    for name in names:
+        if name not in known:
+            section.error(key, f"unknown placeholder {{{name}}} (a URL may use: {', '.join(sorted(known)) or 'none'})")
+            return text
+    host_names = url_placeholders_in_host(text)
+    sample = render_template(text, {name: "x" for name in names})
+    parts = urlsplit(sample)
+    private = bool(host_names) and all(known[name].allow_private for name in host_names)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        section.error(key, f"must be an absolute http(s) URL, not {text!r}")
+    elif parts.scheme == "http" and not private and not is_loopback_host(parts.hostname):
+        section.error(key, f"must use https (plain http only for localhost or allow_private hosts), not {text!r}")
+    return text
 
 
 def _platform(section: Section) -> PlatformClient:
@@ -289,19 +386,26 @@ def _platform(section: Section) -> PlatformClient:
     return client
 
 
-def _token_request(section: Section, *, base: TokenRequest | None = None, url_required: bool = True) -> TokenRequest:
+def _token_request(
+    section: Section,
+    *,
+    base: TokenRequest | None = None,
+    url_required: bool = True,
+    allowed: frozenset[str] = TOKEN_PLACEHOLDERS,
+    specs: tuple[ContextValue, ...] = (),
+) -> TokenRequest:
     if base is None:
-        url = section.url("url") if url_required else section.url("url", None)
+        url = _url_template(section, "url", specs, required=url_required)
         method = section.text("method", "POST", choices=("POST", "GET"))
         encoding = section.text("encoding", "form", choices=("form", "json", "query"))
         timeout = section.number("timeout", None, minimum=0.1, maximum=60.0)
         client_auth = section.text("client_auth", "basic", choices=("basic", "body", "both", "none"))
-        params = _param_rules(section, "params", TOKEN_PLACEHOLDERS)
-        headers = _param_rules(section, "headers", TOKEN_PLACEHOLDERS, headers=True)
+        params = _param_rules(section, "params", allowed)
+        headers = _param_rules(section, "headers", allowed, headers=True)
         return TokenRequest(url, method, encoding, client_auth, params, headers, timeout)
     client_auth = section.text("client_auth", base.client_auth, choices=("basic", "body", "both", "none"))
-    params = base.params.merged(_param_rules(section, "params", TOKEN_PLACEHOLDERS))
-    headers = base.headers.merged(_param_rules(section, "headers", TOKEN_PLACEHOLDERS, headers=True))
+    params = base.params.merged(_param_rules(section, "params", allowed))
+    headers = base.headers.merged(_param_rules(section, "headers", allowed, headers=True))
     return TokenRequest(base.url, base.method, base.encoding, client_auth, params, headers, base.timeout)
 
 
@@ -347,7 +451,11 @@ def _answer(section: Section, scope_separator: str) -> AnswerRules:
         format=section.text("format", "auto", choices=("json", "form", "auto")),
         root=section.expression("root", None),
         fields=fields,
-        expires_in_default=section.integer("expires_in_default", 3600, minimum=1, maximum=10 * 365 * 86400),
+        expires_in_default=(
+            None
+            if "expires_in_default" in section.items() and section.raw("expires_in_default") is None
+            else section.integer("expires_in_default", 3600, minimum=1, maximum=10 * 365 * 86400)
+        ),
         scope_separator=scope_separator,
         error=error,
     )
@@ -426,6 +534,10 @@ def parse_mapping(
     platform = _platform(section.section("platform"))
     grant = section.text("grant", "code", choices=("code", "implicit"))
 
+    callback_keep = _callback_keep(section.section("callback"))
+    tenant = _tenant(section)
+    specs = callback_keep + ((tenant,) if tenant is not None else ())
+
     upstream = section.section("upstream")
     discovery_url, discovered = _discovery(upstream, discover)
     scope_separator = upstream.text("scope_separator", " ")
@@ -441,12 +553,13 @@ def parse_mapping(
     upstream_client_secret = upstream.text("client_secret", "")
 
     authorize_section = upstream.section("authorize")
-    authorize_url = authorize_section.url("url", None) if discovery_url else authorize_section.url("url")
+    authorize_url = _url_template(authorize_section, "url", (tenant,) if tenant else (), required=not discovery_url)
     if not authorize_url:
         authorize_url = discovered.authorization_endpoint if discovered is not None else ""
+    authorize_params = _param_rules(authorize_section, "params", AUTHORIZE_PLACEHOLDERS)
     authorize = AuthorizeRequest(
         url=authorize_url,
-        params=_param_rules(authorize_section, "params", AUTHORIZE_PLACEHOLDERS),
+        params=authorize_params,
         scope=authorize_section.text("scope", None),
         pkce=authorize_section.text("pkce", "none", choices=("none", "S256", "plain")),
     )
@@ -454,10 +567,14 @@ def parse_mapping(
 
     token_section = upstream.section("token")
     refresh_section = token_section.section("refresh")
-    token = _token_request(token_section, url_required=not discovery_url)
+    sent = _SENT_AUTHORIZE | {new for _, new in authorize_params.rename} | {name for name, _ in authorize_params.add}
+    flow_names = frozenset({"state"} | {f"authorize_{name}" for name in sent if _IDENTIFIER.fullmatch(name)})
+    allowed = TOKEN_PLACEHOLDERS | flow_names | {spec.name for spec in specs}
+    token = _token_request(token_section, url_required=not discovery_url, allowed=allowed, specs=specs)
     if not token.url:
         token = dataclasses.replace(token, url=discovered.token_endpoint if discovered is not None else "")
-    refresh = _token_request(refresh_section, base=token)
+    refresh = _token_request(refresh_section, base=token, allowed=allowed)
+    used = {name for rules in (refresh.params, refresh.headers, token.params, token.headers) for name in _rule_names(rules)}
     keep_refresh_token = refresh_section.flag("keep_refresh_token", False)
     refresh_section.finish()
     client_credentials = None
@@ -491,4 +608,16 @@ def parse_mapping(
         require_iss=require_iss,
         client_credentials=client_credentials,
         revoke=revoke,
+        callback_keep=callback_keep,
+        tenant=tenant,
+        flow_values=tuple(sorted(used & flow_names)),
     )
+
+
+def _rule_names(rules: ParamRules | None) -> set[str]:
+    """Every placeholder the rules' templates use (following ``then``)."""
+    names: set[str] = set()
+    while rules is not None:
+        names.update(name for _, template in rules.add for name in template_names(template))
+        rules = rules.then
+    return names

@@ -26,8 +26,9 @@ import aiohttp
 
 from .answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from .appkeys import RequestRecord
+from .linkcontext import UnsafeUrl, host_needs_public_address, refuse_private_addresses, render_url
 from .mapping import ProviderMapping, TokenRequest
-from .oauth import ServerError, TemporarilyUnavailable
+from .oauth import InvalidGrant, ServerError, TemporarilyUnavailable
 
 __all__ = ["PreparedRequest", "prepare_token_request", "send", "basic_auth_header"]
 
@@ -51,6 +52,9 @@ class PreparedRequest:
     form: Mapping[str, str] | None
     json_body: Mapping[str, str] | None
     timeout: float | None
+    #: The host came from a per-link value without ``allow_private``: its addresses are checked
+    #: before the call (:func:`gateway.linkcontext.refuse_private_addresses`).
+    public_only: bool = False
 
 
 def prepare_token_request(
@@ -62,7 +66,9 @@ def prepare_token_request(
     refresh_token: str = "",
     code_verifier: str = "",
     scope: str = "",
+    context: Mapping[str, str] | None = None,
 ) -> PreparedRequest:
+    """``context``: the link's values (:mod:`gateway.linkcontext`) for the URL and templates."""
     rules: TokenRequest = mapping.token if grant_type == "authorization_code" else mapping.refresh
     params: dict[str, str] = {"grant_type": grant_type}
     if grant_type == "authorization_code":
@@ -97,6 +103,13 @@ def prepare_token_request(
         "basic_auth": basic,
         "scope": scope,
     }
+    known = {name: "" for name in mapping.flow_values} | {spec.name: "" for spec in mapping.context_specs}
+    values |= known | {name: value for name, value in (context or {}).items() if name in known}
+    try:
+        url = render_url(rules.url, values, mapping.context_specs)
+    except UnsafeUrl as exc:
+        raise InvalidGrant(f"the link's context can not be used: {exc}") from None
+    public_only = host_needs_public_address(rules.url, mapping.context_specs)
     params = rules.params.apply(params, values)
     headers = rules.headers.apply(headers, values)
 
@@ -109,7 +122,7 @@ def prepare_token_request(
         json_body = params
     else:
         form = params
-    return PreparedRequest(rules.method, rules.url, query, headers, form, json_body, rules.timeout)
+    return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout, public_only)
 
 
 async def send(
@@ -125,6 +138,14 @@ async def send(
     ``invalid_grant``: Google unlinks on that, and the grant may still be good).
     """
     deadline = request.timeout or default_timeout
+    if request.public_only:
+        try:
+            async with asyncio.timeout(deadline):
+                await refuse_private_addresses(request.url)
+        except UnsafeUrl as exc:
+            raise InvalidGrant(f"the link's context can not be used: {exc}") from None
+        except TimeoutError:
+            raise TemporarilyUnavailable("the upstream's host name could not be resolved in time") from None
     started = time.monotonic()
     data: bytes | None = None
     headers = dict(request.headers)
@@ -134,6 +155,10 @@ async def send(
     elif request.json_body is not None:
         data = json.dumps(request.json_body).encode()
         headers.setdefault("Content-Type", "application/json")
+    # No body (query encoding, GET): no invented Content-Type (aiohttp would add
+    # application/octet-stream to a POST) unless the mapping names one.
+    named = any(name.lower() == "content-type" for name in headers)
+    skip = ("Content-Type",) if data is None and not named else ()
     try:
         async with asyncio.timeout(deadline):
             async with session.request(
@@ -142,6 +167,7 @@ async def send(
                 params=request.query or None,
                 data=data,
                 headers=headers,
+                skip_auto_headers=skip,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=deadline),  # the mapping's own, even when longer
             ) as response:

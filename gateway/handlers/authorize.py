@@ -20,9 +20,11 @@ from aiohttp import web
 
 from .. import pkce, trace
 from ..appkeys import runtime_of
+from ..linkcontext import UnsafeUrl, initial_context, render_url
 from ..mapping import ProviderMapping
 from ..oauth import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri, error_page, redirect
 from ..session import FlowStore, FlowTooLarge
+from ..tenant import ask_tenant
 from . import outcome, provider_of, single_params, unknown_provider
 
 __all__ = ["authorize", "MAX_STATE_LENGTH"]
@@ -83,6 +85,10 @@ async def authorize(request: web.Request) -> web.Response:
     mapping = provider_of(request, "authorize")
     if mapping is None:
         return error_page(unknown_provider(request))
+    if request.method == "POST" and mapping.tenant is None:  # only the tenant form posts here
+        response = error_page(OAuthError("This address takes GET.", error="invalid_request", status=405))
+        response.headers["Allow"] = "GET"
+        return response
     try:
         params = single_params(list(request.query.items()))
         redirect_uri = _check_client(mapping, params)
@@ -104,7 +110,15 @@ async def authorize(request: web.Request) -> web.Response:
     except OAuthError as err:
         return _error_redirect(request, err, redirect_uri, state, fragment=implicit)
 
-    config = runtime_of(request).config
+    runtime = runtime_of(request)
+    config = runtime.config
+    chosen: dict[str, str] = {}
+    if mapping.tenant is not None:  # the user says which tenant first (gateway/tenant.py)
+        asked = await ask_tenant(request, mapping, mapping.tenant, config, runtime.sealer)
+        if isinstance(asked, web.Response):
+            outcome(request, "tenant_form")
+            return asked
+        chosen[mapping.tenant.name] = asked
     nonce = secrets.token_urlsafe(24)
     flow: dict[str, Any] = {"p": mapping.name, "r": redirect_uri, "t": response_type, **platform_pkce}
     if state is not None:
@@ -134,13 +148,18 @@ async def authorize(request: web.Request) -> web.Response:
         "locale": params.get("user_locale") or params.get("ui_locales") or "",
     }
     upstream_params = mapping.authorize.params.apply(upstream_params, values)
+    if mapping.keeps_context:  # values the token request needs back (gateway.linkcontext)
+        flow["lc"] = initial_context(mapping, upstream_params) | chosen
 
     flows = await FlowStore.of(request, config.cookie)
     try:
         flows.add(nonce, flow)
     except FlowTooLarge as err:  # a state of many non-ASCII characters, say
         return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
-    url = mapping.authorize.url
+    try:
+        url = render_url(mapping.authorize.url, chosen, mapping.context_specs)
+    except UnsafeUrl as err:  # pragma: no cover - ask_tenant checked the value against this URL
+        return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
     location = f"{url}{'&' if '?' in url else '?'}{urlencode(upstream_params)}"
     outcome(request, "success")
     trace.authorized(request, mapping.name, params, nonce=nonce, location=location, mapping_step=f"authorize.params, PKCE {mapping.authorize.pkce}")

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .. import trace
 from ..appkeys import record_of, runtime_of
+from ..linkcontext import UnsafeUrl, kept_at_callback
 from ..mapping import ProviderMapping
 from ..oauth import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
 from ..session import FlowStore
@@ -67,7 +68,9 @@ def _to_platform(flow: dict[str, Any], params: dict[str, str], *, fragment: bool
     return redirect(add_to_uri(flow["r"], params, fragment=fragment))
 
 
-async def _implicit_answer(request: web.Request, mapping: ProviderMapping, code: str, flow: dict[str, Any]) -> dict[str, str]:
+async def _implicit_answer(
+    request: web.Request, mapping: ProviderMapping, code: str, flow: dict[str, Any], context: dict[str, str]
+) -> dict[str, str]:
     """RFC 6749 §4.2.2: the gateway redeems the code itself; the token goes in the fragment."""
     config = runtime_of(request).config
     prepared = prepare_token_request(
@@ -76,9 +79,12 @@ async def _implicit_answer(request: web.Request, mapping: ProviderMapping, code:
         callback_url=config.callback_url(mapping.name),
         code=code,
         code_verifier=flow.get("v", ""),
+        context=context,
     )
     token = await exchange(request, mapping, prepared)
-    result = {"access_token": token["access_token"], "token_type": "Bearer", "expires_in": str(token["expires_in"])}
+    result = {"access_token": token["access_token"], "token_type": "Bearer"}
+    if "expires_in" in token:
+        result["expires_in"] = str(token["expires_in"])
     if "scope" in token:
         result["scope"] = token["scope"]
     return result
@@ -133,10 +139,16 @@ async def callback(request: web.Request) -> web.Response:
         outcome(request, "server_error")
         return trace_redirect(request, _to_platform(flow, {"error": "server_error", "error_description": "upstream sent no code"}, fragment=implicit))
 
+    try:
+        context = kept_at_callback(mapping, params, flow.get("lc", {})) if mapping.keeps_context else {}
+    except UnsafeUrl as exc:
+        outcome(request, "server_error")
+        return _to_platform(flow, {"error": "server_error", "error_description": str(exc)}, fragment=implicit)
+
     if implicit:
         record_of(request).grant = "implicit"
         try:
-            token = await _implicit_answer(request, mapping, code, flow)
+            token = await _implicit_answer(request, mapping, code, flow, context)
         except OAuthError as err:
             error = err.error if err.error in AUTHORIZATION_ERRORS else "access_denied"
             outcome(request, err.error)
@@ -148,6 +160,8 @@ async def callback(request: web.Request) -> web.Response:
     for key in ("v", "cc", "ccm"):
         if key in flow:
             sealed[key] = flow[key]
+    if context:
+        sealed["x"] = context
     platform_code = runtime.sealer.seal(CODE_PURPOSE, sealed, ttl=runtime.config.code_ttl)
     outcome(request, "success")
     return trace_redirect(request, _to_platform(flow, {"code": platform_code}, fragment=False), code=platform_code)

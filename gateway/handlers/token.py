@@ -23,6 +23,7 @@ from aiohttp import web
 from .. import pkce, trace
 from ..appkeys import record_of, runtime_of
 from ..clientauth import authenticate, read_credentials
+from ..linkcontext import link_sealer, open_refresh, seal_refresh
 from ..mapping import ProviderMapping
 from ..oauth import (
     InvalidClient,
@@ -43,7 +44,7 @@ from .client_credentials import client_credentials_grant
 __all__ = ["token"]
 
 
-def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str, object], client_id: str) -> dict[str, str]:
+def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str, object], client_id: str) -> dict[str, Any]:
     """Check a sealed code against the token request; return the upstream exchange's inputs."""
     if opened.get("p") != mapping.name or opened.get("c") != client_id:
         raise InvalidGrant("code was not issued to this client")
@@ -64,7 +65,12 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str
     elif verifier is not None:
         # RFC 9700 §2.1.1: a verifier for a code issued without a challenge is a downgrade attempt.
         raise InvalidGrant("code_verifier given, but the authorization request had no code_challenge")
-    return {"code": str(opened["u"]), "code_verifier": str(opened.get("v", ""))}
+    context = opened.get("x")
+    return {
+        "code": str(opened["u"]),
+        "code_verifier": str(opened.get("v", "")),
+        "context": context if isinstance(context, dict) else {},
+    }
 
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
@@ -113,10 +119,19 @@ async def _authorization_code(
         mapping, grant_type="authorization_code", callback_url=runtime.config.callback_url(mapping.name), **inputs
     )
     try:
-        return await exchange(request, mapping, prepared)
+        body = await exchange(request, mapping, prepared)
     except OAuthError:
         redeemed.release(claim)  # not spent here: the upstream decides whether it still works
         raise
+    return _sealed_refresh(request, mapping, body, inputs["context"])
+
+
+def _sealed_refresh(request: web.Request, mapping: ProviderMapping, body: dict[str, Any], context: dict[str, str]) -> dict[str, Any]:
+    """A mapping that keeps context hands the platform an envelope, never the upstream's token."""
+    if mapping.keeps_context and body.get("refresh_token"):
+        config = runtime_of(request).config
+        body["refresh_token"] = seal_refresh(link_sealer(config.link_keys, config.keys), body["refresh_token"], context)
+    return body
 
 
 async def _refresh_token(request: web.Request, mapping: ProviderMapping, form: dict[str, str]) -> dict[str, Any]:
@@ -124,13 +139,22 @@ async def _refresh_token(request: web.Request, mapping: ProviderMapping, form: d
     refresh_token = form.get("refresh_token")
     if not refresh_token:
         raise InvalidRequest("refresh_token is required")
+    context: dict[str, str] = {}
+    if mapping.keeps_context:
+        config = runtime_of(request).config
+        try:
+            refresh_token, context = open_refresh(link_sealer(config.link_keys, config.keys), refresh_token)
+        except SealError as err:
+            raise InvalidGrant(f"refresh_token is invalid: {err}") from None
     prepared = prepare_token_request(
         mapping,
         grant_type="refresh_token",
         callback_url=runtime_of(request).config.callback_url(mapping.name),
         refresh_token=refresh_token,
+        context=context,
     )
-    return await exchange(request, mapping, prepared, refresh_token_sent=refresh_token)
+    body = await exchange(request, mapping, prepared, refresh_token_sent=refresh_token)
+    return _sealed_refresh(request, mapping, body, context)
 
 
 async def token(request: web.Request) -> web.Response:

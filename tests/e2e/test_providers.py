@@ -33,12 +33,15 @@ import gateway.answer
 from gateway.app import create_app
 from gateway.config import load_config
 from gateway.handlers.callback import CODE_PURPOSE
+from gateway.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.seal import Sealer, generate_key
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
 #: The refresh token the platform holds; examples that keep it expect this value (gateway.examples).
 REFRESH_TOKEN_SENT = "refresh-token-sent-by-the-platform"
+#: The tenant a user of a multi-tenant mapping (``tenant:``) names in the gateway's form.
+TENANTS = {"shopify": "acme-shop", "zendesk": "acme", "okta": "acme.okta.com"}
 REDIRECTS = {
     "alexa": "https://pitangui.amazon.com/api/skill/link/M2AAAAAAAAAAAA",
     "google": "https://oauth-redirect.googleusercontent.com/r/{project}",
@@ -100,6 +103,49 @@ DOCUMENTED: dict[str, Documented] = {
     "mailchimp": Documented(auth="body", code=CODE | POST_CREDENTIALS),
     # OpenID Connect Core §3.1.3.1 (client_secret_basic, the default), RFC 7636
     "oidc": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
+    "shopify": Documented(auth="body", code=_names("code") | POST_CREDENTIALS),
+    # https://developer.zendesk.com/documentation/api-basics/authentication/using-oauth-to-authenticate-zendesk-api-requests-in-a-web-app/
+    "zendesk": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"scope", "code_verifier"},
+                          refresh=REFRESH | POST_CREDENTIALS | {"scope"}, values={"scope": "authorize_scope-at-authorize"}),
+    # https://docs.gitlab.com/api/oauth2/ (credentials in the parameters; redirect_uri on refresh too)
+    "gitlab": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"},
+                         refresh=REFRESH | POST_CREDENTIALS | {"redirect_uri"}),
+    # https://developer.todoist.com/api/v1/#tag/Authorization/OAuth
+    "todoist": Documented(auth="body", code=_names("code") | POST_CREDENTIALS),
+    # https://developer.box.com/reference/post-oauth2-token/
+    "box": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://learn.microsoft.com/en-us/linkedin/shared/authentication/authorization-code-flow
+    "linkedin": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.asana.com/docs/oauth
+    "asana": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/ (a JSON body)
+    "atlassian": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://dev.netatmo.com/apidocumentation/oauth
+    "netatmo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.miro.com/reference/exchange-authorization-code-with-access-token (query string)
+    "miro": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://pipedrive.readme.io/docs/marketplace-oauth-authorization (HTTP Basic)
+    "pipedrive": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.calendly.com/api-docs/be9b32ef4b44c-get-access-token
+    "calendly": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://cloud.ouraring.com/docs/authentication
+    "oura": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.webex.com/docs/integrations
+    "webex": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.xero.com/documentation/guides/oauth2/auth-flow/ (HTTP Basic)
+    "xero": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://docs.sonos.com/docs/create-token (HTTP Basic)
+    "sonos": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.meethue.com/develop/hue-api/remote-authentication-oauth/ (Basic; Digest not used)
+    "hue": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.paypal.com/docs/log-in-with-paypal/integrate/ (HTTP Basic)
+    "paypal": Documented(auth="basic", code=_names("grant_type", "code"), refresh=REFRESH),
+    # https://developer.squareup.com/reference/square/oauth-api/obtain-token (JSON)
+    "square": Documented(encoding="json", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
+                         refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/ (client_secret_basic)
+    "okta": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
 }
 
 
@@ -176,6 +222,10 @@ async def test_provider_end_to_end(
         callback = config.callback_url(name)
         sealer = Sealer(config.keys)
         assert mapping.examples, "every mapping has examples"
+        # A mapping that keeps per-link context seals it into the code and the refresh envelope.
+        context = {mapping.tenant.name: TENANTS[name]} if mapping.tenant is not None else {}
+        context |= {value: f"{value}-at-authorize" for value in mapping.flow_values}  # {authorize_scope}, …
+        links = link_sealer(config.link_keys, config.keys)
 
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as platform:
             for index, example in enumerate(mapping.examples):
@@ -184,6 +234,8 @@ async def test_provider_end_to_end(
                 if example.grant == "authorization_code":
                     upstream_code = f"upstream-code-{index}"
                     sealed: dict[str, Any] = {"u": upstream_code, "c": platform_id, "r": redirect_uri, "p": name}
+                    if context:
+                        sealed["x"] = context
                     verifier = ""
                     if mapping.authorize.pkce != "none":
                         verifier = f"verifier-{index}-" + "v" * 43
@@ -194,7 +246,8 @@ async def test_provider_end_to_end(
                     if verifier:
                         expected["code_verifier"] = verifier
                 else:
-                    form = {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN_SENT}
+                    held = seal_refresh(links, REFRESH_TOKEN_SENT, context) if mapping.keeps_context else REFRESH_TOKEN_SENT
+                    form = {"grant_type": "refresh_token", "refresh_token": held}
                     expected = {"grant_type": "refresh_token", "refresh_token": REFRESH_TOKEN_SENT, "redirect_uri": callback}
 
                 with monkeypatch.context() as patch:
@@ -224,8 +277,13 @@ async def test_provider_end_to_end(
                         assert body["error_description"] == example.expect["error_description"], (label, body)
                 else:
                     assert status == 200, (label, body)
+                    if mapping.keeps_context and "refresh_token" in body:  # an envelope: what is inside
+                        upstream_refresh, kept = open_refresh(links, body["refresh_token"])
+                        assert kept == context, label
+                        body["refresh_token"] = upstream_refresh
                     assert body == dict(example.expect), label
-                    assert isinstance(body["expires_in"], int) and body["token_type"] == "Bearer", label
+                    assert body["token_type"] == "Bearer", label
+                    assert isinstance(body.get("expires_in"), int) or mapping.answer.expires_in_default is None, label
     finally:
         await runner.cleanup()
 
@@ -255,6 +313,26 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "strava": {"scope": "read,write"},
     "withings": {"scope": "read,write"},
     "x": {"pkce": True},  # PKCE required
+    "shopify": {"scope": "read,write"},  # comma-separated, at https://{shop}.myshopify.com
+    "gitlab": {"pkce": True},
+    "todoist": {"scope": "read,write"},  # comma-separated
+    "box": {},
+    "linkedin": {},
+    "asana": {"pkce": True},
+    "atlassian": {"params": {"audience": "api.atlassian.com", "prompt": "consent"}},
+    "netatmo": {},
+    "miro": {},
+    "pipedrive": {"scope": "read,write"},  # scopes are the app's; what is passed is comma-separated
+    "calendly": {"pkce": True},
+    "oura": {},
+    "webex": {},
+    "xero": {},
+    "sonos": {"scope": "playback-control-all"},  # a fixed scope
+    "hue": {"scope": ""},  # no scope parameter
+    "paypal": {},
+    "square": {},
+    "zendesk": {"pkce": True},
+    "okta": {"pkce": True},
     "zoom": {"pkce": True},
 }
 
@@ -274,11 +352,24 @@ async def test_provider_authorize_leg(name: str, tmp_path: Path, gateway_port: i
         redirect_uri = REDIRECTS[mapping.platform.profile].format(project=env.get(f"{prefix}_PROJECT_ID", "my-project"))
         query = {"client_id": env[f"{prefix}_PLATFORM_CLIENT_ID"], "redirect_uri": redirect_uri, "state": "platform-state",
                  "response_type": "code", "scope": "read write"}
-        async with aiohttp.ClientSession() as browser:
-            async with browser.get(f"http://127.0.0.1:{gateway_port}/{name}/authorize", params=query, allow_redirects=False) as response:
-                assert response.status == 302, await response.text()
+        authorize_url = f"http://127.0.0.1:{gateway_port}/{name}/authorize"
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(authorize_url, params=query, allow_redirects=False) as response:
+                page = await response.text()
+                if mapping.tenant is not None:  # the gateway's form first: the user names the tenant
+                    assert response.status == 200 and mapping.tenant.label in page, page
+                    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+                    assert csrf is not None, page
+                    async with browser.post(
+                        response.url, data={"tenant": TENANTS[name], "csrf": csrf.group(1)}, allow_redirects=False
+                    ) as response:
+                        page = await response.text()
+                assert response.status == 302, page
                 location = response.headers["Location"]
-        assert location.startswith(mapping.authorize.url + ("&" if "?" in mapping.authorize.url else "?")), location
+        expected_url = mapping.authorize.url
+        if mapping.tenant is not None:
+            expected_url = expected_url.replace("{" + mapping.tenant.name + "}", TENANTS[name])
+        assert location.startswith(expected_url + ("&" if "?" in expected_url else "?")), location
         sent = {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
         documented = AUTHORIZE_DOCUMENTED[name]
         assert sent["response_type"] == "code"

@@ -34,7 +34,7 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
     keys_file.write_text(generate_key() + "\n")
     text = (tmp_path / "gateway.yaml").read_text().replace("/run/secrets/gateway-keys", str(keys_file))
     (tmp_path / "gateway.yaml").write_text(text)
-    env = {"GATEWAY_KEY": generate_key()}
+    env = {"GATEWAY_KEY": generate_key(), "GATEWAY_LINK_KEY": generate_key()}
     for name in ("GITHUB", "WITHINGS"):
         env |= {f"{name}_CLIENT_ID": "id", f"{name}_CLIENT_SECRET": "secret-value",
                 f"{name}_PLATFORM_CLIENT_ID": "alexa", f"{name}_PLATFORM_CLIENT_SECRET": "platform-secret"}
@@ -42,6 +42,7 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
     assert sorted(config.providers) == ["github", "withings"]
     assert config.public_url == "https://link.example.com"
     assert len(config.keys) == 2  # GATEWAY_KEY, then the keys file (GATEWAY_OLD_KEY is empty)
+    assert config.link_keys == (env["GATEWAY_LINK_KEY"],)
 
 
 def test_the_mapping_example_loads_and_its_examples_pass(tmp_path: Path) -> None:

@@ -99,6 +99,8 @@ FULL: dict[str, Any] = {
             },
         },
     },
+    "callback": {"keep": {"region": {"pattern": "[a-z]{2}[0-9]", "allow_private": False}}},
+    "tenant": {"name": "shop", "pattern": "[a-z0-9][a-z0-9-]{0,61}", "label": "Your shop name", "allow_private": False},
     "examples": [
         {
             "name": "success",

@@ -1,0 +1,256 @@
+"""Per-link context end to end (gateway/linkcontext.py), against real servers on loopback.
+
+* An upstream that refuses a token request without the ``state`` it saw at authorization time.
+* An upstream with two "regions" (127.0.0.2 and 127.0.0.3, the same port): its callback names the
+  region, the token endpoint of a user's tokens answers only on that region's host, and refreshes
+  keep going there after two rotations of ``keys`` (``link_keys`` only grows).
+* Refresh envelopes tampered with, truncated or sealed under an unknown key: ``invalid_grant``,
+  and the upstream never hears of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp import web
+from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, VENDOR, Gateway, free_port, query_of, write_gateway_files
+
+from gateway.app import create_app
+from gateway.config import load_config
+from gateway.linkcontext import link_sealer, seal_refresh
+from gateway.seal import generate_key
+
+BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+REGIONS = ("127.0.0.2", "127.0.0.3")
+
+
+@dataclass
+class RegionalUpstream:
+    """Authorization on 127.0.0.1; tokens only at the region the user's account lives in.
+
+    ``region_of_next_user`` decides where the next authorization puts the account. Each code
+    remembers the ``state`` its authorization request carried; with ``require_state`` the token
+    endpoint refuses a code exchange without that same ``state``.
+    """
+
+    port: int
+    region_of_next_user: str = REGIONS[1]
+    require_state: bool = False
+    codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # code → (region, state)
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token → region
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (host, form)
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        query = request.query
+        code = f"code-{next(self.counter)}"
+        self.codes[code] = (self.region_of_next_user, query["state"])
+        back = {"code": code, "state": query["state"], "accounts_server": self.region_of_next_user}
+        raise web.HTTPFound(f"{query['redirect_uri']}?{urlencode(back)}")
+
+    async def token(self, request: web.Request) -> web.Response:
+        host = request.url.host or ""
+        form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+        self.calls.append((host, form))
+        if form.get("grant_type") == "authorization_code":
+            region, state = self.codes.pop(form.get("code", ""), ("", ""))
+            if region != host:
+                return web.json_response({"error": "invalid_grant", "error_description": "wrong region"}, status=400)
+            if self.require_state and form.get("state") != state:
+                return web.json_response({"error": "invalid_request", "error_description": "state missing"}, status=400)
+        else:
+            region = self.refresh_tokens.pop(form.get("refresh_token", ""), "")
+            if region != host:
+                return web.json_response({"error": "invalid_grant", "error_description": "unknown here"}, status=400)
+        refresh = f"rt-{secrets.token_hex(4)}"
+        self.refresh_tokens[refresh] = host
+        return web.json_response(
+            {"access_token": f"at-{host}-{len(self.calls)}", "token_type": "bearer", "expires_in": 3600, "refresh_token": refresh}
+        )
+
+
+@pytest.fixture
+async def regional() -> AsyncIterator[RegionalUpstream]:
+    upstream = RegionalUpstream(port=free_port())
+    app = web.Application()
+    app.router.add_get("/authorize", upstream.authorize)
+    app.router.add_post("/token", upstream.token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    for host in ("127.0.0.1", *REGIONS):
+        await web.TCPSite(runner, host, upstream.port).start()
+    yield upstream
+    await runner.cleanup()
+
+
+def regional_mapping(upstream: RegionalUpstream, *, state_param: bool = False, keep: bool = True) -> str:
+    token_url = f"http://{{accounts_server}}:{upstream.port}/token" if keep else f"http://{REGIONS[1]}:{upstream.port}/token"
+    return (
+        "platform:\n"
+        "  profile: alexa\n"
+        f"  vendor_ids: [{VENDOR}]\n"
+        f"  client_id: {PLATFORM_ID}\n"
+        "  client_secret: ${PLATFORM_SECRET}\n"
+        + (
+            "callback:\n"
+            "  keep:\n"
+            "    accounts_server: {pattern: '127\\.0\\.0\\.[23]', allow_private: true}\n"
+            if keep
+            else ""
+        )
+        + "upstream:\n"
+        "  client_id: up\n"
+        "  client_secret: ${UPSTREAM_SECRET}\n"
+        f"  authorize: {{url: 'http://127.0.0.1:{upstream.port}/authorize'}}\n"
+        "  token:\n"
+        f"    url: '{token_url}'\n"
+        "    client_auth: body\n"
+        + ("    params: {add: {state: '{state}'}}\n" if state_param else "")
+    )
+
+
+async def start(tmp_path: Path, mapping: str, *, keys: list[str], link_keys: list[str]) -> Gateway:
+    port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    more = f"link_keys: [{', '.join(link_keys)}]\n" if link_keys else ""
+    path, env = write_gateway_files(tmp_path, {"regional": mapping}, port=port, keys=keys, more=more)
+    config = load_config(path, env=env)
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return Gateway(f"http://127.0.0.1:{port}", config, runner)
+
+
+async def link(gateway: Gateway) -> dict[str, str]:
+    """The browser leg by hand (redirects followed one by one); what Alexa's redirect carries."""
+    query = {"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-1", "response_type": "code"}
+    url = f"{gateway.endpoint('authorize', 'regional')}?{urlencode(query)}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        while not url.startswith(ALEXA_REDIRECT):
+            async with browser.get(url, allow_redirects=False) as response:
+                assert response.status == 302, await response.text()
+                url = response.headers["Location"]
+    return query_of(url)
+
+
+async def token(gateway: Gateway, form: dict[str, str]) -> tuple[int, dict[str, str]]:
+    async with aiohttp.ClientSession() as platform:
+        async with platform.post(
+            gateway.endpoint("token", "regional"), data=form, headers={"Authorization": BASIC}
+        ) as response:
+            return response.status, await response.json()
+
+
+async def redeem(gateway: Gateway, code: str) -> tuple[int, dict[str, str]]:
+    return await token(gateway, {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT})
+
+
+async def refresh(gateway: Gateway, refresh_token: str) -> tuple[int, dict[str, str]]:
+    return await token(gateway, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+
+async def test_the_authorization_time_state_reaches_the_token_request(tmp_path: Path, regional: RegionalUpstream) -> None:
+    regional.require_state = True
+    keys = [generate_key()]
+    without = await start(tmp_path / "a", regional_mapping(regional), keys=keys, link_keys=[])
+    try:
+        status, body = await redeem(without, (await link(without))["code"])
+        assert (status, body["error"]) == (502, "server_error"), body  # the upstream refused the gateway's request
+    finally:
+        await without.runner.cleanup()
+    with_state = await start(tmp_path / "b", regional_mapping(regional, state_param=True), keys=keys, link_keys=[])
+    try:
+        status, body = await redeem(with_state, (await link(with_state))["code"])
+        assert status == 200, body
+        host, form = regional.calls[-1]
+        assert host == REGIONS[1] and form["state"]  # the nonce, as the upstream saw it at /authorize
+    finally:
+        await with_state.runner.cleanup()
+
+
+async def test_a_regional_link_refreshes_at_its_region_across_two_key_rotations(tmp_path: Path, regional: RegionalUpstream) -> None:
+    keys, link_keys = [generate_key()], [generate_key()]
+    gateway = await start(tmp_path / "0", regional_mapping(regional), keys=keys, link_keys=link_keys)
+    try:
+        regional.region_of_next_user = REGIONS[0]
+        first = await link(gateway)
+        regional.region_of_next_user = REGIONS[1]
+        second = await link(gateway)
+        status_1, body_1 = await redeem(gateway, first["code"])
+        status_2, body_2 = await redeem(gateway, second["code"])
+        assert (status_1, status_2) == (200, 200), (body_1, body_2)
+        assert [host for host, _ in regional.calls] == [REGIONS[0], REGIONS[1]]
+        # The platform holds an envelope, not the upstream's refresh token.
+        assert body_1["refresh_token"] not in regional.refresh_tokens
+    finally:
+        await gateway.runner.cleanup()
+
+    tokens = {REGIONS[0]: body_1["refresh_token"], REGIONS[1]: body_2["refresh_token"]}
+    for rotation in (1, 2):
+        # Routine rotation: a new key in front of `keys`, the oldest dropped; link_keys grows.
+        keys = [generate_key(), keys[0]]
+        link_keys = [generate_key(), *link_keys]
+        gateway = await start(tmp_path / str(rotation), regional_mapping(regional), keys=keys, link_keys=link_keys)
+        try:
+            for region in REGIONS:
+                before = len(regional.calls)
+                status, body = await refresh(gateway, tokens[region])
+                assert status == 200, (rotation, region, body)
+                assert regional.calls[before][0] == region
+                tokens[region] = body["refresh_token"]
+        finally:
+            await gateway.runner.cleanup()
+    # The newest envelope opens with the newest link key alone: it was re-sealed under it.
+    assert link_sealer((link_keys[0],), ()).open("link", tokens[REGIONS[0]])["r"] in regional.refresh_tokens
+
+
+async def test_a_callback_value_off_its_pattern_is_refused_with_the_error_redirect(
+    tmp_path: Path, regional: RegionalUpstream
+) -> None:
+    regional.region_of_next_user = "127.0.0.1"  # not a region the pattern allows: the gateway's own host
+    gateway = await start(tmp_path, regional_mapping(regional), keys=[generate_key()], link_keys=[])
+    try:
+        answer = await link(gateway)
+        assert answer["error"] == "server_error" and "accounts_server" in answer["error_description"]
+        assert answer["state"] == "alexa-1" and "code" not in answer
+        assert regional.calls == []
+    finally:
+        await gateway.runner.cleanup()
+
+
+async def test_bad_envelopes_are_invalid_grant_without_an_upstream_call(tmp_path: Path, regional: RegionalUpstream) -> None:
+    keys, link_keys = [generate_key()], [generate_key()]
+    gateway = await start(tmp_path, regional_mapping(regional), keys=keys, link_keys=link_keys)
+    try:
+        status, body = await redeem(gateway, (await link(gateway))["code"])
+        assert status == 200, body
+        good = body["refresh_token"]
+        calls = len(regional.calls)
+        tampered = good[:40] + ("A" if good[40] != "A" else "B") + good[41:]
+        unknown = seal_refresh(link_sealer((generate_key(),), ()), "rt-x", {"accounts_server": REGIONS[0]})
+        plain = next(iter(regional.refresh_tokens))  # the upstream's own token, not an envelope
+        for bad in (tampered, good[: len(good) // 2], unknown, plain):
+            status, body = await refresh(gateway, bad)
+            assert (status, body["error"]) == (400, "invalid_grant"), body
+        assert len(regional.calls) == calls
+        assert (await refresh(gateway, good))[0] == 200
+    finally:
+        await gateway.runner.cleanup()
+
+
+async def test_a_mapping_without_context_passes_refresh_tokens_through(tmp_path: Path, regional: RegionalUpstream) -> None:
+    gateway = await start(tmp_path, regional_mapping(regional, keep=False), keys=[generate_key()], link_keys=[])
+    try:
+        status, body = await redeem(gateway, (await link(gateway))["code"])
+        assert status == 200, body
+        assert body["refresh_token"] in regional.refresh_tokens  # the upstream's own, unchanged
+    finally:
+        await gateway.runner.cleanup()
