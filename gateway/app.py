@@ -18,7 +18,9 @@ from .handlers.token import token
 from .logs import request_middleware
 from .metrics import METRICS, Metrics
 from .replay import REDEEMED, RedeemedCodes
+from .refresh import FLIGHTS, RefreshFlights
 from .session import CurrentFernet, RotatingCookieStorage
+from .store import derive_hash_key, store_context
 
 __all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
 
@@ -90,7 +92,9 @@ def create_app(config: Config) -> web.Application:
     app[RUNTIME] = holder
     app[METRICS] = metrics
     app[REDEEMED] = RedeemedCodes()
+    app[FLIGHTS] = RefreshFlights()
     app.cleanup_ctx.append(_http_client_context(config))
+    app.cleanup_ctx.append(store_context(config.store, derive_hash_key(config.keys[0]), metrics))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handler)
@@ -105,7 +109,7 @@ def create_app(config: Config) -> web.Application:
 
 
 #: Settings that are bound when the server starts; a reload that changes them is refused.
-_RESTART_ONLY = ("host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout")
+_RESTART_ONLY = ("host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout", "store")
 
 
 def reload_config(app: web.Application, config: Config) -> list[str]:

@@ -20,6 +20,7 @@ from . import discovery
 from .mapping import ProviderMapping, parse_mapping
 from .reader import Section, is_loopback_host, split_url
 from .schema import check_mapping
+from .store import StoreSettings
 from .yamlfile import ConfigError, Problems, load_yaml
 
 __all__ = ["Config", "CookieSettings", "TlsSettings", "load_config", "ConfigError", "DEFAULT_CONFIG"]
@@ -68,6 +69,8 @@ class Config:
     providers: Mapping[str, ProviderMapping] = field(default_factory=dict)
     #: Mappings in the folder that ``providers:`` does not serve; loaded only for ``gateway check``.
     unserved: Mapping[str, ProviderMapping] = field(default_factory=dict)
+    #: ``store:``: where replicas share refresh grace, locks and single-use claims (gateway/store.py).
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def callback_url(self, provider: str) -> str:
         """The redirect URI the gateway registers with an upstream: ``<public_url>/<provider>/callback``."""
@@ -168,6 +171,7 @@ def load_config(
     log_section.finish()
     shutdown_grace = root.number("shutdown_grace", 10.0, minimum=0.0, maximum=300.0)
     tls = _tls(root.section("tls"), base)
+    store = _store(root)
 
     demo = root.flag("demo", False)
     mappings_dir = base / root.text("mappings", "mappings")
@@ -214,7 +218,26 @@ def load_config(
         demo=demo,
         providers=providers,
         unserved=unserved,
+        store=store,
     )
+
+
+def _store(root: Section) -> StoreSettings:
+    """``store: memory`` (the default) or ``store: {url: redis://…, timeout: 0.25}``."""
+    value = root.raw("store")
+    if value is None or value == "memory":
+        return StoreSettings()
+    if isinstance(value, str):
+        root.error("store", f"must be memory or {{url: redis://host:6379/0}}, not {value!r}")
+        return StoreSettings()
+    section = root.section("store")
+    url = section.text("url")
+    timeout = section.number("timeout", 0.25, minimum=0.01, maximum=2.0)
+    section.finish()
+    parts = split_url(url) if url else None
+    if url and not getattr(url, "unresolved", False) and (parts is None or parts.scheme not in {"redis", "rediss"} or not parts.hostname):
+        section.error("url", f"must be a redis:// or rediss:// URL, not {url!r}")
+    return StoreSettings(url=url or None, timeout=timeout)
 
 
 def _tls(section: Section, base: Path) -> TlsSettings | None:

@@ -12,7 +12,7 @@ The vocabulary (README "Mapping reference" documents it, in the order it applies
       discovery, issuer, require_iss, client_id, client_secret, scope_separator
       authorize:   url, scope, pkce, params {remove, rename, add}
       token:       url, method, encoding, client_auth, timeout, params {remove, rename, add},
-                   headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token}
+                   headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token, grace}
       answer:      format, root, fields {access_token, refresh_token, expires_in, expires,
                    expires_at, scope, id_token}, expires_in_default,
                    error {when, code, description, map}
@@ -212,6 +212,8 @@ class ProviderMapping:
     discovery: str | None = None
     #: ``upstream.require_iss``: a callback without ``iss`` is refused (RFC 9207 §2.4).
     require_iss: bool = False
+    #: ``upstream.token.refresh.grace``: seconds a refresh answer is given again (gateway/refresh.py).
+    refresh_grace: int = 60
 
 
 _FALLBACK: jmespath.parser.ParsedResult = jmespath.compile("`null`")
@@ -425,6 +427,7 @@ def parse_mapping(
         token = dataclasses.replace(token, url=discovered.token_endpoint if discovered is not None else "")
     refresh = _token_request(refresh_section, base=token)
     keep_refresh_token = refresh_section.flag("keep_refresh_token", False)
+    refresh_grace = refresh_section.integer("grace", 60, minimum=0, maximum=600)
     refresh_section.finish()
     token_section.finish()
 
@@ -445,6 +448,7 @@ def parse_mapping(
         token=token,
         refresh=refresh,
         keep_refresh_token=keep_refresh_token,
+        refresh_grace=refresh_grace,
         answer=answer,
         examples=examples,
         discovery=discovery_url,
