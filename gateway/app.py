@@ -17,8 +17,8 @@ from .handlers.callback import callback
 from .handlers.token import token
 from .logs import request_middleware
 from .metrics import METRICS, Metrics
-from .replay import REDEEMED, RedeemedCodes
 from .refresh import FLIGHTS, RefreshFlights
+from .replay import REDEEMED, RedeemedCodes
 from .session import CurrentFernet, RotatingCookieStorage
 from .store import derive_hash_key, store_context
 

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from .metrics import METRICS, Metrics
 from .oauth import InvalidGrant, OAuthError
-from .seal import SealError, Sealer
+from .seal import Sealer, SealError
 from .store import STORE, SharedStore
 
 __all__ = ["RefreshFlights", "FLIGHTS", "refresh_with_grace", "GRACE_PURPOSE"]
@@ -55,12 +55,14 @@ class RefreshFlights:
 FLIGHTS = web.AppKey("refresh_flights", RefreshFlights)
 
 
+# The store's TTL ends the window; the seal's own expiry (whole seconds) is a second later, a
+# backstop against a store that kept an entry too long.
 def _seal_answer(sealer: Sealer, answer: dict[str, Any], ttl: int) -> str:
-    return sealer.seal(GRACE_PURPOSE, {"a": answer}, ttl=ttl)
+    return sealer.seal(GRACE_PURPOSE, {"a": answer}, ttl=ttl + 1)
 
 
-def _seal_refusal(sealer: Sealer, err: InvalidGrant, ttl: int) -> str:
-    return sealer.seal(GRACE_PURPOSE, {"e": err.description}, ttl=ttl)
+def _seal_refusal(sealer: Sealer, err: OAuthError, ttl: int) -> str:
+    return sealer.seal(GRACE_PURPOSE, {"e": err.description}, ttl=ttl + 1)
 
 
 async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> dict[str, Any] | None:
@@ -157,11 +159,10 @@ async def _lead(
             return answer
         try:
             answer = await call()
-        except InvalidGrant as err:
-            await store.put(key, _seal_refusal(sealer, err, grace), grace)
-            raise
-        except OAuthError:
-            raise  # temporary or the gateway's own trouble: the next try goes to the upstream
+        except OAuthError as err:
+            if err.error == "invalid_grant":  # definite: the upstream says this grant is bad
+                await store.put(key, _seal_refusal(sealer, err, grace), grace)
+            raise  # anything else is temporary or the gateway's own trouble: not remembered
         await store.put(key, _seal_answer(sealer, answer, grace), grace)
         return answer
     finally:

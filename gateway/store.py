@@ -159,7 +159,7 @@ class SharedStore:
         if time.monotonic() >= self._skip_until:
             try:
                 return await asyncio.wait_for(remote(), self.settings.timeout)
-            except (asyncio.TimeoutError, OSError, ConnectionError, _redis_errors()) as exc:
+            except (TimeoutError, OSError, ConnectionError, _redis_errors()) as exc:
                 self._skip_until = time.monotonic() + _RETRY_AFTER
                 self._metrics.store_errors.labels(op).inc()
                 self._warn(op, exc)
