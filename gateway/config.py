@@ -231,7 +231,7 @@ def _store(root: Section) -> StoreSettings:
         root.error("store", f"must be memory or {{url: redis://host:6379/0}}, not {value!r}")
         return StoreSettings()
     section = root.section("store")
-    url = section.text("url")
+    url = section.text("url", "")  # empty (e.g. an unset ${VAR:-}): the per-process store
     timeout = section.number("timeout", 0.25, minimum=0.01, maximum=2.0)
     section.finish()
     parts = split_url(url) if url else None
