@@ -47,7 +47,7 @@ class RotatingUpstream:
         self.delay = 0.0
 
     def issue(self) -> dict[str, Any]:
-        answer = {
+        answer: dict[str, Any] = {
             "access_token": "at-" + secrets.token_urlsafe(16),
             "refresh_token": "rt-" + secrets.token_urlsafe(16),
             "token_type": "bearer",
