@@ -103,8 +103,12 @@ class MemoryStore:
     async def delete(self, key: str) -> None:
         self._items.pop(key, None)
 
-    async def close(self) -> None:
+    def clear(self) -> None:
+        """Forget everything (a fuzzer that presents the same genuine flows again and again)."""
         self._items.clear()
+
+    async def close(self) -> None:
+        self.clear()
 
 
 class RedisStore:
