@@ -88,8 +88,8 @@ from upstream_oidc import OidcUpstream, login_and_consent
 from gateway.oauth import TOKEN_ERRORS
 from gateway.platforms import RedirectPolicy
 from gateway.replay import REDEEMED
-from gateway.store import STORE
 from gateway.seal import Sealer, generate_key
+from gateway.store import STORE
 
 T = TypeVar("T")
 
