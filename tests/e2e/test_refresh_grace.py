@@ -315,6 +315,7 @@ async def test_twenty_concurrent_refreshes_make_one_upstream_call(
     try:
         async with aiohttp.ClientSession() as client:
             answers = await asyncio.gather(*(refresh(client, url, token) for _ in range(20)))
+            print(f"\n20-way race, one process, store {store}: {upstream.refresh_calls} upstream call(s)")
             assert upstream.refresh_calls == 1
             assert all(status == 200 for status, _ in answers), answers
             assert len({repr(sorted(body.items())) for _, body in answers}) == 1
@@ -334,6 +335,7 @@ async def test_twenty_concurrent_refreshes_across_two_replicas_make_one_upstream
     upstream.delay = 0.5
     async with aiohttp.ClientSession() as client:
         answers = await asyncio.gather(*(refresh(client, replicas.urls[i % 2], token) for i in range(20)))
+        print(f"\n20-way race, two replicas sharing Redis: {upstream.refresh_calls} upstream call(s)")
         assert upstream.refresh_calls == 1
         assert all(status == 200 for status, _ in answers), answers
         assert len({repr(sorted(body.items())) for _, body in answers}) == 1
@@ -423,6 +425,7 @@ async def test_redis_stopped_mid_load_and_started_again_costs_no_link(
             assert (await refresh(client, replicas.urls[0], token))[0] == 200
         fallbacks = sum([await metric(client, url, "gateway_store_fallbacks_total") for url in replicas.urls])
         errors = sum([await metric(client, url, "gateway_store_errors_total") for url in replicas.urls])
+        print(f"store errors {errors:.0f}, fallbacks {fallbacks:.0f}")
         assert fallbacks > 0 and errors > 0
     output = "".join(process.output for process in replicas.processes)
     assert "serving from this process only" in output
