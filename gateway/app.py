@@ -19,8 +19,10 @@ from .handlers.token import token
 from .logs import request_middleware
 from .metadata import METADATA_PATH, metadata
 from .metrics import METRICS, Metrics
+from .refresh import FLIGHTS, RefreshFlights
 from .replay import REDEEMED, RedeemedCodes
 from .session import CurrentFernet, RotatingCookieStorage
+from .store import derive_hash_key, store_context
 
 __all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
 
@@ -92,7 +94,9 @@ def create_app(config: Config) -> web.Application:
     app[RUNTIME] = holder
     app[METRICS] = metrics
     app[REDEEMED] = RedeemedCodes()
+    app[FLIGHTS] = RefreshFlights()
     app.cleanup_ctx.append(_http_client_context(config))
+    app.cleanup_ctx.append(store_context(config.store, derive_hash_key(config.keys[0]), metrics))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if config.trace is not None:
@@ -121,6 +125,7 @@ def create_app(config: Config) -> web.Application:
 #: Settings that are bound when the server starts; a reload that changes them is refused.
 _RESTART_ONLY = (
     "host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout", "metrics", "trace",
+    "store",
 )
 
 

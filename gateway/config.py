@@ -21,6 +21,7 @@ from . import discovery
 from .mapping import ProviderMapping, parse_mapping
 from .reader import Section, is_loopback_host, split_url
 from .schema import check_mapping
+from .store import StoreSettings
 from .trace import MIN_TOKEN_LENGTH, TraceSettings
 from .yamlfile import ConfigError, Problems, load_yaml
 
@@ -94,6 +95,8 @@ class Config:
     trace: TraceSettings | None = None
     #: ``link_keys``: the keys of refresh envelopes (newest first; never remove one).
     link_keys: tuple[str, ...] = ()
+    #: ``store:``: where replicas share refresh grace, locks and single-use claims (gateway/store.py).
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def callback_url(self, provider: str) -> str:
         """The redirect URI the gateway registers with an upstream: ``<public_url>/<provider>/callback``."""
@@ -217,6 +220,7 @@ def load_config(
     shutdown_grace = root.number("shutdown_grace", 10.0, minimum=0.0, maximum=300.0)
     tls = _tls(root.section("tls"), base)
     metrics_listen = _metrics_listen(root.section("metrics"), listen_port)
+    store = _store(root)
 
     demo = root.flag("demo", False)
     trace = _trace(root.section("trace"), demo=demo)
@@ -267,6 +271,7 @@ def load_config(
         metrics=metrics_listen,
         unserved=unserved,
         trace=trace,
+        store=store,
     )
 
 
@@ -295,6 +300,24 @@ def _metrics_listen(section: Section, public_port: int) -> MetricsListen | None:
     if listen.port and listen.port == public_port:
         section.error("port", f"metrics.port must differ from listen.port ({public_port})")
     return listen
+
+
+def _store(root: Section) -> StoreSettings:
+    """``store: memory`` (the default) or ``store: {url: redis://…, timeout: 0.25}``."""
+    value = root.raw("store")
+    if value is None or value == "memory":
+        return StoreSettings()
+    if isinstance(value, str):
+        root.error("store", f"must be memory or {{url: redis://host:6379/0}}, not {value!r}")
+        return StoreSettings()
+    section = root.section("store")
+    url = section.text("url", "")  # empty (e.g. an unset ${VAR:-}): the per-process store
+    timeout = section.number("timeout", 0.25, minimum=0.01, maximum=2.0)
+    section.finish()
+    parts = split_url(url) if url else None
+    if url and not getattr(url, "unresolved", False) and (parts is None or parts.scheme not in {"redis", "rediss"} or not parts.hostname):
+        section.error("url", f"must be a redis:// or rediss:// URL, not {url!r}")
+    return StoreSettings(url=url or None, timeout=timeout)
 
 
 def _tls(section: Section, base: Path) -> TlsSettings | None:

@@ -12,7 +12,7 @@ The vocabulary (README "Mapping reference" documents it, in the order it applies
       discovery, issuer, require_iss, client_id, client_secret, scope_separator
       authorize:   url, scope, pkce, params {remove, rename, add}
       token:       url, method, encoding, client_auth, timeout, params {remove, rename, add},
-                   headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token},
+                   headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token, grace},
                    client_credentials {client_auth, params, headers}
       revoke:      url, client_auth
       answer:      format, root, fields {access_token, refresh_token, expires_in, expires,
@@ -259,6 +259,8 @@ class ProviderMapping:
     def keeps_context(self) -> bool:
         """Refresh tokens go to the platform sealed with the context (:mod:`gateway.linkcontext`)."""
         return bool(self.context_specs or self.flow_values)
+    #: ``upstream.token.refresh.grace``: seconds a refresh answer is given again (gateway/refresh.py).
+    refresh_grace: int = 60
 
 
 _FALLBACK: jmespath.parser.ParsedResult = jmespath.compile("`null`")
@@ -576,6 +578,7 @@ def parse_mapping(
     refresh = _token_request(refresh_section, base=token, allowed=allowed)
     used = {name for rules in (refresh.params, refresh.headers, token.params, token.headers) for name in _rule_names(rules)}
     keep_refresh_token = refresh_section.flag("keep_refresh_token", False)
+    refresh_grace = refresh_section.integer("grace", 60, minimum=0, maximum=600)
     refresh_section.finish()
     client_credentials = None
     if token_section.raw("client_credentials") is not None:
@@ -602,6 +605,7 @@ def parse_mapping(
         token=token,
         refresh=refresh,
         keep_refresh_token=keep_refresh_token,
+        refresh_grace=refresh_grace,
         answer=answer,
         examples=examples,
         discovery=discovery_url,

@@ -53,6 +53,25 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.grace_hits = Counter(
+            "gateway_refresh_grace_hits",
+            "Refreshes answered from the grace window (gateway/refresh.py) without an upstream call.",
+            registry=self.registry,
+        )
+        self.single_flight_joins = Counter(
+            "gateway_single_flight_joins",
+            "Refreshes that waited for a refresh of the same token already in flight.",
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "gateway_store_errors", "Shared store operations that failed or ran out of time, by operation.", ["op"], registry=self.registry
+        )
+        self.store_fallbacks = Counter(
+            "gateway_store_fallbacks",
+            "Store operations served by this process alone because the shared store was unavailable, by operation.",
+            ["op"],
+            registry=self.registry,
+        )
         Info("gateway_build", "Version of the gateway and of Python.", registry=self.registry).info(
             {"version": __version__, "python": platform.python_version()}
         )

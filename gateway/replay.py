@@ -5,7 +5,9 @@ but a sealed value can be presented twice. The real guard is the upstream's own 
 which a compliant upstream accepts once. This module adds a process-local guard in front of it:
 a code is *claimed* before the upstream call, kept once the exchange succeeded (until it would
 have expired anyway), and released if the exchange failed, so a platform may retry after an
-outage. Across replicas a replay can still reach the upstream; a compliant one refuses it.
+outage. With a shared store (``store: {url: …}``, :mod:`gateway.store`) the claim is also taken there
+(``SET NX PX``), so a code replayed at another replica is refused without reaching the upstream;
+without one, or while the store is down, a compliant upstream still refuses the replay.
 
 Codes are remembered by a fingerprint of their opened payload, not their text: a Fernet token
 with bytes after its padding opens like the original, so the text is not unique.
@@ -21,7 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["RedeemedCodes", "REDEEMED", "fingerprint"]
+from .store import STORE
+
+__all__ = ["RedeemedCodes", "REDEEMED", "fingerprint", "claim_shared", "release_shared", "claim_state"]
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -58,3 +62,21 @@ class RedeemedCodes:
 
 
 REDEEMED = web.AppKey("redeemed_codes", RedeemedCodes)
+
+
+async def claim_shared(app: web.Application, claim: str, *, ttl: float) -> bool:
+    """Claim ``claim`` in the shared store too; True without one (the process guard is enough)."""
+    store = app[STORE]
+    return not store.shared or await store.claim(store.key("c", claim), ttl)
+
+
+async def release_shared(app: web.Application, claim: str) -> None:
+    store = app[STORE]
+    if store.shared:
+        await store.delete(store.key("c", claim))
+
+
+async def claim_state(app: web.Application, nonce: str, *, ttl: float) -> bool:
+    """A flow's ``state`` nonce is single use: claimed at its callback, in every kind of store."""
+    store = app[STORE]
+    return await store.claim(store.key("s", nonce), ttl)

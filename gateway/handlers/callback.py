@@ -3,7 +3,9 @@
 1. The upstream ``state`` must name a live flow in this browser's flow cookie (CSRF, §10.12).
    Without one there is no validated redirect URI, so every such problem is an HTML page: cookie
    expired or blocked, flow already completed (callback opened twice), forged or foreign state.
-2. The flow is taken out of the cookie (single use).
+2. The flow is taken out of the cookie (single use), and its nonce is claimed in the store
+   (:mod:`gateway.store`), so a copy of the cookie from before the callback can not complete a
+   second link — at another replica either, when the store is shared.
 3. RFC 9207: when the mapping names the upstream ``issuer``, an ``iss`` that differs is a mix-up
    attack and gets a page, not a redirect with a code.
    With ``require_iss`` (or an upstream whose discovery document says it sends ``iss``), a
@@ -25,6 +27,7 @@ from ..appkeys import record_of, runtime_of
 from ..linkcontext import UnsafeUrl, kept_at_callback
 from ..mapping import ProviderMapping
 from ..oauth import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
+from ..replay import claim_state
 from ..session import FlowStore
 from ..upstream import prepare_token_request
 from . import exchange, outcome, provider_of, single_params, unknown_provider
@@ -38,13 +41,16 @@ _GATEWAY_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client", "
 _RESTART = "Please go back to the app and start linking your account again."
 
 
+_USED_STATE = OAuthError(
+    "This sign-in was already used to link your account: this page was opened twice. "
+    "Go back to the app to see whether linking worked.",
+    error="invalid_request",
+)
+
+
 def _lost_flow(flows: FlowStore, nonce: str) -> OAuthError:
     if nonce and flows.was_completed(nonce):
-        return OAuthError(
-            "This sign-in was already used to link your account: this page was opened twice. "
-            "Go back to the app to see whether linking worked.",
-            error="invalid_request",
-        )
+        return _USED_STATE
     if not flows.had_cookie:
         return OAuthError(
             "This sign-in took too long or your browser did not keep the gateway's cookie. " + _RESTART,
@@ -108,6 +114,11 @@ async def callback(request: web.Request) -> web.Response:
         outcome(request, "lost_flow")
         trace.called_back(request, mapping, params, failure="lost_flow")
         return error_page(_lost_flow(flows, nonce))
+    if not await claim_state(request.app, nonce, ttl=runtime.config.cookie.max_age):
+        # A copy of the cookie from before this flow's first callback (another tab, a replay,
+        # another replica): the nonce was already used, so this is not a second link.
+        outcome(request, "lost_flow")
+        return error_page(_USED_STATE)
 
     issuer = params.get("iss")
     if mapping.issuer is not None and (issuer != mapping.issuer if issuer is not None else mapping.require_iss):

@@ -9,9 +9,10 @@
    is normalised into §5.1 JSON or a §5.2 error (:mod:`gateway.answer`).
 
 Every answer is JSON with ``Cache-Control: no-store`` and ``Pragma: no-cache``. A sealed code is
-single use (RFC 6749 §4.1.2) twice over: each process remembers the codes it redeemed
-(:mod:`gateway.replay`), and the upstream's own code inside is single use at the upstream, which
-also covers a replay sent to another replica.
+single use (RFC 6749 §4.1.2) twice over: the gateway claims each code it redeems, in the process
+and in the shared store if one is configured (:mod:`gateway.replay`), and the upstream's own code
+inside is single use at the upstream. A refresh is answered once per token within the grace
+window (:mod:`gateway.refresh`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from ..oauth import (
     token_error_response,
     token_response,
 )
-from ..replay import REDEEMED, fingerprint
+from ..refresh import refresh_with_grace
+from ..replay import REDEEMED, claim_shared, fingerprint, release_shared
 from ..seal import SealError
 from ..upstream import prepare_token_request
 from . import exchange, outcome, provider_of, read_form, unknown_provider
@@ -88,7 +90,7 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
     if grant_type == "authorization_code":
         body = await _authorization_code(request, mapping, form, credentials.client_id)
     elif grant_type == "refresh_token":
-        body = await _refresh_token(request, mapping, form)
+        body = await _refresh_token(request, mapping, form, credentials.client_id)
     elif grant_type == "client_credentials":
         body = await client_credentials_grant(request, mapping, form)
     elif not grant_type:
@@ -115,6 +117,9 @@ async def _authorization_code(
     redeemed, claim = request.app[REDEEMED], fingerprint(opened)
     if not redeemed.claim(claim, ttl=runtime.config.code_ttl):
         raise InvalidGrant("code was already used")
+    if not await claim_shared(request.app, claim, ttl=runtime.config.code_ttl):
+        redeemed.release(claim)  # another replica holds it; this process never spent it
+        raise InvalidGrant("code was already used")
     prepared = prepare_token_request(
         mapping, grant_type="authorization_code", callback_url=runtime.config.callback_url(mapping.name), **inputs
     )
@@ -122,6 +127,7 @@ async def _authorization_code(
         body = await exchange(request, mapping, prepared)
     except OAuthError:
         redeemed.release(claim)  # not spent here: the upstream decides whether it still works
+        await release_shared(request.app, claim)
         raise
     return _sealed_refresh(request, mapping, body, inputs["context"])
 
@@ -134,27 +140,43 @@ def _sealed_refresh(request: web.Request, mapping: ProviderMapping, body: dict[s
     return body
 
 
-async def _refresh_token(request: web.Request, mapping: ProviderMapping, form: dict[str, str]) -> dict[str, Any]:
-    """RFC 6749 §6: pass the refresh on, the way the mapping says."""
+async def _refresh_token(
+    request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
+) -> dict[str, Any]:
+    """RFC 6749 §6: pass the refresh on, the way the mapping says — once per token within the
+    grace window, however often and wherever it is retried (:mod:`gateway.refresh`)."""
     refresh_token = form.get("refresh_token")
     if not refresh_token:
         raise InvalidRequest("refresh_token is required")
-    context: dict[str, str] = {}
-    if mapping.keeps_context:
-        config = runtime_of(request).config
+    runtime = runtime_of(request)
+    upstream_token, context = refresh_token, dict[str, str]()
+    if mapping.keeps_context:  # the platform holds an envelope {upstream refresh token, context}
         try:
-            refresh_token, context = open_refresh(link_sealer(config.link_keys, config.keys), refresh_token)
+            upstream_token, context = open_refresh(link_sealer(runtime.config.link_keys, runtime.config.keys), refresh_token)
         except SealError as err:
             raise InvalidGrant(f"refresh_token is invalid: {err}") from None
     prepared = prepare_token_request(
         mapping,
         grant_type="refresh_token",
-        callback_url=runtime_of(request).config.callback_url(mapping.name),
-        refresh_token=refresh_token,
+        callback_url=runtime.config.callback_url(mapping.name),
+        refresh_token=upstream_token,
         context=context,
     )
-    body = await exchange(request, mapping, prepared, refresh_token_sent=refresh_token)
-    return _sealed_refresh(request, mapping, body, context)
+
+    async def call() -> dict[str, Any]:
+        body = await exchange(request, mapping, prepared, refresh_token_sent=upstream_token)
+        return _sealed_refresh(request, mapping, body, context)
+
+    return await refresh_with_grace(
+        request.app,
+        runtime.sealer,
+        provider=mapping.name,
+        client_id=client_id,
+        refresh_token=refresh_token,
+        grace=mapping.refresh_grace,
+        deadline=prepared.timeout or runtime.config.upstream_timeout,
+        call=call,
+    )
 
 
 async def token(request: web.Request) -> web.Response:

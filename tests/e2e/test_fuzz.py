@@ -89,6 +89,7 @@ from gateway.oauth import TOKEN_ERRORS
 from gateway.platforms import RedirectPolicy
 from gateway.replay import REDEEMED
 from gateway.seal import Sealer, generate_key
+from gateway.store import STORE
 
 T = TypeVar("T")
 
@@ -763,6 +764,9 @@ async def test_fuzz_callback(
     def check(request: tuple[str, str, list[tuple[bytes, bytes]], bool]) -> None:
         nonlocal redirected
         provider, query, headers, raw = request
+        # Each example may present a genuine pre-callback flow afresh; the state's single use
+        # across copies of a cookie is test_refresh_grace.py's.
+        fuzz_gateway.runner.app[STORE].local.clear()
         target = f"/{provider}/callback" + (f"?{query}" if query else "")
         if raw:
             answer = driver.raw("GET", target, headers)
@@ -1129,6 +1133,7 @@ async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession
     @given(request=token_requests(codes))
     def check(request: dict[str, Any]) -> None:
         redeemed.clear()  # every example may present a genuine code afresh (replays: test_replay.py)
+        fuzz_gateway.runner.app[STORE].local.clear()  # and a refresh token (grace: test_refresh_grace.py)
         recorder.answer = request["upstream"]
         before = len(recorder.received)
         skip = () if "Content-Type" in request["headers"] else ("Content-Type",)

@@ -35,6 +35,7 @@ from gateway.config import load_config
 from gateway.handlers.callback import CODE_PURPOSE
 from gateway.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.seal import Sealer, generate_key
+from gateway.store import STORE
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
@@ -230,6 +231,7 @@ async def test_provider_end_to_end(
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as platform:
             for index, example in enumerate(mapping.examples):
                 label = f"{name} example {example.name!r}"
+                runner.app[STORE].local.clear()  # each example presents the same refresh token afresh (no grace)
                 provider_upstream.answer(name, example.status, example.content_type, example.body)
                 if example.grant == "authorization_code":
                     upstream_code = f"upstream-code-{index}"

@@ -70,6 +70,7 @@ FULL: dict[str, Any] = {
                 "params": {"remove": ["redirect_uri"], "rename": {"refresh_token": "token"}, "add": {"client_id": "{client_id}"}},
                 "headers": {"remove": ["X-C"], "rename": {"X-D": "X-E"}, "add": {"X-F": "1"}},
                 "keep_refresh_token": True,
+                "grace": 30,
             },
             "client_credentials": {
                 "client_auth": "body",

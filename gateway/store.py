@@ -1,0 +1,242 @@
+"""What replicas must share: refresh grace entries, single-flight locks, single-use claims.
+
+``store: memory`` (the default) keeps them in the process, so the embedded default needs no
+outside service. ``store: {url: redis://…}`` keeps them in Redis (redis-py's asyncio client),
+so a refresh retried at another replica, or a code or ``state`` replayed there, is seen.
+
+Keys are short (``gw:<kind>:<hmac>``) and every key has a TTL. The HMAC key is derived from the
+gateway's first key, so a key name never reveals a token, code or nonce. Values that hold tokens
+are sealed by the caller (:mod:`gateway.refresh`) before they get here. Locks and claims are
+Redis's own atomic ``SET NX PX``; nothing here is a home-made protocol.
+
+Redis down or slow must never cost a link: every operation has a deadline well inside the
+platform's 4.5 s budget (``store.timeout``, 0.25 s by default). When it fails, the operation is
+served by the per-process store instead, a warning is logged (at most every 10 s) and
+``gateway_store_errors_total`` / ``gateway_store_fallbacks_total`` count it. After a failure the
+remote store is left alone for a second (each operation then falls back at once, counted as a
+fallback only), so an outage does not add the deadline to every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+__all__ = ["StoreSettings", "MemoryStore", "RedisStore", "SharedStore", "STORE", "derive_hash_key"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PREFIX = "gw:"
+#: After a failed remote operation, the remote store is not tried again for this long.
+_RETRY_AFTER = 1.0
+_WARN_EVERY = 10.0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """``store:`` of gateway.yaml: no URL is the per-process store."""
+
+    url: str | None = None
+    timeout: float = 0.25
+
+
+def derive_hash_key(first_key: str) -> bytes:
+    """The HMAC key for store key names, derived from the gateway's sealing key (never the key itself)."""
+    raw = base64.urlsafe_b64decode(first_key.encode("ascii"))
+    return hmac.new(raw, b"gateway store key names v1", hashlib.sha256).digest()
+
+
+class MemoryStore:
+    """The per-process store: a dict of values with expiry times (monotonic clock)."""
+
+    def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._items: dict[str, tuple[float, str]] = {}
+        self._capacity = capacity
+        self._clock = clock
+
+    def _live(self, key: str) -> str | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] <= self._clock():
+            del self._items[key]
+            return None
+        return item[1]
+
+    def _prune(self) -> None:
+        if len(self._items) < self._capacity:
+            return
+        now = self._clock()
+        for key in [key for key, (until, _) in self._items.items() if until <= now]:
+            del self._items[key]
+        while len(self._items) >= self._capacity:  # still full: the oldest entries go first
+            del self._items[next(iter(self._items))]
+
+    async def get(self, key: str) -> str | None:
+        return self._live(key)
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        self._prune()
+        self._items.pop(key, None)
+        self._items[key] = (self._clock() + ttl, value)
+
+    async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
+        """True if ``key`` was free and is now held for ``ttl`` seconds (SET NX PX)."""
+        if self._live(key) is not None:
+            return False
+        await self.put(key, value, ttl)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything (a fuzzer that presents the same genuine flows again and again)."""
+        self._items.clear()
+
+    async def close(self) -> None:
+        self.clear()
+
+
+class RedisStore:
+    """Redis through redis-py's asyncio client; each call is one atomic Redis command."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as redis  # imported only when configured
+
+        self._client: Any = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0, decode_responses=True)
+
+    async def get(self, key: str) -> str | None:
+        value = await self._client.get(key)
+        return None if value is None else str(value)
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        await self._client.set(key, value, px=max(1, int(ttl * 1000)))
+
+    async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
+        return bool(await self._client.set(key, value, nx=True, px=max(1, int(ttl * 1000))))
+
+    async def delete(self, key: str) -> None:
+        await self._client.delete(key)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class SharedStore:
+    """The store handlers use: the remote one if configured, the per-process one as its fallback.
+
+    ``shared`` says whether other replicas see what is written here (a Redis URL is configured).
+    """
+
+    def __init__(self, settings: StoreSettings, hash_key: bytes, metrics: Metrics, *, remote: RedisStore | None = None) -> None:
+        self.settings = settings
+        self.local = MemoryStore()
+        self.remote = remote if remote is not None else (RedisStore(settings.url) if settings.url else None)
+        self.shared = self.remote is not None
+        self._hash_key = hash_key
+        self._metrics = metrics
+        self._skip_until = 0.0
+        self._warned_at = -_WARN_EVERY
+
+    def key(self, kind: str, *parts: str) -> str:
+        """A short key name: ``gw:<kind>:<hmac of the parts>`` — never the value itself."""
+        digest = hmac.new(self._hash_key, "\x00".join(parts).encode("utf-8"), hashlib.sha256).digest()
+        return f"{PREFIX}{kind}:{base64.urlsafe_b64encode(digest[:18]).decode('ascii')}"
+
+    async def _run(self, op: str, remote: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]) -> T:
+        if self.remote is None:
+            return await local()
+        if time.monotonic() >= self._skip_until:
+            try:
+                return await asyncio.wait_for(remote(), self.settings.timeout)
+            except (TimeoutError, OSError, ConnectionError, _redis_errors()) as exc:
+                self._skip_until = time.monotonic() + _RETRY_AFTER
+                self._metrics.store_errors.labels(op).inc()
+                self._warn(op, exc)
+        self._metrics.store_fallbacks.labels(op).inc()
+        return await local()
+
+    def _warn(self, op: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= _WARN_EVERY:
+            self._warned_at = now
+            log.warning(
+                "store %s failed (%s): serving from this process only until the store answers again",
+                op,
+                type(exc).__name__,
+            )
+
+    async def get(self, key: str) -> str | None:
+        remote = self.remote
+        return await self._run("get", lambda: remote.get(key) if remote else self.local.get(key), lambda: self.local.get(key))
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        remote = self.remote
+        await self._run(
+            "put",
+            lambda: remote.put(key, value, ttl) if remote else self.local.put(key, value, ttl),
+            lambda: self.local.put(key, value, ttl),
+        )
+
+    async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
+        remote = self.remote
+        return await self._run(
+            "claim",
+            lambda: remote.claim(key, ttl, value) if remote else self.local.claim(key, ttl, value),
+            lambda: self.local.claim(key, ttl, value),
+        )
+
+    async def delete(self, key: str) -> None:
+        remote = self.remote
+
+        async def both() -> None:
+            await self.local.delete(key)  # a claim taken during an outage lives here
+            if remote is not None:
+                await remote.delete(key)
+
+        await self._run("delete", both, lambda: self.local.delete(key))
+
+    async def close(self) -> None:
+        await self.local.close()
+        if self.remote is not None:
+            try:
+                await asyncio.wait_for(self.remote.close(), 1.0)
+            except Exception:  # noqa: BLE001 - closing a dead connection is not worth a traceback
+                pass
+
+
+def _redis_errors() -> type[Exception]:
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - redis is a runtime dependency
+        return OSError
+    return RedisError
+
+
+def store_context(settings: StoreSettings, hash_key: bytes, metrics: Metrics) -> Callable[[web.Application], Any]:
+    """aiohttp cleanup context: the store opens with the application and closes with it."""
+
+    async def context(app: web.Application) -> Any:
+        store = SharedStore(settings, hash_key, metrics)
+        app[STORE] = store
+        yield
+        await store.close()
+
+    return context
+
+
+STORE = web.AppKey("store", SharedStore)

@@ -1,0 +1,443 @@
+"""Links that live: refresh grace, single flight and the shared store (gateway/refresh.py, store.py).
+
+The upstream here rotates refresh tokens and invalidates the old one at once — the behaviour that
+kills links when an answer is lost or two refreshes race. Redis is Debian's real redis-server,
+started per test on 127.0.0.1; the two-replica tests run two real ``gateway serve`` processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, VENDOR, free_port, write_gateway_files
+from processes import GatewayProcess, start_gateway_process
+
+from gateway.app import create_app
+from gateway.config import load_config
+from gateway.handlers.callback import CODE_PURPOSE
+from gateway.seal import Sealer, generate_key
+
+BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RotatingUpstream:
+    """Issues a new refresh token on every refresh and invalidates the old one at once."""
+
+    def __init__(self) -> None:
+        self.valid: set[str] = set()
+        self.issued: list[dict[str, Any]] = []
+        self.refresh_calls = 0
+        self.code_calls = 0
+        self.delay = 0.0
+
+    def issue(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "access_token": "at-" + secrets.token_urlsafe(16),
+            "refresh_token": "rt-" + secrets.token_urlsafe(16),
+            "token_type": "bearer",
+            "expires_in": 3600,
+        }
+        self.valid.add(answer["refresh_token"])
+        self.issued.append(answer)
+        return answer
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("grant_type") == "authorization_code":
+            self.code_calls += 1  # deliberately lax: any code, as often as asked
+            return web.json_response(self.issue())
+        self.refresh_calls += 1
+        await asyncio.sleep(self.delay)
+        token = str(form.get("refresh_token", ""))
+        if token not in self.valid:
+            return web.json_response({"error": "invalid_grant", "error_description": "refresh token is not active"}, status=400)
+        self.valid.discard(token)
+        return web.json_response(self.issue())
+
+
+@pytest.fixture
+async def rotating() -> AsyncIterator[tuple[RotatingUpstream, str]]:
+    upstream = RotatingUpstream()
+    app = web.Application()
+    app.router.add_post("/token", upstream.token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield upstream, f"http://127.0.0.1:{port}/token"
+    await runner.cleanup()
+
+
+def mapping(token_url: str, *, grace: int | None = None) -> str:
+    refresh = f"\n    refresh: {{grace: {grace}}}" if grace is not None else ""
+    return (
+        "platform:\n"
+        "  profile: alexa\n"
+        f"  vendor_ids: [{VENDOR}]\n"
+        f"  client_id: {PLATFORM_ID}\n"
+        "  client_secret: ${PLATFORM_SECRET}\n"
+        "upstream:\n"
+        "  client_id: up\n"
+        "  client_secret: ${UPSTREAM_SECRET}\n"
+        '  authorize: {url: "http://127.0.0.1:9/authorize"}\n'
+        "  token:\n"
+        f'    url: "{token_url}"\n'
+        f"    timeout: 3{refresh}\n"
+    )
+
+
+@dataclass
+class Redis:
+    """A redis-server of our own on 127.0.0.1, stoppable and restartable on the same port."""
+
+    directory: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        for _ in range(5):
+            if not self.port:
+                self.port = free_port()  # released just before redis binds it: retried if taken meanwhile
+            self.process = subprocess.Popen(
+                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.directory)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            if self._wait_ready():
+                return
+            self.stop()
+            self.port = 0
+        raise AssertionError("redis-server did not start")
+
+    def _wait_ready(self) -> bool:
+        assert self.process is not None
+        for _ in range(100):
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
+        self.process = None
+
+    def restart(self) -> None:
+        port = self.port
+        self.start()
+        assert self.port == port, "redis came back on another port"
+
+    def scan(self) -> dict[str, str]:
+        """Every key and its value (all the gateway writes are strings)."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
+        try:
+            found: dict[str, str] = {}
+            for key in client.scan_iter(count=1000):
+                assert client.pttl(key) > 0, f"{key} has no TTL"
+                found[key] = str(client.get(key))
+            return found
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Redis]:
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    server = Redis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Replicas:
+    urls: list[str]
+    keys: list[str]
+    processes: list[GatewayProcess] = field(default_factory=list)
+
+
+async def start_inprocess(tmp_path: Path, token_url: str, *, grace: int | None = None, more: str = "") -> tuple[str, web.AppRunner]:
+    port = free_port()
+    path, env = write_gateway_files(tmp_path, {"oidc": mapping(token_url, grace=grace)}, port=port, more=more)
+    runner = web.AppRunner(create_app(load_config(path, env=env)), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return f"http://127.0.0.1:{port}", runner
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path, rotating: tuple[RotatingUpstream, str], redis_server: Redis) -> AsyncIterator[Replicas]:
+    """Two ``gateway serve`` processes with the same keys, sharing one Redis."""
+    keys = [generate_key()]
+    result = Replicas(urls=[], keys=keys)
+    for index in range(2):
+        directory = tmp_path / f"replica{index}"
+        directory.mkdir()
+        port = free_port()
+        path, env = write_gateway_files(
+            directory, {"oidc": mapping(rotating[1], grace=5)}, port=port, keys=keys, more=f"store: {{url: {redis_server.url}}}\n"
+        )
+        process = await start_gateway_process(path, port=port, env=env)
+        result.processes.append(process)
+        result.urls.append(process.url)
+    yield result
+    for process in result.processes:
+        await process.stop()
+
+
+async def refresh(client: aiohttp.ClientSession, url: str, token: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    async with client.post(
+        f"{url}/oidc/token", data={"grant_type": "refresh_token", "refresh_token": token}, headers={"Authorization": BASIC}, **kwargs
+    ) as response:
+        return response.status, await response.json()
+
+
+async def metric(client: aiohttp.ClientSession, url: str, name: str) -> float:
+    async with client.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
+
+
+# -- one process -------------------------------------------------------------------------------
+
+
+async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after_the_window(
+    tmp_path: Path, rotating: tuple[RotatingUpstream, str]
+) -> None:
+    upstream, token_url = rotating
+    url, runner = await start_inprocess(tmp_path, token_url, grace=2)
+    old = upstream.issue()["refresh_token"]
+    upstream.delay = 0.4
+    try:
+        async with aiohttp.ClientSession() as client:
+            # The platform gives up before the answer: it closes the connection after the upstream rotated.
+            with pytest.raises(asyncio.TimeoutError):
+                await refresh(client, url, old, timeout=aiohttp.ClientTimeout(total=0.15))
+            for _ in range(50):
+                if upstream.refresh_calls == 1 and old not in upstream.valid and len(upstream.issued) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)  # the gateway writes the grace entry as the answer arrives
+            upstream.delay = 0.0
+            status, retried = await refresh(client, url, old)
+            assert status == 200, retried
+            assert upstream.refresh_calls == 1, "the retry was answered from grace, not by the upstream"
+            assert retried["refresh_token"] == upstream.issued[-1]["refresh_token"]
+            assert retried["access_token"] == upstream.issued[-1]["access_token"]
+            # Still linked: the rotated token works.
+            status, newer = await refresh(client, url, retried["refresh_token"])
+            assert status == 200 and upstream.refresh_calls == 2
+            assert await metric(client, url, "gateway_refresh_grace_hits_total") == 1
+            # After the window the old token is what the upstream says it is: dead.
+            await asyncio.sleep(2.2)
+            status, refused = await refresh(client, url, old)
+            assert status == 400 and refused["error"] == "invalid_grant"
+            assert upstream.refresh_calls == 3
+            # A definite invalid_grant is remembered within the window: no second upstream call.
+            status, refused = await refresh(client, url, old)
+            assert status == 400 and refused["error"] == "invalid_grant"
+            assert upstream.refresh_calls == 3
+    finally:
+        await runner.cleanup()
+
+
+async def test_grace_zero_turns_it_off(tmp_path: Path, rotating: tuple[RotatingUpstream, str]) -> None:
+    upstream, token_url = rotating
+    url, runner = await start_inprocess(tmp_path, token_url, grace=0)
+    old = upstream.issue()["refresh_token"]
+    try:
+        async with aiohttp.ClientSession() as client:
+            assert (await refresh(client, url, old))[0] == 200
+            status, again = await refresh(client, url, old)
+            assert status == 400 and again["error"] == "invalid_grant" and upstream.refresh_calls == 2
+    finally:
+        await runner.cleanup()
+
+
+async def test_temporary_failures_are_not_remembered(tmp_path: Path, rotating: tuple[RotatingUpstream, str]) -> None:
+    upstream, token_url = rotating
+    url, runner = await start_inprocess(tmp_path, token_url)
+    old = upstream.issue()["refresh_token"]
+    try:
+        async with aiohttp.ClientSession() as client:
+            upstream.delay = 3.5  # longer than the mapping's 3 s: temporarily_unavailable
+            status, failed = await refresh(client, url, old)
+            assert status >= 400 and failed["error"] != "invalid_grant"
+            upstream.delay = 0.0
+            status, answer = await refresh(client, url, old)
+            assert status == 200, answer  # the retry reached the upstream and the token still worked
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_twenty_concurrent_refreshes_make_one_upstream_call(
+    tmp_path: Path, rotating: tuple[RotatingUpstream, str], store: str, request: pytest.FixtureRequest
+) -> None:
+    upstream, token_url = rotating
+    more = ""
+    if store == "redis":
+        more = f"store: {{url: {request.getfixturevalue('redis_server').url}}}\n"
+    url, runner = await start_inprocess(tmp_path, token_url, more=more)
+    token = upstream.issue()["refresh_token"]
+    upstream.delay = 0.3
+    try:
+        async with aiohttp.ClientSession() as client:
+            answers = await asyncio.gather(*(refresh(client, url, token) for _ in range(20)))
+            print(f"\n20-way race, one process, store {store}: {upstream.refresh_calls} upstream call(s)")
+            assert upstream.refresh_calls == 1
+            assert all(status == 200 for status, _ in answers), answers
+            assert len({repr(sorted(body.items())) for _, body in answers}) == 1
+            assert await metric(client, url, "gateway_single_flight_joins_total") == 19
+    finally:
+        await runner.cleanup()
+
+
+# -- two processes sharing Redis ---------------------------------------------------------------
+
+
+async def test_twenty_concurrent_refreshes_across_two_replicas_make_one_upstream_call(
+    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+) -> None:
+    upstream, _ = rotating
+    token = upstream.issue()["refresh_token"]
+    upstream.delay = 0.5
+    async with aiohttp.ClientSession() as client:
+        answers = await asyncio.gather(*(refresh(client, replicas.urls[i % 2], token) for i in range(20)))
+        print(f"\n20-way race, two replicas sharing Redis: {upstream.refresh_calls} upstream call(s)")
+        assert upstream.refresh_calls == 1
+        assert all(status == 200 for status, _ in answers), answers
+        assert len({repr(sorted(body.items())) for _, body in answers}) == 1
+        joins = [await metric(client, url, "gateway_single_flight_joins_total") for url in replicas.urls]
+        hits = [await metric(client, url, "gateway_refresh_grace_hits_total") for url in replicas.urls]
+        assert sum(joins) >= 19 - sum(hits) and sum(joins) > 0
+    _assert_nothing_in_clear(redis_server, upstream, [token])
+
+
+async def test_the_retry_at_the_other_replica_is_served_from_grace_and_a_code_replay_is_refused(
+    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+) -> None:
+    upstream, _ = rotating
+    first, second = replicas.urls
+    old = upstream.issue()["refresh_token"]
+    async with aiohttp.ClientSession() as client:
+        status, answer = await refresh(client, first, old)
+        assert status == 200
+        status, retried = await refresh(client, second, old)
+        assert status == 200 and retried == answer and upstream.refresh_calls == 1
+        assert await metric(client, second, "gateway_refresh_grace_hits_total") == 1
+
+        code = Sealer(replicas.keys).seal(
+            CODE_PURPOSE, {"u": "upstream-code", "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}, ttl=300
+        )
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT}
+        async with client.post(f"{first}/oidc/token", data=form, headers={"Authorization": BASIC}) as response:
+            assert response.status == 200
+        async with client.post(f"{second}/oidc/token", data=form, headers={"Authorization": BASIC}) as response:
+            body = await response.json()
+            assert response.status == 400 and body["error"] == "invalid_grant", body
+        assert upstream.code_calls == 1, "the replay never reached the upstream"
+    _assert_nothing_in_clear(redis_server, upstream, [old, "upstream-code", code])
+
+
+async def test_a_replayed_pre_callback_cookie_can_not_complete_a_second_link_at_the_other_replica(
+    replicas: Replicas, rotating: tuple[RotatingUpstream, str]
+) -> None:
+    first, second = replicas.urls
+    params = {"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-1", "response_type": "code"}
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{first}/oidc/authorize", params=params, allow_redirects=False) as response:
+            assert response.status in (302, 303), await response.text()
+            state = parse_qs(urlsplit(response.headers["Location"]).query)["state"][0]
+            cookie = "; ".join(f"{name}={morsel.value}" for name, morsel in response.cookies.items())
+        answers = []
+        for url in (first, second):  # the same pre-callback cookie, presented at each replica
+            async with client.get(
+                f"{url}/oidc/callback", params={"state": state, "code": "up-code"}, headers={"Cookie": cookie}, allow_redirects=False
+            ) as response:
+                answers.append((response.status, response.headers.get("Location", "")))
+        assert answers[0][0] in (302, 303) and answers[0][1].startswith(ALEXA_REDIRECT) and "code=" in answers[0][1]
+        assert answers[1][0] == 400 and not answers[1][1], answers
+
+
+async def test_redis_stopped_mid_load_and_started_again_costs_no_link(
+    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+) -> None:
+    upstream, _ = rotating
+    links = [upstream.issue()["refresh_token"] for _ in range(8)]
+    statuses: list[int] = []
+    running = True
+
+    async def keep_refreshing(index: int, client: aiohttp.ClientSession) -> None:
+        turn = index
+        while running:
+            status, body = await refresh(client, replicas.urls[turn % 2], links[index])
+            statuses.append(status)
+            if status == 200:
+                links[index] = body["refresh_token"]
+            turn += 1
+            await asyncio.sleep(0.02)
+
+    async with aiohttp.ClientSession() as client:
+        workers = [asyncio.create_task(keep_refreshing(i, client)) for i in range(len(links))]
+        await asyncio.sleep(1.0)
+        redis_server.stop()
+        await asyncio.sleep(2.0)
+        redis_server.restart()
+        await asyncio.sleep(2.0)
+        running = False
+        await asyncio.gather(*workers)
+        failures = [status for status in statuses if status != 200]
+        print(f"\nredis outage: {len(statuses)} refreshes, {len(failures)} not 200 ({failures[:5]})")
+        assert not failures
+        for token in links:  # every link still refreshes
+            assert (await refresh(client, replicas.urls[0], token))[0] == 200
+        fallbacks = sum([await metric(client, url, "gateway_store_fallbacks_total") for url in replicas.urls])
+        errors = sum([await metric(client, url, "gateway_store_errors_total") for url in replicas.urls])
+        print(f"store errors {errors:.0f}, fallbacks {fallbacks:.0f}")
+        assert fallbacks > 0 and errors > 0
+    output = "".join(process.output for process in replicas.processes)
+    assert "serving from this process only" in output
+    assert "Traceback" not in output
+    assert redis_server.scan(), "the store is used again once Redis is back"
+
+
+def _assert_nothing_in_clear(redis_server: Redis, upstream: RotatingUpstream, more: list[str]) -> None:
+    stored = redis_server.scan()
+    assert stored, "the replicas wrote to Redis"
+    secrets_ = [value for answer in upstream.issued for value in (answer["access_token"], answer["refresh_token"])] + more
+    for key, value in stored.items():
+        assert key.startswith("gw:") and len(key) < 40, key
+        for secret in secrets_:
+            assert secret not in key and secret not in value, f"{key} holds a token in clear"
