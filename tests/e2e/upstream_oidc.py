@@ -478,7 +478,7 @@ def _start_shared(clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpst
         stdout_lines: list[str] = []
         ready: queue.Queue[str | None] = queue.Queue()
 
-        def pump(stream: Any, sink: list[str], announce: bool) -> None:
+        def pump(stream: Any, sink: list[str], announce: bool, ready: queue.Queue[str | None] = ready) -> None:
             for raw in iter(stream.readline, b""):
                 text = raw.decode(errors="replace").rstrip("\n")
                 if announce and text.startswith("READY "):

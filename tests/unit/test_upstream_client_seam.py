@@ -18,7 +18,7 @@ import pytest
 from gateway.answer import MAX_ANSWER_BYTES, UpstreamAnswer
 from gateway.appkeys import RequestRecord
 from gateway.oauth import ServerError, TemporarilyUnavailable
-from gateway.upstream import PreparedRequest, UpstreamClient, UpstreamResponse, send
+from gateway.upstream import PreparedRequest, UpstreamResponse, send
 
 
 @dataclass
