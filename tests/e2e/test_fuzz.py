@@ -75,13 +75,13 @@ from conftest import (
     VENDOR,
     Gateway,
     GatewayFactory,
-    free_port,
     mapping_yaml,
     start_gateway,
 )
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from listening import start_site
 from multidict import CIMultiDict
 from upstream_oidc import OidcUpstream, login_and_consent
 
@@ -188,8 +188,7 @@ class Recorder:
 
 @pytest.fixture
 async def recorder() -> AsyncIterator[Recorder]:
-    port = free_port()
-    server = Recorder(f"http://127.0.0.1:{port}/token")
+    server = Recorder("")
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
@@ -201,9 +200,9 @@ async def recorder() -> AsyncIterator[Recorder]:
 
     app = web.Application()
     app.router.add_route("*", "/token", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    server.url = await start_site(runner) + "/token"
     yield server
     await runner.cleanup()
 

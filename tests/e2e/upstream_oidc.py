@@ -506,7 +506,8 @@ def _start_shared(clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpst
             for thread in _PUMPS.pop(process.pid):
                 thread.join(5)
             for pipe in (process.stdin, process.stdout, process.stderr):
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
             last = RuntimeError(
                 f"oidc-provider did not start (exit code {process.returncode}).\nstdout:\n"
                 + "\n".join(stdout_lines) + "\nstderr:\n" + "\n".join(stderr_lines)
