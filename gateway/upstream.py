@@ -6,7 +6,9 @@ Order of application (README, "Mapping reference"): the standard RFC 6749 §4.1.
 ``code_verifier`` → ``params`` verbs (remove → rename → add) → encoding (``form`` body, ``json``
 body, or ``query`` string of the POST) → ``headers`` verbs.
 
-One shared ``aiohttp.ClientSession`` serves every upstream call. Every call has a *total*
+One shared ``aiohttp.ClientSession`` serves every upstream call; :func:`send` asks only for the
+little of it that :class:`UpstreamClient` names, so tests can hand it an in-process double (in the
+spirit of httpx's ``MockTransport``) and classify answers without sockets. Every call has a *total*
 deadline (``upstream.timeout``, default 4 s) because Alexa abandons a token request after 4.5 s.
 There is no retry: a retried code exchange could spend the code twice.
 """
@@ -18,8 +20,10 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -30,9 +34,40 @@ from .linkcontext import UnsafeUrl, host_needs_public_address, refuse_private_ad
 from .mapping import ProviderMapping, TokenRequest
 from .oauth import InvalidGrant, ServerError, TemporarilyUnavailable
 
-__all__ = ["PreparedRequest", "prepare_token_request", "send", "basic_auth_header"]
+__all__ = ["PreparedRequest", "UpstreamClient", "UpstreamResponse", "prepare_token_request", "send", "basic_auth_header"]
 
 log = logging.getLogger(__name__)
+
+
+class UpstreamBody(Protocol):
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class UpstreamResponse(Protocol):
+    """What :func:`send` reads of an answer (an ``aiohttp.ClientResponse`` has it)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> UpstreamBody: ...
+
+
+class UpstreamClient(Protocol):
+    """What :func:`send` needs of an HTTP client: ``aiohttp.ClientSession.request``'s shape."""
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        allow_redirects: bool,
+        timeout: aiohttp.ClientTimeout,
+    ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
 
 
 def basic_auth_header(client_id: str, client_secret: str) -> str:
@@ -126,7 +161,7 @@ def prepare_token_request(
 
 
 async def send(
-    session: aiohttp.ClientSession,
+    session: UpstreamClient,
     request: PreparedRequest,
     *,
     default_timeout: float,

@@ -230,7 +230,7 @@ class FakeUpstream:
         app.router.add_get("/authorize", self._authorize)
         app.router.add_route("*", "/token", self._token)
         app.router.add_get("/userinfo", self._userinfo)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

@@ -75,13 +75,13 @@ from conftest import (
     VENDOR,
     Gateway,
     GatewayFactory,
-    free_port,
     mapping_yaml,
     start_gateway,
 )
 from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from listening import start_site
 from multidict import CIMultiDict
 from upstream_oidc import OidcUpstream, login_and_consent
 
@@ -111,7 +111,10 @@ def fuzz_settings(default_examples: int) -> settings:
         derandomize=not FUZZ_RANDOM,
         database=None if not FUZZ_RANDOM else settings.default.database,
         print_blob=False,
-        suppress_health_check=list(HealthCheck),
+        # Each example is a real HTTP round trip through the gateway (milliseconds, not microseconds),
+        # and the fixtures (gateway, recorder) are deliberately shared by all examples of a test:
+        # the state they keep is what the properties are about.
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
 
 
@@ -186,8 +189,7 @@ class Recorder:
 
 @pytest.fixture
 async def recorder() -> AsyncIterator[Recorder]:
-    port = free_port()
-    server = Recorder(f"http://127.0.0.1:{port}/token")
+    server = Recorder("")
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
@@ -199,9 +201,9 @@ async def recorder() -> AsyncIterator[Recorder]:
 
     app = web.Application()
     app.router.add_route("*", "/token", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    server.url = await start_site(runner) + "/token"
     yield server
     await runner.cleanup()
 

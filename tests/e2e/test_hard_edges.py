@@ -45,6 +45,7 @@ from conftest import (
     link,
     query_of,
 )
+from listening import start_site
 from upstream_oidc import OidcUpstream, login_and_consent
 
 #: A platform state that needs encoding in every way: spaces, & = + / ? # %, non-ASCII.
@@ -169,8 +170,7 @@ async def token_server() -> AsyncIterator[Callable[[Answer], Awaitable[TokenServ
     runners: list[web.AppRunner] = []
 
     async def start(answer: Answer) -> TokenServer:
-        port = free_port()
-        server = TokenServer(f"http://127.0.0.1:{port}/oauth/token")
+        server = TokenServer("")
 
         async def handle(request: web.Request) -> web.StreamResponse:
             body = (await request.read()).decode()
@@ -186,9 +186,10 @@ async def token_server() -> AsyncIterator[Callable[[Answer], Awaitable[TokenServ
 
         app = web.Application()
         app.router.add_route("*", "/oauth/token", handle)
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        # A stalled answer is cancelled at cleanup after 50 ms: the test is over, nobody waits for it.
+        runner = web.AppRunner(app, shutdown_timeout=0.05)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        server.url = await start_site(runner) + "/oauth/token"
         runners.append(runner)
         return server
 

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from builders import plain_mapping, self_signed
 from conftest import Gateway, GatewayFactory, free_port, mapping_yaml, start_gateway, write_gateway_files
+from listening import start_site
 from processes import start_gateway_process
 from upstream_oidc import OidcUpstream
 
@@ -126,9 +127,8 @@ async def test_a_redirect_uri_error_on_a_200_page(tmp_path: Path) -> None:
     app.router.add_get("/authorize", authorize)
     runner = web.AppRunner(app)
     await runner.setup()
-    upstream_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", upstream_port).start()
-    mapping = plain_mapping("http://127.0.0.1:9/token").replace("https://auth.example/authorize", f"http://127.0.0.1:{upstream_port}/authorize")
+    base = await start_site(runner)
+    mapping = plain_mapping("http://127.0.0.1:9/token").replace("https://auth.example/authorize", f"{base}/authorize")
     gateway = await start_gateway(tmp_path, {"oidc": mapping}, port=free_port())
     try:
         checks = await run_linktest(gateway.config, "oidc")

@@ -35,6 +35,7 @@ from conftest import (
     query_of,
     write_gateway_files,
 )
+from listening import start_site
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 from upstream_oidc import OidcUpstream, login_and_consent
@@ -267,11 +268,9 @@ async def slow_upstream() -> AsyncIterator[tuple[str, list[float]]]:
 
     app = web.Application()
     app.router.add_post("/token", token)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.05)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/token", arrivals
+    yield await start_site(runner) + "/token", arrivals
     await runner.cleanup()
 
 
@@ -286,8 +285,9 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
     try:
         code = Sealer([key]).seal(CODE_PURPOSE, {"u": "x", "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}, ttl=60)
         in_flight = asyncio.create_task(exchange(platform, gateway.url, code_form(code)))
-        while not arrivals:
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(10):  # the poll has a deadline, not only the test's timeout
+            while not arrivals:
+                await asyncio.sleep(0.02)
         gateway.signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
         with pytest.raises(aiohttp.ClientConnectionError):  # no longer accepting

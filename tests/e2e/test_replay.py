@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from builders import plain_mapping
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free_port, start_gateway
+from listening import start_site
 
 from gateway.handlers.callback import CODE_PURPOSE
 from gateway.seal import Sealer
@@ -48,9 +49,8 @@ async def lax(tmp_path: Path) -> AsyncIterator[tuple[LaxUpstream, Gateway]]:
     app.router.add_post("/token", upstream.token)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(f"http://127.0.0.1:{port}/token")}, port=free_port())
+    base = await start_site(runner)
+    gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(f"{base}/token")}, port=free_port())
     yield upstream, gateway
     await gateway.runner.cleanup()
     await runner.cleanup()

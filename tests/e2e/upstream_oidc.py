@@ -478,7 +478,7 @@ def _start_shared(clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpst
         stdout_lines: list[str] = []
         ready: queue.Queue[str | None] = queue.Queue()
 
-        def pump(stream: Any, sink: list[str], announce: bool) -> None:
+        def pump(stream: Any, sink: list[str], announce: bool, ready: queue.Queue[str | None] = ready) -> None:
             for raw in iter(stream.readline, b""):
                 text = raw.decode(errors="replace").rstrip("\n")
                 if announce and text.startswith("READY "):
@@ -506,7 +506,8 @@ def _start_shared(clients: Sequence[dict[str, Any]], **options: Any) -> OidcUpst
             for thread in _PUMPS.pop(process.pid):
                 thread.join(5)
             for pipe in (process.stdin, process.stdout, process.stderr):
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
             last = RuntimeError(
                 f"oidc-provider did not start (exit code {process.returncode}).\nstdout:\n"
                 + "\n".join(stdout_lines) + "\nstderr:\n" + "\n".join(stderr_lines)

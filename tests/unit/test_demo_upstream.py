@@ -22,6 +22,9 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
+from gateway import answer as answer_module
+from gateway import config as config_module
+from gateway import oauth
 from gateway.demo import demo_mapping_file, setup_demo
 from gateway.demo.platform import shorten
 from gateway.seal import Sealer, generate_key
@@ -280,9 +283,6 @@ async def test_answers_normalise_through_the_shipped_demo_mapping(
     client: TestClient, tmp_path: Path, sealer: Sealer
 ) -> None:
     """The upstream and demo.yaml agree: its real answers normalise to RFC 6749 ones."""
-    config_module = pytest.importorskip("gateway.config")
-    answer_module = pytest.importorskip("gateway.answer")
-    oauth = pytest.importorskip("gateway.oauth")
     (tmp_path / "mappings").mkdir()
     (tmp_path / "gateway.yaml").write_text(f"public_url: {PUBLIC}\nkeys: ['{generate_key()}']\ncookie: {{secure: false}}\ndemo: true\n")
     mapping = config_module.load_config(tmp_path / "gateway.yaml", env={}).providers["demo"]

@@ -132,7 +132,8 @@ class _Documents(BaseHTTPRequestHandler):
 def issuer_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Documents)
     _Documents.documents, _Documents.hits = {}, []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # serve_forever polls for shutdown every poll_interval (0.5 s by default): each teardown waited that long.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     discovery.clear_cache()
     yield f"http://127.0.0.1:{server.server_address[1]}"
