@@ -20,7 +20,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -65,6 +65,7 @@ class UpstreamClient(Protocol):
         params: Mapping[str, str] | None,
         data: bytes | None,
         headers: Mapping[str, str],
+        skip_auto_headers: Iterable[str],
         allow_redirects: bool,
         timeout: aiohttp.ClientTimeout,
     ) -> AbstractAsyncContextManager[UpstreamResponse]: ...

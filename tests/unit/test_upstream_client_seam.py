@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -80,6 +80,7 @@ class MockClient:
         params: Mapping[str, str] | None,
         data: bytes | None,
         headers: Mapping[str, str],
+        skip_auto_headers: Iterable[str] = (),
         allow_redirects: bool,
         timeout: aiohttp.ClientTimeout,
     ) -> AbstractAsyncContextManager[UpstreamResponse]:
