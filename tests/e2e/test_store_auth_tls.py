@@ -47,13 +47,7 @@ class PasswordRedis(Redis):
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, decode_responses=True, socket_timeout=1)
 
     def ping(self) -> bool:
-        client = self.client()
-        try:
-            return bool(client.ping())
-        except (redis.RedisError, OSError):
-            return False
-        finally:
-            client.close()
+        return answers_ping(self.client())
 
 
 @dataclass
@@ -73,13 +67,17 @@ class TlsRedis(Redis):
         return redis.Redis(host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=str(self.ca), decode_responses=True, socket_timeout=1)
 
     def ping(self) -> bool:
-        client = self.client()
-        try:
-            return bool(client.ping())
-        except (redis.RedisError, OSError):
-            return False
-        finally:
-            client.close()
+        return answers_ping(self.client())
+
+
+def answers_ping(client: redis.Redis) -> bool:
+    """True if the server answers PING through ``client`` (with its password or TLS); closes it."""
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
 
 
 def keys_in(client: redis.Redis) -> list[str]:
