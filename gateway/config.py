@@ -220,7 +220,7 @@ def load_config(
     shutdown_grace = root.number("shutdown_grace", 10.0, minimum=0.0, maximum=300.0)
     tls = _tls(root.section("tls"), base)
     metrics_listen = _metrics_listen(root.section("metrics"), listen_port)
-    store = _store(root)
+    store = _store(root, base)
 
     demo = root.flag("demo", False)
     trace = _trace(root.section("trace"), demo=demo)
@@ -302,8 +302,12 @@ def _metrics_listen(section: Section, public_port: int) -> MetricsListen | None:
     return listen
 
 
-def _store(root: Section) -> StoreSettings:
-    """``store: memory`` (the default) or ``store: {url: redis://…, timeout: 0.25}``."""
+def _store(root: Section, base: Path) -> StoreSettings:
+    """``store: memory`` (the default) or ``store: {url: redis://…, timeout: 0.25, ca_file: …}``.
+
+    ``ca_file`` (a PEM file, relative to the config like ``tls:``) is the CA that signed a
+    ``rediss://`` server's certificate, when the system trust store does not know it.
+    """
     value = root.raw("store")
     if value is None or value == "memory":
         return StoreSettings()
@@ -313,11 +317,20 @@ def _store(root: Section) -> StoreSettings:
     section = root.section("store")
     url = section.text("url", "")  # empty (e.g. an unset ${VAR:-}): the per-process store
     timeout = section.number("timeout", 0.25, minimum=0.01, maximum=2.0)
+    ca_value = section.text("ca_file", "")
     section.finish()
     parts = split_url(url) if url else None
     if url and not getattr(url, "unresolved", False) and (parts is None or parts.scheme not in {"redis", "rediss"} or not parts.hostname):
         section.error("url", f"must be a redis:// or rediss:// URL, not {url!r}")
-    return StoreSettings(url=url or None, timeout=timeout)
+    ca_file = None
+    if ca_value:
+        path = Path(ca_value) if Path(ca_value).is_absolute() else base / ca_value
+        if not path.is_file():
+            section.error("ca_file", f"no file {path}")
+        if url and not getattr(url, "unresolved", False) and parts is not None and parts.scheme != "rediss":
+            section.error("ca_file", "needs a rediss:// URL (TLS)")
+        ca_file = str(path)
+    return StoreSettings(url=url or None, timeout=timeout, ca_file=ca_file)
 
 
 def _tls(section: Section, base: Path) -> TlsSettings | None:

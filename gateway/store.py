@@ -51,6 +51,9 @@ class StoreSettings:
 
     url: str | None = None
     timeout: float = 0.25
+    #: PEM file of the CA(s) that signed a ``rediss://`` server's certificate, for a Redis whose
+    #: certificate the system trust store does not know (a private CA); None: the system store.
+    ca_file: str | None = None
 
 
 def derive_hash_key(first_key: str) -> bytes:
@@ -114,10 +117,12 @@ class MemoryStore:
 class RedisStore:
     """Redis through redis-py's asyncio client; each call is one atomic Redis command."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, ca_file: str | None = None) -> None:
         import redis.asyncio as redis  # imported only when configured
 
-        self._client: Any = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0, decode_responses=True)
+        # ssl_* options exist only for rediss:// connections (the config refuses ca_file otherwise).
+        tls: dict[str, Any] = {"ssl_ca_certs": ca_file} if ca_file else {}
+        self._client: Any = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0, decode_responses=True, **tls)
 
     async def get(self, key: str) -> str | None:
         value = await self._client.get(key)
@@ -145,7 +150,7 @@ class SharedStore:
     def __init__(self, settings: StoreSettings, hash_key: bytes, metrics: Metrics, *, remote: RedisStore | None = None) -> None:
         self.settings = settings
         self.local = MemoryStore()
-        self.remote = remote if remote is not None else (RedisStore(settings.url) if settings.url else None)
+        self.remote = remote if remote is not None else (RedisStore(settings.url, ca_file=settings.ca_file) if settings.url else None)
         self.shared = self.remote is not None
         self._hash_key = hash_key
         self._metrics = metrics

@@ -118,29 +118,34 @@ class Redis:
         for _ in range(5):
             if not self.port:
                 self.port = free_port()  # released just before redis binds it: retried if taken meanwhile
-            self.process = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.directory)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+            self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready():
                 return
             self.stop()
             self.port = 0
         raise AssertionError("redis-server did not start")
 
+    def command(self) -> list[str]:
+        """The redis-server command line (a subclass adds a password or TLS)."""
+        return [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.directory)]
+
+    def ping(self) -> bool:
+        """True once the server answers PING on its port."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
     def _wait_ready(self) -> bool:
         assert self.process is not None
         for _ in range(100):
             if self.process.poll() is not None:
                 return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                pass
+            if self.ping():
+                return True
             time.sleep(0.05)
         return False
 

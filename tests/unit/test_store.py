@@ -49,11 +49,20 @@ def test_store_settings_load(tmp_path: Path, text: str, url: str | None) -> None
         ("store: {url: http://127.0.0.1:6379}", "redis:// or rediss://"),
         ("store: {url: redis://h:1/0, timeout: 5}", "timeout"),
         ("store: {url: redis://h:1/0, tls: true}", "unknown key"),
+        ("store: {url: rediss://h:1/0, ca_file: missing-ca.pem}", "ca_file: no file"),
+        ("store: {url: redis://h:1/0, ca_file: gateway.yaml}", "ca_file: needs a rediss://"),
     ],
 )
 def test_bad_store_settings_are_load_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(_config(tmp_path, text), env={})
+
+
+def test_store_ca_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    config = load_config(_config(tmp_path, "store: {url: rediss://h:1/0, ca_file: ca.pem}"), env={})
+    assert config.store.ca_file == str(tmp_path / "ca.pem")
+    assert load_config(_config(tmp_path, "store: {url: rediss://h:1/0}"), env={}).store.ca_file is None
 
 
 async def test_memory_claims_are_single_until_their_ttl() -> None:
