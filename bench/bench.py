@@ -362,7 +362,9 @@ def gateway_config(directory: Path, key: str, *, mappings: dict[str, str]) -> Pa
 def span(values: Sequence[float], digits: int = 0) -> str:
     """``min–max`` of a figure over the rounds (one value when they agree at this precision)."""
     low, high = f"{min(values):,.{digits}f}", f"{max(values):,.{digits}f}"
-    return low if low == high else f"{low}–{high}"
+    if low == high:
+        return low
+    return f"{low} to {high}" if min(values) < 0 else f"{low}–{high}"  # "-3–-1" would read badly
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = r"-?[\d,]+(\.\d+)?"
-SPAN = rf"{NUMBER}(–{NUMBER})?"
+SPAN = rf"{NUMBER}((–| to ){NUMBER})?"
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None, reason="the bench needs wrk (apt-get install wrk)")
 
