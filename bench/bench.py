@@ -430,7 +430,7 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
     python = sys.executable
     upstream_port = free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}/token"
-    upstream = fleet.start("upstream", [python, str(HERE / "servers.py"), "upstream", str(upstream_port)], upstream_port)
+    fleet.start("upstream", [python, str(HERE / "servers.py"), "upstream", str(upstream_port)], upstream_port)
     config = gateway_config(work / "gateway", key, mappings={"p": mapping_yaml(upstream_url)})
     cases = [
         Case("hello", "hello", "aiohttp hello-world", "/"),
@@ -512,7 +512,6 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
         load(fresh, authorize, seconds=seconds, connections=500, script=None)
         extras["rss"].append(fresh.peak_rss_mb())
         fleet.stop("rss")
-    del upstream
     report(cases, results, extras, rounds=rounds, seconds=seconds, mappings=mappings)
 
 
