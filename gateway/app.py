@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: Token requests are a few hundred bytes; anything far larger is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
+#: Upstream connections open at once to any one upstream host, out of 256 in all: a provider
+#: that hangs holds at most a quarter of the pool, so the others' calls still find connections.
+UPSTREAM_CONNECTIONS_PER_HOST = 64
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -62,7 +65,7 @@ async def readyz(request: web.Request) -> web.Response:
 def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
     async def http_client(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
             headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
             cookie_jar=aiohttp.DummyCookieJar(),
