@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from .appkeys import HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
+from .appkeys import HTTP_CLIENT, RECORD, RUNTIME, Runtime, RuntimeHolder, runtime_of
 from .config import Config
 from .handlers.authorize import authorize
 from .handlers.callback import callback
@@ -18,6 +18,7 @@ from .handlers.token import token
 from .logs import request_middleware
 from .metrics import METRICS, Metrics
 from .replay import REDEEMED, RedeemedCodes
+from .runner import DRAIN, Drain, body_deadline, drain_middleware
 from .session import CurrentFernet, RotatingCookieStorage
 
 __all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
@@ -39,6 +40,13 @@ async def never_a_traceback(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except web.HTTPException:
         raise
+    except ConnectionResetError:
+        # The client left in the middle of its request (body): its mistake, nobody to answer.
+        log.info("client disconnected during %s %s", request.method, request.path)
+        record = request.get(RECORD)
+        if record is not None:
+            record.outcome = "client_disconnect"
+        return web.Response(status=499, text="client disconnected\n")  # nginx's code; never sent
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response(
@@ -87,12 +95,19 @@ def create_app(config: Config) -> web.Application:
     storage = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
     metrics = Metrics()
     app = web.Application(
-        middlewares=[request_middleware(config.request_id_header), never_a_traceback, session_middleware(storage)],
+        middlewares=[
+            request_middleware(config.request_id_header),
+            drain_middleware,
+            never_a_traceback,
+            body_deadline(lambda request: runtime_of(request).config.connections),
+            session_middleware(storage),
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[RUNTIME] = holder
     app[METRICS] = metrics
     app[REDEEMED] = RedeemedCodes()
+    app[DRAIN] = Drain()
     app.cleanup_ctx.append(_http_client_context(config))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -108,7 +123,7 @@ def create_app(config: Config) -> web.Application:
 
 
 #: Settings that are bound when the server starts; a reload that changes them is refused.
-_RESTART_ONLY = ("host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout")
+_RESTART_ONLY = ("connections", "host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout")
 
 
 def reload_config(app: web.Application, config: Config) -> list[str]:
