@@ -34,6 +34,7 @@ from gateway.app import UPSTREAM_CONNECTIONS_PER_HOST, create_app
 from gateway.config import load_config
 from gateway.handlers import MAX_PARAM_LENGTH
 from gateway.logs import TEXT_FORMAT, TextFormatter
+from gateway.runner import DRAIN, GatewayRunner
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 Maker = Callable[..., Awaitable[Gateway]]
@@ -248,3 +249,121 @@ async def test_demo_forms_refuse_unreadable_bodies(demo_gateway: int, path: str,
     answer = await raw(demo_gateway, request)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
 
+
+
+# -- 2, 4, 8, 9: the server around the app (gateway.runner, as `gateway serve` runs it) ----------
+
+
+async def serve(tmp_path: Path, fake: FakeUpstream, more: str = "") -> tuple[int, web.Application, GatewayRunner]:
+    port = free_port()
+    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]
+    path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more)
+    config = load_config(path, env=env)
+    app = create_app(config)
+    runner = GatewayRunner(app, config.connections, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return port, app, runner
+
+
+TOKEN_HEAD = "POST /fake/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n"
+
+
+async def test_slow_body_and_slow_headers_meet_a_deadline(tmp_path: Path, fake: FakeUpstream) -> None:
+    port, _, runner = await serve(tmp_path, fake, "connections: {body_timeout: 0.3, header_timeout: 0.3}\n")
+    try:
+        slow_body = raw(port, TOKEN_HEAD.format(100).encode() + b"grant_type=")  # 89 bytes never come
+        slow_headers = raw(port, b"POST /fake/token HTTP/1.1\r\nHost: x\r\n")  # nor the end of the headers
+        body_answer, header_answer = await asyncio.wait_for(asyncio.gather(slow_body, slow_headers), 5)
+        assert body_answer.startswith(b"HTTP/1.1 408"), body_answer
+        assert header_answer.startswith(b"HTTP/1.1 408"), header_answer
+    finally:
+        await runner.cleanup()
+
+
+async def test_connections_over_the_cap_get_503_and_close(tmp_path: Path, fake: FakeUpstream) -> None:
+    port, _, runner = await serve(tmp_path, fake, "connections: {max: 3}\n")
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.05)
+        answer = await raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503") and b"Connection: close" in answer, answer
+    finally:
+        for _, writer in held:
+            writer.close()
+        await runner.cleanup()
+    assert answer
+
+
+SECRETS = ("sekret-code-123", "Basic c2VrcmV0", "sid=sekret-cookie")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /fake/callback?code=sekret-code-123&state=s HTTP/1.1 junk\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization : Basic c2VrcmV0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: sid=sekret-cookie\x01\r\n\r\n",
+        b"GET /fake/callback?code=sekret-code-123\x00 HTTP/1.1\r\n\r\n",
+    ],
+    ids=["bad-request-line", "bad-header-name", "control-in-cookie", "nul-in-target"],
+)
+async def test_malformed_requests_log_one_redacted_line(
+    tmp_path: Path, fake: FakeUpstream, caplog: pytest.LogCaptureFixture, request_bytes: bytes
+) -> None:
+    port, _, runner = await serve(tmp_path, fake)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            answer = await raw(port, request_bytes)
+    finally:
+        await runner.cleanup()
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400")), answer
+    assert not any(secret.encode() in answer for secret in SECRETS), answer
+    assert len(answer.split(b"\r\n\r\n", 1)[1]) < 64
+    noisy = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(noisy) == 1, [record.getMessage() for record in noisy]
+    for record in caplog.records:
+        text = record.getMessage() + str(record.exc_info or "") + str(record.exc_text or "")
+        assert not any(secret in text for secret in SECRETS), text
+        assert record.exc_info is None
+
+
+async def test_a_client_leaving_mid_body_is_a_disconnect(tmp_path: Path, fake: FakeUpstream, caplog: pytest.LogCaptureFixture) -> None:
+    port, _, runner = await serve(tmp_path, fake, "connections: {body_timeout: 5}\n")
+    try:
+        with caplog.at_level(logging.INFO):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(TOKEN_HEAD.format(1000).encode() + b"grant_type=refresh_token")
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.transport.abort()  # gone, halfway through the body
+            await asyncio.sleep(0.3)
+    finally:
+        await runner.cleanup()
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    lines = [record for record in caplog.records if record.name == "gateway.request"]
+    assert len(lines) == 1
+    assert getattr(lines[0], "outcome", "") == "client_disconnect"
+    assert getattr(lines[0], "status", 0) != 500
+
+
+async def test_sigterm_drain_closes_connections_and_answers_503_past_the_grace(tmp_path: Path) -> None:
+    async with FakeUpstream() as fake:
+        fake.fault = Fault(delay=3)  # longer than the grace
+        port, app, runner = await serve(tmp_path, fake)
+        drain = app[DRAIN]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b"grant_type=refresh_token&refresh_token=rt"
+        writer.write(TOKEN_HEAD.format(len(body)).encode().replace(b"\r\n\r\n", f"\r\nAuthorization: {BASIC}\r\n\r\n".encode()) + body)
+        await writer.drain()
+        async with asyncio.timeout(5):
+            while not fake.token_requests:
+                await asyncio.sleep(0.02)
+        drain.closing = True  # what SIGTERM does in gateway.server, then the grace runs out
+        drain.expired.set()
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        await runner.cleanup()
+    assert answer.startswith(b"HTTP/1.1 503"), answer
+    assert b"Connection: close" in answer
+    assert b"temporarily_unavailable" in answer
