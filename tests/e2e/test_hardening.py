@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from conftest import (
     write_gateway_files,
 )
 from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault, Grant
+from processes import start_gateway_process
 
 from gateway.app import UPSTREAM_CONNECTIONS_PER_HOST, create_app
 from gateway.config import load_config
@@ -367,3 +369,37 @@ async def test_sigterm_drain_closes_connections_and_answers_503_past_the_grace(t
     assert answer.startswith(b"HTTP/1.1 503"), answer
     assert b"Connection: close" in answer
     assert b"temporarily_unavailable" in answer
+
+
+@pytest.mark.parametrize("grace", [5.0, 0.3], ids=["in-grace", "past-grace"])
+async def test_sigterm_answers_in_flight_requests_with_connection_close(tmp_path: Path, grace: float) -> None:
+    """`gateway serve` itself: SIGTERM with a 1.5 s upstream call in flight."""
+    async with FakeUpstream() as fake:
+        fake.fault = Fault(delay=1.5)
+        port = free_port()
+        mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]
+        path, env = write_gateway_files(
+            tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=f"shutdown_grace: {grace}\n"
+        )
+        gateway = await start_gateway_process(path, port=port, env=env)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            body = f"grant_type=refresh_token&refresh_token={fake.issue_refresh_token()}".encode()
+            head = TOKEN_HEAD.format(len(body)).replace("\r\n\r\n", f"\r\nAuthorization: {BASIC}\r\n\r\n")
+            writer.write(head.encode() + body)
+            await writer.drain()
+            async with asyncio.timeout(5):
+                while not fake.token_requests:
+                    await asyncio.sleep(0.02)
+            gateway.signal(signal.SIGTERM)
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            assert await gateway.wait() == 0
+        finally:
+            await gateway.stop()
+    head_bytes = answer.split(b"\r\n\r\n", 1)[0]
+    assert b"Connection: close" in head_bytes, answer
+    if grace > 1.5:
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+    else:
+        assert answer.startswith(b"HTTP/1.1 503") and b"temporarily_unavailable" in answer, answer
