@@ -63,9 +63,15 @@ class _Protocol(RequestHandler):
         super().data_received(data)
         if len(self._messages) > waiting_before or self._payload_parser is not None:
             self._cancel_header_timer()
-        elif self._header_timer is None and self.transport is not None and not self._request_in_progress:
+        elif self._header_timer is None and self.transport is not None and self._awaiting_a_request():
             # Bytes of a request whose headers are not complete yet: they have a deadline.
             self._header_timer = self._loop.call_later(self.settings.header_timeout, self._headers_too_slow)
+
+    def _awaiting_a_request(self) -> bool:
+        """The connection waits for its next request (not in a body, not handling one)."""
+        waiter = self._waiter  # None too before the connection's first request is awaited
+        idle = waiter is None or not waiter.done()
+        return idle and not self._messages and not self._request_in_progress and self._current_request is None
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -74,7 +80,7 @@ class _Protocol(RequestHandler):
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
-        if self.transport is not None and not self._request_in_progress:
+        if self.transport is not None and self._awaiting_a_request():
             log.warning("request headers not complete within %gs: connection closed", self.settings.header_timeout)
             self.transport.write(_SLOW)
             self.force_close()
