@@ -156,6 +156,9 @@ def normalise(
     keep_refresh_token: bool = False,
 ) -> dict[str, Any]:
     """The RFC 6749 §5.1 body for ``answer``, or raise the ``OAuthError`` it amounts to."""
+    if 300 <= answer.status < 400:
+        # A redirect is never a token answer (RFC 6749 §5.1 is a 200), whatever body it carries.
+        raise ServerError(f"upstream answered a redirect (HTTP {answer.status})")
     try:
         document = parse_body(answer, rules.format)
     except ServerError:

@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from .appkeys import HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
+from .appkeys import HTTP_CLIENT, RECORD, RUNTIME, Runtime, RuntimeHolder, runtime_of
 from .config import Config
 from .handlers.authorize import authorize
 from .handlers.callback import callback
@@ -21,6 +21,7 @@ from .metadata import METADATA_PATH, metadata
 from .metrics import METRICS, Metrics
 from .refresh import FLIGHTS, RefreshFlights
 from .replay import REDEEMED, RedeemedCodes
+from .runner import DRAIN, Drain, body_deadline, drain_middleware
 from .session import CurrentFernet, RotatingCookieStorage
 from .store import derive_hash_key, store_context
 
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 #: Token requests are a few hundred bytes; anything far larger is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
+#: Upstream connections open at once to any one upstream host, out of 256 in all: a provider
+#: that hangs holds at most a quarter of the pool, so the others' calls still find connections.
+UPSTREAM_CONNECTIONS_PER_HOST = 64
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -40,6 +44,13 @@ async def never_a_traceback(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except web.HTTPException:
         raise
+    except ConnectionResetError:
+        # The client left in the middle of its request (body): its mistake, nobody to answer.
+        log.info("client disconnected during %s %s", request.method, request.path)
+        record = request.get(RECORD)
+        if record is not None:
+            record.outcome = "client_disconnect"
+        return web.Response(status=499, text="client disconnected\n")  # nginx's code; never sent
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response(
@@ -66,7 +77,7 @@ async def readyz(request: web.Request) -> web.Response:
 def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
     async def http_client(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
             headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -88,13 +99,20 @@ def create_app(config: Config) -> web.Application:
     storage = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
     metrics = Metrics()
     app = web.Application(
-        middlewares=[request_middleware(config.request_id_header), never_a_traceback, session_middleware(storage)],
+        middlewares=[
+            request_middleware(config.request_id_header),
+            drain_middleware,
+            never_a_traceback,
+            body_deadline(lambda request: runtime_of(request).config.connections),
+            session_middleware(storage),
+        ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[RUNTIME] = holder
     app[METRICS] = metrics
     app[REDEEMED] = RedeemedCodes()
     app[FLIGHTS] = RefreshFlights()
+    app[DRAIN] = Drain()
     app.cleanup_ctx.append(_http_client_context(config))
     app.cleanup_ctx.append(store_context(config.store, derive_hash_key(config.keys[0]), metrics))
     app.router.add_get("/healthz", healthz)
@@ -124,8 +142,8 @@ def create_app(config: Config) -> web.Application:
 
 #: Settings that are bound when the server starts; a reload that changes them is refused.
 _RESTART_ONLY = (
-    "host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout", "metrics", "trace",
-    "store",
+    "connections", "host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout",
+    "metrics", "trace", "store",
 )
 
 

@@ -26,8 +26,8 @@ from .trace import MIN_TOKEN_LENGTH, TraceSettings
 from .yamlfile import ConfigError, Problems, load_yaml
 
 __all__ = [
-    "Config", "CookieSettings", "TlsSettings", "MetricsListen", "load_config", "ConfigError", "DEFAULT_CONFIG",
-    "PUBLIC_EXAMPLE_KEYS",
+    "Config", "ConnectionSettings", "CookieSettings", "TlsSettings", "MetricsListen", "load_config", "ConfigError",
+    "DEFAULT_CONFIG", "PUBLIC_EXAMPLE_KEYS",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,26 @@ class MetricsListen:
 
 
 @dataclass(frozen=True)
+class ConnectionSettings:
+    """How long a client may take and how many may be connected (``connections:`` in gateway.yaml).
+
+    A slow client holds a file descriptor; without deadlines and a cap, a few thousand slow
+    clients starve everyone (slowloris). See :mod:`gateway.runner`.
+    """
+
+    max: int = 1000
+    """Open client connections at most; the next one gets 503 with ``Connection: close``."""
+    header_timeout: float = 10.0
+    """Seconds from a request's first byte to the end of its headers."""
+    body_timeout: float = 10.0
+    """Seconds to receive a request body once its headers are in."""
+    keepalive_timeout: float = 15.0
+    """Seconds an idle keep-alive connection stays open."""
+    backlog: int = 128
+    """The listen backlog (connections the kernel queues before the gateway accepts them)."""
+
+
+@dataclass(frozen=True)
 class Config:
     file: str
     host: str
@@ -89,6 +109,7 @@ class Config:
     demo: bool
     providers: Mapping[str, ProviderMapping] = field(default_factory=dict)
     metrics: MetricsListen | None = None
+    connections: ConnectionSettings = field(default_factory=lambda: ConnectionSettings())
     #: Mappings in the folder that ``providers:`` does not serve; loaded only for ``gateway check``.
     unserved: Mapping[str, ProviderMapping] = field(default_factory=dict)
     #: The flow trace (``trace:``), or None when it is off (the default).
@@ -218,6 +239,15 @@ def load_config(
     request_id_header = log_section.text("request_id_header", "X-Request-Id")
     log_section.finish()
     shutdown_grace = root.number("shutdown_grace", 10.0, minimum=0.0, maximum=300.0)
+    conn = root.section("connections")
+    connections = ConnectionSettings(
+        max=conn.integer("max", 1000, minimum=1, maximum=1_000_000),
+        header_timeout=conn.number("header_timeout", 10.0, minimum=0.1, maximum=300.0),
+        body_timeout=conn.number("body_timeout", 10.0, minimum=0.1, maximum=300.0),
+        keepalive_timeout=conn.number("keepalive_timeout", 15.0, minimum=0.1, maximum=3600.0),
+        backlog=conn.integer("backlog", 128, minimum=1, maximum=65535),
+    )
+    conn.finish()
     tls = _tls(root.section("tls"), base)
     metrics_listen = _metrics_listen(root.section("metrics"), listen_port)
     store = _store(root, base)
@@ -269,6 +299,7 @@ def load_config(
         demo=demo,
         providers=providers,
         metrics=metrics_listen,
+        connections=connections,
         unserved=unserved,
         trace=trace,
         store=store,

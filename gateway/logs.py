@@ -27,7 +27,7 @@ from aiohttp.typedefs import Middleware
 from .appkeys import RECORD, RequestRecord
 from .metrics import METRICS
 
-__all__ = ["JsonFormatter", "setup_logging", "request_middleware"]
+__all__ = ["JsonFormatter", "TextFormatter", "TEXT_FORMAT", "setup_logging", "request_middleware", "escape_controls"]
 
 log = logging.getLogger("gateway.request")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -52,15 +52,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
-class _TextFormatter(logging.Formatter):
-    """Plain text, with ``extra=`` fields appended as key=value (those the message says, left out)."""
+#: C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as ``\\xNN`` / ``\\uNNNN``.
+
+    A request path is decoded (``%0A`` becomes a newline), so without this a client could forge
+    whole log lines or send terminal escapes to whoever reads the log (CWE-117).
+    """
+    return _CONTROLS.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text, with ``extra=`` fields appended as key=value (those the message says, left out).
+
+    Every part of the line that can carry input — the message and each field — has its control
+    characters escaped, so one record is always one line. A traceback (``exc_info``) keeps its
+    own lines: it is the gateway's own text.
+    """
 
     _IN_MESSAGE = frozenset({"method", "path", "status"})
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = " ".join(
-            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD and key not in self._IN_MESSAGE
+            f"{key}={escape_controls(str(value))}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD and key not in self._IN_MESSAGE
         )
         return f"{line} {fields}" if fields else line
 
@@ -69,7 +94,7 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     """Configure the root logger once (``serve``); tests keep pytest's own handlers."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if fmt == "json" else _TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -27,6 +27,7 @@ from aiohttp import web
 from . import discovery
 from .app import create_app, reload_config
 from .config import Config, ConfigError, load_config
+from .runner import DRAIN, GatewayRunner, accept_error_handler
 
 __all__ = ["serve", "ssl_context"]
 
@@ -81,13 +82,30 @@ def serve(config: Config, *, path: Path, host: str | None = None, port: int | No
         loop.remove_signal_handler(signal.SIGHUP)
 
     app.cleanup_ctx.append(on_sighup)
-    web.run_app(
-        app,
-        host=config.host,
-        port=config.port,
-        ssl_context=ssl_context(config),
-        shutdown_timeout=config.shutdown_grace,
-        access_log=None,
-        print=None,
-    )
+    asyncio.run(_run(app, config))
     log.info("stopped")
+
+
+async def _run(app: web.Application, config: Config) -> None:
+    """Serve until SIGTERM/SIGINT, then drain: answers close their connections, and what is still
+    running after ``shutdown_grace`` is answered 503 (:mod:`gateway.runner`)."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(accept_error_handler)
+    settings = config.connections
+    runner = GatewayRunner(app, settings, access_log=None, shutdown_timeout=config.shutdown_grace + 1.0)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, config.host, config.port, ssl_context=ssl_context(config), backlog=settings.backlog
+    )
+    await site.start()
+    log.info("listening on %s:%d", config.host, config.port)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        drain = app[DRAIN]
+        drain.closing = True
+        loop.call_later(config.shutdown_grace, drain.expired.set)
+        await runner.cleanup()

@@ -111,16 +111,22 @@ class FlowStore:
             del flows[oldest]
         self._session["flows"] = flows
 
-    def take(self, nonce: str, *, now: float | None = None) -> dict[str, Any] | None:
+    def take(self, nonce: str, *, provider: str, now: float | None = None) -> dict[str, Any] | None:
         """Remove and return the flow for ``nonce`` (single use), or ``None``.
+
+        A flow that belongs to another ``provider`` is left alone (``None``): a callback at the
+        wrong provider's path must not spend the flow the right one will complete.
 
         A short fingerprint of each completed nonce stays behind for a while, so that a callback
         opened twice (reload, back button) can be told apart from a forged or foreign one.
         """
         current = time.time() if now is None else now
         flows = self._live(current)
-        flow = flows.pop(nonce, None)
-        if flow is not None:
+        flow = flows.get(nonce)
+        if flow is not None and flow.get("p") != provider:
+            flow = None
+        elif flow is not None:
+            del flows[nonce]
             done = [mark for mark in self._session.get("done", []) if isinstance(mark, str)]
             self._session["done"] = (done + [_fingerprint(nonce)])[-self._settings.max_flows :]
         self._session["flows"] = flows

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import ClientSession, web
+from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict
 
 from ..seal import Sealer, SealError
@@ -55,7 +56,7 @@ DEMO_HTTP: web.AppKey[ClientSession] = web.AppKey("demo_http", ClientSession)
 
 
 async def read_form(request: web.Request) -> MultiDict[str] | None:
-    """The urlencoded form body, or ``None`` when it is too large to be a demo form.
+    """The urlencoded form body, or ``None`` when it is too large or malformed to be a demo form.
 
     Checked before reading so an oversized body never reaches the parser; the app's own
     ``client_max_size`` still bounds a chunked body that declares no length. File uploads are
@@ -64,7 +65,13 @@ async def read_form(request: web.Request) -> MultiDict[str] | None:
     length = request.content_length
     if length is not None and length > MAX_FORM_BYTES:
         return None
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, AssertionError, RuntimeError, RequestPayloadError):
+        # Not UTF-8 for its charset (UnicodeDecodeError), an unknown charset (LookupError),
+        # broken multipart (ValueError, AssertionError, RuntimeError in aiohttp's parser):
+        # not a form a demo page sent, so the caller answers its 400 page.
+        return None
     fields: MultiDict[str] = MultiDict()
     for key, value in form.items():
         if isinstance(value, str):

@@ -30,7 +30,7 @@ from ..oauth import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, re
 from ..replay import claim_state
 from ..session import FlowStore
 from ..upstream import prepare_token_request
-from . import exchange, outcome, provider_of, single_params, unknown_provider
+from . import MAX_PARAM_LENGTH, exchange, outcome, provider_of, single_params, unknown_provider
 
 __all__ = ["callback", "CODE_PURPOSE"]
 
@@ -109,8 +109,8 @@ async def callback(request: web.Request) -> web.Response:
 
     flows = await FlowStore.of(request, runtime.config.cookie)
     nonce = params.get("state", "")
-    flow = flows.take(nonce) if nonce else None
-    if flow is None or flow.get("p") != mapping.name:
+    flow = flows.take(nonce, provider=mapping.name) if nonce else None
+    if flow is None:
         outcome(request, "lost_flow")
         trace.called_back(request, mapping, params, failure="lost_flow")
         return error_page(_lost_flow(flows, nonce))
@@ -174,5 +174,9 @@ async def callback(request: web.Request) -> web.Response:
     if context:
         sealed["x"] = context
     platform_code = runtime.sealer.seal(CODE_PURPOSE, sealed, ttl=runtime.config.code_ttl)
+    if len(platform_code) > MAX_PARAM_LENGTH:
+        # /token refuses a longer `code`: a code issued here must be one /token redeems.
+        outcome(request, "server_error")
+        return _to_platform(flow, {"error": "server_error", "error_description": "upstream code is too long"}, fragment=False)
     outcome(request, "success")
     return trace_redirect(request, _to_platform(flow, {"code": platform_code}, fragment=False), code=platform_code)

@@ -55,10 +55,11 @@ import base64
 import gzip
 import hashlib
 import json
+import logging
 import os
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,6 +73,7 @@ from conftest import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
+    UPSTREAM_SECRET,
     VENDOR,
     Gateway,
     GatewayFactory,
@@ -178,6 +180,58 @@ CORPUS_URIS = [uri for _, uri in load_corpus()]
 GOOD_TOKEN = (200, "application/json", b'{"access_token":"at-1","token_type":"bearer","expires_in":3600,"refresh_token":"rt-1"}')
 
 
+#: The sealing keys of the gateways started here (fuzz_gateway adds its own).
+_SEALING_KEYS: set[str] = set()
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def log_audit(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every fuzz test, counted: the gateway's 5xx answers, and log lines holding a secret.
+
+    A 5xx is allowed only after an upstream call (502/503 for an upstream's answer or silence);
+    any other is a bug. A line holding the platform secret, the upstream secret or a sealing key
+    is a bug whatever its level. The counts are printed (``-s``) for the long run's report.
+    """
+    capture = _Capture()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(level)
+    secrets_ = [PLATFORM_SECRET, UPSTREAM_SECRET, *_SEALING_KEYS]
+    formatter = logging.Formatter()
+    leaking = []
+    for record in capture.records:
+        text = record.getMessage() + " " + repr(vars(record)) + (formatter.formatException(record.exc_info) if record.exc_info else "")
+        if any(secret in text for secret in secrets_):
+            leaking.append(record.getMessage())
+    answers = [record for record in capture.records if record.name == "gateway.request"]
+    server_errors = [record for record in answers if getattr(record, "status", 0) >= 500]
+    unexplained = [
+        record for record in server_errors
+        if getattr(record, "upstream_status", None) is None and not getattr(record, "upstream_failure", "")
+    ]
+    print(
+        f"\n[fuzz audit] {request.node.name}: {len(answers)} answers, {len(server_errors)} 5xx "
+        f"({len(unexplained)} without an upstream call), {len(capture.records)} log lines, {len(leaking)} holding a secret"
+    )
+    assert not leaking, leaking[:3]
+    assert not unexplained, [record.getMessage() for record in unexplained[:3]]
+
+
 @dataclass
 class Recorder:
     """Plays the upstream token endpoint: answers ``answer`` and records each request's parameters."""
@@ -225,6 +279,7 @@ async def fuzz_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream
         "implicit": mapping_yaml(upstream, token_url=recorder.url, extra="grant: implicit\n"),
     }
     gateway = await start_gateway(tmp_path, mappings, port=gateway_port)
+    _SEALING_KEYS.update(gateway.config.keys)
     yield gateway
     await gateway.runner.cleanup()
 
