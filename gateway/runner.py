@@ -144,7 +144,10 @@ def body_deadline(settings: Callable[[web.Request], ConnectionSettings]) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         length = request.content_length
-        if request.body_exists and (length is None or length <= request.client_max_size):
+        # A stream that failed already (e.g. a gzip body that does not decompress) never reaches
+        # EOF, and wait_eof() does not look at the stored error: the handler's read reports it.
+        failed = request.content.exception() is not None
+        if request.body_exists and not failed and (length is None or length <= request.client_max_size):
             timeout = settings(request).body_timeout
             try:
                 async with asyncio.timeout(timeout):
@@ -156,6 +159,8 @@ def body_deadline(settings: Callable[[web.Request], ConnectionSettings]) -> Any:
                 response = web.Response(status=408, text="too slow\n", content_type="text/plain")
                 response.force_close()
                 return response
+            except Exception:  # noqa: BLE001 - e.g. a gzip body that does not decompress:
+                pass  # the stream keeps the error, and the handler's own read answers it as the handler does
         return await handler(request)
 
     return middleware
