@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,10 +13,10 @@ from .. import trace
 from ..answer import normalise
 from ..appkeys import HTTP_CLIENT, record_of, runtime_of
 from ..mapping import ProviderMapping
-from ..oauth import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable
+from ..oauth import InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable, token_error_response
 from ..upstream import PreparedRequest, send
 
-__all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange"]
+__all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "json_post_endpoint"]
 
 #: Longest value accepted for any single request parameter (codes, states, URIs, verifiers).
 MAX_PARAM_LENGTH = 4096
@@ -101,3 +102,27 @@ async def exchange(
 
 def unknown_provider(request: web.Request) -> OAuthError:
     return OAuthError("there is no such provider on this gateway", error="invalid_request", status=404)
+
+
+async def json_post_endpoint(
+    request: web.Request,
+    endpoint: str,
+    handle: Callable[[web.Request, ProviderMapping], Awaitable[web.Response]],
+    *,
+    title: str,
+) -> web.Response:
+    """The frame of the JSON endpoints the platform POSTs to (``/token``, ``/revoke``): the provider,
+    POST only (RFC 6749 §3.2, RFC 7009 §2.1; else a JSON 405 with ``Allow``), and every
+    :class:`OAuthError` as its JSON answer (RFC 6749 §5.2)."""
+    mapping = provider_of(request, endpoint)
+    if mapping is None:
+        return token_error_response(unknown_provider(request))
+    if request.method != "POST":
+        response = token_error_response(OAuthError(f"the {title} endpoint takes POST", error="invalid_request", status=405))
+        response.headers["Allow"] = "POST"
+        return response
+    try:
+        return await handle(request, mapping)
+    except OAuthError as err:
+        outcome(request, err.error)
+        return token_error_response(err, basic_auth_used="Authorization" in request.headers)

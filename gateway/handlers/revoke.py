@@ -22,7 +22,7 @@ from ..clientauth import authenticate, read_credentials
 from ..mapping import ProviderMapping, RevokeRequest
 from ..oauth import InvalidClient, InvalidRequest, OAuthError, TemporarilyUnavailable, token_error_response
 from ..upstream import PreparedRequest, basic_auth_header, send
-from . import outcome, provider_of, read_form, unknown_provider
+from . import json_post_endpoint, outcome, read_form
 
 __all__ = ["revoke"]
 
@@ -90,15 +90,4 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
 
 
 async def revoke(request: web.Request) -> web.Response:
-    mapping = provider_of(request, "revoke")
-    if mapping is None:
-        return token_error_response(unknown_provider(request))
-    if request.method != "POST":  # RFC 7009 §2.1: the client sends an HTTP POST
-        response = token_error_response(OAuthError("the revocation endpoint takes POST", error="invalid_request", status=405))
-        response.headers["Allow"] = "POST"
-        return response
-    try:
-        return await _handle(request, mapping)
-    except OAuthError as err:
-        outcome(request, err.error)
-        return token_error_response(err, basic_auth_used="Authorization" in request.headers)
+    return await json_post_endpoint(request, "revoke", _handle, title="revocation")

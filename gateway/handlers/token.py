@@ -39,7 +39,7 @@ from ..refresh import refresh_with_grace
 from ..replay import REDEEMED, claim_shared, fingerprint, release_shared
 from ..seal import SealError
 from ..upstream import prepare_token_request
-from . import exchange, outcome, provider_of, read_form, unknown_provider
+from . import exchange, json_post_endpoint, outcome, read_form
 from .callback import CODE_PURPOSE
 from .client_credentials import client_credentials_grant
 
@@ -180,17 +180,6 @@ async def _refresh_token(
 
 
 async def token(request: web.Request) -> web.Response:
-    mapping = provider_of(request, "token")
-    if mapping is None:
-        return token_error_response(unknown_provider(request))
-    if request.method != "POST":  # RFC 6749 §3.2: the token endpoint takes POST only
-        response = token_error_response(OAuthError("the token endpoint takes POST", error="invalid_request", status=405))
-        response.headers["Allow"] = "POST"
-        return response
-    try:
-        response = await _handle(request, mapping)
-    except OAuthError as err:
-        outcome(request, err.error)
-        response = token_error_response(err, basic_auth_used="Authorization" in request.headers)
+    response = await json_post_endpoint(request, "token", _handle, title="token")
     trace.token_answered(request, response)
     return response
