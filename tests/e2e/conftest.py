@@ -28,6 +28,14 @@ VENDOR = "M2AAAAAAAAAAAA"
 ALEXA_REDIRECT = f"https://pitangui.amazon.com/api/skill/link/{VENDOR}"
 PLATFORM_ID = "alexa-skill"
 PLATFORM_SECRET = "alexa-skill-secret"
+#: The ``platform:`` block of the test mappings: Alexa, this vendor, the secret from the environment.
+ALEXA_PLATFORM_YAML = (
+    "platform:\n"
+    "  profile: alexa\n"
+    f"  vendor_ids: [{VENDOR}]\n"
+    f"  client_id: {PLATFORM_ID}\n"
+    "  client_secret: ${PLATFORM_SECRET}\n"
+)
 UPSTREAM_ID = "gateway-client"
 UPSTREAM_SECRET = "gateway-client-secret"
 #: The same gateway registered a second time at the upstream, for client_secret_post.
@@ -87,11 +95,7 @@ def mapping_yaml(
     ``upstream:``, ``upstream.authorize:`` and ``upstream.token:``; ``token_url`` points the token
     requests somewhere else than the oidc-provider (a recording or misbehaving test server)."""
     return (
-        "platform:\n"
-        "  profile: alexa\n"
-        f"  vendor_ids: [{VENDOR}]\n"
-        f"  client_id: {PLATFORM_ID}\n"
-        "  client_secret: ${PLATFORM_SECRET}\n"
+        ALEXA_PLATFORM_YAML
         + _block(platform_extra, 2)
         + "upstream:\n"
         f"  issuer: {upstream.issuer}\n"

@@ -21,7 +21,16 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, VENDOR, Gateway, free_port, query_of, write_gateway_files
+from conftest import (
+    ALEXA_PLATFORM_YAML,
+    ALEXA_REDIRECT,
+    PLATFORM_ID,
+    PLATFORM_SECRET,
+    Gateway,
+    free_port,
+    query_of,
+    write_gateway_files,
+)
 
 from gateway.app import create_app
 from gateway.config import load_config
@@ -94,11 +103,7 @@ async def regional() -> AsyncIterator[RegionalUpstream]:
 def regional_mapping(upstream: RegionalUpstream, *, state_param: bool = False, keep: bool = True) -> str:
     token_url = f"http://{{accounts_server}}:{upstream.port}/token" if keep else f"http://{REGIONS[1]}:{upstream.port}/token"
     return (
-        "platform:\n"
-        "  profile: alexa\n"
-        f"  vendor_ids: [{VENDOR}]\n"
-        f"  client_id: {PLATFORM_ID}\n"
-        "  client_secret: ${PLATFORM_SECRET}\n"
+        ALEXA_PLATFORM_YAML
         + (
             "callback:\n"
             "  keep:\n"

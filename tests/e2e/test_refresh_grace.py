@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, VENDOR, free_port, write_gateway_files
+from conftest import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, write_gateway_files
 from processes import GatewayProcess, start_gateway_process
 
 from gateway.app import create_app
@@ -87,12 +87,8 @@ async def rotating() -> AsyncIterator[tuple[RotatingUpstream, str]]:
 def mapping(token_url: str, *, grace: int | None = None) -> str:
     refresh = f"\n    refresh: {{grace: {grace}}}" if grace is not None else ""
     return (
-        "platform:\n"
-        "  profile: alexa\n"
-        f"  vendor_ids: [{VENDOR}]\n"
-        f"  client_id: {PLATFORM_ID}\n"
-        "  client_secret: ${PLATFORM_SECRET}\n"
-        "upstream:\n"
+        ALEXA_PLATFORM_YAML
+        + "upstream:\n"
         "  client_id: up\n"
         "  client_secret: ${UPSTREAM_SECRET}\n"
         '  authorize: {url: "http://127.0.0.1:9/authorize"}\n'

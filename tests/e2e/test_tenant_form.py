@@ -17,7 +17,16 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, VENDOR, Gateway, free_port, query_of, write_gateway_files
+from conftest import (
+    ALEXA_PLATFORM_YAML,
+    ALEXA_REDIRECT,
+    PLATFORM_ID,
+    PLATFORM_SECRET,
+    Gateway,
+    free_port,
+    query_of,
+    write_gateway_files,
+)
 
 from gateway.app import create_app
 from gateway.config import load_config
@@ -48,12 +57,8 @@ class Fields(HTMLParser):
 
 def _mapping(*, tenant: str, authorize: str, token: str) -> str:
     return (
-        "platform:\n"
-        "  profile: alexa\n"
-        f"  vendor_ids: [{VENDOR}]\n"
-        f"  client_id: {PLATFORM_ID}\n"
-        "  client_secret: ${PLATFORM_SECRET}\n"
-        f"tenant: {tenant}\n"
+        ALEXA_PLATFORM_YAML
+        + f"tenant: {tenant}\n"
         "upstream:\n"
         "  client_id: up\n"
         "  client_secret: ${UPSTREAM_SECRET}\n"
