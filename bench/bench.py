@@ -265,8 +265,8 @@ def code_script(keys: Sequence[str]) -> Callable[[Path, float], str]:
     The codes are sealed here with the gateway's key, exactly as its /callback seals them, enough
     for the run at a rate no 2-core machine reaches.
     """
-    from gateway.handlers.callback import CODE_PURPOSE
-    from gateway.seal import Sealer
+    from gateway.oauth.seal import Sealer
+    from gateway.web.handlers.callback import CODE_PURPOSE
 
     sealer = Sealer(keys)
     serial = iter(range(10**9))
@@ -441,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk: apt-get install wrk")
     sys.path.insert(0, str(ROOT))
-    from gateway.seal import generate_key
+    from gateway.oauth.seal import generate_key
 
     with workdir() as work:
         fleet = Fleet(work)

@@ -1,5 +1,5 @@
 """``python -m gateway`` is the ``gateway`` command."""
 
-from .cli import main
+from gateway.cli.commands import main
 
 raise SystemExit(main())

@@ -6,7 +6,7 @@ so a refresh retried at another replica, or a code or ``state`` replayed there, 
 
 Keys are short (``gw:<kind>:<hmac>``) and every key has a TTL. The HMAC key is derived from the
 gateway's first key, so a key name never reveals a token, code or nonce. Values that hold tokens
-are sealed by the caller (:mod:`gateway.refresh`) before they get here. Locks and claims are
+are sealed by the caller (:mod:`gateway.oauth.refresh`) before they get here. Locks and claims are
 Redis's own atomic ``SET NX PX``; nothing here is a home-made protocol.
 
 Redis down or slow must never cost a link: every operation has a deadline well inside the
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .metrics import Metrics
+    from gateway.observe.metrics import Metrics
 
 __all__ = ["StoreSettings", "MemoryStore", "RedisStore", "SharedStore", "STORE", "derive_hash_key"]
 

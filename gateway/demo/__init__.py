@@ -10,7 +10,7 @@ outside service. The gateway's app then holds three parties:
   with an odd dialect the mapping translates.
 
 Like the gateway, the demo keeps no server memory: every piece of state is sealed with the
-gateway's :class:`~gateway.seal.Sealer`, so it works across replicas. Its client secrets are
+gateway's :class:`~gateway.oauth.seal.Sealer`, so it works across replicas. Its client secrets are
 public: never enable it on a gateway that faces the internet.
 """
 
@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from ..seal import Sealer
-from . import platform, upstream
-from .common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings
+from gateway.demo import platform, upstream
+from gateway.demo.common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings
+from gateway.oauth.seal import Sealer
 
 __all__ = ["demo_mapping_file", "setup_demo", "DEMO_SETTINGS", "DEMO_HTTP", "DemoSettings"]
 

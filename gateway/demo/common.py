@@ -14,7 +14,7 @@ from aiohttp import ClientSession, web
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict
 
-from ..seal import Sealer, SealError
+from gateway.oauth.seal import Sealer, SealError
 
 __all__ = [
     "DemoSettings",

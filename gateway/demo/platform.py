@@ -29,11 +29,11 @@ from urllib.parse import quote, quote_plus, urlencode
 import aiohttp
 from aiohttp import web
 
-from ..oauth import redirect
-from ..trace import STYLE as TRACE_STYLE
-from ..trace import TRACE, render_flow
-from .common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings, open_field, read_form
-from .pages import esc, hidden, message_page, page
+from gateway.demo.common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings, open_field, read_form
+from gateway.demo.pages import esc, hidden, message_page, page
+from gateway.oauth.responses import redirect
+from gateway.observe.trace import STYLE as TRACE_STYLE
+from gateway.observe.trace import TRACE, render_flow
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "STATE_COOKIE", "add_routes", "basic_auth", "shorten"]
 

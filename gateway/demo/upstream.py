@@ -28,9 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..oauth import NO_STORE, add_to_uri, redirect
-from .common import DEMO_SETTINGS, DemoSettings, open_field, read_form
-from .pages import esc, hidden, message_page, page
+from gateway.demo.common import DEMO_SETTINGS, DemoSettings, open_field, read_form
+from gateway.demo.pages import esc, hidden, message_page, page
+from gateway.oauth.responses import NO_STORE, add_to_uri, redirect
 
 __all__ = [
     "CLIENT_ID",

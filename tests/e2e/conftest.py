@@ -1,7 +1,7 @@
 """End-to-end fixtures: a real upstream (oidc-provider), the real gateway, a client playing Alexa.
 
 Everything listens on 127.0.0.1. The gateway is configured the way an operator would do it: a
-gateway.yaml and a mapping file written to disk and loaded by :func:`gateway.config.load_config`.
+gateway.yaml and a mapping file written to disk and loaded by :func:`gateway.config.settings.load_config`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from upstream_oidc import OidcUpstream, SharedOidcProviders, login_and_consent, running_oidc_provider  # noqa: F401
 
-from gateway.app import create_app
-from gateway.config import Config, load_config
-from gateway.seal import generate_key
+from gateway.config.settings import Config, load_config
+from gateway.oauth.seal import generate_key
+from gateway.web.app import create_app
 
 VENDOR = "M2AAAAAAAAAAAA"
 ALEXA_REDIRECT = f"https://pitangui.amazon.com/api/skill/link/{VENDOR}"

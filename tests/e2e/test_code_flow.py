@@ -26,8 +26,8 @@ from conftest import (
 )
 from upstream_oidc import login_and_consent
 
-from gateway.handlers.callback import CODE_PURPOSE
-from gateway.seal import Sealer, generate_key
+from gateway.oauth.seal import Sealer, generate_key
+from gateway.web.handlers.callback import CODE_PURPOSE
 
 
 def basic(client_id: str = PLATFORM_ID, secret: str = PLATFORM_SECRET) -> str:

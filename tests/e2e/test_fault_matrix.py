@@ -48,10 +48,10 @@ from conftest import (
 from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app
-from gateway.config import load_config
-from gateway.handlers.callback import CODE_PURPOSE
-from gateway.seal import Sealer
+from gateway.config.settings import load_config
+from gateway.oauth.seal import Sealer
+from gateway.web.app import create_app
+from gateway.web.handlers.callback import CODE_PURPOSE
 
 PROVIDER = "fake"
 #: The mapping's ``upstream.token.timeout`` in these tests.

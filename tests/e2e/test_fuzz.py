@@ -1,6 +1,6 @@
 """Robustness proof: an open-redirect corpus and property-based fuzzing of every endpoint.
 
-Everything runs against the real gateway on 127.0.0.1 (``gateway.config.load_config`` +
+Everything runs against the real gateway on 127.0.0.1 (``gateway.config.settings.load_config`` +
 ``create_app``, as ``gateway serve`` runs it), in front of the real oidc-provider upstream; where the
 test must see or choose what the upstream token endpoint answers, the mappings point ``token.url``
 at a small recording aiohttp server (:class:`Recorder`).
@@ -87,10 +87,10 @@ from listening import start_site
 from multidict import CIMultiDict
 from upstream_oidc import OidcUpstream, login_and_consent
 
-from gateway.oauth import TOKEN_ERRORS
-from gateway.platforms import RedirectPolicy
-from gateway.replay import REDEEMED
-from gateway.seal import Sealer, generate_key
+from gateway.oauth.platforms import RedirectPolicy
+from gateway.oauth.replay import REDEEMED
+from gateway.oauth.responses import TOKEN_ERRORS
+from gateway.oauth.seal import Sealer, generate_key
 from gateway.store import STORE
 
 T = TypeVar("T")

@@ -505,7 +505,7 @@ async def test_rotated_refresh_token_is_passed_on(
     r3 = third.body["refresh_token"]
     assert r3 not in (r1, r2)
 
-    # Within the grace window the spent token gets its own answer again (gateway/refresh.py);
+    # Within the grace window the spent token gets its own answer again (gateway/oauth/refresh.py);
     # after it, the upstream's invalid_grant (test_refresh_grace.py).
     replay = await post_token(platform, gateway, refresh_form(r1))
     assert (replay.status, replay.body) == (200, second.body), replay.body

@@ -32,11 +32,11 @@ from conftest import (
 from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault, Grant
 from processes import start_gateway_process
 
-from gateway.app import UPSTREAM_CONNECTIONS_PER_HOST, create_app
-from gateway.config import load_config
-from gateway.handlers import MAX_PARAM_LENGTH
-from gateway.logs import TEXT_FORMAT, TextFormatter
-from gateway.runner import DRAIN, GatewayRunner
+from gateway.config.settings import load_config
+from gateway.observe.logs import TEXT_FORMAT, TextFormatter
+from gateway.web.app import UPSTREAM_CONNECTIONS_PER_HOST, create_app
+from gateway.web.handlers import MAX_PARAM_LENGTH
+from gateway.web.runner import DRAIN, GatewayRunner
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 Maker = Callable[..., Awaitable[Gateway]]
@@ -253,7 +253,7 @@ async def test_demo_forms_refuse_unreadable_bodies(demo_gateway: int, path: str,
 
 
 
-# -- 2, 4, 8, 9: the server around the app (gateway.runner, as `gateway serve` runs it) ----------
+# -- 2, 4, 8, 9: the server around the app (gateway.web.runner, as `gateway serve` runs it) ----------
 
 
 async def serve(tmp_path: Path, fake: FakeUpstream, more: str = "") -> tuple[int, web.Application, GatewayRunner]:
@@ -361,7 +361,7 @@ async def test_sigterm_drain_closes_connections_and_answers_503_past_the_grace(t
         async with asyncio.timeout(5):
             while not fake.token_requests:
                 await asyncio.sleep(0.02)
-        drain.closing = True  # what SIGTERM does in gateway.server, then the grace runs out
+        drain.closing = True  # what SIGTERM does in gateway.web.server, then the grace runs out
         drain.expired.set()
         answer = await asyncio.wait_for(reader.read(), 5)
         writer.close()

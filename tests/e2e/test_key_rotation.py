@@ -22,9 +22,9 @@ from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, mapping_yaml, query_of
 from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
 
-from gateway.app import create_app
-from gateway.config import load_config
-from gateway.seal import generate_key
+from gateway.config.settings import load_config
+from gateway.oauth.seal import generate_key
+from gateway.web.app import create_app
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 OLD, NEW = generate_key(), generate_key()

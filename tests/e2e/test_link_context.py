@@ -1,4 +1,4 @@
-"""Per-link context end to end (gateway/linkcontext.py), against real servers on loopback.
+"""Per-link context end to end (gateway/oauth/linkcontext.py), against real servers on loopback.
 
 * An upstream that refuses a token request without the ``state`` it saw at authorization time.
 * An upstream with two "regions" (127.0.0.2 and 127.0.0.3, the same port): its callback names the
@@ -32,10 +32,10 @@ from conftest import (
     write_gateway_files,
 )
 
-from gateway.app import create_app
-from gateway.config import load_config
-from gateway.linkcontext import link_sealer, seal_refresh
-from gateway.seal import generate_key
+from gateway.config.settings import load_config
+from gateway.oauth.linkcontext import link_sealer, seal_refresh
+from gateway.oauth.seal import generate_key
+from gateway.web.app import create_app
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 REGIONS = ("127.0.0.2", "127.0.0.3")

@@ -19,9 +19,9 @@ from listening import start_site
 from processes import start_gateway_process
 from upstream_oidc import OidcUpstream
 
-from gateway.cli import main
-from gateway.config import load_config
-from gateway.linktest import Check, run_linktest
+from gateway.cli.commands import main
+from gateway.cli.linktest import Check, run_linktest
+from gateway.config.settings import load_config
 
 
 def verdicts(checks: list[Check]) -> dict[str, str]:

@@ -39,8 +39,8 @@ from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.handlers.callback import CODE_PURPOSE
-from gateway.seal import Sealer, generate_key
+from gateway.oauth.seal import Sealer, generate_key
+from gateway.web.handlers.callback import CODE_PURPOSE
 
 PROVIDER = "fake"
 FLOWS = 500

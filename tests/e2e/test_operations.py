@@ -40,11 +40,11 @@ from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 from upstream_oidc import OidcUpstream, login_and_consent
 
-from gateway.app import reload_config
-from gateway.config import load_config
-from gateway.handlers.callback import CODE_PURPOSE
-from gateway.logs import JsonFormatter
-from gateway.seal import Sealer, generate_key
+from gateway.config.settings import load_config
+from gateway.oauth.seal import Sealer, generate_key
+from gateway.observe.logs import JsonFormatter
+from gateway.web.app import reload_config
+from gateway.web.handlers.callback import CODE_PURPOSE
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 

@@ -19,11 +19,11 @@ from builders import self_signed
 from conftest import free_port, mapping_yaml, write_gateway_files
 from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
 
-from gateway.app import create_app
-from gateway.cli import main
-from gateway.config import ConfigError, load_config
-from gateway.health import check_health, health_url
-from gateway.server import ssl_context
+from gateway.cli.commands import main
+from gateway.cli.health import check_health, health_url
+from gateway.config.settings import ConfigError, load_config
+from gateway.web.app import create_app
+from gateway.web.server import ssl_context
 
 Start = Callable[..., Awaitable[tuple[Path, int]]]
 

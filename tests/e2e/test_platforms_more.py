@@ -19,11 +19,11 @@ import pytest
 from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, free_port, start_gateway
 
-from gateway import pkce
-from gateway.cli import main
-from gateway.console import HIDDEN
-from gateway.linktest import run_linktest
-from gateway.upstream import basic_auth_header
+from gateway.cli.commands import main
+from gateway.cli.console import HIDDEN
+from gateway.cli.linktest import run_linktest
+from gateway.oauth import pkce
+from gateway.upstream.client import basic_auth_header
 
 #: Amazon, "Account Linking Schemas" (SMAPI v1, developer.amazon.com/docs/alexa/smapi/account-linking-schemas.html):
 #: the accountLinkingRequest fields, their types, the 15-item limits on scopes and domains, and the two

@@ -29,17 +29,17 @@ import pytest
 from aiohttp import web
 from provider_upstream import Documented, ProviderUpstream, mismatches, with_token_url
 
-import gateway.answer
-from gateway.app import create_app
-from gateway.config import load_config
-from gateway.handlers.callback import CODE_PURPOSE
-from gateway.linkcontext import link_sealer, open_refresh, seal_refresh
-from gateway.seal import Sealer, generate_key
+import gateway.upstream.answer
+from gateway.config.settings import load_config
+from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
+from gateway.oauth.seal import Sealer, generate_key
 from gateway.store import STORE
+from gateway.web.app import create_app
+from gateway.web.handlers.callback import CODE_PURPOSE
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
-#: The refresh token the platform holds; examples that keep it expect this value (gateway.examples).
+#: The refresh token the platform holds; examples that keep it expect this value (gateway.config.examples).
 REFRESH_TOKEN_SENT = "refresh-token-sent-by-the-platform"
 #: The tenant a user of a multi-tenant mapping (``tenant:``) names in the gateway's form.
 TENANTS = {"shopify": "acme-shop", "zendesk": "acme", "okta": "acme.okta.com"}
@@ -254,7 +254,7 @@ async def test_provider_end_to_end(
 
                 with monkeypatch.context() as patch:
                     if example.now is not None:  # the example's clock, for an absolute expires_at
-                        patch.setattr(gateway.answer, "time", SimpleNamespace(time=lambda now=example.now: now))
+                        patch.setattr(gateway.upstream.answer, "time", SimpleNamespace(time=lambda now=example.now: now))
                     async with platform.post(
                         f"http://127.0.0.1:{gateway_port}/{name}/token",
                         data=form,

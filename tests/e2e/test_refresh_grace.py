@@ -1,4 +1,4 @@
-"""Links that live: refresh grace, single flight and the shared store (gateway/refresh.py, store.py).
+"""Links that live: refresh grace, single flight and the shared store (gateway/oauth/refresh.py, store.py).
 
 The upstream here rotates refresh tokens and invalidates the old one at once — the behaviour that
 kills links when an answer is lost or two refreshes race. Redis is Debian's real redis-server,
@@ -27,10 +27,10 @@ from aiohttp import web
 from conftest import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, write_gateway_files
 from processes import GatewayProcess, start_gateway_process
 
-from gateway.app import create_app
-from gateway.config import load_config
-from gateway.handlers.callback import CODE_PURPOSE
-from gateway.seal import Sealer, generate_key
+from gateway.config.settings import load_config
+from gateway.oauth.seal import Sealer, generate_key
+from gateway.web.app import create_app
+from gateway.web.handlers.callback import CODE_PURPOSE
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -1,7 +1,7 @@
 """A code is redeemed once (RFC 6749 §4.1.2), even in front of an upstream that would accept it twice.
 
 The upstream here is deliberately non-compliant: it answers a token for any code, as often as
-asked. The gateway's own guard (gateway/replay.py) must then be what refuses a replay, without
+asked. The gateway's own guard (gateway/oauth/replay.py) must then be what refuses a replay, without
 the replay ever reaching the upstream; and a failed exchange must not burn the code.
 """
 
@@ -19,8 +19,8 @@ from builders import plain_mapping
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free_port, start_gateway
 from listening import start_site
 
-from gateway.handlers.callback import CODE_PURPOSE
-from gateway.seal import Sealer
+from gateway.oauth.seal import Sealer
+from gateway.web.handlers.callback import CODE_PURPOSE
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 

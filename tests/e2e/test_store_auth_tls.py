@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from test_refresh_grace import REDIS_SERVER, Redis, RotatingUpstream, mapping, metric, refresh
 
-from gateway.app import create_app
-from gateway.config import load_config
-from gateway.seal import generate_key
+from gateway.config.settings import load_config
+from gateway.oauth.seal import generate_key
+from gateway.web.app import create_app
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The tenant form end to end (gateway/tenant.py): the user names the tenant, the gateway goes there.
+"""The tenant form end to end (gateway/web/tenant.py): the user names the tenant, the gateway goes there.
 
 Two "tenants" are two loopback hosts (127.0.0.2, 127.0.0.3) of one upstream, so the mapping's
 pattern has to say ``allow_private: true``; a second mapping with a loose pattern and no such
@@ -28,9 +28,9 @@ from conftest import (
     write_gateway_files,
 )
 
-from gateway.app import create_app
-from gateway.config import load_config
-from gateway.seal import generate_key
+from gateway.config.settings import load_config
+from gateway.oauth.seal import generate_key
+from gateway.web.app import create_app
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 QUERY = {"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-7", "response_type": "code"}

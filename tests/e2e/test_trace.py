@@ -1,4 +1,4 @@
-"""The flow trace (gateway/trace.py): every hop of a real link, every fault of the matrix named
+"""The flow trace (gateway/observe/trace.py): every hop of a real link, every fault of the matrix named
 at the step where it happened in linktest's words, no secret anywhere, and the page locked.
 
 A gateway with ``trace:`` on runs in front of :class:`~fake_upstream.FakeUpstream`; a browser
@@ -22,9 +22,9 @@ from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free
 from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault
 from test_fault_matrix import BASIC, CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell
 
-from gateway import reasons
-from gateway.app import create_app
-from gateway.config import ConfigError, load_config
+from gateway.config.settings import ConfigError, load_config
+from gateway.observe import reasons
+from gateway.web.app import create_app
 
 TRACE_TOKEN = "trace-token-0123456789-abcdefghijklmnop"
 TRACE_YAML = f"trace: {{token: {TRACE_TOKEN}, flows: 20}}\n"
@@ -289,7 +289,7 @@ def test_a_short_or_missing_token_is_refused_at_load(tmp_path: Path, line: str) 
 
 
 def test_the_oldest_flows_are_dropped() -> None:
-    from gateway.trace import FlowTrace, TraceSettings
+    from gateway.observe.trace import FlowTrace, TraceSettings
 
     store = FlowTrace(TraceSettings(token="x" * 32, flows=3))
     for n in range(5):
@@ -305,7 +305,7 @@ class _Static:
 
 
 def test_a_flow_keeps_its_link_and_its_latest_refreshes() -> None:
-    from gateway.trace import _LINK_HOPS, MAX_HOPS, FlowTrace, TraceSettings, _hop
+    from gateway.observe.trace import _LINK_HOPS, MAX_HOPS, FlowTrace, TraceSettings, _hop
 
     store = FlowTrace(TraceSettings(token="x" * 32))
     flow = store.start("p")
@@ -317,7 +317,7 @@ def test_a_flow_keeps_its_link_and_its_latest_refreshes() -> None:
 
 
 def test_the_demo_traces_with_a_random_token_that_a_reload_keeps() -> None:
-    from gateway.app import create_app, reload_config
+    from gateway.web.app import create_app, reload_config
 
     root = Path(__file__).resolve().parents[2]
     config = load_config(root / "gateway.yaml")

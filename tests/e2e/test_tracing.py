@@ -20,8 +20,8 @@ from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, mapping_yaml, query_of, write_gateway_files
 from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
 
-from gateway.app import create_app
-from gateway.config import load_config
+from gateway.config.settings import load_config
+from gateway.web.app import create_app
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor  # noqa: E402
@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
 
-from gateway import tracing  # noqa: E402
+from gateway.observe import tracing  # noqa: E402
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 

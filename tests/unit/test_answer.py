@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from gateway.answer import UpstreamAnswer, normalise
-from gateway.mapping import AnswerRules, parse_mapping
-from gateway.oauth import OAuthError
-from gateway.reader import Section
-from gateway.yamlfile import Problems, load_yaml
+from gateway.config.mapping import AnswerRules, parse_mapping
+from gateway.config.reader import Section
+from gateway.config.yamlfile import Problems, load_yaml
+from gateway.oauth.responses import OAuthError
+from gateway.upstream.answer import UpstreamAnswer, normalise
 
 NOW = 1_764_000_000  # the clock for absolute expires_at
 

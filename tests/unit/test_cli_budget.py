@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.seal import generate_key
+from gateway.cli.commands import main
+from gateway.oauth.seal import generate_key
 
 MAPPING = """\
 platform: {{profile: {profile}, client_id: alexa, client_secret: alexa-secret, redirect_uris: ["https://app.example/cb"]}}

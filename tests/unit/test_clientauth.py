@@ -7,10 +7,10 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from gateway.clientauth import authenticate, read_credentials
-from gateway.mapping import PlatformClient
-from gateway.oauth import InvalidClient, InvalidRequest
-from gateway.platforms import build_policy
+from gateway.config.mapping import PlatformClient
+from gateway.oauth.clientauth import authenticate, read_credentials
+from gateway.oauth.platforms import build_policy
+from gateway.oauth.responses import InvalidClient, InvalidRequest
 
 CLIENT_ID = "alexa-skill"
 SECRET = "alexa-skill-secret"

@@ -14,9 +14,9 @@ from textwrap import dedent
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.cli import main
-from gateway.config import load_config
-from gateway.yamlfile import ConfigError, Problem
+from gateway.cli.commands import main
+from gateway.config.settings import load_config
+from gateway.config.yamlfile import ConfigError, Problem
 
 KEY_A = Fernet.generate_key().decode("ascii")
 KEY_B = Fernet.generate_key().decode("ascii")

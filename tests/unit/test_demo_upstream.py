@@ -22,12 +22,12 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
-from gateway import answer as answer_module
-from gateway import config as config_module
-from gateway import oauth
+from gateway.config import settings as config_module
 from gateway.demo import demo_mapping_file, setup_demo
 from gateway.demo.platform import shorten
-from gateway.seal import Sealer, generate_key
+from gateway.oauth import responses as oauth
+from gateway.oauth.seal import Sealer, generate_key
+from gateway.upstream import answer as answer_module
 
 PUBLIC = "http://localhost:1"
 GATEWAY_CALLBACK = f"{PUBLIC}/demo/callback"

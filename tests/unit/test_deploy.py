@@ -24,8 +24,8 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from gateway.config import PUBLIC_EXAMPLE_KEYS, Config, ConfigError, load_config
-from gateway.examples import run_examples
+from gateway.config.examples import run_examples
+from gateway.config.settings import PUBLIC_EXAMPLE_KEYS, Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -599,7 +599,7 @@ def test_the_build_context_holds_what_the_build_needs() -> None:
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: no such file"
         assert not _dockerignore_excludes(source.rstrip("/")), f"COPY {source}, but .dockerignore leaves it out"
-    for needed in ("pyproject.toml", "README.md", "gateway/__init__.py", "gateway/cli.py", "gateway/demo/demo.yaml"):
+    for needed in ("pyproject.toml", "README.md", "gateway/__init__.py", "gateway/cli/commands.py", "gateway/demo/demo.yaml"):
         assert not _dockerignore_excludes(needed), needed
 
 

@@ -1,4 +1,4 @@
-"""Per-link context in the loader and the request builder (gateway/linkcontext.py, gateway/mapping.py).
+"""Per-link context in the loader and the request builder (gateway/oauth/linkcontext.py, gateway/config/mapping.py).
 
 The SSRF rules, the placeholders token templates may use, the refresh envelope under rotating
 ``link_keys`` over a simulated year, ``expires_in_default: null`` and body-less POSTs.
@@ -16,13 +16,13 @@ import pytest
 from aiohttp import web
 from test_upstream_request import CALLBACK, load_mapping
 
-from gateway.answer import UpstreamAnswer, normalise
-from gateway.linkcontext import ContextValue, UnsafeUrl, link_sealer, open_refresh, render_url, seal_refresh
-from gateway.mapping import parse_mapping
-from gateway.reader import Section
-from gateway.seal import SealError, generate_key
-from gateway.upstream import prepare_token_request, send
-from gateway.yamlfile import Problems, load_yaml
+from gateway.config.mapping import parse_mapping
+from gateway.config.reader import Section
+from gateway.config.yamlfile import Problems, load_yaml
+from gateway.oauth.linkcontext import ContextValue, UnsafeUrl, link_sealer, open_refresh, render_url, seal_refresh
+from gateway.oauth.seal import SealError, generate_key
+from gateway.upstream.answer import UpstreamAnswer, normalise
+from gateway.upstream.client import prepare_token_request, send
 
 SHOP = ContextValue("shop", re.compile(r"[a-z0-9][a-z0-9-]{0,61}"))
 LOOSE = ContextValue("host", re.compile(r".+"))
@@ -132,7 +132,7 @@ def test_a_kept_value_picks_the_token_host(tmp_path: Path) -> None:
     )
     prepared = prepare_token_request(mapping, grant_type="refresh_token", callback_url=CALLBACK, refresh_token="r", context={"dc": "au"})
     assert prepared.url == "https://accounts.au.example.com/token" and prepared.headers["X-DC"] == "au"
-    from gateway.oauth import InvalidGrant
+    from gateway.oauth.responses import InvalidGrant
 
     with pytest.raises(InvalidGrant):
         prepare_token_request(mapping, grant_type="refresh_token", callback_url=CALLBACK, refresh_token="r", context={"dc": "evil"})
@@ -209,8 +209,8 @@ async def test_a_query_encoded_post_sends_no_body_and_no_invented_content_type(
 
 
 def test_link_keys_are_read_in_order_and_checked(tmp_path: Path) -> None:
-    from gateway.config import load_config
-    from gateway.yamlfile import ConfigError
+    from gateway.config.settings import load_config
+    from gateway.config.yamlfile import ConfigError
 
     first, second = generate_key(), generate_key()
     (tmp_path / "mappings").mkdir()
@@ -229,7 +229,7 @@ def test_link_keys_are_read_in_order_and_checked(tmp_path: Path) -> None:
      (["169.254.169.254"], True), (["2606:4700::6810:84e5"], False)],
 )
 async def test_a_tenant_host_resolving_to_a_private_address_is_refused(addresses: list[str], refused: bool) -> None:
-    from gateway.linkcontext import refuse_private_addresses
+    from gateway.oauth.linkcontext import refuse_private_addresses
 
     async def resolve(host: str, port: int) -> list[str]:
         assert (host, port) == ("acme.example.com", 443)
@@ -243,7 +243,7 @@ async def test_a_tenant_host_resolving_to_a_private_address_is_refused(addresses
 
 
 def test_only_hosts_from_values_without_allow_private_are_resolved_first(tmp_path: Path) -> None:
-    from gateway.linkcontext import host_needs_public_address
+    from gateway.oauth.linkcontext import host_needs_public_address
 
     assert host_needs_public_address("https://{shop}.myshopify.com/t", [SHOP])
     assert not host_needs_public_address("http://{host}:8123/t", [LAN])

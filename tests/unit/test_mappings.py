@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway import discovery
-from gateway.config import Config, load_config
-from gateway.examples import run_examples
-from gateway.mapping import ProviderMapping
-from gateway.seal import generate_key
-from gateway.yamlfile import ConfigError, Problems, load_yaml
+from gateway.config.examples import run_examples
+from gateway.config.mapping import ProviderMapping
+from gateway.config.settings import Config, load_config
+from gateway.config.yamlfile import ConfigError, Problems, load_yaml
+from gateway.oauth.seal import generate_key
+from gateway.upstream import discovery
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"

@@ -19,8 +19,8 @@ import yaml
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app
-from gateway.config import load_config
+from gateway.config.settings import load_config
+from gateway.web.app import create_app
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 

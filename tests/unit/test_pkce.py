@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from gateway import pkce
+from gateway.oauth import pkce
 
 # RFC 7636 Appendix B: the verifier (32 octets, base64url) and the S256 challenge it must give.
 RFC_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"

@@ -10,11 +10,11 @@ import jsonschema
 import pytest
 import yaml
 
-from gateway.mapping import ProviderMapping, parse_mapping
-from gateway.platforms import SMARTTHINGS_REDIRECT_URIS, build_policy, sample_redirect_uri
-from gateway.reader import Section
-from gateway.schema import load_schema
-from gateway.yamlfile import Problems, load_yaml
+from gateway.config.mapping import ProviderMapping, parse_mapping
+from gateway.config.reader import Section
+from gateway.config.schema import load_schema
+from gateway.config.yamlfile import Problems, load_yaml
+from gateway.oauth.platforms import SMARTTHINGS_REDIRECT_URIS, build_policy, sample_redirect_uri
 
 SMARTTHINGS = build_policy("smartthings")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.platforms import build_policy, check_pattern
+from gateway.oauth.platforms import build_policy, check_pattern
 
 VENDOR = "M3BVP74N95SP1F"
 PROJECT = "smart-home-1234"

@@ -7,12 +7,12 @@ import re
 import shutil
 from pathlib import Path
 
-from gateway.config import load_config
-from gateway.examples import run_examples
-from gateway.mapping import parse_mapping
-from gateway.reader import Section
-from gateway.seal import generate_key
-from gateway.yamlfile import Problems, load_yaml
+from gateway.config.examples import run_examples
+from gateway.config.mapping import parse_mapping
+from gateway.config.reader import Section
+from gateway.config.settings import load_config
+from gateway.config.yamlfile import Problems, load_yaml
+from gateway.oauth.seal import generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

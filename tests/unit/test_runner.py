@@ -1,4 +1,4 @@
-"""gateway.runner's settings and its rate-limited accept error (issue 8, item 2)."""
+"""gateway.web.runner's settings and its rate-limited accept error (issue 8, item 2)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_config import GATEWAY, problems_of, write
 
-from gateway.config import ConnectionSettings, load_config
-from gateway.runner import accept_error_handler
+from gateway.config.settings import ConnectionSettings, load_config
+from gateway.web.runner import accept_error_handler
 
 
 def test_connection_settings_default_and_load(tmp_path: Path) -> None:

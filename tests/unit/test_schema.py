@@ -1,4 +1,4 @@
-"""mappings/schema.json and the loader (gateway/mapping.py) describe the same vocabulary.
+"""mappings/schema.json and the loader (gateway/config/mapping.py) describe the same vocabulary.
 
 * every key the loader reads is a schema property and every schema property is a key the loader
   reads (the loader's keys are recorded while it reads a mapping: each ``Section`` knows which keys
@@ -20,12 +20,12 @@ import jsonschema
 import pytest
 import yaml
 
-from gateway.config import load_config
-from gateway.mapping import parse_mapping
-from gateway.reader import Section
-from gateway.schema import load_schema, schema_problems
-from gateway.seal import generate_key
-from gateway.yamlfile import ConfigError, Problems, load_yaml
+from gateway.config.mapping import parse_mapping
+from gateway.config.reader import Section
+from gateway.config.schema import load_schema, schema_problems
+from gateway.config.settings import load_config
+from gateway.config.yamlfile import ConfigError, Problems, load_yaml
+from gateway.oauth.seal import generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
@@ -193,7 +193,7 @@ def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
 
 
 def test_the_package_ships_the_schema_of_the_mappings_folder() -> None:
-    """gateway/schema.json is a copy (not a link: the container image has no mappings/ folder);
+    """gateway/config/schema.json is a copy (not a link: the container image has no mappings/ folder);
     editors use mappings/schema.json, the loader the packaged one: they must stay the same."""
     assert load_schema() == json.loads((MAPPINGS / "schema.json").read_text(encoding="utf-8"))
 

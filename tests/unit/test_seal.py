@@ -7,7 +7,7 @@ import time
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.seal import Sealer, SealError, generate_key
+from gateway.oauth.seal import Sealer, SealError, generate_key
 
 KEY_A = Fernet.generate_key().decode("ascii")
 KEY_B = Fernet.generate_key().decode("ascii")
@@ -156,7 +156,7 @@ def test_error_message_never_echoes_the_token() -> None:
 
 
 def test_redeemed_codes_claim_release_expire_and_stay_bounded() -> None:
-    from gateway.replay import RedeemedCodes
+    from gateway.oauth.replay import RedeemedCodes
 
     codes = RedeemedCodes(capacity=3)
     assert codes.claim("a", ttl=10, now=0) and not codes.claim("a", ttl=10, now=1)

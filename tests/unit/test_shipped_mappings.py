@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.examples import run_examples
+from gateway.config.mapping import parse_mapping
+from gateway.config.reader import Section
+from gateway.config.yamlfile import Problems, load_yaml
 from gateway.demo import demo_mapping_file
-from gateway.examples import run_examples
-from gateway.mapping import parse_mapping
-from gateway.reader import Section
-from gateway.yamlfile import Problems, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "mappings").glob("*.yaml")) + [Path(demo_mapping_file())]

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import load_config
-from gateway.metrics import Metrics
-from gateway.seal import generate_key
+from gateway.config.settings import load_config
+from gateway.config.yamlfile import ConfigError
+from gateway.oauth.seal import generate_key
+from gateway.observe.metrics import Metrics
 from gateway.store import MemoryStore, RedisStore, SharedStore, StoreSettings, derive_hash_key
-from gateway.yamlfile import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = ROOT / "deploy" / "kubernetes" / "components" / "redis"

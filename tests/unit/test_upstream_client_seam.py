@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
-from gateway.answer import MAX_ANSWER_BYTES, UpstreamAnswer
-from gateway.appkeys import RequestRecord
-from gateway.oauth import ServerError, TemporarilyUnavailable
-from gateway.upstream import PreparedRequest, UpstreamResponse, send
+from gateway.oauth.responses import ServerError, TemporarilyUnavailable
+from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer
+from gateway.upstream.client import PreparedRequest, UpstreamResponse, send
+from gateway.web.appkeys import RequestRecord
 
 
 @dataclass

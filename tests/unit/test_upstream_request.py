@@ -13,10 +13,10 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from gateway.mapping import ProviderMapping, parse_mapping
-from gateway.reader import Section
-from gateway.upstream import PreparedRequest, basic_auth_header, prepare_token_request
-from gateway.yamlfile import Problems, load_yaml
+from gateway.config.mapping import ProviderMapping, parse_mapping
+from gateway.config.reader import Section
+from gateway.config.yamlfile import Problems, load_yaml
+from gateway.upstream.client import PreparedRequest, basic_auth_header, prepare_token_request
 
 CALLBACK = "https://link.example.com/prov/callback"
 UP_ID = "up-client"

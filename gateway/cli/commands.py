@@ -1,0 +1,183 @@
+"""The ``gateway`` command: ``serve``, ``check``, ``keygen``, ``linktest``, ``console``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import ssl
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.config.examples import run_examples
+from gateway.config.mapping import ProviderMapping
+from gateway.config.settings import DEFAULT_CONFIG, Config, ConfigError, load_config
+from gateway.oauth.seal import generate_key
+from gateway.observe.logs import setup_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="OAuth2 account-linking gateway")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+    serve.add_argument("--host", help="listen address (overrides listen.host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides listen.port)")
+
+    check = commands.add_parser("check", help="validate the config and every mapping, run the mappings' examples")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+
+    commands.add_parser("keygen", help="print a new key for keys:")
+
+    health = commands.add_parser("health", help="exit 0 if the gateway this config describes answers /healthz")
+    health.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+
+    linktest = commands.add_parser(
+        "linktest", help="play the platform against a running gateway and say why a link would fail"
+    )
+    linktest.add_argument("provider", help="the mapping to test")
+    linktest.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+    linktest.add_argument("--url", help="the gateway's base URL (default: public_url from the config)")
+    linktest.add_argument("--cafile", type=Path, help="trust this CA bundle instead of the system's (testing)")
+
+    console = commands.add_parser("console", help="print the values a platform's developer console wants for a provider")
+    console.add_argument("platform", choices=("alexa", "google"), help="whose console")
+    console.add_argument("provider", help="the mapping")
+    console.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
+    console.add_argument(
+        "--json", action="store_true", help="JSON (for alexa: the SMAPI accountLinkingRequest body)"
+    )
+    console.add_argument("--show-secrets", action="store_true", help="print the platform client secret")
+    return parser
+
+
+def _load(path: Path, **overrides: Any) -> Config | None:
+    try:
+        return load_config(path, **overrides)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        print(f"gateway: {len(err.problems)} problem(s); not starting", file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config, host=args.host, port=args.port)
+    if config is None:
+        return 2
+    setup_logging(config.log_format, config.log_level)
+    from gateway.web.server import serve
+
+    if config.ephemeral_key:
+        log.warning("no keys: configured; using a random key: flows break on restart and across replicas")
+    if config.demo:
+        log.warning("DEMO is on: open %s/_demo/ and never expose a demo gateway to the internet", config.public_url)
+    scheme = "https" if config.tls else "http"
+    log.info(
+        "serving %s on %s://%s:%d (public URL %s)",
+        ", ".join(config.providers), scheme, config.host, config.port, config.public_url,
+    )
+    serve(config, path=args.config, host=args.host, port=args.port)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config, check_all=True)
+    if config is None:
+        return 1
+    mappings = [*config.providers.values(), *config.unserved.values()]
+    failures = [failure for mapping in mappings for failure in run_examples(mapping)]
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    if failures:
+        print(f"gateway: {len(failures)} example(s) failed", file=sys.stderr)
+        return 1
+    for warning in _budget_warnings(config, mappings):
+        print(warning, file=sys.stderr)
+    examples = sum(len(mapping.examples) for mapping in mappings)
+    line = f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)})"
+    if config.unserved:
+        line += f", {len(config.unserved)} more mapping(s) checked but not served"
+    print(f"{line}, {examples} example(s) passed")
+    return 0
+
+
+def _linktest(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from gateway.cli.linktest import run_linktest
+
+    context = ssl.create_default_context(cafile=str(args.cafile)) if args.cafile else None
+    checks = asyncio.run(run_linktest(config, args.provider, base_url=args.url, ssl_context=context))
+    for check in checks:
+        print(check)
+    failed = [check for check in checks if check.verdict == "FAIL"]
+    print(f"{len(failed)} problem(s) found" if failed else "no problem found: the platform can link through this gateway")
+    return 1 if failed else 0
+
+
+#: Alexa abandons a token request after 4.5 s; the upstream call must end before that.
+ALEXA_BUDGET = 4.5
+
+
+def _budget_warnings(config: Config, mappings: list[ProviderMapping]) -> list[str]:
+    """Warnings (not errors) for Alexa mappings whose upstream deadline exceeds Alexa's budget."""
+    warnings = []
+    for mapping in mappings:
+        timeout = mapping.token.timeout or config.upstream_timeout
+        if mapping.platform.profile in ("alexa", "alexa-mcp") and timeout >= ALEXA_BUDGET:
+            warnings.append(
+                f"{mapping.file}: warning: upstream deadline {timeout:g} s is not under Alexa's {ALEXA_BUDGET} s budget"
+            )
+    return warnings
+
+
+def _console(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    mapping = config.providers.get(args.provider)
+    if mapping is None:
+        print(f"gateway: no provider {args.provider!r} is served (served: {', '.join(config.providers)})", file=sys.stderr)
+        return 2
+    from gateway.cli.console import render
+
+    expected = ("alexa", "alexa-mcp") if args.platform == "alexa" else ("google",)
+    if mapping.platform.profile not in expected:
+        print(
+            f"gateway: warning: {mapping.file} has platform profile {mapping.platform.profile!r}, not "
+            f"{expected[0]!r}: {args.platform}'s redirect URIs are refused unless listed in redirect_uris",
+            file=sys.stderr,
+        )
+    print(render(args.platform, config, mapping, as_json=args.json, show_secrets=args.show_secrets))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "keygen":
+        print(generate_key())
+        return 0
+    if args.command == "check":
+        return _check(args)
+    if args.command == "linktest":
+        return _linktest(args)
+    if args.command == "console":
+        return _console(args)
+    if args.command == "health":
+        from gateway.cli.health import check_health
+
+        healthy, seen = check_health(args.config)
+        print(seen, file=sys.stdout if healthy else sys.stderr)
+        return 0 if healthy else 1
+    return _serve(args)

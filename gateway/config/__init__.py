@@ -1,0 +1,1 @@
+"""Configuration: gateway.yaml and the mappings, read line-aware and checked, every problem at once."""

@@ -1,0 +1,76 @@
+"""Authenticating the platform at ``/token`` (RFC 6749 §2.3.1, §3.2.1, §5.2).
+
+The platform (Alexa, Google) presents the client id and secret the gateway issued to it, either
+with HTTP Basic or as ``client_id``/``client_secret`` body parameters; both are accepted because
+platforms differ (Alexa lets the skill choose, Google defaults to the body). Using both methods at
+once is ``invalid_request`` (§2.3). Secrets are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from gateway.config.mapping import PlatformClient
+from gateway.oauth.responses import InvalidClient, InvalidRequest
+
+__all__ = ["ClientCredentials", "read_credentials", "authenticate"]
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str
+    client_secret: str
+    used_basic: bool
+
+
+def _parse_basic(header: str) -> tuple[str, str]:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise InvalidClient("only HTTP Basic client authentication is supported in the Authorization header")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input are all ValueErrors
+        raise InvalidClient("malformed HTTP Basic credentials") from None
+    client_id, colon, client_secret = decoded.partition(":")
+    if not colon:
+        raise InvalidClient("malformed HTTP Basic credentials")
+    # §2.3.1: both parts are form-urlencoded before base64; most clients skip that, so an id or
+    # secret is compared both as sent and decoded (see authenticate).
+    return client_id, client_secret
+
+
+def read_credentials(authorization: str | None, form: Mapping[str, str]) -> ClientCredentials:
+    """The credentials the client presented; ``InvalidRequest``/``InvalidClient`` if malformed."""
+    body_id = form.get("client_id")
+    body_secret = form.get("client_secret")
+    if authorization:
+        client_id, client_secret = _parse_basic(authorization)
+        if body_secret is not None:
+            raise InvalidRequest("client authenticated with both HTTP Basic and client_secret in the body (RFC 6749 §2.3)")
+        if body_id is not None and body_id != client_id and unquote_plus(client_id) != body_id:
+            raise InvalidRequest("client_id in the body differs from the one in HTTP Basic")
+        return ClientCredentials(client_id, client_secret, used_basic=True)
+    if body_id is None or body_secret is None:
+        raise InvalidClient("client authentication is required (HTTP Basic or client_id and client_secret)")
+    return ClientCredentials(body_id, body_secret, used_basic=False)
+
+
+def _equal(presented: str, expected: str) -> bool:
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+def authenticate(credentials: ClientCredentials, client: PlatformClient) -> None:
+    """Raise ``InvalidClient`` unless the credentials are the platform client's."""
+    candidates = [(credentials.client_id, credentials.client_secret)]
+    if credentials.used_basic:
+        candidates.append((unquote_plus(credentials.client_id), unquote_plus(credentials.client_secret)))
+    ok = False
+    for client_id, client_secret in candidates:
+        # Evaluate both comparisons every time: no early exit that would time the id check.
+        ok |= _equal(client_id, client.client_id) & _equal(client_secret, client.client_secret)
+    if not ok:
+        raise InvalidClient("client authentication failed")

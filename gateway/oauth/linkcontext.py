@@ -1,0 +1,209 @@
+"""Per-link context: values one step of the flow learns that a later step needs.
+
+Three sources, all flat ``name → text`` in one dict (the *context*):
+
+* **flow values**: ``{state}`` (the gateway's nonce sent upstream) and ``{authorize_<param>}``, any
+  parameter the gateway sent in the upstream authorization request. Some upstreams want them
+  back at the token endpoint.
+* **kept callback parameters** (``callback.keep``): e.g. the regional accounts host a provider
+  with several data centres names in its redirect to ``/callback``.
+* **the tenant** (``tenant``): a shop, subdomain or self-hosted host the user types in a small
+  form before the upstream authorization.
+
+The context travels sealed: in the flow cookie, then in the code the platform gets, then —
+because every refresh for years must go to the same host — inside the refresh token the platform
+keeps (:func:`seal_refresh` / :func:`open_refresh`), sealed with the ``link_keys`` of
+``gateway.yaml``, a list that only ever grows, so routine rotation of ``keys`` never kills a link.
+
+SSRF: a URL template may put a placeholder in its host only if that value has a declared pattern
+(``callback.keep`` or ``tenant``); after substitution the URL must split into exactly the parts the
+template had (no ``/``, ``@``, ``?`` or ``#`` smuggled in), and its host must not be an IP literal,
+``localhost`` or a ``.localhost`` name unless the value says ``allow_private: true``; and just
+before the call a DNS name is resolved and refused if any address is not public
+(:func:`refuse_private_addresses`; DNS rebinding between that and the client's own lookup is not
+covered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import re
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from gateway.oauth.seal import Sealer, SealError
+
+if TYPE_CHECKING:  # mapping.py imports this module
+    from gateway.config.mapping import ProviderMapping
+
+__all__ = [
+    "ContextValue",
+    "UnsafeUrl",
+    "render_url",
+    "url_placeholders_in_host",
+    "REFRESH_PURPOSE",
+    "REFRESH_TTL",
+    "seal_refresh",
+    "open_refresh",
+    "link_sealer",
+    "initial_context",
+    "kept_at_callback",
+    "host_needs_public_address",
+    "refuse_private_addresses",
+]
+
+#: The purpose a refresh envelope is sealed for (never opens as a code or a flow cookie).
+REFRESH_PURPOSE = "link"
+#: Refresh envelopes live as long as the upstream grant may: ten years, judged by the upstream.
+REFRESH_TTL = 10 * 365 * 86400
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: ``(host, port) → addresses``: how a host name is resolved.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
+
+
+@dataclass(frozen=True)
+class ContextValue:
+    """A value a mapping keeps (``callback.keep`` entry or ``tenant``), and what it may be."""
+
+    name: str
+    pattern: re.Pattern[str]
+    #: The mapping says explicitly that this value may name IP literals and loopback/private hosts.
+    allow_private: bool = False
+    #: ``tenant`` only: the form's label.
+    label: str = ""
+
+    def accepts(self, value: str) -> bool:
+        return self.pattern.fullmatch(value) is not None
+
+
+class UnsafeUrl(ValueError):
+    """A URL template, once filled in, names a host no pattern allows (or a different shape)."""
+
+
+def url_placeholders_in_host(template: str) -> list[str]:
+    """The placeholders in the authority (host, port) part of a URL template."""
+    return _PLACEHOLDER.findall(urlsplit(template).netloc)
+
+
+def _fill(text: str, values: Mapping[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def _check_host(host: str, allow_private: bool) -> None:
+    bare = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        address = None
+    if address is not None:
+        if not allow_private:
+            raise UnsafeUrl("the host is an IP address")
+        if address.is_multicast or address.is_unspecified:
+            raise UnsafeUrl("the host is not a usable address")
+        return
+    if not _HOSTNAME.fullmatch(host):
+        raise UnsafeUrl("the host is not a DNS name")
+    name = host.rstrip(".").lower()
+    if (name == "localhost" or name.endswith(".localhost")) and not allow_private:
+        raise UnsafeUrl("the host is this machine")
+
+
+def render_url(template: str, values: Mapping[str, str], specs: Iterable[ContextValue]) -> str:
+    """Fill ``template`` and check the result (SSRF rules above); raise :class:`UnsafeUrl`."""
+    if "{" not in template:
+        return template
+    parts = urlsplit(template)
+    rendered = _fill(template, values)
+    if _PLACEHOLDER.search(rendered):
+        raise UnsafeUrl("a value the URL needs is missing")
+    got = urlsplit(rendered)
+    expected = (parts.scheme, _fill(parts.netloc, values), _fill(parts.path, values), _fill(parts.query, values))
+    if (got.scheme, got.netloc, got.path, got.query) != expected or got.fragment or "@" in got.netloc:
+        raise UnsafeUrl("a value changed the shape of the URL")
+    host_names = set(_PLACEHOLDER.findall(parts.netloc))
+    if host_names:
+        allow = all(spec.allow_private for spec in specs if spec.name in host_names)
+        for spec in specs:
+            if spec.name in host_names and not spec.accepts(values.get(spec.name, "")):
+                raise UnsafeUrl(f"{spec.name} does not match its pattern")
+        if not got.hostname:
+            raise UnsafeUrl("the URL has no host")
+        _check_host(got.hostname, allow)
+    return rendered
+
+
+def host_needs_public_address(template: str, specs: Iterable[ContextValue]) -> bool:
+    """A template whose host comes from a value that does not say ``allow_private``."""
+    names = set(url_placeholders_in_host(template))
+    return bool(names) and not all(spec.allow_private for spec in specs if spec.name in names)
+
+
+async def refuse_private_addresses(url: str, resolve: Resolver | None = None) -> None:
+    """Refuse a DNS name that resolves to a loopback, private, link-local or reserved address.
+
+    Checked just before the call; the HTTP client resolves again, so a name that changes its answer
+    in between (DNS rebinding) is not covered. ``resolve`` is for tests.
+    """
+    host = urlsplit(url).hostname or ""
+    port = urlsplit(url).port or 443
+    lookup = resolve or _resolve
+    try:
+        addresses = await lookup(host, port)
+    except OSError:
+        return  # the call itself will fail and say so (temporarily_unavailable)
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise UnsafeUrl("the host resolves to a private address")
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+@functools.lru_cache(maxsize=8)
+def link_sealer(link_keys: tuple[str, ...], keys: tuple[str, ...]) -> Sealer:
+    """Seals with the newest link key (the first of ``link_keys``; the first of ``keys`` when there
+    are none); opens with every link key and every current key. Cached: configs reload rarely."""
+    return Sealer(list(dict.fromkeys([*link_keys, *keys])))
+
+
+def initial_context(mapping: ProviderMapping, flow_values: Mapping[str, str]) -> dict[str, str]:
+    """What /authorize puts in the flow: the flow values the token templates use."""
+    return {name: flow_values.get(name.removeprefix("authorize_"), "") for name in mapping.flow_values}
+
+
+def kept_at_callback(mapping: ProviderMapping, params: Mapping[str, str], context: Mapping[str, str]) -> dict[str, str]:
+    """The context once the callback's kept parameters are in; :class:`UnsafeUrl` for a value that
+    does not match its pattern or that would send the token request to a host no pattern allows."""
+    result = dict(context)
+    for spec in mapping.callback_keep:
+        value = params.get(spec.name, "")
+        if not spec.accepts(value):
+            raise UnsafeUrl(f"the upstream's {spec.name} is not one this gateway may use")
+        result[spec.name] = value
+    render_url(mapping.token.url, result, mapping.context_specs)
+    return result
+
+
+def seal_refresh(sealer: Sealer, upstream_refresh_token: str, context: Mapping[str, str], *, now: float | None = None) -> str:
+    """The refresh token the platform keeps: ``{upstream refresh token, context}``, sealed."""
+    return sealer.seal(REFRESH_PURPOSE, {"r": upstream_refresh_token, "x": dict(context)}, ttl=REFRESH_TTL, now=now)
+
+
+def open_refresh(sealer: Sealer, token: str, *, now: float | None = None) -> tuple[str, dict[str, str]]:
+    """The upstream refresh token and the context; :class:`SealError` for tampered, truncated,
+    foreign or unknown-key envelopes (the caller answers ``invalid_grant`` and calls no upstream)."""
+    payload = sealer.open(REFRESH_PURPOSE, token, now=now)
+    upstream, context = payload.get("r"), payload.get("x")
+    if not isinstance(upstream, str) or not isinstance(context, dict):  # pragma: no cover - only a key holder seals
+        raise SealError("malformed sealed value")
+    return upstream, {str(k): str(v) for k, v in context.items()}

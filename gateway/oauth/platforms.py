@@ -1,0 +1,181 @@
+"""The platform side: which redirect URIs a platform may ask the gateway to send a user to.
+
+RFC 6749 §3.1.2 / §10.15 and RFC 9700 §2.1: redirect URIs are compared *exactly*; an
+authorization server that redirects anywhere "starting with" an allowed prefix is an open
+redirector. Every rule here is an anchored, full match over the raw string, so userinfo
+(``https://pitangui.amazon.com@evil.example``), ports, backslashes, percent tricks, extra path
+segments, queries and fragments all fail.
+
+Built-in profiles:
+
+* ``alexa`` — ``https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/api/skill/link/<VENDOR>``
+  and the older ``https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/spa/skill/account-linking-status.html?vendorId=<VENDOR>``
+  (the Alexa console lists this form for the Far East region too).
+  The vendor id can be pinned with ``vendor_ids``.
+* ``google`` — ``https://oauth-redirect{,-sandbox}.googleusercontent.com/r/<PROJECT_ID>``
+  (pinned with ``project_ids``).
+* ``smartthings`` — the SmartThings Schema cloud connector's three regional callbacks,
+  ``https://c2c-{us|eu|ap}.smartthings.com/oauth/callback``, exactly.
+* ``alexa-mcp`` — Alexa+ MCP add-ons (OAuth 2.1): Alexa's redirect URIs, and PKCE with ``S256``
+  is required at ``/authorize`` (OAuth 2.1 §4.1.1; ``plain`` and no challenge are refused).
+
+Explicit ``redirect_uris`` add exact URIs; a ``*`` in their path stands for exactly one path
+segment of ``[A-Za-z0-9._~-]`` (app-link IDs, vendor IDs). Scheme, host and port are never
+wildcards.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gateway.config.reader import is_loopback_host, split_url
+
+__all__ = ["PROFILES", "PKCE_S256_PROFILES", "SMARTTHINGS_REDIRECT_URIS", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern", "sample_redirect_uri"]
+
+PROFILES = ("alexa", "google", "smartthings", "alexa-mcp", "none")
+#: Profiles whose platform must send PKCE with S256 (``platform.pkce`` defaults to ``S256``).
+PKCE_S256_PROFILES = frozenset({"alexa-mcp"})
+
+_ALEXA_LINK_HOSTS = ("pitangui.amazon.com", "layla.amazon.com", "alexa.amazon.co.jp")
+_ALEXA_SPA_HOSTS = _ALEXA_LINK_HOSTS
+SMARTTHINGS_REDIRECT_URIS = tuple(
+    f"https://c2c-{region}.smartthings.com/oauth/callback" for region in ("us", "eu", "ap")
+)
+_GOOGLE_HOSTS = ("oauth-redirect.googleusercontent.com", "oauth-redirect-sandbox.googleusercontent.com")
+#: One path segment, never ``.`` or ``..`` (browsers resolve those out of the pattern).
+_SEGMENT = r"(?!\.\.?(?:/|$|\?))[A-Za-z0-9._~-]+"
+_VENDOR = r"[A-Za-z0-9]{1,64}"
+_PROJECT = r"[a-z0-9][a-z0-9-]{0,62}"
+
+
+@dataclass(frozen=True)
+class RedirectRule:
+    """One allowed redirect URI shape, as a compiled full-match regular expression."""
+
+    description: str
+    pattern: re.Pattern[str]
+
+    def matches(self, uri: str) -> bool:
+        return self.pattern.fullmatch(uri) is not None
+
+
+@dataclass(frozen=True)
+class RedirectPolicy:
+    """The allowlist of one provider's platform: profile rules plus explicit URIs."""
+
+    rules: tuple[RedirectRule, ...]
+
+    def allows(self, uri: str) -> bool:
+        # Control characters and spaces never belong in a redirect URI; refuse before matching.
+        if not uri or len(uri) > 2048 or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in uri):
+            return False
+        return any(rule.matches(uri) for rule in self.rules)
+
+    def describe(self) -> list[str]:
+        return [rule.description for rule in self.rules]
+
+
+def _alternatives(values: Iterable[str]) -> str:
+    return "(?:" + "|".join(re.escape(value) for value in values) + ")"
+
+
+def _ids(pinned: Sequence[str], default: str) -> str:
+    return _alternatives(pinned) if pinned else default
+
+
+def alexa_rules(vendor_ids: Sequence[str] = ()) -> list[RedirectRule]:
+    vendor = _ids(vendor_ids, _VENDOR)
+    return [
+        RedirectRule(
+            "alexa: https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/api/skill/link/<vendor>",
+            re.compile(rf"https://{_alternatives(_ALEXA_LINK_HOSTS)}/api/skill/link/{vendor}"),
+        ),
+        RedirectRule(
+            "alexa: https://{pitangui.amazon.com|layla.amazon.com|alexa.amazon.co.jp}/spa/skill/account-linking-status.html?vendorId=<vendor>",
+            re.compile(
+                rf"https://{_alternatives(_ALEXA_SPA_HOSTS)}/spa/skill/account-linking-status\.html\?vendorId={vendor}"
+            ),
+        ),
+    ]
+
+
+def google_rules(project_ids: Sequence[str] = ()) -> list[RedirectRule]:
+    project = _ids(project_ids, _PROJECT)
+    return [
+        RedirectRule(
+            "google: https://{oauth-redirect|oauth-redirect-sandbox}.googleusercontent.com/r/<project>",
+            re.compile(rf"https://{_alternatives(_GOOGLE_HOSTS)}/r/{project}"),
+        )
+    ]
+
+
+def smartthings_rules() -> list[RedirectRule]:
+    return [
+        RedirectRule(
+            "smartthings: https://{c2c-us|c2c-eu|c2c-ap}.smartthings.com/oauth/callback",
+            re.compile(_alternatives(SMARTTHINGS_REDIRECT_URIS)),
+        )
+    ]
+
+
+def check_pattern(uri: str) -> str | None:
+    """Why an explicit redirect URI (pattern) is not acceptable, or ``None`` when it is."""
+    if not uri.startswith(("https://", "http://")):
+        return f"redirect URI must be an absolute https URL, not {uri!r}"
+    scheme_and_host = uri.split("/", 3)[:3]
+    if "*" in "/".join(scheme_and_host):
+        return f"'*' may stand only in the path, never in scheme, host or port: {uri!r}"
+    parts = split_url(uri.replace("*", "x"))
+    if parts is None or parts.scheme not in {"https", "http"} or not parts.hostname:
+        return f"redirect URI must be an absolute https URL, not {uri!r}"
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return f"redirect URI must use https (plain http only for localhost): {uri!r}"
+    if "#" in uri:
+        return f"redirect URI must not have a fragment (RFC 6749 §3.1.2): {uri!r}"
+    if "@" in parts.netloc:
+        return f"redirect URI must not carry user info: {uri!r}"
+    if "*" in uri.partition("?")[2]:
+        return f"'*' may stand only in the path, never in the query: {uri!r}"
+    path = uri.split("/", 3)[3] if uri.count("/") >= 3 else ""
+    if any("*" in segment and segment != "*" for segment in path.partition("?")[0].split("/")):
+        return f"'*' must stand for a whole path segment: {uri!r}"
+    return None
+
+
+def explicit_rule(uri: str) -> RedirectRule:
+    """An exact URI, where each ``*`` path segment matches one segment of safe characters."""
+    pattern = _SEGMENT.join(re.escape(piece) for piece in uri.split("*"))
+    return RedirectRule(uri, re.compile(pattern))
+
+
+def sample_redirect_uri(
+    profile: str, redirect_uris: Sequence[str], vendor_ids: Sequence[str], project_ids: Sequence[str]
+) -> str | None:
+    """One redirect URI the platform would really send (North America's for Alexa)."""
+    if profile in ("alexa", "alexa-mcp"):
+        return f"https://pitangui.amazon.com/api/skill/link/{vendor_ids[0] if vendor_ids else 'M2LINKTEST0000'}"
+    if profile == "google":
+        return f"https://oauth-redirect.googleusercontent.com/r/{project_ids[0] if project_ids else 'linktest'}"
+    if profile == "smartthings":
+        return SMARTTHINGS_REDIRECT_URIS[0]
+    return next((uri for uri in redirect_uris if "*" not in uri), None)
+
+
+def build_policy(
+    profile: str,
+    *,
+    redirect_uris: Sequence[str] = (),
+    vendor_ids: Sequence[str] = (),
+    project_ids: Sequence[str] = (),
+) -> RedirectPolicy:
+    rules: list[RedirectRule] = []
+    if profile in ("alexa", "alexa-mcp"):
+        rules += alexa_rules(vendor_ids)
+    elif profile == "google":
+        rules += google_rules(project_ids)
+    elif profile == "smartthings":
+        rules += smartthings_rules()
+    rules += [explicit_rule(uri) for uri in redirect_uris]
+    return RedirectPolicy(tuple(rules))

@@ -1,0 +1,170 @@
+"""Refreshes that survive rotation, retries and races (RFC 6749 §6, RFC 9700 §4.14.2).
+
+Many upstreams rotate refresh tokens: each refresh returns a new one and invalidates the old
+one at once. If the platform's answer is lost after the upstream rotated (Alexa ran out of its
+time budget, the connection dropped), the platform retries with the old token and the link is
+dead; two refreshes racing with one token end the same way. Amazon and Google both ask token
+servers not to invalidate the old token immediately; the gateway gives that grace itself:
+
+* **Grace.** For ``upstream.token.refresh.grace`` seconds (60 by default, 0 turns it off) the
+  normalised answer to a successful refresh is remembered, keyed by a keyed hash of the
+  presented refresh token and the platform client (never the token itself) and sealed under
+  the current key (it holds tokens). The same token again within the window gets the same
+  answer, without an upstream call. A definite ``invalid_grant`` is remembered for the same
+  window at most; other failures are not remembered, so a retry after an outage reaches the
+  upstream.
+* **Single flight.** Concurrent refreshes with one token make one upstream call. In a process,
+  the waiters share one task, which runs to its end even if the platform that started it hangs
+  up (so its answer lands in the grace entry for the retry). Across replicas, a ``SET NX PX``
+  lock in the store names the leader; the others poll for its grace entry until a deadline.
+
+The key is the token string the platform presents, whatever it is (a raw upstream token or an
+envelope the gateway sealed), so this module does not care what is inside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.oauth.responses import InvalidGrant, OAuthError
+from gateway.oauth.seal import Sealer, SealError
+from gateway.observe.metrics import METRICS, Metrics
+from gateway.store import STORE, SharedStore
+
+__all__ = ["RefreshFlights", "FLIGHTS", "refresh_with_grace", "GRACE_PURPOSE"]
+
+GRACE_PURPOSE = "grace"
+#: How often a waiter on another replica looks for the leader's answer.
+_POLL = 0.05
+
+Call = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class RefreshFlights:
+    """The refreshes in flight in this process, by store key: one task each, shared by all waiters."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+
+FLIGHTS = web.AppKey("refresh_flights", RefreshFlights)
+
+
+# The store's TTL ends the window; the seal's own expiry (whole seconds) is a second later, a
+# backstop against a store that kept an entry too long.
+def _seal_answer(sealer: Sealer, answer: dict[str, Any], ttl: int) -> str:
+    return sealer.seal(GRACE_PURPOSE, {"a": answer}, ttl=ttl + 1)
+
+
+def _seal_refusal(sealer: Sealer, err: OAuthError, ttl: int) -> str:
+    return sealer.seal(GRACE_PURPOSE, {"e": err.description}, ttl=ttl + 1)
+
+
+async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> dict[str, Any] | None:
+    """The answer remembered for ``key``; raises the remembered ``invalid_grant``; None if none."""
+    sealed = await store.get(key)
+    if sealed is None:
+        return None
+    try:
+        entry = sealer.open(GRACE_PURPOSE, sealed)
+    except SealError:
+        return None  # sealed under a retired key, or expired on our clock: ask the upstream
+    if "e" in entry:
+        raise InvalidGrant(str(entry["e"]))
+    answer = entry.get("a")
+    return answer if isinstance(answer, dict) else None
+
+
+async def refresh_with_grace(
+    app: web.Application,
+    sealer: Sealer,
+    *,
+    provider: str,
+    client_id: str,
+    refresh_token: str,
+    grace: int,
+    deadline: float,
+    call: Call,
+) -> dict[str, Any]:
+    """The answer to refreshing ``refresh_token``: remembered, joined, or fetched by ``call``.
+
+    ``deadline`` bounds how long a waiter on another replica waits for the leader's answer (the
+    upstream's own timeout); after it, it asks the upstream itself.
+    """
+    if grace <= 0:
+        return await call()
+    store, metrics = app[STORE], app[METRICS]
+    key = store.key("g", provider, client_id, refresh_token)
+    answer = await _remembered_counted(store, sealer, key, metrics)
+    if answer is not None:
+        return answer
+    flights = app[FLIGHTS]
+    task = flights.tasks.get(key)
+    if task is not None:
+        metrics.single_flight_joins.inc()
+    else:
+        task = asyncio.create_task(_lead(store, sealer, metrics, key, grace, deadline, call))
+        flights.tasks[key] = task
+        task.add_done_callback(lambda done: _finished(flights, key, done))
+    # shield: a platform that hangs up cancels its own wait, not the refresh the others share
+    return await asyncio.shield(task)
+
+
+def _finished(flights: RefreshFlights, key: str, task: asyncio.Task[dict[str, Any]]) -> None:
+    if flights.tasks.get(key) is task:
+        del flights.tasks[key]
+    if not task.cancelled():
+        task.exception()  # retrieved: every waiter may have hung up already
+
+
+async def _remembered_counted(store: SharedStore, sealer: Sealer, key: str, metrics: Metrics) -> dict[str, Any] | None:
+    try:
+        answer = await _remembered(store, sealer, key)
+    except InvalidGrant:
+        metrics.grace_hits.inc()
+        raise
+    if answer is not None:
+        metrics.grace_hits.inc()
+    return answer
+
+
+async def _lead(
+    store: SharedStore, sealer: Sealer, metrics: Metrics, key: str, grace: int, deadline: float, call: Call
+) -> dict[str, Any]:
+    """This process's one refresh for ``key``: take the store's lock, or wait for whoever holds it."""
+    lock = "gw:l:" + key.removeprefix("gw:g:")
+    lock_ttl = deadline + 1.0
+    give_up = time.monotonic() + deadline
+    joined = False
+    while not (locked := await store.claim(lock, lock_ttl)):
+        # Another replica is refreshing this token: its answer will be in the grace entry.
+        if not joined:
+            joined = True
+            metrics.single_flight_joins.inc()
+        await asyncio.sleep(_POLL)
+        answer = await _remembered_counted(store, sealer, key, metrics)
+        if answer is not None:
+            return answer
+        if time.monotonic() >= give_up:
+            break  # the leader is lost or slow: ask the upstream ourselves, as without a store
+    try:
+        answer = await _remembered(store, sealer, key)  # it may have finished just before we locked
+        if answer is not None:
+            metrics.grace_hits.inc()
+            return answer
+        try:
+            answer = await call()
+        except OAuthError as err:
+            if err.error == "invalid_grant":  # definite: the upstream says this grant is bad
+                await store.put(key, _seal_refusal(sealer, err, grace), grace)
+            raise  # anything else is temporary or the gateway's own trouble: not remembered
+        await store.put(key, _seal_answer(sealer, answer, grace), grace)
+        return answer
+    finally:
+        if locked:
+            await store.delete(lock)

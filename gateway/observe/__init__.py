@@ -1,0 +1,1 @@
+"""Seeing what happens: request logs, Prometheus metrics, OpenTelemetry spans and the flow trace."""

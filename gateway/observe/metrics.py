@@ -1,0 +1,100 @@
+"""Prometheus metrics at ``/metrics`` (prometheus-client), one registry per application.
+
+What operators of an account-linking proxy ask first: how many links start and finish, which
+OAuth errors platforms get, how slow and how flaky each upstream is. Every request is counted
+once, from its :class:`~gateway.web.appkeys.RequestRecord`, by the logging middleware.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+
+from gateway import __version__
+from gateway.web.appkeys import RequestRecord
+
+__all__ = ["Metrics", "METRICS"]
+
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 4.5, 8.0)
+
+
+class Metrics:
+    """The gateway's metrics, registered in a private registry (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests by provider, endpoint and outcome (success or the OAuth error code).",
+            ["provider", "endpoint", "outcome"],
+            registry=self.registry,
+        )
+        self.upstream_latency = Histogram(
+            "gateway_upstream_request_duration_seconds",
+            "Upstream token calls, from send to the last byte of the answer.",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_failures = Counter(
+            "gateway_upstream_failures",
+            "Upstream token calls that failed, by kind (timeout, connection, too_large, http_5xx, throttled, refused, unusable_answer).",
+            ["provider", "kind"],
+            registry=self.registry,
+        )
+        self.flows_started = Counter(
+            "gateway_flows_started", "Link attempts sent on to the upstream by /authorize.", ["provider"], registry=self.registry
+        )
+        self.flows_completed = Counter(
+            "gateway_flows_completed",
+            "Link attempts that ended with a token (code exchange at /token, or implicit at /callback).",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.grace_hits = Counter(
+            "gateway_refresh_grace_hits",
+            "Refreshes answered from the grace window (gateway/oauth/refresh.py) without an upstream call.",
+            registry=self.registry,
+        )
+        self.single_flight_joins = Counter(
+            "gateway_single_flight_joins",
+            "Refreshes that waited for a refresh of the same token already in flight.",
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "gateway_store_errors", "Shared store operations that failed or ran out of time, by operation.", ["op"], registry=self.registry
+        )
+        self.store_fallbacks = Counter(
+            "gateway_store_fallbacks",
+            "Store operations served by this process alone because the shared store was unavailable, by operation.",
+            ["op"],
+            registry=self.registry,
+        )
+        Info("gateway_build", "Version of the gateway and of Python.", registry=self.registry).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+
+    def observe(self, record: RequestRecord) -> None:
+        """Count one finished request."""
+        if not record.endpoint:
+            return  # operational endpoints and the demo are not counted
+        provider = record.provider or "unknown"
+        self.requests.labels(provider, record.endpoint, record.outcome or "none").inc()
+        if record.upstream_seconds is not None:
+            self.upstream_latency.labels(provider).observe(record.upstream_seconds)
+        if record.upstream_failure:
+            self.upstream_failures.labels(provider, record.upstream_failure).inc()
+        if record.outcome == "success":
+            if record.endpoint == "authorize":
+                self.flows_started.labels(provider).inc()
+            elif record.grant in ("authorization_code", "implicit"):
+                self.flows_completed.labels(provider).inc()
+
+    async def handler(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+METRICS = web.AppKey("metrics", Metrics)

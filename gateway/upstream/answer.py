@@ -1,0 +1,211 @@
+"""Turn whatever an upstream token endpoint answered into an RFC 6749 §5.1 answer or §5.2 error.
+
+Applied in this order (README, "Mapping reference"):
+
+1. parse the body: ``format: json | form | auto`` (auto: JSON if it looks like JSON, else
+   ``application/x-www-form-urlencoded`` — GitHub's and Facebook's text/plain answers);
+2. ``error.when`` (JMESPath over the whole document), or an HTTP status ≥ 400, or a document with
+   an ``error`` but no token, marks an error; ``error.code``/``error.description`` pick its fields and
+   ``error.map`` renames the code to an RFC 6749 one;
+3. ``root`` (JMESPath) selects the object that holds the token (Withings' ``body``);
+4. ``fields`` (JMESPath each) pick ``access_token``, ``refresh_token``, ``scope``, ``id_token`` and the
+   lifetime from ``expires_in``, else ``expires`` (both relative, number or numeric text), else
+   ``expires_at`` (absolute epoch seconds), else ``expires_in_default``;
+5. ``token_type`` is always ``Bearer`` (RFC 6749 §7.1 says it is case-insensitive; platforms don't);
+   ``scope`` is split on the provider's separator (or taken as a list) and joined with spaces (§3.3).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jmespath.exceptions
+
+from gateway.config.mapping import AnswerRules
+from gateway.oauth.responses import TOKEN_ERRORS, OAuthError, ServerError, TemporarilyUnavailable
+
+__all__ = ["UpstreamAnswer", "parse_body", "normalise", "is_transient", "MAX_ANSWER_BYTES"]
+
+MAX_ANSWER_BYTES = 64 * 1024
+# Errors the upstream raises about *the gateway's* own credentials or request are not the
+# platform's fault: answering Alexa "invalid_client" would blame the skill's secret, which is fine.
+_GATEWAY_SIDE_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_request", "unsupported_grant_type"})
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    """What the upstream token endpoint said, before any mapping."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+def parse_body(answer: UpstreamAnswer, fmt: str) -> Any:
+    """The answer as a document; ``ServerError`` if it is neither JSON nor a form."""
+    text = answer.body.decode("utf-8", errors="replace").strip()
+    looks_json = text[:1] in ("{", "[") or "json" in answer.content_type
+    if fmt == "auto" and not looks_json and ("html" in answer.content_type or text[:1] == "<"):
+        # A proxy's or firewall's page: `<html lang="en">` would otherwise parse as a form.
+        raise ServerError(f"upstream answered HTTP {answer.status} with an HTML page")
+    if fmt == "json" or (fmt == "auto" and looks_json):
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
+            if fmt == "json":
+                raise ServerError(f"upstream answered HTTP {answer.status} with a body that is not JSON") from None
+    if not text:
+        return {}
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise ServerError(f"upstream answered HTTP {answer.status} with a body that is neither JSON nor a form") from None
+    return dict(pairs)
+
+
+def _search(expression: Any, document: Any) -> Any:
+    try:
+        return expression.search(document)
+    except jmespath.exceptions.JMESPathError:  # e.g. a type error inside a function
+        return None
+
+
+def _as_seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # not a number, or an integer too large for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    text = str(value)
+    return text or None
+
+
+def _scope(value: Any, separator: str) -> str | None:
+    if isinstance(value, list):
+        parts = [str(item) for item in value if isinstance(item, (str, int))]
+    elif isinstance(value, str):
+        parts = value.split(separator) if separator.strip() else value.split()
+    else:
+        return None
+    joined = " ".join(part.strip() for part in parts if part.strip())
+    return joined or None
+
+
+def is_transient(http_status: int) -> bool:
+    """Statuses that say "try again later" (RFC 9110 §15.6, RFC 6585 §4), never "the grant is bad"."""
+    return http_status >= 500 or http_status in (408, 429)
+
+
+def _error_from(document: Any, rules: AnswerRules, http_status: int) -> OAuthError:
+    """The RFC 6749 §5.2 error an upstream error answer amounts to, from the platform's side."""
+    code = _text(_search(rules.error.code, document)) or ""
+    description = (_text(_search(rules.error.description, document)) or "")[:500]
+    if is_transient(http_status):
+        # An outage or a rate limit never reads as a bad grant, whatever the body says: Google
+        # unlinks on invalid_grant, and the grant may well be good.
+        return TemporarilyUnavailable(description or f"upstream answered HTTP {http_status}")
+    if not code:
+        # No error code at all (a bare 401, a firewall's 403 page): nothing says the grant is bad,
+        # so the platform must not be told it is.
+        return ServerError(f"upstream answered HTTP {http_status} without an OAuth error code")
+    mapped = rules.error.map.get(code, code)
+    if mapped not in TOKEN_ERRORS:
+        # An unknown code on a code or refresh exchange almost always means the grant is bad;
+        # invalid_grant is what makes Google unlink and Alexa ask the user to link again.
+        mapped = "invalid_grant"
+    if mapped in _GATEWAY_SIDE_ERRORS:
+        return ServerError(
+            f"upstream refused the gateway's own request ({mapped}): check the mapping and the upstream credentials"
+        )
+    if mapped == "temporarily_unavailable":
+        return TemporarilyUnavailable(description or "upstream is temporarily unavailable")
+    if mapped == "server_error":
+        return ServerError(description or "upstream server error")
+    if not description and code and code != mapped:
+        description = f"upstream error {code}"
+    return OAuthError(description, error=mapped, status=400)
+
+
+def _is_error(document: Any, rules: AnswerRules, http_status: int) -> bool:
+    if rules.error.when is not None:
+        return bool(_search(rules.error.when, document)) or http_status >= 400
+    return http_status >= 400 or (isinstance(document, dict) and "error" in document and "access_token" not in document)
+
+
+def normalise(
+    answer: UpstreamAnswer,
+    rules: AnswerRules,
+    *,
+    now: float | None = None,
+    refresh_token_sent: str | None = None,
+    keep_refresh_token: bool = False,
+) -> dict[str, Any]:
+    """The RFC 6749 §5.1 body for ``answer``, or raise the ``OAuthError`` it amounts to."""
+    if 300 <= answer.status < 400:
+        # A redirect is never a token answer (RFC 6749 §5.1 is a 200), whatever body it carries.
+        raise ServerError(f"upstream answered a redirect (HTTP {answer.status})")
+    try:
+        document = parse_body(answer, rules.format)
+    except ServerError:
+        if is_transient(answer.status):  # an outage or rate-limit page (HTML) from a proxy in front
+            raise TemporarilyUnavailable(f"upstream answered HTTP {answer.status}") from None
+        raise
+    if _is_error(document, rules, answer.status):
+        raise _error_from(document, rules, answer.status)
+
+    token_object = _search(rules.root, document) if rules.root is not None else document
+    if not isinstance(token_object, dict):
+        raise ServerError("upstream answer has no token object where the mapping's answer.root points")
+
+    fields: Mapping[str, Any] = {name: _search(expr, token_object) for name, expr in rules.fields.items()}
+    access_token = _text(fields.get("access_token"))
+    if not access_token:
+        raise ServerError("upstream answer has no access_token")
+
+    result: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
+    expires_in = _expires_in(fields, rules, time.time() if now is None else now)
+    if expires_in is not None:  # None: ``expires_in_default: null``, the platform's own default applies
+        result["expires_in"] = expires_in
+
+    refresh_token = _text(fields.get("refresh_token"))
+    if refresh_token:
+        result["refresh_token"] = refresh_token
+    elif keep_refresh_token and refresh_token_sent:
+        result["refresh_token"] = refresh_token_sent
+    scope = _scope(fields.get("scope"), rules.scope_separator)
+    if scope:
+        result["scope"] = scope
+    id_token = _text(fields.get("id_token"))
+    if id_token:
+        result["id_token"] = id_token
+    return result
+
+
+def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float) -> int | None:
+    """An integer ``expires_in``: platforms refresh by it and a link without it dies (Alexa)
+    unless the mapping says ``expires_in_default: null`` (the skill console's default then)."""
+    for relative in ("expires_in", "expires"):
+        seconds = _as_seconds(fields.get(relative))
+        if seconds is not None and seconds > 0:
+            return max(1, int(seconds))
+    absolute = _as_seconds(fields.get("expires_at"))
+    if absolute is not None and absolute > 0:
+        if absolute > 1e11:  # milliseconds since the epoch
+            absolute /= 1000
+        return max(1, int(absolute - now))
+    return rules.expires_in_default

@@ -1,0 +1,238 @@
+"""Build the upstream token request the way the mapping says, send it, read the answer.
+
+Order of application (README, "Mapping reference"): the standard RFC 6749 §4.1.3 / §6 parameters
+→ client authentication (``basic``: an ``Authorization`` header, RFC 6749 §2.3.1; ``body``:
+``client_id`` + ``client_secret`` parameters; ``both``; ``none``: ``client_id`` only) → PKCE
+``code_verifier`` → ``params`` verbs (remove → rename → add) → encoding (``form`` body, ``json``
+body, or ``query`` string of the POST) → ``headers`` verbs.
+
+One shared ``aiohttp.ClientSession`` serves every upstream call; :func:`send` asks only for the
+little of it that :class:`UpstreamClient` names, so tests can hand it an in-process double (in the
+spirit of httpx's ``MockTransport``) and classify answers without sockets. Every call has a *total*
+deadline (``upstream.timeout``, default 4 s) because Alexa abandons a token request after 4.5 s.
+There is no retry: a retried code exchange could spend the code twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote, urlencode
+
+import aiohttp
+
+from gateway.config.mapping import ProviderMapping, TokenRequest
+from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, refuse_private_addresses, render_url
+from gateway.oauth.responses import InvalidGrant, ServerError, TemporarilyUnavailable
+from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
+from gateway.web.appkeys import RequestRecord
+
+__all__ = ["PreparedRequest", "UpstreamClient", "UpstreamResponse", "prepare_token_request", "send", "basic_auth_header"]
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamBody(Protocol):
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class UpstreamResponse(Protocol):
+    """What :func:`send` reads of an answer (an ``aiohttp.ClientResponse`` has it)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> UpstreamBody: ...
+
+
+class UpstreamClient(Protocol):
+    """What :func:`send` needs of an HTTP client: ``aiohttp.ClientSession.request``'s shape."""
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        skip_auto_headers: Iterable[str],
+        allow_redirects: bool,
+        timeout: aiohttp.ClientTimeout,
+    ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
+
+
+def basic_auth_header(client_id: str, client_secret: str) -> str:
+    """RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined by ``:`` and base64-encoded."""
+    raw = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """An upstream request ready to send (and to show in ``gateway check`` and tests)."""
+
+    method: str
+    url: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    form: Mapping[str, str] | None
+    json_body: Mapping[str, str] | None
+    timeout: float | None
+    #: The host came from a per-link value without ``allow_private``: its addresses are checked
+    #: before the call (:func:`gateway.oauth.linkcontext.refuse_private_addresses`).
+    public_only: bool = False
+
+
+def prepare_token_request(
+    mapping: ProviderMapping,
+    *,
+    grant_type: str,
+    callback_url: str,
+    code: str = "",
+    refresh_token: str = "",
+    code_verifier: str = "",
+    scope: str = "",
+    context: Mapping[str, str] | None = None,
+) -> PreparedRequest:
+    """``context``: the link's values (:mod:`gateway.oauth.linkcontext`) for the URL and templates."""
+    rules: TokenRequest = mapping.token if grant_type == "authorization_code" else mapping.refresh
+    params: dict[str, str] = {"grant_type": grant_type}
+    if grant_type == "authorization_code":
+        params.update(code=code, redirect_uri=callback_url)
+        if code_verifier:
+            params["code_verifier"] = code_verifier
+    elif grant_type == "client_credentials" and mapping.client_credentials is not None:
+        rules = mapping.client_credentials  # RFC 6749 §4.4.2: grant_type and an optional scope
+        if scope:
+            params["scope"] = scope
+    else:
+        params["refresh_token"] = refresh_token
+
+    headers: dict[str, str] = {"Accept": "application/json"}
+    basic = basic_auth_header(mapping.upstream_client_id, mapping.upstream_client_secret)
+    if rules.client_auth in ("basic", "both"):
+        headers["Authorization"] = basic
+    if rules.client_auth in ("body", "both"):
+        params["client_id"] = mapping.upstream_client_id
+        params["client_secret"] = mapping.upstream_client_secret
+    elif rules.client_auth == "none":
+        params["client_id"] = mapping.upstream_client_id
+
+    values = {
+        "client_id": mapping.upstream_client_id,
+        "client_secret": mapping.upstream_client_secret,
+        "redirect_uri": callback_url,
+        "grant_type": grant_type,
+        "code": code,
+        "refresh_token": refresh_token,
+        "code_verifier": code_verifier,
+        "basic_auth": basic,
+        "scope": scope,
+    }
+    known = {name: "" for name in mapping.flow_values} | {spec.name: "" for spec in mapping.context_specs}
+    values |= known | {name: value for name, value in (context or {}).items() if name in known}
+    try:
+        url = render_url(rules.url, values, mapping.context_specs)
+    except UnsafeUrl as exc:
+        raise InvalidGrant(f"the link's context can not be used: {exc}") from None
+    public_only = host_needs_public_address(rules.url, mapping.context_specs)
+    params = rules.params.apply(params, values)
+    headers = rules.headers.apply(headers, values)
+
+    query: dict[str, str] = {}
+    form: dict[str, str] | None = None
+    json_body: dict[str, str] | None = None
+    if rules.encoding == "query" or rules.method == "GET":
+        query = params
+    elif rules.encoding == "json":
+        json_body = params
+    else:
+        form = params
+    return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout, public_only)
+
+
+async def send(
+    session: UpstreamClient,
+    request: PreparedRequest,
+    *,
+    default_timeout: float,
+    record: RequestRecord | None = None,
+) -> UpstreamAnswer:
+    """Send once, within a total deadline; raise ``TemporarilyUnavailable`` on timeout or no answer.
+
+    Timeouts and connection failures become 503 ``temporarily_unavailable`` (never
+    ``invalid_grant``: Google unlinks on that, and the grant may still be good).
+    """
+    deadline = request.timeout or default_timeout
+    if request.public_only:
+        try:
+            async with asyncio.timeout(deadline):
+                await refuse_private_addresses(request.url)
+        except UnsafeUrl as exc:
+            raise InvalidGrant(f"the link's context can not be used: {exc}") from None
+        except TimeoutError:
+            raise TemporarilyUnavailable("the upstream's host name could not be resolved in time") from None
+    started = time.monotonic()
+    data: bytes | None = None
+    headers = dict(request.headers)
+    if request.form is not None:
+        data = urlencode(request.form).encode("ascii")
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    elif request.json_body is not None:
+        data = json.dumps(request.json_body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    # No body (query encoding, GET): no invented Content-Type (aiohttp would add
+    # application/octet-stream to a POST) unless the mapping names one.
+    named = any(name.lower() == "content-type" for name in headers)
+    skip = ("Content-Type",) if data is None and not named else ()
+    try:
+        async with asyncio.timeout(deadline):
+            async with session.request(
+                request.method,
+                request.url,
+                params=request.query or None,
+                data=data,
+                headers=headers,
+                skip_auto_headers=skip,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=deadline),  # the mapping's own, even when longer
+            ) as response:
+                body = b""
+                async for chunk in response.content.iter_any():  # the whole answer, within the deadline
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        if is_transient(response.status):
+                            body = b""  # a large outage page: its status is all that matters
+                            break
+                        raise ServerError("upstream answer is larger than 64 KiB")
+                answer = UpstreamAnswer(response.status, response.headers.get("Content-Type", ""), body)
+    except TimeoutError:
+        _note(record, started, failure="timeout")
+        log.warning("upstream %s timed out after %.1fs", request.url, deadline)
+        raise TemporarilyUnavailable(f"upstream did not answer within {deadline:g}s") from None
+    except aiohttp.ClientError as exc:
+        _note(record, started, failure="connection")
+        log.warning("upstream %s failed: %s", request.url, type(exc).__name__)
+        raise TemporarilyUnavailable("upstream could not be reached") from None
+    except ServerError:
+        _note(record, started, failure="too_large")
+        raise
+    _note(record, started, status=answer.status)
+    return answer
+
+
+def _note(record: RequestRecord | None, started: float, *, status: int | None = None, failure: str = "") -> None:
+    if record is not None:
+        record.upstream_seconds = time.monotonic() - started
+        record.upstream_status = status
+        record.upstream_failure = failure

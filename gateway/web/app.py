@@ -1,0 +1,160 @@
+"""The application factory: routes, middlewares, shared resources, operational endpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+
+import aiohttp
+from aiohttp import web
+from aiohttp_session import session_middleware
+
+from gateway.config.settings import Config
+from gateway.oauth.refresh import FLIGHTS, RefreshFlights
+from gateway.oauth.replay import REDEEMED, RedeemedCodes
+from gateway.observe.logs import request_middleware
+from gateway.observe.metrics import METRICS, Metrics
+from gateway.store import derive_hash_key, store_context
+from gateway.web.appkeys import HTTP_CLIENT, RECORD, RUNTIME, Runtime, RuntimeHolder, runtime_of
+from gateway.web.handlers.authorize import authorize
+from gateway.web.handlers.callback import callback
+from gateway.web.handlers.revoke import revoke
+from gateway.web.handlers.token import token
+from gateway.web.metadata import METADATA_PATH, metadata
+from gateway.web.runner import DRAIN, Drain, body_deadline, drain_middleware
+from gateway.web.session import CurrentFernet, RotatingCookieStorage
+
+__all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
+
+log = logging.getLogger(__name__)
+
+#: Token requests are a few hundred bytes; anything far larger is refused before it is parsed.
+MAX_BODY_BYTES = 16 * 1024
+#: Upstream connections open at once to any one upstream host, out of 256 in all: a provider
+#: that hangs holds at most a quarter of the pool, so the others' calls still find connections.
+UPSTREAM_CONNECTIONS_PER_HOST = 64
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def never_a_traceback(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No input reaches a 500 with a traceback: unexpected failures get a short, generic answer."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except ConnectionResetError:
+        # The client left in the middle of its request (body): its mistake, nobody to answer.
+        log.info("client disconnected during %s %s", request.method, request.path)
+        record = request.get(RECORD)
+        if record is not None:
+            record.outcome = "client_disconnect"
+        return web.Response(status=499, text="client disconnected\n")  # nginx's code; never sent
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response(
+            {"error": "server_error", "error_description": "internal error"},
+            status=500,
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: a valid config is loaded and the upstream client is open."""
+    client = request.app.get(HTTP_CLIENT)
+    if client is None or client.closed:
+        return web.Response(status=503, text="starting\n")
+    providers = ", ".join(sorted(runtime_of(request).config.providers))
+    return web.Response(text=f"ready: {providers}\n")
+
+
+def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def http_client(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
+            headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        # aiohttp resends an idempotent (GET) request once when the connection drops before an
+        # answer; a GET token endpoint would then see the code twice. Never retry (its test
+        # client turns this off the same way).
+        session._retry_connection = False
+        app[HTTP_CLIENT] = session
+        yield
+        await session.close()
+
+    return http_client
+
+
+def create_app(config: Config) -> web.Application:
+    """The gateway for ``config``: every provider's three endpoints plus the operational ones."""
+    holder = RuntimeHolder(Runtime.of(config))
+    storage = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
+    metrics = Metrics()
+    app = web.Application(
+        middlewares=[
+            request_middleware(config.request_id_header),
+            drain_middleware,
+            never_a_traceback,
+            body_deadline(lambda request: runtime_of(request).config.connections),
+            session_middleware(storage),
+        ],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[RUNTIME] = holder
+    app[METRICS] = metrics
+    app[REDEEMED] = RedeemedCodes()
+    app[FLIGHTS] = RefreshFlights()
+    app[DRAIN] = Drain()
+    app.cleanup_ctx.append(_http_client_context(config))
+    app.cleanup_ctx.append(store_context(config.store, derive_hash_key(config.keys[0]), metrics))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if config.trace is not None:
+        from gateway.observe.trace import add_routes as add_trace_routes
+
+        add_trace_routes(app, config.trace)
+    if config.metrics is None:
+        app.router.add_get("/metrics", metrics.handler)
+    else:  # on the ops listener only (gateway.web.opsport), never on the public port
+        from gateway.web.opsport import ops_listener
+
+        app.cleanup_ctx.append(ops_listener(config.metrics))
+    if config.demo:
+        from gateway.demo import setup_demo
+
+        setup_demo(app, public_url=config.public_url, sealer=holder.current.sealer)
+    app.router.add_get("/{provider}/authorize", authorize)
+    app.router.add_post("/{provider}/authorize", authorize)  # the tenant form posts back (gateway/web/tenant.py)
+    app.router.add_get("/{provider}/callback", callback)
+    app.router.add_route("*", "/{provider}/token", token)  # other methods get a JSON 405
+    app.router.add_route("*", "/{provider}/revoke", revoke)  # RFC 7009
+    app.router.add_get(METADATA_PATH + "/{provider}", metadata)  # RFC 8414 §3
+    return app
+
+
+#: Settings that are bound when the server starts; a reload that changes them is refused.
+_RESTART_ONLY = (
+    "connections", "host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout",
+    "metrics", "trace", "store",
+)
+
+
+def reload_config(app: web.Application, config: Config) -> list[str]:
+    """Swap in ``config`` atomically; return what needs a restart instead (nothing is swapped then)."""
+    current = app[RUNTIME].current.config
+    if config.ephemeral_key and current.ephemeral_key:
+        config = replace(config, keys=current.keys)  # a new random key would break every flow in flight
+    if config.trace is not None and config.trace.generated and current.trace is not None and current.trace.generated:
+        config = replace(config, trace=current.trace)  # the demo's random trace token stays
+    needs_restart = [name for name in _RESTART_ONLY if getattr(current, name) != getattr(config, name)]
+    if not needs_restart:
+        app[RUNTIME].current = Runtime.of(config)
+    return needs_restart

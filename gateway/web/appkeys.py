@@ -1,0 +1,70 @@
+"""Typed keys for what the application shares between handlers (aiohttp's ``web.AppKey``).
+
+What a reload (SIGHUP) may replace — the config and the sealer built from its keys — lives in
+one :class:`Runtime` object, swapped whole, so a request never sees half an old config and half
+a new one. Handlers read it through :func:`runtime_of` at the start of each request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from gateway.config.settings import Config
+from gateway.oauth.seal import Sealer
+
+__all__ = ["Runtime", "RuntimeHolder", "RUNTIME", "HTTP_CLIENT", "RECORD", "RequestRecord", "runtime_of", "record_of"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One loaded config and the sealer for its keys."""
+
+    config: Config
+    sealer: Sealer
+
+    @classmethod
+    def of(cls, config: Config) -> Runtime:
+        return cls(config, Sealer(config.keys))
+
+
+@dataclass
+class RuntimeHolder:
+    """The current :class:`Runtime`; ``current`` is replaced in one assignment on reload."""
+
+    current: Runtime
+
+
+@dataclass
+class RequestRecord:
+    """What one request did, filled in by the handlers, logged and counted once by a middleware."""
+
+    request_id: str
+    provider: str = ""
+    endpoint: str = ""
+    outcome: str = ""
+    grant: str = ""
+    upstream_status: int | None = None
+    upstream_seconds: float | None = None
+    upstream_failure: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+RUNTIME = web.AppKey("runtime", RuntimeHolder)
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+RECORD = web.RequestKey("record", RequestRecord)
+
+
+def runtime_of(request: web.Request) -> Runtime:
+    return request.app[RUNTIME].current
+
+
+def record_of(request: web.Request) -> RequestRecord:
+    """This request's record (a throwaway one outside the logging middleware, e.g. in unit tests)."""
+    record = request.get(RECORD)
+    if record is None:
+        record = RequestRecord(request_id="-")
+        request[RECORD] = record
+    return record

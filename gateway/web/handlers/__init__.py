@@ -1,0 +1,134 @@
+"""HTTP handlers: one module per endpoint. They apply mappings and never name a provider."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
+
+from gateway.config.mapping import ProviderMapping
+from gateway.oauth.responses import (
+    InvalidRequest,
+    OAuthError,
+    ServerError,
+    TemporarilyUnavailable,
+    token_error_response,
+)
+from gateway.observe import trace
+from gateway.upstream.answer import normalise
+from gateway.upstream.client import PreparedRequest, send
+from gateway.web.appkeys import HTTP_CLIENT, record_of, runtime_of
+
+__all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "json_post_endpoint"]
+
+#: Longest value accepted for any single request parameter (codes, states, URIs, verifiers).
+MAX_PARAM_LENGTH = 4096
+
+
+def provider_of(request: web.Request, endpoint: str) -> ProviderMapping | None:
+    """The mapping the path names (noted in the request's record for logs and metrics)."""
+    record = record_of(request)
+    record.endpoint = endpoint
+    mapping = runtime_of(request).config.providers.get(request.match_info["provider"])
+    if mapping is not None:
+        record.provider = mapping.name
+    return mapping
+
+
+def outcome(request: web.Request, result: str) -> None:
+    """Note how the request ended: ``success`` or the RFC 6749 error code."""
+    record_of(request).outcome = result
+
+
+def single_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """RFC 6749 §3.1/§3.2: parameters must not be sent more than once; values have a size limit."""
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise InvalidRequest(f"parameter {name!r} is given more than once")
+        if len(value) > MAX_PARAM_LENGTH:
+            raise InvalidRequest(f"parameter {name!r} is too long")
+        params[name] = value
+    return params
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A platform's POST body as ``application/x-www-form-urlencoded`` UTF-8, each parameter once
+    (RFC 6749 §3.2, RFC 7009 §2.1), whatever the Content-Type says; RFC 6749 errors otherwise."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise OAuthError("the request body is too large", error="invalid_request", status=413) from None
+    except RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
+        raise InvalidRequest("the request body could not be decoded") from None
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded UTF-8") from None
+    return single_params(pairs)
+
+
+async def exchange(
+    request: web.Request, mapping: ProviderMapping, prepared: PreparedRequest, *, refresh_token_sent: str | None = None
+) -> dict[str, Any]:
+    """Send the upstream token request once and normalise its answer (RFC 6749 §5.1), noting in
+    the request's record how the upstream failed, if it did — for /token and the implicit callback."""
+    record = record_of(request)
+    trace.upstream_requested(request, mapping, prepared)
+    try:
+        answer = await send(
+            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record
+        )
+    except OAuthError as err:
+        trace.upstream_failed(request, record.upstream_failure, err, record.upstream_seconds)
+        raise
+    trace.upstream_answered(request, answer, record.upstream_seconds)
+    try:
+        result = normalise(
+            answer, mapping.answer, refresh_token_sent=refresh_token_sent, keep_refresh_token=mapping.keep_refresh_token
+        )
+    except TemporarilyUnavailable as err:
+        record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
+        trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
+        raise
+    except ServerError as err:
+        # 4xx: the upstream refused the gateway's own request; 2xx: an answer the gateway can't use.
+        record.upstream_failure = "refused" if 400 <= answer.status < 500 else "unusable_answer"
+        trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
+        raise
+    except OAuthError as err:  # the grant is bad (invalid_grant): the upstream's word, passed on
+        trace.normalise_failed(request, mapping, answer, err, err.error)
+        raise
+    trace.normalised(request, mapping, result)
+    return result
+
+
+def unknown_provider(request: web.Request) -> OAuthError:
+    return OAuthError("there is no such provider on this gateway", error="invalid_request", status=404)
+
+
+async def json_post_endpoint(
+    request: web.Request,
+    endpoint: str,
+    handle: Callable[[web.Request, ProviderMapping], Awaitable[web.Response]],
+    *,
+    title: str,
+) -> web.Response:
+    """The frame of the JSON endpoints the platform POSTs to (``/token``, ``/revoke``): the provider,
+    POST only (RFC 6749 §3.2, RFC 7009 §2.1; else a JSON 405 with ``Allow``), and every
+    :class:`OAuthError` as its JSON answer (RFC 6749 §5.2)."""
+    mapping = provider_of(request, endpoint)
+    if mapping is None:
+        return token_error_response(unknown_provider(request))
+    if request.method != "POST":
+        response = token_error_response(OAuthError(f"the {title} endpoint takes POST", error="invalid_request", status=405))
+        response.headers["Allow"] = "POST"
+        return response
+    try:
+        return await handle(request, mapping)
+    except OAuthError as err:
+        outcome(request, err.error)
+        return token_error_response(err, basic_auth_used="Authorization" in request.headers)

@@ -1,0 +1,174 @@
+"""``GET /{provider}/authorize`` — the platform's Authorization URL (RFC 6749 §4.1.1, §4.2.1).
+
+Checks, in the order RFC 6749 §4.1.2.1 dictates: the client and the redirect URI first — any
+problem there is an HTML page, never a redirect (no open redirector, §10.15) — then everything
+else, reported to the now-validated redirect URI with ``error=`` and the platform's ``state``.
+
+On success the flow (redirect URI, state, PKCE challenge, the upstream PKCE verifier) goes into
+the encrypted flow cookie under a fresh nonce, and the browser goes to the upstream with the
+mapped parameters, ``redirect_uri=<public_url>/<provider>/callback`` and ``state=<nonce>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from gateway.config.mapping import ProviderMapping
+from gateway.oauth import pkce
+from gateway.oauth.linkcontext import UnsafeUrl, initial_context, render_url
+from gateway.oauth.responses import (
+    InvalidRequest,
+    OAuthError,
+    UnsupportedResponseType,
+    add_to_uri,
+    error_page,
+    redirect,
+)
+from gateway.observe import trace
+from gateway.web.appkeys import runtime_of
+from gateway.web.handlers import outcome, provider_of, single_params, unknown_provider
+from gateway.web.session import FlowStore, FlowTooLarge
+from gateway.web.tenant import ask_tenant
+
+__all__ = ["authorize", "MAX_STATE_LENGTH"]
+
+#: The platform's state travels in the flow cookie, which browsers cap at 4096 bytes.
+MAX_STATE_LENGTH = 1500
+
+
+def _check_client(mapping: ProviderMapping, params: dict[str, str]) -> str:
+    """The validated redirect URI; raise for a problem that must not be redirected."""
+    client_id = params.get("client_id", "")
+    if not hmac.compare_digest(client_id.encode(), mapping.platform.client_id.encode()):
+        raise OAuthError("The app that sent you here is not known to this gateway (client_id).", error="unauthorized_client")
+    redirect_uri = params.get("redirect_uri")
+    if not redirect_uri:
+        raise InvalidRequest("The request names no redirect_uri, so there is nowhere to send you back to.")
+    if not mapping.platform.redirect_policy.allows(redirect_uri):
+        raise InvalidRequest("The redirect_uri of this request is not one this gateway may send you to.")
+    return redirect_uri
+
+
+def _platform_pkce(mapping: ProviderMapping, params: dict[str, str]) -> dict[str, str]:
+    """RFC 7636 §4.3/§4.4.1: the challenge to seal into the code, validated."""
+    challenge = params.get("code_challenge")
+    method = params.get("code_challenge_method", "plain")
+    if challenge is None:
+        if mapping.platform.pkce in ("required", "S256"):
+            raise InvalidRequest("code_challenge is required (RFC 7636)")
+        return {}
+    if mapping.platform.pkce == "S256" and method != "S256":
+        raise InvalidRequest("code_challenge_method must be S256 (OAuth 2.1 §4.1.1)")
+    if method not in pkce.METHODS:
+        raise InvalidRequest("code_challenge_method must be S256 or plain")
+    if not pkce.CHALLENGE.fullmatch(challenge) or (method == "S256" and len(challenge) != 43):
+        raise InvalidRequest("code_challenge is malformed (RFC 7636 §4.2)")
+    return {"cc": challenge, "ccm": method}
+
+
+def _upstream_scope(mapping: ProviderMapping, requested: str) -> str:
+    if mapping.authorize.scope is not None:
+        return mapping.authorize.scope
+    return mapping.scope_separator.join(requested.split())
+
+
+def _error_redirect(
+    request: web.Request, err: OAuthError, redirect_uri: str, state: str | None, *, fragment: bool
+) -> web.Response:
+    """RFC 6749 §4.1.2.1 / §4.2.2.1: an error to the validated redirect URI, with the state."""
+    outcome(request, err.error)
+    trace.authorized(request, request.match_info["provider"], dict(request.query), error=err)
+    body = {"error": err.error, "error_description": err.description}
+    if state is not None:
+        body["state"] = state
+    return redirect(add_to_uri(redirect_uri, body, fragment=fragment), carries_secret=False)
+
+
+async def authorize(request: web.Request) -> web.Response:
+    mapping = provider_of(request, "authorize")
+    if mapping is None:
+        return error_page(unknown_provider(request))
+    if request.method == "POST" and mapping.tenant is None:  # only the tenant form posts here
+        response = error_page(OAuthError("This address takes GET.", error="invalid_request", status=405))
+        response.headers["Allow"] = "GET"
+        return response
+    try:
+        params = single_params(list(request.query.items()))
+        redirect_uri = _check_client(mapping, params)
+    except OAuthError as err:
+        outcome(request, err.error)
+        trace.authorized(request, mapping.name, dict(request.query), error=err)
+        return error_page(err)
+
+    response_type = params.get("response_type", "")
+    implicit = mapping.grant == "implicit"
+    state = params.get("state")
+    try:
+        expected = "token" if implicit else "code"
+        if response_type != expected:
+            raise UnsupportedResponseType(f"this provider answers response_type={expected}")
+        if state is not None and len(state) > MAX_STATE_LENGTH:
+            raise InvalidRequest(f"state is longer than {MAX_STATE_LENGTH} characters")
+        platform_pkce = {} if implicit else _platform_pkce(mapping, params)
+    except OAuthError as err:
+        return _error_redirect(request, err, redirect_uri, state, fragment=implicit)
+
+    runtime = runtime_of(request)
+    config = runtime.config
+    chosen: dict[str, str] = {}
+    if mapping.tenant is not None:  # the user says which tenant first (gateway/web/tenant.py)
+        asked = await ask_tenant(request, mapping, mapping.tenant, config, runtime.sealer)
+        if isinstance(asked, web.Response):
+            outcome(request, "tenant_form")
+            return asked
+        chosen[mapping.tenant.name] = asked
+    nonce = secrets.token_urlsafe(24)
+    flow: dict[str, Any] = {"p": mapping.name, "r": redirect_uri, "t": response_type, **platform_pkce}
+    if state is not None:
+        flow["s"] = state
+
+    upstream_params: dict[str, str] = {
+        "response_type": "code",
+        "client_id": mapping.upstream_client_id,
+        "redirect_uri": config.callback_url(mapping.name),
+        "state": nonce,
+    }
+    scope = _upstream_scope(mapping, params.get("scope", ""))
+    if scope:
+        upstream_params["scope"] = scope
+    challenge = method = ""
+    if mapping.authorize.pkce != "none":
+        verifier = pkce.new_verifier()
+        method = mapping.authorize.pkce
+        challenge = pkce.challenge_of(verifier, method)
+        upstream_params.update(code_challenge=challenge, code_challenge_method=method)
+        flow["v"] = verifier
+    values = {
+        **upstream_params,
+        "scope": scope,
+        "code_challenge": challenge,
+        "code_challenge_method": method,
+        "locale": params.get("user_locale") or params.get("ui_locales") or "",
+    }
+    upstream_params = mapping.authorize.params.apply(upstream_params, values)
+    if mapping.keeps_context:  # values the token request needs back (gateway.oauth.linkcontext)
+        flow["lc"] = initial_context(mapping, upstream_params) | chosen
+
+    flows = await FlowStore.of(request, config.cookie)
+    try:
+        flows.add(nonce, flow)
+    except FlowTooLarge as err:  # a state of many non-ASCII characters, say
+        return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
+    try:
+        url = render_url(mapping.authorize.url, chosen, mapping.context_specs)
+    except UnsafeUrl as err:  # pragma: no cover - ask_tenant checked the value against this URL
+        return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
+    location = f"{url}{'&' if '?' in url else '?'}{urlencode(upstream_params)}"
+    outcome(request, "success")
+    trace.authorized(request, mapping.name, params, nonce=nonce, location=location, mapping_step=f"authorize.params, PKCE {mapping.authorize.pkce}")
+    return redirect(location, carries_secret=False)

@@ -1,0 +1,186 @@
+"""``POST /{provider}/token`` — the platform's Access Token URL (RFC 6749 §4.1.3, §6).
+
+1. The body is parsed as ``application/x-www-form-urlencoded`` whatever the Content-Type says
+   (one Alexa write-up saw a token request without the header); each parameter at most once.
+2. The platform client is authenticated (:mod:`gateway.oauth.clientauth`).
+3. ``authorization_code``: the sealed code is opened and checked — expiry (≤ 10 minutes), client,
+   redirect URI (§4.1.3), PKCE verifier (RFC 7636 §4.6); ``refresh_token``: passed on.
+4. The upstream request is built and sent as the mapping says (:mod:`gateway.upstream`); its answer
+   is normalised into §5.1 JSON or a §5.2 error (:mod:`gateway.upstream.answer`).
+
+Every answer is JSON with ``Cache-Control: no-store`` and ``Pragma: no-cache``. A sealed code is
+single use (RFC 6749 §4.1.2) twice over: the gateway claims each code it redeems, in the process
+and in the shared store if one is configured (:mod:`gateway.oauth.replay`), and the upstream's own code
+inside is single use at the upstream. A refresh is answered once per token within the grace
+window (:mod:`gateway.oauth.refresh`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.config.mapping import ProviderMapping
+from gateway.oauth import pkce
+from gateway.oauth.clientauth import authenticate, read_credentials
+from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
+from gateway.oauth.refresh import refresh_with_grace
+from gateway.oauth.replay import REDEEMED, claim_shared, fingerprint, release_shared
+from gateway.oauth.responses import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    OAuthError,
+    UnsupportedGrantType,
+    token_error_response,
+    token_response,
+)
+from gateway.oauth.seal import SealError
+from gateway.observe import trace
+from gateway.upstream.client import prepare_token_request
+from gateway.web.appkeys import record_of, runtime_of
+from gateway.web.handlers import exchange, json_post_endpoint, outcome, read_form
+from gateway.web.handlers.callback import CODE_PURPOSE
+from gateway.web.handlers.client_credentials import client_credentials_grant
+
+__all__ = ["token"]
+
+
+def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str, object], client_id: str) -> dict[str, Any]:
+    """Check a sealed code against the token request; return the upstream exchange's inputs."""
+    if opened.get("p") != mapping.name or opened.get("c") != client_id:
+        raise InvalidGrant("code was not issued to this client")
+    redirect_uri = form.get("redirect_uri")
+    if redirect_uri is None:
+        raise InvalidRequest("redirect_uri is required: it was sent with the authorization request (RFC 6749 §4.1.3)")
+    if redirect_uri != opened.get("r"):
+        raise InvalidGrant("redirect_uri does not match the authorization request")
+    challenge = opened.get("cc")
+    verifier = form.get("code_verifier")
+    if isinstance(challenge, str):
+        if verifier is None:
+            raise InvalidRequest("code_verifier is required: the authorization request had a code_challenge")
+        if not pkce.VERIFIER.fullmatch(verifier):
+            raise InvalidRequest("code_verifier is malformed (RFC 7636 §4.1)")
+        if not pkce.verify(verifier, challenge, str(opened.get("ccm", "plain"))):
+            raise InvalidGrant("code_verifier does not match the code_challenge")
+    elif verifier is not None:
+        # RFC 9700 §2.1.1: a verifier for a code issued without a challenge is a downgrade attempt.
+        raise InvalidGrant("code_verifier given, but the authorization request had no code_challenge")
+    context = opened.get("x")
+    return {
+        "code": str(opened["u"]),
+        "code_verifier": str(opened.get("v", "")),
+        "context": context if isinstance(context, dict) else {},
+    }
+
+
+async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
+    form = await read_form(request)
+    trace.token_requested(request, mapping, form)
+    credentials = read_credentials(request.headers.get("Authorization"), form)
+    try:
+        authenticate(credentials, mapping.platform)
+    except InvalidClient as err:
+        outcome(request, err.error)
+        return token_error_response(err, basic_auth_used=credentials.used_basic)
+
+    grant_type = form.get("grant_type")
+    record_of(request).grant = grant_type or ""
+    if grant_type == "authorization_code":
+        body = await _authorization_code(request, mapping, form, credentials.client_id)
+    elif grant_type == "refresh_token":
+        body = await _refresh_token(request, mapping, form, credentials.client_id)
+    elif grant_type == "client_credentials":
+        body = await client_credentials_grant(request, mapping, form)
+    elif not grant_type:
+        raise InvalidRequest("grant_type is required")
+    else:
+        raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
+    outcome(request, "success")
+    return token_response(body)
+
+
+async def _authorization_code(
+    request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
+) -> dict[str, Any]:
+    """RFC 6749 §4.1.3: open and check the sealed code, claim it, and exchange the upstream's."""
+    runtime = runtime_of(request)
+    code = form.get("code")
+    if not code:
+        raise InvalidRequest("code is required")
+    try:
+        opened = runtime.sealer.open(CODE_PURPOSE, code)
+    except SealError as err:
+        raise InvalidGrant(f"code is invalid: {err}") from None
+    inputs = _code_grant(mapping, form, opened, client_id)
+    redeemed, claim = request.app[REDEEMED], fingerprint(opened)
+    if not redeemed.claim(claim, ttl=runtime.config.code_ttl):
+        raise InvalidGrant("code was already used")
+    if not await claim_shared(request.app, claim, ttl=runtime.config.code_ttl):
+        redeemed.release(claim)  # another replica holds it; this process never spent it
+        raise InvalidGrant("code was already used")
+    prepared = prepare_token_request(
+        mapping, grant_type="authorization_code", callback_url=runtime.config.callback_url(mapping.name), **inputs
+    )
+    try:
+        body = await exchange(request, mapping, prepared)
+    except OAuthError:
+        redeemed.release(claim)  # not spent here: the upstream decides whether it still works
+        await release_shared(request.app, claim)
+        raise
+    return _sealed_refresh(request, mapping, body, inputs["context"])
+
+
+def _sealed_refresh(request: web.Request, mapping: ProviderMapping, body: dict[str, Any], context: dict[str, str]) -> dict[str, Any]:
+    """A mapping that keeps context hands the platform an envelope, never the upstream's token."""
+    if mapping.keeps_context and body.get("refresh_token"):
+        config = runtime_of(request).config
+        body["refresh_token"] = seal_refresh(link_sealer(config.link_keys, config.keys), body["refresh_token"], context)
+    return body
+
+
+async def _refresh_token(
+    request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
+) -> dict[str, Any]:
+    """RFC 6749 §6: pass the refresh on, the way the mapping says — once per token within the
+    grace window, however often and wherever it is retried (:mod:`gateway.oauth.refresh`)."""
+    refresh_token = form.get("refresh_token")
+    if not refresh_token:
+        raise InvalidRequest("refresh_token is required")
+    runtime = runtime_of(request)
+    upstream_token, context = refresh_token, dict[str, str]()
+    if mapping.keeps_context:  # the platform holds an envelope {upstream refresh token, context}
+        try:
+            upstream_token, context = open_refresh(link_sealer(runtime.config.link_keys, runtime.config.keys), refresh_token)
+        except SealError as err:
+            raise InvalidGrant(f"refresh_token is invalid: {err}") from None
+    prepared = prepare_token_request(
+        mapping,
+        grant_type="refresh_token",
+        callback_url=runtime.config.callback_url(mapping.name),
+        refresh_token=upstream_token,
+        context=context,
+    )
+
+    async def call() -> dict[str, Any]:
+        body = await exchange(request, mapping, prepared, refresh_token_sent=upstream_token)
+        return _sealed_refresh(request, mapping, body, context)
+
+    return await refresh_with_grace(
+        request.app,
+        runtime.sealer,
+        provider=mapping.name,
+        client_id=client_id,
+        refresh_token=refresh_token,
+        grace=mapping.refresh_grace,
+        deadline=prepared.timeout or runtime.config.upstream_timeout,
+        call=call,
+    )
+
+
+async def token(request: web.Request) -> web.Response:
+    response = await json_post_endpoint(request, "token", _handle, title="token")
+    trace.token_answered(request, response)
+    return response

@@ -1,0 +1,228 @@
+"""The HTTP server around the app: connection cap, read deadlines, malformed requests, draining.
+
+aiohttp's own server holds a connection as long as a client likes while it sends its headers or
+body, accepts connections until the process runs out of file descriptors, and answers a request it
+can't parse by logging the request line or header line (codes, states, ``Authorization``,
+``Cookie``) with a traceback and echoing the bytes back. This module closes those holes
+(issue 8; docs/THREAT_MODEL.md):
+
+* ``connections.max`` open connections at most; the next one is answered ``503`` with
+  ``Connection: close`` at once and closed.
+* ``connections.header_timeout``: from a request's first byte to the end of its headers;
+  ``connections.body_timeout``: for its body (:func:`body_deadline`). Past either: ``408`` and
+  the connection is closed.
+* A malformed request gets one redacted WARNING line (status and the parser's error class, no
+  input) and a small ``400`` that does not quote it.
+* Draining (:class:`Drain`): once SIGTERM came, every answer carries ``Connection: close``; a
+  request still running when ``shutdown_grace`` is over is answered ``503`` rather than cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from gateway.config.settings import ConnectionSettings
+from gateway.web.appkeys import RECORD
+
+__all__ = ["GatewayRunner", "Drain", "DRAIN", "body_deadline", "drain_middleware", "accept_error_handler"]
+
+log = logging.getLogger("gateway.web.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nbusy\n"
+_SLOW = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nslow\n"
+
+
+class _Protocol(RequestHandler):
+    """aiohttp's request handler with a connection cap, a header deadline and quiet errors."""
+
+    settings: ConnectionSettings = ConnectionSettings()
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        manager = self._manager
+        if manager is not None and len(manager.connections) >= self.settings.max:
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(_BUSY)
+            transport.close()
+            self._manager = None  # never registered: connection_lost has nothing to undo
+            _rate_limited("connection refused: %d connections open (connections.max)", self.settings.max)
+            return
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        waiting_before = len(self._messages)
+        super().data_received(data)
+        if len(self._messages) > waiting_before or self._payload_parser is not None:
+            self._cancel_header_timer()
+        elif self._header_timer is None and self.transport is not None and self._awaiting_a_request():
+            # Bytes of a request whose headers are not complete yet: they have a deadline.
+            self._header_timer = self._loop.call_later(self.settings.header_timeout, self._headers_too_slow)
+
+    def _awaiting_a_request(self) -> bool:
+        """The connection waits for its next request (not in a body, not handling one)."""
+        waiter = self._waiter  # None too before the connection's first request is awaited
+        idle = waiter is None or not waiter.done()
+        return idle and not self._messages and not self._request_in_progress and self._current_request is None
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport is not None and self._awaiting_a_request():
+            log.warning("request headers not complete within %gs: connection closed", self.settings.header_timeout)
+            self.transport.write(_SLOW)
+            self.force_close()
+            self.transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        """One redacted line and a small answer: the parser's message quotes the client's bytes."""
+        if status == 500 and exc is not None:
+            log.error("unhandled error in the HTTP server: %s", type(exc).__name__)
+        else:
+            log.warning("malformed request refused: %d %s", status, type(exc).__name__ if exc else "")
+        if request.writer.output_size > 0:
+            raise ConnectionError("answer already started")
+        text = {400: "bad request\n", 408: "too slow\n", 413: "too large\n", 500: "internal error\n"}.get(status, "error\n")
+        response = web.Response(status=status, text=text, content_type="text/plain")
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """Builds :class:`_Protocol` handlers for each connection."""
+
+    settings: ConnectionSettings = ConnectionSettings()
+
+    def __call__(self) -> RequestHandler:
+        handler = _Protocol(self, loop=self._loop, **self._kwargs)
+        handler.settings = self.settings
+        return handler
+
+
+class GatewayRunner(web.AppRunner):
+    """An ``AppRunner`` whose connections are :class:`_Protocol` (``gateway serve`` and the tests)."""
+
+    def __init__(self, app: web.Application, settings: ConnectionSettings, **kwargs: Any) -> None:
+        kwargs.setdefault("keepalive_timeout", settings.keepalive_timeout)
+        super().__init__(app, **kwargs)
+        self._settings = settings
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # same state; only the per-connection factory differs
+        assert isinstance(server, _Server)
+        server.settings = self._settings
+        return server
+
+
+def body_deadline(settings: Callable[[web.Request], ConnectionSettings]) -> Any:
+    """A middleware: a request body must arrive within ``connections.body_timeout`` (else 408).
+
+    The body is waited for (not read) before the handler runs, so the handler still reads it
+    itself, with its own size limit. A body larger than the read buffer can't arrive whole
+    without being read; it is left to the handler's size limit.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        length = request.content_length
+        # A stream that failed already (e.g. a gzip body that does not decompress) never reaches
+        # EOF, and wait_eof() does not look at the stored error: the handler's read reports it.
+        failed = request.content.exception() is not None
+        if request.body_exists and not failed and (length is None or length <= request.client_max_size):
+            timeout = settings(request).body_timeout
+            try:
+                async with asyncio.timeout(timeout):
+                    await request.content.wait_eof()
+            except TimeoutError:
+                record = request.get(RECORD)
+                if record is not None:
+                    record.outcome = "body_timeout"
+                response = web.Response(status=408, text="too slow\n", content_type="text/plain")
+                response.force_close()
+                return response
+            except Exception:  # noqa: BLE001 - e.g. a gzip body that does not decompress:
+                pass  # the stream keeps the error, and the handler's own read answers it as the handler does
+        return await handler(request)
+
+    return middleware
+
+
+class Drain:
+    """Shutdown state shared by the server loop and :func:`drain_middleware`."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self.expired = asyncio.Event()
+
+
+DRAIN: web.AppKey[Drain] = web.AppKey("drain", Drain)
+
+
+@web.middleware
+async def drain_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """While draining, answers close their connection; past the grace, a request gets a 503."""
+    drain = request.app.get(DRAIN)
+    if drain is None:
+        return await handler(request)
+    work = asyncio.ensure_future(handler(request))
+    expired = asyncio.ensure_future(drain.expired.wait())
+    try:
+        await asyncio.wait({work, expired}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        expired.cancel()
+    if work.done():
+        response = work.result()
+    else:
+        work.cancel()
+        record = request.get(RECORD)
+        if record is not None:
+            record.outcome = "shutdown"
+        response = web.json_response(
+            {"error": "temporarily_unavailable", "error_description": "the gateway is shutting down; try again"},
+            status=503,
+            headers={"Cache-Control": "no-store", "Retry-After": "1"},
+        )
+    if drain.closing:
+        response.force_close()
+    return response
+
+
+_last_logged: dict[str, float] = {}
+
+
+def _rate_limited(message: str, *args: object) -> None:
+    """Log ``message`` at most once a second (per message): a flood must not flood the log."""
+    now = time.monotonic()
+    if now - _last_logged.get(message, -1.0) >= 1.0:
+        _last_logged[message] = now
+        log.error(message, *args)
+
+
+def accept_error_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler: asyncio logs each failed ``accept()`` (EMFILE) — thousands a
+    second when descriptors run out. Those are logged once a second; everything else as usual."""
+    message = str(context.get("message", ""))
+    if "out of system resource" in message:
+        exc = context.get("exception")
+        _rate_limited("%s: %s (repeats are not logged for a second)", message, type(exc).__name__ if exc else "")
+        return
+    loop.default_exception_handler(context)

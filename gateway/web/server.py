@@ -1,0 +1,111 @@
+"""Running the gateway: one process per container, scaled by replicas.
+
+Why not several workers on one port: the gateway is I/O-bound and keeps no state, so one asyncio
+process per container uses a core well, and an orchestrator (Kubernetes, compose) already
+restarts, scales and health-checks processes. Forking workers inside a container would hide
+crashes from it and split metrics between processes.
+
+Signals:
+* SIGTERM / SIGINT: stop accepting connections, let requests in flight finish within
+  ``shutdown_grace`` seconds (aiohttp's graceful shutdown), exit 0.
+* SIGHUP: load the config and mappings again; if they are valid, swap them in atomically; if
+  not, log every problem and keep serving the old config. Settings bound at start (listen
+  address, TLS, cookie, demo) need a restart and are reported as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.config.settings import Config, ConfigError, load_config
+from gateway.upstream import discovery
+from gateway.web.app import create_app, reload_config
+from gateway.web.runner import DRAIN, GatewayRunner, accept_error_handler
+
+__all__ = ["serve", "ssl_context"]
+
+log = logging.getLogger("gateway")
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    if config.tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls.cert, config.tls.key)
+    return context
+
+
+async def _reload(app: web.Application, path: Path, host: str | None, port: int | None) -> None:
+    discovery.clear_cache()  # a reload sees a provider whose endpoints changed
+    try:
+        config = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: load_config(path, host=host, port=port)
+        )
+    except ConfigError as err:
+        for problem in err.problems:
+            log.error("reload refused: %s", problem)
+        log.error("reload refused: %d problem(s); still serving the previous config", len(err.problems))
+        return
+    needs_restart = reload_config(app, config)
+    if needs_restart:
+        log.error("reload refused: %s changed; these need a restart", ", ".join(needs_restart))
+    else:
+        log.info("reloaded %s: serving %s", path, ", ".join(config.providers))
+
+
+def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``."""
+    app = create_app(config)
+    from gateway.observe.tracing import instrument
+
+    instrument(app)  # OpenTelemetry: a no-op unless the otel extra is installed and OTEL_TRACES_EXPORTER is set
+
+    async def on_sighup(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task[None]] = set()
+
+        def reload() -> None:
+            task = loop.create_task(_reload(app, path, host, port))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        yield
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    app.cleanup_ctx.append(on_sighup)
+    asyncio.run(_run(app, config))
+    log.info("stopped")
+
+
+async def _run(app: web.Application, config: Config) -> None:
+    """Serve until SIGTERM/SIGINT, then drain: answers close their connections, and what is still
+    running after ``shutdown_grace`` is answered 503 (:mod:`gateway.web.runner`)."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(accept_error_handler)
+    settings = config.connections
+    runner = GatewayRunner(app, settings, access_log=None, shutdown_timeout=config.shutdown_grace + 1.0)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, config.host, config.port, ssl_context=ssl_context(config), backlog=settings.backlog
+    )
+    await site.start()
+    log.info("listening on %s:%d", config.host, config.port)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        drain = app[DRAIN]
+        drain.closing = True
+        loop.call_later(config.shutdown_grace, drain.expired.set)
+        await runner.cleanup()
