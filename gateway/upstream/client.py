@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import time
@@ -77,6 +78,10 @@ def basic_auth_header(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
+#: A mapping's Basic header is the same on every call: encoded once per id and secret, not per request.
+_basic_of = functools.lru_cache(maxsize=256)(basic_auth_header)
+
+
 @dataclass(frozen=True)
 class PreparedRequest:
     """An upstream request ready to send (and to show in ``gateway check`` and tests)."""
@@ -119,7 +124,7 @@ def prepare_token_request(
         params["refresh_token"] = refresh_token
 
     headers: dict[str, str] = {"Accept": "application/json"}
-    basic = basic_auth_header(mapping.upstream_client_id, mapping.upstream_client_secret)
+    basic = _basic_of(mapping.upstream_client_id, mapping.upstream_client_secret)
     if rules.client_auth in ("basic", "both"):
         headers["Authorization"] = basic
     if rules.client_auth in ("body", "both"):

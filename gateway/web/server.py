@@ -16,10 +16,13 @@ Signals:
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib
 import logging
+import os
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -29,7 +32,7 @@ from gateway.upstream import discovery
 from gateway.web.app import create_app, reload_config
 from gateway.web.runner import DRAIN, GatewayRunner, accept_error_handler
 
-__all__ = ["serve", "ssl_context"]
+__all__ = ["serve", "ssl_context", "freeze_heap", "loop_factory"]
 
 log = logging.getLogger("gateway")
 
@@ -41,6 +44,38 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(config.tls.cert, config.tls.key)
     return context
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (the ``uvloop`` extra; the container image has
+    it), else asyncio's own (``None``). ``GATEWAY_LOOP=asyncio`` keeps asyncio's loop even with
+    uvloop installed (to compare, or to rule the loop out when chasing a problem).
+
+    uvloop runs the same code with less CPU per request (README, "Performance").
+    """
+    if os.environ.get("GATEWAY_LOOP", "").strip().lower() == "asyncio":
+        return None
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def freeze_heap(*, again: bool = False) -> None:
+    """Move what start-up (or a reload) built out of the cyclic GC's sight (``gc.freeze``).
+
+    The config, the mappings and the imported modules live until the next reload, yet a full
+    collection walks them every time: 18–30 ms with some 47,000 objects after start, which set
+    the p99 of ``/token``, and about a tenth of its CPU. Frozen, a collection looks at request
+    garbage only. ``again`` (a reload): the previous freeze is undone first, so a collection
+    can free the replaced config's cycles before the new one is frozen.
+    """
+    if again:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 async def _reload(app: web.Application, path: Path, host: str | None, port: int | None) -> None:
@@ -58,6 +93,7 @@ async def _reload(app: web.Application, path: Path, host: str | None, port: int 
     if needs_restart:
         log.error("reload refused: %s changed; these need a restart", ", ".join(needs_restart))
     else:
+        freeze_heap(again=True)
         log.info("reloaded %s: serving %s", path, ", ".join(config.providers))
 
 
@@ -82,7 +118,10 @@ def serve(config: Config, *, path: Path, host: str | None = None, port: int | No
         loop.remove_signal_handler(signal.SIGHUP)
 
     app.cleanup_ctx.append(on_sighup)
-    asyncio.run(_run(app, config))
+    factory = loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        log.info("event loop: %s", "uvloop" if factory is not None else "asyncio")
+        runner.run(_run(app, config))
     log.info("stopped")
 
 
@@ -98,6 +137,7 @@ async def _run(app: web.Application, config: Config) -> None:
         runner, config.host, config.port, ssl_context=ssl_context(config), backlog=settings.backlog
     )
     await site.start()
+    freeze_heap()
     log.info("listening on %s:%d", config.host, config.port)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

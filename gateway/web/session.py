@@ -1,8 +1,12 @@
 """The flow cookie: what the browser leg must remember between ``/authorize`` and ``/callback``.
 
-aiohttp-session's :class:`EncryptedCookieStorage` seals the session with one Fernet key;
-:class:`RotatingCookieStorage` gives it the gateway's MultiFernet instead, so keys rotate
-without breaking flows in flight (first key seals, every key opens).
+:class:`RotatingCookieStorage` is an aiohttp-session storage (an :class:`AbstractStorage`, as
+aiohttp-session's own ``NaClCookieStorage`` is) that seals the session with the gateway's
+MultiFernet, so keys rotate without breaking flows in flight (first key seals, every key opens).
+It writes what ``EncryptedCookieStorage`` would — compact JSON, then Fernet — but does each step
+once: the JSON encoder is built once, and the ``Set-Cookie`` line is written directly, since a
+Fernet token (URL-safe base64) needs none of ``http.cookies``' quoting (RFC 6265 §4.1.1 allows
+``=`` in a cookie value).
 
 The session holds a small dict of *flows*, keyed by the random nonce that goes upstream as
 ``state`` (the CSRF check of RFC 6749 §10.12). Several link attempts in one browser (two tabs,
@@ -14,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp_session import AbstractStorage, Session, get_session
-from aiohttp_session.cookie_storage import EncryptedCookieStorage
-from cryptography.fernet import MultiFernet
+from cryptography.fernet import InvalidToken, MultiFernet
 
 from gateway.config.settings import CookieSettings
 from gateway.web.appkeys import RuntimeHolder
@@ -29,6 +33,10 @@ __all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore", "FlowTooLarge"
 
 #: The flows' JSON that still makes a cookie under 4096 bytes once encrypted and encoded.
 MAX_FLOWS_JSON = 2600
+
+log = logging.getLogger(__name__)
+#: Compact JSON, one encoder for every cookie (``json.dumps(…, separators=…)`` builds one per call).
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class FlowTooLarge(ValueError):
@@ -48,20 +56,24 @@ class CurrentFernet:
         return self._holder.current.sealer.fernet.decrypt(token, ttl)
 
 
-class RotatingCookieStorage(EncryptedCookieStorage):
-    """EncryptedCookieStorage over a MultiFernet (it only ever calls ``encrypt``/``decrypt``)."""
+class RotatingCookieStorage(AbstractStorage):
+    """aiohttp-session's storage for the flow cookie: JSON sealed with a (Multi)Fernet."""
 
     def __init__(self, fernet: MultiFernet | CurrentFernet, settings: CookieSettings) -> None:
-        AbstractStorage.__init__(
-            self,
+        super().__init__(
             cookie_name=settings.name,
             max_age=settings.max_age,
             path="/",
             secure=settings.secure,
             httponly=True,
             samesite="Lax",
+            encoder=_dumps,
         )
-        self._fernet = fernet  # type: ignore[assignment]
+        self._fernet = fernet
+        # What http.cookies.Morsel writes after the value for these parameters, in its order.
+        self._attributes = f"; HttpOnly; Max-Age={settings.max_age}; Path=/; SameSite=Lax" + ("; Secure" if settings.secure else "")
+        self._expires_at = -1
+        self._expires = ""
 
     def load_cookie(self, request: web.Request) -> str | None:
         """The cookie's value, or ``None`` when it can not be a sealed value (not ASCII).
@@ -71,6 +83,32 @@ class RotatingCookieStorage(EncryptedCookieStorage):
         """
         value = super().load_cookie(request)
         return value if value is None or value.isascii() else None
+
+    async def load_session(self, request: web.Request) -> Session:
+        cookie = self.load_cookie(request)
+        if cookie is None:
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        try:
+            data = self._decoder(self._fernet.decrypt(cookie.encode("ascii"), ttl=self.max_age).decode("utf-8"))
+        except InvalidToken:  # another key, expired, or not a token at all: a fresh session
+            log.debug("flow cookie could not be opened; starting a fresh one")
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        return Session(None, data=data, new=False, max_age=self.max_age)
+
+    async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
+        if session.empty:
+            self.save_cookie(response, "", max_age=session.max_age)  # aiohttp's del_cookie
+            return
+        token = self._fernet.encrypt(self._encoder(self._get_session_data(session)).encode("utf-8")).decode("ascii")
+        response.headers.add(hdrs.SET_COOKIE, f"{self.cookie_name}={token}; expires={self._expiry()}{self._attributes}")
+
+    def _expiry(self) -> str:
+        """``Expires`` for a cookie set now (the same second gives the same text: made once)."""
+        now = int(time.time())
+        if now != self._expires_at:
+            self._expires_at = now
+            self._expires = time.strftime("%a, %d-%b-%Y %H:%M:%S GMT", time.gmtime(now + (self.max_age or 0)))
+        return self._expires
 
 
 class FlowStore:
@@ -98,18 +136,29 @@ class FlowStore:
     def add(self, nonce: str, flow: dict[str, Any], *, now: float | None = None) -> None:
         """Keep ``flow``; raise :class:`FlowTooLarge` when even alone it would not fit a cookie."""
         current = time.time() if now is None else now
-        if len(json.dumps(flow, separators=(",", ":"))) > MAX_FLOWS_JSON - 100:
+        size = len(_dumps(flow))
+        if size > MAX_FLOWS_JSON - 100:
             raise FlowTooLarge("the request is too large to remember in a cookie")
         flows = self._live(current)
-        flows[nonce] = {**flow, "x": int(current) + self._settings.max_age}
-        # Browsers drop a cookie over 4096 bytes, and with it every flow: past max_flows, or past
-        # what still fits once encrypted (Fernet and base64 add about a third), the oldest goes.
-        while len(flows) > 1 and (
-            len(flows) > self._settings.max_flows or len(json.dumps(flows, separators=(",", ":"))) > MAX_FLOWS_JSON
-        ):
+        expiry = int(current) + self._settings.max_age
+        entry = flows[nonce] = {**flow, "x": expiry}
+        if len(flows) > 1:  # the entry's JSON is the flow's with ',"x":<expiry>' before the brace
+            self._trim(flows, nonce, size + 5 + len(str(expiry)) - (not flow) if "x" not in flow else len(_dumps(entry)))
+        self._session["flows"] = flows
+
+    def _trim(self, flows: dict[str, dict[str, Any]], nonce: str, new_size: int) -> None:
+        """Browsers drop a cookie over 4096 bytes, and with it every flow: past ``max_flows``, or
+        past what still fits once encrypted (Fernet and base64 add about a third), the oldest goes.
+
+        The size of ``flows``' JSON is added up from each entry's, each encoded once, rather than
+        encoding the whole dict again after each removal.
+        """
+        sizes = {key: len(_dumps(key)) + 1 + (new_size if key == nonce else len(_dumps(value))) for key, value in flows.items()}
+        total = 1 + sum(size + 1 for size in sizes.values())  # braces and the commas between
+        while len(flows) > 1 and (len(flows) > self._settings.max_flows or total > MAX_FLOWS_JSON):
             oldest = min(flows, key=lambda key: flows[key]["x"])
             del flows[oldest]
-        self._session["flows"] = flows
+            total -= sizes.pop(oldest) + 1
 
     def take(self, nonce: str, *, provider: str, now: float | None = None) -> dict[str, Any] | None:
         """Remove and return the flow for ``nonce`` (single use), or ``None``.
