@@ -28,9 +28,9 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -242,17 +242,24 @@ def _basic() -> str:
     return base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 
 
-def post_script(form: dict[str, str]) -> Callable[[Path, float], str]:
-    """A wrk script POSTing one fixed form with the platform's HTTP Basic client credentials."""
-    body = json.dumps(urlencode(form))
+def refresh_script() -> Callable[[Path, float], str]:
+    """A wrk script POSTing a refresh with a new refresh token per request.
+
+    The gateway answers a refresh token it saw within ``refresh_grace`` from its grace window
+    without calling the upstream (gateway/oauth/refresh.py): one fixed token would measure that
+    cache, not the relay. The tokens of each run start with a fresh random prefix.
+    """
 
     def script(work: Path, seconds: float) -> str:
+        prefix = f"rt-{secrets.token_hex(6)}-"
         return textwrap.dedent(
             f"""\
-            wrk.method = "POST"
-            wrk.body = {body}
-            wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-            wrk.headers["Authorization"] = "Basic {_basic()}"
+            local n = 0
+            local headers = {{["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = "Basic {_basic()}"}}
+            request = function()
+              n = n + 1
+              return wrk.format("POST", nil, headers, "grant_type=refresh_token&refresh_token={prefix}" .. n)
+            end
             """
         )
 
@@ -298,7 +305,6 @@ def code_script(keys: Sequence[str]) -> Callable[[Path, float], str]:
 AUTHORIZE_QUERY = urlencode(
     {"client_id": PLATFORM_ID, "redirect_uri": REDIRECT, "state": "s" * 40, "response_type": "code", "scope": "a b"}
 )
-REFRESH = {"grant_type": "refresh_token", "refresh_token": "rt-456"}
 
 
 def flows_script(server: Server) -> Callable[[Path, float], str]:
@@ -461,12 +467,12 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
         Case("hello", "hello", "aiohttp hello-world", "/"),
         Case("redirect", "redirect", "bare aiohttp 302", "/p/callback"),
         Case("session302", "session", "bare aiohttp-session 302", f"/p/authorize?{AUTHORIZE_QUERY}"),
-        Case("relay", "relay", "bare aiohttp relay, /token refresh", "/p/token", post_script(REFRESH)),
-        Case("flask", "flask", "Flask + requests (gunicorn, 1 sync worker)", "/p/token", post_script(REFRESH)),
-        Case("flask-session", "flask-session", "Flask + requests.Session (gunicorn, 1 sync worker)", "/p/token", post_script(REFRESH)),
+        Case("relay", "relay", "bare aiohttp relay, /token refresh", "/p/token", refresh_script()),
+        Case("flask", "flask", "Flask + requests (gunicorn, 1 sync worker)", "/p/token", refresh_script()),
+        Case("flask-session", "flask-session", "Flask + requests.Session (gunicorn, 1 sync worker)", "/p/token", refresh_script()),
         Case("gw-authorize", "gateway", "gateway /authorize", f"/p/authorize?{AUTHORIZE_QUERY}"),
         Case("gw-callback", "gateway", "gateway /callback", "/p/callback"),  # the query comes with the flow cookie
-        Case("gw-refresh", "gateway", "gateway /token refresh_token", "/p/token", post_script(REFRESH)),
+        Case("gw-refresh", "gateway", "gateway /token refresh_token", "/p/token", refresh_script()),
         Case("gw-code", "gateway", "gateway /token authorization_code", "/p/token", code_script([key])),
         Case("gw-healthz", "gateway", "gateway /healthz", "/healthz"),
     ]
