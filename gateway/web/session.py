@@ -136,24 +136,22 @@ class FlowStore:
     def add(self, nonce: str, flow: dict[str, Any], *, now: float | None = None) -> None:
         """Keep ``flow``; raise :class:`FlowTooLarge` when even alone it would not fit a cookie."""
         current = time.time() if now is None else now
-        size = len(_dumps(flow))
-        if size > MAX_FLOWS_JSON - 100:
+        if not _surely_fits(flow) and len(_dumps(flow)) > MAX_FLOWS_JSON - 100:
             raise FlowTooLarge("the request is too large to remember in a cookie")
         flows = self._live(current)
-        expiry = int(current) + self._settings.max_age
-        entry = flows[nonce] = {**flow, "x": expiry}
-        if len(flows) > 1:  # the entry's JSON is the flow's with ',"x":<expiry>' before the brace
-            self._trim(flows, nonce, size + 5 + len(str(expiry)) - (not flow) if "x" not in flow else len(_dumps(entry)))
+        flows[nonce] = {**flow, "x": int(current) + self._settings.max_age}
+        if len(flows) > 1:
+            self._trim(flows)
         self._session["flows"] = flows
 
-    def _trim(self, flows: dict[str, dict[str, Any]], nonce: str, new_size: int) -> None:
+    def _trim(self, flows: dict[str, dict[str, Any]]) -> None:
         """Browsers drop a cookie over 4096 bytes, and with it every flow: past ``max_flows``, or
         past what still fits once encrypted (Fernet and base64 add about a third), the oldest goes.
 
         The size of ``flows``' JSON is added up from each entry's, each encoded once, rather than
         encoding the whole dict again after each removal.
         """
-        sizes = {key: len(_dumps(key)) + 1 + (new_size if key == nonce else len(_dumps(value))) for key, value in flows.items()}
+        sizes = {key: len(_dumps(key)) + 1 + len(_dumps(value)) for key, value in flows.items()}
         total = 1 + sum(size + 1 for size in sizes.values())  # braces and the commas between
         while len(flows) > 1 and (len(flows) > self._settings.max_flows or total > MAX_FLOWS_JSON):
             oldest = min(flows, key=lambda key: flows[key]["x"])
@@ -183,6 +181,18 @@ class FlowStore:
 
     def was_completed(self, nonce: str) -> bool:
         return _fingerprint(nonce) in self._session.get("done", [])
+
+
+def _surely_fits(flow: dict[str, Any]) -> bool:
+    """True when ``flow`` is certainly small enough alone, without encoding it (the cookie is
+    encoded once, when it is saved): printable ASCII text is at most twice its length in JSON
+    (``\\"``), and each entry adds its key, quotes, colon and comma. Anything else: not known."""
+    size = 2
+    for key, value in flow.items():
+        if not (isinstance(value, str) and value.isascii() and value.isprintable()):
+            return False
+        size += len(key) + 2 * len(value) + 6
+    return size <= MAX_FLOWS_JSON - 100
 
 
 def _fingerprint(nonce: str) -> str:

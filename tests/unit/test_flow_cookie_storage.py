@@ -120,3 +120,12 @@ def test_the_event_loop_is_uvloop_when_installed_unless_told(monkeypatch: pytest
         assert isinstance(loop, asyncio.AbstractEventLoop)
     finally:
         loop.close()
+
+
+@given(st.dictionaries(st.sampled_from(["p", "r", "s", "v", "cc", "ccm", "t"]), st.text(max_size=1400), max_size=7))
+def test_a_flow_said_to_fit_without_encoding_does_fit(flow: dict[str, str]) -> None:
+    from gateway.web.session import _surely_fits
+
+    if _surely_fits(flow):
+        assert len(json.dumps(flow, separators=(",", ":"))) <= MAX_FLOWS_JSON - 100
+    assert _surely_fits({"p": "p", "r": "https://pitangui.amazon.com/api/skill/link/M2", "s": "x" * 40})
