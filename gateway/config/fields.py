@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
@@ -31,7 +31,7 @@ from gateway.config.yamlfile import Interpolated, LineDict, LineList, Problems
 
 __all__ = [
     "FileModel", "Text", "Whole", "Number", "Flag", "TextList", "TextMap", "Loc", "Checked", "validate", "dotted",
-    "line_at", "placeholder",
+    "line_at", "placeholder", "bounds", "field_at", "inner",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -150,7 +150,7 @@ def line_at(document: object, loc: Loc) -> int:
     return line
 
 
-def _inner(annotation: object) -> object:
+def inner(annotation: object) -> object:
     """The model, list or mapping type behind ``Annotated[...]`` and ``X | None``."""
     while True:
         origin = get_origin(annotation)
@@ -162,7 +162,7 @@ def _inner(annotation: object) -> object:
             return annotation
 
 
-def _field_at(model: type[BaseModel], loc: Loc) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+def field_at(model: type[BaseModel], loc: Loc) -> tuple[type[BaseModel] | None, FieldInfo | None]:
     """The model that holds the last key of ``loc`` and that key's field (``None`` where there is none)."""
     holder: object = model
     info: FieldInfo | None = None
@@ -179,18 +179,28 @@ def _field_at(model: type[BaseModel], loc: Loc) -> tuple[type[BaseModel] | None,
             parent, info = None, None
         else:
             return None, None
-        holder = _inner(annotation)
+        holder = inner(annotation)
     return (parent if loc else None), info
 
 
-def _bounds(info: FieldInfo | None) -> str:
+def _rules(annotation: object) -> Iterator[object]:
+    """The constraints inside an annotation (``Annotated[Whole, Field(ge=1)] | None`` has ``Ge(1)``)."""
+    if get_origin(annotation) is Annotated:
+        for rule in get_args(annotation)[1:]:
+            yield from rule.metadata if isinstance(rule, FieldInfo) else (rule,)
+    for arg in get_args(annotation):
+        yield from _rules(arg)
+
+
+def bounds(info: FieldInfo | None) -> tuple[float | None, float | None]:
+    """The least and greatest value a number field takes (``None``: no such bound)."""
     low = high = None
-    for rule in info.metadata if info is not None else ():
-        if isinstance(rule, (annotated_types.Ge, annotated_types.Gt)):
-            low = rule.ge if isinstance(rule, annotated_types.Ge) else rule.gt
-        elif isinstance(rule, (annotated_types.Le, annotated_types.Lt)):
-            high = rule.le if isinstance(rule, annotated_types.Le) else rule.lt
-    return f"between {low} and {high}"
+    for rule in [*info.metadata, *_rules(info.annotation)] if info is not None else ():
+        if isinstance(rule, annotated_types.Ge):
+            low = rule.ge
+        elif isinstance(rule, annotated_types.Le):
+            high = rule.le
+    return low, high  # type: ignore[return-value]
 
 
 def _message(model: type[BaseModel], error: ErrorDetails) -> str:
@@ -200,14 +210,15 @@ def _message(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind == "missing":
         return f"{where} is required"
     if kind == "extra_forbidden":
-        holder, _ = _field_at(model, loc)
+        holder, _ = field_at(model, loc)
         known = ", ".join(sorted(holder.model_fields)) if holder is not None else "none"
         return f"{where}: unknown key (known here: {known})"
     if kind == "literal_error":
         choices = ", ".join(re.findall(r"'([^']*)'", str(context.get("expected", ""))))
         return f"{where}: must be one of {choices}, not {given!r}"
-    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
-        return f"{where}: must be {_bounds(_field_at(model, loc)[1])}, not {given}"
+    if kind in {"greater_than_equal", "less_than_equal"}:
+        low, high = bounds(field_at(model, loc)[1])
+        return f"{where}: must be between {low} and {high}, not {given}"
     if kind == "string_too_short":
         return f"{where}: must be at least {context.get('min_length')} characters"
     if kind in {"model_type", "model_attributes_type", "dict_type"}:
@@ -259,8 +270,8 @@ def _repair(data: object, model: type[BaseModel], errors: list[ErrorDetails]) ->
             continue
         last = loc[-1]
         if error["type"] == "missing" and isinstance(node, dict):
-            info = _field_at(model, loc)[1]
-            node[last] = _stand_in(_inner(info.annotation) if info is not None else str)
+            info = field_at(model, loc)[1]
+            node[last] = _stand_in(inner(info.annotation) if info is not None else str)
         elif isinstance(node, dict) and last in node:
             del node[last]
         elif isinstance(node, list) and isinstance(last, int) and last < len(node):

@@ -49,19 +49,19 @@ class PlatformFile(FileModel):
     """The OAuth client on the left (Alexa, Google) and the credentials it presents."""
 
     profile: Profile = "none"
-    """Built-in redirect URI allowlist: alexa, google, smartthings, alexa-mcp (Alexa's, PKCE S256 required), or none (then redirect_uris)."""
+    """The built-in redirect URI allowlist: `alexa`, `google`, `smartthings` (`https://c2c-{us,eu,ap}.smartthings.com/oauth/callback`) or `alexa-mcp` (Alexa's URIs, PKCE S256 required); `none` needs `redirect_uris`."""
     vendor_ids: TextList = []
-    """Pin Alexa's vendor id(s) in the alexa redirect URIs."""
+    """Pin Alexa's vendor id(s) in the alexa redirect URIs (default: any)."""
     project_ids: TextList = []
-    """Pin Google's project id(s) in the google redirect URIs."""
+    """Pin Google's project id(s) in the google redirect URIs (default: any)."""
     redirect_uris: TextList = []
-    """More exact redirect URIs; '*' stands for one whole path segment."""
+    """More exact redirect URIs; a `*` stands for one whole path segment."""
     client_id: Text
-    """The client id the platform presents at /authorize and /token."""
+    """What the platform presents at `/authorize` and `/token`."""
     client_secret: Annotated[Text, Field(json_schema_extra={"minLength": 8})]
-    """The client secret the platform presents at /token (at least 8 characters)."""
+    """What the platform presents at `/token` (at least 8 characters)."""
     pkce: PlatformPkce | None = None
-    """PKCE from the platform (RFC 7636): optional, required, or S256 (required, S256 only). Default: S256 for alexa-mcp, else optional."""
+    """PKCE from the platform: `required`: it must send an RFC 7636 challenge; `S256`: it must, and with `S256` only (OAuth 2.1 §4.1.1). Default: `S256` for `alexa-mcp`, else `optional`."""
 
 
 class ParamRulesFile(FileModel):
@@ -79,65 +79,65 @@ class AuthorizeFile(FileModel):
     """The upstream authorization request."""
 
     url: Text | None = None
-    """The upstream authorization endpoint (https); required unless upstream.discovery gives it."""
+    """The provider's authorization endpoint (https); required unless `upstream.discovery` gives it."""
     scope: Text | None = None
-    """A fixed upstream scope; default: the platform's scope, re-separated."""
+    """A fixed scope instead of the platform's (re-separated with `scope_separator`); default: the platform's."""
     pkce: UpstreamPkce = "none"
-    """PKCE the gateway does toward the upstream."""
+    """`S256` or `plain`: the gateway does PKCE toward the provider."""
     params: ParamRulesFile = ParamRulesFile()
-    """Authorization request parameters: remove → rename → add."""
+    """`{remove: [names], rename: {old: new}, add: {name: template}}`; templates may use `{client_id}` (the upstream's), `{redirect_uri}`, `{state}`, `{scope}`, `{code_challenge}`, `{code_challenge_method}`, `{locale}`."""
 
 
 class OverrideFile(FileModel):
     """Differences from the token request for one grant, added after the token rules."""
 
     client_auth: ClientAuth | None = None
-    """Client authentication for this grant; default: the token request's."""
+    """Client authentication for this grant; default: the token request's `client_auth`."""
     params: ParamRulesFile = ParamRulesFile()
-    """More parameter rules for this grant."""
+    """Parameter rules added after the token request's for this grant."""
     headers: ParamRulesFile = ParamRulesFile()
-    """More header rules for this grant."""
+    """Header rules added after the token request's for this grant."""
 
 
 class RefreshFile(OverrideFile):
     """Differences for grant_type=refresh_token (added after the token rules)."""
 
     keep_refresh_token: Flag = False
-    """Echo the platform's refresh token when the upstream's refresh answer has none."""
+    """Echo the platform's refresh token when the refresh answer has none."""
     grace: Annotated[Whole, Field(ge=0, le=600)] = 60
-    """Seconds the answer to a refresh is given again for the same refresh token (rotation, lost answers, races); 0 turns it off."""
+    """Seconds the answer to a refresh is given again to the same refresh token and platform client, without an upstream call; `0` turns it off (README, "Rotating refresh tokens")."""
 
 
 class TokenFile(FileModel):
     """The upstream token request."""
 
     url: Text | None = None
-    """The upstream token endpoint (https); required unless upstream.discovery gives it."""
+    """The provider's token endpoint (https); required unless `upstream.discovery` gives it."""
     method: Method = "POST"
-    """HTTP method (GET puts the parameters in the query string)."""
+    """`GET` puts the parameters in the query string."""
     encoding: Encoding = "form"
-    """Where the parameters go: form body, JSON body, or the query string."""
+    """`form` body, `json` body, or `query`: the parameters in the POST's query string."""
     client_auth: ClientAuth = "basic"
-    """How the gateway authenticates: HTTP Basic, id+secret in the parameters, both, or none (client_id only)."""
+    """`basic` (`Authorization: Basic`), `body` (`client_id` + `client_secret` parameters), `both`, `none` (`client_id` only)."""
     timeout: Annotated[Number, Field(ge=0.1, le=60.0)] | None = None
-    """Seconds for the whole upstream call; default upstream.timeout of gateway.yaml."""
+    """Seconds for the whole call (Alexa gives up at 4.5 s); default: `upstream.timeout` of gateway.yaml."""
     params: ParamRulesFile = ParamRulesFile()
-    """Token request parameters: remove → rename → add."""
+    """The same three verbs; templates may use `{client_id}`, `{client_secret}`, `{redirect_uri}`, `{grant_type}`, `{code}`, `{refresh_token}`, `{code_verifier}`, `{basic_auth}`, and the per-link context: `{state}`, `{authorize_<param>}`, kept callback parameters, the tenant."""
     headers: ParamRulesFile = ParamRulesFile()
-    """Token request headers: remove → rename → add (names compare case-insensitively)."""
+    """The same three verbs for headers (names compare case-insensitively), with the same templates."""
     refresh: RefreshFile = RefreshFile()
     """Differences for grant_type=refresh_token (added after the token rules)."""
     client_credentials: OverrideFile | None = None
-    """Map the platform's client_credentials grant (RFC 6749 §4.4) to the upstream's; absent: the grant is refused. {} takes the token rules as they are."""
+    """Map the platform's `grant_type=client_credentials` (RFC 6749 §4.4, Alexa+ MCP add-ons) to the provider's own, sent with the gateway's upstream credentials and the platform's `scope`; `{}` takes the token rules as they are (its templates may also use `{scope}`); absent: the grant is refused (`unsupported_grant_type`)."""
 
 
 class RevokeFile(FileModel):
     """The upstream's RFC 7009 revocation endpoint."""
 
     url: Text
-    """The upstream revocation endpoint (https)."""
+    """The provider's RFC 7009 revocation endpoint (https)."""
     client_auth: ClientAuth = "basic"
-    """How the gateway authenticates there."""
+    """`basic`, `body`, `both`, `none` (as for the token request)."""
 
 
 class FieldsFile(FileModel):
@@ -163,13 +163,13 @@ class ErrorFile(FileModel):
     """What marks an error and how it maps to RFC 6749."""
 
     when: JMESPath | None = None
-    """JMESPath over the whole answer: true marks an error even with HTTP 200 (Slack: "ok == `false`"). Default: an HTTP status ≥ 400, or an error and no access_token."""
+    """JMESPath over the whole answer; true marks an error even with HTTP 200 (Slack: ``ok == `false` ``). Without it: an HTTP status ≥ 400, or an `error` and no `access_token`."""
     code: JMESPath = "error"
-    """JMESPath to the upstream's error code."""
+    """JMESPath to the provider's error code (`errors[0].errorType`, `to_string(status)`, `error.type`)."""
     description: JMESPath = "error_description"
-    """JMESPath to the upstream's error description."""
+    """JMESPath to its text."""
     map: TextMap = {}
-    """Upstream error code → RFC 6749 token error (invalid_request, invalid_client, invalid_grant, unauthorized_client, unsupported_grant_type, invalid_scope, server_error, temporarily_unavailable)."""
+    """Provider code → RFC 6749 token error (`invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`, `server_error`, `temporarily_unavailable`)."""
 
 
 class AnswerFile(FileModel):
@@ -178,13 +178,13 @@ class AnswerFile(FileModel):
     keep_null: ClassVar[frozenset[str]] = frozenset({"expires_in_default"})
 
     format: AnswerFormat = "auto"
-    """json, form (application/x-www-form-urlencoded, text/plain) or auto."""
+    """`json`, `form` (also text/plain forms) or `auto`."""
     root: JMESPath | None = None
-    """JMESPath to the object holding the token (Withings: body); default: the whole answer."""
+    """JMESPath to the object holding the token (`body`, `authed_user.access_token && authed_user || @`); default: the whole answer."""
     fields: FieldsFile = FieldsFile()
-    """Where each field is, relative to root."""
+    """JMESPath per field, relative to `root` (`accessToken` for camelCase answers)."""
     expires_in_default: Annotated[Whole, Field(ge=1, le=10 * 365 * 86400)] | None = 3600
-    """expires_in when the upstream gives no lifetime (or 0); null leaves expires_in out (Alexa then applies the skill console's default)."""
+    """The lifetime when the answer gives none (at most ten years); `null` leaves `expires_in` out (Alexa then applies the skill console's default)."""
     error: ErrorFile = ErrorFile()
     """What marks an error and how it maps to RFC 6749."""
 
@@ -193,17 +193,17 @@ class UpstreamFile(FileModel):
     """The authorization server on the right."""
 
     discovery: Text | None = None
-    """OpenID Connect discovery URL (https://issuer/.well-known/openid-configuration): fills authorize.url, token.url and issuer at load when they are not given."""
+    """An OpenID Connect discovery URL (`https://issuer/.well-known/openid-configuration`): `authorize.url`, `token.url` and `issuer` are filled from it when the gateway loads, unless given."""
     issuer: Text | None = None
-    """The upstream's issuer: checked against `iss` at the callback (RFC 9207)."""
+    """Checked against `iss` at the callback (RFC 9207)."""
     require_iss: Flag | None = None
-    """Refuse a callback without `iss` (RFC 9207 §2.4). Default: what the discovery document's authorization_response_iss_parameter_supported says, else false."""
+    """Refuse a callback *without* `iss` (RFC 9207 §2.4); default: the discovery document's `authorization_response_iss_parameter_supported`, else `false`."""
     client_id: Text
-    """The gateway's client id at the upstream."""
+    """The gateway's client id at the provider."""
     client_secret: Text = ""
-    """The gateway's client secret at the upstream."""
+    """The gateway's client secret at the provider."""
     scope_separator: Text = " "
-    """How the upstream separates scopes, both ways ("," for GitHub, Slack, Strava, Withings)."""
+    """How the provider separates scopes, both ways (`","` for GitHub, Slack, Strava, Withings)."""
     authorize: AuthorizeFile = AuthorizeFile()
     """The upstream authorization request."""
     token: TokenFile = TokenFile()
@@ -218,25 +218,25 @@ class KeepFile(FileModel):
     """One callback parameter kept for the token request and every refresh."""
 
     pattern: Text
-    """Regular expression the whole value must match (anchored)."""
+    """The regular expression the whole value must match, or it is refused where it arrives (the callback, the form)."""
     allow_private: Flag = False
-    """The value may name IP literals, localhost and private hosts (tests, self-hosted upstreams on a LAN)."""
+    """`true` lets the value make a URL point at an IP literal, `localhost` or a private host, over plain http too (a self-hosted upstream on a LAN, tests)."""
 
 
 class CallbackFile(FileModel):
     """What the gateway keeps from the upstream's redirect to /callback."""
 
     keep: dict[str, KeepFile] = {}
-    """Callback parameters kept, by name, for upstream.token templates and every refresh; each with its pattern."""
+    """Parameters of the upstream's redirect to `/callback` kept, by name, for `upstream.token` templates and every refresh (a regional accounts host, a realm or company id)."""
 
 
 class TenantFile(KeepFile):
     """A value the user gives before the upstream authorization (shop, subdomain, host): /authorize asks for it in a form."""
 
     name: Text
-    """The placeholder name in authorize.url / token templates."""
+    """The placeholder name, in `upstream.authorize.url` and the token templates."""
     label: Text
-    """The form's label (what the user is asked for)."""
+    """The form's label: what the user is asked for."""
 
 
 class ExpectFile(FileModel):
@@ -257,19 +257,19 @@ class ExampleFile(FileModel):
     """A documented upstream answer and the normalised answer it must give."""
 
     name: Text | None = None
-    """What the example shows (default: example <n>)."""
+    """What it shows; default: `example <n>`."""
     grant: ExampleGrant = "authorization_code"
-    """The grant it answers."""
+    """Or `refresh_token` (the platform's refresh token is then `refresh-token-sent-by-the-platform`)."""
     status: Annotated[Whole, Field(ge=100, le=599)] = 200
-    """The upstream's HTTP status."""
+    """The provider's HTTP status."""
     content_type: Text = "application/json"
-    """The upstream's Content-Type."""
+    """The provider's Content-Type."""
     now: Annotated[Number, Field(ge=0)] | None = None
-    """The clock (epoch seconds) for answers with an absolute expires_at."""
+    """The clock (epoch seconds) for answers with an absolute `expires_at`; default: now."""
     body: Any = None
-    """The upstream's answer: a JSON document, or text (a form, text/plain)."""
+    """The answer: a YAML/JSON document, or text (a form)."""
     expect: ExpectFile
-    """The RFC 6749 answer the platform gets: a §5.1 token body, or {error, error_description?, status?}."""
+    """A token body (`access_token`, `token_type: Bearer`, `expires_in`, `refresh_token`, `scope`, `id_token`) or an error (`error`, `error_description`, `status`, default 400)."""
 
 
 class MappingFile(FileModel):
@@ -278,7 +278,7 @@ class MappingFile(FileModel):
     platform: PlatformFile
     """The OAuth client on the left (Alexa, Google) and the credentials it presents."""
     grant: Grant = "code"
-    """code, or implicit (the token goes to the platform in the URL fragment)."""
+    """`implicit`: the gateway redeems the code itself and puts the token in the redirect's fragment."""
     upstream: UpstreamFile
     """The authorization server on the right."""
     callback: CallbackFile = CallbackFile()

@@ -181,3 +181,13 @@ def test_gateway_check_reports_every_problem_once(
     assert main(["check", "--config", str(config)]) == 1
     located = [row for row in capsys.readouterr().err.splitlines() if row.startswith(f"{file}:")]
     assert len(located) == len(set(located)) == len(expected), located
+
+
+def test_a_bound_inside_an_optional_field_is_named_in_full(tmp_path: Path) -> None:
+    text = MAPPING.replace("    url: https://id.example.com/token\n", f"    url: https://id.example.com/token\n    timeout: 61  {TAG}a\n")
+    config, file = _write(tmp_path, "mapping", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, env={})
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{file}:{_line(text, 'a')}: upstream.token.timeout: must be between 0.1 and 60.0, not 61"
+    ]

@@ -21,7 +21,8 @@ import yaml
 from pydantic import BaseModel
 
 from gateway.cli.commands import main
-from gateway.config.fields import _inner
+from gateway.config import reference
+from gateway.config.fields import inner as _inner
 from gateway.config.mapping import ProviderMapping, parse_mapping
 from gateway.config.models import GatewayFile, MappingFile
 from gateway.config.schemas import SCHEMA_FILES, json_schema
@@ -283,3 +284,40 @@ def test_two_mistakes_are_two_problems(tmp_path: Path) -> None:
     assert len(problems) == 2, problems
     assert "upstream.token.encoding: must be one of" in problems[0]
     assert "upstream.token.bogus: unknown key" in problems[1]
+
+
+def test_the_reference_tables_are_what_the_models_make() -> None:
+    assert reference.stale(ROOT, write=False) == [], "run `gateway schema --docs`"
+    assert main(["schema", "--check", "--docs", "--root", str(ROOT)]) == 0
+
+
+def _table_keys(kind: str) -> set[str]:
+    """Every key path the generated tables of ``kind`` list (``upstream.token.refresh.grace``)."""
+    keys: set[str] = set()
+    for name, table_kind, path in reference.tables(ROOT):
+        if table_kind != kind:
+            continue
+        text = reference.rendered(ROOT, name)
+        block = text.split(f"--docs ({kind}{' ' + path if path else ''}) -->", 1)[1].split("<!-- end generated -->", 1)[0]
+        for row in block.splitlines()[3:]:
+            key = row.split("`")[1]
+            keys.add(f"{path}{'[]' if path == 'examples' else ''}.{key}" if path else key)
+    return keys | {path for _, table_kind, path in reference.tables(ROOT) if table_kind == kind}
+
+
+@pytest.mark.parametrize("kind", sorted(reference.KINDS))
+def test_every_key_of_the_models_is_in_a_table_with_its_default(kind: str) -> None:
+    model = reference.KINDS[kind]
+    expected = {path.replace(".keep.", ".keep.<name>.") for path in _model_paths(model)}
+    expected |= {"callback.keep.<name>.pattern", "callback.keep.<name>.allow_private"} if kind == "mapping" else set()
+    one_row = (".params.", ".headers.", "examples[].expect.")  # a mapping of a few fixed keys: one row
+    expected = {path for path in expected if not any(part in path for part in one_row)}
+    assert expected - _table_keys(kind) == set()
+    for name in reference.DOCUMENTS:
+        text = (ROOT / name).read_text(encoding="utf-8")
+        if kind == "gateway.yaml" and name == "README.md":
+            assert "| `listen.port` | whole number, 0–65535 | `8080` |" in text
+            assert "| `upstream.timeout` | number, 0.1–60 | `4.0` |" in text
+        if kind == "mapping" and name == "docs/mapping-guide.md":
+            assert "| `refresh.grace` | whole number, 0–600 | `60` |" in text
+            assert "| `expires_in_default` | whole number, 1–315360000 | `3600` |" in text
