@@ -126,7 +126,6 @@ class TokenFile(FileModel):
     headers: ParamRulesFile = ParamRulesFile()
     """The same three verbs for headers (names compare case-insensitively), with the same templates."""
     refresh: RefreshFile = RefreshFile()
-    """Differences for grant_type=refresh_token (added after the token rules)."""
     client_credentials: OverrideFile | None = None
     """Map the platform's `grant_type=client_credentials` (RFC 6749 §4.4, Alexa+ MCP add-ons) to the provider's own, sent with the gateway's upstream credentials and the platform's `scope`; `{}` takes the token rules as they are (its templates may also use `{scope}`); absent: the grant is refused (`unsupported_grant_type`)."""
 
@@ -186,7 +185,6 @@ class AnswerFile(FileModel):
     expires_in_default: Annotated[Whole, Field(ge=1, le=10 * 365 * 86400)] | None = 3600
     """The lifetime when the answer gives none (at most ten years); `null` leaves `expires_in` out (Alexa then applies the skill console's default)."""
     error: ErrorFile = ErrorFile()
-    """What marks an error and how it maps to RFC 6749."""
 
 
 class UpstreamFile(FileModel):
@@ -205,13 +203,10 @@ class UpstreamFile(FileModel):
     scope_separator: Text = " "
     """How the provider separates scopes, both ways (`","` for GitHub, Slack, Strava, Withings)."""
     authorize: AuthorizeFile = AuthorizeFile()
-    """The upstream authorization request."""
     token: TokenFile = TokenFile()
-    """The upstream token request."""
     revoke: RevokeFile | None = None
     """The upstream's RFC 7009 revocation endpoint; absent: /revoke answers 200 with nothing to revoke."""
     answer: AnswerFile = AnswerFile()
-    """How the upstream's token answer becomes RFC 6749 §5.1 / §5.2."""
 
 
 class KeepFile(FileModel):
@@ -276,15 +271,11 @@ class MappingFile(FileModel):
     """One upstream provider: mappings/<provider>.yaml, applied in the order docs/mapping-guide.md gives. Any text may use ${ENV} or ${ENV:-default}."""
 
     platform: PlatformFile
-    """The OAuth client on the left (Alexa, Google) and the credentials it presents."""
     grant: Grant = "code"
     """`implicit`: the gateway redeems the code itself and puts the token in the redirect's fragment."""
     upstream: UpstreamFile
-    """The authorization server on the right."""
     callback: CallbackFile = CallbackFile()
-    """What the gateway keeps from the upstream's redirect to /callback."""
     tenant: TenantFile | None = None
-    """A value the user gives before the upstream authorization (shop, subdomain, host): /authorize asks for it in a form."""
     examples: list[ExampleFile] = []
     """Documented upstream answers and the normalised answer each must give; run by `gateway check` and the tests."""
 
@@ -425,11 +416,9 @@ class GatewayFile(FileModel):
     cookie: CookieFile = CookieFile()
     """The flow cookie."""
     upstream: UpstreamSettingsFile = UpstreamSettingsFile()
-    """Calls to the upstreams."""
     code_ttl: Annotated[Whole, Field(ge=10, le=600)] = 300
     """Seconds the code handed to the platform lives (RFC 6749 §4.1.2: at most 10 minutes)."""
     log: LogFile = LogFile()
-    """The log lines."""
     shutdown_grace: Annotated[Number, Field(ge=0.0, le=300.0)] = 10.0
     """Seconds SIGTERM waits for requests in flight; then they get 503."""
     connections: ConnectionsFile = ConnectionsFile()

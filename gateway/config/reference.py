@@ -87,8 +87,9 @@ def _rows(model: type[BaseModel], prefix: str, here: str, own: set[str]) -> Iter
         path, key = f"{here}.{name}" if here else name, f"{prefix}{name}"
         if path in own:
             continue
-        meaning = (info.description or "").replace("|", "\\|").replace("\n", " ")
         kind = inner(info.annotation)
+        sub = _model(get_args(kind)[-1] if get_origin(kind) in (list, dict) else kind)
+        meaning = (info.description or (sub.__doc__ if sub is not None else "") or "").replace("|", "\\|").replace("\n", " ")
         if get_origin(kind) in (list, dict) and (item := _model(get_args(kind)[-1])) is not None:
             step = "[]" if get_origin(kind) is list else ".<name>"
             yield f"`{key}`", "list" if step == "[]" else "mapping", _default(info), meaning

@@ -23,7 +23,7 @@ from cryptography.fernet import Fernet
 
 from gateway.config.fields import Checked, validate
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.models import GatewayFile, LogFormat, LogLevel, StoreFile, TraceFile
+from gateway.config.models import ConnectionsFile, CookieFile, GatewayFile, LogFormat, LogLevel, MetricsFile, StoreFile, TraceFile
 from gateway.config.urls import is_loopback_host, split_url, url_problem
 from gateway.config.yamlfile import ConfigError, Problems, load_yaml
 from gateway.observe.trace import MIN_TOKEN_LENGTH, TraceSettings
@@ -45,14 +45,11 @@ _RESERVED_NAMES = frozenset({"healthz", "readyz", "metrics", "_demo", "_trace", 
 PUBLIC_EXAMPLE_KEYS = frozenset({"WW-ibSXN3_3cy0IxZ8lXlH89efq7RgdApjT-YYzajBY="})
 
 
-@dataclass(frozen=True)
-class CookieSettings:
-    """The flow cookie: encrypted, HttpOnly, SameSite=Lax, Secure unless turned off for local http."""
-
-    name: str = "gateway_flow"
-    secure: bool = True
-    max_age: int = 600
-    max_flows: int = 4
+#: The flow cookie, the ops listener and the connection limits are their models as they are
+#: (frozen; attribute reads cost what a dataclass's do).
+CookieSettings = CookieFile
+MetricsListen = MetricsFile
+ConnectionSettings = ConnectionsFile
 
 
 @dataclass(frozen=True)
@@ -61,38 +58,6 @@ class TlsSettings:
 
     cert: str
     key: str
-
-
-@dataclass(frozen=True)
-class MetricsListen:
-    """The optional ops listener (``metrics: {host, port}``): /metrics, /healthz, /readyz, plain http.
-
-    A port apart from the public one lets a NetworkPolicy keep /metrics private and lets probes
-    reach health without TLS; with it set, the public port serves no /metrics.
-    """
-
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class ConnectionSettings:
-    """How long a client may take and how many may be connected (``connections:`` in gateway.yaml).
-
-    A slow client holds a file descriptor; without deadlines and a cap, a few thousand slow
-    clients starve everyone (slowloris). See :mod:`gateway.web.runner`.
-    """
-
-    max: int = 1000
-    """Open client connections at most; the next one gets 503 with ``Connection: close``."""
-    header_timeout: float = 10.0
-    """Seconds from a request's first byte to the end of its headers."""
-    body_timeout: float = 10.0
-    """Seconds to receive a request body once its headers are in."""
-    keepalive_timeout: float = 15.0
-    """Seconds an idle keep-alive connection stays open."""
-    backlog: int = 128
-    """The listen backlog (connections the kernel queues before the gateway accepts them)."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +174,7 @@ def load_config(
             "no key configured: a random key would break every flow on restart and across replicas; "
             "add keys (make one with `gateway keygen`) or keys_file",
         )
-    cookie = CookieSettings(model.cookie.name, model.cookie.secure, model.cookie.max_age, model.cookie.max_flows)
+    cookie = model.cookie
     if cookie.secure and public_url.startswith("http://"):
         checked.error(
             ("cookie", "secure"),
@@ -217,12 +182,8 @@ def load_config(
         )
     if not cookie.secure and not local:
         checked.error(("cookie", "secure"), "cookie.secure: false is only allowed for a localhost public_url")
-    connections = ConnectionSettings(**model.connections.model_dump())
-    metrics_listen = None
-    if model.metrics is not None:
-        metrics_listen = MetricsListen(model.metrics.host, model.metrics.port)
-        if metrics_listen.port and metrics_listen.port == listen_port:
-            checked.error(("metrics", "port"), f"metrics.port must differ from listen.port ({listen_port})")
+    if model.metrics is not None and model.metrics.port and model.metrics.port == listen_port:
+        checked.error(("metrics", "port"), f"metrics.port must differ from listen.port ({listen_port})")
     tls = _tls(checked, model, base)
     store = _store(checked, model.store, base)
     trace = _trace(checked, model.trace, demo=model.demo)
@@ -268,8 +229,8 @@ def load_config(
         tls=tls,
         demo=model.demo,
         providers=providers,
-        metrics=metrics_listen,
-        connections=connections,
+        metrics=model.metrics,
+        connections=model.connections,
         unserved=unserved,
         trace=trace,
         store=store,
