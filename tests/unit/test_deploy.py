@@ -90,19 +90,22 @@ def _by_name(kind: str, name: str) -> dict[str, Any]:
 
 
 def _pod_spec() -> dict[str, Any]:
-    return _one("Deployment")["spec"]["template"]["spec"]
+    found: dict[str, Any] = _one("Deployment")["spec"]["template"]["spec"]
+    return found
 
 
 def _container() -> dict[str, Any]:
     containers = _pod_spec()["containers"]
     assert len(containers) == 1
-    return containers[0]
+    found: dict[str, Any] = containers[0]
+    return found
 
 
 def _named_port(name: str) -> dict[str, Any]:
     ports = [port for port in _container()["ports"] if port["name"] == name]
     assert len(ports) == 1, f"the container should name one port {name!r}"
-    return ports[0]
+    found: dict[str, Any] = ports[0]
+    return found
 
 
 def _http_port() -> dict[str, Any]:
@@ -116,7 +119,8 @@ def _ops_port() -> dict[str, Any]:
 def _volume(name: str) -> dict[str, Any]:
     volumes = {volume["name"]: volume for volume in _pod_spec()["volumes"]}
     assert name in volumes, f"no volume {name!r}"
-    return volumes[name]
+    found: dict[str, Any] = volumes[name]
+    return found
 
 
 def _mount_of(volume_kind: str, object_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -156,7 +160,8 @@ def _env_default(value: str) -> str:
 
 
 def _raw_config() -> dict[str, Any]:
-    return yaml.safe_load(_configmap()["data"]["gateway.yaml"])
+    found: dict[str, Any] = yaml.safe_load(_configmap()["data"]["gateway.yaml"])
+    return found
 
 
 def _configmap(name: str = "gateway-config") -> dict[str, Any]:
@@ -170,7 +175,8 @@ def _keys_secret_name() -> str:
     assert len(mounts) == 1, f"nothing is mounted at {mount_dir}, where keys_file points"
     volume = _volume(mounts[0]["name"])
     assert "secret" in volume, "the keys file must come from a Secret"
-    return volume["secret"]["secretName"]
+    found: str = volume["secret"]["secretName"]
+    return found
 
 
 def _keys_file_path() -> str:
@@ -287,7 +293,7 @@ def _dockerignore_excludes(path: str) -> bool:
                 i += 1
         return re.compile(out)
 
-    rules = []
+    rules: list[tuple[bool, re.Pattern[str]]] = []
     for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -298,8 +304,8 @@ def _dockerignore_excludes(path: str) -> bool:
     parts = PurePosixPath(path).parts
     candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
     excluded = False
-    for negate, pattern in rules:
-        if any(pattern.fullmatch(candidate) for candidate in candidates):
+    for negate, rule in rules:
+        if any(rule.fullmatch(candidate) for candidate in candidates):
             excluded = not negate
     return excluded
 
@@ -657,14 +663,16 @@ def test_the_dockerignore_leaves_out(path: str) -> None:
 
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    found: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    return found
 
 
 def _compose_gateway() -> dict[str, Any]:
     services = _compose()["services"]
     built = [service for service in services.values() if "build" in service]
     assert len(built) == 1, "compose should build exactly the gateway"
-    return built[0]
+    found: dict[str, Any] = built[0]
+    return found
 
 
 def _compose_env(value: str) -> str:
