@@ -21,7 +21,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from gateway.config.fields import Checked, validate
+from gateway import optional
+from gateway.config.fields import Checked, line_at, validate
 from gateway.config.mapping import ProviderMapping, parse_mapping
 from gateway.config.models import ConnectionsFile, CookieFile, GatewayFile, LogFormat, LogLevel, MetricsFile, StoreFile, TraceFile
 from gateway.config.urls import is_loopback_host, split_url, url_problem
@@ -192,9 +193,11 @@ def load_config(
     providers: dict[str, ProviderMapping] = {}
     files = _mapping_files(checked, mappings_dir, model.providers)
     if model.demo:
-        from gateway.demo import demo_mapping_file
-
-        files.insert(0, demo_mapping_file())
+        installed = optional.demo()
+        if installed is None:
+            problems.add(str(path), line_at(data, ("demo",)), optional.NO_DEMO)
+        else:
+            files.insert(0, installed.mapping_file())
     for file in files:
         mapping = _load_mapping(file, problems, env=env, public_url=public_url)
         if mapping is not None:
