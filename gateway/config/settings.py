@@ -132,6 +132,7 @@ def _public_url(model: GatewayFile, checked: Checked, listen_host: str, listen_p
         problem = url_problem(model.public_url)
         if problem:
             checked.error(("public_url",), problem)
+            checked.wrong.add(("public_url",))  # what follows from it (cookie.secure) would say it again
         return model.public_url.rstrip("/")
     shown_host = "localhost" if listen_host in {"127.0.0.1", "0.0.0.0", "::", "::1", "localhost"} else listen_host
     if ":" in shown_host:
@@ -176,12 +177,13 @@ def load_config(
             "add keys (make one with `gateway keygen`) or keys_file",
         )
     cookie = model.cookie
-    if cookie.secure and public_url.startswith("http://"):
+    judged = ("public_url",) not in checked.wrong  # a wrong public_url is one problem, not also the cookie's
+    if judged and cookie.secure and public_url.startswith("http://"):
         checked.error(
             ("cookie", "secure"),
             "public_url is plain http, so browsers drop Secure cookies: serve https or set cookie.secure: false",
         )
-    if not cookie.secure and not local:
+    elif judged and not cookie.secure and not local:
         checked.error(("cookie", "secure"), "cookie.secure: false is only allowed for a localhost public_url")
     if model.metrics is not None and model.metrics.port and model.metrics.port == listen_port:
         checked.error(("metrics", "port"), f"metrics.port must differ from listen.port ({listen_port})")

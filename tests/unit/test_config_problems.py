@@ -119,6 +119,17 @@ PROBLEMS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "mapping-flow-token",
+        "mapping",
+        MAPPING.replace("    url: https://id.example.com/token\n", "").replace(
+            "  token:\n", f"  token: {{url: https://id.example.com/token, timeout: '2_5', encoding: xml}}  {TAG}a\n"
+        ),
+        [
+            ("a", "upstream.token.timeout: must be a finite number, not text '2_5'"),
+            ("a", "upstream.token.encoding: must be one of form, json, query, not 'xml'"),
+        ],
+    ),
+    (
         "mapping-missing-secret",
         "mapping",
         MAPPING.replace("platform:\n", f"platform:  {TAG}x\n").replace("  client_secret: alexa-skill-secret\n", "")

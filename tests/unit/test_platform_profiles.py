@@ -1,5 +1,5 @@
 """The smartthings and alexa-mcp profiles: their redirect URIs, PKCE default, and that the
-config reader and the JSON schema accept the same profile and pkce values."""
+config model and the JSON Schema made from it accept the same profile and pkce values."""
 
 from __future__ import annotations
 
