@@ -9,9 +9,9 @@ environment variable ``gateway check`` could not resolve is known as such and no
 
 :func:`validate` reports *every* error of a document at once, each at the line of its key or item
 (the ``loc`` path of the error, looked up in the :class:`LineDict` / :class:`LineList` the loader
-made), and then, for the checks that only the builders can make, returns a model in which each
-wrong value is replaced by its default, together with the paths that were wrong: a later check of
-such a value would only report the same mistake again.
+made). For the checks only the builders can make, it then returns a model in which each wrong
+value is replaced by its default, and :class:`Checked` keeps the paths that were wrong, so that no
+later check reports the same mistake again.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from gateway.config.yamlfile import Interpolated, LineDict, LineList, Problems
 
 __all__ = [
     "FileModel", "Text", "Whole", "Number", "Flag", "TextList", "TextMap", "Loc", "Checked", "validate", "dotted",
-    "line_at", "placeholder", "bounds", "field_at", "inner",
+    "line_at", "bounds", "field_at", "inner",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -219,8 +219,6 @@ def _message(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind in {"greater_than_equal", "less_than_equal"}:
         low, high = bounds(field_at(model, loc)[1])
         return f"{where}: must be between {low} and {high}, not {given}"
-    if kind == "string_too_short":
-        return f"{where}: must be at least {context.get('min_length')} characters"
     if kind in {"model_type", "model_attributes_type", "dict_type"}:
         return f"{where}: must be a mapping, not {_kind(given)}"
     if kind == "list_type":
@@ -229,13 +227,6 @@ def _message(model: type[BaseModel], error: ErrorDetails) -> str:
 
 
 # -- validation ---------------------------------------------------------------------------------------
-def placeholder() -> Interpolated:
-    """What a missing required text becomes for the builders: empty, and never judged."""
-    text = Interpolated("")
-    text.as_template, text.unresolved = "", True
-    return text
-
-
 def _stand_in(kind: object) -> object:
     """A valid value of ``kind`` for a missing required key (reported already), so that building goes on."""
     if isinstance(kind, type) and issubclass(kind, BaseModel) or get_origin(kind) is dict:
@@ -244,7 +235,11 @@ def _stand_in(kind: object) -> object:
         return []
     if kind is bool:
         return False
-    return 0 if kind in (int, float) else placeholder()
+    if kind in (int, float):
+        return 0
+    text = Interpolated("")  # empty, and never judged by the builders
+    text.as_template, text.unresolved = "", True
+    return text
 
 
 def _plain(value: object) -> object:
@@ -288,12 +283,10 @@ class Checked:
     problems: Problems
     wrong: set[Loc] = field(default_factory=set)
 
-    def error(self, loc: Loc, message: str, *, at: Loc | None = None) -> None:
-        """Report ``path: message`` at the line of ``at`` (default ``loc``), unless ``loc`` was already wrong."""
-        if any(loc[: len(bad)] == bad for bad in self.wrong):
-            return
-        self.problems.add(self.file, line_at(self.document, loc if at is None else at), f"{dotted(loc) or 'file'}: {message}")
-
+    def error(self, loc: Loc, message: str) -> None:
+        """Report ``path: message`` at the line of ``loc``, unless ``loc`` (or what holds it) was wrong already."""
+        if not any(loc[: len(bad)] == bad for bad in self.wrong):
+            self.problems.add(self.file, line_at(self.document, loc), f"{dotted(loc) or 'file'}: {message}")
 
     def required(self, loc: Loc) -> None:
         """Report that the key at ``loc`` is missing, at the line of the mapping that lacks it."""

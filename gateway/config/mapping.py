@@ -23,6 +23,7 @@ import jmespath.parser
 
 from gateway.config.fields import Checked, Loc, line_at, validate
 from gateway.config.models import (
+    MIN_PLATFORM_SECRET,
     AnswerFormat,
     ClientAuth,
     Encoding,
@@ -347,10 +348,6 @@ def _url(
     return text
 
 
-#: The least length of ``platform.client_secret``.
-_MIN_SECRET = 8
-
-
 def _platform(checked: Checked, model: MappingFile) -> PlatformClient:
     platform = model.platform
     for index, uri in enumerate(platform.redirect_uris):
@@ -359,8 +356,8 @@ def _platform(checked: Checked, model: MappingFile) -> PlatformClient:
             checked.error(("platform", "redirect_uris", index), problem)
     if platform.profile == "none" and not platform.redirect_uris:
         checked.error(("platform",), "platform needs a profile (alexa, google, smartthings, alexa-mcp) or redirect_uris")
-    if len(platform.client_secret) < _MIN_SECRET and _judged(platform.client_secret):
-        checked.error(("platform", "client_secret"), f"must be at least {_MIN_SECRET} characters")
+    if len(platform.client_secret) < MIN_PLATFORM_SECRET and _judged(platform.client_secret):
+        checked.error(("platform", "client_secret"), f"must be at least {MIN_PLATFORM_SECRET} characters")
     ids = (platform.redirect_uris, platform.vendor_ids, platform.project_ids)
     return PlatformClient(
         client_id=platform.client_id,

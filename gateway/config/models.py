@@ -21,7 +21,7 @@ from gateway.config.fields import FileModel, Flag, Number, Text, TextList, TextM
 
 __all__ = [
     "MappingFile", "GatewayFile", "Profile", "PlatformPkce", "Grant", "UpstreamPkce", "Method", "Encoding",
-    "ClientAuth", "AnswerFormat", "ExampleGrant", "TokenErrorCode", "LogFormat", "LogLevel",
+    "ClientAuth", "AnswerFormat", "ExampleGrant", "TokenErrorCode", "LogFormat", "LogLevel", "MIN_PLATFORM_SECRET",
 ]
 
 Profile = Literal["alexa", "google", "smartthings", "alexa-mcp", "none"]
@@ -40,6 +40,8 @@ TokenErrorCode = Literal[
 ]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+#: The least length of ``platform.client_secret`` (checked by the builder: a missing one is only "required").
+MIN_PLATFORM_SECRET = 8
 #: A JMESPath expression (compiled when the mapping loads: a bad one is a load error).
 JMESPath = Text
 
@@ -58,7 +60,7 @@ class PlatformFile(FileModel):
     """More exact redirect URIs; a `*` stands for one whole path segment."""
     client_id: Text
     """What the platform presents at `/authorize` and `/token`."""
-    client_secret: Annotated[Text, Field(json_schema_extra={"minLength": 8})]
+    client_secret: Annotated[Text, Field(json_schema_extra={"minLength": MIN_PLATFORM_SECRET})]
     """What the platform presents at `/token` (at least 8 characters)."""
     pkce: PlatformPkce | None = None
     """PKCE from the platform: `required`: it must send an RFC 7636 challenge; `S256`: it must, and with `S256` only (OAuth 2.1 §4.1.1). Default: `S256` for `alexa-mcp`, else `optional`."""
