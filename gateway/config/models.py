@@ -304,8 +304,9 @@ def _names(value: object) -> object:
 
 def _memory_or(schema: dict[str, Any]) -> None:
     """The JSON Schema of ``store:``: the word ``memory`` or the mapping."""
-    mapping = dict(schema)
-    schema.clear()
+    mapping = {key: value for key, value in schema.items() if key not in {"description", "default"}}
+    for key in mapping:
+        del schema[key]
     schema["anyOf"] = [{"const": "memory"}, mapping]
 
 

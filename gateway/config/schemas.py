@@ -27,29 +27,36 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {"mappings/schema.json": MappingFile,
 _ENV = {"type": "string", "pattern": r"^\s*\$\{[^}]+\}\s*$"}
 #: Free-form answers and their exact expectation: taken as written, so no leniency is added there.
 _VERBATIM = {"ExpectFile"}
+_WORDS = ("description", "default")
 
 
-def _relax(node: Any, *, in_properties: bool = False) -> Any:
+def _relax(node: Any) -> Any:
     """What the loader accepts besides the models' own types (see the module docstring)."""
     if isinstance(node, list):
         return [_relax(item) for item in node]
     if not isinstance(node, dict):
         return node
-    result = {key: _relax(value, in_properties=key == "properties") for key, value in node.items()}
-    if in_properties:
-        return {name: _nullable(schema) if "default" in schema else schema for name, schema in result.items()}
-    result.pop("title", None)
+    result = {key: _relax(value) for key, value in node.items() if key not in {"title", "properties"}}
+    for bound, word in (("ge", "minimum"), ("le", "maximum")):  # a Field bound on a validated type
+        if bound in result:
+            result[word] = result.pop(bound)
+    if "properties" in node:
+        required = set(node.get("required", ()))
+        result["properties"] = {
+            name: _relax(schema) if name in required else _nullable(_relax(schema)) for name, schema in node["properties"].items()
+        }
     kind = result.get("type")
     if kind == "string" and "enum" not in result and "const" not in result:
         result["type"] = ["string", "number"]
     elif kind in {"integer", "number", "boolean"}:
-        return {"anyOf": [result, _ENV]}
+        words = {key: result.pop(key) for key in _WORDS if key in result}
+        return {**words, "anyOf": [result, _ENV]}
     return result
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     """``null`` means the default: the type, or null; the words stay outside for the editors."""
-    words: dict[str, Any] = {key: schema.pop(key) for key in ("description", "default") if key in schema}
+    words = {key: schema.pop(key) for key in _WORDS if key in schema}
     choices = schema.get("anyOf", [schema])
     return {**words, "anyOf": choices if {"type": "null"} in choices else [*choices, {"type": "null"}]}
 
