@@ -270,7 +270,7 @@ class ExampleFile(FileModel):
 
 
 class MappingFile(FileModel):
-    """One upstream provider: mappings/<provider>.yaml, applied in the order docs/mapping-guide.md gives. Any text may use ${ENV} or ${ENV:-default}."""
+    """One upstream provider: `mappings/<provider>.yaml`, applied in the order docs/mapping-guide.md gives. Any text may use `${ENV}` or `${ENV:-default}`."""
 
     platform: PlatformFile
     grant: Grant = "code"
@@ -314,7 +314,7 @@ class ListenFile(FileModel):
     """Where the gateway listens (the command line's --host and --port win)."""
 
     host: Text = "127.0.0.1"
-    """The address to listen on (0.0.0.0 in a container)."""
+    """The address to listen on (`0.0.0.0` in a container)."""
     port: Annotated[Whole, Field(ge=0, le=65535)] = 8080
     """The port (0: any free port)."""
 
@@ -325,7 +325,7 @@ class CookieFile(FileModel):
     name: Text = "gateway_flow"
     """The cookie's name."""
     secure: Flag = True
-    """Secure cookie; false only for a http://localhost public_url."""
+    """A Secure cookie; `false` only for a `http://localhost` public_url."""
     max_age: Annotated[Whole, Field(ge=30, le=3600)] = 600
     """Seconds a link attempt may take in the browser."""
     max_flows: Annotated[Whole, Field(ge=1, le=16)] = 4
@@ -343,7 +343,7 @@ class LogFile(FileModel):
     """The log lines."""
 
     format: LogFormat = "text"
-    """text, or json (one object per line)."""
+    """`text`, or `json` (one object per line)."""
     level: LogLevel = "info"
     """The lowest level written."""
     request_id_header: Text = "X-Request-Id"
@@ -354,7 +354,7 @@ class ConnectionsFile(FileModel):
     """Slow or many clients: a slow client holds a file descriptor, so deadlines and a cap keep slowloris out."""
 
     max: Annotated[Whole, Field(ge=1, le=1_000_000)] = 1000
-    """Open client connections at most; the next one gets 503 with Connection: close."""
+    """Open client connections at most; the next one gets 503 with `Connection: close`."""
     header_timeout: Annotated[Number, Field(ge=0.1, le=300.0)] = 10.0
     """Seconds from a request's first byte to the end of its headers (else 408)."""
     body_timeout: Annotated[Number, Field(ge=0.1, le=300.0)] = 10.0
@@ -387,33 +387,33 @@ class StoreFile(FileModel):
     """Where replicas share refresh grace, locks and single-use claims."""
 
     url: Text = ""
-    """redis:// or rediss:// URL; empty: the per-process store."""
+    """A `redis://` or `rediss://` URL; empty: the per-process store."""
     timeout: Annotated[Number, Field(ge=0.01, le=2.0)] = 0.25
     """Seconds a store call may take."""
     ca_file: Text = ""
-    """PEM file of the CA that signed a rediss:// server's certificate, when the system trust store does not know it."""
+    """PEM file of the CA that signed a `rediss://` server's certificate, when the system trust store does not know it."""
 
 
 class TraceFile(FileModel):
     """The flow trace at /_trace/ (off unless configured)."""
 
     token: Text = ""
-    """The bearer token for /_trace/ (at least 32 characters; make one with `gateway keygen`)."""
+    """The bearer token for `/_trace/` (at least 32 characters; make one with `gateway keygen`)."""
     flows: Annotated[Whole, Field(ge=1, le=10_000)] = 200
     """How many recent flows to keep."""
 
 
 class GatewayFile(FileModel):
-    """gateway.yaml: how the gateway runs and which mappings it serves. Any text may use ${ENV} or ${ENV:-default}."""
+    """gateway.yaml: how the gateway runs and which mappings it serves. Any text may use `${ENV}` or `${ENV:-default}`."""
 
     listen: ListenFile = ListenFile()
     """Where the gateway listens."""
     public_url: Text | None = None
-    """What browsers and upstreams use to reach the gateway; <public_url>/<provider>/callback is the redirect URI to register with each upstream. Default: http://localhost:<port>."""
+    """What browsers and upstreams use to reach the gateway; `<public_url>/<provider>/callback` is the redirect URI to register with each upstream. Default: `http://localhost:<port>`."""
     keys: TextList = []
-    """Sealing keys (Fernet; `gateway keygen`): the first seals, all open. None: a random key at start (localhost only)."""
+    """Sealing keys (Fernet; `gateway keygen`): the first seals, all open. Empty: a random key at start (localhost only)."""
     keys_file: Text | None = None
-    """A file of more keys, one a line (# comments), added after keys."""
+    """A file of more keys, one a line (`#` comments), added after `keys`."""
     link_keys: TextList = []
     """Keys of refresh envelopes (per-link context), newest first; the list only grows (never remove one)."""
     cookie: CookieFile = CookieFile()
@@ -429,14 +429,14 @@ class GatewayFile(FileModel):
     tls: Annotated[TlsFile | None, BeforeValidator(_empty_is_absent)] = None
     """Serve https yourself (else a proxy does)."""
     metrics: Annotated[MetricsFile | None, BeforeValidator(_empty_is_absent)] = None
-    """The ops listener on a port of its own; absent: /metrics on the public port."""
+    """The ops listener on a port of its own; absent: `/metrics` on the public port."""
     store: Annotated[StoreFile, BeforeValidator(_store), Field(json_schema_extra=_memory_or)] = StoreFile()
-    """memory (the default: per process), or {url: redis://…} shared by the replicas."""
+    """`memory` (the default: per process), or `{url: redis://…}` shared by the replicas."""
     demo: Flag = False
-    """Serve the built-in demo under /_demo/ (never on the internet)."""
+    """Serve the built-in demo under `/_demo/` (never on the internet)."""
     trace: Annotated[TraceFile | None, BeforeValidator(_empty_is_absent)] = None
     """The flow trace; absent: off (the demo traces with a random token)."""
     mappings: Text = "mappings"
     """The folder of mapping files, relative to gateway.yaml."""
     providers: Annotated[list[str], BeforeValidator(_names)] | None = None
-    """The mappings to serve, by name; absent: every *.yaml in the folder; []: none (the demo alone)."""
+    """The mappings to serve, by name; absent: every `*.yaml` in the folder; `[]`: none of them (the demo alone)."""
