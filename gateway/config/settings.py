@@ -24,7 +24,7 @@ from cryptography.fernet import Fernet
 from gateway import optional
 from gateway.config.fields import Checked, line_at, validate
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.models import ConnectionsFile, CookieFile, GatewayFile, LogFormat, LogLevel, MetricsFile, StoreFile, TraceFile
+from gateway.config.models import ConnectionsFile, CookieFile, GatewayFile, LogFormat, LogLevel, StoreFile, TraceFile
 from gateway.config.urls import is_loopback_host, split_url, url_problem
 from gateway.config.yamlfile import ConfigError, Problems, load_yaml
 from gateway.observe.trace import MIN_TOKEN_LENGTH, TraceSettings
@@ -46,11 +46,38 @@ _RESERVED_NAMES = frozenset({"healthz", "readyz", "metrics", "_demo", "_trace", 
 PUBLIC_EXAMPLE_KEYS = frozenset({"WW-ibSXN3_3cy0IxZ8lXlH89efq7RgdApjT-YYzajBY="})
 
 
-#: The flow cookie, the ops listener and the connection limits are their models as they are
-#: (frozen; attribute reads cost what a dataclass's do).
-CookieSettings = CookieFile
-MetricsListen = MetricsFile
-ConnectionSettings = ConnectionsFile
+# The request path reads these per request or per connection: plain dataclasses (an attribute read
+# of a pydantic model costs several times a dataclass's), with the models' defaults.
+_COOKIE, _CONNECTIONS = CookieFile(), ConnectionsFile()
+
+
+@dataclass(frozen=True)
+class CookieSettings:
+    """The flow cookie (``cookie:``; its keys: :class:`~gateway.config.models.CookieFile`)."""
+
+    name: str = _COOKIE.name
+    secure: bool = _COOKIE.secure
+    max_age: int = _COOKIE.max_age
+    max_flows: int = _COOKIE.max_flows
+
+
+@dataclass(frozen=True)
+class MetricsListen:
+    """The ops listener (``metrics:``; :class:`~gateway.config.models.MetricsFile`): /metrics, /healthz, /readyz."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Deadlines and a cap against slow clients (``connections:``; :class:`~gateway.config.models.ConnectionsFile`)."""
+
+    max: int = _CONNECTIONS.max
+    header_timeout: float = _CONNECTIONS.header_timeout
+    body_timeout: float = _CONNECTIONS.body_timeout
+    keepalive_timeout: float = _CONNECTIONS.keepalive_timeout
+    backlog: int = _CONNECTIONS.backlog
 
 
 @dataclass(frozen=True)
@@ -176,7 +203,7 @@ def load_config(
             "no key configured: a random key would break every flow on restart and across replicas; "
             "add keys (make one with `gateway keygen`) or keys_file",
         )
-    cookie = model.cookie
+    cookie = CookieSettings(**model.cookie.model_dump())
     judged = ("public_url",) not in checked.wrong  # a wrong public_url is one problem, not also the cookie's
     if judged and cookie.secure and public_url.startswith("http://"):
         checked.error(
@@ -234,8 +261,8 @@ def load_config(
         tls=tls,
         demo=model.demo,
         providers=providers,
-        metrics=model.metrics,
-        connections=model.connections,
+        metrics=MetricsListen(model.metrics.host, model.metrics.port) if model.metrics is not None else None,
+        connections=ConnectionSettings(**model.connections.model_dump()),
         unserved=unserved,
         trace=trace,
         store=store,
