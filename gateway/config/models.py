@@ -239,6 +239,11 @@ class TenantFile(KeepFile):
 class ExpectFile(FileModel):
     """The RFC 6749 answer the platform gets: a §5.1 token body, or {error, error_description?, status?}."""
 
+    #: Compared as written: a ``null`` here expects a ``null`` (no default stands in).
+    keep_null: ClassVar[frozenset[str]] = frozenset(
+        {"access_token", "token_type", "expires_in", "refresh_token", "scope", "id_token", "error", "error_description", "status"}
+    )
+
     access_token: StrictStr | None = None
     token_type: Literal["Bearer"] | None = None
     expires_in: StrictInt | None = None

@@ -24,7 +24,7 @@ from gateway.cli.commands import main
 from gateway.config import reference
 from gateway.config.fields import inner as _inner
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.models import GatewayFile, MappingFile
+from gateway.config.models import ExpectFile, GatewayFile, MappingFile
 from gateway.config.schemas import SCHEMA_FILES, json_schema
 from gateway.config.settings import load_config
 from gateway.config.yamlfile import ConfigError, Problems, load_yaml
@@ -355,3 +355,13 @@ def test_the_readme_examples_validate_against_their_schema(heading: str, schema:
 )
 def test_the_gateway_schema_takes_what_the_loader_takes(document: dict[str, Any], valid: bool) -> None:
     assert _validator("gateway.schema.json").is_valid(document) is valid
+
+
+def test_expect_keeps_a_null_it_is_given(tmp_path: Path) -> None:
+    """``expect`` is compared as written; only the keys it names are compared (a null expects a null)."""
+    document = copy.deepcopy(FULL)
+    document["examples"][0]["expect"] = {"access_token": "at", "refresh_token": None}
+    problems, mapping = _load(tmp_path, document)
+    assert not problems.items and mapping is not None
+    assert mapping.examples[0].expect == {"access_token": "at", "refresh_token": None}
+    assert ExpectFile.keep_null == set(ExpectFile.model_fields)
