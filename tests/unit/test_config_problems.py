@@ -152,6 +152,12 @@ PROBLEMS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "mapping-not-yaml",
+        "mapping",
+        MAPPING.replace("  client_id: gateway\n", f"  client_id: gateway\n  oops: a: b  {TAG}a\n"),
+        [("a", "not valid YAML: mapping values are not allowed here")],
+    ),
+    (
         "gateway-not-yaml",
         "gateway",
         "mappings: nowhere\nproviders: [a, b\n" + f"keys: []  {TAG}a\n",
