@@ -283,14 +283,23 @@ class Checked:
     problems: Problems
     wrong: set[Loc] = field(default_factory=set)
 
+    def _reported(self, loc: Loc) -> bool:
+        """``loc``, or what holds it, was wrong already: whatever is said of it now would follow from that."""
+        return any(loc[: len(bad)] == bad for bad in self.wrong)
+
+    def wrong_at(self, *locs: Loc) -> bool:
+        """Something at or under one of ``locs`` was wrong: a check that reads it would only follow from that."""
+        return any(bad[: len(loc)] == loc for loc in locs for bad in self.wrong)
+
     def error(self, loc: Loc, message: str) -> None:
-        """Report ``path: message`` at the line of ``loc``, unless ``loc`` (or what holds it) was wrong already."""
-        if not any(loc[: len(bad)] == bad for bad in self.wrong):
+        """Report ``path: message`` at the line of ``loc``."""
+        if not self._reported(loc):
             self.problems.add(self.file, line_at(self.document, loc), f"{dotted(loc) or 'file'}: {message}")
 
     def required(self, loc: Loc) -> None:
         """Report that the key at ``loc`` is missing, at the line of the mapping that lacks it."""
-        self.problems.add(self.file, line_at(self.document, loc), f"{dotted(loc)} is required")
+        if not self._reported(loc):
+            self.problems.add(self.file, line_at(self.document, loc), f"{dotted(loc)} is required")
 
 
 def validate(model: type[M], document: object, checked: Checked) -> M | None:

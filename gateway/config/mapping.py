@@ -354,7 +354,7 @@ def _platform(checked: Checked, model: MappingFile) -> PlatformClient:
         problem = check_pattern(uri)
         if problem:
             checked.error(("platform", "redirect_uris", index), problem)
-    if platform.profile == "none" and not platform.redirect_uris:
+    if platform.profile == "none" and not platform.redirect_uris and not checked.wrong_at(("platform", "profile"), ("platform", "redirect_uris")):
         checked.error(("platform",), "platform needs a profile (alexa, google, smartthings, alexa-mcp) or redirect_uris")
     if len(platform.client_secret) < MIN_PLATFORM_SECRET and _judged(platform.client_secret):
         checked.error(("platform", "client_secret"), f"must be at least {MIN_PLATFORM_SECRET} characters")
@@ -466,6 +466,7 @@ def parse_mapping(
 
     upstream = model.upstream
     discovery_url, discovered = _discovery(checked, upstream.discovery, discover)
+    urls_required = not discovery_url and not checked.wrong_at(("upstream", "discovery"))
     issuer = upstream.issuer if upstream.issuer is not None else (discovered.issuer if discovered is not None else None)
     # RFC 9207 §2.4: an upstream that says it sends `iss` must always send it.
     advertised = bool(discovered and discovered.document.get("authorization_response_iss_parameter_supported") is True)
@@ -474,7 +475,7 @@ def parse_mapping(
         checked.error(("upstream", "require_iss"), "needs upstream.issuer (or upstream.discovery) to compare iss with")
 
     tenant_only = (tenant,) if tenant is not None else ()
-    authorize_url = _url(checked, (*_AUTHORIZE, "url"), upstream.authorize.url, tenant_only, required=not discovery_url)
+    authorize_url = _url(checked, (*_AUTHORIZE, "url"), upstream.authorize.url, tenant_only, required=urls_required)
     if not authorize_url and discovered is not None:
         authorize_url = discovered.authorization_endpoint
     authorize_params = _param_rules(checked, (*_AUTHORIZE, "params"), upstream.authorize.params, AUTHORIZE_PLACEHOLDERS)
@@ -483,7 +484,7 @@ def parse_mapping(
     sent = _SENT_AUTHORIZE | {new for _, new in authorize_params.rename} | {name for name, _ in authorize_params.add}
     flow_names = frozenset({"state"} | {f"authorize_{name}" for name in sent if _IDENTIFIER.fullmatch(name)})
     allowed = TOKEN_PLACEHOLDERS | flow_names | {spec.name for spec in specs}
-    token = _token_request(checked, upstream.token, allowed, specs, url_required=not discovery_url)
+    token = _token_request(checked, upstream.token, allowed, specs, url_required=urls_required)
     if not token.url and discovered is not None:
         token = dataclasses.replace(token, url=discovered.token_endpoint)
     refresh = _override(checked, (*_TOKEN, "refresh"), token, upstream.token.refresh, allowed)

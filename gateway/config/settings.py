@@ -159,7 +159,7 @@ def _public_url(model: GatewayFile, checked: Checked, listen_host: str, listen_p
         problem = url_problem(model.public_url)
         if problem:
             checked.error(("public_url",), problem)
-            checked.wrong.add(("public_url",))  # what follows from it (cookie.secure) would say it again
+            checked.wrong.add(("public_url",))  # what follows from it (cookie.secure, keys) would say it again
         return model.public_url.rstrip("/")
     shown_host = "localhost" if listen_host in {"127.0.0.1", "0.0.0.0", "::", "::1", "localhost"} else listen_host
     if ":" in shown_host:
@@ -197,14 +197,14 @@ def load_config(
     _check_keys(checked, "link_keys", link_keys)
     public_parts = split_url(public_url)
     local = is_loopback_host(public_parts.hostname if public_parts else None)
-    if ephemeral and not local:
+    if ephemeral and not local and not checked.wrong_at(("keys",), ("keys_file",), ("public_url",)):
         checked.error(
             ("keys",),
             "no key configured: a random key would break every flow on restart and across replicas; "
             "add keys (make one with `gateway keygen`) or keys_file",
         )
     cookie = CookieSettings(**model.cookie.model_dump())
-    judged = ("public_url",) not in checked.wrong  # a wrong public_url is one problem, not also the cookie's
+    judged = not checked.wrong_at(("public_url",), ("cookie", "secure"))  # one mistake, not also the cookie's
     if judged and cookie.secure and public_url.startswith("http://"):
         checked.error(
             ("cookie", "secure"),

@@ -152,6 +152,39 @@ PROBLEMS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "mapping-upstream-not-a-mapping",
+        "mapping",
+        MAPPING[: MAPPING.index("upstream:")] + f"upstream: 5  {TAG}a\n",
+        [("a", "upstream: must be a mapping, not a number")],
+    ),
+    (
+        "mapping-not-a-mapping",
+        "mapping",
+        f"[1, 2]  {TAG}a\n",
+        [("a", "file: must be a mapping, not a list")],
+    ),
+    (
+        "wrong-values-have-no-follow-ons",
+        "mapping",
+        MAPPING.replace("  profile: alexa\n", f"  profile: alexxa  {TAG}a\n")
+        .replace("  authorize:\n    url: https://id.example.com/authorize\n", f"  discovery: [x]  {TAG}b\n")
+        .replace("    url: https://id.example.com/token\n", "    timeout: 2\n"),
+        [
+            ("a", "platform.profile: must be one of alexa, google, smartthings, alexa-mcp, none, not 'alexxa'"),
+            ("b", "upstream.discovery: must be text, not a list"),
+        ],
+    ),
+    (
+        "gateway-wrong-values-have-no-follow-ons",
+        "gateway",
+        f"public_url: http://link.example.com  {TAG}a\nkeys: [{{a: b}}]  {TAG}b\ncookie: {{secure: no way}}  {TAG}c\n",
+        [
+            ("a", "public_url: must use https (plain http only for localhost), not 'http://link.example.com'"),
+            ("b", "keys[0]: must be text, not a mapping"),
+            ("c", "cookie.secure: must be true or false, not text"),
+        ],
+    ),
+    (
         "mapping-not-yaml",
         "mapping",
         MAPPING.replace("  client_id: gateway\n", f"  client_id: gateway\n  oops: a: b  {TAG}a\n"),
