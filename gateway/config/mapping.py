@@ -265,6 +265,8 @@ _FALLBACK: jmespath.parser.ParsedResult = jmespath.compile("`null`")
 _UNRESOLVED = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
 _AUTHORIZE: Loc = ("upstream", "authorize")
 _TOKEN: Loc = ("upstream", "token")
+#: Where the names templates may use come from: when one of these was wrong, an unknown name follows from it.
+_CONTEXT: tuple[Loc, ...] = (("tenant",), ("callback",), (*_AUTHORIZE, "params"))
 
 
 def _judged(value: str | None) -> bool:
@@ -286,7 +288,7 @@ def _param_rules(checked: Checked, loc: Loc, rules: ParamRulesFile, allowed: fro
     for name, value in rules.add.items():
         template = getattr(value, "as_template", value)  # ${VAR} braces are literal
         for placeholder in template_names(template):
-            if placeholder not in allowed:
+            if placeholder not in allowed and not checked.wrong_at(*_CONTEXT):
                 checked.error((*loc, "add", name), f"unknown placeholder {{{placeholder}}} (known: {', '.join(sorted(allowed))})")
         add.append((name, template))
     return ParamRules(tuple(rules.remove), tuple(rules.rename.items()), tuple(add), case_insensitive=headers)
@@ -334,10 +336,11 @@ def _url(
         return text
     known = {spec.name: spec for spec in specs}
     names = template_names(text)
-    for name in names:
-        if name not in known:
-            checked.error(loc, f"unknown placeholder {{{name}}} (a URL may use: {', '.join(sorted(known)) or 'none'})")
-            return text
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        if not checked.wrong_at(*_CONTEXT):  # else the name's declaration was the mistake
+            checked.error(loc, f"unknown placeholder {{{unknown[0]}}} (a URL may use: {', '.join(sorted(known)) or 'none'})")
+        return text
     host_names = url_placeholders_in_host(text)
     parts = urlsplit(render_template(text, {name: "x" for name in names}))
     private = bool(host_names) and all(known[name].allow_private for name in host_names)

@@ -175,6 +175,13 @@ PROBLEMS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         ],
     ),
     (
+        "a-wrong-tenant-drags-no-unknown-placeholder",
+        "mapping",
+        MAPPING.replace("    url: https://id.example.com/token\n", "    url: 'https://{shop}.example.com/token'\n    params: {add: {s: '{shop}'}}\n")
+        + f"tenant: [shop, '[a-z]+', Shop]  {TAG}a\n",
+        [("a", "tenant: must be a mapping, not a list")],
+    ),
+    (
         "gateway-wrong-values-have-no-follow-ons",
         "gateway",
         f"public_url: http://link.example.com  {TAG}a\nkeys: [{{a: b}}]  {TAG}b\ncookie: {{secure: no way}}  {TAG}c\n",
