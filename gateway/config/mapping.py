@@ -296,6 +296,8 @@ def _param_rules(checked: Checked, loc: Loc, rules: ParamRulesFile, allowed: fro
 
 def _context_value(checked: Checked, loc: Loc, name: str, pattern: str, allow_private: bool, label: str = "") -> ContextValue | None:
     """One ``callback.keep`` entry or the ``tenant``: a name, an anchored pattern, the private flag."""
+    if not _judged(name):
+        return None  # missing or wrong: said already
     if not _IDENTIFIER.fullmatch(name) or name in TOKEN_PLACEHOLDERS or name == "state" or name.startswith("authorize_"):
         checked.error(loc, f"{name!r} can not be a context name (letters, digits, '_'; not a built-in placeholder)")
         return None

@@ -365,3 +365,78 @@ def test_expect_keeps_a_null_it_is_given(tmp_path: Path) -> None:
     assert not problems.items and mapping is not None
     assert mapping.examples[0].expect == {"access_token": "at", "refresh_token": None}
     assert ExpectFile.keep_null == set(ExpectFile.model_fields)
+
+
+def _wrong(path: str) -> dict[str, Any]:
+    document = copy.deepcopy(FULL)
+    parts = path.replace("[]", ".0").split(".")
+    node: Any = document
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[parts[-1]] = [[1]]  # a list of a list: wrong for every key of the vocabulary
+    return document
+
+
+@pytest.mark.parametrize("path", sorted(path for path in _present(FULL) if path != "examples[].body"))
+def test_a_wrong_value_anywhere_is_one_problem_at_its_line(tmp_path: Path, path: str) -> None:
+    problems, _ = _load(tmp_path, _wrong(path))
+    assert len(problems.items) == 1, [str(problem) for problem in problems.items]
+    text = (tmp_path / "full.yaml").read_text(encoding="utf-8").splitlines()
+    line = text[problems.items[0].line - 1]
+    assert path.replace("[]", "").rsplit(".", 1)[-1] in line or line.strip() == "- - 1", line  # the key's line, or the item's
+
+
+#: A gateway.yaml that uses every key.
+FULL_GATEWAY: dict[str, Any] = {
+    "listen": {"host": "127.0.0.1", "port": 9000},
+    "public_url": "https://link.example.com",
+    "keys": [generate_key()],
+    "keys_file": "keys.txt",
+    "link_keys": [generate_key()],
+    "cookie": {"name": "flow", "secure": True, "max_age": 600, "max_flows": 4},
+    "upstream": {"timeout": 4.0},
+    "code_ttl": 300,
+    "log": {"format": "json", "level": "info", "request_id_header": "X-Request-Id"},
+    "shutdown_grace": 10,
+    "connections": {"max": 10, "header_timeout": 1, "body_timeout": 1, "keepalive_timeout": 1, "backlog": 8},
+    "tls": {"cert": "cert.pem", "key": "key.pem"},
+    "metrics": {"host": "127.0.0.1", "port": 9090},
+    "store": {"url": "rediss://redis.example:6380/0", "timeout": 0.25, "ca_file": "ca.pem"},
+    "demo": False,
+    "trace": {"token": "t" * 32, "flows": 10},
+    "mappings": "mappings",
+    "providers": ["p"],
+}
+
+
+def _gateway(tmp_path: Path, document: dict[str, Any]) -> Path:
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("pem", encoding="utf-8")
+    (tmp_path / "keys.txt").write_text(generate_key() + "\n", encoding="utf-8")
+    (tmp_path / "mappings").mkdir(exist_ok=True)
+    (tmp_path / "mappings" / "p.yaml").write_text(MAPPING.split("examples:")[0], encoding="utf-8")
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return tmp_path / "gateway.yaml"
+
+
+def test_the_full_gateway_yaml_uses_every_key_and_loads(tmp_path: Path) -> None:
+    assert _model_paths(GatewayFile) - _present(FULL_GATEWAY) == set()
+    config = load_config(_gateway(tmp_path, FULL_GATEWAY), env={})
+    assert config.store.ca_file == str(tmp_path / "ca.pem") and config.connections.backlog == 8
+
+
+@pytest.mark.parametrize("path", sorted(_present(FULL_GATEWAY)))
+def test_a_wrong_gateway_value_anywhere_is_one_problem_at_its_line(tmp_path: Path, path: str) -> None:
+    document = copy.deepcopy(FULL_GATEWAY)
+    *parents, last = path.split(".")
+    node: Any = document
+    for part in parents:
+        node = node[part]
+    node[last] = [[1]]
+    config = _gateway(tmp_path, document)
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, env={})
+    problems = caught.value.problems
+    assert len(problems) == 1, [str(problem) for problem in problems]
+    line = config.read_text(encoding="utf-8").splitlines()[problems[0].line - 1]
+    assert last in line or line.strip() == "- - 1", line
