@@ -440,3 +440,15 @@ def test_a_wrong_gateway_value_anywhere_is_one_problem_at_its_line(tmp_path: Pat
     assert len(problems) == 1, [str(problem) for problem in problems]
     line = config.read_text(encoding="utf-8").splitlines()[problems[0].line - 1]
     assert last in line or line.strip() == "- - 1", line
+
+
+def test_the_model_choices_are_the_ones_the_request_path_knows() -> None:
+    """Profiles and token errors are named in the model (for the schema) and where they act: the same."""
+    from typing import get_args
+
+    from gateway.config.models import Profile, TokenErrorCode
+    from gateway.oauth.platforms import PROFILES
+    from gateway.oauth.responses import TOKEN_ERRORS
+
+    assert get_args(Profile) == PROFILES
+    assert set(get_args(TokenErrorCode)) == TOKEN_ERRORS
