@@ -1,4 +1,4 @@
-"""The ``gateway`` command: ``serve``, ``check``, ``keygen``, ``linktest``, ``console``."""
+"""The ``gateway`` command: ``serve``, ``check``, ``keygen``, ``linktest``, ``console``, ``schema``."""
 
 from __future__ import annotations
 
@@ -57,7 +57,24 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="JSON (for alexa: the SMAPI accountLinkingRequest body)"
     )
     console.add_argument("--show-secrets", action="store_true", help="print the platform client secret")
+
+    schema = commands.add_parser("schema", help="write the JSON Schemas (and with --docs the reference tables) from the models")
+    schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed file is stale")
+    schema.add_argument("--docs", action="store_true", help="also the generated tables of README.md and docs/mapping-guide.md")
+    schema.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
     return parser
+
+
+def _schema(args: argparse.Namespace) -> int:
+    """``gateway schema``: the files made from :mod:`gateway.config.models`, written or (``--check``) compared."""
+    from gateway.config import reference, schemas
+
+    stale = schemas.stale(args.root, write=not args.check)
+    if args.docs:
+        stale += reference.stale(args.root, write=not args.check)
+    for name in stale:
+        print(f"{args.root / name}: {'stale (run `gateway schema --docs`)' if args.check else 'written'}", file=sys.stderr)
+    return 1 if stale and args.check else 0
 
 
 def _load(path: Path, **overrides: Any) -> Config | None:
@@ -106,7 +123,7 @@ def _check(args: argparse.Namespace) -> int:
     examples = sum(len(mapping.examples) for mapping in mappings)
     line = f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)})"
     if config.unserved:
-        line += f", {len(config.unserved)} more mapping(s) checked but not served"
+        line += f", {len(config.unserved)} more mapping(s) checked but not served (not in providers:)"
     print(f"{line}, {examples} example(s) passed")
     return 0
 
@@ -174,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _linktest(args)
     if args.command == "console":
         return _console(args)
+    if args.command == "schema":
+        return _schema(args)
     if args.command == "health":
         from gateway.cli.health import check_health
 

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.config.reader import is_loopback_host, split_url
+from gateway.config.urls import is_loopback_host, split_url
 
 __all__ = ["PROFILES", "PKCE_S256_PROFILES", "SMARTTHINGS_REDIRECT_URIS", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern", "sample_redirect_uri"]
 

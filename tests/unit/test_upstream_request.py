@@ -14,7 +14,6 @@ from urllib.parse import unquote_plus
 import pytest
 
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.reader import Section
 from gateway.config.yamlfile import Problems, load_yaml
 from gateway.upstream.client import PreparedRequest, basic_auth_header, prepare_token_request
 
@@ -29,7 +28,7 @@ def load_mapping(tmp_path: Path, text: str, *, name: str = "prov", env: dict[str
     file.write_text(text, encoding="utf-8")
     problems = Problems()
     data = load_yaml(file, problems, env=env or {})
-    mapping = parse_mapping(name, Section(data, file=str(file), problems=problems))
+    mapping = parse_mapping(name, data, file=str(file), problems=problems)
     assert not problems, "\n".join(map(str, problems.items))
     assert mapping is not None
     return mapping
