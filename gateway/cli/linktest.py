@@ -7,12 +7,13 @@ or an answer slower than Alexa's 4.5 s. Each check below looks for one of them, 
 the way the platform would, and says in words what to fix. Nothing here needs a user to sign in:
 the token checks use codes and refresh tokens that must be refused, and read *how* they are
 refused (an upstream that refuses the gateway's own credentials answers differently from one that
-refuses a bad grant).
+refuses a bad grant): by the RFC 6749 error code and the failure kind the gateway names in its
+``Gateway-Upstream-Failure`` header (:mod:`gateway.upstream.failure`), never by the wording of a
+description.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import ssl
@@ -25,7 +26,9 @@ import aiohttp
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import Config
 from gateway.oauth import pkce
+from gateway.oauth.basicauth import basic_auth_header
 from gateway.observe.reasons import ALEXA_BUDGET, REFUSED, UNREACHABLE
+from gateway.upstream.failure import FAILURE_HEADER, as_failure_kind
 
 __all__ = ["Check", "run_linktest", "ALEXA_BUDGET"]
 
@@ -41,10 +44,6 @@ class Check:
 
     def __str__(self) -> str:
         return f"{self.verdict:4}  {self.name}: {self.detail}"
-
-
-def _basic(client_id: str, client_secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
 
 
 class _Tester:
@@ -159,7 +158,7 @@ class _Tester:
 
     async def _token(self, form: dict[str, str], *, secret: str | None = None) -> tuple[int, dict[str, str], dict[str, str], float]:
         client = self.mapping.platform
-        headers = {"Authorization": _basic(client.client_id, client.client_secret if secret is None else secret)}
+        headers = {"Authorization": basic_auth_header(client.client_id, client.client_secret if secret is None else secret)}
         started = time.monotonic()
         async with self.session.post(f"{self.base}/{self.mapping.name}/token", data=form, headers=headers) as response:
             text = await response.text()
@@ -190,16 +189,17 @@ class _Tester:
         else:
             self.add("FAIL", "token", f"a forged code got {status} {body.get('error')}")
 
-        status, body, _, elapsed = await self._token({"grant_type": "refresh_token", "refresh_token": "linktest-not-a-token"})
+        status, body, headers, elapsed = await self._token({"grant_type": "refresh_token", "refresh_token": "linktest-not-a-token"})
         within = f"in {elapsed:.2f} s"
         if elapsed >= ALEXA_BUDGET:
             self.add("FAIL", "upstream token", f"answered {within}: Alexa gives up after {ALEXA_BUDGET} s")
         error, description = body.get("error"), body.get("error_description", "")
+        failure = as_failure_kind(headers.get(FAILURE_HEADER))
         if (status, error) == (400, "invalid_grant"):
             self.add("PASS", "upstream token", f"the upstream refused a made-up refresh token as a bad grant {within}: the gateway's credentials and the mapping's request work")
-        elif status == 502 and "gateway's own request" in description:
+        elif failure == "refused":
             self.add("FAIL", "upstream token", f"{REFUSED} ({within}; {description})")
-        elif status == 503:
+        elif status == 503 or failure in ("timeout", "connection"):
             self.add("FAIL", "upstream token", f"{UNREACHABLE} ({description})")
         else:
             self.add("FAIL", "upstream token", f"a made-up refresh token got {status} {error}: {description}")

@@ -137,9 +137,7 @@ async def callback(request: web.Request) -> web.Response:
             # the platform's request was fine, so it must not read as the platform's mistake.
             description = f"upstream refused the gateway's request ({error}): {description}".rstrip(": ")
             error = "server_error"
-        answer = {"error": error}
-        if description:
-            answer["error_description"] = description
+        answer = OAuthError(description, error=error).as_dict()  # the §5.2 character set, cleaned
         outcome(request, error)
         return trace_redirect(request, _to_platform(flow, answer, fragment=implicit))
 
@@ -152,7 +150,7 @@ async def callback(request: web.Request) -> web.Response:
         context = kept_at_callback(mapping, params, flow.context or {}) if mapping.keeps_context else {}
     except UnsafeUrl as exc:
         outcome(request, "server_error")
-        return _to_platform(flow, {"error": "server_error", "error_description": str(exc)}, fragment=implicit)
+        return _to_platform(flow, OAuthError(str(exc), error="server_error").as_dict(), fragment=implicit)
 
     if implicit:
         record_of(request).grant = "implicit"
