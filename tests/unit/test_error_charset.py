@@ -69,10 +69,30 @@ def _messages_outside_the_set() -> list[str]:
     return found
 
 
-def _subclasses(cls: type) -> list[type]:
-    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+def _subclasses(cls: type[OAuthError]) -> list[type[OAuthError]]:
+    found: list[type[OAuthError]] = []
+    for direct in cls.__subclasses__():
+        found += [direct, *_subclasses(direct)]
+    return found
 
 
 def test_the_gateways_own_messages_are_written_in_the_set() -> None:
     """Cleaning is the safety net; the gateway's words say "section", not the section sign."""
     assert _messages_outside_the_set() == []
+
+
+def test_every_failure_kind_has_a_sentence_and_is_in_the_metric_help() -> None:
+    """One vocabulary (gateway/upstream/failure.py) for the record, the metric, the trace and linktest."""
+    from gateway.observe.metrics import Metrics
+    from gateway.observe.reasons import upstream_failure
+    from gateway.upstream.failure import FAILURE_KINDS, as_failure_kind
+
+    assert FAILURE_KINDS == ("timeout", "connection", "too_large", "http_5xx", "throttled", "refused", "unusable_answer")
+    fallback = upstream_failure("no-such-kind")
+    help_text = Metrics().upstream_failures._documentation
+    for kind in FAILURE_KINDS:
+        # unusable_answer's sentence is the general one (the trace says what the mapping could not read)
+        assert upstream_failure(kind) != fallback or kind == "unusable_answer", kind
+        assert kind in help_text
+        assert as_failure_kind(kind) == kind
+    assert as_failure_kind("Refused") is None and as_failure_kind(None) is None
