@@ -261,6 +261,6 @@ def query_of(url: Any) -> dict[str, str]:
 
 async def link(browser: aiohttp.ClientSession, gateway: Gateway, **params: str | None) -> dict[str, str]:
     """Play the user through the gateway and the upstream's login and consent; return what Alexa gets."""
-    landing = await login_and_consent(browser, gateway.authorize_url(**params), stop_at_prefix="https://pitangui.amazon.com/")
+    landing = await login_and_consent(browser, gateway.authorize_url("oidc", **params), stop_at_prefix="https://pitangui.amazon.com/")
     assert str(landing).startswith(ALEXA_REDIRECT + "?"), landing
     return query_of(landing)

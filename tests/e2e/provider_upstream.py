@@ -123,16 +123,17 @@ def mismatches(
     for name, value in {**documented.values, **expected}.items():
         if name in required | set(documented.values) and params.get(name) != value:
             problems.append(f"parameter {name} must be {value!r}, not {params.get(name)!r}")
-    for name, value in documented.headers.items():
+    for name, wanted in documented.headers.items():
         got = request.headers.get(name.lower())
-        if got is None or (value is not None and got != value):
-            problems.append(f"header {name} must be {value or 'present'}, not {got!r}")
+        if got is None or (wanted is not None and got != wanted):
+            problems.append(f"header {name} must be {wanted or 'present'}, not {got!r}")
     return problems
 
 
 def with_token_url(text: str, url: str) -> str:
     """The mapping ``text`` with ``upstream.token.url`` pointed at ``url`` (same line, same indent)."""
     node = yaml.compose(text)
+    assert node is not None, "an empty mapping"
     for key in ("upstream", "token", "url"):
         node = next(value for name, value in node.value if name.value == key)
     lines = text.splitlines(keepends=True)

@@ -24,6 +24,7 @@ from conftest import (
     link,
     query_of,
 )
+from multidict import CIMultiDictProxy
 from upstream_oidc import login_and_consent
 
 from gateway.oauth.seal import Sealer, generate_key
@@ -41,7 +42,7 @@ async def post_token(
     *,
     auth: str | None = "basic",
     headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, dict[str, Any], CIMultiDictProxy[str]]:
     body = dict(form)
     sent_headers = {"User-Agent": "Apache-HttpClient/4.5.x (Java/1.8.0_152)", **(headers or {})}
     if auth == "basic":

@@ -113,7 +113,7 @@ def fuzz_settings(default_examples: int) -> settings:
         max_examples=FUZZ_EXAMPLES or default_examples,
         deadline=None,
         derandomize=not FUZZ_RANDOM,
-        database=None if not FUZZ_RANDOM else settings.default.database,
+        database=None if not FUZZ_RANDOM else settings().database,  # the active profile's
         print_blob=False,
         # Each example is a real HTTP round trip through the gateway (milliseconds, not microseconds),
         # and the fixtures (gateway, recorder) are deliberately shared by all examples of a test:
@@ -539,8 +539,8 @@ long_states = st.one_of(
 def authorize_queries(draw: st.DrawFn, provider: str) -> str:
     """A query string: either random pairs, or a valid request for ``provider`` with mutations."""
     if draw(st.booleans()):
-        pairs = draw(st.lists(st.tuples(encoded_key, st.one_of(st.none(), encoded_value)), max_size=8))
-        return query_of_pairs(pairs) + draw(st.sampled_from(["", "", "&", "&&", "=", "?x"]))
+        noise = draw(st.lists(st.tuples(encoded_key, st.one_of(st.none(), encoded_value)), max_size=8))
+        return query_of_pairs(noise) + draw(st.sampled_from(["", "", "&", "&&", "=", "?x"]))
     legit = LEGIT.get(provider, LEGIT["oidc"])
     valid: dict[str, str] = {
         "client_id": PLATFORM_ID,
@@ -1001,10 +1001,10 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
     that the upstream is reached often enough to check what happens after it answers."""
     if codes.genuine and draw(st.integers(0, 2)) == 0:
         code, opened = draw(st.sampled_from(sorted(codes.genuine.items())))
-        form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", opened.redirect_uri)]
+        form: list[tuple[str, str]] = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", opened.redirect_uri)]
         if code in codes.verifiers:
             form.append(("code_verifier", codes.verifiers[code]))
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        headers: dict[str, str] = {"Content-Type": "application/x-www-form-urlencoded"}
         if draw(st.booleans()):
             headers["Authorization"] = basic(PLATFORM_ID, PLATFORM_SECRET)
         else:
@@ -1022,7 +1022,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
         }
     provider = draw(st.sampled_from(["oidc", "oidc", "oidc", "google", "google", "implicit", "nope"]))
     code_values = st.one_of(st.sampled_from(sorted(codes.genuine) or codes.forged), st.sampled_from(codes.forged), text)
-    form: list[tuple[str, str]] = []
+    form = []
     kind = draw(st.sampled_from(["code", "code", "refresh", "random"]))
     if kind == "code":
         code = draw(code_values)
@@ -1039,7 +1039,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
             for _ in range(draw(st.integers(0, 5)))
         ]
     auth = draw(st.sampled_from(["basic", "basic", "body", "none", "both", "wrong-basic", "wrong-body", "header-junk"]))
-    headers: dict[str, str] = {}
+    headers = {}
     if auth in ("body", "both", "wrong-body"):
         form += [("client_id", PLATFORM_ID), ("client_secret", PLATFORM_SECRET if auth != "wrong-body" else "nope")]
     if auth in ("basic", "both", "wrong-basic"):

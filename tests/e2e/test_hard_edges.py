@@ -119,7 +119,7 @@ async def open_callback(browser: aiohttp.ClientSession, callback: yarl.URL | str
 
 async def to_callback(browser: aiohttp.ClientSession, gateway: Gateway, **params: str | None) -> yarl.URL:
     """/authorize, the upstream's login and consent, up to (not into) the gateway's callback."""
-    return await login_and_consent(browser, gateway.authorize_url(**params), stop_at_prefix=gateway.endpoint("callback"))
+    return await login_and_consent(browser, gateway.authorize_url("oidc", **params), stop_at_prefix=gateway.endpoint("callback"))
 
 
 def assert_html_page(status: int, headers: Any, body: str, *, says: str) -> None:
