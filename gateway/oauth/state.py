@@ -11,7 +11,9 @@ one needs travels with the client, sealed:
 * :class:`RefreshEnvelope` — the refresh token a mapping that keeps context hands the platform
   (:mod:`gateway.oauth.linkcontext`), sealed for :data:`REFRESH_PURPOSE`;
 * :class:`TenantFormToken` — the tenant form's CSRF token (:mod:`gateway.web.tenant`), sealed for
-  :data:`TENANT_FORM_PURPOSE`.
+  :data:`TENANT_FORM_PURPOSE`;
+* :class:`GraceEntry` — a refresh answer (or refusal) remembered for the grace window
+  (:mod:`gateway.oauth.refresh`), sealed for :data:`GRACE_PURPOSE`.
 
 On the wire each is a JSON object with one- or two-letter keys (a browser keeps at most 4096
 bytes of cookie, and a platform stores the code in a URL). Those keys are known here only: the
@@ -48,6 +50,8 @@ __all__ = [
     "CODE_PURPOSE",
     "REFRESH_PURPOSE",
     "TENANT_FORM_PURPOSE",
+    "GRACE_PURPOSE",
+    "GraceEntry",
     "StateError",
     "FlowEntry",
     "CodePayload",
@@ -69,6 +73,7 @@ CODE_PURPOSE = "code"
 #: A refresh envelope; sealed with the ``link_keys`` (:func:`gateway.oauth.linkcontext.link_sealer`).
 REFRESH_PURPOSE = "link"
 TENANT_FORM_PURPOSE = "tenant-form"
+GRACE_PURPOSE = "grace"
 
 
 def as_grant_type(value: str | None) -> GrantType | None:
@@ -300,3 +305,24 @@ class TenantFormToken:
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> TenantFormToken:
         return cls(_text(wire, "n", "nonce"), _text(wire, "q", "query"))
+
+
+@dataclass(frozen=True)
+class GraceEntry:
+    """What the grace window remembers of a refresh: the normalised answer (``a``), or the
+    description of a definite ``invalid_grant`` (``e``) — exactly one of the two."""
+
+    answer: dict[str, Any] | None = None
+    refusal: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"e": self.refusal} if self.refusal is not None else {"a": self.answer}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> GraceEntry:
+        if "e" in wire:
+            return cls(refusal=_text(wire, "e", "refusal"))
+        answer = wire.get("a")
+        if not isinstance(answer, dict):
+            raise StateError("malformed sealed value (answer)")
+        return cls(answer=answer)

@@ -1,7 +1,7 @@
 """The typed state that crosses requests (gateway/oauth/state.py): round trips, tampering, wrong
 types, and payloads sealed by earlier versions (a rolling upgrade keeps flows and codes in flight).
 
-This file and the wire-level fuzzers are the only tests that spell the one-letter wire keys: here
+This file and the wire-level fuzzer are the only tests that spell the one-letter wire keys: here
 they are the point, since what earlier versions wrote must keep opening.
 """
 
@@ -19,12 +19,14 @@ from gateway.config.settings import CookieSettings
 from gateway.oauth.seal import Sealer, SealError, generate_key
 from gateway.oauth.state import (
     CODE_PURPOSE,
+    GRACE_PURPOSE,
     GRANT_TYPES,
     REFRESH_PURPOSE,
     TENANT_FORM_PURPOSE,
     Challenge,
     CodePayload,
     FlowEntry,
+    GraceEntry,
     RefreshEnvelope,
     StateError,
     TenantFormToken,
@@ -282,3 +284,16 @@ def test_grant_types() -> None:
     assert [as_grant_type(grant) for grant in GRANT_TYPES] == list(GRANT_TYPES)
     for other in (None, "", "password", "AUTHORIZATION_CODE", "implicit", "refresh_token "):
         assert as_grant_type(other) is None
+
+
+def test_grace_entries_round_trip_and_read_the_earlier_format() -> None:
+    answer = GraceEntry(answer={"access_token": "at", "token_type": "Bearer", "expires_in": 3600})
+    refusal = GraceEntry(refusal="refresh token revoked")
+    for entry in (answer, refusal):
+        assert GraceEntry.from_wire(json.loads(json.dumps(entry.to_wire()))) == entry
+    assert GraceEntry.from_wire({"a": {"access_token": "at"}}) == GraceEntry(answer={"access_token": "at"})
+    assert GraceEntry.from_wire({"e": "gone"}) == GraceEntry(refusal="gone")
+    for wrong in ({}, {"a": "at"}, {"e": 1}):
+        with pytest.raises(StateError):
+            GraceEntry.from_wire(wrong)
+    assert GRACE_PURPOSE not in {CODE_PURPOSE, REFRESH_PURPOSE, TENANT_FORM_PURPOSE}
