@@ -31,6 +31,7 @@ from gateway.config.mapping import ProviderMapping, TokenRequest
 from gateway.oauth.basicauth import basic_auth_header
 from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, refuse_private_addresses, render_url
 from gateway.oauth.responses import InvalidGrant, ServerError, TemporarilyUnavailable
+from gateway.oauth.state import GrantType
 from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from gateway.upstream.failure import FailureKind
 from gateway.web.appkeys import RequestRecord
@@ -91,7 +92,7 @@ class PreparedRequest:
 def prepare_token_request(
     mapping: ProviderMapping,
     *,
-    grant_type: str,
+    grant_type: GrantType,
     callback_url: str,
     code: str = "",
     refresh_token: str = "",
