@@ -15,6 +15,7 @@ from gateway import __version__
 from gateway.config.examples import run_examples
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import DEFAULT_CONFIG, Config, ConfigError, load_config
+from gateway.oauth.platforms import PLATFORMS, platform_of
 from gateway.oauth.seal import generate_key
 from gateway.observe.logs import setup_logging
 
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     linktest.add_argument("--cafile", type=Path, help="trust this CA bundle instead of the system's (testing)")
 
     console = commands.add_parser("console", help="print the values a platform's developer console wants for a provider")
-    console.add_argument("platform", choices=("alexa", "google"), help="whose console")
+    console.add_argument("platform", choices=sorted({p.console for p in PLATFORMS.values() if p.console}), help="whose console")
     console.add_argument("provider", help="the mapping")
     console.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
     console.add_argument(
@@ -143,18 +144,17 @@ def _linktest(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-#: Alexa abandons a token request after 4.5 s; the upstream call must end before that.
-ALEXA_BUDGET = 4.5
-
-
 def _budget_warnings(config: Config, mappings: list[ProviderMapping]) -> list[str]:
-    """Warnings (not errors) for Alexa mappings whose upstream deadline exceeds Alexa's budget."""
+    """Warnings (not errors) for mappings whose upstream deadline is not under their platform's
+    token budget (:data:`gateway.oauth.platforms.PLATFORMS`): the platform would give up first."""
     warnings = []
     for mapping in mappings:
         timeout = mapping.token.timeout or config.upstream_timeout
-        if mapping.platform.profile in ("alexa", "alexa-mcp") and timeout >= ALEXA_BUDGET:
+        platform = platform_of(mapping.platform.profile)
+        if platform.token_budget is not None and timeout >= platform.token_budget:
             warnings.append(
-                f"{mapping.file}: warning: upstream deadline {timeout:g} s is not under Alexa's {ALEXA_BUDGET} s budget"
+                f"{mapping.file}: warning: upstream deadline {timeout:g} s is not under "
+                f"{platform.title}'s {platform.token_budget} s budget"
             )
     return warnings
 
@@ -169,7 +169,7 @@ def _console(args: argparse.Namespace) -> int:
         return 2
     from gateway.cli.console import render
 
-    expected = ("alexa", "alexa-mcp") if args.platform == "alexa" else ("google",)
+    expected = [name for name, platform in PLATFORMS.items() if platform.console == args.platform]
     if mapping.platform.profile not in expected:
         print(
             f"gateway: warning: {mapping.file} has platform profile {mapping.platform.profile!r}, not "

@@ -20,7 +20,7 @@ from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free
 from listening import start_site
 
 from gateway.oauth.seal import Sealer
-from gateway.web.handlers.callback import CODE_PURPOSE
+from gateway.oauth.state import CodePayload, seal_code
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 
@@ -57,8 +57,7 @@ async def lax(tmp_path: Path) -> AsyncIterator[tuple[LaxUpstream, Gateway]]:
 
 
 def sealed_code(gateway: Gateway, upstream_code: str = "up-code") -> str:
-    payload = {"u": upstream_code, "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}
-    return Sealer(gateway.config.keys).seal(CODE_PURPOSE, payload, ttl=300)
+    return seal_code(Sealer(gateway.config.keys), CodePayload(upstream_code, PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=300)
 
 
 async def redeem(gateway: Gateway, code: str) -> tuple[int, dict[str, str]]:
