@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from gateway import optional
 from gateway.config.mapping import ProviderMapping, parse_mapping
 from gateway.config.reader import Section, is_loopback_host, split_url
 from gateway.config.schema import check_mapping
@@ -261,9 +262,11 @@ def load_config(
     providers: dict[str, ProviderMapping] = {}
     files = _mapping_files(mappings_dir, wanted, root, problems)
     if demo:
-        from gateway.demo import demo_mapping_file
-
-        files.insert(0, demo_mapping_file())
+        installed = optional.demo()
+        if installed is None:
+            problems.add(str(path), root.line("demo"), optional.NO_DEMO)
+        else:
+            files.insert(0, installed.mapping_file())
     for file in files:
         mapping = _load_mapping(file, problems, env=env, public_url=public_url)
         if mapping is not None:

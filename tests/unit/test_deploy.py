@@ -219,10 +219,31 @@ def _dockerfile() -> list[tuple[str, str]]:
     return instructions
 
 
+def _stages() -> list[tuple[str, list[tuple[str, str]]]]:
+    """(name, instructions) of each stage; an unnamed stage's name is ""."""
+    stages: list[tuple[str, list[tuple[str, str]]]] = []
+    for word, rest in _dockerfile():
+        if word == "FROM":
+            base, _, name = rest.partition(" AS ") if " AS " in rest else rest.partition(" as ")
+            stages.append((name.strip(), [(word, base.strip())]))
+        else:
+            stages[-1][1].append((word, rest))
+    return stages
+
+
+def _stage(target: str | None = None) -> list[tuple[str, str]]:
+    """The instructions that make ``target`` (default: the last stage, what a plain build makes),
+    those of the stages it is built FROM first."""
+    stages = _stages()
+    named = {name: instructions for name, instructions in stages if name}
+    instructions = named[target] if target else stages[-1][1]
+    while instructions[0][1] in named:
+        instructions = named[instructions[0][1]] + instructions[1:]
+    return instructions
+
+
 def _final_stage() -> list[tuple[str, str]]:
-    instructions = _dockerfile()
-    last_from = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
-    return instructions[last_from:]
+    return _stage()
 
 
 def _exec_form(arguments: str) -> list[str]:
@@ -553,10 +574,23 @@ def _dockerfile_uid() -> int:
 
 
 def test_the_image_is_slim_and_runs_as_a_user() -> None:
-    for word, rest in _dockerfile():
-        if word == "FROM":
-            assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?( AS \w+)?", rest, re.I), rest
+    earlier: set[str] = set()
+    for name, instructions in _stages():
+        base = instructions[0][1]
+        assert base in earlier or re.fullmatch(r"python:3\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), base
+        earlier.add(name)
     assert _dockerfile_uid() != 0
+
+
+def test_the_production_image_leaves_the_demo_out_and_the_demo_target_adds_only_it() -> None:
+    """The demo's secrets are public: a plain build installs the package without gateway/demo."""
+    runs = [rest for word, rest in _final_stage() if word == "RUN"] + [rest for word, rest in _stage("build") if word == "RUN"]
+    install = next(rest for rest in runs if "pip install" in rest)
+    assert install.index("rm -rf gateway/demo") < install.index("pip install"), install
+    assert not any(word == "COPY" and "demo" in rest for word, rest in _final_stage())
+    demo = _stage("demo")
+    added = demo[len(_stage("production")):]
+    assert [word for word, _ in added] == ["COPY"] and "gateway/demo/" in added[0][1]
 
 
 def test_the_image_installs_runtime_dependencies_only() -> None:
