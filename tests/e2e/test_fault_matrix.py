@@ -202,7 +202,7 @@ async def make_fake_gateway(tmp_path: Path, fake: RecordingUpstream) -> AsyncIte
     async def make(*, method: str = "POST", refused: bool = False, implicit: bool = False) -> Gateway:
         token_url = f"http://127.0.0.1:{free_port()}/token" if refused else fake.token_endpoint
         mapping = mapping_yaml(
-            fake,  # type: ignore[arg-type]  # duck-typed: issuer, authorization_endpoint, token_endpoint
+            fake,
             upstream_client_id=DEFAULT_CLIENT_ID,
             token_url=token_url,
             token_extra=f"method: {method}\ntimeout: {TIMEOUT}\n",
@@ -453,7 +453,7 @@ async def test_a_mapping_timeout_longer_than_the_gateway_wide_one_is_honoured(tm
     """gateway.yaml says 0.5 s, the mapping says 3 s for its slow upstream (a Google mapping may
     allow more than Alexa's budget), the upstream takes 1 s: the mapping's deadline applies."""
     mapping = mapping_yaml(
-        fake,  # type: ignore[arg-type]
+        fake,
         upstream_client_id=DEFAULT_CLIENT_ID,
         token_extra="timeout: 3\n",
     )

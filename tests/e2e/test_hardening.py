@@ -55,7 +55,7 @@ async def make(tmp_path: Path) -> AsyncIterator[Maker]:
 
     async def start(providers: dict[str, RecordingUpstream], token_extra: str = "") -> Gateway:
         mappings = {
-            name: mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)  # type: ignore[arg-type]
+            name: mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)
             for name, upstream in providers.items()
         }
         gateway = await start_gateway(tmp_path, mappings, port=free_port(), upstream_secret=DEFAULT_CLIENT_SECRET)
@@ -258,7 +258,7 @@ async def test_demo_forms_refuse_unreadable_bodies(demo_gateway: int, path: str,
 
 async def serve(tmp_path: Path, fake: RecordingUpstream, more: str = "") -> tuple[int, web.Application, GatewayRunner]:
     port = free_port()
-    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]
+    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
     path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more)
     config = load_config(path, env=env)
     app = create_app(config)
@@ -377,7 +377,7 @@ async def test_sigterm_answers_in_flight_requests_with_connection_close(tmp_path
     async with RecordingUpstream() as fake:
         fake.fault = Fault(delay=1.5)
         port = free_port()
-        mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]
+        mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
         path, env = write_gateway_files(
             tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=f"shutdown_grace: {grace}\n"
         )

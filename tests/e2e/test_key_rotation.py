@@ -46,7 +46,7 @@ class Replicas:
         self.public_port = free_port()
         self.runners: list[web.AppRunner] = []
         (root / "mappings").mkdir()
-        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
         (root / "mappings" / "fake.yaml").write_text(mapping)
 
     async def start(self, keys: list[str]) -> str:

@@ -72,7 +72,7 @@ async def start_gateways(
 ) -> list[GatewayProcess]:
     """``count`` ``gateway serve`` processes sharing one config (one public URL, the same keys)."""
     port = free_port()
-    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)  # type: ignore[arg-type]  # duck-typed upstream
+    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)
     path, env = write_gateway_files(
         tmp_path, {PROVIDER: mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, keys=keys
     )

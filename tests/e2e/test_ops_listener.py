@@ -35,7 +35,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
 
         async def run(more: str = "") -> tuple[Path, int]:
             port = free_port()
-            mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+            mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
             path, env = write_gateway_files(
                 tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more
             )

@@ -40,7 +40,7 @@ async def start(tmp_path: Path, fake: RecordingUpstream, *, more: str = TRACE_YA
                 method: str = "POST", upstream_extra: str = "", extra: str = "") -> Gateway:
     token_url = f"http://127.0.0.1:{free_port()}/token" if refused else fake.token_endpoint
     mapping = mapping_yaml(
-        fake,  # type: ignore[arg-type]  # duck-typed like the fault matrix's
+        fake,
         upstream_client_id=DEFAULT_CLIENT_ID,
         token_url=token_url,
         token_extra=f"method: {method}\ntimeout: {TIMEOUT}\n",
@@ -279,7 +279,7 @@ async def test_the_trace_is_absent_when_off(tmp_path: Path, fake: RecordingUpstr
 @pytest.mark.parametrize("line", ["trace: {token: short}\n", "trace: {flows: 10}\n", 'trace: {token: ""}\n'])
 def test_a_short_or_missing_token_is_refused_at_load(tmp_path: Path, line: str) -> None:
     async_free = free_port()
-    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping_yaml(_Static(), upstream_client_id=DEFAULT_CLIENT_ID)},  # type: ignore[arg-type]
+    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping_yaml(_Static(), upstream_client_id=DEFAULT_CLIENT_ID)},
                                     port=async_free, more=line)
     with pytest.raises(ConfigError) as caught:
         load_config(path, env=env)

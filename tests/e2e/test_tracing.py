@@ -42,7 +42,7 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[str, InMemorySpanExporte
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     async with RecordingUpstream() as upstream:
         port = free_port()
-        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
         path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET)
         app = create_app(load_config(path, env=env))
         assert tracing.instrument(app, tracer_provider=provider)

@@ -63,7 +63,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 import aiohttp
@@ -73,6 +73,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.upstream.client import UpstreamResponse
 
 __all__ = [
+    "AuthorizationServer",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "TOKEN_PATH",
@@ -93,6 +94,18 @@ TOKEN_PATH = "/token"
 MAX_WAIT = 30.0
 
 Body = bytes | str | Mapping[str, Any] | list[Any]
+
+
+class AuthorizationServer(Protocol):
+    """What a test mapping needs of an upstream: the real oidc-provider
+    (``upstream_oidc.OidcUpstream``) and :class:`RecordingUpstream` both have it."""
+
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def authorization_endpoint(self) -> str: ...
+    @property
+    def token_endpoint(self) -> str: ...
 
 
 @dataclass(frozen=True)
