@@ -126,9 +126,11 @@ class Reply:
     """Content-Type of a replaced answer (default: JSON for a mapping or list, else none at all)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra response headers (``Retry-After``, ``Location``, ``WWW-Authenticate``)."""
-    disconnect: Literal["before_headers", "mid_body"] | None = None
+    disconnect: Literal["refuse", "before_headers", "mid_body"] | None = None
     """Close the connection before any byte of the answer, or halfway through its body (the
-    headers promise a Content-Length the body never reaches)."""
+    headers promise a Content-Length the body never reaches). ``refuse``: in-process, the
+    connection fails before the request is sent (``aiohttp.ClientConnectionError``); a listening
+    server can only reset it, as ``before_headers``."""
     chunks: int = 1
     """Send the body with chunked transfer encoding, in this many pieces (when > 1)."""
     chunk_delay: float = 0.0
@@ -144,7 +146,7 @@ class Reply:
 
     @property
     def drops_answer(self) -> bool:
-        return self.hang or self.disconnect == "before_headers"
+        return self.hang or self.disconnect in ("refuse", "before_headers")
 
 
 #: The name the fault tests use for a :class:`Reply` (the same class: one home).
@@ -538,7 +540,7 @@ class RecordingUpstream:
         if reply.hang:
             await self._wait(MAX_WAIT)
             return _drop(request)
-        if reply.disconnect == "before_headers":
+        if reply.disconnect in ("refuse", "before_headers"):
             if reply.delay:
                 await self._wait(reply.delay)
             return _drop(request)
@@ -705,6 +707,8 @@ class InProcessClient:
         query = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **(call.params or {})}
         recorded = upstream._record(method, parts.path or "/", query, headers.items(), body, parts.hostname or "", call)
         reply = await upstream._reply_for(recorded)
+        if reply.disconnect == "refuse":
+            raise aiohttp.ClientConnectionError(f"connection to {parts.hostname} refused")
         if reply.hang:
             await upstream._wait(MAX_WAIT)
             raise aiohttp.ServerDisconnectedError()
