@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers.upstream import AuthorizationServer
 from upstream_oidc import OidcUpstream, SharedOidcProviders, login_and_consent, running_oidc_provider  # noqa: F401
 
 from gateway.config.settings import Config, load_config
@@ -79,7 +80,7 @@ def _block(text: str, indent: int) -> str:
 
 
 def mapping_yaml(
-    upstream: OidcUpstream,
+    upstream: AuthorizationServer,
     *,
     client_auth: str = "basic",
     upstream_client_id: str = UPSTREAM_ID,

@@ -3,7 +3,7 @@
 Everything runs against the real gateway on 127.0.0.1 (``gateway.config.settings.load_config`` +
 ``create_app``, as ``gateway serve`` runs it), in front of the real oidc-provider upstream; where the
 test must see or choose what the upstream token endpoint answers, the mappings point ``token.url``
-at a small recording aiohttp server (:class:`Recorder`).
+at the recording upstream (:class:`helpers.upstream.RecordingUpstream`).
 
 Invariants (each is asserted for every generated input):
 
@@ -69,7 +69,6 @@ from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote_plus, urlen
 import aiohttp
 import pytest
 import yarl
-from aiohttp import web
 from conftest import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
@@ -82,9 +81,9 @@ from conftest import (
     start_gateway,
 )
 from cryptography.fernet import Fernet
+from helpers.upstream import RecordingUpstream, Reply
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from listening import start_site
 from multidict import CIMultiDict
 from upstream_oidc import OidcUpstream, login_and_consent
 
@@ -234,34 +233,23 @@ def log_audit(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not unexplained, [record.getMessage() for record in unexplained[:3]]
 
 
-@dataclass
-class Recorder:
-    """Plays the upstream token endpoint: answers ``answer`` and records each request's parameters."""
-
-    url: str
-    answer: tuple[int, str, bytes] = GOOD_TOKEN
-    received: list[dict[str, str]] = field(default_factory=list)
+def reply(answer: tuple[int, str, bytes]) -> Reply:
+    """The recording upstream's reply for a drawn ``(status, Content-Type, body)`` ("": no Content-Type)."""
+    status, content_type, body = answer
+    return Reply(status=status, content_type=content_type or None, body=body)
 
 
 @pytest.fixture
-async def recorder() -> AsyncIterator[Recorder]:
-    server = Recorder("")
+async def recorder() -> AsyncIterator[RecordingUpstream]:
+    """Plays the upstream token endpoint: answers :data:`GOOD_TOKEN` until told otherwise."""
+    async with RecordingUpstream() as server:
+        server.fault = reply(GOOD_TOKEN)
+        yield server
 
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        params = dict(request.query)
-        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        server.received.append(params)
-        status, content_type, answer = server.answer
-        return web.Response(status=status, body=answer, headers={"Content-Type": content_type} if content_type else {})
 
-    app = web.Application()
-    app.router.add_route("*", "/token", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
-    await runner.setup()
-    server.url = await start_site(runner) + "/token"
-    yield server
-    await runner.cleanup()
+def received(recorder: RecordingUpstream, since: int = 0) -> list[dict[str, str]]:
+    """The parameters of each token request the recorder received (query and body together)."""
+    return [request.params for request in recorder.token_requests[since:]]
 
 
 def google_mapping(upstream: OidcUpstream, **options: Any) -> str:
@@ -272,13 +260,13 @@ def google_mapping(upstream: OidcUpstream, **options: Any) -> str:
 
 
 @pytest.fixture
-async def fuzz_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream, recorder: Recorder) -> AsyncIterator[Gateway]:
+async def fuzz_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream, recorder: RecordingUpstream) -> AsyncIterator[Gateway]:
     """``oidc``: alexa (vendor pinned) + the app-link pattern; ``google``: google (project pinned);
     ``implicit``: alexa with the implicit grant. Token requests go to the recorder."""
     mappings = {
-        "oidc": mapping_yaml(upstream, token_url=recorder.url, platform_extra=f'redirect_uris: ["{APP_LINK_PATTERN}"]\n'),
-        "google": google_mapping(upstream, token_url=recorder.url),
-        "implicit": mapping_yaml(upstream, token_url=recorder.url, extra="grant: implicit\n"),
+        "oidc": mapping_yaml(upstream, token_url=recorder.token_endpoint, platform_extra=f'redirect_uris: ["{APP_LINK_PATTERN}"]\n'),
+        "google": google_mapping(upstream, token_url=recorder.token_endpoint),
+        "implicit": mapping_yaml(upstream, token_url=recorder.token_endpoint, extra="grant: implicit\n"),
     }
     gateway = await start_gateway(tmp_path, mappings, port=gateway_port)
     _SEALING_KEYS.update(gateway.config.keys)
@@ -803,7 +791,7 @@ def callback_requests(
 
 
 async def test_fuzz_callback(
-    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, upstream: OidcUpstream, recorder: Recorder
+    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, upstream: OidcUpstream, recorder: RecordingUpstream
 ) -> None:
     driver = Driver(asyncio.get_running_loop(), platform, fuzz_gateway)
     flows = await start_flows(platform, fuzz_gateway)
@@ -1176,7 +1164,7 @@ def check_token(gateway: Gateway, codes: Codes, request: dict[str, Any], answer:
     assert call.get("code") == opened.upstream_code and call.get("grant_type") == "authorization_code", call
 
 
-async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: Recorder) -> None:
+async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream) -> None:
     driver = Driver(asyncio.get_running_loop(), platform, fuzz_gateway)
     codes = make_codes(fuzz_gateway)
     redeemed = fuzz_gateway.runner.app[REDEEMED]
@@ -1187,18 +1175,18 @@ async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession
     def check(request: dict[str, Any]) -> None:
         redeemed.clear()  # every example may present a genuine code afresh (replays: test_replay.py)
         fuzz_gateway.runner.app[STORE].local.clear()  # and a refresh token (grace: test_refresh_grace.py)
-        recorder.answer = request["upstream"]
-        before = len(recorder.received)
+        recorder.fault = reply(request["upstream"])
+        before = len(recorder.token_requests)
         skip = () if "Content-Type" in request["headers"] else ("Content-Type",)
         answer = driver.request(
             "POST", f"/{request['provider']}/token", headers=request["headers"], data=request["body"], skip=skip
         )
         seen[answer.status] = seen.get(answer.status, 0) + 1
-        check_token(fuzz_gateway, codes, request, answer, recorder.received[before:])
+        check_token(fuzz_gateway, codes, request, answer, received(recorder, before))
 
     await in_thread(check)
     assert seen.get(200, 0) >= 5 and seen.get(400, 0) >= 20 and seen.get(401, 0) >= 20, seen
-    assert len(recorder.received) >= 20, len(recorder.received)
+    assert len(recorder.token_requests) >= 20, len(recorder.token_requests)
 
 
 async def metric(session: aiohttp.ClientSession, gateway: Gateway, name: str) -> float:
@@ -1337,28 +1325,28 @@ async def test_bug2_token_body_that_does_not_decompress_is_invalid_request(
 
 
 async def _exchange_with_upstream_answer(
-    gateway: Gateway, platform: aiohttp.ClientSession, recorder: Recorder, body: bytes
+    gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream, body: bytes
 ) -> Answer:
-    recorder.answer = (200, "application/json", body)
+    recorder.fault = reply((200, "application/json", body))
     code = next(iter(make_codes(gateway).genuine))
     form = urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_NA}).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
     answer = await Driver(asyncio.get_running_loop(), platform, gateway).arequest(
         "POST", "/oidc/token", headers=headers, data=form
     )
-    assert len(recorder.received) == 1
+    assert len(recorder.token_requests) == 1
     return answer
 
 
 async def test_bug3_deeply_nested_upstream_answer_is_a_502(
-    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: Recorder
+    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream
 ) -> None:
     answer = await _exchange_with_upstream_answer(fuzz_gateway, platform, recorder, b"[" * 3000 + b"]" * 3000)
     assert (answer.status, answer.json().get("error")) == (502, "server_error"), (answer.status, answer.body)
 
 
 async def test_bug4_huge_integer_lifetime_is_not_a_500(
-    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: Recorder
+    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream
 ) -> None:
     answer = await _exchange_with_upstream_answer(
         fuzz_gateway, platform, recorder, b'{"access_token":"at","expires_in":1' + b"0" * 400 + b"}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 from conftest import PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, write_gateway_files
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket
 
 from gateway.config.settings import load_config
@@ -25,14 +25,14 @@ BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode())
 
 
 async def test_a_body_arriving_after_sigterm_is_read_and_answered(tmp_path: Path) -> None:
-    async with FakeUpstream() as fake:
+    async with RecordingUpstream() as fake:
         await _body_after_sigterm(tmp_path, fake)
 
 
-async def _body_after_sigterm(tmp_path: Path, fake: FakeUpstream) -> None:
+async def _body_after_sigterm(tmp_path: Path, fake: RecordingUpstream) -> None:
     sock = bound_socket()
     port = sock.getsockname()[1]
-    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]
+    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
     path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET,
                                     more="shutdown_grace: 5\nconnections: {body_timeout: 4}\n")
     config = load_config(path, env=env)

@@ -150,7 +150,7 @@ def test_minimal_config_loads_with_documented_defaults(tmp_path: Path) -> None:
 def test_config_is_frozen(tmp_path: Path) -> None:
     config = load_config(write(tmp_path), env={})
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.public_url = "https://evil.example"  # type: ignore[misc]
+        config.public_url = "https://evil.example"  # type: ignore[misc]  # the assignment a frozen config must refuse
 
 
 def test_empty_keys_means_one_ephemeral_random_key_on_localhost(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def test_lower_bounds_admit_no_release_without_an_api_the_code_uses() -> None:
     for dependency, api, first in _NEEDS:
         if api not in code:
             continue
-        spec = next(req for req in project["dependencies"] if _canonical(_NAME.match(req).group(1)) == dependency)  # type: ignore[union-attr]
+        spec = next(req for req in project["dependencies"] if _canonical(_NAME.match(req).group(1)) == dependency)  # type: ignore[union-attr]  # every entry starts with a name
         bound = re.search(r">=\s*([0-9.]+)", spec)
         assert bound is not None, f"{spec}: no lower bound"
         assert tuple(int(part) for part in bound.group(1).split(".")) >= first, f"{spec}: {api} needs {dependency} {first}"
