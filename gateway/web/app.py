@@ -101,6 +101,7 @@ def create_app(config: Config) -> web.Application:
     holder = RuntimeHolder(Runtime.of(config))
     storage = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
     metrics = Metrics()
+    metrics.declare(config.providers)
     app = web.Application(
         middlewares=[
             request_middleware(config.request_id_header),
