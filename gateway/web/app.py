@@ -160,4 +160,5 @@ def reload_config(app: web.Application, config: Config) -> list[str]:
     needs_restart = [name for name in _RESTART_ONLY if getattr(current, name) != getattr(config, name)]
     if not needs_restart:
         app[RUNTIME].current = Runtime.of(config)
+        app[METRICS].declare(config.providers)  # a provider the reload added starts its series at 0 too
     return needs_restart
