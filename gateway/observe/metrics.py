@@ -8,6 +8,7 @@ once, from its :class:`~gateway.web.appkeys.RequestRecord`, by the logging middl
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from typing import TypeVar
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.metrics import MetricWrapperBase
 
 from gateway import __version__
+from gateway.upstream.failure import FAILURE_KINDS
 from gateway.web.appkeys import RequestRecord
 
 __all__ = ["Metrics", "METRICS"]
@@ -43,7 +45,7 @@ class Metrics:
         )
         self.upstream_failures = Counter(
             "gateway_upstream_failures",
-            "Upstream token calls that failed, by kind (timeout, connection, too_large, http_5xx, throttled, refused, unusable_answer).",
+            f"Upstream token calls that failed, by kind ({', '.join(FAILURE_KINDS)}).",
             ["provider", "kind"],
             registry=self.registry,
         )
@@ -95,6 +97,13 @@ class Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*values)
         return child  # type: ignore[return-value]  # the child of ``metric``, hence of its type
+
+    def declare(self, providers: Iterable[str]) -> None:
+        """Start every failure kind (:data:`gateway.upstream.failure.FAILURE_KINDS`) of each provider at 0,
+        so ``rate()`` and alerts see a series before the first failure of its kind."""
+        for provider in providers:
+            for kind in FAILURE_KINDS:
+                self.upstream_failures.labels(provider, kind)
 
     def observe(self, record: RequestRecord) -> None:
         """Count one finished request."""

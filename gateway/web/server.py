@@ -10,13 +10,13 @@ Signals:
   ``shutdown_grace`` seconds (aiohttp's graceful shutdown), exit 0.
 * SIGHUP: load the config and mappings again; if they are valid, swap them in atomically; if
   not, log every problem and keep serving the old config. Settings bound at start (listen
-  address, TLS, cookie, demo) need a restart and are reported as such.
+  address, TLS, cookie, demo) need a restart and are reported as such. Reloads run one at a
+  time, in order (:mod:`gateway.web.reload`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib
 import logging
 import os
@@ -27,9 +27,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.config.settings import Config, ConfigError, load_config
-from gateway.upstream import discovery
-from gateway.web.app import create_app, reload_config
+from gateway.config.settings import Config
+from gateway.web.app import create_app
+from gateway.web.heap import freeze_heap
+from gateway.web.reload import Reloader
 from gateway.web.runner import DRAIN, GatewayRunner, accept_error_handler
 
 __all__ = ["serve", "ssl_context", "freeze_heap", "loop_factory"]
@@ -63,40 +64,6 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def freeze_heap(*, again: bool = False) -> None:
-    """Move what start-up (or a reload) built out of the cyclic GC's sight (``gc.freeze``).
-
-    The config, the mappings and the imported modules live until the next reload, yet a full
-    collection walks them every time: 18–30 ms with some 47,000 objects after start, which set
-    the p99 of ``/token``, and about a tenth of its CPU. Frozen, a collection looks at request
-    garbage only. ``again`` (a reload): the previous freeze is undone first, so a collection
-    can free the replaced config's cycles before the new one is frozen.
-    """
-    if again:
-        gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-async def _reload(app: web.Application, path: Path, host: str | None, port: int | None) -> None:
-    discovery.clear_cache()  # a reload sees a provider whose endpoints changed
-    try:
-        config = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: load_config(path, host=host, port=port)
-        )
-    except ConfigError as err:
-        for problem in err.problems:
-            log.error("reload refused: %s", problem)
-        log.error("reload refused: %d problem(s); still serving the previous config", len(err.problems))
-        return
-    needs_restart = reload_config(app, config)
-    if needs_restart:
-        log.error("reload refused: %s changed; these need a restart", ", ".join(needs_restart))
-    else:
-        freeze_heap(again=True)
-        log.info("reloaded %s: serving %s", path, ", ".join(config.providers))
-
-
 def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``."""
     app = create_app(config)
@@ -107,9 +74,10 @@ def serve(config: Config, *, path: Path, host: str | None = None, port: int | No
     async def on_sighup(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task[None]] = set()
+        reloader = Reloader(app, path, host=host, port=port)
 
         def reload() -> None:
-            task = loop.create_task(_reload(app, path, host, port))
+            task = loop.create_task(reloader.reload())
             pending.add(task)
             task.add_done_callback(pending.discard)
 

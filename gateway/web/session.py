@@ -16,6 +16,7 @@ is dropped past ``max_flows`` so the cookie stays well under the 4 KB browsers k
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ from aiohttp_session import AbstractStorage, Session, get_session
 from cryptography.fernet import InvalidToken, MultiFernet
 
 from gateway.config.settings import CookieSettings
+from gateway.oauth.state import FlowEntry, StateError
 from gateway.web.appkeys import RuntimeHolder
 
 __all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore", "FlowTooLarge", "MAX_FLOWS_JSON"]
@@ -127,38 +129,51 @@ class FlowStore:
         """False when the browser sent no (readable) flow cookie at all."""
         return not self._session.new
 
-    def _live(self, now: float) -> dict[str, dict[str, Any]]:
+    def _live(self, now: float) -> dict[str, FlowEntry]:
+        """The unexpired flows; an entry that is not a flow this version reads counts as none."""
         flows = self._session.get("flows")
         if not isinstance(flows, dict):
             return {}
-        return {nonce: flow for nonce, flow in flows.items() if isinstance(flow, dict) and flow.get("x", 0) > now}
+        live = {}
+        for nonce, wire in flows.items():
+            try:
+                flow = FlowEntry.from_wire(wire)
+            except StateError:
+                continue
+            if flow.expires > now:
+                live[nonce] = flow
+        return live
 
-    def add(self, nonce: str, flow: dict[str, Any], *, now: float | None = None) -> None:
+    def _keep(self, flows: dict[str, FlowEntry]) -> None:
+        self._session["flows"] = {nonce: flow.to_wire() for nonce, flow in flows.items()}
+
+    def add(self, nonce: str, flow: FlowEntry, *, now: float | None = None) -> None:
         """Keep ``flow``; raise :class:`FlowTooLarge` when even alone it would not fit a cookie."""
         current = time.time() if now is None else now
-        if not _surely_fits(flow) and len(_dumps(flow)) > MAX_FLOWS_JSON - 100:
+        if not _surely_fits(flow.to_wire()) and len(_dumps(flow.to_wire())) > MAX_FLOWS_JSON - 100:
             raise FlowTooLarge("the request is too large to remember in a cookie")
         flows = self._live(current)
-        flows[nonce] = {**flow, "x": int(current) + self._settings.max_age}
-        if len(flows) > 1:
-            self._trim(flows)
-        self._session["flows"] = flows
+        flows[nonce] = dataclasses.replace(flow, expires=int(current) + self._settings.max_age)
+        wires = {key: entry.to_wire() for key, entry in flows.items()}
+        if len(wires) > 1:
+            self._trim(flows, wires)
+        self._session["flows"] = wires
 
-    def _trim(self, flows: dict[str, dict[str, Any]]) -> None:
+    def _trim(self, flows: dict[str, FlowEntry], wires: dict[str, dict[str, Any]]) -> None:
         """Browsers drop a cookie over 4096 bytes, and with it every flow: past ``max_flows``, or
         past what still fits once encrypted (Fernet and base64 add about a third), the oldest goes.
 
-        The size of ``flows``' JSON is added up from each entry's, each encoded once, rather than
+        The size of the flows' JSON is added up from each entry's, each encoded once, rather than
         encoding the whole dict again after each removal.
         """
-        sizes = {key: len(_dumps(key)) + 1 + len(_dumps(value)) for key, value in flows.items()}
+        sizes = {key: len(_dumps(key)) + 1 + len(_dumps(wire)) for key, wire in wires.items()}
         total = 1 + sum(size + 1 for size in sizes.values())  # braces and the commas between
         while len(flows) > 1 and (len(flows) > self._settings.max_flows or total > MAX_FLOWS_JSON):
-            oldest = min(flows, key=lambda key: flows[key]["x"])
-            del flows[oldest]
+            oldest = min(flows, key=lambda key: flows[key].expires)
+            del flows[oldest], wires[oldest]
             total -= sizes.pop(oldest) + 1
 
-    def take(self, nonce: str, *, provider: str, now: float | None = None) -> dict[str, Any] | None:
+    def take(self, nonce: str, *, provider: str, now: float | None = None) -> FlowEntry | None:
         """Remove and return the flow for ``nonce`` (single use), or ``None``.
 
         A flow that belongs to another ``provider`` is left alone (``None``): a callback at the
@@ -170,13 +185,13 @@ class FlowStore:
         current = time.time() if now is None else now
         flows = self._live(current)
         flow = flows.get(nonce)
-        if flow is not None and flow.get("p") != provider:
+        if flow is not None and flow.provider != provider:
             flow = None
         elif flow is not None:
             del flows[nonce]
             done = [mark for mark in self._session.get("done", []) if isinstance(mark, str)]
             self._session["done"] = (done + [_fingerprint(nonce)])[-self._settings.max_flows :]
-        self._session["flows"] = flows
+        self._keep(flows)
         return flow
 
     def was_completed(self, nonce: str) -> bool:

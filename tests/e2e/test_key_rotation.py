@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, mapping_yaml, query_of
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
@@ -41,12 +41,12 @@ NAIVE = ("new key first in one step", [OLD], [NEW, OLD])
 class Replicas:
     """Gateways on their own ports, all with one public URL (as behind a Service)."""
 
-    def __init__(self, root: Path, upstream: FakeUpstream) -> None:
+    def __init__(self, root: Path, upstream: RecordingUpstream) -> None:
         self.root = root
         self.public_port = free_port()
         self.runners: list[web.AppRunner] = []
         (root / "mappings").mkdir()
-        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
         (root / "mappings" / "fake.yaml").write_text(mapping)
 
     async def start(self, keys: list[str]) -> str:
@@ -72,7 +72,7 @@ class Replicas:
 
 @pytest.fixture
 async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
-    async with FakeUpstream() as upstream:
+    async with RecordingUpstream() as upstream:
         group = Replicas(tmp_path, upstream)
         yield group
         await group.close()

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from builders import self_signed
 from conftest import free_port, mapping_yaml, write_gateway_files
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 
 from gateway.cli.commands import main
 from gateway.cli.health import check_health, health_url
@@ -31,11 +31,11 @@ Start = Callable[..., Awaitable[tuple[Path, int]]]
 @pytest.fixture
 async def start(tmp_path: Path) -> AsyncIterator[Start]:
     runners: list[web.AppRunner] = []
-    async with FakeUpstream() as upstream:
+    async with RecordingUpstream() as upstream:
 
         async def run(more: str = "") -> tuple[Path, int]:
             port = free_port()
-            mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+            mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
             path, env = write_gateway_files(
                 tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more
             )
