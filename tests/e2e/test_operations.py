@@ -8,7 +8,6 @@ subprocesses where the operating system is part of the behaviour (signals, sever
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import signal
@@ -35,6 +34,7 @@ from conftest import (
     query_of,
     write_gateway_files,
 )
+from helpers.oauth import basic
 from listening import start_site
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
@@ -46,7 +46,7 @@ from gateway.observe.logs import JsonFormatter
 from gateway.web.app import reload_config
 from gateway.web.handlers.callback import CODE_PURPOSE
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 async def exchange(platform: aiohttp.ClientSession, url: str, form: dict[str, str], auth: str = BASIC) -> tuple[int, dict[str, str]]:
@@ -162,7 +162,7 @@ async def test_metrics_count_flows_outcomes_and_upstream_calls(
     status, token = await exchange(platform, gateway.url, code_form(back["code"]))
     assert status == 200
     assert (await exchange(platform, gateway.url, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}))[0] == 200
-    wrong = "Basic " + base64.b64encode(f"{PLATFORM_ID}:wrong".encode()).decode()
+    wrong = basic(PLATFORM_ID, "wrong")
     assert (await exchange(platform, gateway.url, code_form(back["code"]), auth=wrong))[0] == 401
     assert (await exchange(platform, gateway.url, code_form(back["code"])))[0] == 400  # reused: invalid_grant
     denied = await login_and_consent(browser, gateway.authorize_url(), stop_at_prefix="https://pitangui.amazon.com/", deny=True)
