@@ -50,8 +50,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import Sealer
+from gateway.oauth.state import CodePayload, seal_code
+from gateway.upstream.failure import FAILURE_HEADER
 from gateway.web.app import create_app
-from gateway.web.handlers.callback import CODE_PURPOSE
 
 PROVIDER = "fake"
 #: The mapping's ``upstream.token.timeout`` in these tests.
@@ -246,8 +247,7 @@ def failure_deltas(before: Samples, after: Samples) -> dict[str, float]:
 
 def sealed_code(gateway: Gateway, upstream_code: str) -> str:
     """The code the platform holds, minted exactly as the callback mints it."""
-    payload = {"u": upstream_code, "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": PROVIDER}
-    return str(Sealer(gateway.config.keys).seal(CODE_PURPOSE, payload, ttl=300))
+    return seal_code(Sealer(gateway.config.keys), CodePayload(upstream_code, PLATFORM_ID, ALEXA_REDIRECT, PROVIDER), ttl=300)
 
 
 @dataclass(frozen=True)
@@ -328,6 +328,8 @@ async def test_token_endpoint_fault(make_fake_gateway: GatewayMaker, fake: Recor
 
     # The failure is counted once, under the right kind, and the outcome under the error.
     assert failure_deltas(before, after) == ({cell.kind: 1.0} if cell.kind else {})
+    # … and named to the platform in the header `gateway linktest` reads (gateway/upstream/failure.py).
+    assert answer.headers.get(FAILURE_HEADER) == cell.kind
     outcome = cell.error or "success"
     key = ("gateway_requests_total", (("endpoint", "token"), ("outcome", outcome), ("provider", PROVIDER)))
     assert after.get(key, 0.0) - before.get(key, 0.0) == 1.0

@@ -52,6 +52,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -91,6 +92,7 @@ from gateway.oauth.platforms import RedirectPolicy
 from gateway.oauth.replay import REDEEMED
 from gateway.oauth.responses import TOKEN_ERRORS
 from gateway.oauth.seal import Sealer, generate_key
+from gateway.oauth.state import CODE_PURPOSE, Challenge, CodePayload, open_code, seal_code
 from gateway.store import STORE
 
 T = TypeVar("T")
@@ -796,9 +798,9 @@ async def test_fuzz_callback(
     flows = await start_flows(platform, fuzz_gateway)
     sealer = Sealer(fuzz_gateway.config.keys)
     sealed = [
-        sealer.seal("code", {"u": "x", "c": PLATFORM_ID, "r": ALEXA_NA, "p": "oidc"}, ttl=300),
+        seal_code(sealer, CodePayload("x", PLATFORM_ID, ALEXA_NA, "oidc"), ttl=300),
         sealer.seal("cookie", {"flows": {}}, ttl=300),
-        Sealer([generate_key()]).seal("code", {"u": "x"}, ttl=300),
+        seal_code(Sealer([generate_key()]), CodePayload("x", "", "", ""), ttl=300),
         Fernet(fuzz_gateway.config.keys[0].encode())
         .encrypt(b'{"created": 1, "session": {"flows": {"n": {"p": "oidc"}}}}')
         .decode(),
@@ -841,8 +843,8 @@ async def test_fuzz_callback(
         sent = dict(parse_qsl(location[len(flow.redirect_uri) + 1 :], keep_blank_values=True))
         assert sent.get("state") == flow.state, location
         if "code" in sent:
-            opened = sealer.open("code", sent["code"])
-            assert (opened["c"], opened["r"], opened["p"], opened["u"]) == (
+            opened = open_code(sealer, sent["code"])
+            assert (opened.client_id, opened.redirect_uri, opened.provider, opened.upstream_code) == (
                 PLATFORM_ID,
                 flow.redirect_uri,
                 provider,
@@ -868,7 +870,7 @@ def s256(verifier: str) -> str:
 class Codes:
     """Codes for the /token fuzzer: which are genuine, and everything that only looks like one."""
 
-    genuine: dict[str, dict[str, Any]]  # sealed code -> payload (issued by this gateway, live)
+    genuine: dict[str, CodePayload]  # sealed code -> payload (issued by this gateway, live)
     verifiers: dict[str, str]  # genuine PKCE code -> its verifier
     forged: list[str]
 
@@ -877,33 +879,27 @@ def make_codes(gateway: Gateway) -> Codes:
     sealer = Sealer(gateway.config.keys)
     verifier = "v" * 20 + "-._~" + "x" * 30
 
-    def seal(ttl: int = 300, purpose: str = "code", now: float | None = None, **changes: Any) -> str:
-        payload = {
-            "u": "up-" + hashlib.sha1(repr(changes).encode()).hexdigest()[:8],
-            "c": PLATFORM_ID,
-            "r": ALEXA_NA,
-            "p": "oidc",
-            **changes,
-        }
-        return sealer.seal(purpose, payload, ttl=ttl, now=now)
+    def seal(ttl: int = 300, purpose: str = CODE_PURPOSE, now: float | None = None, **changes: Any) -> str:
+        payload = CodePayload("up-" + hashlib.sha1(repr(changes).encode()).hexdigest()[:8], PLATFORM_ID, ALEXA_NA, "oidc")
+        return sealer.seal(purpose, dataclasses.replace(payload, **changes).to_wire(), ttl=ttl, now=now)
 
     # Genuine: what /callback would have issued (a code is genuine only at its own provider's /token).
     genuine_plain = seal()
-    genuine_spa = seal(r=ALEXA_SPA)
-    genuine_pkce = seal(cc=s256(verifier), ccm="S256")
-    genuine_google = seal(p="google", r=GOOGLE)
-    genuine = {code: sealer.open("code", code) for code in (genuine_plain, genuine_spa, genuine_pkce, genuine_google)}
+    genuine_spa = seal(redirect_uri=ALEXA_SPA)
+    genuine_pkce = seal(challenge=Challenge(s256(verifier), "S256"))
+    genuine_google = seal(provider="google", redirect_uri=GOOGLE)
+    genuine = {code: open_code(sealer, code) for code in (genuine_plain, genuine_spa, genuine_pkce, genuine_google)}
     forged = [
-        seal(p="other"),
-        seal(c="other-client"),
-        seal(c="other-client", p="google", r=GOOGLE),
-        seal(r=ALEXA_EU),
-        seal(r=APP_LINK),
+        seal(provider="other"),
+        seal(client_id="other-client"),
+        seal(client_id="other-client", provider="google", redirect_uri=GOOGLE),
+        seal(redirect_uri=ALEXA_EU),
+        seal(redirect_uri=APP_LINK),
         seal(purpose="cookie"),
         seal(purpose="flow"),
         seal(now=time.time() - 3600),
         seal(ttl=-1),
-        Sealer([generate_key()]).seal("code", {"u": "up-x", "c": PLATFORM_ID, "r": ALEXA_NA, "p": "oidc"}, ttl=300),
+        seal_code(Sealer([generate_key()]), CodePayload("up-x", PLATFORM_ID, ALEXA_NA, "oidc"), ttl=300),
         genuine_plain[:-2],
         genuine_plain[:40] + ("A" if genuine_plain[40] != "A" else "B") + genuine_plain[41:],
         genuine_plain.upper(),
@@ -990,7 +986,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
     that the upstream is reached often enough to check what happens after it answers."""
     if codes.genuine and draw(st.integers(0, 2)) == 0:
         code, opened = draw(st.sampled_from(sorted(codes.genuine.items())))
-        form: list[tuple[str, str]] = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", opened["r"])]
+        form: list[tuple[str, str]] = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", opened.redirect_uri)]
         if code in codes.verifiers:
             form.append(("code_verifier", codes.verifiers[code]))
         headers: dict[str, str] = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -1004,7 +1000,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
             form.append((draw(st.sampled_from(TOKEN_PARAMS)), draw(text)))
         upstream = draw(st.one_of(st.just(GOOD_TOKEN), upstream_answers()))
         return {
-            "provider": opened["p"],
+            "provider": opened.provider,
             "body": urlencode(draw(st.permutations(form))).encode(),
             "headers": headers,
             "upstream": upstream,
@@ -1015,7 +1011,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
     kind = draw(st.sampled_from(["code", "code", "refresh", "random"]))
     if kind == "code":
         code = draw(code_values)
-        own = codes.genuine.get(code, {}).get("r", ALEXA_NA)
+        own = codes.genuine[code].redirect_uri if code in codes.genuine else ALEXA_NA
         others = st.sampled_from([ALEXA_NA, ALEXA_SPA, ALEXA_EU, APP_LINK, GOOGLE, own + "/", ""])
         form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", draw(st.one_of(st.just(own), others)))]
         if code in codes.verifiers or draw(st.integers(0, 4)) == 0:
@@ -1160,9 +1156,9 @@ def check_token(gateway: Gateway, codes: Codes, request: dict[str, Any], answer:
     code = params.get("code", "")
     assert code in codes.genuine, f"FORGED CODE REACHED THE UPSTREAM: {what}"
     opened = codes.genuine[code]
-    assert request["provider"] == opened["p"] and params.get("redirect_uri") == opened["r"], what
+    assert request["provider"] == opened.provider and params.get("redirect_uri") == opened.redirect_uri, what
     assert params.get("code_verifier") == codes.verifiers.get(code), what
-    assert call.get("code") == opened["u"] and call.get("grant_type") == "authorization_code", call
+    assert call.get("code") == opened.upstream_code and call.get("grant_type") == "authorization_code", call
 
 
 async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream) -> None:

@@ -40,7 +40,7 @@ from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.oauth.seal import Sealer, generate_key
-from gateway.web.handlers.callback import CODE_PURPOSE
+from gateway.oauth.state import CodePayload, seal_code
 
 PROVIDER = "fake"
 FLOWS = 500
@@ -306,7 +306,7 @@ async def test_load_with_a_flaky_upstream_every_answer_goes_to_its_own_request(t
             plan[refresh_token] = index
         else:
             code = fake.issue_code(callback_url)
-            sealed = sealer.seal(CODE_PURPOSE, {"u": code, "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": PROVIDER}, ttl=300)
+            sealed = seal_code(sealer, CodePayload(code, PLATFORM_ID, ALEXA_REDIRECT, PROVIDER), ttl=300)
             forms.append({"grant_type": "authorization_code", "code": sealed, "redirect_uri": ALEXA_REDIRECT})
             lineage.append(code)
             plan[code] = index

@@ -35,9 +35,9 @@ import gateway.upstream.answer
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import Sealer, generate_key
+from gateway.oauth.state import CodePayload, seal_code
 from gateway.store import STORE
 from gateway.web.app import create_app
-from gateway.web.handlers.callback import CODE_PURPOSE
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
@@ -241,14 +241,11 @@ async def test_provider_end_to_end(
                 provider_upstream.queue(_token_path(name), Reply(status=example.status, content_type=example.content_type, body=raw))
                 if example.grant == "authorization_code":
                     upstream_code = f"upstream-code-{index}"
-                    sealed: dict[str, Any] = {"u": upstream_code, "c": platform_id, "r": redirect_uri, "p": name}
-                    if context:
-                        sealed["x"] = context
                     verifier = ""
                     if mapping.authorize.pkce != "none":
                         verifier = f"verifier-{index}-" + "v" * 43
-                        sealed["v"] = verifier
-                    code = sealer.seal(CODE_PURPOSE, sealed, ttl=300)
+                    sealed = CodePayload(upstream_code, platform_id, redirect_uri, name, verifier or None, context=context)
+                    code = seal_code(sealer, sealed, ttl=300)
                     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
                     expected = {"grant_type": "authorization_code", "code": upstream_code, "redirect_uri": callback}
                     if verifier:

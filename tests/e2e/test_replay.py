@@ -20,7 +20,7 @@ from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 
 from gateway.oauth.seal import Sealer
-from gateway.web.handlers.callback import CODE_PURPOSE
+from gateway.oauth.state import CodePayload, seal_code
 
 BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
@@ -44,8 +44,7 @@ def codes_sent(upstream: RecordingUpstream) -> list[str | None]:
 
 
 def sealed_code(gateway: Gateway, upstream_code: str = "up-code") -> str:
-    payload = {"u": upstream_code, "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}
-    return Sealer(gateway.config.keys).seal(CODE_PURPOSE, payload, ttl=300)
+    return seal_code(Sealer(gateway.config.keys), CodePayload(upstream_code, PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=300)
 
 
 async def redeem(gateway: Gateway, code: str) -> tuple[int, dict[str, str]]:

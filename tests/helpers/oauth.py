@@ -10,7 +10,6 @@ import base64
 from pathlib import Path
 
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.reader import Section
 from gateway.config.yamlfile import Problems, load_yaml
 
 __all__ = ["basic", "load_mapping", "read_mapping"]
@@ -31,7 +30,7 @@ def read_mapping(
     file.write_text(text, encoding="utf-8")
     problems = Problems()
     data = load_yaml(file, problems, env=env or {}, missing_env_ok=missing_env_ok)
-    return problems, parse_mapping(name, Section(data, file=str(file), problems=problems))
+    return problems, parse_mapping(name, data, file=str(file), problems=problems)
 
 
 def load_mapping(tmp_path: Path, text: str, *, name: str = "prov", env: dict[str, str] | None = None) -> ProviderMapping:

@@ -454,6 +454,7 @@ def test_each_problem_is_reported_at_its_file_and_line(
     problems = problems_of(config)
     find(problems, file, marked_line(text), fragment)
     assert all(str(problem).startswith(f"{problem.file}:") for problem in problems)
+    assert len(problems) == 1, "one mistake, one problem:\n" + "\n".join(map(str, problems))
 
 
 def test_one_mistake_gives_one_problem(tmp_path: Path) -> None:
