@@ -316,6 +316,7 @@ class RecordingUpstream:
         self._by_refresh: dict[str, Grant] = {}
         self._by_access: dict[str, Grant] = {}
         self._serial = 0
+        self._arrived = asyncio.Condition()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -415,6 +416,13 @@ class RecordingUpstream:
         assert len(found) == 1, f"{len(found)} requests to {path}, not one: {[(r.method, r.form) for r in found]}"
         return found[0]
 
+    async def wait_for(self, path: str = TOKEN_PATH, count: int = 1, *, timeout: float = 10.0) -> list[Recorded]:
+        """The requests to ``path`` once ``count`` of them have arrived (an event, not a poll),
+        within ``timeout`` seconds (else ``TimeoutError``: a wait always has a deadline)."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.requests_to(path)) >= count)
+        return self.requests_to(path)
+
     @property
     def token_requests(self) -> list[Recorded]:
         return self.requests_to(TOKEN_PATH)
@@ -496,6 +504,11 @@ class RecordingUpstream:
         self.requests.append(recorded)
         return recorded
 
+    async def _announce(self) -> None:
+        """Wake :meth:`wait_for`: a request was recorded."""
+        async with self._arrived:
+            self._arrived.notify_all()
+
     async def _reply_for(self, recorded: Recorded) -> Reply:
         endpoint = self._endpoints[recorded.path]
         if endpoint.queue:
@@ -536,6 +549,7 @@ class RecordingUpstream:
             request.method, request.path, request.query, request.headers.items(), await request.read(),
             request.url.host or self.host,
         )
+        await self._announce()
         reply = await self._reply_for(recorded)
         if reply.hang:
             await self._wait(MAX_WAIT)
@@ -706,6 +720,7 @@ class InProcessClient:
         parts = urlsplit(url)
         query = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **(call.params or {})}
         recorded = upstream._record(method, parts.path or "/", query, headers.items(), body, parts.hostname or "", call)
+        await upstream._announce()
         reply = await upstream._reply_for(recorded)
         if reply.disconnect == "refuse":
             raise aiohttp.ClientConnectionError(f"connection to {parts.hostname} refused")
