@@ -57,6 +57,7 @@ import contextlib
 import inspect
 import json
 import secrets
+import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -456,12 +457,10 @@ class RecordingUpstream:
         app.router.add_route("*", "/{path:.*}", self._serve)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05, handler_cancellation=True)
         await self._runner.setup()
-        # Port 0: the kernel picks a free port as it binds; the other hosts bind that same port.
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        for host in self.hosts[1:]:
-            await web.TCPSite(self._runner, host, self.port).start()
+        socks = _bind_all(self.hosts)
+        self.port = int(socks[0].getsockname()[1])
+        for sock in socks:  # each site owns its socket from here: the runner's cleanup closes it
+            await web.SockSite(self._runner, sock).start()
         return self
 
     async def stop(self) -> None:
@@ -751,6 +750,25 @@ def _encode(body: Body | None, content_type: str | None) -> tuple[bytes, str | N
 def _split(body: bytes, pieces: int) -> list[bytes]:
     size = max(1, -(-len(body) // pieces))
     return [body[start : start + size] for start in range(0, len(body), size)] or [b""]
+
+
+def _bind_all(hosts: tuple[str, ...], attempts: int = 20) -> list[socket.socket]:
+    """Sockets bound to one port on every host: the kernel picks it on the first host (port 0),
+    the others bind it too, or all are closed and another port is tried. Bound before any server
+    starts, so no other process can take the port in between (no free-port guess)."""
+    for _ in range(attempts):
+        socks: list[socket.socket] = []
+        try:
+            for host in hosts:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, int(socks[0].getsockname()[1]) if len(socks) > 1 else 0))
+            return socks
+        except OSError:
+            for sock in socks:
+                sock.close()
+    raise OSError(f"no port free on all of {hosts} after {attempts} attempts")
 
 
 def _drop(request: web.Request) -> web.StreamResponse:

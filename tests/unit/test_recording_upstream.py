@@ -104,3 +104,11 @@ async def test_in_process_the_same_configuration_answers_without_a_socket() -> N
     answer = await send(upstream.client(), request, default_timeout=2.0)
     assert answer.status == 400  # the built-in server's single use, in-process too
     assert upstream.code_exchanges(code)[0].host == "anywhere.test"
+
+
+async def test_further_hosts_share_the_port_and_are_recorded_by_name() -> None:
+    async with RecordingUpstream(host="127.0.0.2", hosts=["127.0.0.3"]) as regional:
+        regional.fault = Reply(body={"access_token": "at"})
+        for host in ("127.0.0.2", "127.0.0.3"):
+            assert (await post(regional.url_of("/token", host), {}))[0] == 200
+        assert [request.host for request in regional.token_requests] == ["127.0.0.2", "127.0.0.3"]
