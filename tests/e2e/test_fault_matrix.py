@@ -22,7 +22,6 @@ a hang.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +44,7 @@ from conftest import (
     start_gateway,
     write_gateway_files,
 )
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -59,7 +59,7 @@ PROVIDER = "fake"
 TIMEOUT = 0.5
 #: Longer than TIMEOUT: what a slow upstream takes.
 SLOW = 1.5
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 KINDS = ("timeout", "connection", "too_large", "http_5xx", "throttled", "refused", "unusable_answer")
 
 #: An outage page as a proxy or load balancer in front of the upstream serves it (with attributes,

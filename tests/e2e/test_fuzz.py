@@ -81,6 +81,7 @@ from conftest import (
     start_gateway,
 )
 from cryptography.fernet import Fernet
+from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -859,10 +860,6 @@ async def test_fuzz_callback(
 # ---------------------------------------------------------------------------------------------
 # 2c. /token
 # ---------------------------------------------------------------------------------------------
-
-
-def basic(client_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
 def s256(verifier: str) -> str:

@@ -44,6 +44,7 @@ from conftest import (
     link,
     query_of,
 )
+from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from upstream_oidc import OidcUpstream, login_and_consent
 
@@ -72,10 +73,6 @@ def once(value: str) -> str:
     return quote(value, safe="")
 
 
-def basic(client_id: str = PLATFORM_ID, secret: str = PLATFORM_SECRET) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-
-
 def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
 
@@ -94,7 +91,7 @@ async def post_token(platform: aiohttp.ClientSession, gateway: Gateway, form: di
     async with platform.post(
         gateway.endpoint("token"),
         data=urlencode(form),
-        headers={"Authorization": basic(), "Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET), "Content-Type": "application/x-www-form-urlencoded"},
     ) as response:
         text = await response.text()
         elapsed = time.monotonic() - started
@@ -517,7 +514,7 @@ async def test_refresh_answer_always_has_an_integer_expires_in(
         upstream_extra=f"answer:\n  expires_in_default: {default}\n" if default is not None else "",
     )
     async with platform.post(
-        gateway.endpoint("token"), data=urlencode(refresh_form("rt-1")), headers={"Authorization": basic()}
+        gateway.endpoint("token"), data=urlencode(refresh_form("rt-1")), headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
     ) as response:
         assert response.status == 200
         text = await response.text()

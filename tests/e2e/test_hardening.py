@@ -29,6 +29,7 @@ from conftest import (
     start_gateway,
     write_gateway_files,
 )
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Grant, RecordingUpstream
 from processes import start_gateway_process
 
@@ -38,7 +39,7 @@ from gateway.web.app import UPSTREAM_CONNECTIONS_PER_HOST, create_app
 from gateway.web.handlers import MAX_PARAM_LENGTH
 from gateway.web.runner import DRAIN, GatewayRunner
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 Maker = Callable[..., Awaitable[Gateway]]
 
 

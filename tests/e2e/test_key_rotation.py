@@ -10,7 +10,6 @@ too, and must break a flow: that is the defect the three steps avoid.
 
 from __future__ import annotations
 
-import base64
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,13 +19,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, mapping_yaml, query_of
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 OLD, NEW = generate_key(), generate_key()
 
 #: (name, keys of the pods being replaced, keys of the pods replacing them)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
 import secrets
 from collections.abc import AsyncIterator
@@ -31,13 +30,14 @@ from conftest import (
     query_of,
     write_gateway_files,
 )
+from helpers.oauth import basic
 
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 REGIONS = ("127.0.0.2", "127.0.0.3")
 
 

@@ -22,7 +22,6 @@ prints a one-line throughput summary; nothing asserts on speed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import time
 from collections import Counter, defaultdict
@@ -35,6 +34,7 @@ import aiohttp
 import pytest
 import yarl
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, mapping_yaml, query_of, write_gateway_files
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Recorded, RecordingUpstream, code_of
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
@@ -47,7 +47,7 @@ FLOWS = 500
 CONCURRENCY = 50
 #: The whole load phase must end within this (it takes a few seconds on 2 cores).
 DEADLINE = 45.0
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 @dataclass(frozen=True)

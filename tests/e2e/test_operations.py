@@ -8,19 +8,16 @@ subprocesses where the operating system is part of the behaviour (signals, sever
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import signal
 import ssl
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 from builders import plain_mapping, self_signed
 from conftest import (
     ALEXA_REDIRECT,
@@ -35,7 +32,8 @@ from conftest import (
     query_of,
     write_gateway_files,
 )
-from listening import start_site
+from helpers.oauth import basic
+from helpers.upstream import RecordingUpstream, Reply
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 from upstream_oidc import OidcUpstream, login_and_consent
@@ -46,7 +44,7 @@ from gateway.oauth.state import CodePayload, open_code, seal_code
 from gateway.observe.logs import JsonFormatter
 from gateway.web.app import reload_config
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 async def exchange(platform: aiohttp.ClientSession, url: str, form: dict[str, str], auth: str = BASIC) -> tuple[int, dict[str, str]]:
@@ -162,7 +160,7 @@ async def test_metrics_count_flows_outcomes_and_upstream_calls(
     status, token = await exchange(platform, gateway.url, code_form(back["code"]))
     assert status == 200
     assert (await exchange(platform, gateway.url, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}))[0] == 200
-    wrong = "Basic " + base64.b64encode(f"{PLATFORM_ID}:wrong".encode()).decode()
+    wrong = basic(PLATFORM_ID, "wrong")
     assert (await exchange(platform, gateway.url, code_form(back["code"]), auth=wrong))[0] == 401
     assert (await exchange(platform, gateway.url, code_form(back["code"])))[0] == 400  # reused: invalid_grant
     denied = await login_and_consent(browser, gateway.authorize_url(), stop_at_prefix="https://pitangui.amazon.com/", deny=True)
@@ -257,27 +255,17 @@ async def test_request_id_is_taken_or_made_and_returned(gateway: Gateway, platfo
 
 
 @pytest.fixture
-async def slow_upstream() -> AsyncIterator[tuple[str, list[float]]]:
-    """A token endpoint that takes 1.5 s; records when each request arrived."""
-    arrivals: list[float] = []
-
-    async def token(request: web.Request) -> web.Response:
-        arrivals.append(time.monotonic())
-        await asyncio.sleep(1.5)
-        return web.json_response({"access_token": "slow-at", "token_type": "bearer", "expires_in": 60})
-
-    app = web.Application()
-    app.router.add_post("/token", token)
-    runner = web.AppRunner(app, shutdown_timeout=0.05)
-    await runner.setup()
-    yield await start_site(runner) + "/token", arrivals
-    await runner.cleanup()
+async def slow_upstream() -> AsyncIterator[RecordingUpstream]:
+    """A token endpoint that takes 1.5 s (any code); records each request as it arrives."""
+    async with RecordingUpstream() as upstream:
+        upstream.fault = Reply(body={"access_token": "slow-at", "token_type": "bearer", "expires_in": 60}, delay=1.5)
+        yield upstream
 
 
 async def test_sigterm_finishes_requests_in_flight_then_exits_0(
-    tmp_path: Path, slow_upstream: tuple[str, list[float]], platform: aiohttp.ClientSession
+    tmp_path: Path, slow_upstream: RecordingUpstream, platform: aiohttp.ClientSession
 ) -> None:
-    token_url, arrivals = slow_upstream
+    token_url = slow_upstream.token_endpoint
     key = generate_key()
     port = free_port()
     path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port, keys=[key])
@@ -285,9 +273,7 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
     try:
         code = seal_code(Sealer([key]), CodePayload("x", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=60)
         in_flight = asyncio.create_task(exchange(platform, gateway.url, code_form(code)))
-        async with asyncio.timeout(10):  # the poll has a deadline, not only the test's timeout
-            while not arrivals:
-                await asyncio.sleep(0.02)
+        await slow_upstream.wait_for(timeout=10)  # the request is in flight (the wait has a deadline)
         gateway.signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
         with pytest.raises(aiohttp.ClientConnectionError):  # no longer accepting

@@ -16,7 +16,6 @@ A new mapping is tested here by writing its examples and one line of ``DOCUMENTE
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from provider_upstream import Documented, mismatches, with_token_url
 
@@ -213,10 +213,6 @@ async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, port: i
     return config, runner, env
 
 
-def _basic(client_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-
-
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_provider_end_to_end(
     name: str, tmp_path: Path, gateway_port: int, provider_upstream: RecordingUpstream, monkeypatch: pytest.MonkeyPatch
@@ -265,7 +261,7 @@ async def test_provider_end_to_end(
                     async with platform.post(
                         f"http://127.0.0.1:{gateway_port}/{name}/token",
                         data=form,
-                        headers={"Authorization": _basic(platform_id, platform_secret)},
+                        headers={"Authorization": basic(platform_id, platform_secret)},
                     ) as response:
                         status, headers, body = response.status, response.headers, await response.json()
 

@@ -8,7 +8,6 @@ started per test on 127.0.0.1; the two-replica tests run two real ``gateway serv
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import secrets
 import shutil
@@ -25,6 +24,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, write_gateway_files
+from helpers.oauth import basic
 from processes import GatewayProcess, start_gateway_process
 
 from gateway.config.settings import load_config
@@ -32,7 +32,7 @@ from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
 from gateway.web.app import create_app
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 

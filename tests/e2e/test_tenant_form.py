@@ -7,7 +7,6 @@ flag shows the SSRF rules refusing what the pattern alone would let through.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -27,12 +26,13 @@ from conftest import (
     query_of,
     write_gateway_files,
 )
+from helpers.oauth import basic
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 QUERY = {"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-7", "response_type": "code"}
 
 

@@ -7,7 +7,6 @@ with provider, endpoint, outcome and upstream status; the upstream token call a 
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, mapping_yaml, query_of, write_gateway_files
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 
 from gateway.config.settings import load_config
@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind  # noqa: E402
 
 from gateway.observe import tracing  # noqa: E402
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 @pytest.fixture
