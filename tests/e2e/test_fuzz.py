@@ -57,6 +57,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -270,7 +271,7 @@ def google_mapping(upstream: OidcUpstream, **options: Any) -> str:
 
 
 @pytest.fixture
-async def fuzz_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream, recorder: Recorder) -> AsyncIterator[Gateway]:
+async def fuzz_gateway(tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream, recorder: Recorder) -> AsyncIterator[Gateway]:
     """``oidc``: alexa (vendor pinned) + the app-link pattern; ``google``: google (project pinned);
     ``implicit``: alexa with the implicit grant. Token requests go to the recorder."""
     mappings = {
@@ -278,7 +279,7 @@ async def fuzz_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream
         "google": google_mapping(upstream, token_url=recorder.url),
         "implicit": mapping_yaml(upstream, token_url=recorder.url, extra="grant: implicit\n"),
     }
-    gateway = await start_gateway(tmp_path, mappings, port=gateway_port)
+    gateway = await start_gateway(tmp_path, mappings, sock=gateway_socket)
     _SEALING_KEYS.update(gateway.config.keys)
     yield gateway
     await gateway.runner.cleanup()

@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import signal
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -29,13 +30,12 @@ from conftest import (
     UPSTREAM_SECRET,
     Gateway,
     GatewayFactory,
-    free_port,
     link,
     mapping_yaml,
     query_of,
     write_gateway_files,
 )
-from listening import start_site
+from listening import bound_socket, port_of, refusing_port, start_site
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 from upstream_oidc import OidcUpstream, login_and_consent
@@ -107,13 +107,14 @@ async def test_keys_file(tmp_path: Path) -> None:
 
 
 async def test_two_instances_serve_one_flow_hop_by_hop(
-    tmp_path: Path, gateway_port: int, upstream: OidcUpstream, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
+    tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
 ) -> None:
     """Two ``gateway serve`` processes with one config behind an imaginary load balancer: every
     hop of a flow (authorize, callback, token, refresh) lands on the other instance, and it works."""
-    path, env = write_gateway_files(tmp_path, {"oidc": mapping_yaml(upstream)}, port=gateway_port)
-    first = await start_gateway_process(path, port=gateway_port, env=env)
-    second = await start_gateway_process(path, port=free_port(), env=env)
+    path, env = write_gateway_files(tmp_path, {"oidc": mapping_yaml(upstream)}, port=port_of(gateway_socket))
+    first, second = await asyncio.gather(
+        start_gateway_process(path, sock=gateway_socket, env=env), start_gateway_process(path, sock=bound_socket(), env=env)
+    )
     try:
         instances = [first, second]
         for flow in range(3):
@@ -192,7 +193,7 @@ async def test_metrics_count_flows_outcomes_and_upstream_calls(
 async def test_metrics_count_upstream_failures_by_kind(
     make_gateway: GatewayFactory, platform: aiohttp.ClientSession
 ) -> None:
-    gateway = await make_gateway(token_url=f"http://127.0.0.1:{free_port()}/token")  # nobody listens
+    gateway = await make_gateway(token_url=f"http://127.0.0.1:{refusing_port()}/token")  # nobody listens
     code = Sealer(gateway.config.keys).seal(CODE_PURPOSE, {"u": "x", "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}, ttl=60)
     status, body = await exchange(platform, gateway.url, code_form(code))
     assert (status, body["error"]) == (503, "temporarily_unavailable")
@@ -279,9 +280,9 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
 ) -> None:
     token_url, arrivals = slow_upstream
     key = generate_key()
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port, keys=[key])
-    gateway = await start_gateway_process(path, port=port, env=env)
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port_of(sock), keys=[key])
+    gateway = await start_gateway_process(path, sock=sock, env=env)
     try:
         code = Sealer([key]).seal(CODE_PURPOSE, {"u": "x", "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}, ttl=60)
         in_flight = asyncio.create_task(exchange(platform, gateway.url, code_form(code)))
@@ -302,9 +303,9 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
 
 
 async def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(tmp_path: Path, platform: aiohttp.ClientSession) -> None:
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {"first": plain_mapping("http://127.0.0.1:9/token")}, port=port)
-    gateway = await start_gateway_process(path, port=port, env=env)
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"first": plain_mapping("http://127.0.0.1:9/token")}, port=port_of(sock))
+    gateway = await start_gateway_process(path, sock=sock, env=env)
     try:
         (tmp_path / "mappings" / "second.yaml").write_text(plain_mapping("http://127.0.0.1:9/token"))
         gateway.signal(signal.SIGHUP)
@@ -331,12 +332,13 @@ async def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(tmp_path: Pa
 
 async def test_tls_from_the_config(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    port = free_port()
+    sock = bound_socket()
+    port = port_of(sock)
     path, env = write_gateway_files(
         tmp_path, {"oidc": plain_mapping("http://127.0.0.1:9/token")}, port=port, more=f"tls: {{cert: {cert}, key: {key}}}\n"
     )
     trust = ssl.create_default_context(cafile=str(cert))
-    gateway = await start_gateway_process(path, port=port, env=env, ssl_context=trust)
+    gateway = await start_gateway_process(path, sock=sock, env=env, ssl_context=trust)
     try:
         async with aiohttp.ClientSession() as client:
             async with client.get(f"https://127.0.0.1:{port}/healthz", ssl=trust) as response:

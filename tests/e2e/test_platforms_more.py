@@ -17,7 +17,8 @@ import aiohttp
 import jsonschema
 import pytest
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, free_port, start_gateway
+from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, start_gateway
+from listening import start_site
 
 from gateway.cli.commands import main
 from gateway.cli.console import HIDDEN
@@ -100,9 +101,7 @@ async def test_upstream() -> AsyncIterator[RecordingUpstream]:
     app.router.add_get("/authorize", upstream.authorize)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.2", port).start()
-    upstream.url = f"http://127.0.0.2:{port}"
+    upstream.url = await start_site(runner, "127.0.0.2")
     yield upstream
     await runner.cleanup()
 
@@ -141,7 +140,7 @@ async def gateway(tmp_path: Path, test_upstream: RecordingUpstream) -> AsyncIter
         "mcp": _mapping(url, profile="alexa-mcp"),
         "mcp-local": _mapping(url, profile="alexa-mcp", authorize=f"{url}/authorize"),
     }
-    running = await start_gateway(tmp_path, mappings, port=free_port())
+    running = await start_gateway(tmp_path, mappings)
     yield running
     await running.runner.cleanup()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from listening import port_of, start_site
 from provider_upstream import Documented, ProviderUpstream, mismatches, with_token_url
 
 import gateway.upstream.answer
@@ -180,7 +182,8 @@ def _environment(name: str, text: str, upstream: ProviderUpstream) -> dict[str, 
     return env
 
 
-async def _start(tmp_path: Path, name: str, upstream: ProviderUpstream, port: int) -> tuple[Any, web.AppRunner, dict[str, str]]:
+async def _start(tmp_path: Path, name: str, upstream: ProviderUpstream, sock: socket.socket) -> tuple[Any, web.AppRunner, dict[str, str]]:
+    port = port_of(sock)
     text = (MAPPINGS / f"{name}.yaml").read_text(encoding="utf-8")
     env = _environment(name, text, upstream)
     if "discovery:" not in text:  # a discovery mapping finds the test upstream through OIDC_ISSUER
@@ -200,7 +203,7 @@ async def _start(tmp_path: Path, name: str, upstream: ProviderUpstream, port: in
     config = await asyncio.to_thread(load_config, tmp_path / "gateway.yaml", env=env)
     runner = web.AppRunner(create_app(config))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await start_site(runner, sock=sock)
     return config, runner, env
 
 
@@ -210,9 +213,10 @@ def _basic(client_id: str, secret: str) -> str:
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_provider_end_to_end(
-    name: str, tmp_path: Path, gateway_port: int, provider_upstream: ProviderUpstream, monkeypatch: pytest.MonkeyPatch
+    name: str, tmp_path: Path, gateway_socket: socket.socket, gateway_port: int, provider_upstream: ProviderUpstream,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_port)
+    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_socket)
     try:
         mapping = config.providers[name]
         assert mapping.token.url == provider_upstream.token_url(name)
@@ -344,10 +348,12 @@ def test_every_mapping_has_its_documented_authorize_request() -> None:
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
-async def test_provider_authorize_leg(name: str, tmp_path: Path, gateway_port: int, provider_upstream: ProviderUpstream) -> None:
+async def test_provider_authorize_leg(
+    name: str, tmp_path: Path, gateway_socket: socket.socket, gateway_port: int, provider_upstream: ProviderUpstream
+) -> None:
     """The browser leg per provider: the platform's authorization request goes on to the
     provider's authorize URL in the provider's own terms."""
-    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_port)
+    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_socket)
     try:
         mapping = config.providers[name]
         prefix = name.upper()

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from builders import plain_mapping
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free_port, start_gateway
+from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, start_gateway
 from listening import start_site
 
 from gateway.oauth.seal import Sealer
@@ -50,7 +50,7 @@ async def lax(tmp_path: Path) -> AsyncIterator[tuple[LaxUpstream, Gateway]]:
     runner = web.AppRunner(app)
     await runner.setup()
     base = await start_site(runner)
-    gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(f"{base}/token")}, port=free_port())
+    gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(f"{base}/token")})
     yield upstream, gateway
     await gateway.runner.cleanup()
     await runner.cleanup()
