@@ -341,7 +341,9 @@ async def test_a_client_leaving_mid_body_is_a_disconnect(tmp_path: Path, fake: F
             await writer.drain()
             await asyncio.sleep(0.1)
             writer.transport.abort()  # gone, halfway through the body
-            await asyncio.sleep(0.3)
+            async with asyncio.timeout(5):  # until the gateway has logged the request (then it is done with it)
+                while not [record for record in caplog.records if record.name == "gateway.request"]:
+                    await asyncio.sleep(0.02)
     finally:
         await runner.cleanup()
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
