@@ -9,7 +9,9 @@
 #     -e GATEWAY_PUBLIC_URL=https://link.example.com -e GITHUB_CLIENT_ID=... \
 #     gateway:0.1.0
 #
-# The image holds the program only. The config (/etc/gateway/config/gateway.yaml), the mappings
+# The image holds the program only, without the embedded demo (its secrets are public):
+# `demo: true` is refused with a clear message. `--target demo` builds the same image with it.
+# The image holds no config either. The config (/etc/gateway/config/gateway.yaml), the mappings
 # (/etc/gateway/mappings/) and the keys (/run/secrets/gateway/keys, or GATEWAY_KEY) are mounted
 # or passed at run time; see deploy/README.md.
 
@@ -28,12 +30,14 @@ COPY gateway/ gateway/
 # Runtime dependencies only (`.`, never `.[test]`), at the versions pinned in constraints.txt
 # (pip-compile; see README.md); byte-code is compiled here because the root filesystem is
 # read-only at run time. pip and setuptools are not needed to run.
-RUN /opt/gateway/bin/pip install -c constraints.txt . \
+# The demo stays out of the production image (it is found by name only: gateway/optional.py).
+RUN rm -rf gateway/demo \
+ && /opt/gateway/bin/pip install -c constraints.txt . \
  && /opt/gateway/bin/python -m compileall -q /opt/gateway/lib \
  && /opt/gateway/bin/pip uninstall -y pip setuptools
 
 # ---- runtime ---------------------------------------------------------------------------------
-FROM python:3.11-slim
+FROM python:3.11-slim AS production
 
 LABEL org.opencontainers.image.title="gateway" \
       org.opencontainers.image.description="OAuth2 account-linking gateway (Alexa, Google Home)" \
@@ -66,3 +70,12 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["gateway"]
 CMD ["serve", "--config", "/etc/gateway/config/gateway.yaml"]
+
+# ---- demo: the production image plus the embedded demo (`podman build --target demo`) -------------
+# For trying the image out and for deploy/test-image.sh's whole link; never for a gateway that
+# faces the internet.
+FROM production AS demo
+COPY --chown=0:0 gateway/demo/ /opt/gateway/lib/python3.11/site-packages/gateway/demo/
+
+# The default target is the last stage: the production image.
+FROM production

@@ -1,4 +1,4 @@
-"""The ``gateway`` command: ``serve``, ``check``, ``keygen``, ``linktest``, ``console``."""
+"""The ``gateway`` command: ``serve``, ``check``, ``keygen``, ``linktest``, ``console``, ``schema``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from gateway import __version__
 from gateway.config.examples import run_examples
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import DEFAULT_CONFIG, Config, ConfigError, load_config
+from gateway.oauth.platforms import PLATFORMS, platform_of
 from gateway.oauth.seal import generate_key
 from gateway.observe.logs import setup_logging
 
@@ -55,14 +56,31 @@ def _parser() -> argparse.ArgumentParser:
     linktest.add_argument("--cafile", type=Path, help="trust this CA bundle instead of the system's (testing)")
 
     console = commands.add_parser("console", help="print the values a platform's developer console wants for a provider")
-    console.add_argument("platform", choices=("alexa", "google"), help="whose console")
+    console.add_argument("platform", choices=sorted({p.console for p in PLATFORMS.values() if p.console}), help="whose console")
     console.add_argument("provider", help="the mapping")
     console.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
     console.add_argument(
         "--json", action="store_true", help="JSON (for alexa: the SMAPI accountLinkingRequest body)"
     )
     console.add_argument("--show-secrets", action="store_true", help="print the platform client secret")
+
+    schema = commands.add_parser("schema", help="write the JSON Schemas (and with --docs the reference tables) from the models")
+    schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed file is stale")
+    schema.add_argument("--docs", action="store_true", help="also the generated tables of README.md and docs/mapping-guide.md")
+    schema.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
     return parser
+
+
+def _schema(args: argparse.Namespace) -> int:
+    """``gateway schema``: the files made from :mod:`gateway.config.models`, written or (``--check``) compared."""
+    from gateway.config import reference, schemas
+
+    stale = schemas.stale(args.root, write=not args.check)
+    if args.docs:
+        stale += reference.stale(args.root, write=not args.check)
+    for name in stale:
+        print(f"{args.root / name}: {'stale (run `gateway schema --docs`)' if args.check else 'written'}", file=sys.stderr)
+    return 1 if stale and args.check else 0
 
 
 def _load(path: Path, **overrides: Any) -> Config | None:
@@ -116,7 +134,7 @@ def _check(args: argparse.Namespace) -> int:
     examples = sum(len(mapping.examples) for mapping in mappings)
     line = f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)})"
     if config.unserved:
-        line += f", {len(config.unserved)} more mapping(s) checked but not served"
+        line += f", {len(config.unserved)} more mapping(s) checked but not served (not in providers:)"
     print(f"{line}, {examples} example(s) passed")
     return 0
 
@@ -136,18 +154,17 @@ def _linktest(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-#: Alexa abandons a token request after 4.5 s; the upstream call must end before that.
-ALEXA_BUDGET = 4.5
-
-
 def _budget_warnings(config: Config, mappings: list[ProviderMapping]) -> list[str]:
-    """Warnings (not errors) for Alexa mappings whose upstream deadline exceeds Alexa's budget."""
+    """Warnings (not errors) for mappings whose upstream deadline is not under their platform's
+    token budget (:data:`gateway.oauth.platforms.PLATFORMS`): the platform would give up first."""
     warnings = []
     for mapping in mappings:
         timeout = mapping.token.timeout or config.upstream_timeout
-        if mapping.platform.profile in ("alexa", "alexa-mcp") and timeout >= ALEXA_BUDGET:
+        platform = platform_of(mapping.platform.profile)
+        if platform.token_budget is not None and timeout >= platform.token_budget:
             warnings.append(
-                f"{mapping.file}: warning: upstream deadline {timeout:g} s is not under Alexa's {ALEXA_BUDGET} s budget"
+                f"{mapping.file}: warning: upstream deadline {timeout:g} s is not under "
+                f"{platform.title}'s {platform.token_budget} s budget"
             )
     return warnings
 
@@ -162,7 +179,7 @@ def _console(args: argparse.Namespace) -> int:
         return 2
     from gateway.cli.console import render
 
-    expected = ("alexa", "alexa-mcp") if args.platform == "alexa" else ("google",)
+    expected = [name for name, platform in PLATFORMS.items() if platform.console == args.platform]
     if mapping.platform.profile not in expected:
         print(
             f"gateway: warning: {mapping.file} has platform profile {mapping.platform.profile!r}, not "
@@ -184,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _linktest(args)
     if args.command == "console":
         return _console(args)
+    if args.command == "schema":
+        return _schema(args)
     if args.command == "health":
         from gateway.cli.health import check_health
 

@@ -3,16 +3,17 @@
 Alexa's "We were unable to link … at this time" has a handful of usual causes: a TLS chain the
 platform does not trust, a redirect URI or client id the gateway refuses, an upstream that does
 not know the gateway's callback URL, credentials that do not match, an answer that is not JSON,
-or an answer slower than Alexa's 4.5 s. Each check below looks for one of them, from the outside,
+or an answer slower than the platform waits (Alexa: 4.5 s; :data:`gateway.oauth.platforms.PLATFORMS`). Each check below looks for one of them, from the outside,
 the way the platform would, and says in words what to fix. Nothing here needs a user to sign in:
 the token checks use codes and refresh tokens that must be refused, and read *how* they are
 refused (an upstream that refuses the gateway's own credentials answers differently from one that
-refuses a bad grant).
+refuses a bad grant): by the RFC 6749 error code and the failure kind the gateway names in its
+``Gateway-Upstream-Failure`` header (:mod:`gateway.upstream.failure`), never by the wording of a
+description.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import ssl
@@ -25,9 +26,12 @@ import aiohttp
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import Config
 from gateway.oauth import pkce
-from gateway.observe.reasons import ALEXA_BUDGET, REFUSED, UNREACHABLE
+from gateway.oauth.basicauth import basic_auth_header
+from gateway.oauth.platforms import STRICTEST_BUDGET, platform_of
+from gateway.observe.reasons import REFUSED, UNREACHABLE
+from gateway.upstream.failure import FAILURE_HEADER, as_failure_kind
 
-__all__ = ["Check", "run_linktest", "ALEXA_BUDGET"]
+__all__ = ["Check", "run_linktest"]
 
 
 
@@ -41,10 +45,6 @@ class Check:
 
     def __str__(self) -> str:
         return f"{self.verdict:4}  {self.name}: {self.detail}"
-
-
-def _basic(client_id: str, client_secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
 
 
 class _Tester:
@@ -159,7 +159,7 @@ class _Tester:
 
     async def _token(self, form: dict[str, str], *, secret: str | None = None) -> tuple[int, dict[str, str], dict[str, str], float]:
         client = self.mapping.platform
-        headers = {"Authorization": _basic(client.client_id, client.client_secret if secret is None else secret)}
+        headers = {"Authorization": basic_auth_header(client.client_id, client.client_secret if secret is None else secret)}
         started = time.monotonic()
         async with self.session.post(f"{self.base}/{self.mapping.name}/token", data=form, headers=headers) as response:
             text = await response.text()
@@ -190,16 +190,20 @@ class _Tester:
         else:
             self.add("FAIL", "token", f"a forged code got {status} {body.get('error')}")
 
-        status, body, _, elapsed = await self._token({"grant_type": "refresh_token", "refresh_token": "linktest-not-a-token"})
+        status, body, headers, elapsed = await self._token({"grant_type": "refresh_token", "refresh_token": "linktest-not-a-token"})
         within = f"in {elapsed:.2f} s"
-        if elapsed >= ALEXA_BUDGET:
-            self.add("FAIL", "upstream token", f"answered {within}: Alexa gives up after {ALEXA_BUDGET} s")
+        platform = platform_of(self.mapping.platform.profile)
+        if platform.token_budget is not None and elapsed >= platform.token_budget:
+            self.add("FAIL", "upstream token", f"answered {within}: {platform.title} gives up after {platform.token_budget} s")
+        elif platform.token_budget is None and elapsed >= STRICTEST_BUDGET:
+            self.add("WARN", "upstream token", f"answered {within}: slower than the strictest platform allows ({STRICTEST_BUDGET} s)")
         error, description = body.get("error"), body.get("error_description", "")
+        failure = as_failure_kind(headers.get(FAILURE_HEADER))
         if (status, error) == (400, "invalid_grant"):
             self.add("PASS", "upstream token", f"the upstream refused a made-up refresh token as a bad grant {within}: the gateway's credentials and the mapping's request work")
-        elif status == 502 and "gateway's own request" in description:
+        elif failure == "refused":
             self.add("FAIL", "upstream token", f"{REFUSED} ({within}; {description})")
-        elif status == 503:
+        elif status == 503 or failure in ("timeout", "connection"):
             self.add("FAIL", "upstream token", f"{UNREACHABLE} ({description})")
         else:
             self.add("FAIL", "upstream token", f"a made-up refresh token got {status} {error}: {description}")
@@ -223,7 +227,7 @@ async def run_linktest(
     if mapping is None:
         return [Check("FAIL", "config", f"no provider {provider!r} in {config.file} (known: {', '.join(config.providers)})")]
     connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context is not None else True)
-    timeout = aiohttp.ClientTimeout(total=ALEXA_BUDGET * 2)
+    timeout = aiohttp.ClientTimeout(total=(platform_of(mapping.platform.profile).token_budget or STRICTEST_BUDGET) * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         tester = _Tester(session, base_url or config.public_url, mapping, config)
         if await tester.tls() and await tester.ready():

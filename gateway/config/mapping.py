@@ -1,30 +1,11 @@
-"""The mapping model: everything provider-specific, loaded from one YAML file per provider.
+"""The runtime form of a mapping: everything provider-specific, built once from one YAML file.
 
-A mapping is read once, validated (``file:line`` problems), and frozen. JMESPath expressions are
-compiled here; templates are checked for unknown placeholders here; redirect URI rules are
-compiled here. Handlers only ever *apply* a mapping: they hold no provider names.
-
-The vocabulary (README "Mapping reference" documents it, in the order it applies)::
-
-    platform:      profile, client_id, client_secret, redirect_uris, vendor_ids, project_ids, pkce
-    grant:         code | implicit
-    upstream:
-      discovery, issuer, require_iss, client_id, client_secret, scope_separator
-      authorize:   url, scope, pkce, params {remove, rename, add}
-      token:       url, method, encoding, client_auth, timeout, params {remove, rename, add},
-                   headers {remove, add}, refresh {client_auth, params, headers, keep_refresh_token, grace},
-                   client_credentials {client_auth, params, headers}
-      revoke:      url, client_auth
-      answer:      format, root, fields {access_token, refresh_token, expires_in, expires,
-                   expires_at, scope, id_token}, expires_in_default,
-                   error {when, code, description, map}
-    callback:      keep {name: {pattern, allow_private}}
-    tenant:        name, pattern, label, allow_private
-    examples:      [{name, grant, status, content_type, body, expect}]
-
-Per-link context (:mod:`gateway.oauth.linkcontext`): ``upstream.token`` templates may also use
-``{state}``, ``{authorize_<param>}`` (what the upstream authorization request carried), the
-``callback.keep`` names and the ``tenant`` name; ``authorize.url`` may use the tenant name.
+The vocabulary itself (keys, types, choices, defaults, meanings) is :class:`gateway.config.models.MappingFile`.
+:func:`parse_mapping` validates a document against it and then makes the checks a model cannot:
+JMESPath expressions are compiled here, templates are checked for unknown placeholders here,
+redirect URI rules are compiled here, and URLs are judged here; every problem is a ``file:line``
+one. The result is frozen: handlers only ever *apply* a mapping, they hold no provider names and
+do no validation per request.
 """
 
 from __future__ import annotations
@@ -37,13 +18,31 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import jmespath.exceptions
 import jmespath.parser
 
-from gateway.config.reader import Section, is_loopback_host
+from gateway.config.fields import Checked, Loc, line_at, validate
+from gateway.config.models import (
+    MIN_PLATFORM_SECRET,
+    AnswerFormat,
+    ClientAuth,
+    Encoding,
+    ExampleGrant,
+    Grant,
+    MappingFile,
+    Method,
+    OverrideFile,
+    ParamRulesFile,
+    PlatformPkce,
+    TenantFile,
+    TokenFile,
+    UpstreamPkce,
+)
+from gateway.config.urls import is_loopback_host, url_problem
+from gateway.config.yamlfile import Problems
 from gateway.oauth.linkcontext import ContextValue, url_placeholders_in_host
 from gateway.oauth.platforms import (
     PKCE_S256_PROFILES,
-    PROFILES,
     RedirectPolicy,
     build_policy,
     check_pattern,
@@ -85,15 +84,6 @@ TOKEN_PLACEHOLDERS = frozenset(
 _SENT_AUTHORIZE = frozenset(
     {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"}
 )
-_FIELD_DEFAULTS = {
-    "access_token": "access_token",
-    "refresh_token": "refresh_token",
-    "expires_in": "expires_in",
-    "expires": "expires",
-    "expires_at": "expires_at",
-    "scope": "scope",
-    "id_token": "id_token",
-}
 
 
 @dataclass(frozen=True)
@@ -160,7 +150,7 @@ class PlatformClient:
     client_secret: str
     redirect_policy: RedirectPolicy
     profile: str
-    pkce: str  # "optional" | "required" | "S256" (required, and only with S256: OAuth 2.1 §4.1.1)
+    pkce: PlatformPkce  # S256: required, and only with S256 (OAuth 2.1 §4.1.1)
     #: A redirect URI this platform really sends (its profile's, with a pinned id if any): what
     #: ``gateway linktest`` plays with. ``None`` when only wildcard patterns are configured.
     sample_redirect_uri: str | None = None
@@ -171,15 +161,15 @@ class AuthorizeRequest:
     url: str
     params: ParamRules
     scope: str | None  # a fixed upstream scope, or None to pass the platform's on
-    pkce: str  # "none" | "S256" | "plain"
+    pkce: UpstreamPkce
 
 
 @dataclass(frozen=True)
 class TokenRequest:
     url: str
-    method: str
-    encoding: str  # form | json | query
-    client_auth: str  # basic | body | both | none
+    method: Method
+    encoding: Encoding
+    client_auth: ClientAuth
     params: ParamRules
     headers: ParamRules
     timeout: float | None
@@ -190,7 +180,7 @@ class RevokeRequest:
     """The upstream's RFC 7009 revocation endpoint and how the gateway authenticates there."""
 
     url: str
-    client_auth: str  # basic | body | both | none
+    client_auth: ClientAuth
 
 
 @dataclass(frozen=True)
@@ -203,7 +193,7 @@ class ErrorRules:
 
 @dataclass(frozen=True)
 class AnswerRules:
-    format: str  # json | form | auto
+    format: AnswerFormat
     root: jmespath.parser.ParsedResult | None
     fields: MappingABC[str, jmespath.parser.ParsedResult]
     expires_in_default: int | None  # None: leave expires_in out when the upstream gives none
@@ -216,7 +206,7 @@ class Example:
     """A documented upstream answer and the normalised result it must give."""
 
     name: str
-    grant: str
+    grant: ExampleGrant
     status: int
     content_type: str
     body: Any
@@ -230,7 +220,7 @@ class Example:
 class ProviderMapping:
     name: str
     file: str
-    grant: str  # code | implicit
+    grant: Grant
     platform: PlatformClient
     issuer: str | None
     upstream_client_id: str
@@ -271,354 +261,277 @@ class ProviderMapping:
 
 
 _FALLBACK: jmespath.parser.ParsedResult = jmespath.compile("`null`")
+#: What ``gateway check`` leaves in a value whose environment variable is not set (``<VAR>``).
+_UNRESOLVED = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
+_AUTHORIZE: Loc = ("upstream", "authorize")
+_TOKEN: Loc = ("upstream", "token")
+#: Where the names templates may use come from: when one of these was wrong, an unknown name follows from it.
+_CONTEXT: tuple[Loc, ...] = (("tenant",), ("callback",), (*_AUTHORIZE, "params"))
 
 
-def _check_template(section: Section, key: str, template: str, allowed: frozenset[str]) -> None:
-    for name in template_names(template):
-        if name not in allowed:
-            section.error(key, f"unknown placeholder {{{name}}} (known: {', '.join(sorted(allowed))})")
+def _judged(value: str | None) -> bool:
+    """A value to check: given, and not one whose ``${VAR}`` ``gateway check`` could not resolve."""
+    return bool(value) and not getattr(value, "unresolved", False)
 
 
-def _param_rules(section: Section, key: str, allowed: frozenset[str], *, headers: bool = False) -> ParamRules:
-    rules = section.section(key)
-    remove = tuple(rules.str_list("remove"))
-    rename = tuple(rules.str_map("rename").items())
-    add_section = rules.section("add")
-    add: list[tuple[str, str]] = []
-    for name in add_section.items():
-        template = add_section.text(name)
-        if template is not None:
-            template = getattr(template, "as_template", template)  # ${VAR} braces are literal
-            _check_template(add_section, name, template, allowed)
-            add.append((name, template))
-    add_section.finish()
-    rules.finish()
-    return ParamRules(remove, rename, tuple(add), case_insensitive=headers)
-
-
-def _context_value(section: Section, name: str, *, label: bool = False) -> ContextValue | None:
-    """One ``callback.keep`` entry or the ``tenant``: a name, an anchored pattern, the private flag."""
-    if not _IDENTIFIER.fullmatch(name) or name in TOKEN_PLACEHOLDERS or name == "state" or name.startswith("authorize_"):
-        section.error(None, f"{name!r} can not be a context name (letters, digits, '_'; not a built-in placeholder)")
+def compile_jmespath(checked: Checked, loc: Loc, text: str) -> jmespath.parser.ParsedResult | None:
+    """A JMESPath expression, compiled here, once, at load (a bad one is a load error)."""
+    try:
+        return jmespath.compile(text)
+    except jmespath.exceptions.JMESPathError as exc:
+        checked.error(loc, f"bad JMESPath {text!r}: {str(exc).splitlines()[0]}")
         return None
-    text = section.text("pattern")
-    allow_private = section.flag("allow_private", False)
-    shown = section.text("label", "") if label else ""
-    if text is None:
+
+
+def _param_rules(checked: Checked, loc: Loc, rules: ParamRulesFile, allowed: frozenset[str], *, headers: bool = False) -> ParamRules:
+    add: list[tuple[str, str]] = []
+    for name, value in rules.add.items():
+        template = getattr(value, "as_template", value)  # ${VAR} braces are literal
+        for placeholder in template_names(template):
+            if placeholder not in allowed and not checked.wrong_at(*_CONTEXT):
+                checked.error((*loc, "add", name), f"unknown placeholder {{{placeholder}}} (known: {', '.join(sorted(allowed))})")
+        add.append((name, template))
+    return ParamRules(tuple(rules.remove), tuple(rules.rename.items()), tuple(add), case_insensitive=headers)
+
+
+def _context_value(checked: Checked, loc: Loc, name: str, pattern: str, allow_private: bool, label: str = "") -> ContextValue | None:
+    """One ``callback.keep`` entry or the ``tenant``: a name, an anchored pattern, the private flag."""
+    if not _judged(name):
+        return None  # missing or wrong: said already
+    if not _IDENTIFIER.fullmatch(name) or name in TOKEN_PLACEHOLDERS or name == "state" or name.startswith("authorize_"):
+        checked.error(loc, f"{name!r} can not be a context name (letters, digits, '_'; not a built-in placeholder)")
         return None
     try:
-        pattern = re.compile(text)
+        compiled = re.compile(pattern)
     except re.error as exc:
-        section.error("pattern", f"not a regular expression: {exc}")
+        checked.error((*loc, "pattern"), f"not a regular expression: {exc}")
         return None
-    return ContextValue(name, pattern, allow_private, shown)
+    return ContextValue(name, compiled, allow_private, label)
 
 
-def _callback_keep(section: Section) -> tuple[ContextValue, ...]:
-    keep = section.section("keep")
-    values: list[ContextValue] = []
-    for name in keep.items():
-        entry = keep.section(name)
-        value = _context_value(entry, name)
-        entry.finish()
-        if value is not None:
-            values.append(value)
-    keep.finish()
-    section.finish()
-    return tuple(values)
-
-
-def _tenant(root: Section) -> ContextValue | None:
-    if root.raw("tenant") is None:
+def _tenant(checked: Checked, tenant: TenantFile | None) -> ContextValue | None:
+    if tenant is None:
         return None
-    section = root.section("tenant")
-    value = _context_value(section, section.text("name"), label=True)
-    if value is not None and not value.label:
-        section.error("label", "the form needs a label (what the user is asked for)")
-    section.finish()
-    return value
+    if not tenant.label:
+        checked.error(("tenant", "label"), "the form needs a label (what the user is asked for)")
+    return _context_value(checked, ("tenant",), tenant.name, tenant.pattern, tenant.allow_private, tenant.label)
 
 
-def _url_template(section: Section, key: str, specs: tuple[ContextValue, ...], *, required: bool) -> Any:
-    """A URL that may hold context placeholders; those in the host must have a declared pattern.
+def _url(
+    checked: Checked, loc: Loc, text: str | None, specs: tuple[ContextValue, ...] | None = None, *, required: bool = False
+) -> str:
+    """A URL; with ``specs``, a template whose placeholders in the host must have a declared pattern.
 
-    A plain URL is checked as before; a template is checked with a sample value in each
-    placeholder, and http is allowed only toward hosts whose values say ``allow_private``.
+    A plain URL is checked as any; a template is checked with a sample value in each placeholder,
+    and http is allowed only toward hosts whose values say ``allow_private``.
     """
-    text = section.text(key) if required else section.text(key, None)
-    if not text or "{" not in text or getattr(text, "unresolved", False):
-        return section.url(key) if required else section.url(key, None)
+    if text is None:
+        if required:
+            checked.required(loc)
+        return ""
+    if not _judged(text):
+        return text
+    if "{" not in text or specs is None:
+        problem = url_problem(text)
+        if problem:
+            checked.error(loc, problem)
+        return text
     known = {spec.name: spec for spec in specs}
     names = template_names(text)
-    for name in names:
-        if name not in known:
-            section.error(key, f"unknown placeholder {{{name}}} (a URL may use: {', '.join(sorted(known)) or 'none'})")
-            return text
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        if not checked.wrong_at(*_CONTEXT):  # else the name's declaration was the mistake
+            checked.error(loc, f"unknown placeholder {{{unknown[0]}}} (a URL may use: {', '.join(sorted(known)) or 'none'})")
+        return text
     host_names = url_placeholders_in_host(text)
-    sample = render_template(text, {name: "x" for name in names})
-    parts = urlsplit(sample)
+    parts = urlsplit(render_template(text, {name: "x" for name in names}))
     private = bool(host_names) and all(known[name].allow_private for name in host_names)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        section.error(key, f"must be an absolute http(s) URL, not {text!r}")
+        checked.error(loc, f"must be an absolute http(s) URL, not {text!r}")
     elif parts.scheme == "http" and not private and not is_loopback_host(parts.hostname):
-        section.error(key, f"must use https (plain http only for localhost or allow_private hosts), not {text!r}")
+        checked.error(loc, f"must use https (plain http only for localhost or allow_private hosts), not {text!r}")
     return text
 
 
-def _platform(section: Section) -> PlatformClient:
-    profile = section.text("profile", "none", choices=PROFILES)
-    redirect_uris = section.str_list("redirect_uris")
-    for index, uri in enumerate(redirect_uris):
+def _platform(checked: Checked, model: MappingFile) -> PlatformClient:
+    platform = model.platform
+    for index, uri in enumerate(platform.redirect_uris):
         problem = check_pattern(uri)
         if problem:
-            line = section.item_line("redirect_uris", index)
-            section.problems.add(section.file, line, f"{section.path('redirect_uris')}: {problem}")
-    vendor_ids = section.str_list("vendor_ids")
-    project_ids = section.str_list("project_ids")
-    if profile == "none" and not redirect_uris:
-        section.error(None, "platform needs a profile (alexa, google, smartthings, alexa-mcp) or redirect_uris")
-    client = PlatformClient(
-        client_id=section.text("client_id"),
-        client_secret=section.text("client_secret"),
-        redirect_policy=build_policy(
-            profile, redirect_uris=redirect_uris, vendor_ids=vendor_ids, project_ids=project_ids
-        ),
-        profile=profile,
-        pkce=section.text(
-            "pkce", "S256" if profile in PKCE_S256_PROFILES else "optional", choices=("optional", "required", "S256")
-        ),
-        sample_redirect_uri=sample_redirect_uri(profile, redirect_uris, vendor_ids, project_ids),
+            checked.error(("platform", "redirect_uris", index), problem)
+    if platform.profile == "none" and not platform.redirect_uris and not checked.wrong_at(("platform", "profile"), ("platform", "redirect_uris")):
+        checked.error(("platform",), "platform needs a profile (alexa, google, smartthings, alexa-mcp) or redirect_uris")
+    if len(platform.client_secret) < MIN_PLATFORM_SECRET and _judged(platform.client_secret):
+        checked.error(("platform", "client_secret"), f"must be at least {MIN_PLATFORM_SECRET} characters")
+    ids = (platform.redirect_uris, platform.vendor_ids, platform.project_ids)
+    return PlatformClient(
+        client_id=platform.client_id,
+        client_secret=platform.client_secret,
+        redirect_policy=build_policy(platform.profile, redirect_uris=ids[0], vendor_ids=ids[1], project_ids=ids[2]),
+        profile=platform.profile,
+        pkce=platform.pkce or ("S256" if platform.profile in PKCE_S256_PROFILES else "optional"),
+        sample_redirect_uri=sample_redirect_uri(platform.profile, *ids),
     )
-    if client.client_secret is not None and len(client.client_secret) < 8:
-        section.error("client_secret", "must be at least 8 characters")
-    section.finish()
-    return client
 
 
 def _token_request(
-    section: Section,
-    *,
-    base: TokenRequest | None = None,
-    url_required: bool = True,
-    allowed: frozenset[str] = TOKEN_PLACEHOLDERS,
-    specs: tuple[ContextValue, ...] = (),
+    checked: Checked, token: TokenFile, allowed: frozenset[str], specs: tuple[ContextValue, ...], *, url_required: bool
 ) -> TokenRequest:
-    if base is None:
-        url = _url_template(section, "url", specs, required=url_required)
-        method = section.text("method", "POST", choices=("POST", "GET"))
-        encoding = section.text("encoding", "form", choices=("form", "json", "query"))
-        timeout = section.number("timeout", None, minimum=0.1, maximum=60.0)
-        client_auth = section.text("client_auth", "basic", choices=("basic", "body", "both", "none"))
-        params = _param_rules(section, "params", allowed)
-        headers = _param_rules(section, "headers", allowed, headers=True)
-        return TokenRequest(url, method, encoding, client_auth, params, headers, timeout)
-    client_auth = section.text("client_auth", base.client_auth, choices=("basic", "body", "both", "none"))
-    params = base.params.merged(_param_rules(section, "params", allowed))
-    headers = base.headers.merged(_param_rules(section, "headers", allowed, headers=True))
-    return TokenRequest(base.url, base.method, base.encoding, client_auth, params, headers, base.timeout)
-
-
-def _revoke(upstream: Section) -> RevokeRequest | None:
-    """``upstream.revoke``: absent means the upstream has no revocation endpoint (RFC 7009)."""
-    if upstream.raw("revoke") is None:
-        return None
-    section = upstream.section("revoke")
-    revoke = RevokeRequest(
-        url=section.url("url"),
-        client_auth=section.text("client_auth", "basic", choices=("basic", "body", "both", "none")),
+    return TokenRequest(
+        _url(checked, (*_TOKEN, "url"), token.url, specs, required=url_required),
+        token.method,
+        token.encoding,
+        token.client_auth,
+        _param_rules(checked, (*_TOKEN, "params"), token.params, allowed),
+        _param_rules(checked, (*_TOKEN, "headers"), token.headers, allowed, headers=True),
+        token.timeout,
     )
-    section.finish()
-    return revoke
 
 
-def _answer(section: Section, scope_separator: str) -> AnswerRules:
-    fields_section = section.section("fields")
-    fields: dict[str, jmespath.parser.ParsedResult] = {}
-    for name, default in _FIELD_DEFAULTS.items():
-        compiled = fields_section.expression(name, default)
-        if compiled is not None:
-            fields[name] = compiled
-    fields_section.finish()
+def _override(checked: Checked, loc: Loc, base: TokenRequest, rules: OverrideFile, allowed: frozenset[str]) -> TokenRequest:
+    """``refresh`` / ``client_credentials``: the token request with these rules after its own."""
+    return dataclasses.replace(
+        base,
+        client_auth=rules.client_auth or base.client_auth,
+        params=base.params.merged(_param_rules(checked, (*loc, "params"), rules.params, allowed)),
+        headers=base.headers.merged(_param_rules(checked, (*loc, "headers"), rules.headers, allowed, headers=True)),
+    )
 
-    error_section = section.section("error")
-    error_map = error_section.str_map("map")
-    for upstream_code, rfc_code in error_map.items():
+
+def _answer(checked: Checked, model: MappingFile) -> AnswerRules:
+    answer = model.upstream.answer
+    loc: Loc = ("upstream", "answer")
+    fields = {
+        name: compiled
+        for name, text in answer.fields.model_dump().items()
+        if (compiled := compile_jmespath(checked, (*loc, "fields", name), text)) is not None
+    }
+    error = answer.error
+    for upstream_code, rfc_code in error.map.items():
         if rfc_code not in TOKEN_ERRORS:
-            section.problems.add(
-                section.file,
-                error_section.entry_line("map", upstream_code),
-                f"{error_section.path('map')}.{upstream_code}: {rfc_code!r} is not an RFC 6749 token error",
-            )
-    error = ErrorRules(
-        when=error_section.expression("when", None),
-        code=error_section.expression("code", "error") or _FALLBACK,
-        description=error_section.expression("description", "error_description") or _FALLBACK,
-        map=error_map,
-    )
-    error_section.finish()
-    rules = AnswerRules(
-        format=section.text("format", "auto", choices=("json", "form", "auto")),
-        root=section.expression("root", None),
+            checked.error((*loc, "error", "map", upstream_code), f"{rfc_code!r} is not an RFC 6749 token error")
+    when = compile_jmespath(checked, (*loc, "error", "when"), error.when) if error.when is not None else None
+    return AnswerRules(
+        format=answer.format,
+        root=compile_jmespath(checked, (*loc, "root"), answer.root) if answer.root is not None else None,
         fields=fields,
-        expires_in_default=(
-            None
-            if "expires_in_default" in section.items() and section.raw("expires_in_default") is None
-            else section.integer("expires_in_default", 3600, minimum=1, maximum=10 * 365 * 86400)
+        expires_in_default=answer.expires_in_default,
+        scope_separator=model.upstream.scope_separator,
+        error=ErrorRules(
+            when=when,
+            code=compile_jmespath(checked, (*loc, "error", "code"), error.code) or _FALLBACK,
+            description=compile_jmespath(checked, (*loc, "error", "description"), error.description) or _FALLBACK,
+            map=dict(error.map),
         ),
-        scope_separator=scope_separator,
-        error=error,
     )
-    section.finish()
-    return rules
 
 
-def _examples(section: Section) -> tuple[Example, ...]:
-    examples: list[Example] = []
-    raw = section.raw("examples")
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        section.error("examples", "must be a list")
-        return ()
-    for index, item in enumerate(raw):
-        line = raw.line_of(index) if hasattr(raw, "line_of") else section.line("examples")
-        example = Section(item, file=section.file, problems=section.problems, where=f"examples[{index}]", line=line)
-        body = example.raw("body")
-        expected = example.raw("expect")
-        if not isinstance(expected, dict):
-            example.error("expect", "must be a mapping of the normalised answer's fields")
-            expected = {}
-        examples.append(
-            Example(
-                name=example.text("name", f"example {index + 1}"),
-                grant=example.text("grant", "authorization_code", choices=("authorization_code", "refresh_token")),
-                status=example.integer("status", 200, minimum=100, maximum=599),
-                content_type=example.text("content_type", "application/json"),
-                body=body,
-                expect=dict(expected),
-                file=section.file,
-                line=example.line(),
-                now=example.number("now", None),
-            )
-        )
-        example.finish()
-    return tuple(examples)
-
-
-#: What ``gateway check`` leaves in a value whose environment variable is not set (``<VAR>``).
-_UNRESOLVED = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
-
-
-def _discovery(upstream: Section, discover: Callable[[str], Discovered] | None) -> tuple[str | None, Discovered | None]:
+def _discovery(checked: Checked, text: str | None, discover: Callable[[str], Discovered] | None) -> tuple[str | None, Discovered | None]:
     """``upstream.discovery``: the URL, and the document when ``discover`` may fetch it.
 
     Without ``discover`` (``gateway check`` of a mapping it does not serve) nothing is fetched,
     and a URL still holding an unset variable is not judged: the variable is the missing piece.
     """
-    if discover is None:
-        text = upstream.text("discovery", None)
-        if text is None or _UNRESOLVED.search(text):
-            return text, None
-    url = upstream.url("discovery", None)
+    if text is None or discover is None and _UNRESOLVED.search(text):
+        return text, None
+    url = _url(checked, ("upstream", "discovery"), text)
     if not url or discover is None:
         return url, None
     try:
         return url, discover(url)
     except DiscoveryError as exc:
-        upstream.error("discovery", str(exc))
+        checked.error(("upstream", "discovery"), str(exc))
         return url, None
 
 
 def parse_mapping(
-    name: str, section: Section, *, discover: Callable[[str], Discovered] | None = None
+    name: str, document: object, *, file: str, problems: Problems, discover: Callable[[str], Discovered] | None = None
 ) -> ProviderMapping | None:
-    """Read one mapping file; problems go to ``section.problems``. ``None`` only for a bad name.
+    """Read one mapping document (from :func:`~gateway.config.yamlfile.load_yaml`); problems go to ``problems``.
 
+    ``None`` when the document is too broken to build from (its problems are reported).
     ``discover`` fetches an ``upstream.discovery`` document (:func:`gateway.upstream.discovery.fetch`); the
     loader passes it for the mappings it serves. Without it the endpoints a discovery document
     would give stay empty (offline checking).
     """
+    checked = Checked(file, document, problems)
     if not _NAME.fullmatch(name):
-        section.error(None, f"mapping name {name!r} must be lower-case letters, digits, '-' or '_' (it is a URL path)")
-    platform = _platform(section.section("platform"))
-    grant = section.text("grant", "code", choices=("code", "implicit"))
-
-    callback_keep = _callback_keep(section.section("callback"))
-    tenant = _tenant(section)
+        checked.error((), f"mapping name {name!r} must be lower-case letters, digits, '-' or '_' (it is a URL path)")
+    model = validate(MappingFile, document, checked)
+    if model is None:
+        return None
+    platform = _platform(checked, model)
+    callback_keep = tuple(
+        value
+        for key, keep in model.callback.keep.items()
+        if (value := _context_value(checked, ("callback", "keep", key), key, keep.pattern, keep.allow_private)) is not None
+    )
+    tenant = _tenant(checked, model.tenant)
     specs = callback_keep + ((tenant,) if tenant is not None else ())
 
-    upstream = section.section("upstream")
-    discovery_url, discovered = _discovery(upstream, discover)
-    scope_separator = upstream.text("scope_separator", " ")
-    issuer = upstream.text("issuer", None)
-    if issuer is None and discovered is not None:
-        issuer = discovered.issuer
+    upstream = model.upstream
+    discovery_url, discovered = _discovery(checked, upstream.discovery, discover)
+    urls_required = not discovery_url and not checked.wrong_at(("upstream", "discovery"))
+    issuer = upstream.issuer if upstream.issuer is not None else (discovered.issuer if discovered is not None else None)
     # RFC 9207 §2.4: an upstream that says it sends `iss` must always send it.
     advertised = bool(discovered and discovered.document.get("authorization_response_iss_parameter_supported") is True)
-    require_iss = upstream.flag("require_iss", advertised)
+    require_iss = advertised if upstream.require_iss is None else upstream.require_iss
     if require_iss and issuer is None and discovery_url is None:
-        upstream.error("require_iss", "needs upstream.issuer (or upstream.discovery) to compare iss with")
-    upstream_client_id = upstream.text("client_id")
-    upstream_client_secret = upstream.text("client_secret", "")
+        checked.error(("upstream", "require_iss"), "needs upstream.issuer (or upstream.discovery) to compare iss with")
 
-    authorize_section = upstream.section("authorize")
-    authorize_url = _url_template(authorize_section, "url", (tenant,) if tenant else (), required=not discovery_url)
-    if not authorize_url:
-        authorize_url = discovered.authorization_endpoint if discovered is not None else ""
-    authorize_params = _param_rules(authorize_section, "params", AUTHORIZE_PLACEHOLDERS)
-    authorize = AuthorizeRequest(
-        url=authorize_url,
-        params=authorize_params,
-        scope=authorize_section.text("scope", None),
-        pkce=authorize_section.text("pkce", "none", choices=("none", "S256", "plain")),
-    )
-    authorize_section.finish()
+    tenant_only = (tenant,) if tenant is not None else ()
+    authorize_url = _url(checked, (*_AUTHORIZE, "url"), upstream.authorize.url, tenant_only, required=urls_required)
+    if not authorize_url and discovered is not None:
+        authorize_url = discovered.authorization_endpoint
+    authorize_params = _param_rules(checked, (*_AUTHORIZE, "params"), upstream.authorize.params, AUTHORIZE_PLACEHOLDERS)
+    authorize = AuthorizeRequest(authorize_url, authorize_params, upstream.authorize.scope, upstream.authorize.pkce)
 
-    token_section = upstream.section("token")
-    refresh_section = token_section.section("refresh")
     sent = _SENT_AUTHORIZE | {new for _, new in authorize_params.rename} | {name for name, _ in authorize_params.add}
     flow_names = frozenset({"state"} | {f"authorize_{name}" for name in sent if _IDENTIFIER.fullmatch(name)})
     allowed = TOKEN_PLACEHOLDERS | flow_names | {spec.name for spec in specs}
-    token = _token_request(token_section, url_required=not discovery_url, allowed=allowed, specs=specs)
-    if not token.url:
-        token = dataclasses.replace(token, url=discovered.token_endpoint if discovered is not None else "")
-    refresh = _token_request(refresh_section, base=token, allowed=allowed)
+    token = _token_request(checked, upstream.token, allowed, specs, url_required=urls_required)
+    if not token.url and discovered is not None:
+        token = dataclasses.replace(token, url=discovered.token_endpoint)
+    refresh = _override(checked, (*_TOKEN, "refresh"), token, upstream.token.refresh, allowed)
+    credentials = upstream.token.client_credentials
+    client_credentials = (
+        _override(checked, (*_TOKEN, "client_credentials"), token, credentials, allowed) if credentials is not None else None
+    )
     used = {name for rules in (refresh.params, refresh.headers, token.params, token.headers) for name in _rule_names(rules)}
-    keep_refresh_token = refresh_section.flag("keep_refresh_token", False)
-    refresh_grace = refresh_section.integer("grace", 60, minimum=0, maximum=600)
-    refresh_section.finish()
-    client_credentials = None
-    if token_section.raw("client_credentials") is not None:
-        credentials_section = token_section.section("client_credentials")
-        client_credentials = _token_request(credentials_section, base=token)
-        credentials_section.finish()
-    token_section.finish()
-    revoke = _revoke(upstream)
-
-    answer = _answer(upstream.section("answer"), scope_separator)
-    upstream.finish()
-    examples = _examples(section)
-    section.finish()
+    revoke = upstream.revoke
     return ProviderMapping(
         name=name,
-        file=section.file,
-        grant=grant,
+        file=file,
+        grant=model.grant,
         platform=platform,
         issuer=issuer,
-        upstream_client_id=upstream_client_id,
-        upstream_client_secret=upstream_client_secret,
-        scope_separator=scope_separator,
+        upstream_client_id=upstream.client_id,
+        upstream_client_secret=upstream.client_secret,
+        scope_separator=upstream.scope_separator,
         authorize=authorize,
         token=token,
         refresh=refresh,
-        keep_refresh_token=keep_refresh_token,
-        refresh_grace=refresh_grace,
-        answer=answer,
-        examples=examples,
+        keep_refresh_token=upstream.token.refresh.keep_refresh_token,
+        refresh_grace=upstream.token.refresh.grace,
+        answer=_answer(checked, model),
+        examples=tuple(
+            Example(
+                name=example.name or f"example {index + 1}",
+                grant=example.grant,
+                status=example.status,
+                content_type=example.content_type,
+                body=example.body,
+                expect=example.expect.model_dump(exclude_unset=True),
+                file=file,
+                line=line_at(document, ("examples", index)),
+                now=example.now,
+            )
+            for index, example in enumerate(model.examples)
+        ),
         discovery=discovery_url,
         require_iss=require_iss,
         client_credentials=client_credentials,
-        revoke=revoke,
+        revoke=RevokeRequest(_url(checked, ("upstream", "revoke", "url"), revoke.url), revoke.client_auth) if revoke else None,
         callback_keep=callback_keep,
         tenant=tenant,
         flow_values=tuple(sorted(used & flow_names)),

@@ -68,8 +68,8 @@ class Interpolated(str):
 
     ``as_template`` is the same text with the environment's braces doubled, so a secret that
     contains ``{`` or ``}`` never reads as a template placeholder in ``params.add``.
-    ``unresolved`` is true when a variable was missing and ``gateway check`` put ``<VAR>``
-    there: such a value is not judged (it is not the value that will be served).
+    ``unresolved`` is true when a variable was missing (a problem already, or ``gateway check``
+    put ``<VAR>`` there): such a value is not judged (it is not the value that will be served).
     """
 
     as_template: str
@@ -155,9 +155,9 @@ def load_yaml(
             return value
         missing: list[str] = []
         result = _interpolate(value, environ, missing)
-        unresolved = bool(missing) and missing_env_ok
+        unresolved = bool(missing)  # reported below, or left to the secrets `gateway check` does not have
         environ_now: Mapping[str, str]
-        if unresolved:
+        if unresolved and missing_env_ok:
             environ_now = {**environ, **{variable: f"<{variable}>" for variable in missing}}
             result = _interpolate(value, environ_now, [])
         else:

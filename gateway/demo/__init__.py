@@ -25,7 +25,7 @@ from gateway.demo import platform, upstream
 from gateway.demo.common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings
 from gateway.oauth.seal import Sealer
 
-__all__ = ["demo_mapping_file", "setup_demo", "DEMO_SETTINGS", "DEMO_HTTP", "DemoSettings"]
+__all__ = ["DEMO", "demo_mapping_file", "setup_demo", "DEMO_SETTINGS", "DEMO_HTTP", "DemoSettings"]
 
 #: The demo platform calls the gateway on the same server; if that takes longer, say so.
 _HTTP_TIMEOUT = ClientTimeout(total=10)
@@ -53,3 +53,17 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
     async with ClientSession(timeout=_HTTP_TIMEOUT) as session:
         app[DEMO_HTTP] = session
         yield
+
+
+class _Registration:
+    """What the core calls (:class:`gateway.optional.Demo`): it finds this module by name only."""
+
+    def mapping_file(self) -> pathlib.Path:
+        return demo_mapping_file()
+
+    def setup(self, app: web.Application, *, public_url: str, sealer: Sealer) -> None:
+        setup_demo(app, public_url=public_url, sealer=sealer)
+
+
+#: The demo as the core sees it (gateway.optional.demo() reads this).
+DEMO = _Registration()

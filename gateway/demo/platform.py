@@ -17,25 +17,25 @@ Routes: ``GET /`` and ``GET /_demo`` (redirect), ``GET /_demo/``, ``GET /_demo/p
 
 from __future__ import annotations
 
-import base64
 import hmac
 import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
 
 from gateway.demo.common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings, open_field, read_form
 from gateway.demo.pages import esc, hidden, message_page, page
+from gateway.oauth.basicauth import basic_auth_header
 from gateway.oauth.responses import redirect
 from gateway.observe.trace import STYLE as TRACE_STYLE
 from gateway.observe.trace import TRACE, render_flow
 
-__all__ = ["CLIENT_ID", "CLIENT_SECRET", "STATE_COOKIE", "add_routes", "basic_auth", "shorten"]
+__all__ = ["CLIENT_ID", "CLIENT_SECRET", "STATE_COOKIE", "add_routes", "shorten"]
 
 CLIENT_ID = "demo-platform"
 CLIENT_SECRET = "demo-platform-secret"
@@ -180,12 +180,6 @@ class Answer:
     problem: str = ""
 
 
-def basic_auth(client_id: str, client_secret: str) -> str:
-    """RFC 6749 §2.3.1: id and secret are form-encoded before they are joined and base64-encoded."""
-    raw = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode()
-    return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
 async def _call(request: web.Request, method: str, url: str, **kwargs: Any) -> Answer:
     """One call to the gateway (or the demo upstream), never raising: the page shows what happened."""
     session = request.app[DEMO_HTTP]
@@ -204,7 +198,7 @@ async def _call(request: web.Request, method: str, url: str, **kwargs: Any) -> A
 async def _token_page(request: web.Request, settings: DemoSettings, form: Mapping[str, str], *, title: str) -> web.Response:
     """POST to the gateway's /demo/token as the platform, then show the answer and use it."""
     token_url = f"{settings.public_url}/demo/token"
-    headers = {"Authorization": basic_auth(CLIENT_ID, CLIENT_SECRET), "Accept": "application/json"}
+    headers = {"Authorization": basic_auth_header(CLIENT_ID, CLIENT_SECRET), "Accept": "application/json"}
     answer = await _call(request, "POST", token_url, data=dict(form), headers=headers)
     body = answer.body
     diagram = _diagram(request, form)

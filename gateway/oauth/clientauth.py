@@ -8,13 +8,12 @@ once is ``invalid_request`` (§2.3). Secrets are compared in constant time.
 
 from __future__ import annotations
 
-import base64
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
 
 from gateway.config.mapping import PlatformClient
+from gateway.oauth.basicauth import decode_basic_auth, form_decoded
 from gateway.oauth.responses import InvalidClient, InvalidRequest
 
 __all__ = ["ClientCredentials", "read_credentials", "authenticate"]
@@ -28,19 +27,15 @@ class ClientCredentials:
 
 
 def _parse_basic(header: str) -> tuple[str, str]:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded.strip():
+    scheme = header.partition(" ")[0]
+    if scheme.lower() != "basic" or not header.partition(" ")[2].strip():
         raise InvalidClient("only HTTP Basic client authentication is supported in the Authorization header")
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input are all ValueErrors
-        raise InvalidClient("malformed HTTP Basic credentials") from None
-    client_id, colon, client_secret = decoded.partition(":")
-    if not colon:
+    pair = decode_basic_auth(header)
+    if pair is None:
         raise InvalidClient("malformed HTTP Basic credentials")
     # §2.3.1: both parts are form-urlencoded before base64; most clients skip that, so an id or
     # secret is compared both as sent and decoded (see authenticate).
-    return client_id, client_secret
+    return pair
 
 
 def read_credentials(authorization: str | None, form: Mapping[str, str]) -> ClientCredentials:
@@ -50,8 +45,8 @@ def read_credentials(authorization: str | None, form: Mapping[str, str]) -> Clie
     if authorization:
         client_id, client_secret = _parse_basic(authorization)
         if body_secret is not None:
-            raise InvalidRequest("client authenticated with both HTTP Basic and client_secret in the body (RFC 6749 §2.3)")
-        if body_id is not None and body_id != client_id and unquote_plus(client_id) != body_id:
+            raise InvalidRequest("client authenticated with both HTTP Basic and client_secret in the body (RFC 6749 section 2.3)")
+        if body_id is not None and body_id != client_id and form_decoded(client_id, "")[0] != body_id:
             raise InvalidRequest("client_id in the body differs from the one in HTTP Basic")
         return ClientCredentials(client_id, client_secret, used_basic=True)
     if body_id is None or body_secret is None:
@@ -67,7 +62,7 @@ def authenticate(credentials: ClientCredentials, client: PlatformClient) -> None
     """Raise ``InvalidClient`` unless the credentials are the platform client's."""
     candidates = [(credentials.client_id, credentials.client_secret)]
     if credentials.used_basic:
-        candidates.append((unquote_plus(credentials.client_id), unquote_plus(credentials.client_secret)))
+        candidates.append(form_decoded(credentials.client_id, credentials.client_secret))
     ok = False
     for client_id, client_secret in candidates:
         # Evaluate both comparisons every time: no early exit that would time the id check.

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from gateway.oauth.seal import Sealer, SealError
+from gateway.oauth.seal import Sealer
+from gateway.oauth.state import REFRESH_PURPOSE, RefreshEnvelope
 
 if TYPE_CHECKING:  # mapping.py imports this module
     from gateway.config.mapping import ProviderMapping
@@ -57,8 +58,6 @@ __all__ = [
     "refuse_private_addresses",
 ]
 
-#: The purpose a refresh envelope is sealed for (never opens as a code or a flow cookie).
-REFRESH_PURPOSE = "link"
 #: Refresh envelopes live as long as the upstream grant may: ten years, judged by the upstream.
 REFRESH_TTL = 10 * 365 * 86400
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -196,14 +195,12 @@ def kept_at_callback(mapping: ProviderMapping, params: Mapping[str, str], contex
 
 def seal_refresh(sealer: Sealer, upstream_refresh_token: str, context: Mapping[str, str], *, now: float | None = None) -> str:
     """The refresh token the platform keeps: ``{upstream refresh token, context}``, sealed."""
-    return sealer.seal(REFRESH_PURPOSE, {"r": upstream_refresh_token, "x": dict(context)}, ttl=REFRESH_TTL, now=now)
+    envelope = RefreshEnvelope(upstream_refresh_token, dict(context))
+    return sealer.seal(REFRESH_PURPOSE, envelope.to_wire(), ttl=REFRESH_TTL, now=now)
 
 
 def open_refresh(sealer: Sealer, token: str, *, now: float | None = None) -> tuple[str, dict[str, str]]:
     """The upstream refresh token and the context; :class:`SealError` for tampered, truncated,
     foreign or unknown-key envelopes (the caller answers ``invalid_grant`` and calls no upstream)."""
-    payload = sealer.open(REFRESH_PURPOSE, token, now=now)
-    upstream, context = payload.get("r"), payload.get("x")
-    if not isinstance(upstream, str) or not isinstance(context, dict):  # pragma: no cover - only a key holder seals
-        raise SealError("malformed sealed value")
-    return upstream, {str(k): str(v) for k, v in context.items()}
+    envelope = RefreshEnvelope.from_wire(sealer.open(REFRESH_PURPOSE, token, now=now))
+    return envelope.upstream_refresh_token, envelope.context

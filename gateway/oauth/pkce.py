@@ -14,14 +14,22 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import Literal, get_args
 
-__all__ = ["VERIFIER", "CHALLENGE", "new_verifier", "challenge_of", "verify", "METHODS"]
+__all__ = ["VERIFIER", "CHALLENGE", "new_verifier", "challenge_of", "verify", "Method", "METHODS", "as_method"]
 
 #: §4.1: 43 to 128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
 VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 #: §4.2: the challenge has the same alphabet (S256 gives exactly 43 base64url characters).
 CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
-METHODS = ("S256", "plain")
+#: §4.3 ``code_challenge_method``.
+Method = Literal["S256", "plain"]
+METHODS: tuple[Method, ...] = get_args(Method)
+
+
+def as_method(value: object) -> Method | None:
+    """``value`` as a §4.3 method (exactly, case included), or ``None``."""
+    return next((method for method in METHODS if value == method), None)
 
 
 def new_verifier() -> str:

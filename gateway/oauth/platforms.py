@@ -1,4 +1,10 @@
-"""The platform side: which redirect URIs a platform may ask the gateway to send a user to.
+"""The platform side, in one registry: redirect rules, sample redirect URIs and time budgets.
+
+:data:`PLATFORMS` holds what the gateway knows of each platform profile — the redirect URIs it
+may ask the gateway to send a user to, one it really sends (for ``gateway linktest``), how long it
+waits for ``/token`` (for ``gateway check`` and ``gateway linktest``), whether it must send PKCE
+with ``S256``, and which ``gateway console`` page describes it. The redirect policy, ``gateway
+check``, ``gateway linktest`` and ``gateway console`` all read it from here.
 
 RFC 6749 §3.1.2 / §10.15 and RFC 9700 §2.1: redirect URIs are compared *exactly*; an
 authorization server that redirects anywhere "starting with" an allowed prefix is an open
@@ -27,16 +33,29 @@ wildcards.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.config.reader import is_loopback_host, split_url
+from gateway.config.urls import is_loopback_host, split_url
 
-__all__ = ["PROFILES", "PKCE_S256_PROFILES", "SMARTTHINGS_REDIRECT_URIS", "RedirectRule", "RedirectPolicy", "build_policy", "check_pattern", "sample_redirect_uri"]
+__all__ = [
+    "Platform",
+    "PLATFORMS",
+    "platform_of",
+    "ALEXA_BUDGET",
+    "STRICTEST_BUDGET",
+    "PROFILES",
+    "PKCE_S256_PROFILES",
+    "SMARTTHINGS_REDIRECT_URIS",
+    "RedirectRule",
+    "RedirectPolicy",
+    "build_policy",
+    "check_pattern",
+    "sample_redirect_uri",
+]
 
-PROFILES = ("alexa", "google", "smartthings", "alexa-mcp", "none")
-#: Profiles whose platform must send PKCE with S256 (``platform.pkce`` defaults to ``S256``).
-PKCE_S256_PROFILES = frozenset({"alexa-mcp"})
+#: Alexa abandons a token request after this many seconds (its account-linking documentation).
+ALEXA_BUDGET = 4.5
 
 _ALEXA_LINK_HOSTS = ("pitangui.amazon.com", "layla.amazon.com", "alexa.amazon.co.jp")
 _ALEXA_SPA_HOSTS = _ALEXA_LINK_HOSTS
@@ -120,6 +139,61 @@ def smartthings_rules() -> list[RedirectRule]:
     ]
 
 
+#: ``(vendor_ids, project_ids) → rules`` and ``(vendor_ids, project_ids) → a URI it sends``.
+Rules = Callable[[Sequence[str], Sequence[str]], list[RedirectRule]]
+Sample = Callable[[Sequence[str], Sequence[str]], "str | None"]
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the gateway knows of one ``platform.profile``."""
+
+    profile: str
+    #: The platform's name in messages (``Alexa's 4.5 s budget``).
+    title: str
+    rules: Rules
+    #: A redirect URI the platform really sends (North America's for Alexa), or ``None``.
+    sample: Sample
+    #: Seconds the platform waits for ``/token`` before it gives up; ``None``: none documented.
+    token_budget: float | None = None
+    #: The platform must send PKCE with S256 (``platform.pkce`` defaults to ``S256``).
+    pkce_s256: bool = False
+    #: The ``gateway console`` page for it (``alexa``, ``google``), if there is one.
+    console: str | None = None
+
+
+def _alexa_sample(vendor_ids: Sequence[str], project_ids: Sequence[str]) -> str:
+    return f"https://pitangui.amazon.com/api/skill/link/{vendor_ids[0] if vendor_ids else 'M2LINKTEST0000'}"
+
+
+def _google_sample(vendor_ids: Sequence[str], project_ids: Sequence[str]) -> str:
+    return f"https://oauth-redirect.googleusercontent.com/r/{project_ids[0] if project_ids else 'linktest'}"
+
+
+PLATFORMS: Mapping[str, Platform] = {
+    platform.profile: platform
+    for platform in (
+        Platform("alexa", "Alexa", lambda vendors, _: alexa_rules(vendors), _alexa_sample, ALEXA_BUDGET, console="alexa"),
+        Platform("google", "Google", lambda _, projects: google_rules(projects), _google_sample, console="google"),
+        Platform("smartthings", "SmartThings", lambda _, __: smartthings_rules(), lambda _, __: SMARTTHINGS_REDIRECT_URIS[0]),
+        Platform(
+            "alexa-mcp", "Alexa", lambda vendors, _: alexa_rules(vendors), _alexa_sample, ALEXA_BUDGET, pkce_s256=True, console="alexa"
+        ),
+        Platform("none", "the platform", lambda _, __: [], lambda _, __: None),
+    )
+}
+PROFILES = tuple(PLATFORMS)
+#: Profiles whose platform must send PKCE with S256 (``platform.pkce`` defaults to ``S256``).
+PKCE_S256_PROFILES = frozenset(name for name, platform in PLATFORMS.items() if platform.pkce_s256)
+#: The shortest budget any platform is known to allow: what a platform of unknown patience gets.
+STRICTEST_BUDGET = min(platform.token_budget for platform in PLATFORMS.values() if platform.token_budget is not None)
+
+
+def platform_of(profile: str) -> Platform:
+    """The registry entry of ``profile`` (an unknown one reads as ``none``: config refuses those)."""
+    return PLATFORMS.get(profile, PLATFORMS["none"])
+
+
 def check_pattern(uri: str) -> str | None:
     """Why an explicit redirect URI (pattern) is not acceptable, or ``None`` when it is."""
     if not uri.startswith(("https://", "http://")):
@@ -153,14 +227,10 @@ def explicit_rule(uri: str) -> RedirectRule:
 def sample_redirect_uri(
     profile: str, redirect_uris: Sequence[str], vendor_ids: Sequence[str], project_ids: Sequence[str]
 ) -> str | None:
-    """One redirect URI the platform would really send (North America's for Alexa)."""
-    if profile in ("alexa", "alexa-mcp"):
-        return f"https://pitangui.amazon.com/api/skill/link/{vendor_ids[0] if vendor_ids else 'M2LINKTEST0000'}"
-    if profile == "google":
-        return f"https://oauth-redirect.googleusercontent.com/r/{project_ids[0] if project_ids else 'linktest'}"
-    if profile == "smartthings":
-        return SMARTTHINGS_REDIRECT_URIS[0]
-    return next((uri for uri in redirect_uris if "*" not in uri), None)
+    """One redirect URI the platform would really send (North America's for Alexa), else the
+    first exact URI of ``redirect_uris``."""
+    sample = platform_of(profile).sample(vendor_ids, project_ids)
+    return sample if sample is not None else next((uri for uri in redirect_uris if "*" not in uri), None)
 
 
 def build_policy(
@@ -170,12 +240,6 @@ def build_policy(
     vendor_ids: Sequence[str] = (),
     project_ids: Sequence[str] = (),
 ) -> RedirectPolicy:
-    rules: list[RedirectRule] = []
-    if profile in ("alexa", "alexa-mcp"):
-        rules += alexa_rules(vendor_ids)
-    elif profile == "google":
-        rules += google_rules(project_ids)
-    elif profile == "smartthings":
-        rules += smartthings_rules()
+    rules = platform_of(profile).rules(vendor_ids, project_ids)
     rules += [explicit_rule(uri) for uri in redirect_uris]
     return RedirectPolicy(tuple(rules))

@@ -33,12 +33,12 @@ from aiohttp import web
 
 from gateway.oauth.responses import InvalidGrant, OAuthError
 from gateway.oauth.seal import Sealer, SealError
+from gateway.oauth.state import GRACE_PURPOSE, GraceEntry
 from gateway.observe.metrics import METRICS, Metrics
 from gateway.store import STORE, SharedStore
 
 __all__ = ["RefreshFlights", "FLIGHTS", "refresh_with_grace", "GRACE_PURPOSE"]
 
-GRACE_PURPOSE = "grace"
 #: How often a waiter on another replica looks for the leader's answer.
 _POLL = 0.05
 
@@ -58,11 +58,11 @@ FLIGHTS = web.AppKey("refresh_flights", RefreshFlights)
 # The store's TTL ends the window; the seal's own expiry (whole seconds) is a second later, a
 # backstop against a store that kept an entry too long.
 def _seal_answer(sealer: Sealer, answer: dict[str, Any], ttl: int) -> str:
-    return sealer.seal(GRACE_PURPOSE, {"a": answer}, ttl=ttl + 1)
+    return sealer.seal(GRACE_PURPOSE, GraceEntry(answer=answer).to_wire(), ttl=ttl + 1)
 
 
 def _seal_refusal(sealer: Sealer, err: OAuthError, ttl: int) -> str:
-    return sealer.seal(GRACE_PURPOSE, {"e": err.description}, ttl=ttl + 1)
+    return sealer.seal(GRACE_PURPOSE, GraceEntry(refusal=err.description).to_wire(), ttl=ttl + 1)
 
 
 async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> dict[str, Any] | None:
@@ -71,13 +71,12 @@ async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> dict[str,
     if sealed is None:
         return None
     try:
-        entry = sealer.open(GRACE_PURPOSE, sealed)
-    except SealError:
-        return None  # sealed under a retired key, or expired on our clock: ask the upstream
-    if "e" in entry:
-        raise InvalidGrant(str(entry["e"]))
-    answer = entry.get("a")
-    return answer if isinstance(answer, dict) else None
+        entry = GraceEntry.from_wire(sealer.open(GRACE_PURPOSE, sealed))
+    except SealError:  # a retired key, expired on our clock, or not an entry's shape: ask the upstream
+        return None
+    if entry.refusal is not None:
+        raise InvalidGrant(entry.refusal)
+    return entry.answer
 
 
 async def refresh_with_grace(

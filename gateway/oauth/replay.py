@@ -9,27 +9,20 @@ outage. With a shared store (``store: {url: …}``, :mod:`gateway.store`) the cl
 (``SET NX PX``), so a code replayed at another replica is refused without reaching the upstream;
 without one, or while the store is down, a compliant upstream still refuses the replay.
 
-Codes are remembered by a fingerprint of their opened payload, not their text: a Fernet token
-with bytes after its padding opens like the original, so the text is not unique.
+Codes are remembered by a fingerprint of their opened payload, not their text
+(:meth:`gateway.oauth.state.CodePayload.fingerprint`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import OrderedDict
-from typing import Any
 
 from aiohttp import web
 
 from gateway.store import STORE
 
-__all__ = ["RedeemedCodes", "REDEEMED", "fingerprint", "claim_shared", "release_shared", "claim_state"]
-
-
-def fingerprint(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+__all__ = ["RedeemedCodes", "REDEEMED", "claim_shared", "release_shared", "claim_state"]
 
 
 class RedeemedCodes:

@@ -9,12 +9,19 @@ client stands:
 * browser leg, redirect URI validated: a redirect carrying ``error``/``error_description``/``state``
   (§4.1.2.1, §4.2.2.1 — in the fragment for the implicit grant);
 * browser leg, redirect URI *not* validated: a small HTML page, never a redirect (§4.1.2.1, §10.15).
+
+Every ``error_description`` keeps to the character set of §4.1.2.1 and §5.2 (``%x20-21 / %x23-5B /
+%x5D-7E``: printable ASCII without ``"`` and backslash), the gateway's own words and the upstream's
+relayed ones alike: :func:`clean_description` runs on each :class:`OAuthError`, so no answer path
+can forget it. Platforms that validate the field strictly would otherwise reject the whole answer.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -38,6 +45,7 @@ __all__ = [
     "error_page",
     "redirect",
     "add_to_uri",
+    "clean_description",
 ]
 
 #: RFC 6749 §5.1 and §5.2: token answers must not be cached.
@@ -72,13 +80,43 @@ TOKEN_ERRORS = frozenset(
 )
 
 
+#: RFC 6749 §5.2 ``error_description``: %x20-21 / %x23-5B / %x5D-7E.
+_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+_REPLACE = {"\u00a7": "section ", '"': "'", "\\": "/"}
+
+
+def clean_description(text: str) -> str:
+    """``text`` in the §5.2 character set: ``§`` becomes ``section``, ``"`` becomes ``'``, ``\\``
+    becomes ``/``, accented letters lose their accents (NFKD), line breaks and other control
+    characters become spaces, and anything else left outside printable ASCII becomes ``?``."""
+    if _DESCRIPTION.fullmatch(text):
+        return text  # the gateway's own words, nearly always
+    cleaned = []
+    for char in unicodedata.normalize("NFKD", text):
+        if char in _REPLACE:
+            cleaned.append(_REPLACE[char])
+        elif " " <= char <= "~":
+            cleaned.append(char)
+        elif unicodedata.combining(char):
+            continue  # the accent of a letter NFKD split in two
+        elif unicodedata.category(char)[0] in "CZ":
+            cleaned.append(" ")  # controls, line and paragraph separators, odd spaces
+        else:
+            cleaned.append("?")
+    return "".join(cleaned).replace("section  ", "section ")
+
+
 class OAuthError(Exception):
-    """An OAuth 2.0 error with its RFC 6749 code, a description safe to show, and an HTTP status."""
+    """An OAuth 2.0 error with its RFC 6749 code, a description safe to show, and an HTTP status.
+
+    ``description`` is cleaned to the §5.2 character set (:func:`clean_description`) here, once,
+    whoever wrote it."""
 
     error: str = "invalid_request"
     status: int = 400
 
     def __init__(self, description: str = "", *, error: str | None = None, status: int | None = None) -> None:
+        description = clean_description(description)
         super().__init__(description)
         self.description = description
         if error is not None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
 
 from gateway import __version__
+from gateway.upstream.failure import FAILURE_KINDS
 from gateway.web.appkeys import RequestRecord
 
 __all__ = ["Metrics", "METRICS"]
@@ -40,7 +41,7 @@ class Metrics:
         )
         self.upstream_failures = Counter(
             "gateway_upstream_failures",
-            "Upstream token calls that failed, by kind (timeout, connection, too_large, http_5xx, throttled, refused, unusable_answer).",
+            f"Upstream token calls that failed, by kind ({', '.join(FAILURE_KINDS)}).",
             ["provider", "kind"],
             registry=self.registry,
         )

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl
 
+from gateway.oauth.platforms import ALEXA_BUDGET
+
 __all__ = ["ALEXA_BUDGET", "REFUSED", "UNREACHABLE", "upstream_failure", "format_mismatch", "callback_failure"]
 
-#: Alexa abandons a token request after this many seconds.
-ALEXA_BUDGET = 4.5
 REFUSED = (
     "the upstream refused the gateway's own request: check upstream.client_id, upstream.client_secret "
     "and token.client_auth"

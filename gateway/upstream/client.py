@@ -16,22 +16,24 @@ There is no retry: a retried code exchange could spend the code twice.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
-from urllib.parse import quote, urlencode
+from typing import Literal, Protocol
+from urllib.parse import urlencode
 
 import aiohttp
 
 from gateway.config.mapping import ProviderMapping, TokenRequest
+from gateway.oauth.basicauth import basic_auth_header
 from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, refuse_private_addresses, render_url
 from gateway.oauth.responses import InvalidGrant, ServerError, TemporarilyUnavailable
+from gateway.oauth.state import GrantType
 from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
+from gateway.upstream.failure import FailureKind
 from gateway.web.appkeys import RequestRecord
 
 __all__ = ["PreparedRequest", "UpstreamClient", "UpstreamResponse", "prepare_token_request", "send", "basic_auth_header"]
@@ -71,12 +73,6 @@ class UpstreamClient(Protocol):
     ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
 
 
-def basic_auth_header(client_id: str, client_secret: str) -> str:
-    """RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined by ``:`` and base64-encoded."""
-    raw = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()
-    return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
 @dataclass(frozen=True)
 class PreparedRequest:
     """An upstream request ready to send (and to show in ``gateway check`` and tests)."""
@@ -96,7 +92,7 @@ class PreparedRequest:
 def prepare_token_request(
     mapping: ProviderMapping,
     *,
-    grant_type: str,
+    grant_type: GrantType,
     callback_url: str,
     code: str = "",
     refresh_token: str = "",
@@ -231,7 +227,7 @@ async def send(
     return answer
 
 
-def _note(record: RequestRecord | None, started: float, *, status: int | None = None, failure: str = "") -> None:
+def _note(record: RequestRecord | None, started: float, *, status: int | None = None, failure: FailureKind | Literal[""] = "") -> None:
     if record is not None:
         record.upstream_seconds = time.monotonic() - started
         record.upstream_status = status

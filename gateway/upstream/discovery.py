@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config.reader import is_loopback_host
+from gateway.config.urls import is_loopback_host
 
 __all__ = ["Discovered", "DiscoveryError", "fetch", "clear_cache", "WELL_KNOWN", "TIMEOUT"]
 

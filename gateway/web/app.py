@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp_session import session_middleware
 
+from gateway import optional
 from gateway.config.settings import Config
 from gateway.oauth.refresh import FLIGHTS, RefreshFlights
 from gateway.oauth.replay import REDEEMED, RedeemedCodes
@@ -78,6 +79,8 @@ def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIte
     async def http_client(app: web.Application) -> AsyncIterator[None]:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, ttl_dns_cache=300),
+            # a fallback only: each upstream call passes the deadline of the config it runs under, so
+            # upstream.timeout is reloadable
             timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
             headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -127,10 +130,9 @@ def create_app(config: Config) -> web.Application:
         from gateway.web.opsport import ops_listener
 
         app.cleanup_ctx.append(ops_listener(config.metrics))
-    if config.demo:
-        from gateway.demo import setup_demo
-
-        setup_demo(app, public_url=config.public_url, sealer=holder.current.sealer)
+    demo = optional.demo() if config.demo else None
+    if demo is not None:  # the config loader refused demo: true without one
+        demo.setup(app, public_url=config.public_url, sealer=holder.current.sealer)
     app.router.add_get("/{provider}/authorize", authorize)
     app.router.add_post("/{provider}/authorize", authorize)  # the tenant form posts back (gateway/web/tenant.py)
     app.router.add_get("/{provider}/callback", callback)
@@ -142,7 +144,7 @@ def create_app(config: Config) -> web.Application:
 
 #: Settings that are bound when the server starts; a reload that changes them is refused.
 _RESTART_ONLY = (
-    "connections", "host", "port", "public_url", "tls", "cookie", "demo", "request_id_header", "upstream_timeout",
+    "connections", "host", "port", "public_url", "tls", "cookie", "demo", "request_id_header",
     "metrics", "trace", "store",
 )
 

@@ -8,12 +8,14 @@ a new one. Handlers read it through :func:`runtime_of` at the start of each requ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import aiohttp
 from aiohttp import web
 
 from gateway.config.settings import Config
 from gateway.oauth.seal import Sealer
+from gateway.upstream.failure import FailureKind
 
 __all__ = ["Runtime", "RuntimeHolder", "RUNTIME", "HTTP_CLIENT", "RECORD", "RequestRecord", "runtime_of", "record_of"]
 
@@ -48,7 +50,7 @@ class RequestRecord:
     grant: str = ""
     upstream_status: int | None = None
     upstream_seconds: float | None = None
-    upstream_failure: str = ""
+    upstream_failure: FailureKind | Literal[""] = ""
     extra: dict[str, str] = field(default_factory=dict)
 
 

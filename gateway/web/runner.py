@@ -14,7 +14,8 @@ can't parse by logging the request line or header line (codes, states, ``Authori
 * A malformed request gets one redacted WARNING line (status and the parser's error class, no
   input) and a small ``400`` that does not quote it.
 * Draining (:class:`Drain`): once SIGTERM came, every answer carries ``Connection: close``; a
-  request still running when ``shutdown_grace`` is over is answered ``503`` rather than cut off.
+  request still running when ``shutdown_grace`` is over is answered ``503`` rather than cut off,
+  and one whose body is still arriving is read to the end first (:meth:`_Protocol.shutdown`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from gateway.web.appkeys import RECORD
 
 __all__ = ["GatewayRunner", "Drain", "DRAIN", "body_deadline", "drain_middleware", "accept_error_handler"]
 
-log = logging.getLogger("gateway.web.server")
+log = logging.getLogger("gateway.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nbusy\n"
@@ -60,7 +61,16 @@ class _Protocol(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         waiting_before = len(self._messages)
-        super().data_received(data)
+        if self._close and not self._force_close and self._request_in_progress:
+            # aiohttp's pre-shutdown close() means "no new request on this connection", but its
+            # data_received then drops the body of the request being handled too: read it.
+            self._close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close = True
+        else:
+            super().data_received(data)
         if len(self._messages) > waiting_before or self._payload_parser is not None:
             self._cancel_header_timer()
         elif self._header_timer is None and self.transport is not None and self._awaiting_a_request():
@@ -89,6 +99,26 @@ class _Protocol(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        """Let the running request finish, body and all, before aiohttp stops reading.
+
+        aiohttp's shutdown first marks the connection force-closed, and from then on its
+        ``data_received`` drops every byte: a token request whose body was still arriving at
+        SIGTERM (a rolling deploy) starved until ``body_timeout`` and got a 408. Waiting for the
+        request first lets its body in; the grace still bounds it (:func:`drain_middleware`
+        answers 503 when it runs out) and the answer closes the connection.
+        """
+        if self._request_in_progress:
+            self._handler_waiter = self._loop.create_future()  # resolved by aiohttp when the request ends
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._handler_waiter
+            except TimeoutError:
+                pass
+            finally:
+                self._handler_waiter = None
+        await super().shutdown(timeout)
 
     def handle_error(
         self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None

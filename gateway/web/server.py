@@ -10,7 +10,8 @@ Signals:
   ``shutdown_grace`` seconds (aiohttp's graceful shutdown), exit 0.
 * SIGHUP: load the config and mappings again; if they are valid, swap them in atomically; if
   not, log every problem and keep serving the old config. Settings bound at start (listen
-  address, TLS, cookie, demo) need a restart and are reported as such.
+  address, TLS, cookie, demo) need a restart and are reported as such. Reloads run one at a
+  time, in order (:mod:`gateway.web.reload`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.config.settings import Config, ConfigError, load_config
-from gateway.upstream import discovery
-from gateway.web.app import create_app, reload_config
+from gateway.config.settings import Config
+from gateway.web.app import create_app
+from gateway.web.reload import Reloader
 from gateway.web.runner import DRAIN, GatewayRunner, accept_error_handler
 
 __all__ = ["serve", "ssl_context"]
@@ -44,24 +45,6 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def _reload(app: web.Application, path: Path, host: str | None, port: int | None) -> None:
-    discovery.clear_cache()  # a reload sees a provider whose endpoints changed
-    try:
-        config = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: load_config(path, host=host, port=port)
-        )
-    except ConfigError as err:
-        for problem in err.problems:
-            log.error("reload refused: %s", problem)
-        log.error("reload refused: %d problem(s); still serving the previous config", len(err.problems))
-        return
-    needs_restart = reload_config(app, config)
-    if needs_restart:
-        log.error("reload refused: %s changed; these need a restart", ", ".join(needs_restart))
-    else:
-        log.info("reloaded %s: serving %s", path, ", ".join(config.providers))
-
-
 def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None, fd: int | None = None) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``. ``fd``: an inherited socket, already
     bound, to listen on instead of ``config.host``/``config.port`` (no window in which another
@@ -74,9 +57,10 @@ def serve(config: Config, *, path: Path, host: str | None = None, port: int | No
     async def on_sighup(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task[None]] = set()
+        reloader = Reloader(app, path, host=host, port=port)
 
         def reload() -> None:
-            task = loop.create_task(_reload(app, path, host, port))
+            task = loop.create_task(reloader.reload())
             pending.add(task)
             task.add_done_callback(pending.discard)
 

@@ -12,10 +12,10 @@ is dropped past ``max_flows`` so the cookie stays well under the 4 KB browsers k
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
-from typing import Any
 
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, get_session
@@ -23,6 +23,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import MultiFernet
 
 from gateway.config.settings import CookieSettings
+from gateway.oauth.state import FlowEntry, StateError
 from gateway.web.appkeys import RuntimeHolder
 
 __all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore", "FlowTooLarge", "MAX_FLOWS_JSON"]
@@ -89,29 +90,42 @@ class FlowStore:
         """False when the browser sent no (readable) flow cookie at all."""
         return not self._session.new
 
-    def _live(self, now: float) -> dict[str, dict[str, Any]]:
+    def _live(self, now: float) -> dict[str, FlowEntry]:
+        """The unexpired flows; an entry that is not a flow this version reads counts as none."""
         flows = self._session.get("flows")
         if not isinstance(flows, dict):
             return {}
-        return {nonce: flow for nonce, flow in flows.items() if isinstance(flow, dict) and flow.get("x", 0) > now}
+        live = {}
+        for nonce, wire in flows.items():
+            try:
+                flow = FlowEntry.from_wire(wire)
+            except StateError:
+                continue
+            if flow.expires > now:
+                live[nonce] = flow
+        return live
 
-    def add(self, nonce: str, flow: dict[str, Any], *, now: float | None = None) -> None:
+    def _keep(self, flows: dict[str, FlowEntry]) -> None:
+        self._session["flows"] = {nonce: flow.to_wire() for nonce, flow in flows.items()}
+
+    def add(self, nonce: str, flow: FlowEntry, *, now: float | None = None) -> None:
         """Keep ``flow``; raise :class:`FlowTooLarge` when even alone it would not fit a cookie."""
         current = time.time() if now is None else now
-        if len(json.dumps(flow, separators=(",", ":"))) > MAX_FLOWS_JSON - 100:
+        if len(json.dumps(flow.to_wire(), separators=(",", ":"))) > MAX_FLOWS_JSON - 100:
             raise FlowTooLarge("the request is too large to remember in a cookie")
         flows = self._live(current)
-        flows[nonce] = {**flow, "x": int(current) + self._settings.max_age}
+        flows[nonce] = dataclasses.replace(flow, expires=int(current) + self._settings.max_age)
         # Browsers drop a cookie over 4096 bytes, and with it every flow: past max_flows, or past
         # what still fits once encrypted (Fernet and base64 add about a third), the oldest goes.
         while len(flows) > 1 and (
-            len(flows) > self._settings.max_flows or len(json.dumps(flows, separators=(",", ":"))) > MAX_FLOWS_JSON
+            len(flows) > self._settings.max_flows
+            or len(json.dumps({nonce: flow.to_wire() for nonce, flow in flows.items()}, separators=(",", ":"))) > MAX_FLOWS_JSON
         ):
-            oldest = min(flows, key=lambda key: flows[key]["x"])
+            oldest = min(flows, key=lambda key: flows[key].expires)
             del flows[oldest]
-        self._session["flows"] = flows
+        self._keep(flows)
 
-    def take(self, nonce: str, *, provider: str, now: float | None = None) -> dict[str, Any] | None:
+    def take(self, nonce: str, *, provider: str, now: float | None = None) -> FlowEntry | None:
         """Remove and return the flow for ``nonce`` (single use), or ``None``.
 
         A flow that belongs to another ``provider`` is left alone (``None``): a callback at the
@@ -123,13 +137,13 @@ class FlowStore:
         current = time.time() if now is None else now
         flows = self._live(current)
         flow = flows.get(nonce)
-        if flow is not None and flow.get("p") != provider:
+        if flow is not None and flow.provider != provider:
             flow = None
         elif flow is not None:
             del flows[nonce]
             done = [mark for mark in self._session.get("done", []) if isinstance(mark, str)]
             self._session["done"] = (done + [_fingerprint(nonce)])[-self._settings.max_flows :]
-        self._session["flows"] = flows
+        self._keep(flows)
         return flow
 
     def was_completed(self, nonce: str) -> bool:

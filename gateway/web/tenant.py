@@ -26,10 +26,11 @@ from gateway.config.mapping import ProviderMapping, template_names
 from gateway.config.settings import Config
 from gateway.oauth.linkcontext import ContextValue, UnsafeUrl, render_url
 from gateway.oauth.seal import Sealer, SealError
+from gateway.oauth.state import TENANT_FORM_PURPOSE, TenantFormToken
 
 __all__ = ["ask_tenant", "FORM_PURPOSE", "FIELD", "CSRF_FIELD"]
 
-FORM_PURPOSE = "tenant-form"
+FORM_PURPOSE = TENANT_FORM_PURPOSE  # its home is gateway.oauth.state
 FIELD = "tenant"
 CSRF_FIELD = "csrf"
 _FORM_TTL = 900
@@ -62,7 +63,7 @@ def _query_hash(request: web.Request) -> str:
 
 def _form(request: web.Request, spec: ContextValue, config: Config, sealer: Sealer, *, value: str = "", problem: str = "") -> web.Response:
     nonce = secrets.token_urlsafe(16)
-    csrf = sealer.seal(FORM_PURPOSE, {"n": nonce, "q": _query_hash(request)}, ttl=_FORM_TTL)
+    csrf = sealer.seal(FORM_PURPOSE, TenantFormToken(nonce, _query_hash(request)).to_wire(), ttl=_FORM_TTL)
     shown_problem = f'<p id="tenant-problem" class="problem" role="alert">{html.escape(problem)}</p>\n' if problem else ""
     page = _PAGE.format(
         action=html.escape("?" + request.query_string, quote=True),
@@ -115,9 +116,9 @@ async def ask_tenant(
     csrf = posted.get(CSRF_FIELD)
     text = value.strip() if isinstance(value, str) else ""
     try:
-        opened = sealer.open(FORM_PURPOSE, csrf if isinstance(csrf, str) else "")
+        opened = TenantFormToken.from_wire(sealer.open(FORM_PURPOSE, csrf if isinstance(csrf, str) else ""))
         cookie = request.cookies.get(_cookie_name(config), "")
-        genuine = hmac.compare_digest(str(opened.get("n", "")), cookie) and opened.get("q") == _query_hash(request)
+        genuine = hmac.compare_digest(opened.nonce.encode(), cookie.encode()) and opened.query_hash == _query_hash(request)
     except SealError:
         genuine = False
     if not genuine:

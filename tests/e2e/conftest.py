@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers.upstream import AuthorizationServer
 from listening import bound_socket, port_of, start_site
 from upstream_oidc import OidcUpstream, SharedOidcProviders, login_and_consent, running_oidc_provider  # noqa: F401
 
@@ -74,7 +75,7 @@ def _block(text: str, indent: int) -> str:
 
 
 def mapping_yaml(
-    upstream: OidcUpstream,
+    upstream: AuthorizationServer,
     *,
     client_auth: str = "basic",
     upstream_client_id: str = UPSTREAM_ID,
@@ -278,6 +279,6 @@ def query_of(url: Any) -> dict[str, str]:
 
 async def link(browser: aiohttp.ClientSession, gateway: Gateway, **params: str | None) -> dict[str, str]:
     """Play the user through the gateway and the upstream's login and consent; return what Alexa gets."""
-    landing = await login_and_consent(browser, gateway.authorize_url(**params), stop_at_prefix="https://pitangui.amazon.com/")
+    landing = await login_and_consent(browser, gateway.authorize_url("oidc", **params), stop_at_prefix="https://pitangui.amazon.com/")
     assert str(landing).startswith(ALEXA_REDIRECT + "?"), landing
     return query_of(landing)

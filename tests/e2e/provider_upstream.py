@@ -1,45 +1,23 @@
-"""A test upstream that plays any provider from its mapping's own ``examples:``.
+"""What each provider's documentation says its token request looks like, and how a recorded one differs.
 
-One aiohttp server on 127.0.0.1 serves, per provider name:
-
-* ``/{provider}/token`` (any method) — records the request and answers with the next queued
-  example (its status, Content-Type and body, exactly as the mapping documents them);
-* ``/{provider}/.well-known/openid-configuration`` — a discovery document whose issuer is
-  ``<base>/{provider}`` and whose token endpoint is the one above (for ``upstream.discovery``).
-
-So a new mapping is tested end to end by writing its examples. :func:`mismatches` compares a
-recorded request with what the provider's documentation says a token request looks like (method,
-encoding, client authentication, parameter names and values, headers).
+The requests are recorded by :class:`helpers.upstream.RecordingUpstream`, which plays every
+provider at ``/{provider}/token`` and answers with the mapping's own ``examples:``.
+:func:`mismatches` compares a recorded request with the provider's documentation (method,
+encoding, client authentication, parameter names and values, headers); :func:`with_token_url`
+points a shipped mapping at the recording upstream.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import yaml
-from aiohttp import web
+from helpers.upstream import Recorded
 
-__all__ = ["Recorded", "Documented", "ProviderUpstream", "mismatches", "with_token_url"]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """One request the test upstream received."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip()
+__all__ = ["Documented", "mismatches", "with_token_url"]
 
 
 @dataclass(frozen=True)
@@ -123,16 +101,17 @@ def mismatches(
     for name, value in {**documented.values, **expected}.items():
         if name in required | set(documented.values) and params.get(name) != value:
             problems.append(f"parameter {name} must be {value!r}, not {params.get(name)!r}")
-    for name, value in documented.headers.items():
+    for name, wanted in documented.headers.items():
         got = request.headers.get(name.lower())
-        if got is None or (value is not None and got != value):
-            problems.append(f"header {name} must be {value or 'present'}, not {got!r}")
+        if got is None or (wanted is not None and got != wanted):
+            problems.append(f"header {name} must be {wanted or 'present'}, not {got!r}")
     return problems
 
 
 def with_token_url(text: str, url: str) -> str:
     """The mapping ``text`` with ``upstream.token.url`` pointed at ``url`` (same line, same indent)."""
     node = yaml.compose(text)
+    assert node is not None, "an empty mapping"
     for key in ("upstream", "token", "url"):
         node = next(value for name, value in node.value if name.value == key)
     lines = text.splitlines(keepends=True)
@@ -140,71 +119,3 @@ def with_token_url(text: str, url: str) -> str:
     line = lines[number]
     lines[number] = line[: line.index("url:")] + f"url: {url}\n"
     return "".join(lines)
-
-
-class ProviderUpstream:
-    """The test upstream. ``answer(provider, status, content_type, body)`` queues the next answer."""
-
-    def __init__(self) -> None:
-        self.requests: dict[str, list[Recorded]] = defaultdict(list)
-        self._answers: dict[str, deque[tuple[int, str, bytes]]] = defaultdict(deque)
-        self._runner: web.AppRunner | None = None
-        self.base = ""
-
-    async def start(self) -> ProviderUpstream:
-        app = web.Application()
-        app.router.add_route("*", "/{provider}/token", self._token)
-        app.router.add_get("/{provider}/.well-known/openid-configuration", self._discovery)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base = f"http://127.0.0.1:{port}"
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def issuer(self, provider: str) -> str:
-        return f"{self.base}/{provider}"
-
-    def token_url(self, provider: str) -> str:
-        return f"{self.base}/{provider}/token"
-
-    def answer(self, provider: str, status: int, content_type: str, body: Any) -> None:
-        raw = body.encode("utf-8") if isinstance(body, str) else json.dumps(body).encode("utf-8")
-        self._answers[provider].append((status, content_type, raw))
-
-    async def _token(self, request: web.Request) -> web.Response:
-        provider = request.match_info["provider"]
-        self.requests[provider].append(
-            Recorded(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                headers={name.lower(): value for name, value in request.headers.items()},
-                body=await request.read(),
-            )
-        )
-        if not self._answers[provider]:
-            return web.json_response({"error": "test upstream has no answer queued"}, status=500)
-        status, content_type, body = self._answers[provider].popleft()
-        response = web.Response(status=status, body=body)
-        response.headers["Content-Type"] = content_type
-        return response
-
-    async def _discovery(self, request: web.Request) -> web.Response:
-        provider = request.match_info["provider"]
-        issuer = self.issuer(provider)
-        return web.json_response(
-            {
-                "issuer": issuer,
-                "authorization_endpoint": f"{issuer}/authorize",
-                "token_endpoint": self.token_url(provider),
-                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-                "code_challenge_methods_supported": ["S256"],
-                "response_types_supported": ["code"],
-            }
-        )

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import ALEXA_REDIRECT
-from fake_upstream import FakeUpstream, Fault
+from helpers.upstream import Fault, RecordingUpstream
 from test_default_config import served  # noqa: F401  # the fixture: `gateway serve` on the shipped config
 from test_trace import TRACE_TOKEN, link, start, token, trace_json
 
@@ -74,7 +74,7 @@ async def test_the_demo_links_refreshes_and_draws_the_trace(served: str, page: A
 
 
 async def test_a_failed_links_trace_page_in_chromium(tmp_path: Path, page: Any) -> None:
-    async with FakeUpstream() as fake:
+    async with RecordingUpstream() as fake:
         gateway = await start(tmp_path, fake, upstream_extra="answer:\n  format: json\n")
         try:
             code, _ = await link(gateway)

@@ -24,10 +24,11 @@ from conftest import (
     link,
     query_of,
 )
+from multidict import CIMultiDictProxy
 from upstream_oidc import login_and_consent
 
 from gateway.oauth.seal import Sealer, generate_key
-from gateway.web.handlers.callback import CODE_PURPOSE
+from gateway.oauth.state import open_code, seal_code
 
 
 def basic(client_id: str = PLATFORM_ID, secret: str = PLATFORM_SECRET) -> str:
@@ -41,7 +42,7 @@ async def post_token(
     *,
     auth: str | None = "basic",
     headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, dict[str, Any], CIMultiDictProxy[str]]:
     body = dict(form)
     sent_headers = {"User-Agent": "Apache-HttpClient/4.5.x (Java/1.8.0_152)", **(headers or {})}
     if auth == "basic":
@@ -152,8 +153,8 @@ async def test_reused_code(gateway: Gateway, browser: aiohttp.ClientSession, pla
 async def test_expired_code(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
     back = await link(browser, gateway)
     sealer = Sealer(gateway.config.keys)
-    payload = sealer.open(CODE_PURPOSE, back["code"])
-    expired = sealer.seal(CODE_PURPOSE, payload, ttl=300, now=0)  # sealed long ago, same key
+    payload = open_code(sealer, back["code"])
+    expired = seal_code(sealer, payload, ttl=300, now=0)  # sealed long ago, same key
     status, body, _ = await post_token(platform, gateway, code_form(expired))
     assert status == 400
     assert body["error"] == "invalid_grant"
@@ -162,7 +163,7 @@ async def test_expired_code(gateway: Gateway, browser: aiohttp.ClientSession, pl
 
 async def test_forged_and_tampered_codes(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
     back = await link(browser, gateway)
-    forged = Sealer([generate_key()]).seal(CODE_PURPOSE, Sealer(gateway.config.keys).open(CODE_PURPOSE, back["code"]), ttl=300)
+    forged = seal_code(Sealer([generate_key()]), open_code(Sealer(gateway.config.keys), back["code"]), ttl=300)
     code = back["code"]
     tampered = code[:40] + ("A" if code[40] != "A" else "B") + code[41:]
     for bad in (forged, tampered, "not-a-code", ""):

@@ -45,7 +45,7 @@ async def served() -> AsyncIterator[str]:
                 except aiohttp.ClientError:
                     pass
                 if process.returncode is not None:
-                    raise AssertionError((await process.stdout.read()).decode())  # type: ignore[union-attr]
+                    raise AssertionError((await process.stdout.read()).decode())  # type: ignore[union-attr]  # started with stdout=PIPE
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError("gateway serve did not become ready within 10 s")

@@ -2,7 +2,7 @@
 
 For each cell the platform (Alexa) posts one token request — ``authorization_code`` with a sealed
 code minted as the callback mints it, or ``refresh_token`` — to a real gateway in front of
-:class:`~fake_upstream.FakeUpstream` misbehaving as the cell says, and the gateway must answer:
+:class:`~helpers.upstream.RecordingUpstream` misbehaving as the cell says, and the gateway must answer:
 
 * the RFC 6749 answer the README's "Errors the platform sees" promises (status and ``error``):
   upstream slow, unreachable, cut off, 5xx or throttled → 503 ``temporarily_unavailable`` (retry
@@ -44,14 +44,15 @@ from conftest import (
     start_gateway,
     write_gateway_files,
 )
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import Sealer
+from gateway.oauth.state import CodePayload, seal_code
+from gateway.upstream.failure import FAILURE_HEADER
 from gateway.web.app import create_app
-from gateway.web.handlers.callback import CODE_PURPOSE
 
 PROVIDER = "fake"
 #: The mapping's ``upstream.token.timeout`` in these tests.
@@ -186,8 +187,8 @@ CELLS = [
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as upstream:
+async def fake() -> AsyncIterator[RecordingUpstream]:
+    async with RecordingUpstream() as upstream:
         yield upstream
 
 
@@ -195,14 +196,14 @@ GatewayMaker = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
-async def make_fake_gateway(tmp_path: Path, fake: FakeUpstream) -> AsyncIterator[GatewayMaker]:
+async def make_fake_gateway(tmp_path: Path, fake: RecordingUpstream) -> AsyncIterator[GatewayMaker]:
     """An in-process gateway in front of ``fake`` (or, ``refused=True``, of a port nobody listens on)."""
     started: list[Gateway] = []
 
     async def make(*, method: str = "POST", refused: bool = False, implicit: bool = False) -> Gateway:
         token_url = f"http://127.0.0.1:{refusing_port()}/token" if refused else fake.token_endpoint
         mapping = mapping_yaml(
-            fake,  # type: ignore[arg-type]  # duck-typed: issuer, authorization_endpoint, token_endpoint
+            fake,
             upstream_client_id=DEFAULT_CLIENT_ID,
             token_url=token_url,
             token_extra=f"method: {method}\ntimeout: {TIMEOUT}\n",
@@ -246,8 +247,7 @@ def failure_deltas(before: Samples, after: Samples) -> dict[str, float]:
 
 def sealed_code(gateway: Gateway, upstream_code: str) -> str:
     """The code the platform holds, minted exactly as the callback mints it."""
-    payload = {"u": upstream_code, "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": PROVIDER}
-    return str(Sealer(gateway.config.keys).seal(CODE_PURPOSE, payload, ttl=300))
+    return seal_code(Sealer(gateway.config.keys), CodePayload(upstream_code, PLATFORM_ID, ALEXA_REDIRECT, PROVIDER), ttl=300)
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ async def settle() -> None:
 
     A retry could only come *before* the gateway's answer: the handler awaits ``send()``, aiohttp's
     own retry of an idempotent request on a dropped keep-alive connection happens inside that call,
-    and the fake upstream records a request before it answers or faults. So once the platform holds
+    and the recording upstream records a request before it answers or faults. So once the platform holds
     the answer the upstream's record is complete; this used to sleep 0.1 s, 108 times."""
     for _ in range(5):
         await asyncio.sleep(0)
@@ -289,7 +289,7 @@ async def settle() -> None:
 
 @pytest.mark.parametrize("cell", [cell.param() for cell in CELLS])
 @pytest.mark.parametrize("grant", ["authorization_code", "refresh_token"])
-async def test_token_endpoint_fault(make_fake_gateway: GatewayMaker, fake: FakeUpstream, grant: str, cell: Cell) -> None:
+async def test_token_endpoint_fault(make_fake_gateway: GatewayMaker, fake: RecordingUpstream, grant: str, cell: Cell) -> None:
     gateway = await make_fake_gateway(method=cell.method, refused=cell.fault is None)
     callback_url = gateway.config.callback_url(PROVIDER)
     if grant == "authorization_code":
@@ -328,6 +328,8 @@ async def test_token_endpoint_fault(make_fake_gateway: GatewayMaker, fake: FakeU
 
     # The failure is counted once, under the right kind, and the outcome under the error.
     assert failure_deltas(before, after) == ({cell.kind: 1.0} if cell.kind else {})
+    # … and named to the platform in the header `gateway linktest` reads (gateway/upstream/failure.py).
+    assert answer.headers.get(FAILURE_HEADER) == cell.kind
     outcome = cell.error or "success"
     key = ("gateway_requests_total", (("endpoint", "token"), ("outcome", outcome), ("provider", PROVIDER)))
     assert after.get(key, 0.0) - before.get(key, 0.0) == 1.0
@@ -382,9 +384,9 @@ IMPLICIT_CELLS = [
 
 
 async def implicit_callback(
-    make_fake_gateway: GatewayMaker, fake: FakeUpstream, cell: ImplicitCell, state: str
+    make_fake_gateway: GatewayMaker, fake: RecordingUpstream, cell: ImplicitCell, state: str
 ) -> tuple[aiohttp.ClientResponse, float, Samples, Samples]:
-    """A user's browser through /authorize and the fake upstream, then the callback with ``cell``'s fault."""
+    """A user's browser through /authorize and the recording upstream, then the callback with ``cell``'s fault."""
     gateway = await make_fake_gateway(implicit=True, refused=cell.fault is None)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         query = urlencode({
@@ -408,7 +410,7 @@ async def implicit_callback(
 
 
 @pytest.mark.parametrize("cell", IMPLICIT_CELLS, ids=[cell.id for cell in IMPLICIT_CELLS])
-async def test_implicit_callback_fault(make_fake_gateway: GatewayMaker, fake: FakeUpstream, cell: ImplicitCell) -> None:
+async def test_implicit_callback_fault(make_fake_gateway: GatewayMaker, fake: RecordingUpstream, cell: ImplicitCell) -> None:
     """The error goes back to the validated redirect URI in the fragment, with the state; never a
     500, never a hang, one upstream request."""
     state = "st & 1"
@@ -437,7 +439,7 @@ async def test_implicit_callback_fault(make_fake_gateway: GatewayMaker, fake: Fa
         for cell in IMPLICIT_CELLS
     ],
 )
-async def test_implicit_callback_fault_is_counted(make_fake_gateway: GatewayMaker, fake: FakeUpstream, cell: ImplicitCell) -> None:
+async def test_implicit_callback_fault_is_counted(make_fake_gateway: GatewayMaker, fake: RecordingUpstream, cell: ImplicitCell) -> None:
     """``gateway_upstream_failures_total{kind}`` counts the implicit grant's upstream call as it
     counts /token's (README: every upstream token call that failed, by kind)."""
     _, _, before, after = await implicit_callback(make_fake_gateway, fake, cell, "s")
@@ -449,11 +451,11 @@ async def test_implicit_callback_fault_is_counted(make_fake_gateway: GatewayMake
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_a_mapping_timeout_longer_than_the_gateway_wide_one_is_honoured(tmp_path: Path, fake: FakeUpstream) -> None:
+async def test_a_mapping_timeout_longer_than_the_gateway_wide_one_is_honoured(tmp_path: Path, fake: RecordingUpstream) -> None:
     """gateway.yaml says 0.5 s, the mapping says 3 s for its slow upstream (a Google mapping may
     allow more than Alexa's budget), the upstream takes 1 s: the mapping's deadline applies."""
     mapping = mapping_yaml(
-        fake,  # type: ignore[arg-type]
+        fake,
         upstream_client_id=DEFAULT_CLIENT_ID,
         token_extra="timeout: 3\n",
     )

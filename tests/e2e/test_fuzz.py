@@ -3,7 +3,7 @@
 Everything runs against the real gateway on 127.0.0.1 (``gateway.config.settings.load_config`` +
 ``create_app``, as ``gateway serve`` runs it), in front of the real oidc-provider upstream; where the
 test must see or choose what the upstream token endpoint answers, the mappings point ``token.url``
-at a small recording aiohttp server (:class:`Recorder`).
+at the recording upstream (:class:`helpers.upstream.RecordingUpstream`).
 
 Invariants (each is asserted for every generated input):
 
@@ -52,6 +52,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -70,7 +71,6 @@ from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote_plus, urlen
 import aiohttp
 import pytest
 import yarl
-from aiohttp import web
 from conftest import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
@@ -83,9 +83,9 @@ from conftest import (
     start_gateway,
 )
 from cryptography.fernet import Fernet
+from helpers.upstream import RecordingUpstream, Reply
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from listening import start_site
 from multidict import CIMultiDict
 from upstream_oidc import OidcUpstream, login_and_consent
 
@@ -93,6 +93,7 @@ from gateway.oauth.platforms import RedirectPolicy
 from gateway.oauth.replay import REDEEMED
 from gateway.oauth.responses import TOKEN_ERRORS
 from gateway.oauth.seal import Sealer, generate_key
+from gateway.oauth.state import CODE_PURPOSE, Challenge, CodePayload, open_code, seal_code
 from gateway.store import STORE
 
 T = TypeVar("T")
@@ -113,7 +114,7 @@ def fuzz_settings(default_examples: int) -> settings:
         max_examples=FUZZ_EXAMPLES or default_examples,
         deadline=None,
         derandomize=not FUZZ_RANDOM,
-        database=None if not FUZZ_RANDOM else settings.default.database,
+        database=None if not FUZZ_RANDOM else settings().database,  # the active profile's
         print_blob=False,
         # Each example is a real HTTP round trip through the gateway (milliseconds, not microseconds),
         # and the fixtures (gateway, recorder) are deliberately shared by all examples of a test:
@@ -234,34 +235,23 @@ def log_audit(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not unexplained, [record.getMessage() for record in unexplained[:3]]
 
 
-@dataclass
-class Recorder:
-    """Plays the upstream token endpoint: answers ``answer`` and records each request's parameters."""
-
-    url: str
-    answer: tuple[int, str, bytes] = GOOD_TOKEN
-    received: list[dict[str, str]] = field(default_factory=list)
+def reply(answer: tuple[int, str, bytes]) -> Reply:
+    """The recording upstream's reply for a drawn ``(status, Content-Type, body)`` ("": no Content-Type)."""
+    status, content_type, body = answer
+    return Reply(status=status, content_type=content_type or None, body=body)
 
 
 @pytest.fixture
-async def recorder() -> AsyncIterator[Recorder]:
-    server = Recorder("")
+async def recorder() -> AsyncIterator[RecordingUpstream]:
+    """Plays the upstream token endpoint: answers :data:`GOOD_TOKEN` until told otherwise."""
+    async with RecordingUpstream() as server:
+        server.fault = reply(GOOD_TOKEN)
+        yield server
 
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        params = dict(request.query)
-        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        server.received.append(params)
-        status, content_type, answer = server.answer
-        return web.Response(status=status, body=answer, headers={"Content-Type": content_type} if content_type else {})
 
-    app = web.Application()
-    app.router.add_route("*", "/token", handle)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
-    await runner.setup()
-    server.url = await start_site(runner) + "/token"
-    yield server
-    await runner.cleanup()
+def received(recorder: RecordingUpstream, since: int = 0) -> list[dict[str, str]]:
+    """The parameters of each token request the recorder received (query and body together)."""
+    return [request.params for request in recorder.token_requests[since:]]
 
 
 def google_mapping(upstream: OidcUpstream, **options: Any) -> str:
@@ -272,13 +262,13 @@ def google_mapping(upstream: OidcUpstream, **options: Any) -> str:
 
 
 @pytest.fixture
-async def fuzz_gateway(tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream, recorder: Recorder) -> AsyncIterator[Gateway]:
+async def fuzz_gateway(tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream, recorder: RecordingUpstream) -> AsyncIterator[Gateway]:
     """``oidc``: alexa (vendor pinned) + the app-link pattern; ``google``: google (project pinned);
     ``implicit``: alexa with the implicit grant. Token requests go to the recorder."""
     mappings = {
-        "oidc": mapping_yaml(upstream, token_url=recorder.url, platform_extra=f'redirect_uris: ["{APP_LINK_PATTERN}"]\n'),
-        "google": google_mapping(upstream, token_url=recorder.url),
-        "implicit": mapping_yaml(upstream, token_url=recorder.url, extra="grant: implicit\n"),
+        "oidc": mapping_yaml(upstream, token_url=recorder.token_endpoint, platform_extra=f'redirect_uris: ["{APP_LINK_PATTERN}"]\n'),
+        "google": google_mapping(upstream, token_url=recorder.token_endpoint),
+        "implicit": mapping_yaml(upstream, token_url=recorder.token_endpoint, extra="grant: implicit\n"),
     }
     gateway = await start_gateway(tmp_path, mappings, sock=gateway_socket)
     _SEALING_KEYS.update(gateway.config.keys)
@@ -546,8 +536,8 @@ interesting_value = st.one_of(text, st.sampled_from(INTERESTING + CORPUS_URIS))
 def authorize_queries(draw: st.DrawFn, provider: str) -> str:
     """A query string: either random pairs, or a valid request for ``provider`` with mutations."""
     if draw(st.booleans()):
-        pairs = draw(st.lists(encoded_pair, max_size=8))
-        return query_of_pairs(pairs) + draw(st.sampled_from(["", "", "&", "&&", "=", "?x"]))
+        noise = draw(st.lists(encoded_pair, max_size=8))
+        return query_of_pairs(noise) + draw(st.sampled_from(["", "", "&", "&&", "=", "?x"]))
     legit = LEGIT.get(provider, LEGIT["oidc"])
     valid: dict[str, str] = {
         "client_id": PLATFORM_ID,
@@ -810,15 +800,15 @@ def callback_requests(
 
 
 async def test_fuzz_callback(
-    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, upstream: OidcUpstream, recorder: Recorder
+    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, upstream: OidcUpstream, recorder: RecordingUpstream
 ) -> None:
     driver = Driver(asyncio.get_running_loop(), platform, fuzz_gateway)
     flows = await start_flows(platform, fuzz_gateway)
     sealer = Sealer(fuzz_gateway.config.keys)
     sealed = [
-        sealer.seal("code", {"u": "x", "c": PLATFORM_ID, "r": ALEXA_NA, "p": "oidc"}, ttl=300),
+        seal_code(sealer, CodePayload("x", PLATFORM_ID, ALEXA_NA, "oidc"), ttl=300),
         sealer.seal("cookie", {"flows": {}}, ttl=300),
-        Sealer([generate_key()]).seal("code", {"u": "x"}, ttl=300),
+        seal_code(Sealer([generate_key()]), CodePayload("x", "", "", ""), ttl=300),
         Fernet(fuzz_gateway.config.keys[0].encode())
         .encrypt(b'{"created": 1, "session": {"flows": {"n": {"p": "oidc"}}}}')
         .decode(),
@@ -861,8 +851,8 @@ async def test_fuzz_callback(
         sent = dict(parse_qsl(location[len(flow.redirect_uri) + 1 :], keep_blank_values=True))
         assert sent.get("state") == flow.state, location
         if "code" in sent:
-            opened = sealer.open("code", sent["code"])
-            assert (opened["c"], opened["r"], opened["p"], opened["u"]) == (
+            opened = open_code(sealer, sent["code"])
+            assert (opened.client_id, opened.redirect_uri, opened.provider, opened.upstream_code) == (
                 PLATFORM_ID,
                 flow.redirect_uri,
                 provider,
@@ -892,7 +882,7 @@ def s256(verifier: str) -> str:
 class Codes:
     """Codes for the /token fuzzer: which are genuine, and everything that only looks like one."""
 
-    genuine: dict[str, dict[str, Any]]  # sealed code -> payload (issued by this gateway, live)
+    genuine: dict[str, CodePayload]  # sealed code -> payload (issued by this gateway, live)
     verifiers: dict[str, str]  # genuine PKCE code -> its verifier
     forged: list[str]
 
@@ -901,33 +891,27 @@ def make_codes(gateway: Gateway) -> Codes:
     sealer = Sealer(gateway.config.keys)
     verifier = "v" * 20 + "-._~" + "x" * 30
 
-    def seal(ttl: int = 300, purpose: str = "code", now: float | None = None, **changes: Any) -> str:
-        payload = {
-            "u": "up-" + hashlib.sha1(repr(changes).encode()).hexdigest()[:8],
-            "c": PLATFORM_ID,
-            "r": ALEXA_NA,
-            "p": "oidc",
-            **changes,
-        }
-        return sealer.seal(purpose, payload, ttl=ttl, now=now)
+    def seal(ttl: int = 300, purpose: str = CODE_PURPOSE, now: float | None = None, **changes: Any) -> str:
+        payload = CodePayload("up-" + hashlib.sha1(repr(changes).encode()).hexdigest()[:8], PLATFORM_ID, ALEXA_NA, "oidc")
+        return sealer.seal(purpose, dataclasses.replace(payload, **changes).to_wire(), ttl=ttl, now=now)
 
     # Genuine: what /callback would have issued (a code is genuine only at its own provider's /token).
     genuine_plain = seal()
-    genuine_spa = seal(r=ALEXA_SPA)
-    genuine_pkce = seal(cc=s256(verifier), ccm="S256")
-    genuine_google = seal(p="google", r=GOOGLE)
-    genuine = {code: sealer.open("code", code) for code in (genuine_plain, genuine_spa, genuine_pkce, genuine_google)}
+    genuine_spa = seal(redirect_uri=ALEXA_SPA)
+    genuine_pkce = seal(challenge=Challenge(s256(verifier), "S256"))
+    genuine_google = seal(provider="google", redirect_uri=GOOGLE)
+    genuine = {code: open_code(sealer, code) for code in (genuine_plain, genuine_spa, genuine_pkce, genuine_google)}
     forged = [
-        seal(p="other"),
-        seal(c="other-client"),
-        seal(c="other-client", p="google", r=GOOGLE),
-        seal(r=ALEXA_EU),
-        seal(r=APP_LINK),
+        seal(provider="other"),
+        seal(client_id="other-client"),
+        seal(client_id="other-client", provider="google", redirect_uri=GOOGLE),
+        seal(redirect_uri=ALEXA_EU),
+        seal(redirect_uri=APP_LINK),
         seal(purpose="cookie"),
         seal(purpose="flow"),
         seal(now=time.time() - 3600),
         seal(ttl=-1),
-        Sealer([generate_key()]).seal("code", {"u": "up-x", "c": PLATFORM_ID, "r": ALEXA_NA, "p": "oidc"}, ttl=300),
+        seal_code(Sealer([generate_key()]), CodePayload("up-x", PLATFORM_ID, ALEXA_NA, "oidc"), ttl=300),
         genuine_plain[:-2],
         genuine_plain[:40] + ("A" if genuine_plain[40] != "A" else "B") + genuine_plain[41:],
         genuine_plain.upper(),
@@ -1023,10 +1007,10 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
     that the upstream is reached often enough to check what happens after it answers."""
     if codes.genuine and draw(st.integers(0, 2)) == 0:
         code, opened = draw(st.sampled_from(sorted(codes.genuine.items())))
-        form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", opened["r"])]
+        form: list[tuple[str, str]] = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", opened.redirect_uri)]
         if code in codes.verifiers:
             form.append(("code_verifier", codes.verifiers[code]))
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        headers: dict[str, str] = {"Content-Type": "application/x-www-form-urlencoded"}
         if draw(st.booleans()):
             headers["Authorization"] = basic(PLATFORM_ID, PLATFORM_SECRET)
         else:
@@ -1037,18 +1021,18 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
             form.append((draw(st.sampled_from(TOKEN_PARAMS)), draw(text)))
         upstream = draw(st.one_of(st.just(GOOD_TOKEN), upstream_answers()))
         return {
-            "provider": opened["p"],
+            "provider": opened.provider,
             "body": urlencode(draw(st.permutations(form))).encode(),
             "headers": headers,
             "upstream": upstream,
         }
     provider = draw(st.sampled_from(["oidc", "oidc", "oidc", "google", "google", "implicit", "nope"]))
     code_values = st.one_of(st.sampled_from(sorted(codes.genuine) or codes.forged), st.sampled_from(codes.forged), text)
-    form: list[tuple[str, str]] = []
+    form = []
     kind = draw(st.sampled_from(["code", "code", "refresh", "random"]))
     if kind == "code":
         code = draw(code_values)
-        own = codes.genuine.get(code, {}).get("r", ALEXA_NA)
+        own = codes.genuine[code].redirect_uri if code in codes.genuine else ALEXA_NA
         others = st.sampled_from([ALEXA_NA, ALEXA_SPA, ALEXA_EU, APP_LINK, GOOGLE, own + "/", ""])
         form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", draw(st.one_of(st.just(own), others)))]
         if code in codes.verifiers or draw(st.integers(0, 4)) == 0:
@@ -1061,7 +1045,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
             for _ in range(draw(st.integers(0, 5)))
         ]
     auth = draw(st.sampled_from(["basic", "basic", "body", "none", "both", "wrong-basic", "wrong-body", "header-junk"]))
-    headers: dict[str, str] = {}
+    headers = {}
     if auth in ("body", "both", "wrong-body"):
         form += [("client_id", PLATFORM_ID), ("client_secret", PLATFORM_SECRET if auth != "wrong-body" else "nope")]
     if auth in ("basic", "both", "wrong-basic"):
@@ -1193,12 +1177,12 @@ def check_token(gateway: Gateway, codes: Codes, request: dict[str, Any], answer:
     code = params.get("code", "")
     assert code in codes.genuine, f"FORGED CODE REACHED THE UPSTREAM: {what}"
     opened = codes.genuine[code]
-    assert request["provider"] == opened["p"] and params.get("redirect_uri") == opened["r"], what
+    assert request["provider"] == opened.provider and params.get("redirect_uri") == opened.redirect_uri, what
     assert params.get("code_verifier") == codes.verifiers.get(code), what
-    assert call.get("code") == opened["u"] and call.get("grant_type") == "authorization_code", call
+    assert call.get("code") == opened.upstream_code and call.get("grant_type") == "authorization_code", call
 
 
-async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: Recorder) -> None:
+async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream) -> None:
     driver = Driver(asyncio.get_running_loop(), platform, fuzz_gateway)
     codes = make_codes(fuzz_gateway)
     redeemed = fuzz_gateway.runner.app[REDEEMED]
@@ -1209,18 +1193,18 @@ async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession
     def check(request: dict[str, Any]) -> None:
         redeemed.clear()  # every example may present a genuine code afresh (replays: test_replay.py)
         fuzz_gateway.runner.app[STORE].local.clear()  # and a refresh token (grace: test_refresh_grace.py)
-        recorder.answer = request["upstream"]
-        before = len(recorder.received)
+        recorder.fault = reply(request["upstream"])
+        before = len(recorder.token_requests)
         skip = () if "Content-Type" in request["headers"] else ("Content-Type",)
         answer = driver.request(
             "POST", f"/{request['provider']}/token", headers=request["headers"], data=request["body"], skip=skip
         )
         seen[answer.status] = seen.get(answer.status, 0) + 1
-        check_token(fuzz_gateway, codes, request, answer, recorder.received[before:])
+        check_token(fuzz_gateway, codes, request, answer, received(recorder, before))
 
     await in_thread(check)
     assert seen.get(200, 0) >= 5 and seen.get(400, 0) >= 20 and seen.get(401, 0) >= 20, seen
-    assert len(recorder.received) >= 20, len(recorder.received)
+    assert len(recorder.token_requests) >= 20, len(recorder.token_requests)
 
 
 async def metric(session: aiohttp.ClientSession, gateway: Gateway, name: str) -> float:
@@ -1359,28 +1343,28 @@ async def test_bug2_token_body_that_does_not_decompress_is_invalid_request(
 
 
 async def _exchange_with_upstream_answer(
-    gateway: Gateway, platform: aiohttp.ClientSession, recorder: Recorder, body: bytes
+    gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream, body: bytes
 ) -> Answer:
-    recorder.answer = (200, "application/json", body)
+    recorder.fault = reply((200, "application/json", body))
     code = next(iter(make_codes(gateway).genuine))
     form = urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_NA}).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
     answer = await Driver(asyncio.get_running_loop(), platform, gateway).arequest(
         "POST", "/oidc/token", headers=headers, data=form
     )
-    assert len(recorder.received) == 1
+    assert len(recorder.token_requests) == 1
     return answer
 
 
 async def test_bug3_deeply_nested_upstream_answer_is_a_502(
-    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: Recorder
+    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream
 ) -> None:
     answer = await _exchange_with_upstream_answer(fuzz_gateway, platform, recorder, b"[" * 3000 + b"]" * 3000)
     assert (answer.status, answer.json().get("error")) == (502, "server_error"), (answer.status, answer.body)
 
 
 async def test_bug4_huge_integer_lifetime_is_not_a_500(
-    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: Recorder
+    fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream
 ) -> None:
     answer = await _exchange_with_upstream_answer(
         fuzz_gateway, platform, recorder, b'{"access_token":"at","expires_in":1' + b"0" * 400 + b"}"

@@ -9,8 +9,8 @@
 7. Real browsers: tabs, abandoned flows, back-and-retry, lost cookies, callbacks opened twice.
 
 Where the real oidc-provider can not misbehave on demand (slow, HTTP 500, no refresh token in a
-refresh answer), a small aiohttp server on 127.0.0.1 plays the upstream token endpoint and records
-what it received (:class:`TokenServer`).
+refresh answer), the recording upstream (:class:`helpers.upstream.RecordingUpstream`) plays the
+upstream token endpoint and records what it received.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import aiohttp
 import pytest
 import yarl
-from aiohttp import web
 from conftest import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
@@ -44,7 +43,8 @@ from conftest import (
     link,
     query_of,
 )
-from listening import refusing_port, start_site
+from helpers.upstream import RecordingUpstream, Reply
+from listening import refusing_port
 from upstream_oidc import OidcUpstream, login_and_consent
 
 #: A platform state that needs encoding in every way: spaces, & = + / ? # %, non-ASCII.
@@ -118,7 +118,7 @@ async def open_callback(browser: aiohttp.ClientSession, callback: yarl.URL | str
 
 async def to_callback(browser: aiohttp.ClientSession, gateway: Gateway, **params: str | None) -> yarl.URL:
     """/authorize, the upstream's login and consent, up to (not into) the gateway's callback."""
-    return await login_and_consent(browser, gateway.authorize_url(**params), stop_at_prefix=gateway.endpoint("callback"))
+    return await login_and_consent(browser, gateway.authorize_url("oidc", **params), stop_at_prefix=gateway.endpoint("callback"))
 
 
 def assert_html_page(status: int, headers: Any, body: str, *, says: str) -> None:
@@ -139,71 +139,27 @@ def code_redirect(location: str, redirect_uri: str, state: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# a small upstream token endpoint that records requests and answers as a test says
+# upstream token endpoints that record requests and answer as a test says
 # ---------------------------------------------------------------------------------------------
 
-
-@dataclass
-class Received:
-    """One request as the upstream token endpoint saw it."""
-
-    method: str
-    headers: dict[str, str]
-    query: dict[str, str]
-    form: dict[str, str]
-    request: web.Request = field(repr=False, compare=False)
-
-
-Answer = Callable[[Received], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class TokenServer:
-    url: str
-    received: list[Received] = field(default_factory=list)
+#: ``await token_server(reply)``: a recording upstream whose token endpoint answers ``reply``.
+TokenServer = Callable[[Reply], Awaitable[RecordingUpstream]]
 
 
 @pytest.fixture
-async def token_server() -> AsyncIterator[Callable[[Answer], Awaitable[TokenServer]]]:
-    """Start small upstream token endpoints on 127.0.0.1: ``await token_server(answer)``."""
-    runners: list[web.AppRunner] = []
+async def token_server() -> AsyncIterator[TokenServer]:
+    """Start recording upstreams on 127.0.0.1 (its token endpoint: ``.token_endpoint``)."""
+    started: list[RecordingUpstream] = []
 
-    async def start(answer: Answer) -> TokenServer:
-        server = TokenServer("")
-
-        async def handle(request: web.Request) -> web.StreamResponse:
-            body = (await request.read()).decode()
-            received = Received(
-                request.method,
-                dict(request.headers),
-                dict(request.query),
-                dict(parse_qsl(body, keep_blank_values=True)),
-                request,
-            )
-            server.received.append(received)
-            return await answer(received)
-
-        app = web.Application()
-        app.router.add_route("*", "/oauth/token", handle)
-        # A stalled answer is cancelled at cleanup after 50 ms: the test is over, nobody waits for it.
-        runner = web.AppRunner(app, shutdown_timeout=0.05)
-        await runner.setup()
-        server.url = await start_site(runner) + "/oauth/token"
-        runners.append(runner)
-        return server
+    async def start(reply: Reply) -> RecordingUpstream:
+        upstream = await RecordingUpstream().start()
+        started.append(upstream)
+        upstream.fault = reply
+        return upstream
 
     yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
-def json_answer(body: dict[str, Any], status: int = 200, delay: float = 0.0) -> Answer:
-    async def answer(_: Received) -> web.StreamResponse:
-        if delay:
-            await asyncio.sleep(delay)
-        return web.json_response(body, status=status)
-
-    return answer
+    for upstream in started:
+        await upstream.stop()
 
 
 # =============================================================================================
@@ -312,12 +268,12 @@ async def test_implicit_mapping_refuses_response_type_code_in_the_fragment(
 async def test_implicit_upstream_timeout_is_an_error_redirect_not_a_hang(
     make_gateway: GatewayFactory,
     browser: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
 ) -> None:
     """Implicit mode with an upstream token endpoint that hangs: the browser is sent back
     promptly with ``error=temporarily_unavailable`` and the state, in the fragment."""
-    slow = await token_server(json_answer({"access_token": "late", "token_type": "Bearer"}, delay=2.0))
-    gateway = await make_gateway(extra=IMPLICIT, token_url=slow.url, token_extra="timeout: 0.5")
+    slow = await token_server(Reply(body={"access_token": "late", "token_type": "Bearer"}, delay=2.0))
+    gateway = await make_gateway(extra=IMPLICIT, token_url=slow.token_endpoint, token_extra="timeout: 0.5")
     callback = await to_callback(browser, gateway, redirect_uri=ALEXA_SPA, response_type="token", state="s1")
     started = time.monotonic()
     status, headers, _ = await open_callback(browser, callback)
@@ -326,7 +282,7 @@ async def test_implicit_upstream_timeout_is_an_error_redirect_not_a_hang(
     location = headers["Location"]
     assert location.startswith(ALEXA_SPA + "#state=s1&error=temporarily_unavailable"), location
     assert "late" not in location
-    assert len(slow.received) == 1
+    assert len(slow.token_requests) == 1
 
 
 @pytest.mark.parametrize(
@@ -515,15 +471,15 @@ async def test_rotated_refresh_token_is_passed_on(
 async def test_refresh_answer_without_refresh_token(
     make_gateway: GatewayFactory,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
     keep: bool,
 ) -> None:
     """Spotify-style: the refresh answer has no refresh_token. The gateway answers without one
     too (Alexa then keeps the old one), unless the mapping says
     ``upstream.token.refresh.keep_refresh_token: true``: then it hands the sent one back."""
-    upstream = await token_server(json_answer({"access_token": "at-2", "token_type": "bearer", "expires_in": 3600}))
+    upstream = await token_server(Reply(body={"access_token": "at-2", "token_type": "bearer", "expires_in": 3600}))
     gateway = await make_gateway(
-        token_url=upstream.url, token_extra="refresh:\n  keep_refresh_token: true\n" if keep else ""
+        token_url=upstream.token_endpoint, token_extra="refresh:\n  keep_refresh_token: true\n" if keep else ""
     )
     answer = await post_token(platform, gateway, refresh_form("rt-1"))
     assert answer.status == 200, answer.body
@@ -531,7 +487,7 @@ async def test_refresh_answer_without_refresh_token(
     if keep:
         expected["refresh_token"] = "rt-1"
     assert answer.body == expected
-    assert upstream.received[0].form["refresh_token"] == "rt-1"
+    assert upstream.token_requests[0].form["refresh_token"] == "rt-1"
 
 
 @pytest.mark.parametrize(
@@ -548,16 +504,16 @@ async def test_refresh_answer_without_refresh_token(
 async def test_refresh_answer_always_has_an_integer_expires_in(
     make_gateway: GatewayFactory,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
     upstream_body: dict[str, Any],
     default: int | None,
     expected: int,
 ) -> None:
     """Alexa decides when to refresh from ``expires_in``; a refresh answer without it leaves
     the link to die. The gateway always answers a JSON integer."""
-    upstream = await token_server(json_answer({"access_token": "at-2", "refresh_token": "rt-2", **upstream_body}))
+    upstream = await token_server(Reply(body={"access_token": "at-2", "refresh_token": "rt-2", **upstream_body}))
     gateway = await make_gateway(
-        token_url=upstream.url,
+        token_url=upstream.token_endpoint,
         upstream_extra=f"answer:\n  expires_in_default: {default}\n" if default is not None else "",
     )
     async with platform.post(
@@ -575,16 +531,16 @@ async def test_refresh_extras_reach_the_upstream(
     make_gateway: GatewayFactory,
     browser: aiohttp.ClientSession,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
 ) -> None:
     """Reddit wants ``redirect_uri`` on refresh; SmartThings wants the client in the body on
     refresh. ``upstream.token.refresh`` overrides reach the upstream on refresh only: the code
     exchange still uses HTTP Basic and the standard parameters."""
     upstream = await token_server(
-        json_answer({"access_token": "at", "refresh_token": "rt-2", "token_type": "bearer", "expires_in": 60})
+        Reply(body={"access_token": "at", "refresh_token": "rt-2", "token_type": "bearer", "expires_in": 60})
     )
     gateway = await make_gateway(
-        token_url=upstream.url,
+        token_url=upstream.token_endpoint,
         token_extra="""\
             refresh:
               client_auth: body
@@ -600,16 +556,16 @@ async def test_refresh_extras_reach_the_upstream(
     refreshed = await post_token(platform, gateway, refresh_form("rt-1"))
     assert refreshed.status == 200, refreshed.body
 
-    code_request, refresh_request = upstream.received
+    code_request, refresh_request = upstream.token_requests
     assert code_request.method == "POST"
-    assert code_request.headers["Authorization"] == basic(UPSTREAM_ID, UPSTREAM_SECRET)
+    assert code_request.headers["authorization"] == basic(UPSTREAM_ID, UPSTREAM_SECRET)
     assert code_request.form.keys() == {"grant_type", "code", "redirect_uri"}
     assert code_request.form["grant_type"] == "authorization_code"
     assert code_request.form["redirect_uri"] == callback_url
 
     assert refresh_request.method == "POST"
-    assert "Authorization" not in refresh_request.headers
-    assert refresh_request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert "authorization" not in refresh_request.headers
+    assert refresh_request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert refresh_request.query == {}
     assert refresh_request.form == {
         "grant_type": "refresh_token",
@@ -697,18 +653,18 @@ async def test_slow_upstream_token_endpoint_answers_503_within_the_budget(
     make_gateway: GatewayFactory,
     browser: aiohttp.ClientSession,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
 ) -> None:
     """An upstream token endpoint that takes 2 s, behind ``upstream.token.timeout: 0.5``:
     Alexa (which gives up after 4.5 s) gets a prompt 503 temporarily_unavailable — not
     invalid_grant, which would unlink — and the upstream saw exactly one request (no retry: a
     retried code exchange could spend the code twice). Same for refresh."""
-    slow = await token_server(json_answer({"access_token": "late", "token_type": "Bearer"}, delay=2.0))
-    gateway = await make_gateway(token_url=slow.url, token_extra="timeout: 0.5")
+    slow = await token_server(Reply(body={"access_token": "late", "token_type": "Bearer"}, delay=2.0))
+    gateway = await make_gateway(token_url=slow.token_endpoint, token_extra="timeout: 0.5")
     back = await link(browser, gateway)
 
     for form in (code_form(back["code"]), refresh_form("rt-1")):
-        before = len(slow.received)
+        before = len(slow.token_requests)
         answer = await post_token(platform, gateway, form)
         assert 0.45 <= answer.elapsed < 1.5, answer.elapsed
         assert answer.status == 503, answer.body
@@ -716,30 +672,26 @@ async def test_slow_upstream_token_endpoint_answers_503_within_the_budget(
         assert answer.headers["Cache-Control"] == "no-store"
         assert answer.headers["Pragma"] == "no-cache"
         await asyncio.sleep(0.3)  # a retry would have arrived by now
-        assert len(slow.received) == before + 1
+        assert len(slow.token_requests) == before + 1
 
 
 async def test_upstream_answer_in_several_chunks_is_read_whole(
     make_gateway: GatewayFactory,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
 ) -> None:
     """A perfectly good token answer that reaches the gateway in two pieces (chunked transfer,
     a large answer with an id_token, a slow network): it is read whole, not cut at the first
     piece."""
 
-    async def in_two_chunks(received: Received) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(received.request)
-        await response.write(b'{"access_token": "at-2", "token_type": "bearer", ')
-        await asyncio.sleep(0.05)
-        await response.write(b'"expires_in": 60, "refresh_token": "rt-2"}')
-        await response.write_eof()
-        return response
-
+    in_two_chunks = Reply(
+        body=b'{"access_token": "at-2", "token_type": "bearer", "expires_in": 60, "refresh_token": "rt-2"}',
+        content_type="application/json",
+        chunks=2,
+        chunk_delay=0.05,
+    )
     chunked = await token_server(in_two_chunks)
-    gateway = await make_gateway(token_url=chunked.url)
+    gateway = await make_gateway(token_url=chunked.token_endpoint)
     answer = await post_token(platform, gateway, refresh_form("rt-1"))
     assert answer.status == 200, answer.body
     assert answer.body == {"access_token": "at-2", "token_type": "Bearer", "expires_in": 60, "refresh_token": "rt-2"}
@@ -748,23 +700,15 @@ async def test_upstream_answer_in_several_chunks_is_read_whole(
 async def test_upstream_stalling_mid_answer_is_cut_at_the_deadline(
     make_gateway: GatewayFactory,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
 ) -> None:
     """An upstream that sends its headers at once and then stalls in the body: the deadline
     covers the whole exchange, not only the connection and headers."""
 
-    async def stall(received: Received) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(received.request)
-        await response.write(b'{"access_token": "at", ')
-        await asyncio.sleep(2.0)
-        await response.write(b'"expires_in": 60}')
-        await response.write_eof()
-        return response
-
+    # The headers and the first half of the body at once, then 2 s of nothing before the rest.
+    stall = Reply(body=b'{"access_token": "at", "expires_in": 60}', content_type="application/json", chunks=2, stall=2.0)
     stalling = await token_server(stall)
-    gateway = await make_gateway(token_url=stalling.url, token_extra="timeout: 0.5")
+    gateway = await make_gateway(token_url=stalling.token_endpoint, token_extra="timeout: 0.5")
     answer = await post_token(platform, gateway, refresh_form("rt-1"))
     assert 0.45 <= answer.elapsed < 1.5, answer.elapsed
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
@@ -773,16 +717,16 @@ async def test_upstream_stalling_mid_answer_is_cut_at_the_deadline(
 async def test_gateway_wide_timeout_keeps_alexa_inside_4_5_seconds(
     make_gateway: GatewayFactory,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
 ) -> None:
     """A mapping without its own timeout uses gateway.yaml's ``upstream.timeout`` (3 s in these
     tests): an upstream that takes 6 s still gets Alexa its 503 before Alexa's 4.5 s run out."""
-    slow = await token_server(json_answer({"access_token": "late"}, delay=6.0))
-    gateway = await make_gateway(token_url=slow.url)
+    slow = await token_server(Reply(body={"access_token": "late"}, delay=6.0))
+    gateway = await make_gateway(token_url=slow.token_endpoint)
     answer = await post_token(platform, gateway, refresh_form("rt-1"))
     assert 2.9 <= answer.elapsed < 4.5, answer.elapsed
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
-    assert len(slow.received) == 1
+    assert len(slow.token_requests) == 1
 
 
 async def test_upstream_refusing_connections_answers_503_at_once(
@@ -802,22 +746,21 @@ async def test_upstream_outage_page_is_503_never_invalid_grant(
     make_gateway: GatewayFactory,
     browser: aiohttp.ClientSession,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
     status: int,
     grant: str,
 ) -> None:
     """A proxy in front of the upstream answers an HTML error page: the platform gets 503
     temporarily_unavailable (retry later), never invalid_grant (Google unlinks on that)."""
 
-    async def outage(_: Received) -> web.StreamResponse:
-        return web.Response(
-            status=status,
-            text="<html><body><h1>Internal Server Error</h1><p>error=invalid_grant</p></body></html>",
-            content_type="text/html",
-        )
+    outage = Reply(
+        status=status,
+        body="<html><body><h1>Internal Server Error</h1><p>error=invalid_grant</p></body></html>",
+        content_type="text/html",
+    )
 
     broken = await token_server(outage)
-    gateway = await make_gateway(token_url=broken.url)
+    gateway = await make_gateway(token_url=broken.token_endpoint)
     if grant == "authorization_code":
         form = code_form((await link(browser, gateway))["code"])
     else:
@@ -825,7 +768,7 @@ async def test_upstream_outage_page_is_503_never_invalid_grant(
     answer = await post_token(platform, gateway, form)
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
     assert answer.headers["Cache-Control"] == "no-store"
-    assert len(broken.received) == 1
+    assert len(broken.token_requests) == 1
 
 
 @pytest.mark.parametrize(
@@ -836,20 +779,19 @@ async def test_upstream_outage_page_is_503_never_invalid_grant(
 async def test_rate_limited_upstream_is_503_never_invalid_grant(
     make_gateway: GatewayFactory,
     platform: aiohttp.ClientSession,
-    token_server: Callable[[Answer], Awaitable[TokenServer]],
+    token_server: TokenServer,
     body: dict[str, Any] | str,
 ) -> None:
     """An upstream that rate-limits the gateway (HTTP 429 + Retry-After, as GitHub, Strava and
     Fitbit do) during a refresh: that is "try again later", not a dead grant — invalid_grant
     would make Google unlink and Alexa ask the user to link again."""
 
-    async def too_many(_: Received) -> web.StreamResponse:
-        if isinstance(body, str):
-            return web.Response(status=429, text=body, content_type="text/html", headers={"Retry-After": "30"})
-        return web.json_response(body, status=429, headers={"Retry-After": "30"})
+    too_many = Reply(
+        status=429, body=body, content_type="text/html" if isinstance(body, str) else None, headers={"Retry-After": "30"}
+    )
 
     limited = await token_server(too_many)
-    gateway = await make_gateway(token_url=limited.url)
+    gateway = await make_gateway(token_url=limited.token_endpoint)
     answer = await post_token(platform, gateway, refresh_form("rt-1"))
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
 

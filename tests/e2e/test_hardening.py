@@ -28,7 +28,7 @@ from conftest import (
     start_gateway,
     write_gateway_files,
 )
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault, Grant
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Grant, RecordingUpstream
 from listening import bound_socket, start_site
 from processes import start_gateway_process
 
@@ -43,19 +43,19 @@ Maker = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as upstream:
+async def fake() -> AsyncIterator[RecordingUpstream]:
+    async with RecordingUpstream() as upstream:
         yield upstream
 
 
 @pytest.fixture
 async def make(tmp_path: Path) -> AsyncIterator[Maker]:
-    """A gateway whose providers (name → fake upstream) each have their own mapping."""
+    """A gateway whose providers (name → recording upstream) each have their own mapping."""
     started: list[Gateway] = []
 
-    async def start(providers: dict[str, FakeUpstream], token_extra: str = "") -> Gateway:
+    async def start(providers: dict[str, RecordingUpstream], token_extra: str = "") -> Gateway:
         mappings = {
-            name: mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)  # type: ignore[arg-type]
+            name: mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)
             for name, upstream in providers.items()
         }
         gateway = await start_gateway(tmp_path, mappings, upstream_secret=DEFAULT_CLIENT_SECRET)
@@ -93,7 +93,7 @@ def port_of(gateway: Gateway) -> int:
 
 @pytest.mark.parametrize("pkce", [False, True], ids=["plain", "pkce"])
 async def test_callback_issues_only_codes_token_redeems(
-    make: Maker, fake: FakeUpstream, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession, pkce: bool
+    make: Maker, fake: RecordingUpstream, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession, pkce: bool
 ) -> None:
     gateway = await make({"fake": fake})
     verifier = "v" * 64
@@ -139,7 +139,7 @@ async def test_callback_issues_only_codes_token_redeems(
 # -- 7. another provider's callback leaves the flow alone ---------------------------------------
 
 
-async def test_a_foreign_callback_does_not_spend_the_flow(make: Maker, fake: FakeUpstream, browser: aiohttp.ClientSession) -> None:
+async def test_a_foreign_callback_does_not_spend_the_flow(make: Maker, fake: RecordingUpstream, browser: aiohttp.ClientSession) -> None:
     gateway = await make({"fake": fake, "other": fake})
     nonce = await begin_flow(browser, gateway, "fake")
     async with browser.get(gateway.endpoint("callback", "other"), params={"code": "x", "state": nonce}, allow_redirects=False) as response:
@@ -152,7 +152,7 @@ async def test_a_foreign_callback_does_not_spend_the_flow(make: Maker, fake: Fak
 # -- 5. the text log: one record, one line -------------------------------------------------------
 
 
-async def test_text_log_escapes_control_characters(make: Maker, fake: FakeUpstream) -> None:
+async def test_text_log_escapes_control_characters(make: Maker, fake: RecordingUpstream) -> None:
     gateway = await make({"fake": fake})
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -180,7 +180,7 @@ async def test_text_log_escapes_control_characters(make: Maker, fake: FakeUpstre
 
 
 async def test_a_hanging_upstream_does_not_starve_a_healthy_one(make: Maker) -> None:
-    async with FakeUpstream(host="127.0.0.2") as hanging, FakeUpstream(host="127.0.0.3") as healthy:
+    async with RecordingUpstream(host="127.0.0.2") as hanging, RecordingUpstream(host="127.0.0.3") as healthy:
         hanging.fault = Fault(hang=True)
         gateway = await make({"hanging": hanging, "healthy": healthy}, token_extra="timeout: 20\n")
         connector = aiohttp.TCPConnector(limit=0)
@@ -257,10 +257,10 @@ async def test_demo_forms_refuse_unreadable_bodies(demo_gateway: int, path: str,
 # -- 2, 4, 8, 9: the server around the app (gateway.web.runner, as `gateway serve` runs it) ----------
 
 
-async def serve(tmp_path: Path, fake: FakeUpstream, more: str = "") -> tuple[int, web.Application, GatewayRunner]:
+async def serve(tmp_path: Path, fake: RecordingUpstream, more: str = "") -> tuple[int, web.Application, GatewayRunner]:
     sock = bound_socket()
     port = int(sock.getsockname()[1])
-    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]
+    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
     path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more)
     config = load_config(path, env=env)
     app = create_app(config)
@@ -273,7 +273,7 @@ async def serve(tmp_path: Path, fake: FakeUpstream, more: str = "") -> tuple[int
 TOKEN_HEAD = "POST /fake/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n"
 
 
-async def test_slow_body_and_slow_headers_meet_a_deadline(tmp_path: Path, fake: FakeUpstream) -> None:
+async def test_slow_body_and_slow_headers_meet_a_deadline(tmp_path: Path, fake: RecordingUpstream) -> None:
     port, _, runner = await serve(tmp_path, fake, "connections: {body_timeout: 0.3, header_timeout: 0.3}\n")
     try:
         slow_body = raw(port, TOKEN_HEAD.format(100).encode() + b"grant_type=")  # 89 bytes never come
@@ -285,7 +285,7 @@ async def test_slow_body_and_slow_headers_meet_a_deadline(tmp_path: Path, fake: 
         await runner.cleanup()
 
 
-async def test_connections_over_the_cap_get_503_and_close(tmp_path: Path, fake: FakeUpstream) -> None:
+async def test_connections_over_the_cap_get_503_and_close(tmp_path: Path, fake: RecordingUpstream) -> None:
     port, _, runner = await serve(tmp_path, fake, "connections: {max: 3}\n")
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
     try:
@@ -313,7 +313,7 @@ SECRETS = ("sekret-code-123", "Basic c2VrcmV0", "sid=sekret-cookie")
     ids=["bad-request-line", "bad-header-name", "control-in-cookie", "nul-in-target"],
 )
 async def test_malformed_requests_log_one_redacted_line(
-    tmp_path: Path, fake: FakeUpstream, caplog: pytest.LogCaptureFixture, request_bytes: bytes
+    tmp_path: Path, fake: RecordingUpstream, caplog: pytest.LogCaptureFixture, request_bytes: bytes
 ) -> None:
     port, _, runner = await serve(tmp_path, fake)
     try:
@@ -332,7 +332,7 @@ async def test_malformed_requests_log_one_redacted_line(
         assert record.exc_info is None
 
 
-async def test_a_client_leaving_mid_body_is_a_disconnect(tmp_path: Path, fake: FakeUpstream, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_client_leaving_mid_body_is_a_disconnect(tmp_path: Path, fake: RecordingUpstream, caplog: pytest.LogCaptureFixture) -> None:
     port, _, runner = await serve(tmp_path, fake, "connections: {body_timeout: 5}\n")
     try:
         with caplog.at_level(logging.INFO):
@@ -354,7 +354,7 @@ async def test_a_client_leaving_mid_body_is_a_disconnect(tmp_path: Path, fake: F
 
 
 async def test_sigterm_drain_closes_connections_and_answers_503_past_the_grace(tmp_path: Path) -> None:
-    async with FakeUpstream() as fake:
+    async with RecordingUpstream() as fake:
         fake.fault = Fault(delay=3)  # longer than the grace
         port, app, runner = await serve(tmp_path, fake)
         drain = app[DRAIN]
@@ -378,11 +378,11 @@ async def test_sigterm_drain_closes_connections_and_answers_503_past_the_grace(t
 @pytest.mark.parametrize("grace", [5.0, 0.3], ids=["in-grace", "past-grace"])
 async def test_sigterm_answers_in_flight_requests_with_connection_close(tmp_path: Path, grace: float) -> None:
     """`gateway serve` itself: SIGTERM with a 1.5 s upstream call in flight."""
-    async with FakeUpstream() as fake:
+    async with RecordingUpstream() as fake:
         fake.fault = Fault(delay=1.5)
         sock = bound_socket()
         port = int(sock.getsockname()[1])
-        mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]
+        mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
         path, env = write_gateway_files(
             tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=f"shutdown_grace: {grace}\n"
         )

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site
 
 from gateway.config.settings import load_config
@@ -42,12 +42,12 @@ NAIVE = ("new key first in one step", [OLD], [NEW, OLD])
 class Replicas:
     """Gateways on their own ports, all with one public URL (as behind a Service)."""
 
-    def __init__(self, root: Path, upstream: FakeUpstream) -> None:
+    def __init__(self, root: Path, upstream: RecordingUpstream) -> None:
         self.root = root
         self.public_port = refusing_port()  # the Service's address: nobody listens there in this test
         self.runners: list[web.AppRunner] = []
         (root / "mappings").mkdir()
-        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
         (root / "mappings" / "fake.yaml").write_text(mapping)
 
     async def start(self, keys: list[str]) -> str:
@@ -73,7 +73,7 @@ class Replicas:
 
 @pytest.fixture
 async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
-    async with FakeUpstream() as upstream:
+    async with RecordingUpstream() as upstream:
         group = Replicas(tmp_path, upstream)
         yield group
         await group.close()

@@ -33,7 +33,7 @@ from conftest import (
 from listening import bound_socket, bound_sockets, port_of, start_site
 
 from gateway.config.settings import load_config
-from gateway.oauth.linkcontext import link_sealer, seal_refresh
+from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
@@ -214,7 +214,7 @@ async def test_a_regional_link_refreshes_at_its_region_across_two_key_rotations(
         finally:
             await gateway.runner.cleanup()
     # The newest envelope opens with the newest link key alone: it was re-sealed under it.
-    assert link_sealer((link_keys[0],), ()).open("link", tokens[REGIONS[0]])["r"] in regional.refresh_tokens
+    assert open_refresh(link_sealer((link_keys[0],), ()), tokens[REGIONS[0]])[0] in regional.refresh_tokens
 
 
 async def test_a_callback_value_off_its_pattern_is_refused_with_the_error_redirect(

@@ -1,14 +1,14 @@
 """Load with nothing lost: many complete account links at once through real ``gateway serve`` processes.
 
 The gateway runs as a subprocess (so the load is real HTTP through the real server, its event loop
-alone in its process) in front of :class:`~fake_upstream.FakeUpstream`. Each flow is one user with
+alone in its process) in front of :class:`~helpers.upstream.RecordingUpstream`. Each flow is one user with
 their own cookie jar plus Alexa's token calls:
 
     GET /p/authorize → 302 fake /authorize → 302 /p/callback → 302 <Alexa redirect URI>?code&state
     (read, not followed) → POST /p/token (Basic) → POST /p/token refresh → the token works upstream
 
 and every flow must come back whole: its own state, a token that descends from its own upstream
-code (the fake upstream writes the code into every token it issues), no 5xx anywhere, exactly one
+code (the recording upstream writes the code into every token it issues), no 5xx anywhere, exactly one
 code exchange and one refresh per flow at the upstream (no retry, no duplicate), and the gateway's
 flow counters matching. A second test spreads the hops of each flow over two processes (any
 replica serves any hop). A third loads the token endpoint while the upstream fails some requests
@@ -35,13 +35,13 @@ import aiohttp
 import pytest
 import yarl
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault, Recorded, code_of
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Recorded, RecordingUpstream, code_of
 from listening import bound_socket, port_of
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.oauth.seal import Sealer, generate_key
-from gateway.web.handlers.callback import CODE_PURPOSE
+from gateway.oauth.state import CodePayload, seal_code
 
 PROVIDER = "fake"
 #: 250 flows, 50 at a time: five waves at full concurrency, which is what mixes requests up if
@@ -65,17 +65,17 @@ class FlowResult:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as upstream:
+async def fake() -> AsyncIterator[RecordingUpstream]:
+    async with RecordingUpstream() as upstream:
         yield upstream
 
 
 async def start_gateways(
-    tmp_path: Path, fake: FakeUpstream, count: int, *, token_extra: str = "", keys: list[str] | None = None
+    tmp_path: Path, fake: RecordingUpstream, count: int, *, token_extra: str = "", keys: list[str] | None = None
 ) -> list[GatewayProcess]:
     """``count`` ``gateway serve`` processes sharing one config (one public URL, the same keys)."""
     socks = [bound_socket() for _ in range(count)]
-    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)  # type: ignore[arg-type]  # duck-typed upstream
+    mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)
     path, env = write_gateway_files(
         tmp_path, {PROVIDER: mapping}, port=port_of(socks[0]), upstream_secret=DEFAULT_CLIENT_SECRET, keys=keys
     )
@@ -99,7 +99,7 @@ def on(instance: GatewayProcess, url: str) -> yarl.URL:
 async def one_flow(
     index: int,
     instances: list[GatewayProcess],
-    fake: FakeUpstream,
+    fake: RecordingUpstream,
     connector: aiohttp.BaseConnector,
     platform: aiohttp.ClientSession,
 ) -> FlowResult:
@@ -163,7 +163,7 @@ async def one_flow(
     )
 
 
-async def run_flows(instances: list[GatewayProcess], fake: FakeUpstream) -> tuple[list[FlowResult], float]:
+async def run_flows(instances: list[GatewayProcess], fake: RecordingUpstream) -> tuple[list[FlowResult], float]:
     """All flows, ``CONCURRENCY`` at a time, within ``DEADLINE``; every failure reported."""
     gate = asyncio.Semaphore(CONCURRENCY)
     connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
@@ -201,7 +201,7 @@ async def metrics_of(instances: list[GatewayProcess]) -> Samples:
     return total
 
 
-def assert_nothing_lost(results: list[FlowResult], fake: FakeUpstream, metrics: Samples) -> None:
+def assert_nothing_lost(results: list[FlowResult], fake: RecordingUpstream, metrics: Samples) -> None:
     assert len(results) == FLOWS
     assert sorted(result.index for result in results) == list(range(FLOWS))
     assert all(result.statuses == (302, 302, 200, 200) for result in results)
@@ -241,7 +241,7 @@ def assert_quiet(instances: list[GatewayProcess]) -> None:
         assert "unhandled error" not in instance.output, instance.output[-4000:]
 
 
-async def test_load_nothing_lost_one_process(tmp_path: Path, fake: FakeUpstream) -> None:
+async def test_load_nothing_lost_one_process(tmp_path: Path, fake: RecordingUpstream) -> None:
     """FLOWS complete links, CONCURRENCY at a time, through one ``gateway serve`` process."""
     instances = await start_gateways(tmp_path, fake, 1)
     try:
@@ -254,7 +254,7 @@ async def test_load_nothing_lost_one_process(tmp_path: Path, fake: FakeUpstream)
     print(f"\nload, 1 process: {FLOWS} flows ({4 * FLOWS} gateway requests) in {elapsed:.2f}s = {FLOWS / elapsed:.0f} flows/s")
 
 
-async def test_load_nothing_lost_two_processes_alternating_hops(tmp_path: Path, fake: FakeUpstream) -> None:
+async def test_load_nothing_lost_two_processes_alternating_hops(tmp_path: Path, fake: RecordingUpstream) -> None:
     """The same load over two ``gateway serve`` processes, each flow's consecutive hops on
     alternate processes (authorize on one, callback on the other, code exchange back on the
     first, refresh on the second): statelessness under load."""
@@ -289,7 +289,7 @@ MIXED: dict[int, tuple[Fault | None, int, str | None]] = {
 MIXED_REQUESTS = 400
 
 
-async def test_load_with_a_flaky_upstream_every_answer_goes_to_its_own_request(tmp_path: Path, fake: FakeUpstream) -> None:
+async def test_load_with_a_flaky_upstream_every_answer_goes_to_its_own_request(tmp_path: Path, fake: RecordingUpstream) -> None:
     """MIXED_REQUESTS token requests (code exchanges and refreshes, CONCURRENCY at a time) while
     the upstream answers some of them with outages, timeouts, cut connections, garbage and grant
     errors: every platform request gets the answer for *its own* upstream answer (a token from its
@@ -309,7 +309,7 @@ async def test_load_with_a_flaky_upstream_every_answer_goes_to_its_own_request(t
             plan[refresh_token] = index
         else:
             code = fake.issue_code(callback_url)
-            sealed = sealer.seal(CODE_PURPOSE, {"u": code, "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": PROVIDER}, ttl=300)
+            sealed = seal_code(sealer, CodePayload(code, PLATFORM_ID, ALEXA_REDIRECT, PROVIDER), ttl=300)
             forms.append({"grant_type": "authorization_code", "code": sealed, "redirect_uri": ALEXA_REDIRECT})
             lineage.append(code)
             plan[code] = index

@@ -42,9 +42,9 @@ from upstream_oidc import OidcUpstream, login_and_consent
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import Sealer, generate_key
+from gateway.oauth.state import CodePayload, open_code, seal_code
 from gateway.observe.logs import JsonFormatter
 from gateway.web.app import reload_config
-from gateway.web.handlers.callback import CODE_PURPOSE
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 
@@ -80,11 +80,11 @@ async def test_rotating_a_key_in_keeps_flows_in_flight(
     async with browser.get(str(callback), allow_redirects=False) as response:
         assert response.status == 302, await response.text()
         code = query_of(response.headers["Location"])["code"]
-    Sealer([key_b]).open(CODE_PURPOSE, code)  # the new code is sealed under B, the first key
+    open_code(Sealer([key_b]), code)  # the new code is sealed under B, the first key
     status, token = await exchange(platform, gateway.url, code_form(code))
     assert status == 200, token
 
-    old_code = Sealer([key_a]).seal(CODE_PURPOSE, Sealer([key_b]).open(CODE_PURPOSE, code), ttl=300)
+    old_code = seal_code(Sealer([key_a]), open_code(Sealer([key_b]), code), ttl=300)
     reload_with([key_b])  # A retired
     status, body = await exchange(platform, gateway.url, code_form(old_code))
     assert status == 400
@@ -194,7 +194,7 @@ async def test_metrics_count_upstream_failures_by_kind(
     make_gateway: GatewayFactory, platform: aiohttp.ClientSession
 ) -> None:
     gateway = await make_gateway(token_url=f"http://127.0.0.1:{refusing_port()}/token")  # nobody listens
-    code = Sealer(gateway.config.keys).seal(CODE_PURPOSE, {"u": "x", "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}, ttl=60)
+    code = seal_code(Sealer(gateway.config.keys), CodePayload("x", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=60)
     status, body = await exchange(platform, gateway.url, code_form(code))
     assert (status, body["error"]) == (503, "temporarily_unavailable")
     async with platform.get(f"{gateway.url}/metrics") as response:
@@ -284,7 +284,7 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
     path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port_of(sock), keys=[key])
     gateway = await start_gateway_process(path, sock=sock, env=env)
     try:
-        code = Sealer([key]).seal(CODE_PURPOSE, {"u": "x", "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}, ttl=60)
+        code = seal_code(Sealer([key]), CodePayload("x", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=60)
         in_flight = asyncio.create_task(exchange(platform, gateway.url, code_form(code)))
         async with asyncio.timeout(10):  # the poll has a deadline, not only the test's timeout
             while not arrivals:

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from builders import self_signed
 from conftest import mapping_yaml, write_gateway_files
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site, unused_port
 
 from gateway.cli.commands import main
@@ -32,12 +32,12 @@ Start = Callable[..., Awaitable[tuple[Path, int]]]
 @pytest.fixture
 async def start(tmp_path: Path) -> AsyncIterator[Start]:
     runners: list[web.AppRunner] = []
-    async with FakeUpstream() as upstream:
+    async with RecordingUpstream() as upstream:
 
         async def run(more: str = "") -> tuple[Path, int]:
             sock = bound_socket()
             port = port_of(sock)
-            mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+            mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
             path, env = write_gateway_files(
                 tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more
             )

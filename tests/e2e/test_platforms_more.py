@@ -24,7 +24,7 @@ from gateway.cli.commands import main
 from gateway.cli.console import HIDDEN
 from gateway.cli.linktest import run_linktest
 from gateway.oauth import pkce
-from gateway.upstream.client import basic_auth_header
+from gateway.oauth.basicauth import basic_auth_header
 
 #: Amazon, "Account Linking Schemas" (SMAPI v1, developer.amazon.com/docs/alexa/smapi/account-linking-schemas.html):
 #: the accountLinkingRequest fields, their types, the 15-item limits on scopes and domains, and the two

@@ -1,7 +1,7 @@
 """Every shipped provider mapping, end to end: platform → gateway → provider → gateway → platform.
 
 For each ``mappings/<provider>.yaml`` the real gateway runs on 127.0.0.1 in front of the test
-upstream (:mod:`provider_upstream`), which answers with the mapping's own ``examples:``. A client
+upstream (:class:`helpers.upstream.RecordingUpstream`), which answers with the mapping's own ``examples:``. A client
 playing the platform redeems a sealed code (or a refresh token) at ``/<provider>/token``; then:
 
 * the request the provider received must match what the provider's documentation says (the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -28,16 +29,17 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers.upstream import RecordingUpstream, Reply
 from listening import port_of, start_site
-from provider_upstream import Documented, ProviderUpstream, mismatches, with_token_url
+from provider_upstream import Documented, mismatches, with_token_url
 
 import gateway.upstream.answer
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import Sealer, generate_key
+from gateway.oauth.state import CodePayload, seal_code
 from gateway.store import STORE
 from gateway.web.app import create_app
-from gateway.web.handlers.callback import CODE_PURPOSE
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
@@ -157,13 +159,20 @@ def test_every_mapping_has_its_documented_token_request() -> None:
 
 
 @pytest.fixture
-async def provider_upstream() -> AsyncIterator[ProviderUpstream]:
-    upstream = await ProviderUpstream().start()
-    yield upstream
-    await upstream.stop()
+async def provider_upstream() -> AsyncIterator[RecordingUpstream]:
+    """Plays every provider: ``/{provider}/token`` answers the queued examples, and
+    ``/{provider}/.well-known/openid-configuration`` the discovery document of the issuer ``/{provider}``."""
+    async with RecordingUpstream() as upstream:
+        for name in PROVIDERS:
+            upstream.serve_discovery(f"/{name}")
+        yield upstream
 
 
-def _environment(name: str, text: str, upstream: ProviderUpstream) -> dict[str, str]:
+def _token_path(name: str) -> str:
+    return f"/{name}/token"
+
+
+def _environment(name: str, text: str, upstream: RecordingUpstream) -> dict[str, str]:
     """A value for every ``${VAR}`` without a default, as an operator would set them."""
     env = {}
     for variable in re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", text):
@@ -176,18 +185,18 @@ def _environment(name: str, text: str, upstream: ProviderUpstream) -> dict[str, 
         elif variable.endswith("_CLIENT_SECRET"):
             env[variable] = f"{name}-gateway-secret"
         elif variable == "OIDC_ISSUER":
-            env[variable] = upstream.issuer(name)
+            env[variable] = upstream.url_of(f"/{name}")
         else:
             env[variable] = variable.lower().replace("_", "-")
     return env
 
 
-async def _start(tmp_path: Path, name: str, upstream: ProviderUpstream, sock: socket.socket) -> tuple[Any, web.AppRunner, dict[str, str]]:
+async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, sock: socket.socket) -> tuple[Any, web.AppRunner, dict[str, str]]:
     port = port_of(sock)
     text = (MAPPINGS / f"{name}.yaml").read_text(encoding="utf-8")
     env = _environment(name, text, upstream)
     if "discovery:" not in text:  # a discovery mapping finds the test upstream through OIDC_ISSUER
-        text = with_token_url(text, upstream.token_url(name))
+        text = with_token_url(text, upstream.url_of(_token_path(name)))
     (tmp_path / "mappings").mkdir()
     (tmp_path / "mappings" / f"{name}.yaml").write_text(text, encoding="utf-8")
     (tmp_path / "gateway.yaml").write_text(
@@ -213,13 +222,13 @@ def _basic(client_id: str, secret: str) -> str:
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_provider_end_to_end(
-    name: str, tmp_path: Path, gateway_socket: socket.socket, gateway_port: int, provider_upstream: ProviderUpstream,
+    name: str, tmp_path: Path, gateway_socket: socket.socket, gateway_port: int, provider_upstream: RecordingUpstream,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_socket)
     try:
         mapping = config.providers[name]
-        assert mapping.token.url == provider_upstream.token_url(name)
+        assert mapping.token.url == provider_upstream.url_of(_token_path(name))
         prefix = name.upper()
         platform_id, platform_secret = env[f"{prefix}_PLATFORM_CLIENT_ID"], env[f"{prefix}_PLATFORM_CLIENT_SECRET"]
         upstream_id, upstream_secret = env[f"{prefix}_CLIENT_ID"], env.get(f"{prefix}_CLIENT_SECRET", "")
@@ -236,17 +245,15 @@ async def test_provider_end_to_end(
             for index, example in enumerate(mapping.examples):
                 label = f"{name} example {example.name!r}"
                 runner.app[STORE].local.clear()  # each example presents the same refresh token afresh (no grace)
-                provider_upstream.answer(name, example.status, example.content_type, example.body)
+                raw = example.body.encode() if isinstance(example.body, str) else json.dumps(example.body).encode()
+                provider_upstream.queue(_token_path(name), Reply(status=example.status, content_type=example.content_type, body=raw))
                 if example.grant == "authorization_code":
                     upstream_code = f"upstream-code-{index}"
-                    sealed: dict[str, Any] = {"u": upstream_code, "c": platform_id, "r": redirect_uri, "p": name}
-                    if context:
-                        sealed["x"] = context
                     verifier = ""
                     if mapping.authorize.pkce != "none":
                         verifier = f"verifier-{index}-" + "v" * 43
-                        sealed["v"] = verifier
-                    code = sealer.seal(CODE_PURPOSE, sealed, ttl=300)
+                    sealed = CodePayload(upstream_code, platform_id, redirect_uri, name, verifier or None, context=context)
+                    code = seal_code(sealer, sealed, ttl=300)
                     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
                     expected = {"grant_type": "authorization_code", "code": upstream_code, "redirect_uri": callback}
                     if verifier:
@@ -266,8 +273,9 @@ async def test_provider_end_to_end(
                     ) as response:
                         status, headers, body = response.status, response.headers, await response.json()
 
-                recorded = provider_upstream.requests[name][-1]
-                assert len(provider_upstream.requests[name]) == index + 1, f"{label}: one upstream call"
+                received = provider_upstream.requests_to(_token_path(name))
+                assert len(received) == index + 1, f"{label}: one upstream call"
+                recorded = received[-1]
                 problems = mismatches(
                     recorded, DOCUMENTED[name], grant=example.grant,
                     client_id=upstream_id, client_secret=upstream_secret, expected=expected,
@@ -349,7 +357,7 @@ def test_every_mapping_has_its_documented_authorize_request() -> None:
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_provider_authorize_leg(
-    name: str, tmp_path: Path, gateway_socket: socket.socket, gateway_port: int, provider_upstream: ProviderUpstream
+    name: str, tmp_path: Path, gateway_socket: socket.socket, gateway_port: int, provider_upstream: RecordingUpstream
 ) -> None:
     """The browser leg per provider: the platform's authorization request goes on to the
     provider's authorize URL in the provider's own terms."""

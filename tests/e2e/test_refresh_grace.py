@@ -31,9 +31,9 @@ from processes import GatewayProcess, start_gateway_process
 from gateway.config.settings import load_config
 from gateway.oauth.refresh import FLIGHTS
 from gateway.oauth.seal import Sealer, generate_key
+from gateway.oauth.state import CodePayload, seal_code
 from gateway.store import STORE
 from gateway.web.app import create_app
-from gateway.web.handlers.callback import CODE_PURPOSE
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -387,9 +387,7 @@ async def test_the_retry_at_the_other_replica_is_served_from_grace_and_a_code_re
         assert status == 200 and retried == answer and upstream.refresh_calls == 1
         assert await metric(client, second, "gateway_refresh_grace_hits_total") == 1
 
-        code = Sealer(replicas.keys).seal(
-            CODE_PURPOSE, {"u": "upstream-code", "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}, ttl=300
-        )
+        code = seal_code(Sealer(replicas.keys), CodePayload("upstream-code", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=300)
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT}
         async with client.post(f"{first}/oidc/token", data=form, headers={"Authorization": BASIC}) as response:
             assert response.status == 200

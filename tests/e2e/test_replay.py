@@ -9,56 +9,42 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from builders import plain_mapping
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, start_gateway
-from listening import start_site
+from helpers.upstream import RecordingUpstream, Reply
 
 from gateway.oauth.seal import Sealer
-from gateway.web.handlers.callback import CODE_PURPOSE
+from gateway.oauth.state import CodePayload, seal_code
 
 BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 
 
-class LaxUpstream:
-    """Answers every token request with a token; ``fail_next`` makes the next answers 503s."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.fail_next = 0
-        self.delay = 0.0
-
-    async def token(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        await asyncio.sleep(self.delay)
-        if self.fail_next:
-            self.fail_next -= 1
-            return web.Response(status=503, text="down for maintenance")
-        return web.json_response({"access_token": f"at-{self.requests}", "token_type": "bearer", "expires_in": 60})
+#: The lax upstream's answer: a token for any code, as often as asked (the built-in single use is off).
+LAX_TOKEN = Reply(body={"access_token": "at-lax", "token_type": "bearer", "expires_in": 60})
 
 
 @pytest.fixture
-async def lax(tmp_path: Path) -> AsyncIterator[tuple[LaxUpstream, Gateway]]:
-    upstream = LaxUpstream()
-    app = web.Application()
-    app.router.add_post("/token", upstream.token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    base = await start_site(runner)
-    gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(f"{base}/token")})
-    yield upstream, gateway
-    await gateway.runner.cleanup()
-    await runner.cleanup()
+async def lax(tmp_path: Path) -> AsyncIterator[tuple[RecordingUpstream, Gateway]]:
+    async with RecordingUpstream() as upstream:
+        upstream.fault = LAX_TOKEN
+        gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(upstream.token_endpoint)})
+        yield upstream, gateway
+        await gateway.runner.cleanup()
+
+
+def codes_sent(upstream: RecordingUpstream) -> list[str | None]:
+    """The upstream code of each token request that reached the upstream (None: not a code exchange)."""
+    return [request.param("code") if request.grant_type == "authorization_code" else None for request in upstream.token_requests]
 
 
 def sealed_code(gateway: Gateway, upstream_code: str = "up-code") -> str:
-    payload = {"u": upstream_code, "c": PLATFORM_ID, "r": ALEXA_REDIRECT, "p": "oidc"}
-    return Sealer(gateway.config.keys).seal(CODE_PURPOSE, payload, ttl=300)
+    return seal_code(Sealer(gateway.config.keys), CodePayload(upstream_code, PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=300)
 
 
 async def redeem(gateway: Gateway, code: str) -> tuple[int, dict[str, str]]:
@@ -68,7 +54,7 @@ async def redeem(gateway: Gateway, code: str) -> tuple[int, dict[str, str]]:
             return response.status, await response.json()
 
 
-async def test_a_replayed_code_is_refused_without_reaching_the_upstream(lax: tuple[LaxUpstream, Gateway]) -> None:
+async def test_a_replayed_code_is_refused_without_reaching_the_upstream(lax: tuple[RecordingUpstream, Gateway]) -> None:
     upstream, gateway = lax
     code = sealed_code(gateway)
     assert (await redeem(gateway, code))[0] == 200
@@ -76,31 +62,31 @@ async def test_a_replayed_code_is_refused_without_reaching_the_upstream(lax: tup
     assert (status, body["error"], body["error_description"]) == (400, "invalid_grant", "code was already used")
     # The same code with bytes after its padding opens like the original: still the same code.
     assert (await redeem(gateway, code + "x"))[1].get("error") in {"invalid_grant"}
-    assert upstream.requests == 1
+    assert codes_sent(upstream) == ["up-code"]
 
 
-async def test_a_failed_exchange_does_not_burn_the_code(lax: tuple[LaxUpstream, Gateway]) -> None:
+async def test_a_failed_exchange_does_not_burn_the_code(lax: tuple[RecordingUpstream, Gateway]) -> None:
     upstream, gateway = lax
-    upstream.fail_next = 1
+    upstream.faults.append(Reply(status=503, body="down for maintenance", content_type="text/plain"))
     code = sealed_code(gateway)
     status, body = await redeem(gateway, code)
     assert (status, body["error"]) == (503, "temporarily_unavailable")
     status, body = await redeem(gateway, code)
     assert status == 200, body
-    assert upstream.requests == 2
+    assert codes_sent(upstream) == ["up-code", "up-code"]
 
 
-async def test_two_redemptions_at_once_reach_the_upstream_once(lax: tuple[LaxUpstream, Gateway]) -> None:
+async def test_two_redemptions_at_once_reach_the_upstream_once(lax: tuple[RecordingUpstream, Gateway]) -> None:
     upstream, gateway = lax
-    upstream.delay = 0.3
+    upstream.fault = dataclasses.replace(LAX_TOKEN, delay=0.3)
     code = sealed_code(gateway)
     results = await asyncio.gather(redeem(gateway, code), redeem(gateway, code))
     assert sorted(status for status, _ in results) == [200, 400]
-    assert upstream.requests == 1
+    assert codes_sent(upstream) == ["up-code"]
 
 
-async def test_different_codes_are_independent(lax: tuple[LaxUpstream, Gateway]) -> None:
+async def test_different_codes_are_independent(lax: tuple[RecordingUpstream, Gateway]) -> None:
     upstream, gateway = lax
     for index in range(3):
         assert (await redeem(gateway, sealed_code(gateway, f"code-{index}")))[0] == 200
-    assert upstream.requests == 3
+    assert codes_sent(upstream) == ["code-0", "code-1", "code-2"]

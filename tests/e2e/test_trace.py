@@ -1,7 +1,7 @@
 """The flow trace (gateway/observe/trace.py): every hop of a real link, every fault of the matrix named
 at the step where it happened in linktest's words, no secret anywhere, and the page locked.
 
-A gateway with ``trace:`` on runs in front of :class:`~fake_upstream.FakeUpstream`; a browser
+A gateway with ``trace:`` on runs in front of :class:`~helpers.upstream.RecordingUpstream`; a browser
 (aiohttp with a cookie jar) links through it as a user would, then the platform redeems the code
 while the upstream misbehaves as a fault-matrix cell says.
 """
@@ -19,7 +19,7 @@ import pytest
 import yarl
 from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, mapping_yaml, write_gateway_files
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream, Fault
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site
 from test_fault_matrix import BASIC, CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell
 
@@ -32,16 +32,16 @@ TRACE_YAML = f"trace: {{token: {TRACE_TOKEN}, flows: 20}}\n"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as upstream:
+async def fake() -> AsyncIterator[RecordingUpstream]:
+    async with RecordingUpstream() as upstream:
         yield upstream
 
 
-async def start(tmp_path: Path, fake: FakeUpstream, *, more: str = TRACE_YAML, refused: bool = False,
+async def start(tmp_path: Path, fake: RecordingUpstream, *, more: str = TRACE_YAML, refused: bool = False,
                 method: str = "POST", upstream_extra: str = "", extra: str = "") -> Gateway:
     token_url = f"http://127.0.0.1:{refusing_port()}/token" if refused else fake.token_endpoint
     mapping = mapping_yaml(
-        fake,  # type: ignore[arg-type]  # duck-typed like the fault matrix's
+        fake,
         upstream_client_id=DEFAULT_CLIENT_ID,
         token_url=token_url,
         token_extra=f"method: {method}\ntimeout: {TIMEOUT}\n",
@@ -118,7 +118,7 @@ async def assert_no_secret(gateway: Gateway, secrets: list[str]) -> None:
 # --- a good link, hop by hop --------------------------------------------------------------------
 
 
-async def test_a_link_and_its_refreshes_are_one_flow_of_every_hop(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+async def test_a_link_and_its_refreshes_are_one_flow_of_every_hop(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
     gateway = await start(tmp_path, fake)
     gateways.append(gateway)
     code, secrets = await link(gateway)
@@ -178,7 +178,7 @@ FAILING = [cell.param() for cell in CELLS if cell.error is not None]
 
 
 @pytest.mark.parametrize("cell", FAILING)
-async def test_a_failed_link_names_the_step_and_why(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway], cell: Cell) -> None:
+async def test_a_failed_link_names_the_step_and_why(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway], cell: Cell) -> None:
     gateway = await start(tmp_path, fake, refused=cell.fault is None, method=cell.method)
     gateways.append(gateway)
     code, secrets = await link(gateway)
@@ -198,7 +198,7 @@ async def test_a_failed_link_names_the_step_and_why(tmp_path: Path, fake: FakeUp
 
 
 @pytest.mark.parametrize("cell", [c.param() for c in CELLS if c.id in ("timeout", "500-html", "400-invalid_grant", "401-invalid_client")])
-async def test_a_failed_refresh_names_the_step_and_why(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway], cell: Cell) -> None:
+async def test_a_failed_refresh_names_the_step_and_why(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway], cell: Cell) -> None:
     gateway = await start(tmp_path, fake)
     gateways.append(gateway)
     refresh_token = fake.issue_refresh_token(redirect_uri=gateway.config.callback_url(PROVIDER))
@@ -212,7 +212,7 @@ async def test_a_failed_refresh_names_the_step_and_why(tmp_path: Path, fake: Fak
     await assert_no_secret(gateway, [refresh_token])
 
 
-async def test_a_form_answer_read_as_json_says_so_in_linktests_words(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+async def test_a_form_answer_read_as_json_says_so_in_linktests_words(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
     gateway = await start(tmp_path, fake, upstream_extra="answer:\n  format: json\n")
     gateways.append(gateway)
     code, secrets = await link(gateway)
@@ -225,7 +225,7 @@ async def test_a_form_answer_read_as_json_says_so_in_linktests_words(tmp_path: P
     await assert_no_secret(gateway, [*secrets, "at.secret-token-1"])
 
 
-async def test_a_lost_flow_and_a_refused_authorize_fail_where_they_happen(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+async def test_a_lost_flow_and_a_refused_authorize_fail_where_they_happen(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
     gateway = await start(tmp_path, fake)
     gateways.append(gateway)
     async with aiohttp.ClientSession() as browser:
@@ -243,7 +243,7 @@ async def test_a_lost_flow_and_a_refused_authorize_fail_where_they_happen(tmp_pa
 # --- access ---------------------------------------------------------------------------------------
 
 
-async def test_the_trace_refuses_a_missing_or_wrong_token(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+async def test_the_trace_refuses_a_missing_or_wrong_token(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
     gateway = await start(tmp_path, fake)
     gateways.append(gateway)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
@@ -265,7 +265,7 @@ async def test_the_trace_refuses_a_missing_or_wrong_token(tmp_path: Path, fake: 
             assert response.status == 200 and "Flow trace" in await response.text()
 
 
-async def test_the_trace_is_absent_when_off(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway]) -> None:
+async def test_the_trace_is_absent_when_off(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
     gateway = await start(tmp_path, fake, more="")
     gateways.append(gateway)
     assert gateway.config.trace is None
@@ -278,7 +278,7 @@ async def test_the_trace_is_absent_when_off(tmp_path: Path, fake: FakeUpstream, 
 
 @pytest.mark.parametrize("line", ["trace: {token: short}\n", "trace: {flows: 10}\n", 'trace: {token: ""}\n'])
 def test_a_short_or_missing_token_is_refused_at_load(tmp_path: Path, line: str) -> None:
-    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping_yaml(_Static(), upstream_client_id=DEFAULT_CLIENT_ID)},  # type: ignore[arg-type]
+    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping_yaml(_Static(), upstream_client_id=DEFAULT_CLIENT_ID)},
                                     port=8080, more=line)  # only loaded, never served
     with pytest.raises(ConfigError) as caught:
         load_config(path, env=env)
@@ -326,7 +326,7 @@ def test_the_demo_traces_with_a_random_token_that_a_reload_keeps() -> None:
 
 
 @pytest.mark.parametrize("cell", [pytest.param(c, id=c.id) for c in IMPLICIT_CELLS if c.error is not None])
-async def test_a_failed_implicit_link_names_the_step_and_why(tmp_path: Path, fake: FakeUpstream, gateways: list[Gateway], cell: ImplicitCell) -> None:
+async def test_a_failed_implicit_link_names_the_step_and_why(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway], cell: ImplicitCell) -> None:
     """The implicit grant meets the fault at the callback, where the gateway redeems the code itself."""
     gateway = await start(tmp_path, fake, refused=cell.fault is None, extra="grant: implicit\n")
     gateways.append(gateway)

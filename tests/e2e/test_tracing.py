@@ -1,6 +1,6 @@
 """OpenTelemetry tracing (the ``otel`` extra), recorded with the SDK's in-memory exporter.
 
-A whole link through an in-process gateway in front of the fake upstream: one server span per hop
+A whole link through an in-process gateway in front of the recording upstream: one server span per hop
 with provider, endpoint, outcome and upstream status; the upstream token call a child span of the
 /token hop; no code, state, secret or token in any attribute; the trace id in the log line.
 """
@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
-from fake_upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeUpstream
+from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket, port_of, start_site
 
 from gateway.config.settings import load_config
@@ -41,9 +41,9 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[str, InMemorySpanExporte
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    async with FakeUpstream() as upstream:
+    async with RecordingUpstream() as upstream:
         sock = bound_socket()
-        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)  # type: ignore[arg-type]  # duck-typed
+        mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
         path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port_of(sock), upstream_secret=DEFAULT_CLIENT_SECRET)
         app = create_app(load_config(path, env=env))
         assert tracing.instrument(app, tracer_provider=provider)

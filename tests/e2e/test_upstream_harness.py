@@ -19,10 +19,11 @@ import pytest
 import yarl
 from upstream_oidc import (
     OidcUpstream,
-    basic_auth_header,
     login_and_consent,
     running_oidc_provider,
 )
+
+from gateway.oauth.basicauth import basic_auth_header
 
 # Never fetched: the driver stops at the redirect and hands the URL back.
 REDIRECT_URI = "http://127.0.0.1:9/callback"

@@ -13,7 +13,6 @@ The dev login page accepts any login and password; the login becomes ``sub``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -62,19 +61,6 @@ def ensure_node_modules() -> None:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"npm ci failed in {NODE_DIR}:\n{proc.stdout}\n{proc.stderr}")
-
-
-def basic_auth_header(client_id: str, client_secret: str) -> str:
-    """``Authorization`` header value for client_secret_basic.
-
-    Uses ``aiohttp.encode_basic_auth`` where the installed aiohttp has it
-    (``aiohttp.BasicAuth`` is deprecated), else plain base64.
-    """
-    encode = getattr(aiohttp, "encode_basic_auth", None)
-    if encode is not None:
-        return str(encode(client_id, client_secret))
-    token = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
-    return f"Basic {token}"
 
 
 @dataclass

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from gateway.config.mapping import AnswerRules, parse_mapping
-from gateway.config.reader import Section
 from gateway.config.yamlfile import Problems, load_yaml
 from gateway.oauth.responses import OAuthError
 from gateway.upstream.answer import UpstreamAnswer, normalise
@@ -38,7 +37,7 @@ def rules(tmp_path: Path, answer: str = "{}", separator: str = " ") -> AnswerRul
     path = tmp_path / "p.yaml"
     path.write_text(MAPPING.format(answer=indented, separator=separator))
     problems = Problems()
-    mapping = parse_mapping("p", Section(load_yaml(path, problems, env={}), file=str(path), problems=problems))
+    mapping = parse_mapping("p", load_yaml(path, problems, env={}), file=str(path), problems=problems)
     assert not problems, problems.items
     assert mapping is not None
     return mapping.answer

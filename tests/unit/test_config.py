@@ -150,7 +150,7 @@ def test_minimal_config_loads_with_documented_defaults(tmp_path: Path) -> None:
 def test_config_is_frozen(tmp_path: Path) -> None:
     config = load_config(write(tmp_path), env={})
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.public_url = "https://evil.example"  # type: ignore[misc]
+        config.public_url = "https://evil.example"  # type: ignore[misc]  # the assignment a frozen config must refuse
 
 
 def test_empty_keys_means_one_ephemeral_random_key_on_localhost(tmp_path: Path) -> None:
@@ -454,6 +454,7 @@ def test_each_problem_is_reported_at_its_file_and_line(
     problems = problems_of(config)
     find(problems, file, marked_line(text), fragment)
     assert all(str(problem).startswith(f"{problem.file}:") for problem in problems)
+    assert len(problems) == 1, "one mistake, one problem:\n" + "\n".join(map(str, problems))
 
 
 def test_one_mistake_gives_one_problem(tmp_path: Path) -> None:

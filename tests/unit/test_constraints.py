@@ -30,3 +30,20 @@ def test_every_line_is_a_pin_and_every_dependency_is_pinned() -> None:
         match = _NAME.match(requirement)
         assert match is not None, requirement
         assert _canonical(match.group(1)) in pins, f"{requirement} is not pinned in constraints.txt"
+
+
+#: APIs the package uses and the first release of the dependency that has them.
+_NEEDS = [("aiohttp", "web.RequestKey(", (3, 14))]
+
+
+def test_lower_bounds_admit_no_release_without_an_api_the_code_uses() -> None:
+    """A lower bound is a promise: `pip install gateway` next to an older aiohttp must work."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    code = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "gateway").rglob("*.py"))
+    for dependency, api, first in _NEEDS:
+        if api not in code:
+            continue
+        spec = next(req for req in project["dependencies"] if _canonical(_NAME.match(req).group(1)) == dependency)  # type: ignore[union-attr]  # every entry starts with a name
+        bound = re.search(r">=\s*([0-9.]+)", spec)
+        assert bound is not None, f"{spec}: no lower bound"
+        assert tuple(int(part) for part in bound.group(1).split(".")) >= first, f"{spec}: {api} needs {dependency} {first}"

@@ -33,7 +33,8 @@ PUBLIC = "http://localhost:1"
 GATEWAY_CALLBACK = f"{PUBLIC}/demo/callback"
 TOKEN_FORM = {"client_id": "demo-gateway", "client_secret": "demo-gateway-secret", "action": "requesttoken"}
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[..., Awaitable[Client]]
 STAND_IN_HTTP: web.AppKey[ClientSession] = web.AppKey("stand_in_http", ClientSession)
 
 
@@ -43,7 +44,7 @@ def sealer() -> Sealer:
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, sealer: Sealer) -> TestClient:
+async def client(aiohttp_client: ClientFactory, sealer: Sealer) -> Client:
     app = web.Application()
     setup_demo(app, public_url=PUBLIC, sealer=sealer)
     return await aiohttp_client(app)
@@ -67,7 +68,7 @@ def authorize_params(**overrides: str) -> dict[str, str]:
     return {key: value for key, value in params.items() if value is not None}
 
 
-async def login(client: TestClient, *, user: str = "demo", **overrides: str) -> str:
+async def login(client: Client, *, user: str = "demo", **overrides: str) -> str:
     """Authorize and sign in; the sealed field of the consent page."""
     page = await client.get("/_demo/oauth/authorize", params=authorize_params(**overrides))
     assert page.status == 200, await page.text()
@@ -77,7 +78,7 @@ async def login(client: TestClient, *, user: str = "demo", **overrides: str) -> 
     return hidden_field(await consent.text())
 
 
-async def get_code(client: TestClient, **overrides: str) -> str:
+async def get_code(client: Client, **overrides: str) -> str:
     sealed = await login(client, **overrides)
     answer = await client.post("/_demo/oauth/consent", data={"request": sealed, "decision": "allow"}, allow_redirects=False)
     assert answer.status == 302
@@ -85,22 +86,23 @@ async def get_code(client: TestClient, **overrides: str) -> str:
     return query["code"][0]
 
 
-async def post_token(client: TestClient, **fields: str) -> tuple[int, dict[str, Any]]:
+async def post_token(client: Client, **fields: str) -> tuple[int, dict[str, Any]]:
     answer = await client.post("/_demo/oauth/token", data={**TOKEN_FORM, **fields})
     assert answer.headers["Cache-Control"] == "no-store"
     return answer.status, await answer.json()
 
 
-async def exchange(client: TestClient, code: str) -> dict[str, Any]:
+async def exchange(client: Client, code: str) -> dict[str, Any]:
     status, body = await post_token(client, grant_type="authorization_code", code=code, redirect_uri=GATEWAY_CALLBACK)
     assert status == 200 and body["status"] == 0, body
-    return body["body"]
+    token: dict[str, Any] = body["body"]
+    return token
 
 
 # --- the browser leg ---------------------------------------------------------------------------
 
 
-async def test_authorize_shows_a_demo_login_page_with_sealed_state(client: TestClient) -> None:
+async def test_authorize_shows_a_demo_login_page_with_sealed_state(client: Client) -> None:
     page = await client.get("/_demo/oauth/authorize", params=authorize_params())
     text = await page.text()
     assert page.status == 200
@@ -111,7 +113,7 @@ async def test_authorize_shows_a_demo_login_page_with_sealed_state(client: TestC
     assert "gw-state-1" not in text  # the pending request is sealed, not echoed
 
 
-async def test_login_and_consent_give_a_code_for_the_callback(client: TestClient, sealer: Sealer) -> None:
+async def test_login_and_consent_give_a_code_for_the_callback(client: Client, sealer: Sealer) -> None:
     sealed = await login(client, user="alice")
     answer = await client.post("/_demo/oauth/consent", data={"request": sealed, "decision": "allow"}, allow_redirects=False)
     assert answer.status == 302
@@ -124,7 +126,7 @@ async def test_login_and_consent_give_a_code_for_the_callback(client: TestClient
     assert grant == {"user": "alice", "scope": ["profile", "email"], "redirect_uri": GATEWAY_CALLBACK}
 
 
-async def test_consent_page_lists_the_scopes_and_escapes_the_user(client: TestClient) -> None:
+async def test_consent_page_lists_the_scopes_and_escapes_the_user(client: Client) -> None:
     page = await client.get("/_demo/oauth/authorize", params=authorize_params(scope="profile email"))
     sealed = hidden_field(await page.text())
     consent = await client.post("/_demo/oauth/login", data={"request": sealed, "username": "<b>x</b>"})
@@ -134,7 +136,7 @@ async def test_consent_page_lists_the_scopes_and_escapes_the_user(client: TestCl
     assert 'value="allow"' in text and 'value="deny"' in text
 
 
-async def test_deny_redirects_with_access_denied(client: TestClient) -> None:
+async def test_deny_redirects_with_access_denied(client: Client) -> None:
     sealed = await login(client)
     answer = await client.post("/_demo/oauth/consent", data={"request": sealed, "decision": "deny"}, allow_redirects=False)
     assert answer.status == 302
@@ -155,7 +157,7 @@ async def test_deny_redirects_with_access_denied(client: TestClient) -> None:
         {"redirect_uri": None},
     ],
 )
-async def test_unknown_client_or_redirect_uri_gets_a_page_never_a_redirect(client: TestClient, overrides: dict[str, str]) -> None:
+async def test_unknown_client_or_redirect_uri_gets_a_page_never_a_redirect(client: Client, overrides: dict[str, str]) -> None:
     answer = await client.get("/_demo/oauth/authorize", params=authorize_params(**overrides), allow_redirects=False)
     assert answer.status == 400
     assert "Location" not in answer.headers
@@ -163,7 +165,7 @@ async def test_unknown_client_or_redirect_uri_gets_a_page_never_a_redirect(clien
     assert "DEMO" in await answer.text()
 
 
-async def test_wrong_response_type_goes_back_as_an_error(client: TestClient) -> None:
+async def test_wrong_response_type_goes_back_as_an_error(client: Client) -> None:
     answer = await client.get("/_demo/oauth/authorize", params=authorize_params(response_type="token"), allow_redirects=False)
     assert answer.status == 302
     query = parse_qs(urlsplit(answer.headers["Location"]).query)
@@ -171,7 +173,7 @@ async def test_wrong_response_type_goes_back_as_an_error(client: TestClient) -> 
     assert query["state"] == ["gw-state-1"]
 
 
-async def test_forged_or_skipped_steps_are_refused(client: TestClient) -> None:
+async def test_forged_or_skipped_steps_are_refused(client: Client) -> None:
     page = await client.get("/_demo/oauth/authorize", params=authorize_params())
     login_field = hidden_field(await page.text())
     # The login-step value can not skip the login by going straight to consent.
@@ -183,7 +185,7 @@ async def test_forged_or_skipped_steps_are_refused(client: TestClient) -> None:
     assert missing.status == 400
 
 
-async def test_empty_user_name_shows_the_login_page_again(client: TestClient) -> None:
+async def test_empty_user_name_shows_the_login_page_again(client: Client) -> None:
     page = await client.get("/_demo/oauth/authorize", params=authorize_params())
     sealed = hidden_field(await page.text())
     again = await client.post("/_demo/oauth/login", data={"request": sealed, "username": "  "})
@@ -194,7 +196,7 @@ async def test_empty_user_name_shows_the_login_page_again(client: TestClient) ->
 # --- the token endpoint ------------------------------------------------------------------------
 
 
-async def test_code_exchange_answers_in_the_nested_dialect(client: TestClient, sealer: Sealer) -> None:
+async def test_code_exchange_answers_in_the_nested_dialect(client: Client, sealer: Sealer) -> None:
     body = await exchange(client, await get_code(client))
     assert body["expires"] == "300"
     assert body["scope"] == "profile,email"
@@ -204,7 +206,7 @@ async def test_code_exchange_answers_in_the_nested_dialect(client: TestClient, s
     assert sealer.open("demo-refresh", body["refresh_token"])["user"] == "demo"
 
 
-async def test_access_token_works_at_userinfo(client: TestClient) -> None:
+async def test_access_token_works_at_userinfo(client: Client) -> None:
     body = await exchange(client, await get_code(client))
     answer = await client.get("/_demo/oauth/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert answer.status == 200
@@ -215,7 +217,7 @@ async def test_access_token_works_at_userinfo(client: TestClient) -> None:
         assert refused.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_refresh_rotates_the_refresh_token(client: TestClient) -> None:
+async def test_refresh_rotates_the_refresh_token(client: Client) -> None:
     first = await exchange(client, await get_code(client))
     status, answer = await post_token(client, grant_type="refresh_token", refresh_token=first["refresh_token"])
     assert status == 200 and answer["status"] == 0
@@ -242,7 +244,7 @@ async def test_refresh_rotates_the_refresh_token(client: TestClient) -> None:
     ],
 )
 async def test_code_exchange_errors_come_with_http_200_and_a_status(
-    client: TestClient, fields: dict[str, str], error: str
+    client: Client, fields: dict[str, str], error: str
 ) -> None:
     form = {"grant_type": "authorization_code", "code": await get_code(client), "redirect_uri": GATEWAY_CALLBACK, **fields}
     status, body = await post_token(client, **form)
@@ -253,7 +255,7 @@ async def test_code_exchange_errors_come_with_http_200_and_a_status(
     assert "body" not in body
 
 
-async def test_client_credentials_in_a_basic_header_are_refused(client: TestClient) -> None:
+async def test_client_credentials_in_a_basic_header_are_refused(client: Client) -> None:
     """The dialect wants them in the body: that is what demo.yaml's ``client_auth: body`` is for."""
     basic = "Basic " + base64.b64encode(b"demo-gateway:demo-gateway-secret").decode()
     answer = await client.post(
@@ -264,7 +266,7 @@ async def test_client_credentials_in_a_basic_header_are_refused(client: TestClie
     assert (await answer.json())["error"] == "invalid_client"
 
 
-async def test_expired_code_and_swapped_tokens_are_refused(client: TestClient, sealer: Sealer) -> None:
+async def test_expired_code_and_swapped_tokens_are_refused(client: Client, sealer: Sealer) -> None:
     grant = {"user": "demo", "scope": ["profile"], "redirect_uri": GATEWAY_CALLBACK}
     stale = sealer.seal("demo-code", grant, ttl=60, now=time.time() - 61)
     _, body = await post_token(client, grant_type="authorization_code", code=stale, redirect_uri=GATEWAY_CALLBACK)
@@ -280,7 +282,7 @@ async def test_expired_code_and_swapped_tokens_are_refused(client: TestClient, s
 
 
 async def test_answers_normalise_through_the_shipped_demo_mapping(
-    client: TestClient, tmp_path: Path, sealer: Sealer
+    client: Client, tmp_path: Path, sealer: Sealer
 ) -> None:
     """The upstream and demo.yaml agree: its real answers normalise to RFC 6749 ones."""
     (tmp_path / "mappings").mkdir()
@@ -310,7 +312,7 @@ def test_the_mapping_file_ships_in_the_package() -> None:
 
 
 @pytest.fixture
-async def platform(aiohttp_client: ClientFactory, unused_tcp_port: int, sealer: Sealer) -> TestClient:
+async def platform(aiohttp_client: ClientFactory, unused_tcp_port: int, sealer: Sealer) -> Client:
     """The demo on a real port, with a minimal stand-in for the gateway's ``/demo/token``.
 
     The stand-in authenticates the platform with HTTP Basic and forwards the code (here the
@@ -354,7 +356,7 @@ async def platform(aiohttp_client: ClientFactory, unused_tcp_port: int, sealer: 
     return await aiohttp_client(app, server_kwargs={"port": port})
 
 
-async def upstream_code(client: TestClient) -> str:
+async def upstream_code(client: Client) -> str:
     """A code from the demo upstream, for the callback URI of the stand-in gateway."""
     public = str(client.make_url("")).rstrip("/")
     page = await client.get("/_demo/oauth/authorize", params=authorize_params(redirect_uri=f"{public}/demo/callback"))
@@ -366,7 +368,7 @@ async def upstream_code(client: TestClient) -> str:
     return parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
 
 
-async def start(client: TestClient) -> str:
+async def start(client: Client) -> str:
     answer = await client.get("/_demo/platform/start", allow_redirects=False)
     assert answer.status == 302
     location = urlsplit(answer.headers["Location"])
@@ -381,7 +383,7 @@ async def start(client: TestClient) -> str:
     return query["state"][0]
 
 
-async def test_root_and_landing_pages(client: TestClient) -> None:
+async def test_root_and_landing_pages(client: Client) -> None:
     root = await client.get("/", allow_redirects=False)
     assert root.status == 302 and root.headers["Location"] == "/_demo/"
     for path in ("/_demo/", "/_demo/platform/"):
@@ -391,7 +393,7 @@ async def test_root_and_landing_pages(client: TestClient) -> None:
         assert 'href="http://localhost:1/_demo/platform/start"' in text
 
 
-async def test_platform_links_refreshes_and_shows_userinfo(platform: TestClient) -> None:
+async def test_platform_links_refreshes_and_shows_userinfo(platform: Client) -> None:
     state = await start(platform)
     code = await upstream_code(platform)
     linked = await platform.get("/_demo/platform/callback", params={"code": code, "state": state})
@@ -420,14 +422,14 @@ def test_shorten_keeps_only_a_few_characters_of_tokens() -> None:
     assert shown == {"access_token": "gAAAAABx…tail1234", "refresh_token": "sh…", "scope": "profile email", "expires_in": 300}
 
 
-async def test_platform_refuses_a_state_it_did_not_start(platform: TestClient) -> None:
+async def test_platform_refuses_a_state_it_did_not_start(platform: Client) -> None:
     await start(platform)
     answer = await platform.get("/_demo/platform/callback", params={"code": await upstream_code(platform), "state": "other"})
     text = await answer.text()
     assert answer.status == 400 and "state" in text and "Try again" in text and "Linked!" not in text
 
 
-async def test_platform_shows_errors_from_the_gateway(platform: TestClient) -> None:
+async def test_platform_shows_errors_from_the_gateway(platform: Client) -> None:
     state = await start(platform)
     denied = await platform.get(
         "/_demo/platform/callback", params={"error": "access_denied", "error_description": "<no>", "state": state}
@@ -444,7 +446,7 @@ async def test_platform_shows_errors_from_the_gateway(platform: TestClient) -> N
     assert expired.status == 400 and "Refresh failed" in await expired.text()
 
 
-async def test_every_demo_page_says_demo(client: TestClient) -> None:
+async def test_every_demo_page_says_demo(client: Client) -> None:
     for path in ("/_demo/", "/_demo/oauth/authorize", "/_demo/platform/callback"):
         answer = await client.get(path)
         assert "DEMO" in await answer.text(), path

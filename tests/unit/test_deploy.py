@@ -90,19 +90,22 @@ def _by_name(kind: str, name: str) -> dict[str, Any]:
 
 
 def _pod_spec() -> dict[str, Any]:
-    return _one("Deployment")["spec"]["template"]["spec"]
+    found: dict[str, Any] = _one("Deployment")["spec"]["template"]["spec"]
+    return found
 
 
 def _container() -> dict[str, Any]:
     containers = _pod_spec()["containers"]
     assert len(containers) == 1
-    return containers[0]
+    found: dict[str, Any] = containers[0]
+    return found
 
 
 def _named_port(name: str) -> dict[str, Any]:
     ports = [port for port in _container()["ports"] if port["name"] == name]
     assert len(ports) == 1, f"the container should name one port {name!r}"
-    return ports[0]
+    found: dict[str, Any] = ports[0]
+    return found
 
 
 def _http_port() -> dict[str, Any]:
@@ -116,7 +119,8 @@ def _ops_port() -> dict[str, Any]:
 def _volume(name: str) -> dict[str, Any]:
     volumes = {volume["name"]: volume for volume in _pod_spec()["volumes"]}
     assert name in volumes, f"no volume {name!r}"
-    return volumes[name]
+    found: dict[str, Any] = volumes[name]
+    return found
 
 
 def _mount_of(volume_kind: str, object_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -156,7 +160,8 @@ def _env_default(value: str) -> str:
 
 
 def _raw_config() -> dict[str, Any]:
-    return yaml.safe_load(_configmap()["data"]["gateway.yaml"])
+    found: dict[str, Any] = yaml.safe_load(_configmap()["data"]["gateway.yaml"])
+    return found
 
 
 def _configmap(name: str = "gateway-config") -> dict[str, Any]:
@@ -170,7 +175,8 @@ def _keys_secret_name() -> str:
     assert len(mounts) == 1, f"nothing is mounted at {mount_dir}, where keys_file points"
     volume = _volume(mounts[0]["name"])
     assert "secret" in volume, "the keys file must come from a Secret"
-    return volume["secret"]["secretName"]
+    found: str = volume["secret"]["secretName"]
+    return found
 
 
 def _keys_file_path() -> str:
@@ -213,10 +219,31 @@ def _dockerfile() -> list[tuple[str, str]]:
     return instructions
 
 
+def _stages() -> list[tuple[str, list[tuple[str, str]]]]:
+    """(name, instructions) of each stage; an unnamed stage's name is ""."""
+    stages: list[tuple[str, list[tuple[str, str]]]] = []
+    for word, rest in _dockerfile():
+        if word == "FROM":
+            base, _, name = rest.partition(" AS ") if " AS " in rest else rest.partition(" as ")
+            stages.append((name.strip(), [(word, base.strip())]))
+        else:
+            stages[-1][1].append((word, rest))
+    return stages
+
+
+def _stage(target: str | None = None) -> list[tuple[str, str]]:
+    """The instructions that make ``target`` (default: the last stage, what a plain build makes),
+    those of the stages it is built FROM first."""
+    stages = _stages()
+    named = {name: instructions for name, instructions in stages if name}
+    instructions = named[target] if target else stages[-1][1]
+    while instructions[0][1] in named:
+        instructions = named[instructions[0][1]] + instructions[1:]
+    return instructions
+
+
 def _final_stage() -> list[tuple[str, str]]:
-    instructions = _dockerfile()
-    last_from = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
-    return instructions[last_from:]
+    return _stage()
 
 
 def _exec_form(arguments: str) -> list[str]:
@@ -266,7 +293,7 @@ def _dockerignore_excludes(path: str) -> bool:
                 i += 1
         return re.compile(out)
 
-    rules = []
+    rules: list[tuple[bool, re.Pattern[str]]] = []
     for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -277,8 +304,8 @@ def _dockerignore_excludes(path: str) -> bool:
     parts = PurePosixPath(path).parts
     candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
     excluded = False
-    for negate, pattern in rules:
-        if any(pattern.fullmatch(candidate) for candidate in candidates):
+    for negate, rule in rules:
+        if any(rule.fullmatch(candidate) for candidate in candidates):
             excluded = not negate
     return excluded
 
@@ -547,10 +574,23 @@ def _dockerfile_uid() -> int:
 
 
 def test_the_image_is_slim_and_runs_as_a_user() -> None:
-    for word, rest in _dockerfile():
-        if word == "FROM":
-            assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?( AS \w+)?", rest, re.I), rest
+    earlier: set[str] = set()
+    for name, instructions in _stages():
+        base = instructions[0][1]
+        assert base in earlier or re.fullmatch(r"python:3\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base), base
+        earlier.add(name)
     assert _dockerfile_uid() != 0
+
+
+def test_the_production_image_leaves_the_demo_out_and_the_demo_target_adds_only_it() -> None:
+    """The demo's secrets are public: a plain build installs the package without gateway/demo."""
+    runs = [rest for word, rest in _final_stage() if word == "RUN"] + [rest for word, rest in _stage("build") if word == "RUN"]
+    install = next(rest for rest in runs if "pip install" in rest)
+    assert install.index("rm -rf gateway/demo") < install.index("pip install"), install
+    assert not any(word == "COPY" and "demo" in rest for word, rest in _final_stage())
+    demo = _stage("demo")
+    added = demo[len(_stage("production")):]
+    assert [word for word, _ in added] == ["COPY"] and "gateway/demo/" in added[0][1]
 
 
 def test_the_image_installs_runtime_dependencies_only() -> None:
@@ -623,14 +663,16 @@ def test_the_dockerignore_leaves_out(path: str) -> None:
 
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    found: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    return found
 
 
 def _compose_gateway() -> dict[str, Any]:
     services = _compose()["services"]
     built = [service for service in services.values() if "build" in service]
     assert len(built) == 1, "compose should build exactly the gateway"
-    return built[0]
+    found: dict[str, Any] = built[0]
+    return found
 
 
 def _compose_env(value: str) -> str:

@@ -17,7 +17,6 @@ from aiohttp import web
 from test_upstream_request import CALLBACK, load_mapping
 
 from gateway.config.mapping import parse_mapping
-from gateway.config.reader import Section
 from gateway.config.yamlfile import Problems, load_yaml
 from gateway.oauth.linkcontext import ContextValue, UnsafeUrl, link_sealer, open_refresh, render_url, seal_refresh
 from gateway.oauth.seal import SealError, generate_key
@@ -33,7 +32,7 @@ def problems_of(tmp_path: Path, text: str) -> list[str]:
     file = tmp_path / "m.yaml"
     file.write_text(dedent(text), encoding="utf-8")
     problems = Problems()
-    parse_mapping("m", Section(load_yaml(file, problems, env={}), file=str(file), problems=problems))
+    parse_mapping("m", load_yaml(file, problems, env={}), file=str(file), problems=problems)
     return [str(item) for item in problems.items]
 
 

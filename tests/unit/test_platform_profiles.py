@@ -1,5 +1,5 @@
 """The smartthings and alexa-mcp profiles: their redirect URIs, PKCE default, and that the
-config reader and the JSON schema accept the same profile and pkce values."""
+config model and the JSON Schema made from it accept the same profile and pkce values."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.reader import Section
-from gateway.config.schema import load_schema
+from gateway.config.models import MappingFile
+from gateway.config.schemas import json_schema
 from gateway.config.yamlfile import Problems, load_yaml
 from gateway.oauth.platforms import SMARTTHINGS_REDIRECT_URIS, build_policy, sample_redirect_uri
 
@@ -67,7 +67,7 @@ def _read(tmp_path: Path, document: dict[str, Any]) -> tuple[Problems, ProviderM
     file.write_text(yaml.safe_dump(document), encoding="utf-8")
     problems = Problems()
     data = load_yaml(file, problems, env={})
-    return problems, parse_mapping("p", Section(data, file=str(file), problems=problems))
+    return problems, parse_mapping("p", data, file=str(file), problems=problems)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,7 @@ def _read(tmp_path: Path, document: dict[str, Any]) -> tuple[Problems, ProviderM
 )
 def test_reader_and_schema_accept_the_new_values(tmp_path: Path, platform: dict[str, Any], pkce: str) -> None:
     document = _mapping(platform)
-    jsonschema.validate(document, load_schema())
+    jsonschema.validate(document, json_schema(MappingFile, "mappings/schema.json"))
     problems, mapping = _read(tmp_path, document)
     assert not problems.items, problems.items
     assert mapping is not None and mapping.platform.pkce == pkce
@@ -91,6 +91,6 @@ def test_reader_and_schema_accept_the_new_values(tmp_path: Path, platform: dict[
 def test_reader_and_schema_refuse_near_misses(tmp_path: Path, platform: dict[str, Any]) -> None:
     document = _mapping(platform)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(document, load_schema())
+        jsonschema.validate(document, json_schema(MappingFile, "mappings/schema.json"))
     problems, _ = _read(tmp_path, document)
     assert problems.items

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.oauth.platforms import build_policy, check_pattern
+from gateway.oauth.platforms import RedirectPolicy, build_policy, check_pattern
 
 VENDOR = "M3BVP74N95SP1F"
 PROJECT = "smart-home-1234"
@@ -20,7 +20,7 @@ APP = build_policy("none", redirect_uris=["https://app.example.com/link/*/done",
 LOCAL = build_policy("none", redirect_uris=["http://localhost:8080/_demo/platform/callback"])
 
 
-def _case(policy, uri: str, allowed: bool, id: str):  # noqa: A002 - pytest's word
+def _case(policy: RedirectPolicy, uri: str, allowed: bool, id: str) -> pytest.ParameterSet:  # noqa: A002 - pytest's word
     return pytest.param(policy, uri, allowed, id=id)
 
 
@@ -83,7 +83,7 @@ ALLOW_DENY = [
 
 
 @pytest.mark.parametrize(("policy", "uri", "allowed"), ALLOW_DENY)
-def test_allowlist(policy, uri: str, allowed: bool) -> None:
+def test_allowlist(policy: RedirectPolicy, uri: str, allowed: bool) -> None:
     assert policy.allows(uri) is allowed
 
 
@@ -147,7 +147,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize("uri", [uri for _, uri in HOSTILE], ids=[name for name, _ in HOSTILE])
 @pytest.mark.parametrize("policy", [ALEXA, ALEXA_PINNED], ids=["alexa", "alexa-pinned"])
-def test_open_redirect_corpus_is_refused(policy, uri: str) -> None:
+def test_open_redirect_corpus_is_refused(policy: RedirectPolicy, uri: str) -> None:
     assert policy.allows(GOOD)  # the policy itself works
     assert not policy.allows(uri)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from gateway.config.examples import run_examples
 from gateway.config.mapping import parse_mapping
-from gateway.config.reader import Section
 from gateway.config.settings import load_config
 from gateway.config.yamlfile import Problems, load_yaml
 from gateway.oauth.seal import generate_key
@@ -50,7 +49,7 @@ def test_the_mapping_example_loads_and_its_examples_pass(tmp_path: Path) -> None
     path.write_text(yaml_block_after("A complete example, GitHub for Alexa"), encoding="utf-8")
     problems = Problems()
     env = {"ALEXA_CLIENT_SECRET": "alexa-secret", "GITHUB_CLIENT_ID": "id", "GITHUB_CLIENT_SECRET": "secret"}
-    mapping = parse_mapping("github", Section(load_yaml(path, problems, env=env), file=str(path), problems=problems))
+    mapping = parse_mapping("github", load_yaml(path, problems, env=env), file=str(path), problems=problems)
     assert not problems, [str(problem) for problem in problems.items]
     assert mapping is not None and len(mapping.examples) == 2
     assert run_examples(mapping) == []

@@ -8,7 +8,6 @@ import pytest
 
 from gateway.config.examples import run_examples
 from gateway.config.mapping import parse_mapping
-from gateway.config.reader import Section
 from gateway.config.yamlfile import Problems, load_yaml
 from gateway.demo import demo_mapping_file
 
@@ -20,7 +19,7 @@ SHIPPED = sorted((ROOT / "mappings").glob("*.yaml")) + [Path(demo_mapping_file()
 def test_shipped_mapping_loads_and_passes_its_examples(file: Path) -> None:
     problems = Problems()
     data = load_yaml(file, problems, env={"GATEWAY_PUBLIC_URL": "https://link.example.com"}, missing_env_ok=True)
-    mapping = parse_mapping(file.stem, Section(data, file=str(file), problems=problems))
+    mapping = parse_mapping(file.stem, data, file=str(file), problems=problems)
     assert not problems, "\n".join(map(str, problems.items))
     assert mapping is not None
     assert mapping.examples, "every shipped mapping documents its provider with examples"

@@ -1,104 +1,44 @@
-"""``send`` classifies what the upstream did, in-process: an :class:`UpstreamClient` double answers
-(in the spirit of httpx's ``MockTransport``), so no socket, port or server is needed.
+"""``send`` classifies what the upstream did, in-process: the recording upstream's client
+(:meth:`helpers.upstream.RecordingUpstream.client`, in the spirit of httpx's ``MockTransport``)
+answers as the server would, so no socket, port or server is needed.
 
-The e2e fault matrix (tests/e2e/test_fault_matrix.py) checks the same classes over real TCP; these
-cases pin the classification itself and what ``send`` hands the client."""
+The e2e fault matrix (tests/e2e/test_fault_matrix.py) checks the same classes over real TCP,
+against the same recording upstream; these cases pin the classification itself and what ``send``
+hands the client."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
-import aiohttp
 import pytest
+from helpers.oauth import load_mapping
+from helpers.upstream import RecordingUpstream, Reply
 
-from gateway.oauth.responses import ServerError, TemporarilyUnavailable
-from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer
-from gateway.upstream.client import PreparedRequest, UpstreamResponse, send
+from gateway.oauth.responses import OAuthError, ServerError, TemporarilyUnavailable
+from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, normalise
+from gateway.upstream.client import PreparedRequest, send
 from gateway.web.appkeys import RequestRecord
 
 
-@dataclass
-class Sent:
-    """One request as the client double received it."""
-
-    method: str
-    url: str
-    params: Mapping[str, str] | None
-    data: bytes | None
-    headers: Mapping[str, str]
-    allow_redirects: bool
-    timeout: aiohttp.ClientTimeout
+def answering(reply: Reply) -> RecordingUpstream:
+    """An upstream (never started: only its in-process client is used) whose token endpoint answers ``reply``."""
+    upstream = RecordingUpstream()
+    upstream.fault = reply
+    return upstream
 
 
-@dataclass
-class Answer:
-    status: int = 200
-    content_type: str = "application/json"
-    chunks: list[bytes] = field(default_factory=lambda: [b'{"access_token": "at", "token_type": "bearer"}'])
+#: A plain mapping: the default answer rules (RFC 6749 §5.1 / §5.2).
+MAPPING = """\
+platform: {profile: alexa, client_id: alexa, client_secret: alexa-secret}
+upstream:
+  client_id: up
+  client_secret: up-secret
+  authorize: {url: "https://upstream.test/authorize"}
+  token: {url: "https://upstream.test/token"}
+"""
 
-
-class _Body:
-    def __init__(self, chunks: list[bytes]) -> None:
-        self._chunks = chunks
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
-            yield chunk
-
-
-class _Response:
-    def __init__(self, answer: Answer) -> None:
-        self.status = answer.status
-        self.headers = {"Content-Type": answer.content_type}
-        self.content = _Body(answer.chunks)
-
-
-Handler = Callable[[Sent], Awaitable[Answer]]
-
-
-class MockClient:
-    """An :class:`UpstreamClient` whose answers come from ``handler``; keeps what it was sent."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.sent: list[Sent] = []
-
-    @asynccontextmanager
-    async def _respond(self, sent: Sent) -> AsyncIterator[UpstreamResponse]:
-        self.sent.append(sent)
-        yield _Response(await self.handler(sent))
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, str] | None,
-        data: bytes | None,
-        headers: Mapping[str, str],
-        skip_auto_headers: Iterable[str] = (),
-        allow_redirects: bool,
-        timeout: aiohttp.ClientTimeout,
-    ) -> AbstractAsyncContextManager[UpstreamResponse]:
-        return self._respond(Sent(method, url, params, data, dict(headers), allow_redirects, timeout))
-
-
-def answering(answer: Answer) -> MockClient:
-    async def handler(_sent: Sent) -> Answer:
-        return answer
-
-    return MockClient(handler)
-
-
-def failing(exc: BaseException) -> MockClient:
-    async def handler(_sent: Sent) -> Answer:
-        raise exc
-
-    return MockClient(handler)
+GOOD = Reply(content_type="application/json", body=b'{"access_token": "at", "token_type": "bearer"}')
 
 
 FORM = PreparedRequest("POST", "http://upstream.test/token", {}, {"Authorization": "Basic eA=="},
@@ -106,68 +46,131 @@ FORM = PreparedRequest("POST", "http://upstream.test/token", {}, {"Authorization
 
 
 async def test_a_good_answer_is_read_whole_and_the_request_is_sent_once_without_redirects() -> None:
-    client = answering(Answer(chunks=[b'{"access_token": ', b'"at"}']))
+    upstream = answering(Reply(content_type="application/json", body=b'{"access_token": "at"}', chunks=2))
     record = RequestRecord("r1")
-    answer = await send(client, FORM, default_timeout=4.0, record=record)
+    answer = await send(upstream.client(), FORM, default_timeout=4.0, record=record)
     assert answer == UpstreamAnswer(200, "application/json", b'{"access_token": "at"}')
-    [sent] = client.sent
-    assert (sent.method, sent.url, sent.params, sent.allow_redirects) == ("POST", "http://upstream.test/token", None, False)
-    assert sent.data == b"grant_type=authorization_code&code=c+1"
-    assert sent.headers == {"Authorization": "Basic eA==", "Content-Type": "application/x-www-form-urlencoded"}
-    assert sent.timeout.total == 4.0
+    sent = upstream.only("/token")
+    assert sent.call is not None
+    assert (sent.method, sent.host, sent.path, sent.query) == ("POST", "upstream.test", "/token", {})
+    assert (sent.call.params, sent.call.allow_redirects) == (None, False)
+    assert sent.body == b"grant_type=authorization_code&code=c+1"
+    assert sent.headers == {"authorization": "Basic eA==", "content-type": "application/x-www-form-urlencoded"}
+    assert sent.call.timeout.total == 4.0
     assert (record.upstream_status, record.upstream_failure) == (200, "")
     assert record.upstream_seconds is not None and record.upstream_seconds >= 0
 
 
 async def test_a_json_body_and_the_mappings_own_timeout() -> None:
-    client = answering(Answer())
+    upstream = answering(GOOD)
     request = PreparedRequest("POST", "http://upstream.test/token", {"a": "b"}, {}, None, {"code": "c"}, 9.5)
-    await send(client, request, default_timeout=4.0)
-    [sent] = client.sent
-    assert json.loads(sent.data or b"") == {"code": "c"} and sent.headers["Content-Type"] == "application/json"
-    assert sent.params == {"a": "b"} and sent.timeout.total == 9.5
+    await send(upstream.client(), request, default_timeout=4.0)
+    sent = upstream.only("/token")
+    assert sent.json() == {"code": "c"} and sent.content_type == "application/json"
+    assert sent.call is not None and sent.call.params == {"a": "b"} and sent.call.timeout.total == 9.5
+    assert sent.query == {"a": "b"}
 
 
-@pytest.mark.parametrize("exc", [aiohttp.ClientConnectionError("refused"), aiohttp.ServerDisconnectedError(),
-                                 aiohttp.ClientPayloadError("cut")], ids=type)
-async def test_connection_failures_are_temporarily_unavailable(exc: BaseException) -> None:
+async def test_a_query_encoded_request_has_no_body_and_no_invented_content_type() -> None:
+    upstream = answering(GOOD)
+    request = PreparedRequest("POST", "http://upstream.test/token", {"code": "c"}, {}, None, None, None)
+    await send(upstream.client(), request, default_timeout=4.0)
+    sent = upstream.only("/token")
+    assert (sent.body, sent.query) == (b"", {"code": "c"})
+    assert sent.call is not None and "Content-Type" in sent.call.skip_auto_headers and "content-type" not in sent.headers
+
+
+@pytest.mark.parametrize("disconnect", ["refuse", "before_headers", "mid_body"])
+async def test_connection_failures_are_temporarily_unavailable(disconnect: Literal["refuse", "before_headers", "mid_body"]) -> None:
     record = RequestRecord("r2")
+    upstream = answering(Reply(status=200, content_type="application/json", body=b'{"access_token": "at"}', disconnect=disconnect))
     with pytest.raises(TemporarilyUnavailable, match="could not be reached"):
-        await send(failing(exc), FORM, default_timeout=4.0, record=record)
+        await send(upstream.client(), FORM, default_timeout=4.0, record=record)
     assert (record.upstream_status, record.upstream_failure) == (None, "connection")
+    assert len(upstream.token_requests) == 1  # sent once: no retry
 
 
-async def test_an_upstream_that_never_answers_times_out_at_the_deadline() -> None:
-    never = asyncio.Event()
-
-    async def handler(_sent: Sent) -> Answer:
-        await never.wait()  # nobody sets it: the upstream hangs
-        raise AssertionError("unreachable")
-
+@pytest.mark.parametrize("reply", [Reply(hang=True), Reply(delay=5.0), Reply(body=b'{"access_token": "at"}', chunks=2, stall=5.0)],
+                         ids=["hang", "slow-headers", "stalled-body"])
+async def test_an_upstream_that_does_not_answer_in_time_times_out_at_the_deadline(reply: Reply) -> None:
     record = RequestRecord("r3")
-    with pytest.raises(TemporarilyUnavailable, match="within 0.05s"):
-        await send(MockClient(handler), FORM, default_timeout=0.05, record=record)
+    upstream = answering(reply)
+    try:
+        with pytest.raises(TemporarilyUnavailable, match="within 0.05s"):
+            await send(upstream.client(), FORM, default_timeout=0.05, record=record)
+    finally:
+        await upstream.stop()  # releases nothing here (the deadline cancelled the wait), but stops cleanly
     assert record.upstream_failure == "timeout"
 
 
 async def test_a_non_transient_answer_over_64_kib_is_refused() -> None:
     record = RequestRecord("r4")
-    big = Answer(chunks=[b"x" * MAX_ANSWER_BYTES, b"x"])
+    big = Reply(content_type="application/json", body=b"x" * (MAX_ANSWER_BYTES + 1), chunks=2)
     with pytest.raises(ServerError, match="64 KiB"):
-        await send(answering(big), FORM, default_timeout=4.0, record=record)
+        await send(answering(big).client(), FORM, default_timeout=4.0, record=record)
     assert record.upstream_failure == "too_large"
 
 
 async def test_exactly_64_kib_is_read() -> None:
-    answer = await send(answering(Answer(chunks=[b"x" * MAX_ANSWER_BYTES])), FORM, default_timeout=4.0)
+    answer = await send(answering(Reply(body=b"x" * MAX_ANSWER_BYTES)).client(), FORM, default_timeout=4.0)
     assert len(answer.body) == MAX_ANSWER_BYTES
 
 
 @pytest.mark.parametrize("status", [429, 503])
 async def test_a_large_outage_page_keeps_only_its_status(status: int) -> None:
     record = RequestRecord("r5")
-    page = Answer(status=status, content_type="text/html", chunks=[b"<html>" + b"x" * MAX_ANSWER_BYTES])
-    answer = await send(answering(page), FORM, default_timeout=4.0, record=record)
+    page = Reply(status=status, content_type="text/html", body=b"<html>" + b"x" * MAX_ANSWER_BYTES)
+    answer = await send(answering(page).client(), FORM, default_timeout=4.0, record=record)
     assert (answer.status, answer.body) == (status, b"")
     assert (record.upstream_status, record.upstream_failure) == (status, "")
 
+
+# -- what the answer amounts to: send, then the mapping's answer rules, still without a socket ----------
+
+#: Outages and rate limits as proxies and providers send them (tests/e2e/test_hard_edges.py has the
+#: same over TCP through the whole gateway): "try again later", never a bad grant.
+TRANSIENT = [
+    pytest.param(Reply(status=status, content_type="text/html",
+                       body="<html><body><h1>Internal Server Error</h1><p>error=invalid_grant</p></body></html>"),
+                 id=f"outage-page-{status}")
+    for status in (500, 502, 503, 504)
+] + [
+    pytest.param(Reply(status=429, body={"message": "API rate limit exceeded"}, headers={"Retry-After": "30"}), id="429-json-no-code"),
+    pytest.param(Reply(status=429, body={"error": "rate_limited"}, headers={"Retry-After": "30"}), id="429-json-non-rfc-code"),
+    pytest.param(Reply(status=429, body={"error": "invalid_grant"}), id="429-says-invalid-grant"),
+    pytest.param(Reply(status=429, content_type="text/html", body="<html><h1>429 Too Many Requests</h1></html>"), id="429-html"),
+]
+
+
+@pytest.mark.parametrize("reply", TRANSIENT)
+async def test_an_outage_or_a_rate_limit_is_temporarily_unavailable(tmp_path: Path, reply: Reply) -> None:
+    rules = load_mapping(tmp_path, MAPPING).answer
+    answer = await send(answering(reply).client(), FORM, default_timeout=4.0)
+    with pytest.raises(TemporarilyUnavailable):
+        normalise(answer, rules)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply(status=400, body={"error": "invalid_grant"}), "invalid_grant"),
+        (Reply(status=400, body={"error": "some_vendor_code"}), "invalid_grant"),  # unknown: the grant is bad
+        (Reply(status=401, body={"error": "invalid_client"}), "server_error"),  # the gateway's own credentials
+        (Reply(status=403, content_type="text/html", body="<html>Forbidden</html>"), "server_error"),  # no code at all
+        (Reply(status=302, headers={"Location": "https://login.example"}), "server_error"),  # never a token answer
+    ],
+    ids=["invalid-grant", "unknown-code", "invalid-client", "firewall-page", "redirect"],
+)
+async def test_a_refusal_is_classified_by_its_code(tmp_path: Path, reply: Reply, error: str) -> None:
+    rules = load_mapping(tmp_path, MAPPING).answer
+    answer = await send(answering(reply).client(), FORM, default_timeout=4.0)
+    with pytest.raises(OAuthError) as raised:
+        normalise(answer, rules)
+    assert raised.value.error == error
+
+
+async def test_a_good_answer_is_a_bearer_token(tmp_path: Path) -> None:
+    rules = load_mapping(tmp_path, MAPPING).answer
+    reply = Reply(body={"access_token": "at", "token_type": "bearer", "expires_in": "3600", "refresh_token": "rt"})
+    answer = await send(answering(reply).client(), FORM, default_timeout=4.0)
+    assert normalise(answer, rules) == {"access_token": "at", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt"}

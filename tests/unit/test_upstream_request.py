@@ -14,7 +14,6 @@ from urllib.parse import unquote_plus
 import pytest
 
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.reader import Section
 from gateway.config.yamlfile import Problems, load_yaml
 from gateway.upstream.client import PreparedRequest, basic_auth_header, prepare_token_request
 
@@ -29,7 +28,7 @@ def load_mapping(tmp_path: Path, text: str, *, name: str = "prov", env: dict[str
     file.write_text(text, encoding="utf-8")
     problems = Problems()
     data = load_yaml(file, problems, env=env or {})
-    mapping = parse_mapping(name, Section(data, file=str(file), problems=problems))
+    mapping = parse_mapping(name, data, file=str(file), problems=problems)
     assert not problems, "\n".join(map(str, problems.items))
     assert mapping is not None
     return mapping
@@ -55,9 +54,9 @@ def provider(token: str = "", *, client_id: str = UP_ID, client_secret: str = UP
     return head + indent(dedent(token), "    ")
 
 
-def code_exchange(mapping: ProviderMapping, **extra: str) -> PreparedRequest:
+def code_exchange(mapping: ProviderMapping, *, code_verifier: str = "") -> PreparedRequest:
     return prepare_token_request(
-        mapping, grant_type="authorization_code", callback_url=CALLBACK, code="the-code", **extra
+        mapping, grant_type="authorization_code", callback_url=CALLBACK, code="the-code", code_verifier=code_verifier
     )
 
 
@@ -140,7 +139,7 @@ def test_encoding(tmp_path: Path, token: str, method: str, where: str) -> None:
     mapping = load_mapping(tmp_path, provider(token + "\nclient_auth: body"))
     for request in (code_exchange(mapping), refresh(mapping)):
         assert request.method == method
-        placed = {"form": request.form, "json": request.json_body, "query": request.query}
+        placed = {"form": request.form or {}, "json": request.json_body or {}, "query": request.query}
         assert placed[where]["client_secret"] == UP_SECRET
         assert placed[where]["grant_type"] in {"authorization_code", "refresh_token"}
         for other, value in placed.items():
@@ -308,7 +307,7 @@ def test_reddit_redirect_uri_on_refresh(tmp_path: Path) -> None:
         ),
     )
     assert refresh(mapping).form == {"grant_type": "refresh_token", "refresh_token": "the-rt", "redirect_uri": CALLBACK}
-    assert code_exchange(mapping).form["redirect_uri"] == CALLBACK  # unchanged
+    assert (code_exchange(mapping).form or {}).get("redirect_uri") == CALLBACK  # unchanged
 
 
 def test_smartthings_client_id_in_body_on_refresh(tmp_path: Path) -> None:

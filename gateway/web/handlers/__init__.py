@@ -20,6 +20,7 @@ from gateway.oauth.responses import (
 from gateway.observe import trace
 from gateway.upstream.answer import normalise
 from gateway.upstream.client import PreparedRequest, send
+from gateway.upstream.failure import FAILURE_HEADER
 from gateway.web.appkeys import HTTP_CLIENT, record_of, runtime_of
 
 __all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "json_post_endpoint"]
@@ -131,4 +132,8 @@ async def json_post_endpoint(
         return await handle(request, mapping)
     except OAuthError as err:
         outcome(request, err.error)
-        return token_error_response(err, basic_auth_used="Authorization" in request.headers)
+        response = token_error_response(err, basic_auth_used="Authorization" in request.headers)
+        failure = record_of(request).upstream_failure
+        if failure:  # the machine signal `gateway linktest` reads (gateway.upstream.failure)
+            response.headers[FAILURE_HEADER] = failure
+        return response

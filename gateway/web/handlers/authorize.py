@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -29,6 +28,7 @@ from gateway.oauth.responses import (
     error_page,
     redirect,
 )
+from gateway.oauth.state import Challenge, FlowEntry, ResponseType
 from gateway.observe import trace
 from gateway.web.appkeys import runtime_of
 from gateway.web.handlers import outcome, provider_of, single_params, unknown_provider
@@ -54,21 +54,22 @@ def _check_client(mapping: ProviderMapping, params: dict[str, str]) -> str:
     return redirect_uri
 
 
-def _platform_pkce(mapping: ProviderMapping, params: dict[str, str]) -> dict[str, str]:
+def _platform_pkce(mapping: ProviderMapping, params: dict[str, str]) -> Challenge | None:
     """RFC 7636 §4.3/§4.4.1: the challenge to seal into the code, validated."""
     challenge = params.get("code_challenge")
-    method = params.get("code_challenge_method", "plain")
+    requested = params.get("code_challenge_method", "plain")
+    method = pkce.as_method(requested)
     if challenge is None:
         if mapping.platform.pkce in ("required", "S256"):
             raise InvalidRequest("code_challenge is required (RFC 7636)")
-        return {}
+        return None
     if mapping.platform.pkce == "S256" and method != "S256":
-        raise InvalidRequest("code_challenge_method must be S256 (OAuth 2.1 §4.1.1)")
-    if method not in pkce.METHODS:
+        raise InvalidRequest("code_challenge_method must be S256 (OAuth 2.1 section 4.1.1)")
+    if method is None:
         raise InvalidRequest("code_challenge_method must be S256 or plain")
     if not pkce.CHALLENGE.fullmatch(challenge) or (method == "S256" and len(challenge) != 43):
-        raise InvalidRequest("code_challenge is malformed (RFC 7636 §4.2)")
-    return {"cc": challenge, "ccm": method}
+        raise InvalidRequest("code_challenge is malformed (RFC 7636 section 4.2)")
+    return Challenge(challenge, method)
 
 
 def _upstream_scope(mapping: ProviderMapping, requested: str) -> str:
@@ -109,12 +110,12 @@ async def authorize(request: web.Request) -> web.Response:
     implicit = mapping.grant == "implicit"
     state = params.get("state")
     try:
-        expected = "token" if implicit else "code"
+        expected: ResponseType = "token" if implicit else "code"
         if response_type != expected:
             raise UnsupportedResponseType(f"this provider answers response_type={expected}")
         if state is not None and len(state) > MAX_STATE_LENGTH:
             raise InvalidRequest(f"state is longer than {MAX_STATE_LENGTH} characters")
-        platform_pkce = {} if implicit else _platform_pkce(mapping, params)
+        challenge = None if implicit else _platform_pkce(mapping, params)
     except OAuthError as err:
         return _error_redirect(request, err, redirect_uri, state, fragment=implicit)
 
@@ -128,9 +129,6 @@ async def authorize(request: web.Request) -> web.Response:
             return asked
         chosen[mapping.tenant.name] = asked
     nonce = secrets.token_urlsafe(24)
-    flow: dict[str, Any] = {"p": mapping.name, "r": redirect_uri, "t": response_type, **platform_pkce}
-    if state is not None:
-        flow["s"] = state
 
     upstream_params: dict[str, str] = {
         "response_type": "code",
@@ -141,23 +139,31 @@ async def authorize(request: web.Request) -> web.Response:
     scope = _upstream_scope(mapping, params.get("scope", ""))
     if scope:
         upstream_params["scope"] = scope
-    challenge = method = ""
+    upstream_challenge = method = ""
+    verifier: str | None = None
     if mapping.authorize.pkce != "none":
         verifier = pkce.new_verifier()
         method = mapping.authorize.pkce
-        challenge = pkce.challenge_of(verifier, method)
-        upstream_params.update(code_challenge=challenge, code_challenge_method=method)
-        flow["v"] = verifier
+        upstream_challenge = pkce.challenge_of(verifier, method)
+        upstream_params.update(code_challenge=upstream_challenge, code_challenge_method=method)
     values = {
         **upstream_params,
         "scope": scope,
-        "code_challenge": challenge,
+        "code_challenge": upstream_challenge,
         "code_challenge_method": method,
         "locale": params.get("user_locale") or params.get("ui_locales") or "",
     }
     upstream_params = mapping.authorize.params.apply(upstream_params, values)
-    if mapping.keeps_context:  # values the token request needs back (gateway.oauth.linkcontext)
-        flow["lc"] = initial_context(mapping, upstream_params) | chosen
+    flow = FlowEntry(
+        provider=mapping.name,
+        redirect_uri=redirect_uri,
+        response_type=expected,
+        state=state,
+        upstream_verifier=verifier,
+        challenge=challenge,
+        # values the token request needs back (gateway.oauth.linkcontext)
+        context=initial_context(mapping, upstream_params) | chosen if mapping.keeps_context else None,
+    )
 
     flows = await FlowStore.of(request, config.cookie)
     try:

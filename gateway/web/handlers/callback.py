@@ -18,23 +18,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
 from gateway.oauth.linkcontext import UnsafeUrl, kept_at_callback
 from gateway.oauth.replay import claim_state
 from gateway.oauth.responses import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
+from gateway.oauth.state import CODE_PURPOSE, CodePayload, FlowEntry, seal_code
 from gateway.observe import trace
 from gateway.upstream.client import prepare_token_request
 from gateway.web.appkeys import record_of, runtime_of
 from gateway.web.handlers import MAX_PARAM_LENGTH, exchange, outcome, provider_of, single_params, unknown_provider
 from gateway.web.session import FlowStore
 
-__all__ = ["callback", "CODE_PURPOSE"]
+__all__ = ["callback", "CODE_PURPOSE"]  # CODE_PURPOSE: its home is gateway.oauth.state
 
-CODE_PURPOSE = "code"
 trace_redirect = trace.redirected
 #: Upstream authorization errors that are about the gateway's request, not the platform's.
 _GATEWAY_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client", "unsupported_response_type"})
@@ -63,19 +61,19 @@ def _lost_flow(flows: FlowStore, nonce: str) -> OAuthError:
     )
 
 
-def _to_platform(flow: dict[str, Any], params: dict[str, str], *, fragment: bool) -> web.Response:
+def _to_platform(flow: FlowEntry, params: dict[str, str], *, fragment: bool) -> web.Response:
     """Back to the redirect URI validated at /authorize, with the platform's own ``state``.
 
     The fragment form leads with ``state`` (Alexa's documented ``#state=…&access_token=…``); the
     query form follows RFC 6749 §4.1.2's ``?code=…&state=…``.
     """
-    if "s" in flow:
-        params = {"state": flow["s"], **params} if fragment else {**params, "state": flow["s"]}
-    return redirect(add_to_uri(flow["r"], params, fragment=fragment))
+    if flow.state is not None:
+        params = {"state": flow.state, **params} if fragment else {**params, "state": flow.state}
+    return redirect(add_to_uri(flow.redirect_uri, params, fragment=fragment))
 
 
 async def _implicit_answer(
-    request: web.Request, mapping: ProviderMapping, code: str, flow: dict[str, Any], context: dict[str, str]
+    request: web.Request, mapping: ProviderMapping, code: str, flow: FlowEntry, context: dict[str, str]
 ) -> dict[str, str]:
     """RFC 6749 §4.2.2: the gateway redeems the code itself; the token goes in the fragment."""
     config = runtime_of(request).config
@@ -84,7 +82,7 @@ async def _implicit_answer(
         grant_type="authorization_code",
         callback_url=config.callback_url(mapping.name),
         code=code,
-        code_verifier=flow.get("v", ""),
+        code_verifier=flow.upstream_verifier or "",
         context=context,
     )
     token = await exchange(request, mapping, prepared)
@@ -129,7 +127,7 @@ async def callback(request: web.Request) -> web.Response:
             title="Account linking stopped",
         )
 
-    implicit = flow.get("t") == "token"
+    implicit = flow.response_type == "token"
     trace.called_back(request, mapping, params)
     if "error" in params:
         error = params["error"] if params["error"] in AUTHORIZATION_ERRORS else "server_error"
@@ -139,9 +137,7 @@ async def callback(request: web.Request) -> web.Response:
             # the platform's request was fine, so it must not read as the platform's mistake.
             description = f"upstream refused the gateway's request ({error}): {description}".rstrip(": ")
             error = "server_error"
-        answer = {"error": error}
-        if description:
-            answer["error_description"] = description
+        answer = OAuthError(description, error=error).as_dict()  # the §5.2 character set, cleaned
         outcome(request, error)
         return trace_redirect(request, _to_platform(flow, answer, fragment=implicit))
 
@@ -151,10 +147,10 @@ async def callback(request: web.Request) -> web.Response:
         return trace_redirect(request, _to_platform(flow, {"error": "server_error", "error_description": "upstream sent no code"}, fragment=implicit))
 
     try:
-        context = kept_at_callback(mapping, params, flow.get("lc", {})) if mapping.keeps_context else {}
+        context = kept_at_callback(mapping, params, flow.context or {}) if mapping.keeps_context else {}
     except UnsafeUrl as exc:
         outcome(request, "server_error")
-        return _to_platform(flow, {"error": "server_error", "error_description": str(exc)}, fragment=implicit)
+        return _to_platform(flow, OAuthError(str(exc), error="server_error").as_dict(), fragment=implicit)
 
     if implicit:
         record_of(request).grant = "implicit"
@@ -167,13 +163,8 @@ async def callback(request: web.Request) -> web.Response:
         outcome(request, "success")
         return trace_redirect(request, _to_platform(flow, token, fragment=True))
 
-    sealed: dict[str, Any] = {"u": code, "c": mapping.platform.client_id, "r": flow["r"], "p": mapping.name}
-    for key in ("v", "cc", "ccm"):
-        if key in flow:
-            sealed[key] = flow[key]
-    if context:
-        sealed["x"] = context
-    platform_code = runtime.sealer.seal(CODE_PURPOSE, sealed, ttl=runtime.config.code_ttl)
+    sealed = CodePayload.from_flow(flow, upstream_code=code, client_id=mapping.platform.client_id, context=context)
+    platform_code = seal_code(runtime.sealer, sealed, ttl=runtime.config.code_ttl)
     if len(platform_code) > MAX_PARAM_LENGTH:
         # /token refuses a longer `code`: a code issued here must be one /token redeems.
         outcome(request, "server_error")

@@ -88,7 +88,7 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
         outcome(request, err.error)
         return token_error_response(err, basic_auth_used=credentials.used_basic)
     if not form.get("token"):
-        raise InvalidRequest("token is required (RFC 7009 §2.1)")
+        raise InvalidRequest("token is required (RFC 7009 section 2.1)")
     if mapping.revoke is not None:
         await _revoke_upstream(request, mapping, mapping.revoke, form)
     outcome(request, "success")

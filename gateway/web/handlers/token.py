@@ -26,7 +26,7 @@ from gateway.oauth import pkce
 from gateway.oauth.clientauth import authenticate, read_credentials
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.refresh import refresh_with_grace
-from gateway.oauth.replay import REDEEMED, claim_shared, fingerprint, release_shared
+from gateway.oauth.replay import REDEEMED, claim_shared, release_shared
 from gateway.oauth.responses import (
     InvalidClient,
     InvalidGrant,
@@ -37,43 +37,36 @@ from gateway.oauth.responses import (
     token_response,
 )
 from gateway.oauth.seal import SealError
+from gateway.oauth.state import CodePayload, as_grant_type, open_code
 from gateway.observe import trace
 from gateway.upstream.client import prepare_token_request
 from gateway.web.appkeys import record_of, runtime_of
 from gateway.web.handlers import exchange, json_post_endpoint, outcome, read_form
-from gateway.web.handlers.callback import CODE_PURPOSE
 from gateway.web.handlers.client_credentials import client_credentials_grant
 
 __all__ = ["token"]
 
 
-def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: dict[str, object], client_id: str) -> dict[str, Any]:
-    """Check a sealed code against the token request; return the upstream exchange's inputs."""
-    if opened.get("p") != mapping.name or opened.get("c") != client_id:
+def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: CodePayload, client_id: str) -> None:
+    """Check a sealed code against the token request; raise the RFC 6749 §5.2 error if it fails."""
+    if opened.provider != mapping.name or opened.client_id != client_id:
         raise InvalidGrant("code was not issued to this client")
     redirect_uri = form.get("redirect_uri")
     if redirect_uri is None:
-        raise InvalidRequest("redirect_uri is required: it was sent with the authorization request (RFC 6749 §4.1.3)")
-    if redirect_uri != opened.get("r"):
+        raise InvalidRequest("redirect_uri is required: it was sent with the authorization request (RFC 6749 section 4.1.3)")
+    if redirect_uri != opened.redirect_uri:
         raise InvalidGrant("redirect_uri does not match the authorization request")
-    challenge = opened.get("cc")
     verifier = form.get("code_verifier")
-    if isinstance(challenge, str):
+    if opened.challenge is not None:
         if verifier is None:
             raise InvalidRequest("code_verifier is required: the authorization request had a code_challenge")
         if not pkce.VERIFIER.fullmatch(verifier):
-            raise InvalidRequest("code_verifier is malformed (RFC 7636 §4.1)")
-        if not pkce.verify(verifier, challenge, str(opened.get("ccm", "plain"))):
+            raise InvalidRequest("code_verifier is malformed (RFC 7636 section 4.1)")
+        if not pkce.verify(verifier, opened.challenge.value, opened.challenge.method):
             raise InvalidGrant("code_verifier does not match the code_challenge")
     elif verifier is not None:
         # RFC 9700 §2.1.1: a verifier for a code issued without a challenge is a downgrade attempt.
         raise InvalidGrant("code_verifier given, but the authorization request had no code_challenge")
-    context = opened.get("x")
-    return {
-        "code": str(opened["u"]),
-        "code_verifier": str(opened.get("v", "")),
-        "context": context if isinstance(context, dict) else {},
-    }
 
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
@@ -86,15 +79,16 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
         outcome(request, err.error)
         return token_error_response(err, basic_auth_used=credentials.used_basic)
 
-    grant_type = form.get("grant_type")
-    record_of(request).grant = grant_type or ""
+    requested = form.get("grant_type")
+    record_of(request).grant = requested or ""
+    grant_type = as_grant_type(requested)
     if grant_type == "authorization_code":
         body = await _authorization_code(request, mapping, form, credentials.client_id)
     elif grant_type == "refresh_token":
         body = await _refresh_token(request, mapping, form, credentials.client_id)
     elif grant_type == "client_credentials":
         body = await client_credentials_grant(request, mapping, form)
-    elif not grant_type:
+    elif not requested:
         raise InvalidRequest("grant_type is required")
     else:
         raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
@@ -111,18 +105,23 @@ async def _authorization_code(
     if not code:
         raise InvalidRequest("code is required")
     try:
-        opened = runtime.sealer.open(CODE_PURPOSE, code)
-    except SealError as err:
+        opened = open_code(runtime.sealer, code)
+    except SealError as err:  # forged, altered, expired, or not a code's shape (StateError)
         raise InvalidGrant(f"code is invalid: {err}") from None
-    inputs = _code_grant(mapping, form, opened, client_id)
-    redeemed, claim = request.app[REDEEMED], fingerprint(opened)
+    _code_grant(mapping, form, opened, client_id)
+    redeemed, claim = request.app[REDEEMED], opened.fingerprint()
     if not redeemed.claim(claim, ttl=runtime.config.code_ttl):
         raise InvalidGrant("code was already used")
     if not await claim_shared(request.app, claim, ttl=runtime.config.code_ttl):
         redeemed.release(claim)  # another replica holds it; this process never spent it
         raise InvalidGrant("code was already used")
     prepared = prepare_token_request(
-        mapping, grant_type="authorization_code", callback_url=runtime.config.callback_url(mapping.name), **inputs
+        mapping,
+        grant_type="authorization_code",
+        callback_url=runtime.config.callback_url(mapping.name),
+        code=opened.upstream_code,
+        code_verifier=opened.upstream_verifier or "",
+        context=opened.context,
     )
     try:
         body = await exchange(request, mapping, prepared)
@@ -130,7 +129,7 @@ async def _authorization_code(
         redeemed.release(claim)  # not spent here: the upstream decides whether it still works
         await release_shared(request.app, claim)
         raise
-    return _sealed_refresh(request, mapping, body, inputs["context"])
+    return _sealed_refresh(request, mapping, body, opened.context)
 
 
 def _sealed_refresh(request: web.Request, mapping: ProviderMapping, body: dict[str, Any], context: dict[str, str]) -> dict[str, Any]:
