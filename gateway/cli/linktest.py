@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
+from multidict import CIMultiDict
 
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import Config
@@ -157,7 +158,10 @@ class _Tester:
             return
         self.add("PASS", "upstream authorize", f"answered {response.status}: a person can sign in there")
 
-    async def _token(self, form: dict[str, str], *, secret: str | None = None) -> tuple[int, dict[str, str], dict[str, str], float]:
+    async def _token(
+        self, form: dict[str, str], *, secret: str | None = None
+    ) -> tuple[int, dict[str, str], CIMultiDict[str], float]:
+        """Status, JSON body, headers (case-insensitive: a proxy may lower-case them) and time."""
         client = self.mapping.platform
         headers = {"Authorization": basic_auth_header(client.client_id, client.client_secret if secret is None else secret)}
         started = time.monotonic()
@@ -168,7 +172,7 @@ class _Tester:
                 body = json.loads(text)
             except ValueError:
                 body = {}
-            return response.status, body if isinstance(body, dict) else {}, dict(response.headers), elapsed
+            return response.status, body if isinstance(body, dict) else {}, CIMultiDict(response.headers), elapsed
 
     async def token(self) -> None:
         status, body, headers, _ = await self._token({"grant_type": "refresh_token", "refresh_token": "x"}, secret="not-the-secret")

@@ -8,6 +8,7 @@ once, from its :class:`~gateway.web.appkeys.RequestRecord`, by the logging middl
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
@@ -76,6 +77,13 @@ class Metrics:
         Info("gateway_build", "Version of the gateway and of Python.", registry=self.registry).info(
             {"version": __version__, "python": platform.python_version()}
         )
+
+    def declare(self, providers: Iterable[str]) -> None:
+        """Start every failure kind (:data:`gateway.upstream.failure.FAILURE_KINDS`) of each provider at 0,
+        so ``rate()`` and alerts see a series before the first failure of its kind."""
+        for provider in providers:
+            for kind in FAILURE_KINDS:
+                self.upstream_failures.labels(provider, kind)
 
     def observe(self, record: RequestRecord) -> None:
         """Count one finished request."""

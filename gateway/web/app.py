@@ -101,6 +101,7 @@ def create_app(config: Config) -> web.Application:
     holder = RuntimeHolder(Runtime.of(config))
     storage = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
     metrics = Metrics()
+    metrics.declare(config.providers)
     app = web.Application(
         middlewares=[
             request_middleware(config.request_id_header),
@@ -159,4 +160,5 @@ def reload_config(app: web.Application, config: Config) -> list[str]:
     needs_restart = [name for name in _RESTART_ONLY if getattr(current, name) != getattr(config, name)]
     if not needs_restart:
         app[RUNTIME].current = Runtime.of(config)
+        app[METRICS].declare(config.providers)  # a provider the reload added starts its series at 0 too
     return needs_restart

@@ -96,3 +96,17 @@ def test_every_failure_kind_has_a_sentence_and_is_in_the_metric_help() -> None:
         assert kind in help_text
         assert as_failure_kind(kind) == kind
     assert as_failure_kind("Refused") is None and as_failure_kind(None) is None
+
+
+def test_every_kind_is_declared_at_zero_for_each_provider() -> None:
+    from prometheus_client import generate_latest
+
+    from gateway.observe.metrics import Metrics
+    from gateway.upstream.failure import FAILURE_KINDS
+
+    metrics = Metrics()
+    metrics.declare(["oidc", "github"])
+    text = generate_latest(metrics.registry).decode()
+    for provider in ("oidc", "github"):
+        for kind in FAILURE_KINDS:
+            assert f'gateway_upstream_failures_total{{kind="{kind}",provider="{provider}"}} 0.0' in text

@@ -6,8 +6,11 @@ import asyncio
 import threading
 from pathlib import Path
 
+from prometheus_client import generate_latest
+
 from gateway.config.settings import Config, load_config
 from gateway.oauth.seal import generate_key
+from gateway.observe.metrics import METRICS
 from gateway.web.app import create_app, reload_config
 from gateway.web.appkeys import RUNTIME
 from gateway.web.reload import Reloader
@@ -106,3 +109,11 @@ def test_a_listener_change_still_needs_a_restart(tmp_path: Path) -> None:
     app = create_app(load_config(path))
     assert reload_config(app, load_config(path, port=9999)) == ["port"]
     assert app[RUNTIME].current.config.port != 9999
+
+
+def test_a_provider_added_by_a_reload_has_its_failure_series_at_zero(tmp_path: Path) -> None:
+    key = generate_key()
+    app = create_app(load_config(_write(tmp_path, ["first"], key=key)))
+    assert reload_config(app, load_config(_write(tmp_path, ["first", "added"], key=key))) == []
+    exposition = generate_latest(app[METRICS].registry).decode()
+    assert 'provider="added"' in exposition
