@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,8 +45,10 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``."""
+def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None, fd: int | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``. ``fd``: an inherited socket, already
+    bound, to listen on instead of ``config.host``/``config.port`` (no window in which another
+    process can take the port between choosing it and binding it)."""
     app = create_app(config)
     from gateway.observe.tracing import instrument
 
@@ -66,11 +69,11 @@ def serve(config: Config, *, path: Path, host: str | None = None, port: int | No
         loop.remove_signal_handler(signal.SIGHUP)
 
     app.cleanup_ctx.append(on_sighup)
-    asyncio.run(_run(app, config))
+    asyncio.run(_run(app, config, fd))
     log.info("stopped")
 
 
-async def _run(app: web.Application, config: Config) -> None:
+async def _run(app: web.Application, config: Config, fd: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain: answers close their connections, and what is still
     running after ``shutdown_grace`` is answered 503 (:mod:`gateway.web.runner`)."""
     loop = asyncio.get_running_loop()
@@ -78,11 +81,13 @@ async def _run(app: web.Application, config: Config) -> None:
     settings = config.connections
     runner = GatewayRunner(app, settings, access_log=None, shutdown_timeout=config.shutdown_grace + 1.0)
     await runner.setup()
-    site = web.TCPSite(
-        runner, config.host, config.port, ssl_context=ssl_context(config), backlog=settings.backlog
-    )
+    site: web.BaseSite
+    if fd is None:
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context(config), backlog=settings.backlog)
+    else:
+        site = web.SockSite(runner, socket.socket(fileno=fd), ssl_context=ssl_context(config), backlog=settings.backlog)
     await site.start()
-    log.info("listening on %s:%d", config.host, config.port)
+    log.info("listening on %s:%d%s", config.host, config.port, "" if fd is None else f" (inherited socket {fd})")
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

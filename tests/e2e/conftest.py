@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from helpers.upstream import AuthorizationServer
+from listening import bound_socket, port_of, start_site
 from upstream_oidc import OidcUpstream, SharedOidcProviders, login_and_consent, running_oidc_provider  # noqa: F401
 
 from gateway.config.settings import Config, load_config
@@ -41,12 +42,6 @@ UPSTREAM_ID = "gateway-client"
 UPSTREAM_SECRET = "gateway-client-secret"
 #: The same gateway registered a second time at the upstream, for client_secret_post.
 UPSTREAM_POST_ID = "gateway-client-post"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -142,19 +137,41 @@ def write_gateway_files(
 
 
 async def start_gateway(
-    tmp_path: Path, mappings: dict[str, str], *, port: int, keys: list[str] | None = None, upstream_secret: str = UPSTREAM_SECRET
+    tmp_path: Path,
+    mappings: dict[str, str],
+    *,
+    sock: socket.socket | None = None,
+    keys: list[str] | None = None,
+    upstream_secret: str = UPSTREAM_SECRET,
 ) -> Gateway:
-    path, env = write_gateway_files(tmp_path, mappings, port=port, keys=keys, upstream_secret=upstream_secret)
-    config = load_config(path, env=env)
+    """An in-process gateway listening on ``sock`` (or a socket bound here); it owns the socket."""
+    sock = bound_socket() if sock is None else sock
+    port = port_of(sock)
+    try:
+        path, env = write_gateway_files(tmp_path, mappings, port=port, keys=keys, upstream_secret=upstream_secret)
+        config = load_config(path, env=env)
+    except BaseException:
+        sock.close()
+        raise
     runner = web.AppRunner(create_app(config), access_log=None)  # as `gateway serve` runs it
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return Gateway(f"http://127.0.0.1:{port}", config, runner)
+    url = await start_site(runner, sock=sock)
+    return Gateway(url, config, runner)
 
 
 @pytest.fixture
-def gateway_port() -> int:
-    return free_port()
+def gateway_socket() -> Iterator[socket.socket]:
+    """The socket this test's gateway will listen on, bound now so its port is known up front
+    (for the config file, the upstream's redirect URI) and never free for another process to take.
+    The gateway that starts on it owns it; closing it again here is harmless."""
+    sock = bound_socket()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def gateway_port(gateway_socket: socket.socket) -> int:
+    return port_of(gateway_socket)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -198,7 +215,7 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
-async def make_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream) -> AsyncIterator[GatewayFactory]:
+async def make_gateway(tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream) -> AsyncIterator[GatewayFactory]:
     """Start the gateway in front of the upstream; options change the oidc mapping."""
     started: list[Gateway] = []
 
@@ -227,7 +244,7 @@ async def make_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream
             token_url=token_url,
         )
         gateway = await start_gateway(
-            tmp_path, {"oidc": mapping}, port=gateway_port, keys=keys, upstream_secret=upstream_secret
+            tmp_path, {"oidc": mapping}, sock=gateway_socket, keys=keys, upstream_secret=upstream_secret
         )
         started.append(gateway)
         return gateway

@@ -40,12 +40,12 @@ from conftest import (
     VENDOR,
     Gateway,
     GatewayFactory,
-    free_port,
     link,
     query_of,
 )
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
+from listening import refusing_port
 from upstream_oidc import OidcUpstream, login_and_consent
 
 #: A platform state that needs encoding in every way: spaces, & = + / ? # %, non-ASCII.
@@ -730,7 +730,7 @@ async def test_upstream_refusing_connections_answers_503_at_once(
     make_gateway: GatewayFactory, platform: aiohttp.ClientSession
 ) -> None:
     """The upstream is down (connection refused): 503 temporarily_unavailable, quickly."""
-    gateway = await make_gateway(token_url=f"http://127.0.0.1:{free_port()}/oauth/token", token_extra="timeout: 0.5")
+    gateway = await make_gateway(token_url=f"http://127.0.0.1:{refusing_port()}/oauth/token", token_extra="timeout: 0.5")
     answer = await post_token(platform, gateway, refresh_form("rt-1"))
     assert answer.elapsed < 1.0
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body

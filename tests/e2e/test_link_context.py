@@ -26,11 +26,11 @@ from conftest import (
     PLATFORM_ID,
     PLATFORM_SECRET,
     Gateway,
-    free_port,
     query_of,
     write_gateway_files,
 )
 from helpers.oauth import basic
+from listening import bound_socket, bound_sockets, port_of, start_site
 
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
@@ -88,14 +88,15 @@ class RegionalUpstream:
 
 @pytest.fixture
 async def regional() -> AsyncIterator[RegionalUpstream]:
-    upstream = RegionalUpstream(port=free_port())
+    socks = bound_sockets(["127.0.0.1", *REGIONS])
+    upstream = RegionalUpstream(port=port_of(socks[0]))
     app = web.Application()
     app.router.add_get("/authorize", upstream.authorize)
     app.router.add_post("/token", upstream.token)
     runner = web.AppRunner(app)
     await runner.setup()
-    for host in ("127.0.0.1", *REGIONS):
-        await web.TCPSite(runner, host, upstream.port).start()
+    for sock in socks:
+        await start_site(runner, sock=sock)
     yield upstream
     await runner.cleanup()
 
@@ -123,15 +124,14 @@ def regional_mapping(upstream: RegionalUpstream, *, state_param: bool = False, k
 
 
 async def start(tmp_path: Path, mapping: str, *, keys: list[str], link_keys: list[str]) -> Gateway:
-    port = free_port()
+    sock = bound_socket()
     tmp_path.mkdir(parents=True, exist_ok=True)
     more = f"link_keys: [{', '.join(link_keys)}]\n" if link_keys else ""
-    path, env = write_gateway_files(tmp_path, {"regional": mapping}, port=port, keys=keys, more=more)
+    path, env = write_gateway_files(tmp_path, {"regional": mapping}, port=port_of(sock), keys=keys, more=more)
     config = load_config(path, env=env)
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return Gateway(f"http://127.0.0.1:{port}", config, runner)
+    return Gateway(await start_site(runner, sock=sock), config, runner)
 
 
 async def link(gateway: Gateway) -> dict[str, str]:

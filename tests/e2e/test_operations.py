@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +27,6 @@ from conftest import (
     UPSTREAM_SECRET,
     Gateway,
     GatewayFactory,
-    free_port,
     link,
     mapping_yaml,
     query_of,
@@ -34,6 +34,7 @@ from conftest import (
 )
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
+from listening import bound_socket, port_of, refusing_port
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 from upstream_oidc import OidcUpstream, login_and_consent
@@ -105,13 +106,14 @@ async def test_keys_file(tmp_path: Path) -> None:
 
 
 async def test_two_instances_serve_one_flow_hop_by_hop(
-    tmp_path: Path, gateway_port: int, upstream: OidcUpstream, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
+    tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
 ) -> None:
     """Two ``gateway serve`` processes with one config behind an imaginary load balancer: every
     hop of a flow (authorize, callback, token, refresh) lands on the other instance, and it works."""
-    path, env = write_gateway_files(tmp_path, {"oidc": mapping_yaml(upstream)}, port=gateway_port)
-    first = await start_gateway_process(path, port=gateway_port, env=env)
-    second = await start_gateway_process(path, port=free_port(), env=env)
+    path, env = write_gateway_files(tmp_path, {"oidc": mapping_yaml(upstream)}, port=port_of(gateway_socket))
+    first, second = await asyncio.gather(
+        start_gateway_process(path, sock=gateway_socket, env=env), start_gateway_process(path, sock=bound_socket(), env=env)
+    )
     try:
         instances = [first, second]
         for flow in range(3):
@@ -190,7 +192,7 @@ async def test_metrics_count_flows_outcomes_and_upstream_calls(
 async def test_metrics_count_upstream_failures_by_kind(
     make_gateway: GatewayFactory, platform: aiohttp.ClientSession
 ) -> None:
-    gateway = await make_gateway(token_url=f"http://127.0.0.1:{free_port()}/token")  # nobody listens
+    gateway = await make_gateway(token_url=f"http://127.0.0.1:{refusing_port()}/token")  # nobody listens
     code = seal_code(Sealer(gateway.config.keys), CodePayload("x", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=60)
     status, body = await exchange(platform, gateway.url, code_form(code))
     assert (status, body["error"]) == (503, "temporarily_unavailable")
@@ -267,18 +269,22 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
 ) -> None:
     token_url = slow_upstream.token_endpoint
     key = generate_key()
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port, keys=[key])
-    gateway = await start_gateway_process(path, port=port, env=env)
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port_of(sock), keys=[key])
+    gateway = await start_gateway_process(path, sock=sock, env=env)
     try:
         code = seal_code(Sealer([key]), CodePayload("x", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=60)
         in_flight = asyncio.create_task(exchange(platform, gateway.url, code_form(code)))
         await slow_upstream.wait_for(timeout=10)  # the request is in flight (the wait has a deadline)
         gateway.signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
-        with pytest.raises(aiohttp.ClientConnectionError):  # no longer accepting
-            async with aiohttp.ClientSession() as fresh:
-                await fresh.get(f"{gateway.url}/healthz")
+        async with asyncio.timeout(5), aiohttp.ClientSession() as fresh:  # until it no longer accepts
+            while True:
+                try:
+                    async with fresh.get(f"{gateway.url}/healthz", headers={"Connection": "close"}):
+                        pass
+                except aiohttp.ClientConnectionError:
+                    break
+                await asyncio.sleep(0.02)
         status, body = await in_flight
         assert status == 200, body
         assert body["access_token"] == "slow-at"
@@ -288,9 +294,9 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
 
 
 async def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(tmp_path: Path, platform: aiohttp.ClientSession) -> None:
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {"first": plain_mapping("http://127.0.0.1:9/token")}, port=port)
-    gateway = await start_gateway_process(path, port=port, env=env)
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"first": plain_mapping("http://127.0.0.1:9/token")}, port=port_of(sock))
+    gateway = await start_gateway_process(path, sock=sock, env=env)
     try:
         (tmp_path / "mappings" / "second.yaml").write_text(plain_mapping("http://127.0.0.1:9/token"))
         gateway.signal(signal.SIGHUP)
@@ -317,12 +323,13 @@ async def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(tmp_path: Pa
 
 async def test_tls_from_the_config(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    port = free_port()
+    sock = bound_socket()
+    port = port_of(sock)
     path, env = write_gateway_files(
         tmp_path, {"oidc": plain_mapping("http://127.0.0.1:9/token")}, port=port, more=f"tls: {{cert: {cert}, key: {key}}}\n"
     )
     trust = ssl.create_default_context(cafile=str(cert))
-    gateway = await start_gateway_process(path, port=port, env=env, ssl_context=trust)
+    gateway = await start_gateway_process(path, sock=sock, env=env, ssl_context=trust)
     try:
         async with aiohttp.ClientSession() as client:
             async with client.get(f"https://127.0.0.1:{port}/healthz", ssl=trust) as response:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import jsonschema
 import pytest
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, free_port, start_gateway
+from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, start_gateway
 from helpers.upstream import RecordingUpstream, Reply
 
 from gateway.cli.commands import main
@@ -122,7 +122,7 @@ async def gateway(tmp_path: Path, test_upstream: RecordingUpstream) -> AsyncIter
         "mcp": _mapping(url, profile="alexa-mcp"),
         "mcp-local": _mapping(url, profile="alexa-mcp", authorize=f"{url}/authorize"),
     }
-    running = await start_gateway(tmp_path, mappings, port=free_port())
+    running = await start_gateway(tmp_path, mappings)
     yield running
     await running.runner.cleanup()
 

@@ -23,13 +23,16 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, write_gateway_files
+from conftest import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, write_gateway_files
 from helpers.oauth import basic
+from listening import bound_socket, port_of, start_site, unused_port
 from processes import GatewayProcess, start_gateway_process
 
 from gateway.config.settings import load_config
+from gateway.oauth.refresh import FLIGHTS
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
+from gateway.store import STORE
 from gateway.web.app import create_app
 
 BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
@@ -78,13 +81,11 @@ async def rotating() -> AsyncIterator[tuple[RotatingUpstream, str]]:
     app.router.add_post("/token", upstream.token)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield upstream, f"http://127.0.0.1:{port}/token"
+    yield upstream, await start_site(runner) + "/token"
     await runner.cleanup()
 
 
-def mapping(token_url: str, *, grace: int | None = None) -> str:
+def mapping(token_url: str, *, grace: int | None = None, timeout: float = 3) -> str:
     refresh = f"\n    refresh: {{grace: {grace}}}" if grace is not None else ""
     return (
         ALEXA_PLATFORM_YAML
@@ -94,7 +95,7 @@ def mapping(token_url: str, *, grace: int | None = None) -> str:
         '  authorize: {url: "http://127.0.0.1:9/authorize"}\n'
         "  token:\n"
         f'    url: "{token_url}"\n'
-        f"    timeout: 3{refresh}\n"
+        f"    timeout: {timeout}{refresh}\n"
     )
 
 
@@ -113,7 +114,7 @@ class Redis:
     def start(self) -> None:
         for _ in range(5):
             if not self.port:
-                self.port = free_port()  # released just before redis binds it: retried if taken meanwhile
+                self.port = unused_port()  # retried below if another process took it meanwhile
             self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready():
                 return
@@ -188,13 +189,30 @@ class Replicas:
     processes: list[GatewayProcess] = field(default_factory=list)
 
 
-async def start_inprocess(tmp_path: Path, token_url: str, *, grace: int | None = None, more: str = "") -> tuple[str, web.AppRunner]:
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {"oidc": mapping(token_url, grace=grace)}, port=port, more=more)
+class Clock:
+    """The in-process gateway's store clock (:attr:`gateway.store.MemoryStore.clock`): real
+    monotonic time plus whatever the test skipped, so a TTL runs out without sleeping through it."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+async def start_inprocess(
+    tmp_path: Path, token_url: str, *, grace: int | None = None, more: str = "", timeout: float = 3, clock: Clock | None = None
+) -> tuple[str, web.AppRunner]:
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"oidc": mapping(token_url, grace=grace, timeout=timeout)}, port=port_of(sock), more=more)
     runner = web.AppRunner(create_app(load_config(path, env=env)), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return f"http://127.0.0.1:{port}", runner
+    if clock is not None:
+        runner.app[STORE].local.clock = clock  # before any request: every entry is timed by it
+    return await start_site(runner, sock=sock), runner
 
 
 @pytest.fixture
@@ -202,16 +220,24 @@ async def replicas(tmp_path: Path, rotating: tuple[RotatingUpstream, str], redis
     """Two ``gateway serve`` processes with the same keys, sharing one Redis."""
     keys = [generate_key()]
     result = Replicas(urls=[], keys=keys)
-    for index in range(2):
+
+    async def start(index: int) -> GatewayProcess:
         directory = tmp_path / f"replica{index}"
         directory.mkdir()
-        port = free_port()
+        sock = bound_socket()
         path, env = write_gateway_files(
-            directory, {"oidc": mapping(rotating[1], grace=5)}, port=port, keys=keys, more=f"store: {{url: {redis_server.url}}}\n"
+            directory, {"oidc": mapping(rotating[1], grace=5)}, port=port_of(sock), keys=keys, more=f"store: {{url: {redis_server.url}}}\n"
         )
-        process = await start_gateway_process(path, port=port, env=env)
-        result.processes.append(process)
-        result.urls.append(process.url)
+        return await start_gateway_process(path, sock=sock, env=env)
+
+    started = await asyncio.gather(start(0), start(1), return_exceptions=True)  # the two start-ups overlap
+    result.processes = [process for process in started if isinstance(process, GatewayProcess)]
+    result.urls = [process.url for process in result.processes]
+    for failed in started:
+        if isinstance(failed, BaseException):
+            for process in result.processes:
+                await process.stop()
+            raise failed
     yield result
     for process in result.processes:
         await process.stop()
@@ -237,7 +263,8 @@ async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after
     tmp_path: Path, rotating: tuple[RotatingUpstream, str]
 ) -> None:
     upstream, token_url = rotating
-    url, runner = await start_inprocess(tmp_path, token_url, grace=2)
+    clock = Clock()
+    url, runner = await start_inprocess(tmp_path, token_url, grace=2, clock=clock)
     old = upstream.issue()["refresh_token"]
     upstream.delay = 0.4
     try:
@@ -245,11 +272,12 @@ async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after
             # The platform gives up before the answer: it closes the connection after the upstream rotated.
             with pytest.raises(asyncio.TimeoutError):
                 await refresh(client, url, old, timeout=aiohttp.ClientTimeout(total=0.15))
-            for _ in range(50):
-                if upstream.refresh_calls == 1 and old not in upstream.valid and len(upstream.issued) == 2:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.1)  # the gateway writes the grace entry as the answer arrives
+            # The refresh runs on without the platform; once its flight is over, its answer is in
+            # the grace entry (written before the flight ends).
+            async with asyncio.timeout(10):
+                while not (upstream.refresh_calls == 1 and len(upstream.issued) == 2 and not runner.app[FLIGHTS].tasks):
+                    await asyncio.sleep(0.02)
+            assert old not in upstream.valid
             upstream.delay = 0.0
             status, retried = await refresh(client, url, old)
             assert status == 200, retried
@@ -261,7 +289,7 @@ async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after
             assert status == 200 and upstream.refresh_calls == 2
             assert await metric(client, url, "gateway_refresh_grace_hits_total") == 1
             # After the window the old token is what the upstream says it is: dead.
-            await asyncio.sleep(2.2)
+            clock.advance(2.01)
             status, refused = await refresh(client, url, old)
             assert status == 400 and refused["error"] == "invalid_grant"
             assert upstream.refresh_calls == 3
@@ -288,11 +316,11 @@ async def test_grace_zero_turns_it_off(tmp_path: Path, rotating: tuple[RotatingU
 
 async def test_temporary_failures_are_not_remembered(tmp_path: Path, rotating: tuple[RotatingUpstream, str]) -> None:
     upstream, token_url = rotating
-    url, runner = await start_inprocess(tmp_path, token_url)
+    url, runner = await start_inprocess(tmp_path, token_url, timeout=0.3)
     old = upstream.issue()["refresh_token"]
     try:
         async with aiohttp.ClientSession() as client:
-            upstream.delay = 3.5  # longer than the mapping's 3 s: temporarily_unavailable
+            upstream.delay = 0.8  # longer than the mapping's 0.3 s: temporarily_unavailable
             status, failed = await refresh(client, url, old)
             assert status >= 400 and failed["error"] != "invalid_grant"
             upstream.delay = 0.0
@@ -410,11 +438,22 @@ async def test_redis_stopped_mid_load_and_started_again_costs_no_link(
 
     async with aiohttp.ClientSession() as client:
         workers = [asyncio.create_task(keep_refreshing(i, client)) for i in range(len(links))]
-        await asyncio.sleep(1.0)
+
+        async def refreshes(count: int) -> None:
+            """Until ``count`` more refreshes are answered (a deadline, not a guess of how long they take)."""
+            target = len(statuses) + count
+            async with asyncio.timeout(15):
+                while len(statuses) < target:
+                    await asyncio.sleep(0.02)
+
+        await refreshes(40)  # with Redis
         redis_server.stop()
-        await asyncio.sleep(2.0)
+        await refreshes(40)  # without: every replica falls back to its own store
         redis_server.restart()
-        await asyncio.sleep(2.0)
+        async with asyncio.timeout(15):  # until the replicas write to Redis again
+            while not redis_server.scan():
+                await asyncio.sleep(0.05)
+        await refreshes(40)
         running = False
         await asyncio.gather(*workers)
         failures = [status for status in statuses if status != 200]

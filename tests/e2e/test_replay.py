@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from builders import plain_mapping
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free_port, start_gateway
+from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, start_gateway
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 
@@ -33,7 +33,7 @@ LAX_TOKEN = Reply(body={"access_token": "at-lax", "token_type": "bearer", "expir
 async def lax(tmp_path: Path) -> AsyncIterator[tuple[RecordingUpstream, Gateway]]:
     async with RecordingUpstream() as upstream:
         upstream.fault = LAX_TOKEN
-        gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(upstream.token_endpoint)}, port=free_port())
+        gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(upstream.token_endpoint)})
         yield upstream, gateway
         await gateway.runner.cleanup()
 

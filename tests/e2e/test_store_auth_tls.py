@@ -22,11 +22,12 @@ import aiohttp
 import pytest
 import redis
 from aiohttp import web
-from conftest import free_port, write_gateway_files
+from conftest import write_gateway_files
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from listening import bound_socket, port_of, start_site
 from test_refresh_grace import REDIS_SERVER, Redis, RotatingUpstream, mapping, metric, refresh
 
 from gateway.config.settings import load_config
@@ -152,9 +153,7 @@ async def rotating() -> AsyncIterator[tuple[RotatingUpstream, str]]:
     app.router.add_post("/token", upstream.token)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield upstream, f"http://127.0.0.1:{port}/token"
+    yield upstream, await start_site(runner) + "/token"
     await runner.cleanup()
 
 
@@ -191,15 +190,14 @@ class Apps:
     async def start(self, store: str, env: dict[str, str] | None = None) -> str:
         directory = self.tmp_path / f"app{len(self.runners)}"
         directory.mkdir()
-        port = free_port()
+        sock = bound_socket()
         path, base_env = write_gateway_files(
-            directory, {"oidc": mapping(self.token_url, grace=30)}, port=port, keys=self.keys, more=f"store: {store}\n"
+            directory, {"oidc": mapping(self.token_url, grace=30)}, port=port_of(sock), keys=self.keys, more=f"store: {store}\n"
         )
         runner = web.AppRunner(create_app(load_config(path, env={**base_env, **(env or {})})), access_log=None)
         self.runners.append(runner)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return f"http://127.0.0.1:{port}"
+        return await start_site(runner, sock=sock)
 
     async def stop(self) -> None:
         for runner in self.runners:

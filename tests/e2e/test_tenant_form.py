@@ -22,11 +22,11 @@ from conftest import (
     PLATFORM_ID,
     PLATFORM_SECRET,
     Gateway,
-    free_port,
     query_of,
     write_gateway_files,
 )
 from helpers.oauth import basic
+from listening import bound_socket, bound_sockets, port_of, start_site
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
@@ -71,7 +71,8 @@ def _mapping(*, tenant: str, authorize: str, token: str) -> str:
 async def tenants(tmp_path: Path) -> AsyncIterator[tuple[Gateway, int, list[str]]]:
     """A gateway with a strict ``shop`` mapping and a loose ``loose`` one; the upstream's hosts."""
     hits: list[str] = []
-    port = free_port()
+    upstream_socks = bound_sockets(["127.0.0.2", "127.0.0.3"])
+    port = port_of(upstream_socks[0])
 
     async def authorize(request: web.Request) -> web.Response:
         hits.append(request.url.host or "")
@@ -89,8 +90,8 @@ async def tenants(tmp_path: Path) -> AsyncIterator[tuple[Gateway, int, list[str]
     app.router.add_post("/token", token)
     upstream = web.AppRunner(app)
     await upstream.setup()
-    for host in ("127.0.0.2", "127.0.0.3"):
-        await web.TCPSite(upstream, host, port).start()
+    for sock in upstream_socks:
+        await start_site(upstream, sock=sock)
 
     strict = _mapping(
         tenant="{name: shop, pattern: '[23]', label: Your shop number, allow_private: true}",
@@ -102,13 +103,12 @@ async def tenants(tmp_path: Path) -> AsyncIterator[tuple[Gateway, int, list[str]
         authorize="https://{shop}/authorize",
         token="https://{shop}/token",
     )
-    gateway_port = free_port()
-    path, env = write_gateway_files(tmp_path, {"shop": strict, "loose": loose}, port=gateway_port, keys=[generate_key()])
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"shop": strict, "loose": loose}, port=port_of(sock), keys=[generate_key()])
     config = load_config(path, env=env)
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", gateway_port).start()
-    yield Gateway(f"http://127.0.0.1:{gateway_port}", config, runner), port, hits
+    yield Gateway(await start_site(runner, sock=sock), config, runner), port, hits
     await runner.cleanup()
     await upstream.cleanup()
 
@@ -217,13 +217,14 @@ async def test_a_post_without_the_form_token_is_asked_again(tenants: tuple[Gatew
 
 
 async def test_a_post_to_a_mapping_without_tenant_is_405(tmp_path: Path) -> None:
-    port = free_port()
+    sock = bound_socket()
+    port = port_of(sock)
     plain = _mapping(tenant="{name: shop, pattern: 'x', label: L}", authorize="https://a.example/authorize", token="https://a.example/t")
     plain = "\n".join(line for line in plain.splitlines() if not line.startswith("tenant:")) + "\n"
     path, env = write_gateway_files(tmp_path, {"plain": plain}, port=port, keys=[generate_key()])
     runner = web.AppRunner(create_app(load_config(path, env=env)), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await start_site(runner, sock=sock)
     try:
         async with aiohttp.ClientSession() as browser:
             async with browser.post(f"http://127.0.0.1:{port}/plain/authorize?{urlencode(QUERY)}", data={"tenant": "x"}) as response:
