@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import (
+from harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_ID,

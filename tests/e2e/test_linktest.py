@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from builders import plain_mapping, self_signed
-from conftest import Gateway, GatewayFactory, mapping_yaml, start_gateway, write_gateway_files
+from harness import Gateway, GatewayFactory, mapping_yaml, start_gateway, write_gateway_files
 from listening import bound_socket, port_of, refusing_port, start_site
 from processes import start_gateway_process
 from upstream_oidc import OidcUpstream

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, write_gateway_files
+from harness import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, write_gateway_files
 from helpers.oauth import basic
 from listening import bound_socket, port_of, start_site, unused_port
 from processes import GatewayProcess, start_gateway_process

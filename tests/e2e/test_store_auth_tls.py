@@ -22,11 +22,11 @@ import aiohttp
 import pytest
 import redis
 from aiohttp import web
-from conftest import write_gateway_files
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from harness import write_gateway_files
 from listening import bound_socket, port_of, start_site
 from test_refresh_grace import REDIS_SERVER, Redis, RotatingUpstream, mapping, metric, refresh
 

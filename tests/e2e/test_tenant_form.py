@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import (
+from harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_ID,
