@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,

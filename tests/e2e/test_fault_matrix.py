@@ -34,7 +34,7 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,

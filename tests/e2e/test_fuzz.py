@@ -71,7 +71,8 @@ from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote_plus, urlen
 import aiohttp
 import pytest
 import yarl
-from conftest import (
+from cryptography.fernet import Fernet
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
@@ -82,7 +83,6 @@ from conftest import (
     mapping_yaml,
     start_gateway,
 )
-from cryptography.fernet import Fernet
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from hypothesis import HealthCheck, assume, given, settings

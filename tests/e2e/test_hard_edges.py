@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import aiohttp
 import pytest
 import yarl
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,

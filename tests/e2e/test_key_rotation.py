@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of
 from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site

@@ -12,10 +12,10 @@ import ssl
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from builders import plain_mapping, self_signed
-from conftest import Gateway, GatewayFactory, mapping_yaml, start_gateway, write_gateway_files
-from listening import bound_socket, port_of, refusing_port, start_site
+from harness import Gateway, GatewayFactory, mapping_yaml, start_gateway, write_gateway_files
+from helpers.upstream import RecordingUpstream, Reply
+from listening import bound_socket, port_of, refusing_port
 from processes import start_gateway_process
 from upstream_oidc import OidcUpstream
 
@@ -121,20 +121,15 @@ async def _run_main(argv: list[str]) -> int:
 async def test_a_redirect_uri_error_on_a_200_page(tmp_path: Path) -> None:
     """GitHub shows "The redirect_uri MUST match the registered callback URL" with HTTP 200."""
 
-    async def authorize(request: web.Request) -> web.Response:
-        return web.Response(text="<h1>Error</h1><p>The redirect_uri MUST match the registered callback URL.</p>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/authorize", authorize)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    base = await start_site(runner)
-    mapping = plain_mapping("http://127.0.0.1:9/token").replace("https://auth.example/authorize", f"{base}/authorize")
-    gateway = await start_gateway(tmp_path, {"oidc": mapping})
-    try:
-        checks = await run_linktest(gateway.config, "oidc")
-        warning = next(check for check in checks if check.name == "upstream authorize")
-        assert warning.verdict == "WARN" and "is http://127.0.0.1" in warning.detail, warning
-    finally:
-        await gateway.runner.cleanup()
-        await runner.cleanup()
+    page = Reply(body="<h1>Error</h1><p>The redirect_uri MUST match the registered callback URL.</p>", content_type="text/html")
+    async with RecordingUpstream() as upstream:
+        upstream.answer("/authorize", page)
+        mapping = plain_mapping("http://127.0.0.1:9/token").replace("https://auth.example/authorize", upstream.authorization_endpoint)
+        gateway = await start_gateway(tmp_path, {"oidc": mapping})
+        try:
+            checks = await run_linktest(gateway.config, "oidc")
+            warning = next(check for check in checks if check.name == "upstream authorize")
+            assert warning.verdict == "WARN" and "is http://127.0.0.1" in warning.detail, warning
+            assert upstream.only("/authorize").method == "GET"  # the page was asked for
+        finally:
+            await gateway.runner.cleanup()

@@ -33,7 +33,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 import yarl
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
 from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Recorded, RecordingUpstream, code_of
 from listening import bound_socket, port_of

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from builders import plain_mapping, self_signed
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,

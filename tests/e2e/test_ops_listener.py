@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from builders import self_signed
-from conftest import mapping_yaml, write_gateway_files
+from harness import mapping_yaml, write_gateway_files
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site, unused_port
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import jsonschema
 import pytest
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, start_gateway
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, start_gateway
 from helpers.upstream import RecordingUpstream, Reply
 
 from gateway.cli.commands import main

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -23,8 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, write_gateway_files
+from harness import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_SECRET, write_gateway_files
 from helpers.oauth import basic
+from helpers.upstream import RecordingUpstream, Reply
 from listening import bound_socket, port_of, start_site, unused_port
 from processes import GatewayProcess, start_gateway_process
 
@@ -39,50 +39,22 @@ BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
-class RotatingUpstream:
-    """Issues a new refresh token on every refresh and invalidates the old one at once."""
+def rotating_upstream() -> RecordingUpstream:
+    """The built-in server of the recording upstream: a new refresh token on every refresh, the old
+    one invalid at once (rotation); any code, as often as asked (deliberately lax)."""
+    return RecordingUpstream(client_id="up", client_secret=UPSTREAM_SECRET, lax_codes=True)
 
-    def __init__(self) -> None:
-        self.valid: set[str] = set()
-        self.issued: list[dict[str, Any]] = []
-        self.refresh_calls = 0
-        self.code_calls = 0
-        self.delay = 0.0
 
-    def issue(self) -> dict[str, Any]:
-        answer: dict[str, Any] = {
-            "access_token": "at-" + secrets.token_urlsafe(16),
-            "refresh_token": "rt-" + secrets.token_urlsafe(16),
-            "token_type": "bearer",
-            "expires_in": 3600,
-        }
-        self.valid.add(answer["refresh_token"])
-        self.issued.append(answer)
-        return answer
-
-    async def token(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        if form.get("grant_type") == "authorization_code":
-            self.code_calls += 1  # deliberately lax: any code, as often as asked
-            return web.json_response(self.issue())
-        self.refresh_calls += 1
-        await asyncio.sleep(self.delay)
-        token = str(form.get("refresh_token", ""))
-        if token not in self.valid:
-            return web.json_response({"error": "invalid_grant", "error_description": "refresh token is not active"}, status=400)
-        self.valid.discard(token)
-        return web.json_response(self.issue())
+def refresh_delay(upstream: RecordingUpstream, seconds: float) -> None:
+    """Refreshes (only) are answered ``seconds`` late (still the built-in answer: the work is done)."""
+    late = Reply(delay=seconds)
+    upstream.fault_for = (lambda request: late if request.grant_type == "refresh_token" else None) if seconds else None
 
 
 @pytest.fixture
-async def rotating() -> AsyncIterator[tuple[RotatingUpstream, str]]:
-    upstream = RotatingUpstream()
-    app = web.Application()
-    app.router.add_post("/token", upstream.token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    yield upstream, await start_site(runner) + "/token"
-    await runner.cleanup()
+async def rotating() -> AsyncIterator[tuple[RecordingUpstream, str]]:
+    async with rotating_upstream() as upstream:
+        yield upstream, upstream.token_endpoint
 
 
 def mapping(token_url: str, *, grace: int | None = None, timeout: float = 3) -> str:
@@ -216,7 +188,7 @@ async def start_inprocess(
 
 
 @pytest.fixture
-async def replicas(tmp_path: Path, rotating: tuple[RotatingUpstream, str], redis_server: Redis) -> AsyncIterator[Replicas]:
+async def replicas(tmp_path: Path, rotating: tuple[RecordingUpstream, str], redis_server: Redis) -> AsyncIterator[Replicas]:
     """Two ``gateway serve`` processes with the same keys, sharing one Redis."""
     keys = [generate_key()]
     result = Replicas(urls=[], keys=keys)
@@ -260,13 +232,13 @@ async def metric(client: aiohttp.ClientSession, url: str, name: str) -> float:
 
 
 async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after_the_window(
-    tmp_path: Path, rotating: tuple[RotatingUpstream, str]
+    tmp_path: Path, rotating: tuple[RecordingUpstream, str]
 ) -> None:
     upstream, token_url = rotating
     clock = Clock()
     url, runner = await start_inprocess(tmp_path, token_url, grace=2, clock=clock)
-    old = upstream.issue()["refresh_token"]
-    upstream.delay = 0.4
+    old = upstream.issue_refresh_token()
+    refresh_delay(upstream, 0.4)
     try:
         async with aiohttp.ClientSession() as client:
             # The platform gives up before the answer: it closes the connection after the upstream rotated.
@@ -275,55 +247,55 @@ async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after
             # The refresh runs on without the platform; once its flight is over, its answer is in
             # the grace entry (written before the flight ends).
             async with asyncio.timeout(10):
-                while not (upstream.refresh_calls == 1 and len(upstream.issued) == 2 and not runner.app[FLIGHTS].tasks):
+                while not (len(upstream.refresh_requests) == 1 and len(upstream.issued) == 2 and not runner.app[FLIGHTS].tasks):
                     await asyncio.sleep(0.02)
-            assert old not in upstream.valid
-            upstream.delay = 0.0
+            assert not upstream.refresh_token_live(old)
+            refresh_delay(upstream, 0.0)
             status, retried = await refresh(client, url, old)
             assert status == 200, retried
-            assert upstream.refresh_calls == 1, "the retry was answered from grace, not by the upstream"
+            assert len(upstream.refresh_requests) == 1, "the retry was answered from grace, not by the upstream"
             assert retried["refresh_token"] == upstream.issued[-1]["refresh_token"]
             assert retried["access_token"] == upstream.issued[-1]["access_token"]
             # Still linked: the rotated token works.
             status, newer = await refresh(client, url, retried["refresh_token"])
-            assert status == 200 and upstream.refresh_calls == 2
+            assert status == 200 and len(upstream.refresh_requests) == 2
             assert await metric(client, url, "gateway_refresh_grace_hits_total") == 1
             # After the window the old token is what the upstream says it is: dead.
             clock.advance(2.01)
             status, refused = await refresh(client, url, old)
             assert status == 400 and refused["error"] == "invalid_grant"
-            assert upstream.refresh_calls == 3
+            assert len(upstream.refresh_requests) == 3
             # A definite invalid_grant is remembered within the window: no second upstream call.
             status, refused = await refresh(client, url, old)
             assert status == 400 and refused["error"] == "invalid_grant"
-            assert upstream.refresh_calls == 3
+            assert len(upstream.refresh_requests) == 3
     finally:
         await runner.cleanup()
 
 
-async def test_grace_zero_turns_it_off(tmp_path: Path, rotating: tuple[RotatingUpstream, str]) -> None:
+async def test_grace_zero_turns_it_off(tmp_path: Path, rotating: tuple[RecordingUpstream, str]) -> None:
     upstream, token_url = rotating
     url, runner = await start_inprocess(tmp_path, token_url, grace=0)
-    old = upstream.issue()["refresh_token"]
+    old = upstream.issue_refresh_token()
     try:
         async with aiohttp.ClientSession() as client:
             assert (await refresh(client, url, old))[0] == 200
             status, again = await refresh(client, url, old)
-            assert status == 400 and again["error"] == "invalid_grant" and upstream.refresh_calls == 2
+            assert status == 400 and again["error"] == "invalid_grant" and len(upstream.refresh_requests) == 2
     finally:
         await runner.cleanup()
 
 
-async def test_temporary_failures_are_not_remembered(tmp_path: Path, rotating: tuple[RotatingUpstream, str]) -> None:
+async def test_temporary_failures_are_not_remembered(tmp_path: Path, rotating: tuple[RecordingUpstream, str]) -> None:
     upstream, token_url = rotating
     url, runner = await start_inprocess(tmp_path, token_url, timeout=0.3)
-    old = upstream.issue()["refresh_token"]
+    old = upstream.issue_refresh_token()
     try:
         async with aiohttp.ClientSession() as client:
-            upstream.delay = 0.8  # longer than the mapping's 0.3 s: temporarily_unavailable
+            refresh_delay(upstream, 0.8)  # longer than the mapping's 0.3 s: temporarily_unavailable
             status, failed = await refresh(client, url, old)
             assert status >= 400 and failed["error"] != "invalid_grant"
-            upstream.delay = 0.0
+            refresh_delay(upstream, 0.0)
             status, answer = await refresh(client, url, old)
             assert status == 200, answer  # the retry reached the upstream and the token still worked
     finally:
@@ -332,20 +304,20 @@ async def test_temporary_failures_are_not_remembered(tmp_path: Path, rotating: t
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_twenty_concurrent_refreshes_make_one_upstream_call(
-    tmp_path: Path, rotating: tuple[RotatingUpstream, str], store: str, request: pytest.FixtureRequest
+    tmp_path: Path, rotating: tuple[RecordingUpstream, str], store: str, request: pytest.FixtureRequest
 ) -> None:
     upstream, token_url = rotating
     more = ""
     if store == "redis":
         more = f"store: {{url: {request.getfixturevalue('redis_server').url}}}\n"
     url, runner = await start_inprocess(tmp_path, token_url, more=more)
-    token = upstream.issue()["refresh_token"]
-    upstream.delay = 0.3
+    token = upstream.issue_refresh_token()
+    refresh_delay(upstream, 0.3)
     try:
         async with aiohttp.ClientSession() as client:
             answers = await asyncio.gather(*(refresh(client, url, token) for _ in range(20)))
-            print(f"\n20-way race, one process, store {store}: {upstream.refresh_calls} upstream call(s)")
-            assert upstream.refresh_calls == 1
+            print(f"\n20-way race, one process, store {store}: {len(upstream.refresh_requests)} upstream call(s)")
+            assert len(upstream.refresh_requests) == 1
             assert all(status == 200 for status, _ in answers), answers
             assert len({repr(sorted(body.items())) for _, body in answers}) == 1
             assert await metric(client, url, "gateway_single_flight_joins_total") == 19
@@ -357,15 +329,15 @@ async def test_twenty_concurrent_refreshes_make_one_upstream_call(
 
 
 async def test_twenty_concurrent_refreshes_across_two_replicas_make_one_upstream_call(
-    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+    replicas: Replicas, rotating: tuple[RecordingUpstream, str], redis_server: Redis
 ) -> None:
     upstream, _ = rotating
-    token = upstream.issue()["refresh_token"]
-    upstream.delay = 0.5
+    token = upstream.issue_refresh_token()
+    refresh_delay(upstream, 0.5)
     async with aiohttp.ClientSession() as client:
         answers = await asyncio.gather(*(refresh(client, replicas.urls[i % 2], token) for i in range(20)))
-        print(f"\n20-way race, two replicas sharing Redis: {upstream.refresh_calls} upstream call(s)")
-        assert upstream.refresh_calls == 1
+        print(f"\n20-way race, two replicas sharing Redis: {len(upstream.refresh_requests)} upstream call(s)")
+        assert len(upstream.refresh_requests) == 1
         assert all(status == 200 for status, _ in answers), answers
         assert len({repr(sorted(body.items())) for _, body in answers}) == 1
         joins = [await metric(client, url, "gateway_single_flight_joins_total") for url in replicas.urls]
@@ -375,16 +347,16 @@ async def test_twenty_concurrent_refreshes_across_two_replicas_make_one_upstream
 
 
 async def test_the_retry_at_the_other_replica_is_served_from_grace_and_a_code_replay_is_refused(
-    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+    replicas: Replicas, rotating: tuple[RecordingUpstream, str], redis_server: Redis
 ) -> None:
     upstream, _ = rotating
     first, second = replicas.urls
-    old = upstream.issue()["refresh_token"]
+    old = upstream.issue_refresh_token()
     async with aiohttp.ClientSession() as client:
         status, answer = await refresh(client, first, old)
         assert status == 200
         status, retried = await refresh(client, second, old)
-        assert status == 200 and retried == answer and upstream.refresh_calls == 1
+        assert status == 200 and retried == answer and len(upstream.refresh_requests) == 1
         assert await metric(client, second, "gateway_refresh_grace_hits_total") == 1
 
         code = seal_code(Sealer(replicas.keys), CodePayload("upstream-code", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=300)
@@ -394,12 +366,12 @@ async def test_the_retry_at_the_other_replica_is_served_from_grace_and_a_code_re
         async with client.post(f"{second}/oidc/token", data=form, headers={"Authorization": BASIC}) as response:
             body = await response.json()
             assert response.status == 400 and body["error"] == "invalid_grant", body
-        assert upstream.code_calls == 1, "the replay never reached the upstream"
+        assert len(upstream.code_exchanges()) == 1, "the replay never reached the upstream"
     _assert_nothing_in_clear(redis_server, upstream, [old, "upstream-code", code])
 
 
 async def test_a_replayed_pre_callback_cookie_can_not_complete_a_second_link_at_the_other_replica(
-    replicas: Replicas, rotating: tuple[RotatingUpstream, str]
+    replicas: Replicas, rotating: tuple[RecordingUpstream, str]
 ) -> None:
     first, second = replicas.urls
     params = {"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-1", "response_type": "code"}
@@ -419,10 +391,10 @@ async def test_a_replayed_pre_callback_cookie_can_not_complete_a_second_link_at_
 
 
 async def test_redis_stopped_mid_load_and_started_again_costs_no_link(
-    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+    replicas: Replicas, rotating: tuple[RecordingUpstream, str], redis_server: Redis
 ) -> None:
     upstream, _ = rotating
-    links = [upstream.issue()["refresh_token"] for _ in range(8)]
+    links = [upstream.issue_refresh_token() for _ in range(8)]
     statuses: list[int] = []
     running = True
 
@@ -471,7 +443,7 @@ async def test_redis_stopped_mid_load_and_started_again_costs_no_link(
     assert redis_server.scan(), "the store is used again once Redis is back"
 
 
-def _assert_nothing_in_clear(redis_server: Redis, upstream: RotatingUpstream, more: list[str]) -> None:
+def _assert_nothing_in_clear(redis_server: Redis, upstream: RecordingUpstream, more: list[str]) -> None:
     stored = redis_server.scan()
     assert stored, "the replicas wrote to Redis"
     secrets_ = [value for answer in upstream.issued for value in (answer["access_token"], answer["refresh_token"])] + more

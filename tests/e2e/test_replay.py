@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from builders import plain_mapping
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, start_gateway
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, start_gateway
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 

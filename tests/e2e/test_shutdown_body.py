@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
-from conftest import PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, write_gateway_files
+from harness import PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, write_gateway_files
 from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, mapping_yaml, write_gateway_files
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, mapping_yaml, write_gateway_files
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site
 from test_fault_matrix import BASIC, CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell

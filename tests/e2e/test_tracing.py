@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
 from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket, port_of, start_site

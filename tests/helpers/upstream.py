@@ -304,8 +304,12 @@ class RecordingUpstream:
         expires_in: int = 3600,
         host: str = "127.0.0.1",
         hosts: Iterable[str] = (),
+        lax_codes: bool = False,
     ) -> None:
         self.client_id = client_id
+        self.lax_codes = lax_codes
+        """Take any code, as often as asked, whatever the redirect URI (a deliberately lax upstream:
+        then only the gateway's own guards stand between a replayed code and a token)."""
         self.client_secret = client_secret
         self.expires_in = expires_in
         self.host = host
@@ -313,6 +317,8 @@ class RecordingUpstream:
         self.port = 0
         self.requests: list[Recorded] = []
         self.grants: dict[str, Grant] = {}
+        self.issued: list[dict[str, Any]] = []
+        """Every token document the built-in server issued, in order."""
         self._endpoints: defaultdict[str, _Endpoint] = defaultdict(_Endpoint)
         self._by_refresh: dict[str, Grant] = {}
         self._by_access: dict[str, Grant] = {}
@@ -428,6 +434,16 @@ class RecordingUpstream:
     def token_requests(self) -> list[Recorded]:
         return self.requests_to(TOKEN_PATH)
 
+    @property
+    def refresh_requests(self) -> list[Recorded]:
+        """Token requests with ``grant_type=refresh_token``."""
+        return [request for request in self.token_requests if request.grant_type == "refresh_token"]
+
+    def refresh_token_live(self, token: str) -> bool:
+        """The built-in server would still take ``token`` (issued here, not yet rotated away)."""
+        grant = self._by_refresh.get(token)
+        return grant is not None and not grant.refresh_tokens.get(token, True)
+
     def code_exchanges(self, code: str | None = None) -> list[Recorded]:
         """Token requests with ``grant_type=authorization_code`` (for ``code`` only, if given)."""
         return [
@@ -446,9 +462,13 @@ class RecordingUpstream:
 
     def issue_refresh_token(self, *, redirect_uri: str = "", scope: str = "") -> str:
         """A fresh, unused refresh token (of a new grant whose code is already spent)."""
+        return str(self.issue_tokens(redirect_uri=redirect_uri, scope=scope)["refresh_token"])
+
+    def issue_tokens(self, *, redirect_uri: str = "", scope: str = "") -> dict[str, Any]:
+        """The token document of a new grant whose code is already spent, as a code exchange answers it."""
         grant = self.grants[self.issue_code(redirect_uri, scope=scope)]
         grant.code_used = True
-        return str(self._issue(grant)["refresh_token"])
+        return self._issue(grant)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -630,7 +650,11 @@ class RecordingUpstream:
             return 401, {"error": "invalid_client", "error_description": "client authentication failed"}
         grant_type = recorded.grant_type
         if grant_type == "authorization_code":
-            grant = self.grants.get(recorded.param("code") or "")
+            code = recorded.param("code") or ""
+            if self.lax_codes:
+                lax = self.grants.setdefault(code, Grant(code, self.client_id, recorded.param("redirect_uri") or "", ""))
+                return 200, self._issue(lax)
+            grant = self.grants.get(code)
             if grant is None or grant.code_used:
                 return 400, {"error": "invalid_grant", "error_description": "unknown or used code"}
             if recorded.param("redirect_uri") != grant.redirect_uri:
@@ -662,6 +686,7 @@ class RecordingUpstream:
         }
         if grant.scope:
             document["scope"] = grant.scope
+        self.issued.append(document)
         return document
 
 
