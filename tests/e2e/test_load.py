@@ -280,7 +280,7 @@ MIXED: dict[int, tuple[Fault | None, int, str | None]] = {
     0: (None, 200, None),
     1: (Fault(status=503, body="<html><h1>503</h1></html>", content_type="text/html"), 503, "temporarily_unavailable"),
     2: (Fault(status=400, body={"error": "invalid_grant"}), 400, "invalid_grant"),
-    3: (Fault(delay=1.0), 503, "temporarily_unavailable"),  # past the mapping's 0.5 s
+    3: (Fault(delay=3.0), 503, "temporarily_unavailable"),  # past the mapping's 1.5 s
     4: (Fault(disconnect="mid_body"), 503, "temporarily_unavailable"),
     5: (Fault(status=200, body="garbage", content_type="text/plain"), 502, "server_error"),
     6: (Fault(chunks=3, chunk_delay=0.02), 200, None),
@@ -295,7 +295,7 @@ async def test_load_with_a_flaky_upstream_every_answer_goes_to_its_own_request(t
     errors: every platform request gets the answer for *its own* upstream answer (a token from its
     own lineage, or its own fault's error), one upstream request each, and no 500."""
     key = generate_key()
-    instances = await start_gateways(tmp_path, fake, 1, token_extra="timeout: 0.5", keys=[key])
+    instances = await start_gateways(tmp_path, fake, 1, token_extra="timeout: 1.5", keys=[key])  # every prompt answer well inside it, even on a busy machine
     callback_url = f"{instances[0].url}/{PROVIDER}/callback"
     sealer = Sealer([key])
     forms: list[dict[str, str]] = []
