@@ -27,12 +27,12 @@ WORKDIR /src
 # Only what `pip install .` needs (see .dockerignore): no tests, no test extras.
 COPY pyproject.toml README.md constraints.txt ./
 COPY gateway/ gateway/
-# Runtime dependencies only (`.`, never `.[test]`), at the versions pinned in constraints.txt
+# Runtime dependencies only (`.[uvloop]`, never `.[test]`), at the versions pinned in constraints.txt
 # (pip-compile; see README.md); byte-code is compiled here because the root filesystem is
 # read-only at run time. pip and setuptools are not needed to run.
 # The demo stays out of the production image (it is found by name only: gateway/optional.py).
 RUN rm -rf gateway/demo \
- && /opt/gateway/bin/pip install -c constraints.txt . \
+ && /opt/gateway/bin/pip install -c constraints.txt '.[uvloop]' \
  && /opt/gateway/bin/python -m compileall -q /opt/gateway/lib \
  && /opt/gateway/bin/pip uninstall -y pip setuptools
 

@@ -11,7 +11,12 @@ in another process:
   as Flask + requests under gunicorn with 1 sync worker, with and without a ``requests.Session``;
 * the gateway (``gateway serve``) with the production logging and metrics configuration of
   ``deploy/gateway.yaml``: JSON log lines at info (to a file) and the ops listener for /metrics;
+* the same gateway on uvloop's event loop (``GATEWAY_LOOP=uvloop``), when uvloop is installed
+  (the ``bench`` extra has it); every other gateway figure is on asyncio's own loop;
 * a fake upstream token endpoint that both relays and the gateway call.
+
+Each ``/token`` refresh carries a new refresh token (the gateway answers a token it saw within
+the grace window from memory, and that is not the relay being compared).
 
 Each figure is taken at 1 and at 50 connections: req/s, p50 and p99 latency, and the **CPU time
 of the server process per request** (utime + stime from ``/proc/PID/stat``, summed over the
@@ -28,9 +33,10 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import json
+import importlib.util
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -242,17 +248,24 @@ def _basic() -> str:
     return base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
 
 
-def post_script(form: dict[str, str]) -> Callable[[Path, float], str]:
-    """A wrk script POSTing one fixed form with the platform's HTTP Basic client credentials."""
-    body = json.dumps(urlencode(form))
+def refresh_script() -> Callable[[Path, float], str]:
+    """A wrk script POSTing a refresh with a new refresh token per request.
+
+    The gateway answers a refresh token it saw within ``refresh_grace`` from its grace window
+    without calling the upstream (gateway/oauth/refresh.py): one fixed token would measure that
+    cache, not the relay. The tokens of each run start with a fresh random prefix.
+    """
 
     def script(work: Path, seconds: float) -> str:
+        prefix = f"rt-{secrets.token_hex(6)}-"
         return textwrap.dedent(
             f"""\
-            wrk.method = "POST"
-            wrk.body = {body}
-            wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
-            wrk.headers["Authorization"] = "Basic {_basic()}"
+            local n = 0
+            local headers = {{["Content-Type"] = "application/x-www-form-urlencoded", ["Authorization"] = "Basic {_basic()}"}}
+            request = function()
+              n = n + 1
+              return wrk.format("POST", nil, headers, "grant_type=refresh_token&refresh_token={prefix}" .. n)
+            end
             """
         )
 
@@ -298,7 +311,6 @@ def code_script(keys: Sequence[str]) -> Callable[[Path, float], str]:
 AUTHORIZE_QUERY = urlencode(
     {"client_id": PLATFORM_ID, "redirect_uri": REDIRECT, "state": "s" * 40, "response_type": "code", "scope": "a b"}
 )
-REFRESH = {"grant_type": "refresh_token", "refresh_token": "rt-456"}
 
 
 def flows_script(server: Server, per_second: int = 5000) -> Callable[[Path, float], str]:
@@ -385,6 +397,14 @@ def gateway_config(directory: Path, key: str, *, mappings: dict[str, str]) -> Pa
     return config
 
 
+#: The gateway's figures are on asyncio's own loop, whatever is installed; uvloop's are beside them.
+DEFAULT_LOOP = {"GATEWAY_LOOP": "asyncio"}
+
+
+def _has_uvloop() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
 # --- the report -----------------------------------------------------------------------------
 
 
@@ -411,6 +431,8 @@ PAIRS = [
     ("gw-refresh", "flask"),
     ("gw-refresh", "flask-session"),
     ("gw-healthz", "hello"),
+    ("uv-authorize", "session302"),
+    ("uv-refresh", "relay"),
 ]
 
 PROFILES: dict[str, dict[str, object]] = {
@@ -469,15 +491,20 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
         Case("hello", "hello", "aiohttp hello-world", "/"),
         Case("redirect", "redirect", "bare aiohttp 302", "/p/callback"),
         Case("session302", "session", "bare aiohttp-session 302", f"/p/authorize?{AUTHORIZE_QUERY}"),
-        Case("relay", "relay", "bare aiohttp relay, /token refresh", "/p/token", post_script(REFRESH)),
-        Case("flask", "flask", "Flask + requests (gunicorn, 1 sync worker)", "/p/token", post_script(REFRESH)),
-        Case("flask-session", "flask-session", "Flask + requests.Session (gunicorn, 1 sync worker)", "/p/token", post_script(REFRESH)),
+        Case("relay", "relay", "bare aiohttp relay, /token refresh", "/p/token", refresh_script()),
+        Case("flask", "flask", "Flask + requests (gunicorn, 1 sync worker)", "/p/token", refresh_script()),
+        Case("flask-session", "flask-session", "Flask + requests.Session (gunicorn, 1 sync worker)", "/p/token", refresh_script()),
         Case("gw-authorize", "gateway", "gateway /authorize", f"/p/authorize?{AUTHORIZE_QUERY}"),
         Case("gw-callback", "gateway", "gateway /callback", "/p/callback"),  # the query comes with the flow cookie
-        Case("gw-refresh", "gateway", "gateway /token refresh_token", "/p/token", post_script(REFRESH)),
+        Case("gw-refresh", "gateway", "gateway /token refresh_token", "/p/token", refresh_script()),
         Case("gw-code", "gateway", "gateway /token authorization_code", "/p/token", code_script([key])),
         Case("gw-healthz", "gateway", "gateway /healthz", "/healthz"),
     ]
+    if _has_uvloop():  # the same gateway on uvloop's event loop (the `uvloop` extra; the image has it)
+        cases += [
+            Case("uv-authorize", "gateway-uvloop", "gateway on uvloop /authorize", f"/p/authorize?{AUTHORIZE_QUERY}"),
+            Case("uv-refresh", "gateway-uvloop", "gateway on uvloop /token refresh_token", "/p/token", refresh_script()),
+        ]
     if isinstance(only, list):
         cases = [case for case in cases if case.key in only]
 
@@ -490,9 +517,11 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
             args = [python, "-m", "gunicorn", "-w", "1", "-k", "sync", "--chdir", str(HERE), "-b", f"127.0.0.1:{port}", "--log-level", "warning", app]
             fleet.start(name, args, port, env={"BENCH_UPSTREAM": upstream_url})
     gateway_cmd = [python, "-m", "gateway", "serve", "--config", str(config), "--port"]
-    fleet.start("gateway", [*gateway_cmd, str(ports["gateway"])], ports["gateway"])
+    fleet.start("gateway", [*gateway_cmd, str(ports["gateway"])], ports["gateway"], env=DEFAULT_LOOP)
+    if "gateway-uvloop" in ports:
+        fleet.start("gateway-uvloop", [*gateway_cmd, str(ports["gateway-uvloop"])], ports["gateway-uvloop"], env={"GATEWAY_LOOP": "uvloop"})
     second_port = free_port()
-    fleet.start("gateway-2", [*gateway_cmd, str(second_port)], second_port)
+    fleet.start("gateway-2", [*gateway_cmd, str(second_port)], second_port, env=DEFAULT_LOOP)
     for server in fleet.servers.values():
         wait_ready(server)
 
@@ -524,7 +553,7 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
 
         # Start-up with many mappings: process start to a 200 from /healthz.
         port = free_port()
-        starting = fleet.start("startup", [*gateway_cmd[:5], str(big_config), "--port", str(port)], port)
+        starting = fleet.start("startup", [*gateway_cmd[:5], str(big_config), "--port", str(port)], port, env=DEFAULT_LOOP)
         extras["startup"].append(wait_ready(starting, timeout=60))
         fleet.stop("startup")
 
@@ -536,7 +565,7 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
 
         # Peak RSS after 500 connections on /authorize, on a fresh process.
         port = free_port()
-        fresh = fleet.start("rss", [*gateway_cmd, str(port)], port)
+        fresh = fleet.start("rss", [*gateway_cmd, str(port)], port, env=DEFAULT_LOOP)
         wait_ready(fresh)
         load(fresh, authorize, seconds=seconds, connections=500, script=None)
         extras["rss"].append(fresh.peak_rss_mb())

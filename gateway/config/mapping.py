@@ -106,6 +106,8 @@ class ParamRules:
         return a.lower() == b.lower() if self.case_insensitive else a == b
 
     def apply(self, params: dict[str, str], values: MappingABC[str, str]) -> dict[str, str]:
+        if not (self.remove or self.rename or self.add):  # most mappings: nothing to do, per request
+            return self.then.apply(dict(params), values) if self.then is not None else dict(params)
         result = {name: value for name, value in params.items() if not any(self._same(name, r) for r in self.remove)}
         for old, new in self.rename:
             for name in [name for name in result if self._same(name, old)]:

@@ -69,6 +69,9 @@ _VENDOR = r"[A-Za-z0-9]{1,64}"
 _PROJECT = r"[a-z0-9][a-z0-9-]{0,62}"
 
 
+_CONTROL_OR_SPACE = re.compile("[\x00-\x20\x7f]")
+
+
 @dataclass(frozen=True)
 class RedirectRule:
     """One allowed redirect URI shape, as a compiled full-match regular expression."""
@@ -88,7 +91,7 @@ class RedirectPolicy:
 
     def allows(self, uri: str) -> bool:
         # Control characters and spaces never belong in a redirect URI; refuse before matching.
-        if not uri or len(uri) > 2048 or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in uri):
+        if not uri or len(uri) > 2048 or _CONTROL_OR_SPACE.search(uri):
             return False
         return any(rule.matches(uri) for rule in self.rules)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from gateway import __version__
 from gateway.upstream.failure import FAILURE_KINDS
@@ -19,6 +21,7 @@ from gateway.web.appkeys import RequestRecord
 
 __all__ = ["Metrics", "METRICS"]
 
+_M = TypeVar("_M", bound=MetricWrapperBase)
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 4.5, 8.0)
 
 
@@ -44,6 +47,12 @@ class Metrics:
             "gateway_upstream_failures",
             f"Upstream token calls that failed, by kind ({', '.join(FAILURE_KINDS)}).",
             ["provider", "kind"],
+            registry=self.registry,
+        )
+        self.answer_expression_failures = Counter(
+            "gateway_answer_expression_failures",
+            "Mapping expressions (JMESPath, answer.*) that failed at run time on an upstream answer, by mapping key.",
+            ["provider", "key"],
             registry=self.registry,
         )
         self.flows_started = Counter(
@@ -77,6 +86,17 @@ class Metrics:
         Info("gateway_build", "Version of the gateway and of Python.", registry=self.registry).info(
             {"version": __version__, "python": platform.python_version()}
         )
+        # ``labels()`` checks and joins the values and takes a lock on every call; a request's
+        # label sets repeat, so each child is looked up there once (the sets are bounded by the
+        # providers, endpoints and outcome codes, as the registry's own children are).
+        self._children: dict[tuple[int | str, ...], MetricWrapperBase] = {}
+
+    def _child(self, metric: _M, *values: str) -> _M:
+        key: tuple[int | str, ...] = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child  # type: ignore[return-value]  # the child of ``metric``, hence of its type
 
     def declare(self, providers: Iterable[str]) -> None:
         """Start every failure kind (:data:`gateway.upstream.failure.FAILURE_KINDS`) of each provider at 0,
@@ -90,16 +110,21 @@ class Metrics:
         if not record.endpoint:
             return  # operational endpoints and the demo are not counted
         provider = record.provider or "unknown"
-        self.requests.labels(provider, record.endpoint, record.outcome or "none").inc()
+        self._child(self.requests, provider, record.endpoint, record.outcome or "none").inc()
         if record.upstream_seconds is not None:
-            self.upstream_latency.labels(provider).observe(record.upstream_seconds)
+            self._child(self.upstream_latency, provider).observe(record.upstream_seconds)
         if record.upstream_failure:
-            self.upstream_failures.labels(provider, record.upstream_failure).inc()
+            self._child(self.upstream_failures, provider, record.upstream_failure).inc()
         if record.outcome == "success":
             if record.endpoint == "authorize":
-                self.flows_started.labels(provider).inc()
+                self._child(self.flows_started, provider).inc()
             elif record.grant in ("authorization_code", "implicit"):
-                self.flows_completed.labels(provider).inc()
+                self._child(self.flows_completed, provider).inc()
+
+    def expressions_failed(self, provider: str, keys: list[str]) -> None:
+        """Count the answer expressions of ``provider`` that failed on one answer."""
+        for key in keys:
+            self._child(self.answer_expression_failures, provider, key).inc()
 
     async def handler(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)

@@ -13,11 +13,18 @@ Applied in this order (README, "Mapping reference"):
    ``expires_at`` (absolute epoch seconds), else ``expires_in_default``;
 5. ``token_type`` is always ``Bearer`` (RFC 6749 §7.1 says it is case-insensitive; platforms don't);
    ``scope`` is split on the provider's separator (or taken as a list) and joined with spaces (§3.3).
+
+An expression that is a plain name (``access_token``, most of them) is a ``dict.get``; the others
+share one JMESPath interpreter (``ParsedResult.search`` builds a new one per call, with garbage
+that only the cyclic GC frees). An expression that fails at run time (a function given the wrong
+type, say) is logged and counted (``gateway_answer_expression_failures``); its value reads as
+missing, except ``error.when``, whose failure makes the answer unusable (502), never "no error".
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -26,11 +33,15 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import jmespath.exceptions
+import jmespath.parser
+import jmespath.visitor
 
 from gateway.config.mapping import AnswerRules
 from gateway.oauth.responses import TOKEN_ERRORS, OAuthError, ServerError, TemporarilyUnavailable
 
-__all__ = ["UpstreamAnswer", "parse_body", "normalise", "is_transient", "MAX_ANSWER_BYTES"]
+__all__ = ["UpstreamAnswer", "parse_body", "normalise", "is_transient", "MAX_ANSWER_BYTES", "ExpressionFailed"]
+
+log = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 64 * 1024
 # Errors the upstream raises about *the gateway's* own credentials or request are not the
@@ -69,10 +80,30 @@ def parse_body(answer: UpstreamAnswer, fmt: str) -> Any:
     return dict(pairs)
 
 
-def _search(expression: Any, document: Any) -> Any:
+class ExpressionFailed(ServerError):
+    """``answer.error.when`` failed at run time: nothing says whether the answer is an error."""
+
+
+#: Stateless between searches; one for all (``ParsedResult.search`` would build one per call).
+_INTERPRETER = jmespath.visitor.TreeInterpreter()
+
+
+def _search(
+    expression: jmespath.parser.ParsedResult, document: Any, key: str, failed: list[str] | None, section: str = "answer."
+) -> Any:
+    """``expression`` over ``document``; a failure at run time is logged, noted in ``failed``
+    (the request counts it) and reads as ``None``."""
+    node = expression.parsed
+    if node["type"] == "field":  # a plain name: what TreeInterpreter.visit_field does, directly
+        return document.get(node["value"]) if isinstance(document, dict) else None
     try:
-        return expression.search(document)
-    except jmespath.exceptions.JMESPathError:  # e.g. a type error inside a function
+        return _INTERPRETER.visit(node, document)
+    except jmespath.exceptions.JMESPathError as exc:  # e.g. a type error inside a function
+        # Only the exception's type: its message can quote the answer, which holds tokens.
+        key = section + key
+        log.warning("mapping expression %s (%s) failed on the upstream's answer: %s", key, expression.expression, type(exc).__name__)
+        if failed is not None:
+            failed.append(key)
         return None
 
 
@@ -111,10 +142,10 @@ def is_transient(http_status: int) -> bool:
     return http_status >= 500 or http_status in (408, 429)
 
 
-def _error_from(document: Any, rules: AnswerRules, http_status: int) -> OAuthError:
+def _error_from(document: Any, rules: AnswerRules, http_status: int, failed: list[str] | None) -> OAuthError:
     """The RFC 6749 §5.2 error an upstream error answer amounts to, from the platform's side."""
-    code = _text(_search(rules.error.code, document)) or ""
-    description = (_text(_search(rules.error.description, document)) or "")[:500]
+    code = _text(_search(rules.error.code, document, "error.code", failed)) or ""
+    description = (_text(_search(rules.error.description, document, "error.description", failed)) or "")[:500]
     if is_transient(http_status):
         # An outage or a rate limit never reads as a bad grant, whatever the body says: Google
         # unlinks on invalid_grant, and the grant may well be good.
@@ -141,9 +172,17 @@ def _error_from(document: Any, rules: AnswerRules, http_status: int) -> OAuthErr
     return OAuthError(description, error=mapped, status=400)
 
 
-def _is_error(document: Any, rules: AnswerRules, http_status: int) -> bool:
+def _is_error(document: Any, rules: AnswerRules, http_status: int, failed: list[str] | None) -> bool:
     if rules.error.when is not None:
-        return bool(_search(rules.error.when, document)) or http_status >= 400
+        if http_status >= 400:
+            return True
+        noted: list[str] = []
+        when = _search(rules.error.when, document, "error.when", noted)
+        if noted:
+            if failed is not None:
+                failed += noted
+            raise ExpressionFailed("the mapping's answer.error.when could not be applied to the upstream's answer")
+        return bool(when)
     return http_status >= 400 or (isinstance(document, dict) and "error" in document and "access_token" not in document)
 
 
@@ -154,8 +193,12 @@ def normalise(
     now: float | None = None,
     refresh_token_sent: str | None = None,
     keep_refresh_token: bool = False,
+    failed: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The RFC 6749 §5.1 body for ``answer``, or raise the ``OAuthError`` it amounts to."""
+    """The RFC 6749 §5.1 body for ``answer``, or raise the ``OAuthError`` it amounts to.
+
+    ``failed`` collects the mapping keys of expressions that failed at run time, for the metric.
+    """
     if 300 <= answer.status < 400:
         # A redirect is never a token answer (RFC 6749 §5.1 is a 200), whatever body it carries.
         raise ServerError(f"upstream answered a redirect (HTTP {answer.status})")
@@ -165,14 +208,16 @@ def normalise(
         if is_transient(answer.status):  # an outage or rate-limit page (HTML) from a proxy in front
             raise TemporarilyUnavailable(f"upstream answered HTTP {answer.status}") from None
         raise
-    if _is_error(document, rules, answer.status):
-        raise _error_from(document, rules, answer.status)
+    if _is_error(document, rules, answer.status, failed):
+        raise _error_from(document, rules, answer.status, failed)
 
-    token_object = _search(rules.root, document) if rules.root is not None else document
+    token_object = _search(rules.root, document, "root", failed) if rules.root is not None else document
     if not isinstance(token_object, dict):
         raise ServerError("upstream answer has no token object where the mapping's answer.root points")
 
-    fields: Mapping[str, Any] = {name: _search(expr, token_object) for name, expr in rules.fields.items()}
+    fields: Mapping[str, Any] = {
+        name: _search(expr, token_object, name, failed, "answer.fields.") for name, expr in rules.fields.items()
+    }
     access_token = _text(fields.get("access_token"))
     if not access_token:
         raise ServerError("upstream answer has no access_token")

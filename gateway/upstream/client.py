@@ -16,6 +16,7 @@ There is no retry: a retried code exchange could spend the code twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -73,6 +74,10 @@ class UpstreamClient(Protocol):
     ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
 
 
+#: A mapping's Basic header is the same on every call: encoded once per id and secret, not per request.
+_basic_of = functools.lru_cache(maxsize=256)(basic_auth_header)
+
+
 @dataclass(frozen=True)
 class PreparedRequest:
     """An upstream request ready to send (and to show in ``gateway check`` and tests)."""
@@ -115,7 +120,7 @@ def prepare_token_request(
         params["refresh_token"] = refresh_token
 
     headers: dict[str, str] = {"Accept": "application/json"}
-    basic = basic_auth_header(mapping.upstream_client_id, mapping.upstream_client_secret)
+    basic = _basic_of(mapping.upstream_client_id, mapping.upstream_client_secret)
     if rules.client_auth in ("basic", "both"):
         headers["Authorization"] = basic
     if rules.client_auth in ("body", "both"):

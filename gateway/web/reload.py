@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.config.settings import Config, ConfigError, load_config
 from gateway.upstream import discovery
 from gateway.web.app import reload_config
+from gateway.web.heap import freeze_heap
 
 __all__ = ["Reloader"]
 
@@ -65,4 +66,5 @@ class Reloader:
         if needs_restart:
             log.error("reload refused: %s changed; these need a restart", ", ".join(needs_restart))
         else:
+            freeze_heap(again=True)  # the new config joins the frozen heap; the old one can go
             log.info("reloaded %s: serving %s", self._path, ", ".join(config.providers))

@@ -201,7 +201,22 @@ class Drain:
 
     def __init__(self) -> None:
         self.closing = False
-        self.expired = asyncio.Event()
+        #: The tasks of the requests being handled; past the grace, each is cancelled (then 503).
+        self.running: set[asyncio.Task[Any]] = set()
+        self.expired: asyncio.Event = _GraceOver(self)
+
+
+class _GraceOver(asyncio.Event):
+    """Set when the grace is over: every request still running is cancelled, to be answered 503."""
+
+    def __init__(self, drain: Drain) -> None:
+        super().__init__()
+        self._drain = drain
+
+    def set(self) -> None:
+        super().set()
+        for task in list(self._drain.running):
+            task.cancel("the shutdown grace is over")
 
 
 DRAIN: web.AppKey[Drain] = web.AppKey("drain", Drain)
@@ -209,31 +224,43 @@ DRAIN: web.AppKey[Drain] = web.AppKey("drain", Drain)
 
 @web.middleware
 async def drain_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """While draining, answers close their connection; past the grace, a request gets a 503."""
+    """While draining, answers close their connection; past the grace, a request gets a 503.
+
+    The handler runs in the request's own task, which :class:`Drain` cancels when the grace is
+    over; racing it against the grace's event instead would cost two more tasks per request.
+    """
     drain = request.app.get(DRAIN)
     if drain is None:
         return await handler(request)
-    work = asyncio.ensure_future(handler(request))
-    expired = asyncio.ensure_future(drain.expired.wait())
-    try:
-        await asyncio.wait({work, expired}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        expired.cancel()
-    if work.done():
-        response = work.result()
+    task = asyncio.current_task()
+    response: web.StreamResponse
+    if drain.expired.is_set() or task is None:
+        response = _shutting_down(request)
     else:
-        work.cancel()
-        record = request.get(RECORD)
-        if record is not None:
-            record.outcome = "shutdown"
-        response = web.json_response(
-            {"error": "temporarily_unavailable", "error_description": "the gateway is shutting down; try again"},
-            status=503,
-            headers={"Cache-Control": "no-store", "Retry-After": "1"},
-        )
+        drain.running.add(task)
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            if not drain.expired.is_set():
+                raise  # the client left (or the server stops): not the grace's doing
+            task.uncancel()
+            response = _shutting_down(request)
+        finally:
+            drain.running.discard(task)
     if drain.closing:
         response.force_close()
     return response
+
+
+def _shutting_down(request: web.Request) -> web.Response:
+    record = request.get(RECORD)
+    if record is not None:
+        record.outcome = "shutdown"
+    return web.json_response(
+        {"error": "temporarily_unavailable", "error_description": "the gateway is shutting down; try again"},
+        status=503,
+        headers={"Cache-Control": "no-store", "Retry-After": "1"},
+    )
 
 
 _last_logged: dict[str, float] = {}

@@ -1,8 +1,12 @@
 """The flow cookie: what the browser leg must remember between ``/authorize`` and ``/callback``.
 
-aiohttp-session's :class:`EncryptedCookieStorage` seals the session with one Fernet key;
-:class:`RotatingCookieStorage` gives it the gateway's MultiFernet instead, so keys rotate
-without breaking flows in flight (first key seals, every key opens).
+:class:`RotatingCookieStorage` is an aiohttp-session storage (an :class:`AbstractStorage`, as
+aiohttp-session's own ``NaClCookieStorage`` is) that seals the session with the gateway's
+MultiFernet, so keys rotate without breaking flows in flight (first key seals, every key opens).
+It writes what ``EncryptedCookieStorage`` would — compact JSON, then Fernet — but does each step
+once: the JSON encoder is built once, and the ``Set-Cookie`` line is written directly, since a
+Fernet token (URL-safe base64) needs none of ``http.cookies``' quoting (RFC 6265 §4.1.1 allows
+``=`` in a cookie value).
 
 The session holds a small dict of *flows*, keyed by the random nonce that goes upstream as
 ``state`` (the CSRF check of RFC 6749 §10.12). Several link attempts in one browser (two tabs,
@@ -15,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
+from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp_session import AbstractStorage, Session, get_session
-from aiohttp_session.cookie_storage import EncryptedCookieStorage
-from cryptography.fernet import MultiFernet
+from cryptography.fernet import InvalidToken, MultiFernet
 
 from gateway.config.settings import CookieSettings
 from gateway.oauth.state import FlowEntry, StateError
@@ -30,6 +35,10 @@ __all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore", "FlowTooLarge"
 
 #: The flows' JSON that still makes a cookie under 4096 bytes once encrypted and encoded.
 MAX_FLOWS_JSON = 2600
+
+log = logging.getLogger(__name__)
+#: Compact JSON, one encoder for every cookie (``json.dumps(…, separators=…)`` builds one per call).
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class FlowTooLarge(ValueError):
@@ -49,20 +58,24 @@ class CurrentFernet:
         return self._holder.current.sealer.fernet.decrypt(token, ttl)
 
 
-class RotatingCookieStorage(EncryptedCookieStorage):
-    """EncryptedCookieStorage over a MultiFernet (it only ever calls ``encrypt``/``decrypt``)."""
+class RotatingCookieStorage(AbstractStorage):
+    """aiohttp-session's storage for the flow cookie: JSON sealed with a (Multi)Fernet."""
 
     def __init__(self, fernet: MultiFernet | CurrentFernet, settings: CookieSettings) -> None:
-        AbstractStorage.__init__(
-            self,
+        super().__init__(
             cookie_name=settings.name,
             max_age=settings.max_age,
             path="/",
             secure=settings.secure,
             httponly=True,
             samesite="Lax",
+            encoder=_dumps,
         )
-        self._fernet = fernet  # type: ignore[assignment]
+        self._fernet = fernet
+        # What http.cookies.Morsel writes after the value for these parameters, in its order.
+        self._attributes = f"; HttpOnly; Max-Age={settings.max_age}; Path=/; SameSite=Lax" + ("; Secure" if settings.secure else "")
+        self._expires_at = -1
+        self._expires = ""
 
     def load_cookie(self, request: web.Request) -> str | None:
         """The cookie's value, or ``None`` when it can not be a sealed value (not ASCII).
@@ -72,6 +85,32 @@ class RotatingCookieStorage(EncryptedCookieStorage):
         """
         value = super().load_cookie(request)
         return value if value is None or value.isascii() else None
+
+    async def load_session(self, request: web.Request) -> Session:
+        cookie = self.load_cookie(request)
+        if cookie is None:
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        try:
+            data = self._decoder(self._fernet.decrypt(cookie.encode("ascii"), ttl=self.max_age).decode("utf-8"))
+        except InvalidToken:  # another key, expired, or not a token at all: a fresh session
+            log.debug("flow cookie could not be opened; starting a fresh one")
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        return Session(None, data=data, new=False, max_age=self.max_age)
+
+    async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
+        if session.empty:
+            self.save_cookie(response, "", max_age=session.max_age)  # aiohttp's del_cookie
+            return
+        token = self._fernet.encrypt(self._encoder(self._get_session_data(session)).encode("utf-8")).decode("ascii")
+        response.headers.add(hdrs.SET_COOKIE, f"{self.cookie_name}={token}; expires={self._expiry()}{self._attributes}")
+
+    def _expiry(self) -> str:
+        """``Expires`` for a cookie set now (the same second gives the same text: made once)."""
+        now = int(time.time())
+        if now != self._expires_at:
+            self._expires_at = now
+            self._expires = time.strftime("%a, %d-%b-%Y %H:%M:%S GMT", time.gmtime(now + (self.max_age or 0)))
+        return self._expires
 
 
 class FlowStore:
@@ -111,19 +150,28 @@ class FlowStore:
     def add(self, nonce: str, flow: FlowEntry, *, now: float | None = None) -> None:
         """Keep ``flow``; raise :class:`FlowTooLarge` when even alone it would not fit a cookie."""
         current = time.time() if now is None else now
-        if len(json.dumps(flow.to_wire(), separators=(",", ":"))) > MAX_FLOWS_JSON - 100:
+        if not _surely_fits(flow.to_wire()) and len(_dumps(flow.to_wire())) > MAX_FLOWS_JSON - 100:
             raise FlowTooLarge("the request is too large to remember in a cookie")
         flows = self._live(current)
         flows[nonce] = dataclasses.replace(flow, expires=int(current) + self._settings.max_age)
-        # Browsers drop a cookie over 4096 bytes, and with it every flow: past max_flows, or past
-        # what still fits once encrypted (Fernet and base64 add about a third), the oldest goes.
-        while len(flows) > 1 and (
-            len(flows) > self._settings.max_flows
-            or len(json.dumps({nonce: flow.to_wire() for nonce, flow in flows.items()}, separators=(",", ":"))) > MAX_FLOWS_JSON
-        ):
+        wires = {key: entry.to_wire() for key, entry in flows.items()}
+        if len(wires) > 1:
+            self._trim(flows, wires)
+        self._session["flows"] = wires
+
+    def _trim(self, flows: dict[str, FlowEntry], wires: dict[str, dict[str, Any]]) -> None:
+        """Browsers drop a cookie over 4096 bytes, and with it every flow: past ``max_flows``, or
+        past what still fits once encrypted (Fernet and base64 add about a third), the oldest goes.
+
+        The size of the flows' JSON is added up from each entry's, each encoded once, rather than
+        encoding the whole dict again after each removal.
+        """
+        sizes = {key: len(_dumps(key)) + 1 + len(_dumps(wire)) for key, wire in wires.items()}
+        total = 1 + sum(size + 1 for size in sizes.values())  # braces and the commas between
+        while len(flows) > 1 and (len(flows) > self._settings.max_flows or total > MAX_FLOWS_JSON):
             oldest = min(flows, key=lambda key: flows[key].expires)
-            del flows[oldest]
-        self._keep(flows)
+            del flows[oldest], wires[oldest]
+            total -= sizes.pop(oldest) + 1
 
     def take(self, nonce: str, *, provider: str, now: float | None = None) -> FlowEntry | None:
         """Remove and return the flow for ``nonce`` (single use), or ``None``.
@@ -148,6 +196,18 @@ class FlowStore:
 
     def was_completed(self, nonce: str) -> bool:
         return _fingerprint(nonce) in self._session.get("done", [])
+
+
+def _surely_fits(flow: dict[str, Any]) -> bool:
+    """True when ``flow`` is certainly small enough alone, without encoding it (the cookie is
+    encoded once, when it is saved): printable ASCII text is at most twice its length in JSON
+    (``\\"``), and each entry adds its key, quotes, colon and comma. Anything else: not known."""
+    size = 2
+    for key, value in flow.items():
+        if not (isinstance(value, str) and value.isascii() and value.isprintable()):
+            return False
+        size += len(key) + 2 * len(value) + 6
+    return size <= MAX_FLOWS_JSON - 100
 
 
 def _fingerprint(nonce: str) -> str:

@@ -18,6 +18,7 @@ from gateway.oauth.responses import (
     token_error_response,
 )
 from gateway.observe import trace
+from gateway.observe.metrics import METRICS
 from gateway.upstream.answer import normalise
 from gateway.upstream.client import PreparedRequest, send
 from gateway.upstream.failure import FAILURE_HEADER
@@ -87,9 +88,11 @@ async def exchange(
         trace.upstream_failed(request, record.upstream_failure, err, record.upstream_seconds)
         raise
     trace.upstream_answered(request, answer, record.upstream_seconds)
+    failed: list[str] = []  # answer expressions that failed at run time (gateway.upstream.answer)
     try:
         result = normalise(
-            answer, mapping.answer, refresh_token_sent=refresh_token_sent, keep_refresh_token=mapping.keep_refresh_token
+            answer, mapping.answer, refresh_token_sent=refresh_token_sent, keep_refresh_token=mapping.keep_refresh_token,
+            failed=failed,
         )
     except TemporarilyUnavailable as err:
         record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
@@ -103,6 +106,10 @@ async def exchange(
     except OAuthError as err:  # the grant is bad (invalid_grant): the upstream's word, passed on
         trace.normalise_failed(request, mapping, answer, err, err.error)
         raise
+    finally:
+        metrics = request.app.get(METRICS)
+        if failed and metrics is not None:
+            metrics.expressions_failed(mapping.name, failed)
     trace.normalised(request, mapping, result)
     return result
 

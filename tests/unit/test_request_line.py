@@ -1,0 +1,109 @@
+"""The direct request line (gateway/observe/logs.py) is the line logging would write, byte for byte;
+it steps aside for any other logging setup; request ids stay unique and well-formed."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from gateway.observe import logs
+from gateway.observe.logs import TEXT_FORMAT, DirectRequestLine, JsonFormatter, TextFormatter
+
+FIELDS: dict[str, Any] = {
+    "request_id": "abc", "method": "GET", "path": "/p/a\nb\u2028", "status": 302, "ms": 1.5,
+    "provider": "p", "endpoint": "authorize", "outcome": "success", "upstream_status": 200, "upstream_ms": 0.7,
+}
+MESSAGE = "GET /p/a\nb\u2028 302"
+
+
+def _record(created: float) -> logging.LogRecord:
+    record = logging.getLogger("gateway.request").makeRecord(
+        "gateway.request", logging.INFO, __file__, 1, "%s %s %d", ("GET", FIELDS["path"], 302), None, extra=FIELDS
+    )
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
+    return record
+
+
+@pytest.mark.parametrize("created", [1_764_640_000.0, 1_764_640_000.9996, 1_764_640_123.042])
+def test_the_direct_json_line_is_the_formatters(created: float) -> None:
+    direct = DirectRequestLine(logging.StreamHandler(io.StringIO()), "json")
+    assert direct.line(MESSAGE, FIELDS, created) == JsonFormatter().format(_record(created))
+    assert json.loads(direct.line(MESSAGE, FIELDS, created))["path"] == FIELDS["path"]
+
+
+@pytest.mark.parametrize("created", [1_764_640_000.0, 1_764_640_000.9996, 1_764_640_123.042])
+def test_the_direct_text_line_is_the_formatters(created: float) -> None:
+    direct = DirectRequestLine(logging.StreamHandler(io.StringIO()), "text")
+    line = direct.line(MESSAGE, FIELDS, created)
+    assert line == TextFormatter(TEXT_FORMAT).format(_record(created))
+    assert "\n" not in line and "\u2028" not in line  # still one line per record (CWE-117)
+
+
+@contextmanager
+def installed() -> Iterator[tuple[DirectRequestLine, io.StringIO]]:
+    """``setup_logging("json")`` as ``gateway serve`` does, writing to a buffer; undone after.
+
+    Entered inside the test: pytest adds its own capture handler to the root for each phase.
+    """
+    root = logging.getLogger()
+    saved_handlers, saved_level, saved_direct = root.handlers[:], root.level, logs._direct
+    logs.setup_logging("json", "info")
+    direct = logs._direct
+    assert direct is not None
+    buffer = io.StringIO()
+    direct.handler.setStream(buffer)
+    try:
+        yield direct, buffer
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        logs._direct = saved_direct
+        logging.getLogger("aiohttp.access").disabled = False
+
+
+def test_it_writes_only_while_the_setup_is_the_servers() -> None:
+    with installed() as (direct, buffer):
+        _steps_aside(direct, buffer)
+
+
+def _steps_aside(direct: DirectRequestLine, buffer: io.StringIO) -> None:
+    assert direct.ready()
+    direct.write(MESSAGE, FIELDS)
+    [line] = buffer.getvalue().splitlines()
+    assert json.loads(line)["request_id"] == "abc"
+
+    extra = logging.StreamHandler(io.StringIO())  # caplog, or a handler an embedding program adds
+    logging.getLogger().addHandler(extra)
+    assert not direct.ready()
+    logging.getLogger().removeHandler(extra)
+    logging.getLogger("gateway.request").addHandler(extra)
+    assert not direct.ready()
+    logging.getLogger("gateway.request").removeHandler(extra)
+    assert direct.ready()
+    logging.getLogger().setLevel(logging.WARNING)  # log.level: warning leaves the request line out
+    assert not direct.ready()
+    logging.getLogger().setLevel(logging.INFO)
+    logging.disable(logging.INFO)
+    try:
+        assert not direct.ready()
+    finally:
+        logging.disable(logging.NOTSET)
+    assert direct.ready()
+
+
+def test_request_ids_are_unique_hex_and_differ_between_processes() -> None:
+    ids = logs._RequestIds()
+    made = [ids.next() for _ in range(1000)]
+    assert len(set(made)) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", made_id) for made_id in made)
+    prefix = made[0][:16]
+    ids.renew()  # what a forked child does: a new random prefix
+    assert ids.next()[:16] != prefix
