@@ -63,18 +63,22 @@ def derive_hash_key(first_key: str) -> bytes:
 
 
 class MemoryStore:
-    """The per-process store: a dict of values with expiry times (monotonic clock)."""
+    """The per-process store: a dict of values with expiry times (monotonic clock).
+
+    ``clock`` is the one place it reads the time: a test that must see an entry expire (the
+    refresh grace window) moves this clock instead of sleeping through the TTL.
+    """
 
     def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
         self._items: dict[str, tuple[float, str]] = {}
         self._capacity = capacity
-        self._clock = clock
+        self.clock = clock
 
     def _live(self, key: str) -> str | None:
         item = self._items.get(key)
         if item is None:
             return None
-        if item[0] <= self._clock():
+        if item[0] <= self.clock():
             del self._items[key]
             return None
         return item[1]
@@ -82,7 +86,7 @@ class MemoryStore:
     def _prune(self) -> None:
         if len(self._items) < self._capacity:
             return
-        now = self._clock()
+        now = self.clock()
         for key in [key for key, (until, _) in self._items.items() if until <= now]:
             del self._items[key]
         while len(self._items) >= self._capacity:  # still full: the oldest entries go first
@@ -94,7 +98,7 @@ class MemoryStore:
     async def put(self, key: str, value: str, ttl: float) -> None:
         self._prune()
         self._items.pop(key, None)
-        self._items[key] = (self._clock() + ttl, value)
+        self._items[key] = (self.clock() + ttl, value)
 
     async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
         """True if ``key`` was free and is now held for ``ttl`` seconds (SET NX PX)."""

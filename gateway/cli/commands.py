@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
@@ -33,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
     serve.add_argument("--host", help="listen address (overrides listen.host)")
     serve.add_argument("--port", type=int, help="listen port (overrides listen.port)")
+    serve.add_argument(
+        "--fd", type=int, help="serve on this inherited, bound socket instead of binding one (socket activation, a supervisor)"
+    )
 
     check = commands.add_parser("check", help="validate the config and every mapping, run the mappings' examples")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (default: ./gateway.yaml)")
@@ -89,7 +94,12 @@ def _load(path: Path, **overrides: Any) -> Config | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = _load(args.config, host=args.host, port=args.port)
+    port = args.port
+    if args.fd is not None and port is None:
+        # The socket's port is the one the public URL and the logs name (it may be the kernel's pick).
+        with socket.socket(fileno=os.dup(args.fd)) as inherited:
+            port = int(inherited.getsockname()[1])
+    config = _load(args.config, host=args.host, port=port)
     if config is None:
         return 2
     setup_logging(config.log_format, config.log_level)
@@ -104,7 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         "serving %s on %s://%s:%d (public URL %s)",
         ", ".join(config.providers), scheme, config.host, config.port, config.public_url,
     )
-    serve(config, path=args.config, host=args.host, port=args.port)
+    serve(config, path=args.config, host=args.host, port=port, fd=args.fd)
     return 0
 
 

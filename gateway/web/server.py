@@ -21,6 +21,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -64,8 +65,10 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``."""
+def serve(config: Config, *, path: Path, host: str | None = None, port: int | None = None, fd: int | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads ``path``. ``fd``: an inherited socket, already
+    bound, to listen on instead of ``config.host``/``config.port`` (no window in which another
+    process can take the port between choosing it and binding it)."""
     app = create_app(config)
     from gateway.observe.tracing import instrument
 
@@ -89,11 +92,11 @@ def serve(config: Config, *, path: Path, host: str | None = None, port: int | No
     factory = loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         log.info("event loop: %s", "uvloop" if factory is not None else "asyncio")
-        runner.run(_run(app, config))
+        runner.run(_run(app, config, fd))
     log.info("stopped")
 
 
-async def _run(app: web.Application, config: Config) -> None:
+async def _run(app: web.Application, config: Config, fd: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain: answers close their connections, and what is still
     running after ``shutdown_grace`` is answered 503 (:mod:`gateway.web.runner`)."""
     loop = asyncio.get_running_loop()
@@ -101,12 +104,14 @@ async def _run(app: web.Application, config: Config) -> None:
     settings = config.connections
     runner = GatewayRunner(app, settings, access_log=None, shutdown_timeout=config.shutdown_grace + 1.0)
     await runner.setup()
-    site = web.TCPSite(
-        runner, config.host, config.port, ssl_context=ssl_context(config), backlog=settings.backlog
-    )
+    site: web.BaseSite
+    if fd is None:
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context(config), backlog=settings.backlog)
+    else:
+        site = web.SockSite(runner, socket.socket(fileno=fd), ssl_context=ssl_context(config), backlog=settings.backlog)
     await site.start()
     freeze_heap()
-    log.info("listening on %s:%d", config.host, config.port)
+    log.info("listening on %s:%d%s", config.host, config.port, "" if fd is None else f" (inherited socket {fd})")
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

@@ -7,11 +7,11 @@ import ipaddress
 import textwrap
 from pathlib import Path
 
-from conftest import PLATFORM_ID
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from harness import PLATFORM_ID
 
 
 def plain_mapping(token_url: str) -> str:

@@ -8,153 +8,38 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
-from helpers.upstream import AuthorizationServer
-from upstream_oidc import OidcUpstream, SharedOidcProviders, login_and_consent, running_oidc_provider  # noqa: F401
-
-from gateway.config.settings import Config, load_config
-from gateway.oauth.seal import generate_key
-from gateway.web.app import create_app
-
-VENDOR = "M2AAAAAAAAAAAA"
-ALEXA_REDIRECT = f"https://pitangui.amazon.com/api/skill/link/{VENDOR}"
-PLATFORM_ID = "alexa-skill"
-PLATFORM_SECRET = "alexa-skill-secret"
-#: The ``platform:`` block of the test mappings: Alexa, this vendor, the secret from the environment.
-ALEXA_PLATFORM_YAML = (
-    "platform:\n"
-    "  profile: alexa\n"
-    f"  vendor_ids: [{VENDOR}]\n"
-    f"  client_id: {PLATFORM_ID}\n"
-    "  client_secret: ${PLATFORM_SECRET}\n"
+from harness import (
+    UPSTREAM_CLIENTS,
+    UPSTREAM_ID,
+    UPSTREAM_SECRET,
+    Gateway,
+    GatewayFactory,
+    mapping_yaml,
+    start_gateway,
 )
-UPSTREAM_ID = "gateway-client"
-UPSTREAM_SECRET = "gateway-client-secret"
-#: The same gateway registered a second time at the upstream, for client_secret_post.
-UPSTREAM_POST_ID = "gateway-client-post"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Gateway:
-    """A running gateway and what a test needs to talk to it."""
-
-    url: str
-    config: Config
-    runner: web.AppRunner
-
-    def endpoint(self, name: str, provider: str = "oidc") -> str:
-        return f"{self.url}/{provider}/{name}"
-
-    def authorize_url(self, provider: str = "oidc", **params: str | None) -> str:
-        query: dict[str, str | None] = {
-            "client_id": PLATFORM_ID,
-            "redirect_uri": ALEXA_REDIRECT,
-            "state": "alexa-state-123",
-            "response_type": "code",
-            "scope": "openid profile",
-            **params,
-        }
-        return f"{self.endpoint('authorize', provider)}?{urlencode({k: v for k, v in query.items() if v is not None})}"
-
-
-def _block(text: str, indent: int) -> str:
-    """YAML ``text`` (any indentation) re-indented to sit ``indent`` spaces deep in a mapping."""
-    if not text.strip():
-        return ""
-    return textwrap.indent(textwrap.dedent(text).strip("\n") + "\n", " " * indent)
-
-
-def mapping_yaml(
-    upstream: AuthorizationServer,
-    *,
-    client_auth: str = "basic",
-    upstream_client_id: str = UPSTREAM_ID,
-    extra: str = "",
-    platform_extra: str = "",
-    upstream_extra: str = "",
-    authorize_extra: str = "",
-    token_extra: str = "",
-    token_url: str | None = None,
-) -> str:
-    """The oidc mapping. ``extra`` is appended at the top level; ``platform_extra``,
-    ``upstream_extra``, ``authorize_extra`` and ``token_extra`` add keys inside ``platform:``,
-    ``upstream:``, ``upstream.authorize:`` and ``upstream.token:``; ``token_url`` points the token
-    requests somewhere else than the oidc-provider (a recording or misbehaving test server)."""
-    return (
-        ALEXA_PLATFORM_YAML
-        + _block(platform_extra, 2)
-        + "upstream:\n"
-        f"  issuer: {upstream.issuer}\n"
-        f"  client_id: {upstream_client_id}\n"
-        "  client_secret: ${UPSTREAM_SECRET}\n"
-        + _block(upstream_extra, 2)
-        + "  authorize:\n"
-        f"    url: {upstream.authorization_endpoint}\n"
-        "    params:\n"
-        "      add:\n"
-        "        prompt: consent\n"
-        + _block(authorize_extra, 4)
-        + "  token:\n"
-        f"    url: {token_url or upstream.token_endpoint}\n"
-        f"    client_auth: {client_auth}\n"
-        + _block(token_extra, 4)
-        + textwrap.dedent(extra)
-    )
-
-
-def write_gateway_files(
-    tmp_path: Path,
-    mappings: dict[str, str],
-    *,
-    port: int,
-    keys: list[str] | None = None,
-    upstream_secret: str = UPSTREAM_SECRET,
-    more: str = "",
-) -> tuple[Path, dict[str, str]]:
-    """Write gateway.yaml and mappings/ as an operator would; return the config path and its env."""
-    (tmp_path / "mappings").mkdir(exist_ok=True)
-    for name, text in mappings.items():
-        (tmp_path / "mappings" / f"{name}.yaml").write_text(text)
-    key_list = ", ".join(f'"{key}"' for key in (keys if keys is not None else [generate_key()]))
-    (tmp_path / "gateway.yaml").write_text(
-        f"listen: {{host: 127.0.0.1, port: {port}}}\n"
-        f"public_url: http://127.0.0.1:{port}\n"
-        f"keys: [{key_list}]\n"
-        "cookie: {secure: false}\n"
-        "upstream: {timeout: 3}\n" + more
-    )
-    return tmp_path / "gateway.yaml", {"PLATFORM_SECRET": PLATFORM_SECRET, "UPSTREAM_SECRET": upstream_secret}
-
-
-async def start_gateway(
-    tmp_path: Path, mappings: dict[str, str], *, port: int, keys: list[str] | None = None, upstream_secret: str = UPSTREAM_SECRET
-) -> Gateway:
-    path, env = write_gateway_files(tmp_path, mappings, port=port, keys=keys, upstream_secret=upstream_secret)
-    config = load_config(path, env=env)
-    runner = web.AppRunner(create_app(config), access_log=None)  # as `gateway serve` runs it
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return Gateway(f"http://127.0.0.1:{port}", config, runner)
+from listening import bound_socket, port_of
+from upstream_oidc import OidcUpstream, SharedOidcProviders
 
 
 @pytest.fixture
-def gateway_port() -> int:
-    return free_port()
+def gateway_socket() -> Iterator[socket.socket]:
+    """The socket this test's gateway will listen on, bound now so its port is known up front
+    (for the config file, the upstream's redirect URI) and never free for another process to take.
+    The gateway that starts on it owns it; closing it again here is harmless."""
+    sock = bound_socket()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def gateway_port(gateway_socket: socket.socket) -> int:
+    return port_of(gateway_socket)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -173,16 +58,6 @@ def oidc_providers() -> Iterator[SharedOidcProviders]:
     providers.close()
 
 
-#: The gateway's clients at the upstream. ``application_type: native`` makes oidc-provider accept
-#: the loopback callback on whatever port the test's gateway has (RFC 8252 §7.3), so one provider
-#: serves every test; the path is still matched exactly.
-UPSTREAM_CLIENTS: list[dict[str, Any]] = [
-    {"client_id": client_id, "client_secret": UPSTREAM_SECRET, "redirect_uris": ["http://127.0.0.1/oidc/callback"],
-     "token_endpoint_auth_method": method, "application_type": "native"}
-    for client_id, method in ((UPSTREAM_ID, "client_secret_basic"), (UPSTREAM_POST_ID, "client_secret_post"))
-]
-
-
 @pytest.fixture
 async def upstream(oidc_providers: SharedOidcProviders, request: pytest.FixtureRequest) -> OidcUpstream:
     """The real oidc-provider; ``@pytest.mark.oidc_provider(pkce_required=True, ...)`` configures it.
@@ -194,11 +69,8 @@ async def upstream(oidc_providers: SharedOidcProviders, request: pytest.FixtureR
     return await asyncio.to_thread(oidc_providers.get, UPSTREAM_CLIENTS, **options)
 
 
-GatewayFactory = Callable[..., Awaitable[Gateway]]
-
-
 @pytest.fixture
-async def make_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream) -> AsyncIterator[GatewayFactory]:
+async def make_gateway(tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream) -> AsyncIterator[GatewayFactory]:
     """Start the gateway in front of the upstream; options change the oidc mapping."""
     started: list[Gateway] = []
 
@@ -227,7 +99,7 @@ async def make_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream
             token_url=token_url,
         )
         gateway = await start_gateway(
-            tmp_path, {"oidc": mapping}, port=gateway_port, keys=keys, upstream_secret=upstream_secret
+            tmp_path, {"oidc": mapping}, sock=gateway_socket, keys=keys, upstream_secret=upstream_secret
         )
         started.append(gateway)
         return gateway
@@ -254,14 +126,3 @@ async def platform() -> AsyncIterator[aiohttp.ClientSession]:
     """Alexa's servers: no cookies, server to server."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         yield session
-
-
-def query_of(url: Any) -> dict[str, str]:
-    return {name: values[0] for name, values in parse_qs(urlsplit(str(url)).query).items()}
-
-
-async def link(browser: aiohttp.ClientSession, gateway: Gateway, **params: str | None) -> dict[str, str]:
-    """Play the user through the gateway and the upstream's login and consent; return what Alexa gets."""
-    landing = await login_and_consent(browser, gateway.authorize_url("oidc", **params), stop_at_prefix="https://pitangui.amazon.com/")
-    assert str(landing).startswith(ALEXA_REDIRECT + "?"), landing
-    return query_of(landing)

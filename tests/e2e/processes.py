@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import ssl
 import sys
 from dataclasses import dataclass, field
@@ -60,22 +61,32 @@ async def _collect(stream: asyncio.StreamReader, sink: list[str]) -> None:
 
 
 async def start_gateway_process(
-    config: Path, *, port: int, env: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None
+    config: Path, *, sock: socket.socket, env: dict[str, str] | None = None, ssl_context: ssl.SSLContext | None = None
 ) -> GatewayProcess:
-    """Start ``gateway serve --config config --port port`` and wait until /readyz answers 200."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port),
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    """Start ``gateway serve --config config --fd N`` on ``sock`` (bound by the test, see
+    :mod:`listening`) and wait until /readyz answers 200.
+
+    The child inherits the socket and listens on it; this process closes its copy, so the port
+    is never free between the test choosing it and the gateway serving it."""
+    port = int(sock.getsockname()[1])
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--config", str(config), "--fd", str(sock.fileno()),
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            pass_fds=(sock.fileno(),),
+        )
+    finally:
+        sock.close()
     scheme = "https" if ssl_context else "http"
     running = GatewayProcess(process, f"{scheme}://127.0.0.1:{port}")
     assert process.stdout is not None
     running._reader = asyncio.create_task(_collect(process.stdout, running.lines))
+    deadline = asyncio.get_running_loop().time() + 15.0
     async with aiohttp.ClientSession() as probe:
-        for _ in range(150):
+        while asyncio.get_running_loop().time() < deadline:
             if process.returncode is not None:
                 await running.wait()
                 raise AssertionError(f"gateway serve exited {process.returncode}:\n{running.output}")
@@ -85,6 +96,6 @@ async def start_gateway_process(
                         return running
             except aiohttp.ClientError:
                 pass
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
     await running.stop()
     raise AssertionError(f"gateway serve did not become ready:\n{running.output}")

@@ -9,12 +9,12 @@ points a shipped mapping at the recording upstream.
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote
 
 import yaml
+from helpers.oauth import basic
 from helpers.upstream import Recorded
 
 __all__ = ["Documented", "mismatches", "with_token_url"]
@@ -77,9 +77,9 @@ def mismatches(
     problems += found
 
     authorization = request.headers.get("authorization")
-    basic = "Basic " + base64.b64encode(f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()).decode()
     if documented.auth.startswith("basic"):
-        if authorization != basic:
+        # RFC 6749 §2.3.1: the id and secret are form-encoded before they are joined.
+        if authorization != basic(quote(client_id, safe=""), quote(client_secret, safe="")):
             problems.append(f"Authorization must be HTTP Basic with the client's id and secret, not {authorization!r}")
         if documented.secret_name in params:
             problems.append("the client secret must not also be in the parameters")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ALEXA_REDIRECT
+from harness import ALEXA_REDIRECT
 from helpers.upstream import Fault, RecordingUpstream
 from test_default_config import served  # noqa: F401  # the fixture: `gateway serve` on the shipped config
 from test_trace import TRACE_TOKEN, link, start, token, trace_json

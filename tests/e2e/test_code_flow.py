@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
@@ -24,15 +24,12 @@ from conftest import (
     link,
     query_of,
 )
+from helpers.oauth import basic
 from multidict import CIMultiDictProxy
 from upstream_oidc import login_and_consent
 
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import open_code, seal_code
-
-
-def basic(client_id: str = PLATFORM_ID, secret: str = PLATFORM_SECRET) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
 async def post_token(
@@ -46,7 +43,7 @@ async def post_token(
     body = dict(form)
     sent_headers = {"User-Agent": "Apache-HttpClient/4.5.x (Java/1.8.0_152)", **(headers or {})}
     if auth == "basic":
-        sent_headers["Authorization"] = basic()
+        sent_headers["Authorization"] = basic(PLATFORM_ID, PLATFORM_SECRET)
     elif auth == "body":
         body.update(client_id=PLATFORM_ID, client_secret=PLATFORM_SECRET)
     async with platform.post(gateway.endpoint("token"), data=urlencode(body), headers={
@@ -116,7 +113,7 @@ async def test_upstream_refusing_the_gateways_credentials_is_not_the_platforms_f
 async def test_wrong_client_secret(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
     back = await link(browser, gateway)
     async with platform.post(
-        gateway.endpoint("token"), data=code_form(back["code"]), headers={"Authorization": basic(secret="wrong")}
+        gateway.endpoint("token"), data=code_form(back["code"]), headers={"Authorization": basic(PLATFORM_ID, "wrong")}
     ) as response:
         assert response.status == 401
         assert response.headers["WWW-Authenticate"].startswith("Basic")
@@ -299,11 +296,11 @@ async def test_token_endpoint_rejects_bad_requests_with_json(gateway: Gateway, p
         assert headers["Pragma"] == "no-cache"
     # Duplicated parameters (RFC 6749 §3.2) and a body far too large.
     async with platform.post(
-        gateway.endpoint("token"), data="grant_type=refresh_token&grant_type=refresh_token", headers={"Authorization": basic()}
+        gateway.endpoint("token"), data="grant_type=refresh_token&grant_type=refresh_token", headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
     ) as response:
         assert response.status == 400
         assert (await response.json())["error"] == "invalid_request"
-    async with platform.post(gateway.endpoint("token"), data="a=" + "x" * 100_000, headers={"Authorization": basic()}) as response:
+    async with platform.post(gateway.endpoint("token"), data="a=" + "x" * 100_000, headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}) as response:
         assert response.status == 413
         assert (await response.json())["error"] == "invalid_request"
 
@@ -313,7 +310,7 @@ async def test_token_request_without_content_type(gateway: Gateway, browser: aio
     back = await link(browser, gateway)
     body = urlencode(code_form(back["code"])).encode()
     async with platform.post(
-        gateway.endpoint("token"), data=body, headers={"Authorization": basic(), "Content-Type": ""}, skip_auto_headers=["Content-Type"]
+        gateway.endpoint("token"), data=body, headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET), "Content-Type": ""}, skip_auto_headers=["Content-Type"]
     ) as response:
         assert response.status == 200, await response.text()
         assert json.loads(await response.text())["access_token"]

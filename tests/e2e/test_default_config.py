@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import free_port
+from listening import bound_socket, port_of
 from upstream_oidc import login_and_consent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +25,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def served() -> AsyncIterator[str]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", "--port", str(port),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
+    sock = bound_socket()  # held by the test, inherited by `gateway serve` (--fd): no port to guess
+    port = port_of(sock)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--fd", str(sock.fileno()),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, pass_fds=(sock.fileno(),),
+        )
+    finally:
+        sock.close()
     base = f"http://localhost:{port}"
     try:
         async with aiohttp.ClientSession() as probe:

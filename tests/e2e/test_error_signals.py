@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import Gateway, query_of
+from harness import Gateway, query_of
 from listening import start_site
 from upstream_oidc import login_and_consent
 

@@ -22,7 +22,6 @@ a hang.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,17 +34,18 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
     Gateway,
-    free_port,
     mapping_yaml,
     start_gateway,
     write_gateway_files,
 )
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
+from listening import bound_socket, port_of, refusing_port, start_site
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config.settings import load_config
@@ -59,7 +59,7 @@ PROVIDER = "fake"
 TIMEOUT = 0.5
 #: Longer than TIMEOUT: what a slow upstream takes.
 SLOW = 1.5
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 KINDS = ("timeout", "connection", "too_large", "http_5xx", "throttled", "refused", "unusable_answer")
 
 #: An outage page as a proxy or load balancer in front of the upstream serves it (with attributes,
@@ -201,7 +201,7 @@ async def make_fake_gateway(tmp_path: Path, fake: RecordingUpstream) -> AsyncIte
     started: list[Gateway] = []
 
     async def make(*, method: str = "POST", refused: bool = False, implicit: bool = False) -> Gateway:
-        token_url = f"http://127.0.0.1:{free_port()}/token" if refused else fake.token_endpoint
+        token_url = f"http://127.0.0.1:{refusing_port()}/token" if refused else fake.token_endpoint
         mapping = mapping_yaml(
             fake,
             upstream_client_id=DEFAULT_CLIENT_ID,
@@ -210,7 +210,7 @@ async def make_fake_gateway(tmp_path: Path, fake: RecordingUpstream) -> AsyncIte
             extra="grant: implicit\n" if implicit else "",
         )
         gateway = await start_gateway(
-            tmp_path, {PROVIDER: mapping}, port=free_port(), upstream_secret=DEFAULT_CLIENT_SECRET
+            tmp_path, {PROVIDER: mapping}, upstream_secret=DEFAULT_CLIENT_SECRET
         )
         started.append(gateway)
         return gateway
@@ -459,19 +459,19 @@ async def test_a_mapping_timeout_longer_than_the_gateway_wide_one_is_honoured(tm
         upstream_client_id=DEFAULT_CLIENT_ID,
         token_extra="timeout: 3\n",
     )
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET)
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping}, port=port_of(sock), upstream_secret=DEFAULT_CLIENT_SECRET)
     path.write_text(path.read_text().replace("upstream: {timeout: 3}", "upstream: {timeout: 0.5}"))
     config = load_config(path, env=env)
     assert config.upstream_timeout == 0.5
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = await start_site(runner, sock=sock)
     try:
         fake.fault = Fault(delay=1.0)
         form = {"grant_type": "refresh_token", "refresh_token": fake.issue_refresh_token()}
         async with aiohttp.ClientSession() as platform:
-            answer = await post_token(platform, Gateway(f"http://127.0.0.1:{port}", config, runner), form)
+            answer = await post_token(platform, Gateway(url, config, runner), form)
         assert answer.status == 200, (answer.body, answer.elapsed)
     finally:
         await runner.cleanup()

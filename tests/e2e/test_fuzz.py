@@ -53,11 +53,13 @@ import ast
 import asyncio
 import base64
 import dataclasses
+import functools
 import gzip
 import hashlib
 import json
 import logging
 import os
+import socket
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -69,7 +71,8 @@ from urllib.parse import parse_qsl, quote, quote_from_bytes, unquote_plus, urlen
 import aiohttp
 import pytest
 import yarl
-from conftest import (
+from cryptography.fernet import Fernet
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
@@ -80,7 +83,7 @@ from conftest import (
     mapping_yaml,
     start_gateway,
 )
-from cryptography.fernet import Fernet
+from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -260,7 +263,7 @@ def google_mapping(upstream: OidcUpstream, **options: Any) -> str:
 
 
 @pytest.fixture
-async def fuzz_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream, recorder: RecordingUpstream) -> AsyncIterator[Gateway]:
+async def fuzz_gateway(tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream, recorder: RecordingUpstream) -> AsyncIterator[Gateway]:
     """``oidc``: alexa (vendor pinned) + the app-link pattern; ``google``: google (project pinned);
     ``implicit``: alexa with the implicit grant. Token requests go to the recorder."""
     mappings = {
@@ -268,7 +271,7 @@ async def fuzz_gateway(tmp_path: Path, gateway_port: int, upstream: OidcUpstream
         "google": google_mapping(upstream, token_url=recorder.token_endpoint),
         "implicit": mapping_yaml(upstream, token_url=recorder.token_endpoint, extra="grant: implicit\n"),
     }
-    gateway = await start_gateway(tmp_path, mappings, port=gateway_port)
+    gateway = await start_gateway(tmp_path, mappings, sock=gateway_socket)
     _SEALING_KEYS.update(gateway.config.keys)
     yield gateway
     await gateway.runner.cleanup()
@@ -523,11 +526,18 @@ long_states = st.one_of(
 )
 
 
+# Strategies the composite strategies below draw from on every example, built once here: a
+# strategy built inside a draw is validated afresh each time (Hypothesis caches that per object),
+# which costs more than the request. Built once or per draw, they draw the same examples.
+encoded_pair = st.tuples(encoded_key, st.one_of(st.none(), encoded_value))
+interesting_value = st.one_of(text, st.sampled_from(INTERESTING + CORPUS_URIS))
+
+
 @st.composite
 def authorize_queries(draw: st.DrawFn, provider: str) -> str:
     """A query string: either random pairs, or a valid request for ``provider`` with mutations."""
     if draw(st.booleans()):
-        noise = draw(st.lists(st.tuples(encoded_key, st.one_of(st.none(), encoded_value)), max_size=8))
+        noise = draw(st.lists(encoded_pair, max_size=8))
         return query_of_pairs(noise) + draw(st.sampled_from(["", "", "&", "&&", "=", "?x"]))
     legit = LEGIT.get(provider, LEGIT["oidc"])
     valid: dict[str, str] = {
@@ -546,12 +556,12 @@ def authorize_queries(draw: st.DrawFn, provider: str) -> str:
             pairs.pop(draw(st.integers(0, len(pairs) - 1)))
         elif operation == "override" and pairs:
             index = draw(st.integers(0, len(pairs) - 1))
-            value = draw(st.one_of(text, st.sampled_from(INTERESTING + CORPUS_URIS)))
+            value = draw(interesting_value)
             pairs[index] = (pairs[index][0], quote(value, safe=""))
         elif operation == "duplicate" and pairs:
             pairs.append(draw(st.sampled_from(pairs)))
         else:
-            pairs.append(draw(st.tuples(encoded_key, st.one_of(st.none(), encoded_value))))
+            pairs.append(draw(encoded_pair))
     return query_of_pairs(draw(st.permutations(pairs)))
 
 
@@ -770,7 +780,7 @@ def callback_requests(
             cookie_value = draw(st.binary(max_size=60).filter(lambda data: not any(byte in data for byte in b"\r\n;")))
     pairs: list[tuple[str, str | None]] = [(key, quote(value, safe="")) for key, value in params.items()]
     if draw(st.integers(0, 3)) == 0:
-        pairs += draw(st.lists(st.tuples(encoded_key, st.one_of(st.none(), encoded_value)), min_size=1, max_size=2))
+        pairs += draw(st.lists(encoded_pair, min_size=1, max_size=2))
     query = query_of_pairs(draw(st.permutations(pairs)))
     headers = draw(
         st.sampled_from(
@@ -861,10 +871,6 @@ async def test_fuzz_callback(
 # ---------------------------------------------------------------------------------------------
 
 
-def basic(client_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-
-
 def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
@@ -942,8 +948,13 @@ CONTENT_TYPES = [
 header_text = st.text(alphabet=st.characters(exclude_categories=("Cs", "Cc")), max_size=60)
 
 
+@functools.cache
 def upstream_answers() -> st.SearchStrategy[tuple[int, str, bytes]]:
-    """What the recorder answers: good tokens, RFC errors, outages, junk."""
+    """What the recorder answers: good tokens, RFC errors, outages, junk.
+
+    Built once (cached): token_requests draws it per example, and a freshly built recursive
+    strategy is validated afresh each time, which cost more than the HTTP round trip. The same
+    strategy draws the same examples, so the derandomized runs are unchanged."""
     json_values = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
         lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
@@ -979,6 +990,10 @@ def upstream_answers() -> st.SearchStrategy[tuple[int, str, bytes]]:
         st.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/html", "text/plain", ""]),
         bodies,
     )
+
+
+extra_token_params = st.lists(st.tuples(st.sampled_from(TOKEN_PARAMS) | text, text), max_size=2)
+content_type_values = st.one_of(st.sampled_from(CONTENT_TYPES), header_text)
 
 
 @st.composite
@@ -1058,7 +1073,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
         form.pop(draw(st.integers(0, len(form) - 1)))
     if form and draw(st.integers(0, 5)) == 0:
         form.append(draw(st.sampled_from(form)))
-    form += draw(st.lists(st.tuples(st.sampled_from(TOKEN_PARAMS) | text, text), max_size=2))
+    form += draw(extra_token_params)
     form = draw(st.permutations(form))
 
     encoding = draw(st.sampled_from(["form", "form", "form", "json", "bytes", "huge", "empty", "percent-junk"]))
@@ -1083,7 +1098,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
         body = b"\x00not " + body  # bug 2: an undecodable body
     if content_encoding:
         headers["Content-Encoding"] = content_encoding
-    content_type = draw(st.one_of(st.sampled_from(CONTENT_TYPES), header_text))
+    content_type = draw(content_type_values)
     if content_type is not None:
         headers["Content-Type"] = content_type
     return {"provider": provider, "body": body, "headers": headers, "upstream": draw(upstream_answers())}

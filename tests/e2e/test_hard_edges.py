@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import aiohttp
 import pytest
 import yarl
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
@@ -40,11 +40,12 @@ from conftest import (
     VENDOR,
     Gateway,
     GatewayFactory,
-    free_port,
     link,
     query_of,
 )
+from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
+from listening import refusing_port
 from upstream_oidc import OidcUpstream, login_and_consent
 
 #: A platform state that needs encoding in every way: spaces, & = + / ? # %, non-ASCII.
@@ -72,10 +73,6 @@ def once(value: str) -> str:
     return quote(value, safe="")
 
 
-def basic(client_id: str = PLATFORM_ID, secret: str = PLATFORM_SECRET) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-
-
 def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
 
@@ -94,7 +91,7 @@ async def post_token(platform: aiohttp.ClientSession, gateway: Gateway, form: di
     async with platform.post(
         gateway.endpoint("token"),
         data=urlencode(form),
-        headers={"Authorization": basic(), "Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET), "Content-Type": "application/x-www-form-urlencoded"},
     ) as response:
         text = await response.text()
         elapsed = time.monotonic() - started
@@ -517,7 +514,7 @@ async def test_refresh_answer_always_has_an_integer_expires_in(
         upstream_extra=f"answer:\n  expires_in_default: {default}\n" if default is not None else "",
     )
     async with platform.post(
-        gateway.endpoint("token"), data=urlencode(refresh_form("rt-1")), headers={"Authorization": basic()}
+        gateway.endpoint("token"), data=urlencode(refresh_form("rt-1")), headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
     ) as response:
         assert response.status == 200
         text = await response.text()
@@ -733,7 +730,7 @@ async def test_upstream_refusing_connections_answers_503_at_once(
     make_gateway: GatewayFactory, platform: aiohttp.ClientSession
 ) -> None:
     """The upstream is down (connection refused): 503 temporarily_unavailable, quickly."""
-    gateway = await make_gateway(token_url=f"http://127.0.0.1:{free_port()}/oauth/token", token_extra="timeout: 0.5")
+    gateway = await make_gateway(token_url=f"http://127.0.0.1:{refusing_port()}/oauth/token", token_extra="timeout: 0.5")
     answer = await post_token(platform, gateway, refresh_form("rt-1"))
     assert answer.elapsed < 1.0
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body

@@ -18,18 +18,19 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
     Gateway,
-    free_port,
     mapping_yaml,
     query_of,
     start_gateway,
     write_gateway_files,
 )
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Grant, RecordingUpstream
+from listening import bound_socket, start_site
 from processes import start_gateway_process
 
 from gateway.config.settings import load_config
@@ -38,7 +39,7 @@ from gateway.web.app import UPSTREAM_CONNECTIONS_PER_HOST, create_app
 from gateway.web.handlers import MAX_PARAM_LENGTH
 from gateway.web.runner import DRAIN, GatewayRunner
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 Maker = Callable[..., Awaitable[Gateway]]
 
 
@@ -58,7 +59,7 @@ async def make(tmp_path: Path) -> AsyncIterator[Maker]:
             name: mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID, token_extra=token_extra)
             for name, upstream in providers.items()
         }
-        gateway = await start_gateway(tmp_path, mappings, port=free_port(), upstream_secret=DEFAULT_CLIENT_SECRET)
+        gateway = await start_gateway(tmp_path, mappings, upstream_secret=DEFAULT_CLIENT_SECRET)
         started.append(gateway)
         return gateway
 
@@ -218,11 +219,12 @@ async def test_a_hanging_upstream_does_not_starve_a_healthy_one(make: Maker) -> 
 
 @pytest.fixture
 async def demo_gateway(tmp_path: Path) -> AsyncIterator[int]:
-    port = free_port()
+    sock = bound_socket()
+    port = int(sock.getsockname()[1])
     path, env = write_gateway_files(tmp_path, {}, port=port, more="demo: true\n")
     runner = web.AppRunner(create_app(load_config(path, env=env)), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await start_site(runner, sock=sock)
     yield port
     await runner.cleanup()
 
@@ -257,14 +259,15 @@ async def test_demo_forms_refuse_unreadable_bodies(demo_gateway: int, path: str,
 
 
 async def serve(tmp_path: Path, fake: RecordingUpstream, more: str = "") -> tuple[int, web.Application, GatewayRunner]:
-    port = free_port()
+    sock = bound_socket()
+    port = int(sock.getsockname()[1])
     mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
     path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more)
     config = load_config(path, env=env)
     app = create_app(config)
     runner = GatewayRunner(app, config.connections, access_log=None, shutdown_timeout=5)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await start_site(runner, sock=sock)
     return port, app, runner
 
 
@@ -339,7 +342,9 @@ async def test_a_client_leaving_mid_body_is_a_disconnect(tmp_path: Path, fake: R
             await writer.drain()
             await asyncio.sleep(0.1)
             writer.transport.abort()  # gone, halfway through the body
-            await asyncio.sleep(0.3)
+            async with asyncio.timeout(5):  # until the gateway has logged the request (then it is done with it)
+                while not [record for record in caplog.records if record.name == "gateway.request"]:
+                    await asyncio.sleep(0.02)
     finally:
         await runner.cleanup()
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
@@ -376,12 +381,13 @@ async def test_sigterm_answers_in_flight_requests_with_connection_close(tmp_path
     """`gateway serve` itself: SIGTERM with a 1.5 s upstream call in flight."""
     async with RecordingUpstream() as fake:
         fake.fault = Fault(delay=1.5)
-        port = free_port()
+        sock = bound_socket()
+        port = int(sock.getsockname()[1])
         mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
         path, env = write_gateway_files(
             tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=f"shutdown_grace: {grace}\n"
         )
-        gateway = await start_gateway_process(path, port=port, env=env)
+        gateway = await start_gateway_process(path, sock=sock, env=env)
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             body = f"grant_type=refresh_token&refresh_token={fake.issue_refresh_token()}".encode()

@@ -10,7 +10,6 @@ too, and must break a flow: that is the defect the three steps avoid.
 
 from __future__ import annotations
 
-import base64
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,14 +18,16 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, mapping_yaml, query_of
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
+from listening import bound_socket, port_of, refusing_port, start_site
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 OLD, NEW = generate_key(), generate_key()
 
 #: (name, keys of the pods being replaced, keys of the pods replacing them)
@@ -43,14 +44,15 @@ class Replicas:
 
     def __init__(self, root: Path, upstream: RecordingUpstream) -> None:
         self.root = root
-        self.public_port = free_port()
+        self.public_port = refusing_port()  # the Service's address: nobody listens there in this test
         self.runners: list[web.AppRunner] = []
         (root / "mappings").mkdir()
         mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
         (root / "mappings" / "fake.yaml").write_text(mapping)
 
     async def start(self, keys: list[str]) -> str:
-        port = free_port()
+        sock = bound_socket()
+        port = port_of(sock)
         path = self.root / f"gateway-{port}.yaml"
         path.write_text(
             f"listen: {{host: 127.0.0.1, port: {port}}}\n"
@@ -61,9 +63,8 @@ class Replicas:
         config = load_config(path, env={"PLATFORM_SECRET": PLATFORM_SECRET, "UPSTREAM_SECRET": DEFAULT_CLIENT_SECRET})
         runner = web.AppRunner(create_app(config), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
         self.runners.append(runner)
-        return f"http://127.0.0.1:{port}"
+        return await start_site(runner, sock=sock)
 
     async def close(self) -> None:
         for runner in self.runners:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
 import secrets
 from collections.abc import AsyncIterator
@@ -21,83 +20,86 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import (
+from harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
     Gateway,
-    free_port,
     query_of,
     write_gateway_files,
 )
+from helpers.oauth import basic
+from helpers.upstream import Recorded, RecordingUpstream, Reply
+from listening import bound_socket, port_of, start_site
 
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 REGIONS = ("127.0.0.2", "127.0.0.3")
 
 
 @dataclass
 class RegionalUpstream:
-    """Authorization on 127.0.0.1; tokens only at the region the user's account lives in.
+    """Authorization on 127.0.0.1; tokens only at the region the user's account lives in: the rules
+    of a regional provider, played by the recording upstream on 127.0.0.1 and both regions.
 
     ``region_of_next_user`` decides where the next authorization puts the account. Each code
     remembers the ``state`` its authorization request carried; with ``require_state`` the token
     endpoint refuses a code exchange without that same ``state``.
     """
 
-    port: int
+    server: RecordingUpstream
     region_of_next_user: str = REGIONS[1]
     require_state: bool = False
     codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # code → (region, state)
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token → region
-    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (host, form)
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
-    async def authorize(self, request: web.Request) -> web.Response:
-        query = request.query
-        code = f"code-{next(self.counter)}"
-        self.codes[code] = (self.region_of_next_user, query["state"])
-        back = {"code": code, "state": query["state"], "accounts_server": self.region_of_next_user}
-        raise web.HTTPFound(f"{query['redirect_uri']}?{urlencode(back)}")
+    @property
+    def port(self) -> int:
+        return self.server.port
 
-    async def token(self, request: web.Request) -> web.Response:
-        host = request.url.host or ""
-        form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
-        self.calls.append((host, form))
+    @property
+    def calls(self) -> list[tuple[str, dict[str, str]]]:
+        """(host, form) of each token request, in order."""
+        return [(request.host, request.form) for request in self.server.token_requests]
+
+    def authorize(self, request: Recorded) -> Reply:
+        code = f"code-{next(self.counter)}"
+        self.codes[code] = (self.region_of_next_user, request.query["state"])
+        back = {"code": code, "state": request.query["state"], "accounts_server": self.region_of_next_user}
+        return Reply(status=302, headers={"Location": f"{request.query['redirect_uri']}?{urlencode(back)}"})
+
+    def token(self, request: Recorded) -> Reply:
+        host, form = request.host, request.form
         if form.get("grant_type") == "authorization_code":
             region, state = self.codes.pop(form.get("code", ""), ("", ""))
             if region != host:
-                return web.json_response({"error": "invalid_grant", "error_description": "wrong region"}, status=400)
+                return Reply(status=400, body={"error": "invalid_grant", "error_description": "wrong region"})
             if self.require_state and form.get("state") != state:
-                return web.json_response({"error": "invalid_request", "error_description": "state missing"}, status=400)
+                return Reply(status=400, body={"error": "invalid_request", "error_description": "state missing"})
         else:
             region = self.refresh_tokens.pop(form.get("refresh_token", ""), "")
             if region != host:
-                return web.json_response({"error": "invalid_grant", "error_description": "unknown here"}, status=400)
+                return Reply(status=400, body={"error": "invalid_grant", "error_description": "unknown here"})
         refresh = f"rt-{secrets.token_hex(4)}"
         self.refresh_tokens[refresh] = host
-        return web.json_response(
-            {"access_token": f"at-{host}-{len(self.calls)}", "token_type": "bearer", "expires_in": 3600, "refresh_token": refresh}
+        return Reply(
+            body={"access_token": f"at-{host}-{len(self.calls)}", "token_type": "bearer", "expires_in": 3600, "refresh_token": refresh}
         )
 
 
 @pytest.fixture
 async def regional() -> AsyncIterator[RegionalUpstream]:
-    upstream = RegionalUpstream(port=free_port())
-    app = web.Application()
-    app.router.add_get("/authorize", upstream.authorize)
-    app.router.add_post("/token", upstream.token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    for host in ("127.0.0.1", *REGIONS):
-        await web.TCPSite(runner, host, upstream.port).start()
-    yield upstream
-    await runner.cleanup()
+    async with RecordingUpstream(host="127.0.0.1", hosts=REGIONS) as server:
+        upstream = RegionalUpstream(server)
+        server.answer("/authorize", upstream.authorize)
+        server.answer("/token", upstream.token)
+        yield upstream
 
 
 def regional_mapping(upstream: RegionalUpstream, *, state_param: bool = False, keep: bool = True) -> str:
@@ -123,15 +125,14 @@ def regional_mapping(upstream: RegionalUpstream, *, state_param: bool = False, k
 
 
 async def start(tmp_path: Path, mapping: str, *, keys: list[str], link_keys: list[str]) -> Gateway:
-    port = free_port()
+    sock = bound_socket()
     tmp_path.mkdir(parents=True, exist_ok=True)
     more = f"link_keys: [{', '.join(link_keys)}]\n" if link_keys else ""
-    path, env = write_gateway_files(tmp_path, {"regional": mapping}, port=port, keys=keys, more=more)
+    path, env = write_gateway_files(tmp_path, {"regional": mapping}, port=port_of(sock), keys=keys, more=more)
     config = load_config(path, env=env)
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return Gateway(f"http://127.0.0.1:{port}", config, runner)
+    return Gateway(await start_site(runner, sock=sock), config, runner)
 
 
 async def link(gateway: Gateway) -> dict[str, str]:

@@ -12,10 +12,10 @@ import ssl
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from builders import plain_mapping, self_signed
-from conftest import Gateway, GatewayFactory, free_port, mapping_yaml, start_gateway, write_gateway_files
-from listening import start_site
+from harness import Gateway, GatewayFactory, mapping_yaml, start_gateway, write_gateway_files
+from helpers.upstream import RecordingUpstream, Reply
+from listening import bound_socket, port_of, refusing_port
 from processes import start_gateway_process
 from upstream_oidc import OidcUpstream
 
@@ -64,7 +64,7 @@ async def test_wrong_platform_credentials_are_named(gateway: Gateway) -> None:
 async def test_a_callback_the_upstream_does_not_know(tmp_path: Path, upstream: OidcUpstream) -> None:
     """The gateway's callback is not the one registered at the upstream (which knows only
     ``/oidc/callback``, on any loopback port): the mapping is served under another name."""
-    gateway = await start_gateway(tmp_path, {"elsewhere": mapping_yaml(upstream)}, port=free_port())
+    gateway = await start_gateway(tmp_path, {"elsewhere": mapping_yaml(upstream)})
     try:
         detail = failure(await run_linktest(gateway.config, "elsewhere"), "upstream authorize")
         assert f"register {gateway.url}/elsewhere/callback at the provider" in detail
@@ -74,18 +74,19 @@ async def test_a_callback_the_upstream_does_not_know(tmp_path: Path, upstream: O
 
 async def test_an_unknown_provider_and_an_unreachable_gateway(gateway: Gateway) -> None:
     assert verdicts(await run_linktest(gateway.config, "nope")) == {"config": "FAIL"}
-    checks = await run_linktest(gateway.config, "oidc", base_url=f"http://127.0.0.1:{free_port()}")
+    checks = await run_linktest(gateway.config, "oidc", base_url=f"http://127.0.0.1:{refusing_port()}")
     assert "can not be reached" in failure(checks, "ready")
 
 
 async def test_an_untrusted_certificate_chain(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    port = free_port()
+    sock = bound_socket()
+    port = port_of(sock)
     path, env = write_gateway_files(
         tmp_path, {"oidc": plain_mapping("http://127.0.0.1:9/token")}, port=port, more=f"tls: {{cert: {cert}, key: {key}}}\n"
     )
     trust = ssl.create_default_context(cafile=str(cert))
-    process = await start_gateway_process(path, port=port, env=env, ssl_context=trust)
+    process = await start_gateway_process(path, sock=sock, env=env, ssl_context=trust)
     try:
         config = load_config(path, env=env)
         base = f"https://127.0.0.1:{port}"
@@ -120,20 +121,15 @@ async def _run_main(argv: list[str]) -> int:
 async def test_a_redirect_uri_error_on_a_200_page(tmp_path: Path) -> None:
     """GitHub shows "The redirect_uri MUST match the registered callback URL" with HTTP 200."""
 
-    async def authorize(request: web.Request) -> web.Response:
-        return web.Response(text="<h1>Error</h1><p>The redirect_uri MUST match the registered callback URL.</p>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/authorize", authorize)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    base = await start_site(runner)
-    mapping = plain_mapping("http://127.0.0.1:9/token").replace("https://auth.example/authorize", f"{base}/authorize")
-    gateway = await start_gateway(tmp_path, {"oidc": mapping}, port=free_port())
-    try:
-        checks = await run_linktest(gateway.config, "oidc")
-        warning = next(check for check in checks if check.name == "upstream authorize")
-        assert warning.verdict == "WARN" and "is http://127.0.0.1" in warning.detail, warning
-    finally:
-        await gateway.runner.cleanup()
-        await runner.cleanup()
+    page = Reply(body="<h1>Error</h1><p>The redirect_uri MUST match the registered callback URL.</p>", content_type="text/html")
+    async with RecordingUpstream() as upstream:
+        upstream.answer("/authorize", page)
+        mapping = plain_mapping("http://127.0.0.1:9/token").replace("https://auth.example/authorize", upstream.authorization_endpoint)
+        gateway = await start_gateway(tmp_path, {"oidc": mapping})
+        try:
+            checks = await run_linktest(gateway.config, "oidc")
+            warning = next(check for check in checks if check.name == "upstream authorize")
+            assert warning.verdict == "WARN" and "is http://127.0.0.1" in warning.detail, warning
+            assert upstream.only("/authorize").method == "GET"  # the page was asked for
+        finally:
+            await gateway.runner.cleanup()

@@ -8,34 +8,33 @@ subprocesses where the operating system is part of the behaviour (signals, sever
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import signal
+import socket
 import ssl
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 from builders import plain_mapping, self_signed
-from conftest import (
+from harness import (
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
     UPSTREAM_SECRET,
     Gateway,
     GatewayFactory,
-    free_port,
     link,
     mapping_yaml,
     query_of,
     write_gateway_files,
 )
-from listening import start_site
+from helpers.oauth import basic
+from helpers.upstream import RecordingUpstream, Reply
+from listening import bound_socket, port_of, refusing_port
 from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
 from upstream_oidc import OidcUpstream, login_and_consent
@@ -46,7 +45,7 @@ from gateway.oauth.state import CodePayload, open_code, seal_code
 from gateway.observe.logs import JsonFormatter
 from gateway.web.app import reload_config
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 async def exchange(platform: aiohttp.ClientSession, url: str, form: dict[str, str], auth: str = BASIC) -> tuple[int, dict[str, str]]:
@@ -107,13 +106,14 @@ async def test_keys_file(tmp_path: Path) -> None:
 
 
 async def test_two_instances_serve_one_flow_hop_by_hop(
-    tmp_path: Path, gateway_port: int, upstream: OidcUpstream, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
+    tmp_path: Path, gateway_socket: socket.socket, upstream: OidcUpstream, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession
 ) -> None:
     """Two ``gateway serve`` processes with one config behind an imaginary load balancer: every
     hop of a flow (authorize, callback, token, refresh) lands on the other instance, and it works."""
-    path, env = write_gateway_files(tmp_path, {"oidc": mapping_yaml(upstream)}, port=gateway_port)
-    first = await start_gateway_process(path, port=gateway_port, env=env)
-    second = await start_gateway_process(path, port=free_port(), env=env)
+    path, env = write_gateway_files(tmp_path, {"oidc": mapping_yaml(upstream)}, port=port_of(gateway_socket))
+    first, second = await asyncio.gather(
+        start_gateway_process(path, sock=gateway_socket, env=env), start_gateway_process(path, sock=bound_socket(), env=env)
+    )
     try:
         instances = [first, second]
         for flow in range(3):
@@ -162,7 +162,7 @@ async def test_metrics_count_flows_outcomes_and_upstream_calls(
     status, token = await exchange(platform, gateway.url, code_form(back["code"]))
     assert status == 200
     assert (await exchange(platform, gateway.url, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}))[0] == 200
-    wrong = "Basic " + base64.b64encode(f"{PLATFORM_ID}:wrong".encode()).decode()
+    wrong = basic(PLATFORM_ID, "wrong")
     assert (await exchange(platform, gateway.url, code_form(back["code"]), auth=wrong))[0] == 401
     assert (await exchange(platform, gateway.url, code_form(back["code"])))[0] == 400  # reused: invalid_grant
     denied = await login_and_consent(browser, gateway.authorize_url(), stop_at_prefix="https://pitangui.amazon.com/", deny=True)
@@ -192,7 +192,7 @@ async def test_metrics_count_flows_outcomes_and_upstream_calls(
 async def test_metrics_count_upstream_failures_by_kind(
     make_gateway: GatewayFactory, platform: aiohttp.ClientSession
 ) -> None:
-    gateway = await make_gateway(token_url=f"http://127.0.0.1:{free_port()}/token")  # nobody listens
+    gateway = await make_gateway(token_url=f"http://127.0.0.1:{refusing_port()}/token")  # nobody listens
     code = seal_code(Sealer(gateway.config.keys), CodePayload("x", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=60)
     status, body = await exchange(platform, gateway.url, code_form(code))
     assert (status, body["error"]) == (503, "temporarily_unavailable")
@@ -257,42 +257,34 @@ async def test_request_id_is_taken_or_made_and_returned(gateway: Gateway, platfo
 
 
 @pytest.fixture
-async def slow_upstream() -> AsyncIterator[tuple[str, list[float]]]:
-    """A token endpoint that takes 1.5 s; records when each request arrived."""
-    arrivals: list[float] = []
-
-    async def token(request: web.Request) -> web.Response:
-        arrivals.append(time.monotonic())
-        await asyncio.sleep(1.5)
-        return web.json_response({"access_token": "slow-at", "token_type": "bearer", "expires_in": 60})
-
-    app = web.Application()
-    app.router.add_post("/token", token)
-    runner = web.AppRunner(app, shutdown_timeout=0.05)
-    await runner.setup()
-    yield await start_site(runner) + "/token", arrivals
-    await runner.cleanup()
+async def slow_upstream() -> AsyncIterator[RecordingUpstream]:
+    """A token endpoint that takes 1.5 s (any code); records each request as it arrives."""
+    async with RecordingUpstream() as upstream:
+        upstream.fault = Reply(body={"access_token": "slow-at", "token_type": "bearer", "expires_in": 60}, delay=1.5)
+        yield upstream
 
 
 async def test_sigterm_finishes_requests_in_flight_then_exits_0(
-    tmp_path: Path, slow_upstream: tuple[str, list[float]], platform: aiohttp.ClientSession
+    tmp_path: Path, slow_upstream: RecordingUpstream, platform: aiohttp.ClientSession
 ) -> None:
-    token_url, arrivals = slow_upstream
+    token_url = slow_upstream.token_endpoint
     key = generate_key()
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port, keys=[key])
-    gateway = await start_gateway_process(path, port=port, env=env)
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"oidc": plain_mapping(token_url)}, port=port_of(sock), keys=[key])
+    gateway = await start_gateway_process(path, sock=sock, env=env)
     try:
         code = seal_code(Sealer([key]), CodePayload("x", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=60)
         in_flight = asyncio.create_task(exchange(platform, gateway.url, code_form(code)))
-        async with asyncio.timeout(10):  # the poll has a deadline, not only the test's timeout
-            while not arrivals:
-                await asyncio.sleep(0.02)
+        await slow_upstream.wait_for(timeout=10)  # the request is in flight (the wait has a deadline)
         gateway.signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
-        with pytest.raises(aiohttp.ClientConnectionError):  # no longer accepting
-            async with aiohttp.ClientSession() as fresh:
-                await fresh.get(f"{gateway.url}/healthz")
+        async with asyncio.timeout(5), aiohttp.ClientSession() as fresh:  # until it no longer accepts
+            while True:
+                try:
+                    async with fresh.get(f"{gateway.url}/healthz", headers={"Connection": "close"}):
+                        pass
+                except aiohttp.ClientConnectionError:
+                    break
+                await asyncio.sleep(0.02)
         status, body = await in_flight
         assert status == 200, body
         assert body["access_token"] == "slow-at"
@@ -302,9 +294,9 @@ async def test_sigterm_finishes_requests_in_flight_then_exits_0(
 
 
 async def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(tmp_path: Path, platform: aiohttp.ClientSession) -> None:
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {"first": plain_mapping("http://127.0.0.1:9/token")}, port=port)
-    gateway = await start_gateway_process(path, port=port, env=env)
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"first": plain_mapping("http://127.0.0.1:9/token")}, port=port_of(sock))
+    gateway = await start_gateway_process(path, sock=sock, env=env)
     try:
         (tmp_path / "mappings" / "second.yaml").write_text(plain_mapping("http://127.0.0.1:9/token"))
         gateway.signal(signal.SIGHUP)
@@ -331,12 +323,13 @@ async def test_sighup_reloads_and_a_broken_config_keeps_the_old_one(tmp_path: Pa
 
 async def test_tls_from_the_config(tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    port = free_port()
+    sock = bound_socket()
+    port = port_of(sock)
     path, env = write_gateway_files(
         tmp_path, {"oidc": plain_mapping("http://127.0.0.1:9/token")}, port=port, more=f"tls: {{cert: {cert}, key: {key}}}\n"
     )
     trust = ssl.create_default_context(cafile=str(cert))
-    gateway = await start_gateway_process(path, port=port, env=env, ssl_context=trust)
+    gateway = await start_gateway_process(path, sock=sock, env=env, ssl_context=trust)
     try:
         async with aiohttp.ClientSession() as client:
             async with client.get(f"https://127.0.0.1:{port}/healthz", ssl=trust) as response:

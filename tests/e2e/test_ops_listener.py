@@ -16,8 +16,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from builders import self_signed
-from conftest import free_port, mapping_yaml, write_gateway_files
+from harness import mapping_yaml, write_gateway_files
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
+from listening import bound_socket, port_of, refusing_port, start_site, unused_port
 
 from gateway.cli.commands import main
 from gateway.cli.health import check_health, health_url
@@ -34,7 +35,8 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     async with RecordingUpstream() as upstream:
 
         async def run(more: str = "") -> tuple[Path, int]:
-            port = free_port()
+            sock = bound_socket()
+            port = port_of(sock)
             mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
             path, env = write_gateway_files(
                 tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more
@@ -42,7 +44,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
             config = load_config(path, env=env)
             runner = web.AppRunner(create_app(config), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context(config)).start()
+            await start_site(runner, sock=sock, ssl_context=ssl_context(config))
             runners.append(runner)
             return path, port
 
@@ -60,7 +62,7 @@ async def _get(url: str) -> tuple[int, str]:
 
 
 async def test_metrics_move_to_the_ops_port(start: Start) -> None:
-    ops = free_port()
+    ops = unused_port()  # a number in gateway.yaml: the gateway binds it, `gateway health` reads it
     path, port = await start(f"metrics: {{host: 127.0.0.1, port: {ops}}}\n")
     assert (await _get(f"http://127.0.0.1:{port}/metrics"))[0] == 404, "no /metrics on the public port"
     status, text = await _get(f"http://127.0.0.1:{ops}/metrics")
@@ -90,7 +92,7 @@ async def test_gateway_health_follows_tls(start: Start, tmp_path: Path, capsys: 
 
 def test_gateway_health_fails_when_nothing_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "gateway.yaml"
-    path.write_text(f"listen: {{port: {free_port()}}}\nkeys: ['${{GATEWAY_KEY}}']\n")  # unset variables are fine here
+    path.write_text(f"listen: {{port: {refusing_port()}}}\nkeys: ['${{GATEWAY_KEY}}']\n")  # unset variables are fine here
     assert main(["health", "--config", str(path)]) == 1
     assert "healthz" in capsys.readouterr().err
 

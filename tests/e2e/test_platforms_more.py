@@ -8,7 +8,6 @@ import base64
 import json
 import textwrap
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -16,8 +15,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import jsonschema
 import pytest
-from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, free_port, start_gateway
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, start_gateway
+from helpers.upstream import RecordingUpstream, Reply
 
 from gateway.cli.commands import main
 from gateway.cli.console import HIDDEN
@@ -65,46 +64,28 @@ SMAPI_ACCOUNT_LINKING = {
 AUTHORIZE = "https://auth.example/authorize"
 
 
-@dataclass
-class RecordingUpstream:
-    """Token and revocation endpoints that record each request and answer as told."""
-    __test__ = False  # a test double, not a test class (pytest would try to collect it)
-
-    url: str = ""
-    requests: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
-    revoke_answer: tuple[int, dict[str, Any] | None] = (200, None)
-
-    async def token(self, request: web.Request) -> web.Response:
-        form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
-        self.requests.append(("token", form, request.headers.get("Authorization", "")))
-        if form.get("grant_type") != "client_credentials":
-            return web.json_response({"error": "unsupported_grant_type"}, status=400)
-        return web.json_response({"access_token": "m2m-access", "token_type": "Bearer", "expires_in": 600})
-
-    async def authorize(self, request: web.Request) -> web.Response:
-        return web.Response(text="<html><body>sign in</body></html>", content_type="text/html")
-
-    async def revoke(self, request: web.Request) -> web.Response:
-        form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
-        self.requests.append(("revoke", form, request.headers.get("Authorization", "")))
-        status, body = self.revoke_answer
-        return web.json_response(body, status=status) if body is not None else web.Response(status=status)
+M2M_TOKEN = Reply(body={"access_token": "m2m-access", "token_type": "Bearer", "expires_in": 600})
+UNSUPPORTED_GRANT = Reply(status=400, body={"error": "unsupported_grant_type"})
 
 
 @pytest.fixture
 async def test_upstream() -> AsyncIterator[RecordingUpstream]:
-    upstream = RecordingUpstream()
-    app = web.Application()
-    app.router.add_post("/token", upstream.token)
-    app.router.add_post("/revoke", upstream.revoke)
-    app.router.add_get("/authorize", upstream.authorize)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.2", port).start()
-    upstream.url = f"http://127.0.0.2:{port}"
-    yield upstream
-    await runner.cleanup()
+    """Token and revocation endpoints on 127.0.0.2 that record each request: the token endpoint
+    knows only client_credentials; revocation answers 200 until a test says otherwise."""
+    async with RecordingUpstream(host="127.0.0.2") as upstream:
+        upstream.fault_for = lambda request: M2M_TOKEN if request.grant_type == "client_credentials" else UNSUPPORTED_GRANT
+        upstream.answer("/revoke", Reply(status=200))
+        upstream.answer("/authorize", Reply(body="<html><body>sign in</body></html>", content_type="text/html"))
+        yield upstream
+
+
+def calls(upstream: RecordingUpstream) -> list[tuple[str, dict[str, str], str]]:
+    """(endpoint, form, Authorization) of each token and revocation request, in order."""
+    return [
+        (request.path.removeprefix("/"), request.form, request.headers.get("authorization", ""))
+        for request in upstream.requests
+        if request.path in ("/token", "/revoke")
+    ]
 
 
 def _mapping(
@@ -141,7 +122,7 @@ async def gateway(tmp_path: Path, test_upstream: RecordingUpstream) -> AsyncIter
         "mcp": _mapping(url, profile="alexa-mcp"),
         "mcp-local": _mapping(url, profile="alexa-mcp", authorize=f"{url}/authorize"),
     }
-    running = await start_gateway(tmp_path, mappings, port=free_port())
+    running = await start_gateway(tmp_path, mappings)
     yield running
     await running.runner.cleanup()
 
@@ -215,7 +196,7 @@ async def test_client_credentials_goes_to_the_upstreams_own_grant(
         body = await response.json()
         assert response.headers["Cache-Control"] == "no-store"
     assert body["access_token"] == "m2m-access" and body["expires_in"] == 600
-    [(kind, sent, authorization)] = test_upstream.requests
+    [(kind, sent, authorization)] = calls(test_upstream)
     assert kind == "token"
     assert sent == {"grant_type": "client_credentials", "scope": "tools:read", "audience": "api"}
     assert _basic_of(authorization) == (UPSTREAM_ID, UPSTREAM_SECRET)
@@ -231,7 +212,7 @@ async def test_client_credentials_is_refused_cleanly_when_not_mapped_or_not_auth
     async with client.post(gateway.endpoint("token", "full"), data={"grant_type": "client_credentials"}, headers=wrong) as response:
         assert response.status == 401
         assert (await response.json())["error"] == "invalid_client"
-    assert test_upstream.requests == []
+    assert calls(test_upstream) == []
 
 
 # --- RFC 7009 revocation ------------------------------------------------------------------------
@@ -244,7 +225,7 @@ async def test_revocation_is_passed_to_the_upstream_endpoint(
     async with client.post(gateway.endpoint("revoke", "full"), data=form) as response:
         assert response.status == 200
         assert await response.read() == b""
-    [(kind, sent, authorization)] = test_upstream.requests
+    [(kind, sent, authorization)] = calls(test_upstream)
     assert kind == "revoke" and sent == {"token": "rt-123", "token_type_hint": "refresh_token"}
     assert _basic_of(authorization) == (UPSTREAM_ID, UPSTREAM_SECRET)
 
@@ -267,7 +248,7 @@ async def test_revocation_answers_per_rfc7009(
     status: int,
     error: str | None,
 ) -> None:
-    test_upstream.revoke_answer = (upstream_status, upstream_body)
+    test_upstream.answer("/revoke", Reply(status=upstream_status, body=upstream_body))
     async with client.post(gateway.endpoint("revoke", "full"), data={"token": "at-1"}, headers=BASIC) as response:
         assert response.status == status
         if error:
@@ -287,7 +268,7 @@ async def test_revocation_without_an_upstream_endpoint_and_bad_requests(
         assert response.status == 405 and response.headers["Allow"] == "POST"
     async with client.post(gateway.endpoint("revoke", "nope"), data={"token": "x"}, headers=BASIC) as response:
         assert response.status == 404
-    assert test_upstream.requests == []
+    assert calls(test_upstream) == []
 
 
 # --- smartthings and alexa-mcp at /authorize ----------------------------------------------------

@@ -16,9 +16,9 @@ A new mapping is tested here by writing its examples and one line of ``DOCUMENTE
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +28,9 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
+from listening import port_of, start_site
 from provider_upstream import Documented, mismatches, with_token_url
 
 import gateway.upstream.answer
@@ -189,7 +191,8 @@ def _environment(name: str, text: str, upstream: RecordingUpstream) -> dict[str,
     return env
 
 
-async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, port: int) -> tuple[Any, web.AppRunner, dict[str, str]]:
+async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, sock: socket.socket) -> tuple[Any, web.AppRunner, dict[str, str]]:
+    port = port_of(sock)
     text = (MAPPINGS / f"{name}.yaml").read_text(encoding="utf-8")
     env = _environment(name, text, upstream)
     if "discovery:" not in text:  # a discovery mapping finds the test upstream through OIDC_ISSUER
@@ -209,19 +212,16 @@ async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, port: i
     config = await asyncio.to_thread(load_config, tmp_path / "gateway.yaml", env=env)
     runner = web.AppRunner(create_app(config))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await start_site(runner, sock=sock)
     return config, runner, env
-
-
-def _basic(client_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
 async def test_provider_end_to_end(
-    name: str, tmp_path: Path, gateway_port: int, provider_upstream: RecordingUpstream, monkeypatch: pytest.MonkeyPatch
+    name: str, tmp_path: Path, gateway_socket: socket.socket, gateway_port: int, provider_upstream: RecordingUpstream,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_port)
+    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_socket)
     try:
         mapping = config.providers[name]
         assert mapping.token.url == provider_upstream.url_of(_token_path(name))
@@ -265,7 +265,7 @@ async def test_provider_end_to_end(
                     async with platform.post(
                         f"http://127.0.0.1:{gateway_port}/{name}/token",
                         data=form,
-                        headers={"Authorization": _basic(platform_id, platform_secret)},
+                        headers={"Authorization": basic(platform_id, platform_secret)},
                     ) as response:
                         status, headers, body = response.status, response.headers, await response.json()
 
@@ -352,10 +352,12 @@ def test_every_mapping_has_its_documented_authorize_request() -> None:
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
-async def test_provider_authorize_leg(name: str, tmp_path: Path, gateway_port: int, provider_upstream: RecordingUpstream) -> None:
+async def test_provider_authorize_leg(
+    name: str, tmp_path: Path, gateway_socket: socket.socket, gateway_port: int, provider_upstream: RecordingUpstream
+) -> None:
     """The browser leg per provider: the platform's authorization request goes on to the
     provider's authorize URL in the provider's own terms."""
-    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_port)
+    config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_socket)
     try:
         mapping = config.providers[name]
         prefix = name.upper()

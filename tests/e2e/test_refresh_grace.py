@@ -8,9 +8,7 @@ started per test on 127.0.0.1; the two-replica tests run two real ``gateway serv
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -24,67 +22,42 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, write_gateway_files
+from harness import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_SECRET, write_gateway_files
+from helpers.oauth import basic
+from helpers.upstream import RecordingUpstream, Reply
+from listening import bound_socket, port_of, start_site, unused_port
 from processes import GatewayProcess, start_gateway_process
 
 from gateway.config.settings import load_config
+from gateway.oauth.refresh import FLIGHTS
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
+from gateway.store import STORE
 from gateway.web.app import create_app
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
-class RotatingUpstream:
-    """Issues a new refresh token on every refresh and invalidates the old one at once."""
+def rotating_upstream() -> RecordingUpstream:
+    """The built-in server of the recording upstream: a new refresh token on every refresh, the old
+    one invalid at once (rotation); any code, as often as asked (deliberately lax)."""
+    return RecordingUpstream(client_id="up", client_secret=UPSTREAM_SECRET, lax_codes=True)
 
-    def __init__(self) -> None:
-        self.valid: set[str] = set()
-        self.issued: list[dict[str, Any]] = []
-        self.refresh_calls = 0
-        self.code_calls = 0
-        self.delay = 0.0
 
-    def issue(self) -> dict[str, Any]:
-        answer: dict[str, Any] = {
-            "access_token": "at-" + secrets.token_urlsafe(16),
-            "refresh_token": "rt-" + secrets.token_urlsafe(16),
-            "token_type": "bearer",
-            "expires_in": 3600,
-        }
-        self.valid.add(answer["refresh_token"])
-        self.issued.append(answer)
-        return answer
-
-    async def token(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        if form.get("grant_type") == "authorization_code":
-            self.code_calls += 1  # deliberately lax: any code, as often as asked
-            return web.json_response(self.issue())
-        self.refresh_calls += 1
-        await asyncio.sleep(self.delay)
-        token = str(form.get("refresh_token", ""))
-        if token not in self.valid:
-            return web.json_response({"error": "invalid_grant", "error_description": "refresh token is not active"}, status=400)
-        self.valid.discard(token)
-        return web.json_response(self.issue())
+def refresh_delay(upstream: RecordingUpstream, seconds: float) -> None:
+    """Refreshes (only) are answered ``seconds`` late (still the built-in answer: the work is done)."""
+    late = Reply(delay=seconds)
+    upstream.fault_for = (lambda request: late if request.grant_type == "refresh_token" else None) if seconds else None
 
 
 @pytest.fixture
-async def rotating() -> AsyncIterator[tuple[RotatingUpstream, str]]:
-    upstream = RotatingUpstream()
-    app = web.Application()
-    app.router.add_post("/token", upstream.token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield upstream, f"http://127.0.0.1:{port}/token"
-    await runner.cleanup()
+async def rotating() -> AsyncIterator[tuple[RecordingUpstream, str]]:
+    async with rotating_upstream() as upstream:
+        yield upstream, upstream.token_endpoint
 
 
-def mapping(token_url: str, *, grace: int | None = None) -> str:
+def mapping(token_url: str, *, grace: int | None = None, timeout: float = 3) -> str:
     refresh = f"\n    refresh: {{grace: {grace}}}" if grace is not None else ""
     return (
         ALEXA_PLATFORM_YAML
@@ -94,7 +67,7 @@ def mapping(token_url: str, *, grace: int | None = None) -> str:
         '  authorize: {url: "http://127.0.0.1:9/authorize"}\n'
         "  token:\n"
         f'    url: "{token_url}"\n'
-        f"    timeout: 3{refresh}\n"
+        f"    timeout: {timeout}{refresh}\n"
     )
 
 
@@ -113,7 +86,7 @@ class Redis:
     def start(self) -> None:
         for _ in range(5):
             if not self.port:
-                self.port = free_port()  # released just before redis binds it: retried if taken meanwhile
+                self.port = unused_port()  # retried below if another process took it meanwhile
             self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready():
                 return
@@ -188,30 +161,55 @@ class Replicas:
     processes: list[GatewayProcess] = field(default_factory=list)
 
 
-async def start_inprocess(tmp_path: Path, token_url: str, *, grace: int | None = None, more: str = "") -> tuple[str, web.AppRunner]:
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {"oidc": mapping(token_url, grace=grace)}, port=port, more=more)
+class Clock:
+    """The in-process gateway's store clock (:attr:`gateway.store.MemoryStore.clock`): real
+    monotonic time plus whatever the test skipped, so a TTL runs out without sleeping through it."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+async def start_inprocess(
+    tmp_path: Path, token_url: str, *, grace: int | None = None, more: str = "", timeout: float = 3, clock: Clock | None = None
+) -> tuple[str, web.AppRunner]:
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"oidc": mapping(token_url, grace=grace, timeout=timeout)}, port=port_of(sock), more=more)
     runner = web.AppRunner(create_app(load_config(path, env=env)), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return f"http://127.0.0.1:{port}", runner
+    if clock is not None:
+        runner.app[STORE].local.clock = clock  # before any request: every entry is timed by it
+    return await start_site(runner, sock=sock), runner
 
 
 @pytest.fixture
-async def replicas(tmp_path: Path, rotating: tuple[RotatingUpstream, str], redis_server: Redis) -> AsyncIterator[Replicas]:
+async def replicas(tmp_path: Path, rotating: tuple[RecordingUpstream, str], redis_server: Redis) -> AsyncIterator[Replicas]:
     """Two ``gateway serve`` processes with the same keys, sharing one Redis."""
     keys = [generate_key()]
     result = Replicas(urls=[], keys=keys)
-    for index in range(2):
+
+    async def start(index: int) -> GatewayProcess:
         directory = tmp_path / f"replica{index}"
         directory.mkdir()
-        port = free_port()
+        sock = bound_socket()
         path, env = write_gateway_files(
-            directory, {"oidc": mapping(rotating[1], grace=5)}, port=port, keys=keys, more=f"store: {{url: {redis_server.url}}}\n"
+            directory, {"oidc": mapping(rotating[1], grace=5)}, port=port_of(sock), keys=keys, more=f"store: {{url: {redis_server.url}}}\n"
         )
-        process = await start_gateway_process(path, port=port, env=env)
-        result.processes.append(process)
-        result.urls.append(process.url)
+        return await start_gateway_process(path, sock=sock, env=env)
+
+    started = await asyncio.gather(start(0), start(1), return_exceptions=True)  # the two start-ups overlap
+    result.processes = [process for process in started if isinstance(process, GatewayProcess)]
+    result.urls = [process.url for process in result.processes]
+    for failed in started:
+        if isinstance(failed, BaseException):
+            for process in result.processes:
+                await process.stop()
+            raise failed
     yield result
     for process in result.processes:
         await process.stop()
@@ -234,68 +232,70 @@ async def metric(client: aiohttp.ClientSession, url: str, name: str) -> float:
 
 
 async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after_the_window(
-    tmp_path: Path, rotating: tuple[RotatingUpstream, str]
+    tmp_path: Path, rotating: tuple[RecordingUpstream, str]
 ) -> None:
     upstream, token_url = rotating
-    url, runner = await start_inprocess(tmp_path, token_url, grace=2)
-    old = upstream.issue()["refresh_token"]
-    upstream.delay = 0.4
+    clock = Clock()
+    url, runner = await start_inprocess(tmp_path, token_url, grace=2, clock=clock)
+    old = upstream.issue_refresh_token()
+    refresh_delay(upstream, 0.4)
     try:
         async with aiohttp.ClientSession() as client:
             # The platform gives up before the answer: it closes the connection after the upstream rotated.
             with pytest.raises(asyncio.TimeoutError):
                 await refresh(client, url, old, timeout=aiohttp.ClientTimeout(total=0.15))
-            for _ in range(50):
-                if upstream.refresh_calls == 1 and old not in upstream.valid and len(upstream.issued) == 2:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.1)  # the gateway writes the grace entry as the answer arrives
-            upstream.delay = 0.0
+            # The refresh runs on without the platform; once its flight is over, its answer is in
+            # the grace entry (written before the flight ends).
+            async with asyncio.timeout(10):
+                while not (len(upstream.refresh_requests) == 1 and len(upstream.issued) == 2 and not runner.app[FLIGHTS].tasks):
+                    await asyncio.sleep(0.02)
+            assert not upstream.refresh_token_live(old)
+            refresh_delay(upstream, 0.0)
             status, retried = await refresh(client, url, old)
             assert status == 200, retried
-            assert upstream.refresh_calls == 1, "the retry was answered from grace, not by the upstream"
+            assert len(upstream.refresh_requests) == 1, "the retry was answered from grace, not by the upstream"
             assert retried["refresh_token"] == upstream.issued[-1]["refresh_token"]
             assert retried["access_token"] == upstream.issued[-1]["access_token"]
             # Still linked: the rotated token works.
             status, newer = await refresh(client, url, retried["refresh_token"])
-            assert status == 200 and upstream.refresh_calls == 2
+            assert status == 200 and len(upstream.refresh_requests) == 2
             assert await metric(client, url, "gateway_refresh_grace_hits_total") == 1
             # After the window the old token is what the upstream says it is: dead.
-            await asyncio.sleep(2.2)
+            clock.advance(2.01)
             status, refused = await refresh(client, url, old)
             assert status == 400 and refused["error"] == "invalid_grant"
-            assert upstream.refresh_calls == 3
+            assert len(upstream.refresh_requests) == 3
             # A definite invalid_grant is remembered within the window: no second upstream call.
             status, refused = await refresh(client, url, old)
             assert status == 400 and refused["error"] == "invalid_grant"
-            assert upstream.refresh_calls == 3
+            assert len(upstream.refresh_requests) == 3
     finally:
         await runner.cleanup()
 
 
-async def test_grace_zero_turns_it_off(tmp_path: Path, rotating: tuple[RotatingUpstream, str]) -> None:
+async def test_grace_zero_turns_it_off(tmp_path: Path, rotating: tuple[RecordingUpstream, str]) -> None:
     upstream, token_url = rotating
     url, runner = await start_inprocess(tmp_path, token_url, grace=0)
-    old = upstream.issue()["refresh_token"]
+    old = upstream.issue_refresh_token()
     try:
         async with aiohttp.ClientSession() as client:
             assert (await refresh(client, url, old))[0] == 200
             status, again = await refresh(client, url, old)
-            assert status == 400 and again["error"] == "invalid_grant" and upstream.refresh_calls == 2
+            assert status == 400 and again["error"] == "invalid_grant" and len(upstream.refresh_requests) == 2
     finally:
         await runner.cleanup()
 
 
-async def test_temporary_failures_are_not_remembered(tmp_path: Path, rotating: tuple[RotatingUpstream, str]) -> None:
+async def test_temporary_failures_are_not_remembered(tmp_path: Path, rotating: tuple[RecordingUpstream, str]) -> None:
     upstream, token_url = rotating
-    url, runner = await start_inprocess(tmp_path, token_url)
-    old = upstream.issue()["refresh_token"]
+    url, runner = await start_inprocess(tmp_path, token_url, timeout=0.3)
+    old = upstream.issue_refresh_token()
     try:
         async with aiohttp.ClientSession() as client:
-            upstream.delay = 3.5  # longer than the mapping's 3 s: temporarily_unavailable
+            refresh_delay(upstream, 0.8)  # longer than the mapping's 0.3 s: temporarily_unavailable
             status, failed = await refresh(client, url, old)
             assert status >= 400 and failed["error"] != "invalid_grant"
-            upstream.delay = 0.0
+            refresh_delay(upstream, 0.0)
             status, answer = await refresh(client, url, old)
             assert status == 200, answer  # the retry reached the upstream and the token still worked
     finally:
@@ -304,20 +304,20 @@ async def test_temporary_failures_are_not_remembered(tmp_path: Path, rotating: t
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_twenty_concurrent_refreshes_make_one_upstream_call(
-    tmp_path: Path, rotating: tuple[RotatingUpstream, str], store: str, request: pytest.FixtureRequest
+    tmp_path: Path, rotating: tuple[RecordingUpstream, str], store: str, request: pytest.FixtureRequest
 ) -> None:
     upstream, token_url = rotating
     more = ""
     if store == "redis":
         more = f"store: {{url: {request.getfixturevalue('redis_server').url}}}\n"
     url, runner = await start_inprocess(tmp_path, token_url, more=more)
-    token = upstream.issue()["refresh_token"]
-    upstream.delay = 0.3
+    token = upstream.issue_refresh_token()
+    refresh_delay(upstream, 0.3)
     try:
         async with aiohttp.ClientSession() as client:
             answers = await asyncio.gather(*(refresh(client, url, token) for _ in range(20)))
-            print(f"\n20-way race, one process, store {store}: {upstream.refresh_calls} upstream call(s)")
-            assert upstream.refresh_calls == 1
+            print(f"\n20-way race, one process, store {store}: {len(upstream.refresh_requests)} upstream call(s)")
+            assert len(upstream.refresh_requests) == 1
             assert all(status == 200 for status, _ in answers), answers
             assert len({repr(sorted(body.items())) for _, body in answers}) == 1
             assert await metric(client, url, "gateway_single_flight_joins_total") == 19
@@ -329,15 +329,15 @@ async def test_twenty_concurrent_refreshes_make_one_upstream_call(
 
 
 async def test_twenty_concurrent_refreshes_across_two_replicas_make_one_upstream_call(
-    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+    replicas: Replicas, rotating: tuple[RecordingUpstream, str], redis_server: Redis
 ) -> None:
     upstream, _ = rotating
-    token = upstream.issue()["refresh_token"]
-    upstream.delay = 0.5
+    token = upstream.issue_refresh_token()
+    refresh_delay(upstream, 0.5)
     async with aiohttp.ClientSession() as client:
         answers = await asyncio.gather(*(refresh(client, replicas.urls[i % 2], token) for i in range(20)))
-        print(f"\n20-way race, two replicas sharing Redis: {upstream.refresh_calls} upstream call(s)")
-        assert upstream.refresh_calls == 1
+        print(f"\n20-way race, two replicas sharing Redis: {len(upstream.refresh_requests)} upstream call(s)")
+        assert len(upstream.refresh_requests) == 1
         assert all(status == 200 for status, _ in answers), answers
         assert len({repr(sorted(body.items())) for _, body in answers}) == 1
         joins = [await metric(client, url, "gateway_single_flight_joins_total") for url in replicas.urls]
@@ -347,16 +347,16 @@ async def test_twenty_concurrent_refreshes_across_two_replicas_make_one_upstream
 
 
 async def test_the_retry_at_the_other_replica_is_served_from_grace_and_a_code_replay_is_refused(
-    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+    replicas: Replicas, rotating: tuple[RecordingUpstream, str], redis_server: Redis
 ) -> None:
     upstream, _ = rotating
     first, second = replicas.urls
-    old = upstream.issue()["refresh_token"]
+    old = upstream.issue_refresh_token()
     async with aiohttp.ClientSession() as client:
         status, answer = await refresh(client, first, old)
         assert status == 200
         status, retried = await refresh(client, second, old)
-        assert status == 200 and retried == answer and upstream.refresh_calls == 1
+        assert status == 200 and retried == answer and len(upstream.refresh_requests) == 1
         assert await metric(client, second, "gateway_refresh_grace_hits_total") == 1
 
         code = seal_code(Sealer(replicas.keys), CodePayload("upstream-code", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=300)
@@ -366,12 +366,12 @@ async def test_the_retry_at_the_other_replica_is_served_from_grace_and_a_code_re
         async with client.post(f"{second}/oidc/token", data=form, headers={"Authorization": BASIC}) as response:
             body = await response.json()
             assert response.status == 400 and body["error"] == "invalid_grant", body
-        assert upstream.code_calls == 1, "the replay never reached the upstream"
+        assert len(upstream.code_exchanges()) == 1, "the replay never reached the upstream"
     _assert_nothing_in_clear(redis_server, upstream, [old, "upstream-code", code])
 
 
 async def test_a_replayed_pre_callback_cookie_can_not_complete_a_second_link_at_the_other_replica(
-    replicas: Replicas, rotating: tuple[RotatingUpstream, str]
+    replicas: Replicas, rotating: tuple[RecordingUpstream, str]
 ) -> None:
     first, second = replicas.urls
     params = {"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-1", "response_type": "code"}
@@ -391,10 +391,10 @@ async def test_a_replayed_pre_callback_cookie_can_not_complete_a_second_link_at_
 
 
 async def test_redis_stopped_mid_load_and_started_again_costs_no_link(
-    replicas: Replicas, rotating: tuple[RotatingUpstream, str], redis_server: Redis
+    replicas: Replicas, rotating: tuple[RecordingUpstream, str], redis_server: Redis
 ) -> None:
     upstream, _ = rotating
-    links = [upstream.issue()["refresh_token"] for _ in range(8)]
+    links = [upstream.issue_refresh_token() for _ in range(8)]
     statuses: list[int] = []
     running = True
 
@@ -410,11 +410,22 @@ async def test_redis_stopped_mid_load_and_started_again_costs_no_link(
 
     async with aiohttp.ClientSession() as client:
         workers = [asyncio.create_task(keep_refreshing(i, client)) for i in range(len(links))]
-        await asyncio.sleep(1.0)
+
+        async def refreshes(count: int) -> None:
+            """Until ``count`` more refreshes are answered (a deadline, not a guess of how long they take)."""
+            target = len(statuses) + count
+            async with asyncio.timeout(15):
+                while len(statuses) < target:
+                    await asyncio.sleep(0.02)
+
+        await refreshes(40)  # with Redis
         redis_server.stop()
-        await asyncio.sleep(2.0)
+        await refreshes(40)  # without: every replica falls back to its own store
         redis_server.restart()
-        await asyncio.sleep(2.0)
+        async with asyncio.timeout(15):  # until the replicas write to Redis again
+            while not redis_server.scan():
+                await asyncio.sleep(0.05)
+        await refreshes(40)
         running = False
         await asyncio.gather(*workers)
         failures = [status for status in statuses if status != 200]
@@ -432,7 +443,7 @@ async def test_redis_stopped_mid_load_and_started_again_costs_no_link(
     assert redis_server.scan(), "the store is used again once Redis is back"
 
 
-def _assert_nothing_in_clear(redis_server: Redis, upstream: RotatingUpstream, more: list[str]) -> None:
+def _assert_nothing_in_clear(redis_server: Redis, upstream: RecordingUpstream, more: list[str]) -> None:
     stored = redis_server.scan()
     assert stored, "the replicas wrote to Redis"
     secrets_ = [value for answer in upstream.issued for value in (answer["access_token"], answer["refresh_token"])] + more

@@ -8,7 +8,6 @@ the replay ever reaching the upstream; and a failed exchange must not burn the c
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,13 +15,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from builders import plain_mapping
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free_port, start_gateway
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, start_gateway
+from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 
 from gateway.oauth.seal import Sealer
 from gateway.oauth.state import CodePayload, seal_code
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 #: The lax upstream's answer: a token for any code, as often as asked (the built-in single use is off).
@@ -33,7 +33,7 @@ LAX_TOKEN = Reply(body={"access_token": "at-lax", "token_type": "bearer", "expir
 async def lax(tmp_path: Path) -> AsyncIterator[tuple[RecordingUpstream, Gateway]]:
     async with RecordingUpstream() as upstream:
         upstream.fault = LAX_TOKEN
-        gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(upstream.token_endpoint)}, port=free_port())
+        gateway = await start_gateway(tmp_path, {"oidc": plain_mapping(upstream.token_endpoint)})
         yield upstream, gateway
         await gateway.runner.cleanup()
 

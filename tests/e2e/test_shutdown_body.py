@@ -8,11 +8,11 @@ deploy/test-image.sh against the container.
 from __future__ import annotations
 
 import asyncio
-import base64
 from pathlib import Path
 
 from aiohttp import web
-from conftest import PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, write_gateway_files
+from harness import PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, write_gateway_files
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket
 
@@ -21,7 +21,7 @@ from gateway.web.app import create_app
 from gateway.web.runner import DRAIN, GatewayRunner
 
 HEAD = "POST /fake/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nAuthorization: {}\r\n\r\n"
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 async def test_a_body_arriving_after_sigterm_is_read_and_answered(tmp_path: Path) -> None:

@@ -22,12 +22,14 @@ import aiohttp
 import pytest
 import redis
 from aiohttp import web
-from conftest import free_port, write_gateway_files
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from test_refresh_grace import REDIS_SERVER, Redis, RotatingUpstream, mapping, metric, refresh
+from harness import write_gateway_files
+from helpers.upstream import RecordingUpstream
+from listening import bound_socket, port_of, start_site
+from test_refresh_grace import REDIS_SERVER, Redis, mapping, metric, refresh, rotating_upstream
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
@@ -146,16 +148,9 @@ def make_ca_and_server_cert(directory: Path) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture
-async def rotating() -> AsyncIterator[tuple[RotatingUpstream, str]]:
-    upstream = RotatingUpstream()
-    app = web.Application()
-    app.router.add_post("/token", upstream.token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield upstream, f"http://127.0.0.1:{port}/token"
-    await runner.cleanup()
+async def rotating() -> AsyncIterator[tuple[RecordingUpstream, str]]:
+    async with rotating_upstream() as upstream:
+        yield upstream, upstream.token_endpoint
 
 
 @pytest.fixture
@@ -191,15 +186,14 @@ class Apps:
     async def start(self, store: str, env: dict[str, str] | None = None) -> str:
         directory = self.tmp_path / f"app{len(self.runners)}"
         directory.mkdir()
-        port = free_port()
+        sock = bound_socket()
         path, base_env = write_gateway_files(
-            directory, {"oidc": mapping(self.token_url, grace=30)}, port=port, keys=self.keys, more=f"store: {store}\n"
+            directory, {"oidc": mapping(self.token_url, grace=30)}, port=port_of(sock), keys=self.keys, more=f"store: {store}\n"
         )
         runner = web.AppRunner(create_app(load_config(path, env={**base_env, **(env or {})})), access_log=None)
         self.runners.append(runner)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return f"http://127.0.0.1:{port}"
+        return await start_site(runner, sock=sock)
 
     async def stop(self) -> None:
         for runner in self.runners:
@@ -207,39 +201,39 @@ class Apps:
 
 
 @pytest.fixture
-async def apps(tmp_path: Path, rotating: tuple[RotatingUpstream, str]) -> AsyncIterator[Apps]:
+async def apps(tmp_path: Path, rotating: tuple[RecordingUpstream, str]) -> AsyncIterator[Apps]:
     result = Apps(tmp_path, rotating[1])
     yield result
     await result.stop()
 
 
 async def served_from_grace_across_two_apps(
-    apps: Apps, upstream: RotatingUpstream, store: str, env: dict[str, str] | None = None
+    apps: Apps, upstream: RecordingUpstream, store: str, env: dict[str, str] | None = None
 ) -> None:
     """A refresh at one app, its retry at a second app sharing the store: one upstream call, same answer."""
     first, second = await apps.start(store, env), await apps.start(store, env)
-    old = upstream.issue()["refresh_token"]
+    old = upstream.issue_refresh_token()
     async with aiohttp.ClientSession() as client:
         status, answer = await refresh(client, first, old)
         assert status == 200, answer
         status, retried = await refresh(client, second, old)
         assert status == 200 and retried == answer, retried
-        assert upstream.refresh_calls == 1, "the retry at the other app was served from the shared grace entry"
+        assert len(upstream.refresh_requests) == 1, "the retry at the other app was served from the shared grace entry"
         assert await metric(client, second, "gateway_refresh_grace_hits_total") == 1
         for url in (first, second):
             assert await metric(client, url, "gateway_store_errors_total") == 0
             assert await metric(client, url, "gateway_store_fallbacks_total") == 0
 
 
-async def falls_back_without_a_5xx(apps: Apps, upstream: RotatingUpstream, store: str, env: dict[str, str] | None = None) -> None:
+async def falls_back_without_a_5xx(apps: Apps, upstream: RecordingUpstream, store: str, env: dict[str, str] | None = None) -> None:
     """The store can not be used: refreshes still work (per-process grace) and the fallback is counted."""
     url = await apps.start(store, env)
-    old = upstream.issue()["refresh_token"]
+    old = upstream.issue_refresh_token()
     async with aiohttp.ClientSession() as client:
         status, answer = await refresh(client, url, old)
         assert status == 200, answer
         status, retried = await refresh(client, url, old)  # the per-process grace entry
-        assert status == 200 and retried == answer and upstream.refresh_calls == 1
+        assert status == 200 and retried == answer and len(upstream.refresh_requests) == 1
         assert await metric(client, url, "gateway_store_errors_total") >= 1
         assert await metric(client, url, "gateway_store_fallbacks_total") >= 1
 
@@ -264,7 +258,7 @@ def password_store(server: Redis) -> str:
 
 
 async def test_a_password_from_the_environment_opens_the_store(
-    apps: Apps, rotating: tuple[RotatingUpstream, str], password_redis: PasswordRedis, caplog: pytest.LogCaptureFixture
+    apps: Apps, rotating: tuple[RecordingUpstream, str], password_redis: PasswordRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await served_from_grace_across_two_apps(apps, rotating[0], password_store(password_redis), {"STORE_PASSWORD": password_redis.password})
@@ -276,7 +270,7 @@ async def test_a_password_from_the_environment_opens_the_store(
 
 
 async def test_a_wrong_password_falls_back_and_is_never_logged(
-    apps: Apps, rotating: tuple[RotatingUpstream, str], password_redis: PasswordRedis, caplog: pytest.LogCaptureFixture
+    apps: Apps, rotating: tuple[RecordingUpstream, str], password_redis: PasswordRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-" + secrets.token_urlsafe(18)
@@ -286,7 +280,7 @@ async def test_a_wrong_password_falls_back_and_is_never_logged(
 
 
 async def test_no_password_at_a_server_that_wants_one_falls_back(
-    apps: Apps, rotating: tuple[RotatingUpstream, str], password_redis: PasswordRedis
+    apps: Apps, rotating: tuple[RecordingUpstream, str], password_redis: PasswordRedis
 ) -> None:
     await falls_back_without_a_5xx(apps, rotating[0], f"{{url: redis://127.0.0.1:{password_redis.port}/0}}")
     assert keys_in(password_redis.client()) == []
@@ -296,7 +290,7 @@ async def test_no_password_at_a_server_that_wants_one_falls_back(
 
 
 async def test_rediss_without_the_ca_is_refused_and_falls_back(
-    apps: Apps, rotating: tuple[RotatingUpstream, str], tls_redis: TlsRedis, caplog: pytest.LogCaptureFixture
+    apps: Apps, rotating: tuple[RecordingUpstream, str], tls_redis: TlsRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     await falls_back_without_a_5xx(apps, rotating[0], f"{{url: rediss://127.0.0.1:{tls_redis.port}/0}}")
@@ -304,12 +298,12 @@ async def test_rediss_without_the_ca_is_refused_and_falls_back(
     assert_no_secret_logged(caplog)
 
 
-async def test_rediss_with_the_ca_file_uses_the_store(apps: Apps, rotating: tuple[RotatingUpstream, str], tls_redis: TlsRedis) -> None:
+async def test_rediss_with_the_ca_file_uses_the_store(apps: Apps, rotating: tuple[RecordingUpstream, str], tls_redis: TlsRedis) -> None:
     await served_from_grace_across_two_apps(apps, rotating[0], f'{{url: "rediss://127.0.0.1:{tls_redis.port}/0", ca_file: "{tls_redis.ca}"}}')
     found = keys_in(tls_redis.client())
     assert any(key.startswith("gw:g:") for key in found), found
 
 
-async def test_plain_redis_at_a_tls_port_falls_back(apps: Apps, rotating: tuple[RotatingUpstream, str], tls_redis: TlsRedis) -> None:
+async def test_plain_redis_at_a_tls_port_falls_back(apps: Apps, rotating: tuple[RecordingUpstream, str], tls_redis: TlsRedis) -> None:
     await falls_back_without_a_5xx(apps, rotating[0], f"{{url: redis://127.0.0.1:{tls_redis.port}/0}}")
     assert keys_in(tls_redis.client()) == []

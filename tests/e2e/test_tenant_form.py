@@ -7,7 +7,6 @@ flag shows the SSRF rules refusing what the pattern alone would let through.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -17,22 +16,24 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import (
+from harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_ID,
     PLATFORM_SECRET,
     Gateway,
-    free_port,
     query_of,
     write_gateway_files,
 )
+from helpers.oauth import basic
+from helpers.upstream import Recorded, RecordingUpstream, Reply
+from listening import bound_socket, port_of, start_site
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 QUERY = {"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-7", "response_type": "code"}
 
 
@@ -68,29 +69,23 @@ def _mapping(*, tenant: str, authorize: str, token: str) -> str:
 
 
 @pytest.fixture
-async def tenants(tmp_path: Path) -> AsyncIterator[tuple[Gateway, int, list[str]]]:
-    """A gateway with a strict ``shop`` mapping and a loose ``loose`` one; the upstream's hosts."""
-    hits: list[str] = []
-    port = free_port()
+async def tenants(tmp_path: Path) -> AsyncIterator[tuple[Gateway, int, RecordingUpstream]]:
+    """A gateway with a strict ``shop`` mapping and a loose ``loose`` one; the upstream, whose
+    shops are its hosts 127.0.0.2 and 127.0.0.3 (a code is good only at the host that issued it)."""
+    upstream = await RecordingUpstream(host="127.0.0.2", hosts=["127.0.0.3"]).start()
 
-    async def authorize(request: web.Request) -> web.Response:
-        hits.append(request.url.host or "")
-        back = {"code": f"code@{request.url.host}", "state": request.query["state"]}
-        raise web.HTTPFound(f"{request.query['redirect_uri']}?{urlencode(back)}")
+    def authorize(request: Recorded) -> Reply:
+        back = {"code": f"code@{request.host}", "state": request.query["state"]}
+        return Reply(status=302, headers={"Location": f"{request.query['redirect_uri']}?{urlencode(back)}"})
 
-    async def token(request: web.Request) -> web.Response:
-        form = await request.post()
-        if form.get("code") != f"code@{request.url.host}":
-            return web.json_response({"error": "invalid_grant"}, status=400)
-        return web.json_response({"access_token": f"at@{request.url.host}", "expires_in": 60, "refresh_token": "rt"})
+    def token(request: Recorded) -> Reply:
+        if request.form.get("code") != f"code@{request.host}":
+            return Reply(status=400, body={"error": "invalid_grant"})
+        return Reply(body={"access_token": f"at@{request.host}", "expires_in": 60, "refresh_token": "rt"})
 
-    app = web.Application()
-    app.router.add_get("/authorize", authorize)
-    app.router.add_post("/token", token)
-    upstream = web.AppRunner(app)
-    await upstream.setup()
-    for host in ("127.0.0.2", "127.0.0.3"):
-        await web.TCPSite(upstream, host, port).start()
+    upstream.answer("/authorize", authorize)
+    upstream.answer("/token", token)
+    port = upstream.port
 
     strict = _mapping(
         tenant="{name: shop, pattern: '[23]', label: Your shop number, allow_private: true}",
@@ -102,15 +97,19 @@ async def tenants(tmp_path: Path) -> AsyncIterator[tuple[Gateway, int, list[str]
         authorize="https://{shop}/authorize",
         token="https://{shop}/token",
     )
-    gateway_port = free_port()
-    path, env = write_gateway_files(tmp_path, {"shop": strict, "loose": loose}, port=gateway_port, keys=[generate_key()])
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {"shop": strict, "loose": loose}, port=port_of(sock), keys=[generate_key()])
     config = load_config(path, env=env)
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", gateway_port).start()
-    yield Gateway(f"http://127.0.0.1:{gateway_port}", config, runner), port, hits
+    yield Gateway(await start_site(runner, sock=sock), config, runner), port, upstream
     await runner.cleanup()
-    await upstream.cleanup()
+    await upstream.stop()
+
+
+def hits(upstream: RecordingUpstream) -> list[str]:
+    """The shops (hosts) whose authorize endpoint the browser reached, in order."""
+    return [request.host for request in upstream.requests_to("/authorize")]
 
 
 async def _form(browser: aiohttp.ClientSession, url: str) -> tuple[int, str, Fields]:
@@ -128,8 +127,8 @@ async def _submit(browser: aiohttp.ClientSession, url: str, fields: Fields, valu
         return response
 
 
-async def test_the_user_names_the_tenant_and_the_link_goes_there(tenants: tuple[Gateway, int, list[str]]) -> None:
-    gateway, _, hits = tenants
+async def test_the_user_names_the_tenant_and_the_link_goes_there(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:
+    gateway, _, upstream = tenants
     url = f"{gateway.endpoint('authorize', 'shop')}?{urlencode(QUERY)}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         status, page, fields = await _form(browser, url)
@@ -150,7 +149,7 @@ async def test_the_user_names_the_tenant_and_the_link_goes_there(tenants: tuple[
         async with browser.get(callback, allow_redirects=False) as back:
             landing = back.headers["Location"]
     answer = query_of(landing)
-    assert answer["state"] == "alexa-7" and hits == ["127.0.0.3"]
+    assert answer["state"] == "alexa-7" and hits(upstream) == ["127.0.0.3"]
     async with aiohttp.ClientSession() as platform:
         form = {"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": ALEXA_REDIRECT}
         async with platform.post(gateway.endpoint("token", "shop"), data=form, headers={"Authorization": BASIC}) as response:
@@ -158,8 +157,8 @@ async def test_the_user_names_the_tenant_and_the_link_goes_there(tenants: tuple[
     assert body["access_token"] == "at@127.0.0.3"  # the token request went to the tenant's host too
 
 
-async def test_a_bad_value_is_re_asked_with_a_clear_message(tenants: tuple[Gateway, int, list[str]]) -> None:
-    gateway, _, hits = tenants
+async def test_a_bad_value_is_re_asked_with_a_clear_message(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:
+    gateway, _, upstream = tenants
     url = f"{gateway.endpoint('authorize', 'shop')}?{urlencode(QUERY)}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         _, _, fields = await _form(browser, url)
@@ -169,16 +168,16 @@ async def test_a_bad_value_is_re_asked_with_a_clear_message(tenants: tuple[Gatew
     assert response.status == 400
     assert 'role="alert"' in page and "not a valid your shop number" in page
     assert 'aria-invalid="true"' in page and 'value="1"' in page
-    assert hits == []
+    assert hits(upstream) == []
 
 
 @pytest.mark.parametrize(
     "value",
     ["evil.example/x", "a@evil.example", "127.0.0.1", "10.0.0.8", "localhost", "shop.localhost", "[::1]", "evil.example:443/"],
 )
-async def test_values_pointing_elsewhere_are_refused(tenants: tuple[Gateway, int, list[str]], value: str) -> None:
+async def test_values_pointing_elsewhere_are_refused(tenants: tuple[Gateway, int, RecordingUpstream], value: str) -> None:
     """The loose pattern lets these through; the SSRF rules do not (no allow_private here)."""
-    gateway, _, hits = tenants
+    gateway, _, upstream = tenants
     url = f"{gateway.endpoint('authorize', 'loose')}?{urlencode(QUERY)}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         _, _, fields = await _form(browser, url)
@@ -187,10 +186,10 @@ async def test_values_pointing_elsewhere_are_refused(tenants: tuple[Gateway, int
             page = await response.text()
     assert response.status == 400, page
     assert "can not be used" in page or "not a valid" in page
-    assert "Location" not in response.headers and hits == []
+    assert "Location" not in response.headers and hits(upstream) == []
 
 
-async def test_a_good_dns_name_passes_the_loose_mapping(tenants: tuple[Gateway, int, list[str]]) -> None:
+async def test_a_good_dns_name_passes_the_loose_mapping(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:
     gateway, _, _ = tenants
     url = f"{gateway.endpoint('authorize', 'loose')}?{urlencode(QUERY)}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
@@ -200,9 +199,9 @@ async def test_a_good_dns_name_passes_the_loose_mapping(tenants: tuple[Gateway, 
     assert response.headers["Location"].startswith("https://acme.example.com/authorize?")  # not followed
 
 
-async def test_a_post_without_the_form_token_is_asked_again(tenants: tuple[Gateway, int, list[str]]) -> None:
+async def test_a_post_without_the_form_token_is_asked_again(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:
     """A cross-site post (no cookie, no sealed token) never starts a link."""
-    gateway, _, hits = tenants
+    gateway, _, upstream = tenants
     url = f"{gateway.endpoint('authorize', 'shop')}?{urlencode(QUERY)}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as attacker:
         async with attacker.post(url, data={"tenant": "3", "csrf": "forged"}, allow_redirects=False) as response:
@@ -213,17 +212,18 @@ async def test_a_post_without_the_form_token_is_asked_again(tenants: tuple[Gatew
             _, _, fields = await _form(victim, url)
         async with attacker.post(url, data={**fields.inputs, "tenant": "3"}, allow_redirects=False) as response:
             assert response.status == 400
-    assert hits == [] and re.search(r"csrf", page)
+    assert hits(upstream) == [] and re.search(r"csrf", page)
 
 
 async def test_a_post_to_a_mapping_without_tenant_is_405(tmp_path: Path) -> None:
-    port = free_port()
+    sock = bound_socket()
+    port = port_of(sock)
     plain = _mapping(tenant="{name: shop, pattern: 'x', label: L}", authorize="https://a.example/authorize", token="https://a.example/t")
     plain = "\n".join(line for line in plain.splitlines() if not line.startswith("tenant:")) + "\n"
     path, env = write_gateway_files(tmp_path, {"plain": plain}, port=port, keys=[generate_key()])
     runner = web.AppRunner(create_app(load_config(path, env=env)), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await start_site(runner, sock=sock)
     try:
         async with aiohttp.ClientSession() as browser:
             async with browser.post(f"http://127.0.0.1:{port}/plain/authorize?{urlencode(QUERY)}", data={"tenant": "x"}) as response:

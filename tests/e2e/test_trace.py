@@ -18,8 +18,9 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, free_port, mapping_yaml, write_gateway_files
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, mapping_yaml, write_gateway_files
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
+from listening import bound_socket, port_of, refusing_port, start_site
 from test_fault_matrix import BASIC, CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell
 
 from gateway.config.settings import ConfigError, load_config
@@ -38,7 +39,7 @@ async def fake() -> AsyncIterator[RecordingUpstream]:
 
 async def start(tmp_path: Path, fake: RecordingUpstream, *, more: str = TRACE_YAML, refused: bool = False,
                 method: str = "POST", upstream_extra: str = "", extra: str = "") -> Gateway:
-    token_url = f"http://127.0.0.1:{free_port()}/token" if refused else fake.token_endpoint
+    token_url = f"http://127.0.0.1:{refusing_port()}/token" if refused else fake.token_endpoint
     mapping = mapping_yaml(
         fake,
         upstream_client_id=DEFAULT_CLIENT_ID,
@@ -47,13 +48,12 @@ async def start(tmp_path: Path, fake: RecordingUpstream, *, more: str = TRACE_YA
         upstream_extra=upstream_extra,
         extra=extra,
     )
-    port = free_port()
-    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET, more=more)
+    sock = bound_socket()
+    path, env = write_gateway_files(tmp_path, {PROVIDER: mapping}, port=port_of(sock), upstream_secret=DEFAULT_CLIENT_SECRET, more=more)
     config = load_config(path, env=env)
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return Gateway(f"http://127.0.0.1:{port}", config, runner)
+    return Gateway(await start_site(runner, sock=sock), config, runner)
 
 
 @pytest.fixture
@@ -278,9 +278,8 @@ async def test_the_trace_is_absent_when_off(tmp_path: Path, fake: RecordingUpstr
 
 @pytest.mark.parametrize("line", ["trace: {token: short}\n", "trace: {flows: 10}\n", 'trace: {token: ""}\n'])
 def test_a_short_or_missing_token_is_refused_at_load(tmp_path: Path, line: str) -> None:
-    async_free = free_port()
     path, env = write_gateway_files(tmp_path, {PROVIDER: mapping_yaml(_Static(), upstream_client_id=DEFAULT_CLIENT_ID)},
-                                    port=async_free, more=line)
+                                    port=8080, more=line)  # only loaded, never served
     with pytest.raises(ConfigError) as caught:
         load_config(path, env=env)
     lines = path.read_text().splitlines()

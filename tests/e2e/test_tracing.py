@@ -7,7 +7,6 @@ with provider, endpoint, outcome and upstream status; the upstream token call a 
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +16,10 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, free_port, mapping_yaml, query_of, write_gateway_files
+from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
+from listening import bound_socket, port_of, start_site
 
 from gateway.config.settings import load_config
 from gateway.web.app import create_app
@@ -32,7 +33,7 @@ from opentelemetry.trace import SpanKind  # noqa: E402
 
 from gateway.observe import tracing  # noqa: E402
 
-BASIC = "Basic " + base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 @pytest.fixture
@@ -41,16 +42,16 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[str, InMemorySpanExporte
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     async with RecordingUpstream() as upstream:
-        port = free_port()
+        sock = bound_socket()
         mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
-        path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET)
+        path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port_of(sock), upstream_secret=DEFAULT_CLIENT_SECRET)
         app = create_app(load_config(path, env=env))
         assert tracing.instrument(app, tracer_provider=provider)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = await start_site(runner, sock=sock)
         try:
-            yield f"http://127.0.0.1:{port}", exporter
+            yield url, exporter
         finally:
             await runner.cleanup()
             AioHttpClientInstrumentor().uninstrument()

@@ -57,6 +57,7 @@ import contextlib
 import inspect
 import json
 import secrets
+import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -303,8 +304,12 @@ class RecordingUpstream:
         expires_in: int = 3600,
         host: str = "127.0.0.1",
         hosts: Iterable[str] = (),
+        lax_codes: bool = False,
     ) -> None:
         self.client_id = client_id
+        self.lax_codes = lax_codes
+        """Take any code, as often as asked, whatever the redirect URI (a deliberately lax upstream:
+        then only the gateway's own guards stand between a replayed code and a token)."""
         self.client_secret = client_secret
         self.expires_in = expires_in
         self.host = host
@@ -312,10 +317,13 @@ class RecordingUpstream:
         self.port = 0
         self.requests: list[Recorded] = []
         self.grants: dict[str, Grant] = {}
+        self.issued: list[dict[str, Any]] = []
+        """Every token document the built-in server issued, in order."""
         self._endpoints: defaultdict[str, _Endpoint] = defaultdict(_Endpoint)
         self._by_refresh: dict[str, Grant] = {}
         self._by_access: dict[str, Grant] = {}
         self._serial = 0
+        self._arrived = asyncio.Condition()
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -415,9 +423,26 @@ class RecordingUpstream:
         assert len(found) == 1, f"{len(found)} requests to {path}, not one: {[(r.method, r.form) for r in found]}"
         return found[0]
 
+    async def wait_for(self, path: str = TOKEN_PATH, count: int = 1, *, timeout: float = 10.0) -> list[Recorded]:
+        """The requests to ``path`` once ``count`` of them have arrived (an event, not a poll),
+        within ``timeout`` seconds (else ``TimeoutError``: a wait always has a deadline)."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.requests_to(path)) >= count)
+        return self.requests_to(path)
+
     @property
     def token_requests(self) -> list[Recorded]:
         return self.requests_to(TOKEN_PATH)
+
+    @property
+    def refresh_requests(self) -> list[Recorded]:
+        """Token requests with ``grant_type=refresh_token``."""
+        return [request for request in self.token_requests if request.grant_type == "refresh_token"]
+
+    def refresh_token_live(self, token: str) -> bool:
+        """The built-in server would still take ``token`` (issued here, not yet rotated away)."""
+        grant = self._by_refresh.get(token)
+        return grant is not None and not grant.refresh_tokens.get(token, True)
 
     def code_exchanges(self, code: str | None = None) -> list[Recorded]:
         """Token requests with ``grant_type=authorization_code`` (for ``code`` only, if given)."""
@@ -437,9 +462,13 @@ class RecordingUpstream:
 
     def issue_refresh_token(self, *, redirect_uri: str = "", scope: str = "") -> str:
         """A fresh, unused refresh token (of a new grant whose code is already spent)."""
+        return str(self.issue_tokens(redirect_uri=redirect_uri, scope=scope)["refresh_token"])
+
+    def issue_tokens(self, *, redirect_uri: str = "", scope: str = "") -> dict[str, Any]:
+        """The token document of a new grant whose code is already spent, as a code exchange answers it."""
         grant = self.grants[self.issue_code(redirect_uri, scope=scope)]
         grant.code_used = True
-        return str(self._issue(grant)["refresh_token"])
+        return self._issue(grant)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -448,12 +477,10 @@ class RecordingUpstream:
         app.router.add_route("*", "/{path:.*}", self._serve)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05, handler_cancellation=True)
         await self._runner.setup()
-        # Port 0: the kernel picks a free port as it binds; the other hosts bind that same port.
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        for host in self.hosts[1:]:
-            await web.TCPSite(self._runner, host, self.port).start()
+        socks = _bind_all(self.hosts)
+        self.port = int(socks[0].getsockname()[1])
+        for sock in socks:  # each site owns its socket from here: the runner's cleanup closes it
+            await web.SockSite(self._runner, sock).start()
         return self
 
     async def stop(self) -> None:
@@ -496,6 +523,11 @@ class RecordingUpstream:
         self.requests.append(recorded)
         return recorded
 
+    async def _announce(self) -> None:
+        """Wake :meth:`wait_for`: a request was recorded."""
+        async with self._arrived:
+            self._arrived.notify_all()
+
     async def _reply_for(self, recorded: Recorded) -> Reply:
         endpoint = self._endpoints[recorded.path]
         if endpoint.queue:
@@ -536,6 +568,7 @@ class RecordingUpstream:
             request.method, request.path, request.query, request.headers.items(), await request.read(),
             request.url.host or self.host,
         )
+        await self._announce()
         reply = await self._reply_for(recorded)
         if reply.hang:
             await self._wait(MAX_WAIT)
@@ -617,7 +650,11 @@ class RecordingUpstream:
             return 401, {"error": "invalid_client", "error_description": "client authentication failed"}
         grant_type = recorded.grant_type
         if grant_type == "authorization_code":
-            grant = self.grants.get(recorded.param("code") or "")
+            code = recorded.param("code") or ""
+            if self.lax_codes:
+                lax = self.grants.setdefault(code, Grant(code, self.client_id, recorded.param("redirect_uri") or "", ""))
+                return 200, self._issue(lax)
+            grant = self.grants.get(code)
             if grant is None or grant.code_used:
                 return 400, {"error": "invalid_grant", "error_description": "unknown or used code"}
             if recorded.param("redirect_uri") != grant.redirect_uri:
@@ -649,6 +686,7 @@ class RecordingUpstream:
         }
         if grant.scope:
             document["scope"] = grant.scope
+        self.issued.append(document)
         return document
 
 
@@ -706,6 +744,7 @@ class InProcessClient:
         parts = urlsplit(url)
         query = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **(call.params or {})}
         recorded = upstream._record(method, parts.path or "/", query, headers.items(), body, parts.hostname or "", call)
+        await upstream._announce()
         reply = await upstream._reply_for(recorded)
         if reply.disconnect == "refuse":
             raise aiohttp.ClientConnectionError(f"connection to {parts.hostname} refused")
@@ -736,6 +775,25 @@ def _encode(body: Body | None, content_type: str | None) -> tuple[bytes, str | N
 def _split(body: bytes, pieces: int) -> list[bytes]:
     size = max(1, -(-len(body) // pieces))
     return [body[start : start + size] for start in range(0, len(body), size)] or [b""]
+
+
+def _bind_all(hosts: tuple[str, ...], attempts: int = 20) -> list[socket.socket]:
+    """Sockets bound to one port on every host: the kernel picks it on the first host (port 0),
+    the others bind it too, or all are closed and another port is tried. Bound before any server
+    starts, so no other process can take the port in between (no free-port guess)."""
+    for _ in range(attempts):
+        socks: list[socket.socket] = []
+        try:
+            for host in hosts:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, int(socks[0].getsockname()[1]) if len(socks) > 1 else 0))
+            return socks
+        except OSError:
+            for sock in socks:
+                sock.close()
+    raise OSError(f"no port free on all of {hosts} after {attempts} attempts")
 
 
 def _drop(request: web.Request) -> web.StreamResponse:

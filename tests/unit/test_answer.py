@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.oauth import load_mapping
 
-from gateway.config.mapping import AnswerRules, parse_mapping
-from gateway.config.yamlfile import Problems, load_yaml
+from gateway.config.mapping import AnswerRules
 from gateway.oauth.responses import OAuthError
 from gateway.upstream.answer import UpstreamAnswer, normalise
 
@@ -34,13 +34,7 @@ upstream:
 
 def rules(tmp_path: Path, answer: str = "{}", separator: str = " ") -> AnswerRules:
     indented = "\n".join("    " + line for line in answer.splitlines()) or "    {}"
-    path = tmp_path / "p.yaml"
-    path.write_text(MAPPING.format(answer=indented, separator=separator))
-    problems = Problems()
-    mapping = parse_mapping("p", load_yaml(path, problems, env={}), file=str(path), problems=problems)
-    assert not problems, problems.items
-    assert mapping is not None
-    return mapping.answer
+    return load_mapping(tmp_path, MAPPING.format(answer=indented, separator=separator), name="p").answer
 
 
 def answer(body: Any, status: int = 200, content_type: str = "application/json") -> UpstreamAnswer:

@@ -13,11 +13,10 @@ from textwrap import dedent
 
 import aiohttp
 import pytest
-from aiohttp import web
-from test_upstream_request import CALLBACK, load_mapping
+from helpers.oauth import load_mapping, read_mapping
+from helpers.upstream import RecordingUpstream, Reply
+from test_upstream_request import CALLBACK
 
-from gateway.config.mapping import parse_mapping
-from gateway.config.yamlfile import Problems, load_yaml
 from gateway.oauth.linkcontext import ContextValue, UnsafeUrl, link_sealer, open_refresh, render_url, seal_refresh
 from gateway.oauth.seal import SealError, generate_key
 from gateway.upstream.answer import UpstreamAnswer, normalise
@@ -29,10 +28,7 @@ LAN = ContextValue("host", re.compile(r".+"), allow_private=True)
 
 
 def problems_of(tmp_path: Path, text: str) -> list[str]:
-    file = tmp_path / "m.yaml"
-    file.write_text(dedent(text), encoding="utf-8")
-    problems = Problems()
-    parse_mapping("m", load_yaml(file, problems, env={}), file=str(file), problems=problems)
+    problems, _ = read_mapping(tmp_path, dedent(text), name="m")
     return [str(item) for item in problems.items]
 
 
@@ -173,38 +169,25 @@ def test_expires_in_default_null_leaves_expires_in_out(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def recorder() -> AsyncIterator[tuple[str, list[web.Request], list[bytes]]]:
-    seen: list[web.Request] = []
-    bodies: list[bytes] = []
-
-    async def token(request: web.Request) -> web.Response:
-        seen.append(request)
-        bodies.append(await request.read())
-        return web.json_response({"access_token": "at"})
-
-    app = web.Application()
-    app.router.add_post("/token", token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/token", seen, bodies
-    await runner.cleanup()
+async def recorder() -> AsyncIterator[RecordingUpstream]:
+    """A real server, so aiohttp's own header defaults are what is checked (not a double's)."""
+    async with RecordingUpstream() as upstream:
+        upstream.fault = Reply(body={"access_token": "at"})
+        yield upstream
 
 
 @pytest.mark.parametrize(("headers", "expected"), [("", None), ("headers: {add: {Content-Type: text/plain}}", "text/plain")])
 async def test_a_query_encoded_post_sends_no_body_and_no_invented_content_type(
-    tmp_path: Path, recorder: tuple[str, list[web.Request], list[bytes]], headers: str, expected: str | None
+    tmp_path: Path, recorder: RecordingUpstream, headers: str, expected: str | None
 ) -> None:
-    url, seen, bodies = recorder
-    mapping = load_mapping(tmp_path, with_context("", f"url: {url}\nencoding: query\n{headers}"))
+    mapping = load_mapping(tmp_path, with_context("", f"url: {recorder.token_endpoint}\nencoding: query\n{headers}"))
     prepared = prepare_token_request(mapping, grant_type="authorization_code", callback_url=CALLBACK, code="c")
     async with aiohttp.ClientSession() as session:
         answer = await send(session, prepared, default_timeout=3)
     assert answer.status == 200
-    assert seen[0].query["code"] == "c" and bodies == [b""]
-    assert seen[0].headers.get("Content-Type") == expected
+    sent = recorder.only()
+    assert sent.method == "POST" and sent.query["code"] == "c" and sent.body == b""
+    assert sent.headers.get("content-type") == expected
 
 
 def test_link_keys_are_read_in_order_and_checked(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ import re
 import shutil
 from pathlib import Path
 
+from helpers.oauth import load_mapping
+
 from gateway.config.examples import run_examples
-from gateway.config.mapping import parse_mapping
 from gateway.config.settings import load_config
-from gateway.config.yamlfile import Problems, load_yaml
 from gateway.oauth.seal import generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +45,7 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
 
 
 def test_the_mapping_example_loads_and_its_examples_pass(tmp_path: Path) -> None:
-    path = tmp_path / "github.yaml"
-    path.write_text(yaml_block_after("A complete example, GitHub for Alexa"), encoding="utf-8")
-    problems = Problems()
     env = {"ALEXA_CLIENT_SECRET": "alexa-secret", "GITHUB_CLIENT_ID": "id", "GITHUB_CLIENT_SECRET": "secret"}
-    mapping = parse_mapping("github", load_yaml(path, problems, env=env), file=str(path), problems=problems)
-    assert not problems, [str(problem) for problem in problems.items]
-    assert mapping is not None and len(mapping.examples) == 2
+    mapping = load_mapping(tmp_path, yaml_block_after("A complete example, GitHub for Alexa"), name="github", env=env)
+    assert len(mapping.examples) == 2
     assert run_examples(mapping) == []

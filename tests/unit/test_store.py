@@ -106,7 +106,8 @@ async def test_a_hanging_store_falls_back_within_its_deadline(caplog: pytest.Log
     with caplog.at_level(logging.WARNING):
         assert await store.claim("c", 5)
         assert not await store.claim("c", 5), "the per-process store still makes a claim single"
-    assert loop.time() - started < 0.5
+    # The deadline, not the 10 s hang: the bound is far from both, so a busy machine can't fail it.
+    assert loop.time() - started < 5.0
     assert remote.calls == 1, "after a failure the remote is left alone for a while"
     assert metrics.store_errors.labels("claim")._value.get() == 1
     assert metrics.store_fallbacks.labels("claim")._value.get() == 2

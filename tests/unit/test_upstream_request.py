@@ -12,26 +12,14 @@ from textwrap import dedent, indent
 from urllib.parse import unquote_plus
 
 import pytest
+from helpers.oauth import load_mapping
 
-from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.yamlfile import Problems, load_yaml
+from gateway.config.mapping import ProviderMapping
 from gateway.upstream.client import PreparedRequest, basic_auth_header, prepare_token_request
 
 CALLBACK = "https://link.example.com/prov/callback"
 UP_ID = "up-client"
 UP_SECRET = "up-secret"
-
-
-def load_mapping(tmp_path: Path, text: str, *, name: str = "prov", env: dict[str, str] | None = None) -> ProviderMapping:
-    """Write ``text`` as ``<name>.yaml`` and load it; the mapping must have no problems."""
-    file = tmp_path / f"{name}.yaml"
-    file.write_text(text, encoding="utf-8")
-    problems = Problems()
-    data = load_yaml(file, problems, env=env or {})
-    mapping = parse_mapping(name, data, file=str(file), problems=problems)
-    assert not problems, "\n".join(map(str, problems.items))
-    assert mapping is not None
-    return mapping
 
 
 def provider(token: str = "", *, client_id: str = UP_ID, client_secret: str = UP_SECRET) -> str:
