@@ -12,7 +12,22 @@ from pathlib import Path
 from gateway.config.mapping import ProviderMapping, parse_mapping
 from gateway.config.yamlfile import Problems, load_yaml
 
-__all__ = ["basic", "load_mapping", "read_mapping"]
+__all__ = ["ALEXA_MAPPING", "basic", "load_mapping", "read_mapping"]
+
+
+#: The smallest valid mapping: an Alexa skill in front of one authorization server (no secrets needed).
+ALEXA_MAPPING = """\
+platform:
+  profile: alexa
+  client_id: alexa-skill
+  client_secret: alexa-skill-secret
+upstream:
+  client_id: gateway
+  authorize:
+    url: https://id.example.com/authorize
+  token:
+    url: https://id.example.com/token
+"""
 
 
 def basic(client_id: str, secret: str) -> str:

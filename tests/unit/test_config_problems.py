@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from helpers.oauth import ALEXA_MAPPING
 
 from gateway.cli.commands import main
 from gateway.config.settings import load_config
@@ -26,18 +27,7 @@ keys: ["{KEY}"]
 mappings: mappings
 """
 
-MAPPING = """\
-platform:
-  profile: alexa
-  client_id: alexa-skill
-  client_secret: alexa-skill-secret
-upstream:
-  client_id: gateway
-  authorize:
-    url: https://id.example.com/authorize
-  token:
-    url: https://id.example.com/token
-"""
+MAPPING = ALEXA_MAPPING
 
 PROBLEMS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     (

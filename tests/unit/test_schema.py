@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from helpers.oauth import ALEXA_MAPPING
 from pydantic import BaseModel
 
 from gateway.cli.commands import main
@@ -248,17 +249,7 @@ def test_every_gateway_key_has_a_default_or_is_a_section() -> None:
 
 
 GATEWAY = f"keys: [\"{generate_key()}\"]\nmappings: mappings\npublic_url: https://link.example.com\n"
-MAPPING = """\
-platform:
-  profile: alexa
-  client_id: alexa-skill
-  client_secret: alexa-skill-secret
-upstream:
-  client_id: gateway
-  authorize:
-    url: https://id.example.com/authorize
-  token:
-    url: https://id.example.com/token
+MAPPING = ALEXA_MAPPING + """\
 examples:
   - name: ok
     body: {"access_token": "at"}

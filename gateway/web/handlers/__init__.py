@@ -10,7 +10,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config.mapping import ProviderMapping
+from gateway.oauth.clientauth import ClientCredentials, authenticate, read_credentials
 from gateway.oauth.responses import (
+    InvalidClient,
     InvalidRequest,
     OAuthError,
     ServerError,
@@ -112,6 +114,18 @@ async def exchange(
             metrics.expressions_failed(mapping.name, failed)
     trace.normalised(request, mapping, result)
     return result
+
+
+def authenticated_client(request: web.Request, form: dict[str, str], mapping: ProviderMapping) -> ClientCredentials | web.Response:
+    """The platform client's credentials once they check out (RFC 6749 section 2.3.1), else the
+    ``invalid_client`` answer to return (401 with ``WWW-Authenticate`` when Basic was used)."""
+    credentials = read_credentials(request.headers.get("Authorization"), form)
+    try:
+        authenticate(credentials, mapping.platform)
+    except InvalidClient as err:
+        outcome(request, err.error)
+        return token_error_response(err, basic_auth_used=credentials.used_basic)
+    return credentials
 
 
 def unknown_provider(request: web.Request) -> OAuthError:

@@ -18,17 +18,14 @@ import logging
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping, RevokeRequest
-from gateway.oauth.clientauth import authenticate, read_credentials
 from gateway.oauth.responses import (
-    InvalidClient,
     InvalidRequest,
     OAuthError,
     TemporarilyUnavailable,
-    token_error_response,
 )
 from gateway.upstream.client import PreparedRequest, basic_auth_header, send
 from gateway.web.appkeys import HTTP_CLIENT, record_of, runtime_of
-from gateway.web.handlers import json_post_endpoint, outcome, read_form
+from gateway.web.handlers import authenticated_client, json_post_endpoint, outcome, read_form
 
 __all__ = ["revoke"]
 
@@ -81,12 +78,9 @@ async def _revoke_upstream(request: web.Request, mapping: ProviderMapping, rules
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
     form = await read_form(request)
-    credentials = read_credentials(request.headers.get("Authorization"), form)
-    try:
-        authenticate(credentials, mapping.platform)
-    except InvalidClient as err:
-        outcome(request, err.error)
-        return token_error_response(err, basic_auth_used=credentials.used_basic)
+    credentials = authenticated_client(request, form, mapping)
+    if isinstance(credentials, web.Response):
+        return credentials
     if not form.get("token"):
         raise InvalidRequest("token is required (RFC 7009 section 2.1)")
     if mapping.revoke is not None:

@@ -23,17 +23,14 @@ from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
 from gateway.oauth import pkce
-from gateway.oauth.clientauth import authenticate, read_credentials
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.refresh import refresh_with_grace
 from gateway.oauth.replay import REDEEMED, claim_shared, release_shared
 from gateway.oauth.responses import (
-    InvalidClient,
     InvalidGrant,
     InvalidRequest,
     OAuthError,
     UnsupportedGrantType,
-    token_error_response,
     token_response,
 )
 from gateway.oauth.seal import SealError
@@ -41,7 +38,7 @@ from gateway.oauth.state import CodePayload, as_grant_type, open_code
 from gateway.observe import trace
 from gateway.upstream.client import prepare_token_request
 from gateway.web.appkeys import record_of, runtime_of
-from gateway.web.handlers import exchange, json_post_endpoint, outcome, read_form
+from gateway.web.handlers import authenticated_client, exchange, json_post_endpoint, outcome, read_form
 from gateway.web.handlers.client_credentials import client_credentials_grant
 
 __all__ = ["token"]
@@ -72,12 +69,9 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: CodePayl
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
     form = await read_form(request)
     trace.token_requested(request, mapping, form)
-    credentials = read_credentials(request.headers.get("Authorization"), form)
-    try:
-        authenticate(credentials, mapping.platform)
-    except InvalidClient as err:
-        outcome(request, err.error)
-        return token_error_response(err, basic_auth_used=credentials.used_basic)
+    credentials = authenticated_client(request, form, mapping)
+    if isinstance(credentials, web.Response):
+        return credentials
 
     requested = form.get("grant_type")
     record_of(request).grant = requested or ""
