@@ -12,6 +12,7 @@ the same rule (see tests/e2e/test_operations.py, which searches all output for k
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -20,7 +21,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 from aiohttp import web
@@ -48,20 +49,19 @@ def _json_time(created: float, msecs: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(msecs):03d}Z"
 
 
+def _json_line(stamp: str, level: str, logger: str, message: str, fields: Mapping[str, Any]) -> str:
+    """The JSON line's layout, for :class:`JsonFormatter` and :class:`DirectRequestLine` alike."""
+    return _encode({"time": stamp, "level": level, "logger": logger, "message": message, **fields})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and any ``extra=`` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": _json_time(record.created, record.msecs),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD})
+        fields = {key: value for key, value in vars(record).items() if key not in _STANDARD}
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return _encode(entry)
+            fields["exception"] = self.formatException(record.exc_info)
+        return _json_line(_json_time(record.created, record.msecs), record.levelname.lower(), record.name, record.getMessage(), fields)
 
 
 #: C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
@@ -78,6 +78,17 @@ def escape_controls(text: str) -> str:
     return _CONTROLS.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
 
 
+#: Fields the text line's message already says (``GET /acme/token 200``).
+_IN_MESSAGE = frozenset({"method", "path", "status"})
+
+
+def _text_line(head: str, fields: Iterable[tuple[str, Any]]) -> str:
+    """``head`` and then the fields as key=value, each escaped: the text line's layout, for
+    :class:`TextFormatter` and :class:`DirectRequestLine` alike."""
+    extra = " ".join(f"{key}={escape_controls(str(value))}" for key, value in fields if key not in _IN_MESSAGE)
+    return f"{head} {extra}" if extra else head
+
+
 class TextFormatter(logging.Formatter):
     """Plain text, with ``extra=`` fields appended as key=value (those the message says, left out).
 
@@ -86,20 +97,12 @@ class TextFormatter(logging.Formatter):
     own lines: it is the gateway's own text.
     """
 
-    _IN_MESSAGE = frozenset({"method", "path", "status"})
-
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        fields = " ".join(
-            f"{key}={escape_controls(str(value))}"
-            for key, value in vars(record).items()
-            if key not in _STANDARD and key not in self._IN_MESSAGE
-        )
-        return f"{line} {fields}" if fields else line
+        return _text_line(super().format(record), ((key, value) for key, value in vars(record).items() if key not in _STANDARD))
 
 
 class DirectRequestLine:
@@ -150,17 +153,13 @@ class DirectRequestLine:
         """The formatted line for an info record of ``gateway.request``, without its terminator."""
         stamp = self._time(now, int((now - int(now)) * 1000))
         if self.json:
-            return _encode({"time": stamp, "level": "info", "logger": "gateway.request", "message": message, **fields})
-        extra = " ".join(
-            f"{key}={escape_controls(str(value))}" for key, value in fields.items() if key not in TextFormatter._IN_MESSAGE
-        )
-        head = f"{stamp} INFO gateway.request: {escape_controls(message)}"
-        return f"{head} {extra}" if extra else head
+            return _json_line(stamp, "info", log.name, message, fields)
+        return _text_line(f"{stamp} INFO {log.name}: {escape_controls(message)}", fields.items())
 
     def write(self, message: str, fields: dict[str, Any]) -> None:
         handler = self.handler
         text = self.line(message, fields, time.time()) + handler.terminator
-        with handler.lock or _NO_LOCK:  # the executor thread of a reload logs too
+        with handler.lock or contextlib.nullcontext():  # the executor thread of a reload logs too
             try:
                 handler.stream.write(text)
                 handler.flush()
@@ -168,15 +167,6 @@ class DirectRequestLine:
                 handler.handleError(logging.makeLogRecord({"msg": message, "name": log.name}))
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
 _direct: DirectRequestLine | None = None
 
 
