@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
+from helpers.oauth import basic
 from helpers.upstream import AuthorizationServer
 from listening import bound_socket, port_of, start_site
 from upstream_oidc import login_and_consent
@@ -28,6 +29,8 @@ VENDOR = "M2AAAAAAAAAAAA"
 ALEXA_REDIRECT = f"https://pitangui.amazon.com/api/skill/link/{VENDOR}"
 PLATFORM_ID = "alexa-skill"
 PLATFORM_SECRET = "alexa-skill-secret"
+#: ``Authorization`` for the platform client, as Alexa sends it (HTTP Basic).
+PLATFORM_BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 #: The ``platform:`` block of the test mappings: Alexa, this vendor, the secret from the environment.
 ALEXA_PLATFORM_YAML = (
     "platform:\n"

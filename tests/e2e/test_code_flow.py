@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from harness import (
     ALEXA_REDIRECT,
+    PLATFORM_BASIC,
     PLATFORM_ID,
     PLATFORM_SECRET,
     UPSTREAM_POST_ID,
@@ -43,7 +44,7 @@ async def post_token(
     body = dict(form)
     sent_headers = {"User-Agent": "Apache-HttpClient/4.5.x (Java/1.8.0_152)", **(headers or {})}
     if auth == "basic":
-        sent_headers["Authorization"] = basic(PLATFORM_ID, PLATFORM_SECRET)
+        sent_headers["Authorization"] = PLATFORM_BASIC
     elif auth == "body":
         body.update(client_id=PLATFORM_ID, client_secret=PLATFORM_SECRET)
     async with platform.post(gateway.endpoint("token"), data=urlencode(body), headers={
@@ -296,11 +297,11 @@ async def test_token_endpoint_rejects_bad_requests_with_json(gateway: Gateway, p
         assert headers["Pragma"] == "no-cache"
     # Duplicated parameters (RFC 6749 §3.2) and a body far too large.
     async with platform.post(
-        gateway.endpoint("token"), data="grant_type=refresh_token&grant_type=refresh_token", headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
+        gateway.endpoint("token"), data="grant_type=refresh_token&grant_type=refresh_token", headers={"Authorization": PLATFORM_BASIC}
     ) as response:
         assert response.status == 400
         assert (await response.json())["error"] == "invalid_request"
-    async with platform.post(gateway.endpoint("token"), data="a=" + "x" * 100_000, headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}) as response:
+    async with platform.post(gateway.endpoint("token"), data="a=" + "x" * 100_000, headers={"Authorization": PLATFORM_BASIC}) as response:
         assert response.status == 413
         assert (await response.json())["error"] == "invalid_request"
 
@@ -310,7 +311,7 @@ async def test_token_request_without_content_type(gateway: Gateway, browser: aio
     back = await link(browser, gateway)
     body = urlencode(code_form(back["code"])).encode()
     async with platform.post(
-        gateway.endpoint("token"), data=body, headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET), "Content-Type": ""}, skip_auto_headers=["Content-Type"]
+        gateway.endpoint("token"), data=body, headers={"Authorization": PLATFORM_BASIC, "Content-Type": ""}, skip_auto_headers=["Content-Type"]
     ) as response:
         assert response.status == 200, await response.text()
         assert json.loads(await response.text())["access_token"]

@@ -36,14 +36,13 @@ import yarl
 from aiohttp import web
 from harness import (
     ALEXA_REDIRECT,
+    PLATFORM_BASIC,
     PLATFORM_ID,
-    PLATFORM_SECRET,
     Gateway,
     mapping_yaml,
     start_gateway,
     write_gateway_files,
 )
-from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site
 from prometheus_client.parser import text_string_to_metric_families
@@ -59,7 +58,6 @@ PROVIDER = "fake"
 TIMEOUT = 0.5
 #: Longer than TIMEOUT: what a slow upstream takes.
 SLOW = 1.5
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 KINDS = ("timeout", "connection", "too_large", "http_5xx", "throttled", "refused", "unusable_answer")
 
 #: An outage page as a proxy or load balancer in front of the upstream serves it (with attributes,
@@ -263,7 +261,7 @@ async def post_token(client: aiohttp.ClientSession, gateway: Gateway, form: dict
     async with client.post(
         f"{gateway.url}/{PROVIDER}/token",
         data=urlencode(form),
-        headers={"Authorization": BASIC, "Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Authorization": PLATFORM_BASIC, "Content-Type": "application/x-www-form-urlencoded"},
     ) as response:
         text = await response.text()
         elapsed = time.monotonic() - started

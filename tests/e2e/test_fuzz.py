@@ -74,6 +74,7 @@ import yarl
 from cryptography.fernet import Fernet
 from harness import (
     ALEXA_REDIRECT,
+    PLATFORM_BASIC,
     PLATFORM_ID,
     PLATFORM_SECRET,
     UPSTREAM_SECRET,
@@ -1009,7 +1010,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
             form.append(("code_verifier", codes.verifiers[code]))
         headers: dict[str, str] = {"Content-Type": "application/x-www-form-urlencoded"}
         if draw(st.booleans()):
-            headers["Authorization"] = basic(PLATFORM_ID, PLATFORM_SECRET)
+            headers["Authorization"] = PLATFORM_BASIC
         else:
             form += [("client_id", PLATFORM_ID), ("client_secret", PLATFORM_SECRET)]
         if draw(st.integers(0, 3)) == 0:
@@ -1056,7 +1057,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
                         "Basic",
                         "Basic ",
                         "Basic ====",
-                        "basic " + basic(PLATFORM_ID, PLATFORM_SECRET)[6:],
+                        "basic " + PLATFORM_BASIC[6:],
                         "Basic " + base64.b64encode(b"\xff\xfe:\x80").decode(),
                         "Basic " + base64.b64encode(b"no-colon").decode(),
                         "Basic " + base64.b64encode(f"{quote(PLATFORM_ID)}:{quote(PLATFORM_SECRET)}".encode()).decode(),
@@ -1241,7 +1242,7 @@ async def test_forged_codes_never_reach_the_real_upstream(
     code = yarl.URL(str(landing)).query["code"]
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT}
     async with platform.post(
-        gateway.endpoint("token"), data=form, headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
+        gateway.endpoint("token"), data=form, headers={"Authorization": PLATFORM_BASIC}
     ) as response:
         assert response.status == 200, await response.text()
     assert await metric(platform, gateway, upstream_calls) == 1
@@ -1332,7 +1333,7 @@ async def test_bug2_token_body_that_does_not_decompress_is_invalid_request(
     headers = {
         "Content-Encoding": "gzip",
         "Content-Type": "application/x-www-form-urlencoded",
-        "Authorization": basic(PLATFORM_ID, PLATFORM_SECRET),
+        "Authorization": PLATFORM_BASIC,
     }
     answer = await driver.arequest("POST", "/oidc/token", headers=headers, data=b"hello")
     assert (answer.status, answer.json().get("error")) == (400, "invalid_request"), (answer.status, answer.body)
@@ -1345,7 +1346,7 @@ async def _exchange_with_upstream_answer(
     recorder.fault = reply((200, "application/json", body))
     code = next(iter(make_codes(gateway).genuine))
     form = urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_NA}).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": PLATFORM_BASIC}
     answer = await Driver(asyncio.get_running_loop(), platform, gateway).arequest(
         "POST", "/oidc/token", headers=headers, data=form
     )

@@ -33,8 +33,7 @@ import pytest
 import yarl
 from harness import (
     ALEXA_REDIRECT,
-    PLATFORM_ID,
-    PLATFORM_SECRET,
+    PLATFORM_BASIC,
     UPSTREAM_ID,
     UPSTREAM_SECRET,
     VENDOR,
@@ -91,7 +90,7 @@ async def post_token(platform: aiohttp.ClientSession, gateway: Gateway, form: di
     async with platform.post(
         gateway.endpoint("token"),
         data=urlencode(form),
-        headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET), "Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Authorization": PLATFORM_BASIC, "Content-Type": "application/x-www-form-urlencoded"},
     ) as response:
         text = await response.text()
         elapsed = time.monotonic() - started
@@ -514,7 +513,7 @@ async def test_refresh_answer_always_has_an_integer_expires_in(
         upstream_extra=f"answer:\n  expires_in_default: {default}\n" if default is not None else "",
     )
     async with platform.post(
-        gateway.endpoint("token"), data=urlencode(refresh_form("rt-1")), headers={"Authorization": basic(PLATFORM_ID, PLATFORM_SECRET)}
+        gateway.endpoint("token"), data=urlencode(refresh_form("rt-1")), headers={"Authorization": PLATFORM_BASIC}
     ) as response:
         assert response.status == 200
         text = await response.text()

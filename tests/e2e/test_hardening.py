@@ -20,15 +20,13 @@ import pytest
 from aiohttp import web
 from harness import (
     ALEXA_REDIRECT,
-    PLATFORM_ID,
-    PLATFORM_SECRET,
+    PLATFORM_BASIC,
     Gateway,
     mapping_yaml,
     query_of,
     start_gateway,
     write_gateway_files,
 )
-from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Grant, RecordingUpstream
 from listening import bound_socket, start_site
 from processes import start_gateway_process
@@ -39,7 +37,6 @@ from gateway.web.app import UPSTREAM_CONNECTIONS_PER_HOST, create_app
 from gateway.web.handlers import MAX_PARAM_LENGTH
 from gateway.web.runner import DRAIN, GatewayRunner
 
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 Maker = Callable[..., Awaitable[Gateway]]
 
 
@@ -131,7 +128,7 @@ async def test_callback_issues_only_codes_token_redeems(
     form = {"grant_type": "authorization_code", "code": longest["code"], "redirect_uri": ALEXA_REDIRECT}
     if pkce:
         form["code_verifier"] = verifier
-    async with platform.post(gateway.endpoint("token", "fake"), data=form, headers={"Authorization": BASIC}) as response:
+    async with platform.post(gateway.endpoint("token", "fake"), data=form, headers={"Authorization": PLATFORM_BASIC}) as response:
         body = await response.json()
         assert response.status == 200, body
     assert body["access_token"]
@@ -191,7 +188,7 @@ async def test_a_hanging_upstream_does_not_starve_a_healthy_one(make: Maker) -> 
                 async with client.post(
                     gateway.endpoint("token", provider),
                     data={"grant_type": "refresh_token", "refresh_token": token},
-                    headers={"Authorization": BASIC},
+                    headers={"Authorization": PLATFORM_BASIC},
                 ) as response:
                     await response.read()
                     return response.status
@@ -361,7 +358,7 @@ async def test_sigterm_drain_closes_connections_and_answers_503_past_the_grace(t
         drain = app[DRAIN]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         body = b"grant_type=refresh_token&refresh_token=rt"
-        writer.write(TOKEN_HEAD.format(len(body)).encode().replace(b"\r\n\r\n", f"\r\nAuthorization: {BASIC}\r\n\r\n".encode()) + body)
+        writer.write(TOKEN_HEAD.format(len(body)).encode().replace(b"\r\n\r\n", f"\r\nAuthorization: {PLATFORM_BASIC}\r\n\r\n".encode()) + body)
         await writer.drain()
         async with asyncio.timeout(5):
             while not fake.token_requests:
@@ -391,7 +388,7 @@ async def test_sigterm_answers_in_flight_requests_with_connection_close(tmp_path
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             body = f"grant_type=refresh_token&refresh_token={fake.issue_refresh_token()}".encode()
-            head = TOKEN_HEAD.format(len(body)).replace("\r\n\r\n", f"\r\nAuthorization: {BASIC}\r\n\r\n")
+            head = TOKEN_HEAD.format(len(body)).replace("\r\n\r\n", f"\r\nAuthorization: {PLATFORM_BASIC}\r\n\r\n")
             writer.write(head.encode() + body)
             await writer.drain()
             async with asyncio.timeout(5):

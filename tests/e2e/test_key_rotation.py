@@ -18,8 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of
-from helpers.oauth import basic
+from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site
 
@@ -27,7 +26,6 @@ from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 OLD, NEW = generate_key(), generate_key()
 
 #: (name, keys of the pods being replaced, keys of the pods replacing them)
@@ -105,7 +103,7 @@ async def flow(authorize_on: str, callback_on: str, token_on: str) -> tuple[int,
         if "code" not in answer:
             return 400, str(answer)
         form = {"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": ALEXA_REDIRECT}
-        async with browser.post(f"{token_on}/fake/token", data=form, headers={"Authorization": BASIC}) as response:
+        async with browser.post(f"{token_on}/fake/token", data=form, headers={"Authorization": PLATFORM_BASIC}) as response:
             return response.status, await response.text()
 
 

@@ -23,13 +23,12 @@ from aiohttp import web
 from harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
+    PLATFORM_BASIC,
     PLATFORM_ID,
-    PLATFORM_SECRET,
     Gateway,
     query_of,
     write_gateway_files,
 )
-from helpers.oauth import basic
 from helpers.upstream import Recorded, RecordingUpstream, Reply
 from listening import bound_socket, port_of, start_site
 
@@ -38,7 +37,6 @@ from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 REGIONS = ("127.0.0.2", "127.0.0.3")
 
 
@@ -150,7 +148,7 @@ async def link(gateway: Gateway) -> dict[str, str]:
 async def token(gateway: Gateway, form: dict[str, str]) -> tuple[int, dict[str, str]]:
     async with aiohttp.ClientSession() as platform:
         async with platform.post(
-            gateway.endpoint("token", "regional"), data=form, headers={"Authorization": BASIC}
+            gateway.endpoint("token", "regional"), data=form, headers={"Authorization": PLATFORM_BASIC}
         ) as response:
             return response.status, await response.json()
 

@@ -33,8 +33,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 import yarl
-from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
-from helpers.oauth import basic
+from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, mapping_yaml, query_of, write_gateway_files
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Recorded, RecordingUpstream, code_of
 from listening import bound_socket, port_of
 from processes import GatewayProcess, start_gateway_process
@@ -50,7 +49,6 @@ FLOWS = 250
 CONCURRENCY = 50
 #: The whole load phase must end within this (it takes a few seconds on 2 cores).
 DEADLINE = 45.0
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,7 @@ async def one_flow(
 
     form = {"grant_type": "authorization_code", "code": back["code"], "redirect_uri": ALEXA_REDIRECT}
     async with platform.post(
-        f"{instances[hops[2]].url}/{PROVIDER}/token", data=form, headers={"Authorization": BASIC}
+        f"{instances[hops[2]].url}/{PROVIDER}/token", data=form, headers={"Authorization": PLATFORM_BASIC}
     ) as response:
         statuses.append(response.status)
         token = await response.json()
@@ -147,7 +145,7 @@ async def one_flow(
 
     form = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
     async with platform.post(
-        f"{instances[hops[3]].url}/{PROVIDER}/token", data=form, headers={"Authorization": BASIC}
+        f"{instances[hops[3]].url}/{PROVIDER}/token", data=form, headers={"Authorization": PLATFORM_BASIC}
     ) as response:
         statuses.append(response.status)
         refreshed = await response.json()
@@ -324,7 +322,7 @@ async def test_load_with_a_flaky_upstream_every_answer_goes_to_its_own_request(t
     async def one(platform: aiohttp.ClientSession, index: int) -> None:
         async with gate:
             async with platform.post(
-                f"{instances[0].url}/{PROVIDER}/token", data=forms[index], headers={"Authorization": BASIC}
+                f"{instances[0].url}/{PROVIDER}/token", data=forms[index], headers={"Authorization": PLATFORM_BASIC}
             ) as response:
                 body = await response.json()
                 status = response.status

@@ -22,6 +22,7 @@ import pytest
 from builders import plain_mapping, self_signed
 from harness import (
     ALEXA_REDIRECT,
+    PLATFORM_BASIC,
     PLATFORM_ID,
     PLATFORM_SECRET,
     UPSTREAM_SECRET,
@@ -45,10 +46,8 @@ from gateway.oauth.state import CodePayload, open_code, seal_code
 from gateway.observe.logs import JsonFormatter
 from gateway.web.app import reload_config
 
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
-
-async def exchange(platform: aiohttp.ClientSession, url: str, form: dict[str, str], auth: str = BASIC) -> tuple[int, dict[str, str]]:
+async def exchange(platform: aiohttp.ClientSession, url: str, form: dict[str, str], auth: str = PLATFORM_BASIC) -> tuple[int, dict[str, str]]:
     async with platform.post(f"{url}/oidc/token", data=form, headers={"Authorization": auth}) as response:
         return response.status, await response.json()
 
@@ -211,7 +210,7 @@ async def test_no_secret_ever_reaches_a_log(
     """Every flow, with known secrets; then every log record, formatted as JSON with all its
     fields, is searched for each secret: zero hits."""
     caplog.set_level(logging.DEBUG)
-    secrets: list[str] = [PLATFORM_SECRET, UPSTREAM_SECRET, BASIC, *gateway.config.keys]
+    secrets: list[str] = [PLATFORM_SECRET, UPSTREAM_SECRET, PLATFORM_BASIC, *gateway.config.keys]
 
     callback = await login_and_consent(browser, gateway.authorize_url(), stop_at_prefix=gateway.endpoint("callback"))
     secrets.append(query_of(callback)["code"])  # the upstream's code

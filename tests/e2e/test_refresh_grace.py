@@ -22,8 +22,14 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_SECRET, write_gateway_files
-from helpers.oauth import basic
+from harness import (
+    ALEXA_PLATFORM_YAML,
+    ALEXA_REDIRECT,
+    PLATFORM_BASIC,
+    PLATFORM_ID,
+    UPSTREAM_SECRET,
+    write_gateway_files,
+)
 from helpers.upstream import RecordingUpstream, Reply
 from listening import bound_socket, port_of, start_site, unused_port
 from processes import GatewayProcess, start_gateway_process
@@ -35,7 +41,6 @@ from gateway.oauth.state import CodePayload, seal_code
 from gateway.store import STORE
 from gateway.web.app import create_app
 
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -217,7 +222,7 @@ async def replicas(tmp_path: Path, rotating: tuple[RecordingUpstream, str], redi
 
 async def refresh(client: aiohttp.ClientSession, url: str, token: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
     async with client.post(
-        f"{url}/oidc/token", data={"grant_type": "refresh_token", "refresh_token": token}, headers={"Authorization": BASIC}, **kwargs
+        f"{url}/oidc/token", data={"grant_type": "refresh_token", "refresh_token": token}, headers={"Authorization": PLATFORM_BASIC}, **kwargs
     ) as response:
         return response.status, await response.json()
 
@@ -361,9 +366,9 @@ async def test_the_retry_at_the_other_replica_is_served_from_grace_and_a_code_re
 
         code = seal_code(Sealer(replicas.keys), CodePayload("upstream-code", PLATFORM_ID, ALEXA_REDIRECT, "oidc"), ttl=300)
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT}
-        async with client.post(f"{first}/oidc/token", data=form, headers={"Authorization": BASIC}) as response:
+        async with client.post(f"{first}/oidc/token", data=form, headers={"Authorization": PLATFORM_BASIC}) as response:
             assert response.status == 200
-        async with client.post(f"{second}/oidc/token", data=form, headers={"Authorization": BASIC}) as response:
+        async with client.post(f"{second}/oidc/token", data=form, headers={"Authorization": PLATFORM_BASIC}) as response:
             body = await response.json()
             assert response.status == 400 and body["error"] == "invalid_grant", body
         assert len(upstream.code_exchanges()) == 1, "the replay never reached the upstream"

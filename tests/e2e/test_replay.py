@@ -15,15 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from builders import plain_mapping
-from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, start_gateway
-from helpers.oauth import basic
+from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, start_gateway
 from helpers.upstream import RecordingUpstream, Reply
 
 from gateway.oauth.seal import Sealer
 from gateway.oauth.state import CodePayload, seal_code
-
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
-
 
 #: The lax upstream's answer: a token for any code, as often as asked (the built-in single use is off).
 LAX_TOKEN = Reply(body={"access_token": "at-lax", "token_type": "bearer", "expires_in": 60})
@@ -50,7 +46,7 @@ def sealed_code(gateway: Gateway, upstream_code: str = "up-code") -> str:
 async def redeem(gateway: Gateway, code: str) -> tuple[int, dict[str, str]]:
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT}
     async with aiohttp.ClientSession() as platform:
-        async with platform.post(f"{gateway.url}/oidc/token", data=form, headers={"Authorization": BASIC}) as response:
+        async with platform.post(f"{gateway.url}/oidc/token", data=form, headers={"Authorization": PLATFORM_BASIC}) as response:
             return response.status, await response.json()
 
 

@@ -11,8 +11,7 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
-from harness import PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, write_gateway_files
-from helpers.oauth import basic
+from harness import PLATFORM_BASIC, mapping_yaml, write_gateway_files
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket
 
@@ -21,7 +20,6 @@ from gateway.web.app import create_app
 from gateway.web.runner import DRAIN, GatewayRunner
 
 HEAD = "POST /fake/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nAuthorization: {}\r\n\r\n"
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 async def test_a_body_arriving_after_sigterm_is_read_and_answered(tmp_path: Path) -> None:
@@ -42,7 +40,7 @@ async def _body_after_sigterm(tmp_path: Path, fake: RecordingUpstream) -> None:
     await web.SockSite(runner, sock).start()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = f"grant_type=refresh_token&refresh_token={fake.issue_refresh_token()}".encode()
-    writer.write(HEAD.format(len(body), BASIC).encode())  # the headers now, the body after the signal
+    writer.write(HEAD.format(len(body), PLATFORM_BASIC).encode())  # the headers now, the body after the signal
     await writer.drain()
     await asyncio.sleep(0.2)  # the handler is running and waits for the body
     app[DRAIN].closing = True  # what SIGTERM does in gateway.web.server

@@ -19,13 +19,12 @@ from aiohttp import web
 from harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
+    PLATFORM_BASIC,
     PLATFORM_ID,
-    PLATFORM_SECRET,
     Gateway,
     query_of,
     write_gateway_files,
 )
-from helpers.oauth import basic
 from helpers.upstream import Recorded, RecordingUpstream, Reply
 from listening import bound_socket, port_of, start_site
 
@@ -33,7 +32,6 @@ from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 QUERY = {"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-7", "response_type": "code"}
 
 
@@ -152,7 +150,7 @@ async def test_the_user_names_the_tenant_and_the_link_goes_there(tenants: tuple[
     assert answer["state"] == "alexa-7" and hits(upstream) == ["127.0.0.3"]
     async with aiohttp.ClientSession() as platform:
         form = {"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": ALEXA_REDIRECT}
-        async with platform.post(gateway.endpoint("token", "shop"), data=form, headers={"Authorization": BASIC}) as response:
+        async with platform.post(gateway.endpoint("token", "shop"), data=form, headers={"Authorization": PLATFORM_BASIC}) as response:
             body = await response.json()
     assert body["access_token"] == "at@127.0.0.3"  # the token request went to the tenant's host too
 

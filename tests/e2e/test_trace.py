@@ -18,10 +18,10 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, Gateway, mapping_yaml, write_gateway_files
+from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, PLATFORM_SECRET, Gateway, mapping_yaml, write_gateway_files
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 from listening import bound_socket, port_of, refusing_port, start_site
-from test_fault_matrix import BASIC, CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell
+from test_fault_matrix import CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell
 
 from gateway.config.settings import ConfigError, load_config
 from gateway.observe import reasons
@@ -86,7 +86,7 @@ async def link(gateway: Gateway, state: str = "alexa-state-1") -> tuple[str, lis
 
 async def token(gateway: Gateway, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
     async with aiohttp.ClientSession() as platform:
-        async with platform.post(f"{gateway.url}/{PROVIDER}/token", data=form, headers={"Authorization": BASIC}) as response:
+        async with platform.post(f"{gateway.url}/{PROVIDER}/token", data=form, headers={"Authorization": PLATFORM_BASIC}) as response:
             return response.status, await response.json()
 
 
@@ -108,7 +108,7 @@ async def trace_html(gateway: Gateway) -> str:
 async def assert_no_secret(gateway: Gateway, secrets: list[str]) -> None:
     """Neither the JSON nor the HTML holds any secret of the test, whole or as its first 12 characters."""
     seen = json.dumps(await trace_json(gateway)) + await trace_html(gateway)
-    for secret in [*secrets, PLATFORM_SECRET, DEFAULT_CLIENT_SECRET, BASIC.split()[1], TRACE_TOKEN]:
+    for secret in [*secrets, PLATFORM_SECRET, DEFAULT_CLIENT_SECRET, PLATFORM_BASIC.split()[1], TRACE_TOKEN]:
         assert len(secret) >= 8, secret
         assert secret not in seen, secret
         if not any(public.startswith(secret[:12]) for public in (DEFAULT_CLIENT_ID, PLATFORM_ID)):

@@ -16,8 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
-from helpers.oauth import basic
+from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 from listening import bound_socket, port_of, start_site
 
@@ -32,8 +31,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind  # noqa: E402
 
 from gateway.observe import tracing  # noqa: E402
-
-BASIC = basic(PLATFORM_ID, PLATFORM_SECRET)
 
 
 @pytest.fixture
@@ -70,7 +67,7 @@ async def _link(url: str) -> tuple[dict[str, str], dict[str, Any]]:
         async with browser.get(back, allow_redirects=False) as response:
             answer = query_of(response.headers["Location"])
         form = {"grant_type": "authorization_code", "code": answer["code"], "redirect_uri": ALEXA_REDIRECT}
-        async with browser.post(f"{url}/fake/token", data=form, headers={"Authorization": BASIC}) as response:
+        async with browser.post(f"{url}/fake/token", data=form, headers={"Authorization": PLATFORM_BASIC}) as response:
             assert response.status == 200
             return {**answer, "upstream_code": query_of(back)["code"]}, await response.json()
 
@@ -102,7 +99,7 @@ async def test_no_secret_in_any_attribute(traced: tuple[str, InMemorySpanExporte
     answer, token = await _link(url)
     secrets = {
         answer["code"], answer["upstream_code"], "state-secret-123", PLATFORM_SECRET, DEFAULT_CLIENT_SECRET,
-        token["access_token"], token.get("refresh_token", "refresh-absent"), BASIC.split()[1],
+        token["access_token"], token.get("refresh_token", "refresh-absent"), PLATFORM_BASIC.split()[1],
     }
     for span in exporter.get_finished_spans():
         for name, value in (span.attributes or {}).items():
