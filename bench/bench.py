@@ -461,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (full: 3)")
     parser.add_argument("--seconds", type=float, help="seconds per wrk run (full: 5)")
+    parser.add_argument("--cases", help="comma-separated case keys to run instead of the profile's, without the extras (e.g. relay,gw-refresh)")
     options = parser.parse_args(argv)
     profile = PROFILES[options.profile]
     rounds = options.rounds or int(str(profile["rounds"]))
@@ -473,15 +474,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     with workdir() as work:
         fleet = Fleet(work)
         try:
+            only = options.cases.split(",") if options.cases else profile["cases"]
             run(
-                fleet, work, generate_key(), rounds=rounds, seconds=seconds, only=profile["cases"],
-                mappings=int(str(profile["mappings"])), flows=int(str(profile["flows"])),
+                fleet, work, generate_key(), rounds=rounds, seconds=seconds, only=only,
+                mappings=int(str(profile["mappings"])), flows=int(str(profile["flows"])), extras_wanted=not options.cases,
             )
         finally:
             fleet.stop_all()
 
 
-def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only: object, mappings: int, flows: int) -> None:
+def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only: object, mappings: int, flows: int, extras_wanted: bool = True) -> None:
     python = sys.executable
     upstream_port = free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}/token"
@@ -550,6 +552,8 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
                     load(server, case.path, seconds=seconds, connections=connections, script=script)
                 )
             print(f"round {round_no + 1}: {case.label} done", file=sys.stderr)
+        if not extras_wanted:
+            continue
 
         # Start-up with many mappings: process start to a 200 from /healthz.
         port = free_port()
@@ -617,6 +621,8 @@ def report(cases: Sequence[Case], results: dict[tuple[str, int], list[Load]], ex
             ratio_rows,
         )
     )
+    if not extras["one"]:
+        return  # --cases: the extras were not measured
     two = [t / o for o, t in zip(extras["one"], extras["two"], strict=True)]
     print("\n### The gateway beside the table\n")
     print(
