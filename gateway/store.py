@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -38,6 +38,7 @@ __all__ = ["StoreSettings", "MemoryStore", "RedisStore", "SharedStore", "STORE",
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+V = TypeVar("V")
 
 PREFIX = "gw:"
 #: After a failed remote operation, the remote store is not tried again for this long.
@@ -62,19 +63,28 @@ def derive_hash_key(first_key: str) -> bytes:
     return hmac.new(raw, b"gateway store key names v1", hashlib.sha256).digest()
 
 
-class MemoryStore:
+class MemoryStore(Generic[V]):
     """The per-process store: a dict of values with expiry times (monotonic clock).
 
     ``clock`` is the one place it reads the time: a test that must see an entry expire (the
-    refresh grace window) moves this clock instead of sleeping through the TTL.
+    refresh grace window) moves this clock instead of sleeping through the TTL. ``lookup`` and
+    ``keep`` are the synchronous forms, for callers that never need another store behind it
+    (the in-process refresh grace, :mod:`gateway.oauth.refresh`).
+
+    A full store first drops what has expired, then the oldest entries down to nine tenths of
+    its capacity: a scan of every entry at most once per tenth of the capacity, not per write.
     """
 
     def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self._items: dict[str, tuple[float, str]] = {}
+        self._items: dict[str, tuple[float, V]] = {}
         self._capacity = capacity
         self.clock = clock
 
-    def _live(self, key: str) -> str | None:
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def lookup(self, key: str) -> V | None:
+        """The live value of ``key``, or None (an expired one is dropped on the way)."""
         item = self._items.get(key)
         if item is None:
             return None
@@ -83,28 +93,34 @@ class MemoryStore:
             return None
         return item[1]
 
+    def keep(self, key: str, value: V, ttl: float) -> None:
+        """Store ``value`` for ``ttl`` seconds (it moves to the newest end of the eviction order)."""
+        items = self._items
+        if len(items) >= self._capacity:
+            self._prune()
+        items.pop(key, None)
+        items[key] = (self.clock() + ttl, value)
+
     def _prune(self) -> None:
-        if len(self._items) < self._capacity:
-            return
+        items = self._items
         now = self.clock()
-        for key in [key for key, (until, _) in self._items.items() if until <= now]:
-            del self._items[key]
-        while len(self._items) >= self._capacity:  # still full: the oldest entries go first
-            del self._items[next(iter(self._items))]
+        for key in [key for key, (until, _) in items.items() if until <= now]:
+            del items[key]
+        keep = self._capacity - max(1, self._capacity // 10)
+        while len(items) > keep:  # still (nearly) full: the oldest entries go first
+            del items[next(iter(items))]
 
-    async def get(self, key: str) -> str | None:
-        return self._live(key)
+    async def get(self, key: str) -> V | None:
+        return self.lookup(key)
 
-    async def put(self, key: str, value: str, ttl: float) -> None:
-        self._prune()
-        self._items.pop(key, None)
-        self._items[key] = (self.clock() + ttl, value)
+    async def put(self, key: str, value: V, ttl: float) -> None:
+        self.keep(key, value, ttl)
 
-    async def claim(self, key: str, ttl: float, value: str = "1") -> bool:
+    async def claim(self, key: str, ttl: float, value: V) -> bool:
         """True if ``key`` was free and is now held for ``ttl`` seconds (SET NX PX)."""
-        if self._live(key) is not None:
+        if self.lookup(key) is not None:
             return False
-        await self.put(key, value, ttl)
+        self.keep(key, value, ttl)
         return True
 
     async def delete(self, key: str) -> None:
@@ -153,7 +169,7 @@ class SharedStore:
 
     def __init__(self, settings: StoreSettings, hash_key: bytes, metrics: Metrics, *, remote: RedisStore | None = None) -> None:
         self.settings = settings
-        self.local = MemoryStore()
+        self.local: MemoryStore[str] = MemoryStore()
         self.remote = remote if remote is not None else (RedisStore(settings.url, ca_file=settings.ca_file) if settings.url else None)
         self.shared = self.remote is not None
         self._hash_key = hash_key

@@ -7,16 +7,26 @@ dead; two refreshes racing with one token end the same way. Amazon and Google bo
 servers not to invalidate the old token immediately; the gateway gives that grace itself:
 
 * **Grace.** For ``upstream.token.refresh.grace`` seconds (60 by default, 0 turns it off) the
-  normalised answer to a successful refresh is remembered, keyed by a keyed hash of the
-  presented refresh token and the platform client (never the token itself) and sealed under
-  the current key (it holds tokens). The same token again within the window gets the same
-  answer, without an upstream call. A definite ``invalid_grant`` is remembered for the same
-  window at most; other failures are not remembered, so a retry after an outage reaches the
-  upstream.
-* **Single flight.** Concurrent refreshes with one token make one upstream call. In a process,
-  the waiters share one task, which runs to its end even if the platform that started it hangs
-  up (so its answer lands in the grace entry for the retry). Across replicas, a ``SET NX PX``
-  lock in the store names the leader; the others poll for its grace entry until a deadline.
+  normalised answer to a successful refresh is remembered, for the presented refresh token and
+  the platform client. The same token again within the window gets the same answer, without an
+  upstream call. A definite ``invalid_grant`` is remembered for the same window at most; other
+  failures are not remembered, so a retry after an outage reaches the upstream.
+* **Single flight.** Concurrent refreshes with one token make one upstream call.
+
+Two homes for those entries, by what the ``store:`` is:
+
+* **In the process** (``store: memory``, the default): the answer is kept as it is, in
+  :class:`RefreshFlights`, and the first request for a token makes the call in its own task; the
+  ones that arrive meanwhile wait for its future. Nothing is sealed or hashed, because nothing
+  leaves the process: a seal whose key sits in the same memory would protect nothing, and it cost
+  a third of what the grace window added to a refresh. The leader's call runs to its end even if
+  the platform hangs up, because aiohttp does not cancel a handler whose client went away (the
+  gateway leaves ``handler_cancellation`` off), so its answer is there for the retry.
+* **In the shared store** (``store: {url: redis://…}``): the entry is keyed by a keyed hash of
+  the token (never the token itself) and sealed under the current key, since it holds tokens
+  and leaves the process. In a process the waiters share one task, shielded from the platform
+  hanging up; across replicas a ``SET NX PX`` lock names the leader, and the others poll for its
+  grace entry until a deadline.
 
 The key is the token string the platform presents, whatever it is (a raw upstream token or an
 envelope the gateway sealed), so this module does not care what is inside.
@@ -31,11 +41,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.oauth.responses import InvalidGrant, OAuthError
+from gateway.oauth.responses import InvalidGrant, OAuthError, TemporarilyUnavailable
 from gateway.oauth.seal import Sealer, SealError
 from gateway.oauth.state import GRACE_PURPOSE, GraceEntry
 from gateway.observe.metrics import METRICS, Metrics
-from gateway.store import STORE, SharedStore
+from gateway.store import STORE, MemoryStore, SharedStore
 
 __all__ = ["RefreshFlights", "FLIGHTS", "refresh_with_grace", "GRACE_PURPOSE"]
 
@@ -46,10 +56,20 @@ Call = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class RefreshFlights:
-    """The refreshes in flight in this process, by store key: one task each, shared by all waiters."""
+    """This process's refreshes: those in flight, and (without a shared store) those remembered.
+
+    ``running`` holds, by key, what the waiters for a refresh in flight await: the shared store's
+    task, or the in-process leader's future. ``remembered`` is the in-process grace window; tests
+    move its ``clock`` or ``clear()`` it.
+    """
 
     def __init__(self) -> None:
-        self.tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self.running: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.remembered: MemoryStore[GraceEntry] = MemoryStore()
+
+    def forget(self) -> None:
+        """Forget every remembered answer (a test that presents one refresh token afresh)."""
+        self.remembered.clear()
 
 
 FLIGHTS = web.AppKey("refresh_flights", RefreshFlights)
@@ -97,28 +117,75 @@ async def refresh_with_grace(
     """
     if grace <= 0:
         return await call()
-    store, metrics = app[STORE], app[METRICS]
+    store, metrics, flights = app[STORE], app[METRICS], app[FLIGHTS]
+    if not store.shared:
+        return await _in_process(flights, metrics, "\x00".join((provider, client_id, refresh_token)), grace, call)
     key = store.key("g", provider, client_id, refresh_token)
     answer = await _remembered_counted(store, sealer, key, metrics)
     if answer is not None:
         return answer
-    flights = app[FLIGHTS]
-    task = flights.tasks.get(key)
-    if task is not None:
+    flight = flights.running.get(key)
+    if flight is not None:
         metrics.single_flight_joins.inc()
     else:
-        task = asyncio.create_task(_lead(store, sealer, metrics, key, grace, deadline, call))
-        flights.tasks[key] = task
-        task.add_done_callback(lambda done: _finished(flights, key, done))
+        flight = asyncio.create_task(_lead(store, sealer, metrics, key, grace, deadline, call))
+        flights.running[key] = flight
+        flight.add_done_callback(lambda done: _finished(flights, key, done))
     # shield: a platform that hangs up cancels its own wait, not the refresh the others share
-    return await asyncio.shield(task)
+    return await asyncio.shield(flight)
 
 
-def _finished(flights: RefreshFlights, key: str, task: asyncio.Task[dict[str, Any]]) -> None:
-    if flights.tasks.get(key) is task:
-        del flights.tasks[key]
-    if not task.cancelled():
-        task.exception()  # retrieved: every waiter may have hung up already
+def _finished(flights: RefreshFlights, key: str, flight: asyncio.Future[dict[str, Any]]) -> None:
+    if flights.running.get(key) is flight:
+        del flights.running[key]
+    if not flight.cancelled():
+        flight.exception()  # retrieved: every waiter may have hung up already
+
+
+async def _in_process(flights: RefreshFlights, metrics: Metrics, key: str, grace: int, call: Call) -> dict[str, Any]:
+    """The grace window and single flight without a shared store: a dict and a future, no task."""
+    entry = flights.remembered.lookup(key)
+    if entry is not None:
+        metrics.grace_hits.inc()
+        if entry.refusal is not None:
+            raise InvalidGrant(entry.refusal)
+        return dict(entry.answer or {})  # a copy: each request's answer is its own
+    flight = flights.running.get(key)
+    if flight is not None:
+        metrics.single_flight_joins.inc()
+        return await _join(flight)
+    flight = asyncio.get_running_loop().create_future()
+    flights.running[key] = flight
+    try:
+        answer = await call()
+    except OAuthError as err:
+        if err.error == "invalid_grant":  # definite: the upstream says this grant is bad
+            flights.remembered.keep(key, GraceEntry(refusal=err.description), grace)
+        flight.set_exception(err)
+        flight.exception()  # retrieved: there may be no waiter
+        raise
+    except BaseException:
+        flight.cancel()  # cancelled (shutdown) or the gateway's own failure: the waiters are told
+        raise
+    else:
+        flights.remembered.keep(key, GraceEntry(answer=dict(answer)), grace)  # the leader's stays its own
+        flight.set_result(answer)
+        return answer
+    finally:
+        del flights.running[key]
+
+
+async def _join(flight: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+    """Wait for the leader's answer; a waiter that hangs up cancels its own wait only."""
+    try:
+        answer = await asyncio.shield(flight)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if flight.cancelled() and task is not None and not task.cancelling():
+            # The leader did not finish (the gateway is stopping, or failed unexpectedly).
+            raise TemporarilyUnavailable("the refresh this request waited for did not finish; try again") from None
+        raise
+    return dict(answer)
 
 
 async def _remembered_counted(store: SharedStore, sealer: Sealer, key: str, metrics: Metrics) -> dict[str, Any] | None:

@@ -92,6 +92,7 @@ from multidict import CIMultiDict
 from upstream_oidc import OidcUpstream, login_and_consent
 
 from gateway.oauth.platforms import RedirectPolicy
+from gateway.oauth.refresh import FLIGHTS
 from gateway.oauth.replay import REDEEMED
 from gateway.oauth.responses import TOKEN_ERRORS
 from gateway.oauth.seal import Sealer, generate_key
@@ -825,6 +826,7 @@ async def test_fuzz_callback(
         # Each example may present a genuine pre-callback flow afresh; the state's single use
         # across copies of a cookie is test_refresh_grace.py's.
         fuzz_gateway.runner.app[STORE].local.clear()
+        fuzz_gateway.runner.app[FLIGHTS].forget()
         target = f"/{provider}/callback" + (f"?{query}" if query else "")
         if raw:
             answer = driver.raw("GET", target, headers)
@@ -1191,6 +1193,7 @@ async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession
     def check(request: dict[str, Any]) -> None:
         redeemed.clear()  # every example may present a genuine code afresh (replays: test_replay.py)
         fuzz_gateway.runner.app[STORE].local.clear()  # and a refresh token (grace: test_refresh_grace.py)
+        fuzz_gateway.runner.app[FLIGHTS].forget()
         recorder.fault = reply(request["upstream"])
         before = len(recorder.token_requests)
         skip = () if "Content-Type" in request["headers"] else ("Content-Type",)

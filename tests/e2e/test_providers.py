@@ -36,6 +36,7 @@ from provider_upstream import Documented, mismatches, with_token_url
 import gateway.upstream.answer
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
+from gateway.oauth.refresh import FLIGHTS
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
 from gateway.store import STORE
@@ -241,6 +242,7 @@ async def test_provider_end_to_end(
             for index, example in enumerate(mapping.examples):
                 label = f"{name} example {example.name!r}"
                 runner.app[STORE].local.clear()  # each example presents the same refresh token afresh (no grace)
+                runner.app[FLIGHTS].forget()
                 raw = example.body.encode() if isinstance(example.body, str) else json.dumps(example.body).encode()
                 provider_upstream.queue(_token_path(name), Reply(status=example.status, content_type=example.content_type, body=raw))
                 if example.grant == "authorization_code":

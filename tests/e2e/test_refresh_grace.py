@@ -167,7 +167,7 @@ class Replicas:
 
 
 class Clock:
-    """The in-process gateway's store clock (:attr:`gateway.store.MemoryStore.clock`): real
+    """The in-process gateway's store clocks (:attr:`gateway.store.MemoryStore.clock`): real
     monotonic time plus whatever the test skipped, so a TTL runs out without sleeping through it."""
 
     def __init__(self) -> None:
@@ -189,6 +189,7 @@ async def start_inprocess(
     await runner.setup()
     if clock is not None:
         runner.app[STORE].local.clock = clock  # before any request: every entry is timed by it
+        runner.app[FLIGHTS].remembered.clock = clock  # the in-process grace window too
     return await start_site(runner, sock=sock), runner
 
 
@@ -252,7 +253,7 @@ async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after
             # The refresh runs on without the platform; once its flight is over, its answer is in
             # the grace entry (written before the flight ends).
             async with asyncio.timeout(10):
-                while not (len(upstream.refresh_requests) == 1 and len(upstream.issued) == 2 and not runner.app[FLIGHTS].tasks):
+                while not (len(upstream.refresh_requests) == 1 and len(upstream.issued) == 2 and not runner.app[FLIGHTS].running):
                     await asyncio.sleep(0.02)
             assert not upstream.refresh_token_live(old)
             refresh_delay(upstream, 0.0)

@@ -67,11 +67,11 @@ def test_store_ca_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
 
 async def test_memory_claims_are_single_until_their_ttl() -> None:
     now = [100.0]
-    store = MemoryStore(clock=lambda: now[0])
-    assert await store.claim("k", 1.0)
-    assert not await store.claim("k", 1.0)
+    store: MemoryStore[str] = MemoryStore(clock=lambda: now[0])
+    assert await store.claim("k", 1.0, "1")
+    assert not await store.claim("k", 1.0, "1")
     now[0] += 1.01
-    assert await store.claim("k", 1.0), "an expired claim is free again"
+    assert await store.claim("k", 1.0, "1"), "an expired claim is free again"
     await store.put("v", "x", 0.5)
     assert await store.get("v") == "x"
     now[0] += 0.6
@@ -79,7 +79,7 @@ async def test_memory_claims_are_single_until_their_ttl() -> None:
 
 
 async def test_a_full_memory_store_drops_the_oldest() -> None:
-    store = MemoryStore(capacity=3)
+    store: MemoryStore[str] = MemoryStore(capacity=3)
     for name in "abcd":
         await store.put(name, name, 60)
     assert await store.get("a") is None and await store.get("d") == "d"
