@@ -139,6 +139,8 @@ def render_url(template: str, values: Mapping[str, str], specs: Iterable[Context
 
 def host_needs_public_address(template: str, specs: Iterable[ContextValue]) -> bool:
     """A template whose host comes from a value that does not say ``allow_private``."""
+    if "{" not in template:  # no placeholder at all (most mappings): no URL to split, per request
+        return False
     names = set(url_placeholders_in_host(template))
     return bool(names) and not all(spec.allow_private for spec in specs if spec.name in names)
 

@@ -223,6 +223,8 @@ _STARTED = web.RequestKey("trace_started", float)
 
 
 def _store(request: web.Request) -> FlowTrace | None:
+    """The app's trace, if it has one. Each hook asks this first: an app without a trace has no
+    flow on its requests either, and ``request.get`` of a missing key costs a ``KeyError``."""
     return request.app.get(TRACE)
 
 
@@ -277,7 +279,8 @@ def called_back(request: web.Request, mapping: ProviderMapping, params: Mapping[
 
 def redirected(request: web.Request, response: web.Response, *, code: str = "") -> web.Response:
     """The gateway sent the browser back to the platform (with ``code``, a token, or an error)."""
-    store, flow = _store(request), request.get(_CURRENT)
+    store = _store(request)
+    flow = request.get(_CURRENT) if store is not None else None
     if store is None or flow is None:
         return response
     if code:
@@ -307,7 +310,8 @@ def token_requested(request: web.Request, mapping: ProviderMapping, form: Mappin
 
 def token_answered(request: web.Request, response: web.Response) -> None:
     """The gateway's token answer to the platform; a refresh token in it joins this flow."""
-    store, flow = _store(request), request.get(_CURRENT)
+    store = _store(request)
+    flow = request.get(_CURRENT) if store is not None else None
     if store is None or flow is None:
         return
     body = response.body if isinstance(response.body, bytes) else b""
@@ -364,24 +368,24 @@ def upstream_requested(request: web.Request, mapping: ProviderMapping, prepared:
 
 def upstream_failed(request: web.Request, kind: str, err: OAuthError, seconds: float | None) -> None:
     """No usable answer came back (timeout, connection, too large)."""
-    flow = request.get(_CURRENT)
-    if flow is None or _store(request) is None:
+    flow = request.get(_CURRENT) if _store(request) is not None else None
+    if flow is None:
         return
     _hop(request, flow, "upstream answer", UPSTREAM, GATEWAY, ok=False, reason=reasons.upstream_failure(kind, err.description),
          ms=None if seconds is None else round(seconds * 1000, 1), detail={"failure": kind})
 
 
 def upstream_answered(request: web.Request, answer: UpstreamAnswer, seconds: float | None) -> None:
-    flow = request.get(_CURRENT)
-    if flow is None or _store(request) is None:
+    flow = request.get(_CURRENT) if _store(request) is not None else None
+    if flow is None:
         return
     _hop(request, flow, "upstream answer", UPSTREAM, GATEWAY, ms=None if seconds is None else round(seconds * 1000, 1),
          detail={"status": answer.status, "content_type": answer.content_type, "body": body_shape(answer.content_type, answer.body)})
 
 
 def normalised(request: web.Request, mapping: ProviderMapping, result: Mapping[str, Any]) -> None:
-    flow = request.get(_CURRENT)
-    if flow is None or _store(request) is None:
+    flow = request.get(_CURRENT) if _store(request) is not None else None
+    if flow is None:
         return
     _hop(request, flow, "normalise", GATEWAY, GATEWAY, detail={"answer": {k: _value_shape(k, v) for k, v in result.items()}},
          mapping=_answer_rules(mapping))
@@ -389,8 +393,8 @@ def normalised(request: web.Request, mapping: ProviderMapping, result: Mapping[s
 
 def normalise_failed(request: web.Request, mapping: ProviderMapping, answer: UpstreamAnswer, err: OAuthError, kind: str) -> None:
     """The answer came, but is an error or unusable: say why, format mismatches first."""
-    flow = request.get(_CURRENT)
-    if flow is None or _store(request) is None:
+    flow = request.get(_CURRENT) if _store(request) is not None else None
+    if flow is None:
         return
     reason = ""
     if kind == "unusable_answer":

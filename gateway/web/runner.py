@@ -177,7 +177,10 @@ def body_deadline(settings: Callable[[web.Request], ConnectionSettings]) -> Any:
         # A stream that failed already (e.g. a gzip body that does not decompress) never reaches
         # EOF, and wait_eof() does not look at the stored error: the handler's read reports it.
         failed = request.content.exception() is not None
-        if request.body_exists and not failed and (length is None or length <= request.client_max_size):
+        content = request.content
+        # A body that arrived with its headers (a token request's few hundred bytes, nearly
+        # always) is complete already: no timer to start and cancel.
+        if request.body_exists and not failed and not content.is_eof() and (length is None or length <= request.client_max_size):
             timeout = settings(request).body_timeout
             try:
                 async with asyncio.timeout(timeout):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import aiohttp
 import pytest
 from helpers.oauth import load_mapping
 from helpers.upstream import RecordingUpstream, Reply
@@ -56,7 +57,8 @@ async def test_a_good_answer_is_read_whole_and_the_request_is_sent_once_without_
     assert (sent.call.params, sent.call.allow_redirects) == (None, False)
     assert sent.body == b"grant_type=authorization_code&code=c+1"
     assert sent.headers == {"authorization": "Basic eA==", "content-type": "application/x-www-form-urlencoded"}
-    assert sent.call.timeout.total == 4.0
+    # No aiohttp timer (nor the session's default one): send's own deadline is the only one.
+    assert sent.call.timeout == aiohttp.ClientTimeout()
     assert (record.upstream_status, record.upstream_failure) == (200, "")
     assert record.upstream_seconds is not None and record.upstream_seconds >= 0
 
@@ -67,8 +69,17 @@ async def test_a_json_body_and_the_mappings_own_timeout() -> None:
     await send(upstream.client(), request, default_timeout=4.0)
     sent = upstream.only("/token")
     assert sent.json() == {"code": "c"} and sent.content_type == "application/json"
-    assert sent.call is not None and sent.call.params == {"a": "b"} and sent.call.timeout.total == 9.5
+    assert sent.call is not None and sent.call.params == {"a": "b"}
     assert sent.query == {"a": "b"}
+
+
+async def test_the_mappings_own_timeout_is_the_deadline_even_when_longer_than_the_default() -> None:
+    request = PreparedRequest("POST", "http://upstream.test/token", {}, {}, {"code": "c"}, None, 2.0)
+    answer = await send(answering(Reply(delay=0.2, content_type="application/json", body=b'{"access_token": "at"}')).client(), request, default_timeout=0.05)
+    assert answer.status == 200
+    short = PreparedRequest("POST", "http://upstream.test/token", {}, {}, {"code": "c"}, None, 0.05)
+    with pytest.raises(TemporarilyUnavailable, match="within 0.05s"):
+        await send(answering(Reply(delay=2.0)).client(), short, default_timeout=4.0)
 
 
 async def test_a_query_encoded_request_has_no_body_and_no_invented_content_type() -> None:
