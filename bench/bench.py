@@ -362,7 +362,9 @@ def flows_script(server: Server, per_second: int = 5000) -> Callable[[Path, floa
 # --- the gateway's files --------------------------------------------------------------------
 
 
-def mapping_yaml(upstream_url: str) -> str:
+def mapping_yaml(upstream_url: str, *, grace: int | None = None) -> str:
+    """The bench's provider; ``grace`` sets ``upstream.token.refresh.grace`` (default: the gateway's 60 s)."""
+    refresh = f", refresh: {{grace: {grace}}}" if grace is not None else ""
     return textwrap.dedent(
         f"""\
         platform: {{profile: alexa, client_id: {PLATFORM_ID}, client_secret: {PLATFORM_SECRET}}}
@@ -370,7 +372,7 @@ def mapping_yaml(upstream_url: str) -> str:
           client_id: up
           client_secret: up-secret
           authorize: {{url: "https://auth.example/authorize"}}
-          token: {{url: "{upstream_url}", client_auth: body}}
+          token: {{url: "{upstream_url}", client_auth: body{refresh}}}
         """
     )
 
@@ -427,6 +429,7 @@ PAIRS = [
     ("gw-authorize", "redirect"),
     ("gw-callback", "redirect"),
     ("gw-refresh", "relay"),
+    ("gw-refresh-nograce", "relay"),
     ("gw-code", "relay"),
     ("gw-refresh", "flask"),
     ("gw-refresh", "flask-session"),
@@ -488,7 +491,8 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
     upstream_port = free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}/token"
     fleet.start("upstream", [python, str(HERE / "servers.py"), "upstream", str(upstream_port)], upstream_port)
-    config = gateway_config(work / "gateway", key, mappings={"p": mapping_yaml(upstream_url)})
+    # q: the same provider without the refresh grace window, to show what the window costs
+    config = gateway_config(work / "gateway", key, mappings={"p": mapping_yaml(upstream_url), "q": mapping_yaml(upstream_url, grace=0)})
     cases = [
         Case("hello", "hello", "aiohttp hello-world", "/"),
         Case("redirect", "redirect", "bare aiohttp 302", "/p/callback"),
@@ -499,6 +503,7 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
         Case("gw-authorize", "gateway", "gateway /authorize", f"/p/authorize?{AUTHORIZE_QUERY}"),
         Case("gw-callback", "gateway", "gateway /callback", "/p/callback"),  # the query comes with the flow cookie
         Case("gw-refresh", "gateway", "gateway /token refresh_token", "/p/token", refresh_script()),
+        Case("gw-refresh-nograce", "gateway", "gateway /token refresh_token, grace 0", "/q/token", refresh_script()),
         Case("gw-code", "gateway", "gateway /token authorization_code", "/p/token", code_script([key])),
         Case("gw-healthz", "gateway", "gateway /healthz", "/healthz"),
     ]

@@ -11,16 +11,14 @@ mapped parameters, ``redirect_uri=<public_url>/<provider>/callback`` and ``state
 
 from __future__ import annotations
 
-import functools
 import hmac
-import re
 import secrets
-from urllib.parse import quote_plus
 
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
 from gateway.oauth import pkce
+from gateway.oauth.formencoding import form_urlencode
 from gateway.oauth.linkcontext import UnsafeUrl, initial_context, render_url
 from gateway.oauth.responses import (
     InvalidRequest,
@@ -41,18 +39,6 @@ __all__ = ["authorize", "MAX_STATE_LENGTH"]
 
 #: The platform's state travels in the flow cookie, which browsers cap at 4096 bytes.
 MAX_STATE_LENGTH = 1500
-#: What ``quote_plus`` leaves as it is: the nonce, PKCE values and most ids need no quoting.
-_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
-#: The other values (redirect URI, scope) are the mapping's own and repeat: quoted once each.
-_quoted = functools.lru_cache(maxsize=512)(quote_plus)
-
-
-def _urlencode(params: dict[str, str]) -> str:
-    """``urllib.parse.urlencode(params)``, byte for byte, without quoting what needs none."""
-    return "&".join(
-        f"{name if _PLAIN.fullmatch(name) else _quoted(name)}={value if _PLAIN.fullmatch(value) else _quoted(value)}"
-        for name, value in params.items()
-    )
 
 
 def _check_client(mapping: ProviderMapping, params: dict[str, str]) -> str:
@@ -188,7 +174,7 @@ async def authorize(request: web.Request) -> web.Response:
         url = render_url(mapping.authorize.url, chosen, mapping.context_specs)
     except UnsafeUrl as err:  # pragma: no cover - ask_tenant checked the value against this URL
         return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
-    location = f"{url}{'&' if '?' in url else '?'}{_urlencode(upstream_params)}"
+    location = f"{url}{'&' if '?' in url else '?'}{form_urlencode(upstream_params)}"
     outcome(request, "success")
     trace.authorized(request, mapping.name, params, nonce=nonce, location=location, mapping_step=f"authorize.params, PKCE {mapping.authorize.pkce}")
     return redirect(location, carries_secret=False)
