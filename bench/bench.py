@@ -2,6 +2,7 @@
 
     .venv/bin/pip install -e '.[bench]'       # flask, gunicorn, requests for the WSGI baseline
     .venv/bin/python bench/bench.py [--rounds 3] [--seconds 5] [--profile full|smoke]
+    .venv/bin/python bench/bench.py --cases relay,gw-refresh    # some cases only, without the extras
 
 Every server is its own process on 127.0.0.1, loaded by ``wrk --latency`` (``apt-get install wrk``)
 in another process:
@@ -11,6 +12,8 @@ in another process:
   as Flask + requests under gunicorn with 1 sync worker, with and without a ``requests.Session``;
 * the gateway (``gateway serve``) with the production logging and metrics configuration of
   ``deploy/gateway.yaml``: JSON log lines at info (to a file) and the ops listener for /metrics;
+* the same gateway's refresh with ``refresh: {grace: 0}`` (a second mapping), to show what the
+  grace window and single flight cost;
 * the same gateway on uvloop's event loop (``GATEWAY_LOOP=uvloop``), when uvloop is installed
   (the ``bench`` extra has it); every other gateway figure is on asyncio's own loop;
 * a fake upstream token endpoint that both relays and the gateway call.

@@ -161,8 +161,9 @@ class DirectRequestLine:
         text = self.line(message, fields, time.time()) + handler.terminator
         with handler.lock or contextlib.nullcontext():  # the executor thread of a reload logs too
             try:
-                handler.stream.write(text)
-                handler.flush()
+                stream = handler.stream
+                stream.write(text)
+                stream.flush()  # StreamHandler.flush's work, under the lock already held
             except Exception:  # noqa: BLE001 - logging's own rule: a failing log never fails the request
                 handler.handleError(logging.makeLogRecord({"msg": message, "name": log.name}))
 
@@ -247,10 +248,17 @@ def _finish(request: web.Request, record: RequestRecord, status: int, seconds: f
         "status": status,
         "ms": round(seconds * 1000, 1),
     }
-    for name in ("provider", "endpoint", "outcome", "grant", "upstream_failure"):
-        value = getattr(record, name)
-        if value:
-            fields[name] = value
+    # Written out rather than a getattr loop: this runs once per request.
+    if record.provider:
+        fields["provider"] = record.provider
+    if record.endpoint:
+        fields["endpoint"] = record.endpoint
+    if record.outcome:
+        fields["outcome"] = record.outcome
+    if record.grant:
+        fields["grant"] = record.grant
+    if record.upstream_failure:
+        fields["upstream_failure"] = record.upstream_failure
     if record.upstream_status is not None:
         fields["upstream_status"] = record.upstream_status
     if record.upstream_seconds is not None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import aiohttp
@@ -17,48 +16,23 @@ from gateway.oauth.replay import REDEEMED, RedeemedCodes
 from gateway.observe.logs import request_middleware
 from gateway.observe.metrics import METRICS, Metrics
 from gateway.store import derive_hash_key, store_context
-from gateway.web.appkeys import HTTP_CLIENT, RECORD, RUNTIME, Runtime, RuntimeHolder, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
 from gateway.web.handlers.authorize import authorize
 from gateway.web.handlers.callback import callback
 from gateway.web.handlers.revoke import revoke
 from gateway.web.handlers.token import token
 from gateway.web.metadata import METADATA_PATH, metadata
-from gateway.web.runner import DRAIN, Drain, body_deadline, drain_middleware
+from gateway.web.runner import DRAIN, Drain, request_guard
 from gateway.web.session import CurrentFernet, RotatingCookieStorage
 
 __all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
 
-log = logging.getLogger(__name__)
 
 #: Token requests are a few hundred bytes; anything far larger is refused before it is parsed.
 MAX_BODY_BYTES = 16 * 1024
 #: Upstream connections open at once to any one upstream host, out of 256 in all: a provider
 #: that hangs holds at most a quarter of the pool, so the others' calls still find connections.
 UPSTREAM_CONNECTIONS_PER_HOST = 64
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def never_a_traceback(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """No input reaches a 500 with a traceback: unexpected failures get a short, generic answer."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except ConnectionResetError:
-        # The client left in the middle of its request (body): its mistake, nobody to answer.
-        log.info("client disconnected during %s %s", request.method, request.path)
-        record = request.get(RECORD)
-        if record is not None:
-            record.outcome = "client_disconnect"
-        return web.Response(status=499, text="client disconnected\n")  # nginx's code; never sent
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response(
-            {"error": "server_error", "error_description": "internal error"},
-            status=500,
-            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-        )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -105,9 +79,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         middlewares=[
             request_middleware(config.request_id_header),
-            drain_middleware,
-            never_a_traceback,
-            body_deadline(lambda request: runtime_of(request).config.connections),
+            request_guard(lambda request: runtime_of(request).config.connections),
             session_middleware(storage),
         ],
         client_max_size=MAX_BODY_BYTES,
