@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from gateway.config.settings import ConnectionSettings
 from gateway.oauth.refresh import FLIGHTS, RefreshFlights, refresh_with_grace
 from gateway.oauth.responses import InvalidGrant, TemporarilyUnavailable
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.observe.metrics import METRICS, Metrics
 from gateway.store import STORE, MemoryStore, SharedStore, StoreSettings, derive_hash_key
+from gateway.web.runner import GatewayRunner
 
 
 @pytest.fixture
@@ -159,3 +161,14 @@ def test_a_full_memory_store_makes_room_for_a_tenth_at_once() -> None:
     for n in range(99):
         store.keep(f"m{n}", "v", 60)
     assert store.lookup("fresh") == "v" and len(store) == 100
+
+
+async def test_the_served_gateway_does_not_cancel_a_handler_whose_client_left() -> None:
+    """The in-process leader makes the refresh in its request's own task: it must run to its end
+    when the platform hangs up (aiohttp's ``handler_cancellation``, off unless asked for)."""
+    runner = GatewayRunner(web.Application(), ConnectionSettings(), access_log=None)
+    await runner.setup()
+    try:
+        assert runner.server is not None and runner.server.handler_cancellation is False
+    finally:
+        await runner.cleanup()
