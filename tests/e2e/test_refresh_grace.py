@@ -35,10 +35,12 @@ from listening import bound_socket, port_of, start_site, unused_port
 from processes import GatewayProcess, start_gateway_process
 
 from gateway.config.settings import load_config
-from gateway.oauth.refresh import FLIGHTS
+from gateway.oauth.refresh import FLIGHTS, RefreshFlights, refresh_with_grace
+from gateway.oauth.responses import InvalidGrant
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
-from gateway.store import STORE
+from gateway.observe.metrics import METRICS, Metrics
+from gateway.store import STORE, SharedStore, StoreSettings, derive_hash_key
 from gateway.web.app import create_app
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -457,3 +459,90 @@ def _assert_nothing_in_clear(redis_server: Redis, upstream: RecordingUpstream, m
         assert key.startswith("gw:") and len(key) < 40, key
         for secret in secrets_:
             assert secret not in key and secret not in value, f"{key} holds a token in clear"
+
+
+# -- the shared store's grace and lock, two replicas in this process (gateway/oauth/refresh.py) ----
+
+
+class Replica:
+    """The parts of one gateway replica that a refresh uses, on a real Redis shared with others."""
+
+    def __init__(self, redis_url: str, keys: list[str]) -> None:
+        self.app = web.Application()
+        metrics = Metrics()
+        self.app[METRICS] = metrics
+        self.app[FLIGHTS] = RefreshFlights()
+        self.app[STORE] = SharedStore(StoreSettings(url=redis_url), derive_hash_key(keys[0]), metrics)
+        self.sealer = Sealer(keys)
+        self.calls = 0
+
+    def joins(self) -> float:
+        return self.app[METRICS].registry.get_sample_value("gateway_single_flight_joins_total") or 0.0
+
+    async def refresh(self, answer: dict[str, Any] | Exception, *, token: str = "rt-shared", delay: float = 0.0, deadline: float = 3.0) -> dict[str, Any]:
+        async def call() -> dict[str, Any]:
+            self.calls += 1
+            await asyncio.sleep(delay)
+            if isinstance(answer, Exception):
+                raise answer
+            return dict(answer)
+
+        return await refresh_with_grace(
+            self.app, self.sealer, provider="oidc", client_id=PLATFORM_ID, refresh_token=token, grace=5, deadline=deadline, call=call
+        )
+
+    async def close(self) -> None:
+        await self.app[STORE].close()
+
+
+@pytest.fixture
+async def two_replicas(redis_server: Redis) -> AsyncIterator[tuple[Replica, Replica]]:
+    keys = [generate_key()]
+    pair = (Replica(redis_server.url, keys), Replica(redis_server.url, keys))
+    yield pair
+    for replica in pair:
+        await replica.close()
+
+
+async def test_a_waiter_at_another_replica_gets_the_leaders_answer_from_redis(two_replicas: tuple[Replica, Replica]) -> None:
+    first, second = two_replicas
+    leader = asyncio.create_task(first.refresh({"access_token": "at-1"}, delay=0.3))
+    async with asyncio.timeout(5):
+        while not first.calls:  # the leader holds the lock and is calling the upstream
+            await asyncio.sleep(0.01)
+    waited = await second.refresh({"access_token": "at-never"})
+    assert waited == {"access_token": "at-1"} and await leader == {"access_token": "at-1"}
+    assert (first.calls, second.calls) == (1, 0) and second.joins() == 1
+
+
+async def test_a_definite_refusal_is_remembered_for_the_other_replica_too(two_replicas: tuple[Replica, Replica]) -> None:
+    first, second = two_replicas
+    with pytest.raises(InvalidGrant, match="revoked"):
+        await first.refresh(InvalidGrant("refresh token is revoked"))
+    with pytest.raises(InvalidGrant, match="revoked"):
+        await second.refresh({"access_token": "at-never"})
+    assert second.calls == 0
+
+
+async def test_an_entry_sealed_under_a_retired_key_is_not_trusted(redis_server: Redis) -> None:
+    old, new = generate_key(), generate_key()
+    before, after = Replica(redis_server.url, [old]), Replica(redis_server.url, [new])
+    after.app[STORE] = SharedStore(StoreSettings(url=redis_server.url), derive_hash_key(old), after.app[METRICS])  # same key names
+    try:
+        await before.refresh({"access_token": "at-old"})
+        assert await after.refresh({"access_token": "at-new"}) == {"access_token": "at-new"}, "asked the upstream instead"
+        assert after.calls == 1
+    finally:
+        await before.close()
+        await after.close()
+
+
+async def test_a_lock_whose_leader_is_gone_is_waited_for_only_until_the_deadline(two_replicas: tuple[Replica, Replica]) -> None:
+    first, second = two_replicas
+    store = second.app[STORE]
+    key = store.key("g", "oidc", PLATFORM_ID, "rt-shared")
+    assert await store.claim("gw:l:" + key.removeprefix("gw:g:"), 30)  # a replica took the lock and died
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await second.refresh({"access_token": "at-mine"}, deadline=0.3) == {"access_token": "at-mine"}
+    assert loop.time() - started >= 0.3 and second.calls == 1 and second.joins() == 1
