@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.config.settings import ConnectionSettings
@@ -69,6 +69,15 @@ async def guarded() -> AsyncIterator[tuple[TestClient[web.Request, web.Applicati
     await client.close()
 
 
+async def waiting_request(client: TestClient[web.Request, web.Application], drain: Drain) -> asyncio.Task[ClientResponse]:
+    """A GET /wait, once its handler is running under the drain."""
+    request = asyncio.create_task(client.get("/wait"))
+    async with asyncio.timeout(5):
+        while not drain.running:
+            await asyncio.sleep(0.01)
+    return request
+
+
 async def test_an_unexpected_failure_is_a_short_json_500_and_one_log_line(
     guarded: tuple[TestClient[web.Request, web.Application], Drain], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -118,10 +127,7 @@ async def test_past_the_shutdown_grace_a_running_request_gets_503_and_new_ones_t
     guarded: tuple[TestClient[web.Request, web.Application], Drain],
 ) -> None:
     client, drain = guarded
-    running = asyncio.create_task(client.get("/wait"))
-    async with asyncio.timeout(5):
-        while not drain.running:
-            await asyncio.sleep(0.01)
+    running = await waiting_request(client, drain)
     drain.closing = True
     drain.expired.set()
     response = await running
@@ -136,10 +142,7 @@ async def test_a_client_that_hangs_up_cancels_only_its_own_request_while_drainin
     guarded: tuple[TestClient[web.Request, web.Application], Drain],
 ) -> None:
     client, drain = guarded
-    waiting = asyncio.create_task(client.get("/wait"))
-    async with asyncio.timeout(5):
-        while not drain.running:
-            await asyncio.sleep(0.01)
+    waiting = await waiting_request(client, drain)
     task = next(iter(drain.running))
     task.cancel()  # as aiohttp does when the server stops: not the grace's doing
     async with asyncio.timeout(5):
