@@ -150,13 +150,18 @@ class FlowStore:
     def add(self, nonce: str, flow: FlowEntry, *, now: float | None = None) -> None:
         """Keep ``flow``; raise :class:`FlowTooLarge` when even alone it would not fit a cookie."""
         current = time.time() if now is None else now
-        if not _surely_fits(flow.to_wire()) and len(_dumps(flow.to_wire())) > MAX_FLOWS_JSON - 100:
+        wire = flow.to_wire()  # the new flow is encoded once: for the size check, then with its expiry
+        if not _surely_fits(wire) and len(_dumps(wire)) > MAX_FLOWS_JSON - 100:
             raise FlowTooLarge("the request is too large to remember in a cookie")
+        expires = int(current) + self._settings.max_age
+        wire["x"] = expires  # where to_wire puts it: last
         flows = self._live(current)
-        flows[nonce] = dataclasses.replace(flow, expires=int(current) + self._settings.max_age)
-        wires = {key: entry.to_wire() for key, entry in flows.items()}
-        if len(wires) > 1:
-            self._trim(flows, wires)
+        if not flows:  # the browser's first flow (or its others expired): nothing to trim
+            self._session["flows"] = {nonce: wire}
+            return
+        flows[nonce] = dataclasses.replace(flow, expires=expires)
+        wires = {key: wire if key == nonce else entry.to_wire() for key, entry in flows.items()}
+        self._trim(flows, wires)
         self._session["flows"] = wires
 
     def _trim(self, flows: dict[str, FlowEntry], wires: dict[str, dict[str, Any]]) -> None:
