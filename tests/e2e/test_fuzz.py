@@ -892,7 +892,10 @@ def make_codes(gateway: Gateway) -> Codes:
     verifier = "v" * 20 + "-._~" + "x" * 30
 
     def seal(ttl: int = 300, purpose: str = CODE_PURPOSE, now: float | None = None, **changes: Any) -> str:
-        payload = CodePayload("up-" + hashlib.sha1(repr(changes).encode()).hexdigest()[:8], PLATFORM_ID, ALEXA_NA, "oidc")
+        # Each sealed code carries an upstream code of its own (what it differs in, hashed), so an
+        # upstream call tells which code it came from (check_token).
+        own = repr((changes, ttl, purpose, now is None)).encode()
+        payload = CodePayload("up-" + hashlib.sha1(own).hexdigest()[:8], PLATFORM_ID, ALEXA_NA, "oidc")
         return sealer.seal(purpose, dataclasses.replace(payload, **changes).to_wire(), ttl=ttl, now=now)
 
     # Genuine: what /callback would have issued (a code is genuine only at its own provider's /token).
@@ -1133,15 +1136,35 @@ def secret_presented(headers: dict[str, str], params: dict[str, str]) -> bool:
     return unquote_plus(decoded.partition(":")[2]) == PLATFORM_SECRET
 
 
-def check_token(gateway: Gateway, codes: Codes, request: dict[str, Any], answer: Answer, calls: list[dict[str, str]]) -> None:
+def _sent_for(call: dict[str, str], request: dict[str, Any], codes: Codes) -> bool:
+    """The upstream call carries what this example's token request would have made it carry."""
+    params = dict(gateway_form(request["body"], request["headers"]) or [])
+    if call.get("grant_type") == "refresh_token":
+        return params.get("grant_type") == "refresh_token" and call.get("refresh_token") == params.get("refresh_token")
+    opened = codes.genuine.get(params.get("code", ""))
+    return opened is not None and call.get("code") == opened.upstream_code
+
+
+def check_token(gateway: Gateway, codes: Codes, request: dict[str, Any], answer: Answer, calls: list[dict[str, str]]) -> int:
+    """Check one example; return how many of the upstream calls seen meanwhile were an earlier one's."""
     headers = request["headers"]
     what = (
         f"POST /{request['provider']}/token {headers!r:.300} {request['body'][:300]!r} (upstream: {request['upstream']!r:.200})"
     )
+    # Whichever example a code exchange came from, its upstream code is a genuine code's: a forged
+    # code never reaches the upstream. (A call can land after its own example was checked: the
+    # calls are then told apart by what they carry, not by when they arrived.)
+    genuine_upstream = {opened.upstream_code for opened in codes.genuine.values()}
+    for call in calls:
+        if call.get("grant_type") == "authorization_code":
+            assert call.get("code") in genuine_upstream, f"FORGED CODE REACHED THE UPSTREAM: {what}: {call}"
+    own = [call for call in calls if _sent_for(call, request, codes)]
+    stray = len(calls) - len(own)
+    calls = own
     assert len(calls) <= 1, f"{what}: {len(calls)} upstream calls"
     assert answer.status < 500 or (answer.status in (502, 503) and calls), f"{what}: {answer.status} {answer.body[:300]!r}"
     if not answer.from_gateway:
-        return
+        return stray
     assert answer.headers.get("Content-Type", "").startswith("application/json"), f"{what}: {answer.headers.get('Content-Type')}"
     assert answer.headers.get("Cache-Control") == "no-store", what
     assert answer.headers.get("Pragma") == "no-cache", what
@@ -1163,14 +1186,14 @@ def check_token(gateway: Gateway, codes: Codes, request: dict[str, Any], answer:
     if request["provider"] == "nope":
         assert answer.status == 404 and not calls, what
     if not calls:
-        return
+        return stray
     # The upstream was called: the request must have been a complete, authenticated one ...
     assert form is not None and len(params) == len(form), f"{what}: upstream called for a body the gateway should refuse"
     assert secret_presented(headers, params), f"{what}: upstream called for an unauthenticated client"
     call = calls[0]
     if params.get("grant_type") == "refresh_token":
         assert call.get("refresh_token") == params["refresh_token"] and call.get("grant_type") == "refresh_token", call
-        return
+        return stray
     # ... and a code grant only ever reaches the upstream with a genuine code, for this provider,
     # client and redirect URI, and the right PKCE verifier.
     assert params.get("grant_type") == "authorization_code", what
@@ -1180,6 +1203,7 @@ def check_token(gateway: Gateway, codes: Codes, request: dict[str, Any], answer:
     assert request["provider"] == opened.provider and params.get("redirect_uri") == opened.redirect_uri, what
     assert params.get("code_verifier") == codes.verifiers.get(code), what
     assert call.get("code") == opened.upstream_code and call.get("grant_type") == "authorization_code", call
+    return stray
 
 
 async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream) -> None:
@@ -1187,6 +1211,7 @@ async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession
     codes = make_codes(fuzz_gateway)
     redeemed = fuzz_gateway.runner.app[REDEEMED]
     seen: dict[int, int] = {}
+    strays = [0]
 
     @fuzz_settings(800)
     @given(request=token_requests(codes))
@@ -1201,9 +1226,10 @@ async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession
             "POST", f"/{request['provider']}/token", headers=request["headers"], data=request["body"], skip=skip
         )
         seen[answer.status] = seen.get(answer.status, 0) + 1
-        check_token(fuzz_gateway, codes, request, answer, received(recorder, before))
+        strays[0] += check_token(fuzz_gateway, codes, request, answer, received(recorder, before))
 
     await in_thread(check)
+    print(f"\ntoken fuzz: {sum(seen.values())} requests, {strays[0]} upstream call(s) that landed after their own example")
     assert seen.get(200, 0) >= 5 and seen.get(400, 0) >= 20 and seen.get(401, 0) >= 20, seen
     assert len(recorder.token_requests) >= 20, len(recorder.token_requests)
 
