@@ -123,6 +123,17 @@ class _Protocol(RequestHandler):
                 self._handler_waiter = None
         await super().shutdown(timeout)
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's own error lines, redacted: its message and the exception's class, no traceback.
+
+        The common one: a body that does not decode (``Content-Encoding: gzip`` on bytes that are
+        not), met again when aiohttp drains the rest of the body after the gateway's 400. Its
+        traceback quotes the parser's message, which can quote the client's bytes.
+        """
+        exc = kw.get("exc_info")
+        message = args[0] if args and isinstance(args[0], str) else "error"
+        log.warning("%s in the HTTP server: %s", message, type(exc).__name__ if isinstance(exc, BaseException) else "-")
+
     def handle_error(
         self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
