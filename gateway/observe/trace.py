@@ -228,6 +228,11 @@ def _store(request: web.Request) -> FlowTrace | None:
     return request.app.get(TRACE)
 
 
+def _current(request: web.Request, store: FlowTrace | None) -> Flow | None:
+    """The flow this request belongs to; never looked up in an app without a trace (``store``)."""
+    return request.get(_CURRENT) if store is not None else None
+
+
 #: Hops kept per flow: the link's own, then the latest refreshes (a link refreshes for months).
 MAX_HOPS = 64
 _LINK_HOPS = 9
@@ -280,7 +285,7 @@ def called_back(request: web.Request, mapping: ProviderMapping, params: Mapping[
 def redirected(request: web.Request, response: web.Response, *, code: str = "") -> web.Response:
     """The gateway sent the browser back to the platform (with ``code``, a token, or an error)."""
     store = _store(request)
-    flow = request.get(_CURRENT) if store is not None else None
+    flow = _current(request, store)
     if store is None or flow is None:
         return response
     if code:
@@ -311,7 +316,7 @@ def token_requested(request: web.Request, mapping: ProviderMapping, form: Mappin
 def token_answered(request: web.Request, response: web.Response) -> None:
     """The gateway's token answer to the platform; a refresh token in it joins this flow."""
     store = _store(request)
-    flow = request.get(_CURRENT) if store is not None else None
+    flow = _current(request, store)
     if store is None or flow is None:
         return
     body = response.body if isinstance(response.body, bytes) else b""
@@ -368,7 +373,7 @@ def upstream_requested(request: web.Request, mapping: ProviderMapping, prepared:
 
 def upstream_failed(request: web.Request, kind: str, err: OAuthError, seconds: float | None) -> None:
     """No usable answer came back (timeout, connection, too large)."""
-    flow = request.get(_CURRENT) if _store(request) is not None else None
+    flow = _current(request, _store(request))
     if flow is None:
         return
     _hop(request, flow, "upstream answer", UPSTREAM, GATEWAY, ok=False, reason=reasons.upstream_failure(kind, err.description),
@@ -376,7 +381,7 @@ def upstream_failed(request: web.Request, kind: str, err: OAuthError, seconds: f
 
 
 def upstream_answered(request: web.Request, answer: UpstreamAnswer, seconds: float | None) -> None:
-    flow = request.get(_CURRENT) if _store(request) is not None else None
+    flow = _current(request, _store(request))
     if flow is None:
         return
     _hop(request, flow, "upstream answer", UPSTREAM, GATEWAY, ms=None if seconds is None else round(seconds * 1000, 1),
@@ -384,7 +389,7 @@ def upstream_answered(request: web.Request, answer: UpstreamAnswer, seconds: flo
 
 
 def normalised(request: web.Request, mapping: ProviderMapping, result: Mapping[str, Any]) -> None:
-    flow = request.get(_CURRENT) if _store(request) is not None else None
+    flow = _current(request, _store(request))
     if flow is None:
         return
     _hop(request, flow, "normalise", GATEWAY, GATEWAY, detail={"answer": {k: _value_shape(k, v) for k, v in result.items()}},
@@ -393,7 +398,7 @@ def normalised(request: web.Request, mapping: ProviderMapping, result: Mapping[s
 
 def normalise_failed(request: web.Request, mapping: ProviderMapping, answer: UpstreamAnswer, err: OAuthError, kind: str) -> None:
     """The answer came, but is an error or unusable: say why, format mismatches first."""
-    flow = request.get(_CURRENT) if _store(request) is not None else None
+    flow = _current(request, _store(request))
     if flow is None:
         return
     reason = ""

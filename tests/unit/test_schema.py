@@ -223,13 +223,19 @@ def test_the_full_mapping_uses_every_key_and_loads_cleanly(tmp_path: Path) -> No
     assert mapping is not None and mapping.discovery == FULL["upstream"]["discovery"]
 
 
-def _misspelt(path: str) -> dict[str, Any]:
+def _copy_at(path: str) -> tuple[dict[str, Any], Any, str]:
+    """A copy of FULL, the node that holds ``path``'s last key, and that key (``[]``: the first item)."""
     document = copy.deepcopy(FULL)
     parts = path.replace("[]", ".0").split(".")
     node: Any = document
     for part in parts[:-1]:
         node = node[int(part)] if isinstance(node, list) else node[part]
-    node[parts[-1] + "x"] = node.pop(parts[-1])
+    return document, node, parts[-1]
+
+
+def _misspelt(path: str) -> dict[str, Any]:
+    document, node, key = _copy_at(path)
+    node[key + "x"] = node.pop(key)
     return document
 
 
@@ -359,12 +365,8 @@ def test_expect_keeps_a_null_it_is_given(tmp_path: Path) -> None:
 
 
 def _wrong(path: str) -> dict[str, Any]:
-    document = copy.deepcopy(FULL)
-    parts = path.replace("[]", ".0").split(".")
-    node: Any = document
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node[part]
-    node[parts[-1]] = [[1]]  # a list of a list: wrong for every key of the vocabulary
+    document, node, key = _copy_at(path)
+    node[key] = [[1]]  # a list of a list: wrong for every key of the vocabulary
     return document
 
 
