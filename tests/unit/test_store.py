@@ -121,6 +121,15 @@ def test_key_names_are_short_hashes_that_no_key_changes() -> None:
     assert key != store_key("c", "oidc", "client", "rt-secret"), "each kind its own names"
 
 
+async def test_a_lock_is_released_only_by_its_owner() -> None:
+    store: MemoryStore[str] = MemoryStore()
+    assert await store.claim("gw:l:x", 5, "mine")
+    await store.release("gw:l:x", "someone else's")
+    assert store.lookup("gw:l:x") == "mine"
+    await store.release("gw:l:x", "mine")
+    assert store.lookup("gw:l:x") is None
+
+
 def test_the_redis_component_points_the_gateway_at_its_service() -> None:
     kustomization = yaml.safe_load((COMPONENT / "kustomization.yaml").read_text())
     assert kustomization["kind"] == "Component"
