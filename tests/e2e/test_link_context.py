@@ -329,16 +329,18 @@ async def test_an_upstream_refresh_token_too_long_to_carry_fails_the_link_at_onc
 
 
 async def test_an_envelope_opens_only_at_the_provider_that_sealed_it(tmp_path: Path, regional: RegionalUpstream) -> None:
-    gateway = await start(
-        tmp_path, regional_mapping(regional), keys=[generate_key()], link_keys=[], others={"elsewhere": regional_mapping(regional)}
-    )
+    elsewhere = regional_mapping(regional, revoke=True)
+    gateway = await start(tmp_path, regional_mapping(regional), keys=[generate_key()], link_keys=[], others={"elsewhere": elsewhere})
     try:
         status, body = await redeem(gateway, (await link(gateway))["code"])
         assert status == 200, body
         calls = len(regional.calls)
         status, refused = await refresh(gateway, body["refresh_token"], provider="elsewhere")
-        assert (status, refused["error"]) == (400, "invalid_grant"), refused
+        assert (status, refused.get("error")) == (400, "invalid_grant"), refused
         assert len(regional.calls) == calls, "provider A's upstream token went to provider B's upstream"
+        status, refused = await token(gateway, {"token": body["refresh_token"]}, provider="elsewhere", endpoint="revoke")
+        assert (status, refused.get("error")) == (400, "invalid_grant"), refused
+        assert regional.revoked == [], "provider B's revocation endpoint was sent provider A's token"
         assert (await refresh(gateway, body["refresh_token"]))[0] == 200  # at its own provider it works
     finally:
         await gateway.runner.cleanup()
