@@ -111,18 +111,17 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
         raise InvalidRequest("token is required (RFC 7009 section 2.1)")
     upstream_token, enveloped = _upstream_token(request, mapping, token, credentials.client_id)
     hint = "refresh_token" if enveloped else form.get("token_type_hint", "")
-    if mapping.revoke is not None:
-        await _revoke_upstream(request, mapping, mapping.revoke, upstream_token, hint)
-    if hint != "access_token":  # it may be a refresh token: its remembered answer goes too
-        runtime = runtime_of(request)
-        await revoked(
+    if hint != "access_token":  # it may be a refresh token: its remembered answer goes first,
+        await revoked(  # even if the upstream then fails and the platform has to try again
             request.app,
-            runtime.sealer,
+            runtime_of(request).sealer,
             provider=mapping.name,
             client_id=credentials.client_id,
             refresh_token=upstream_token,
             grace=mapping.refresh_grace,
         )
+    if mapping.revoke is not None:
+        await _revoke_upstream(request, mapping, mapping.revoke, upstream_token, hint)
     outcome(request, "success")
     return web.Response(status=200, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
