@@ -11,14 +11,22 @@ mapping's API off, naming what replaces it. The days left are also a metric
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from gateway.config.fields import Checked
 from gateway.config.models import MAPPING_NAME, AboutFile
 from gateway.config.urls import split_url
 
-__all__ = ["About", "Sunset", "build_about", "sunset_days", "sunset_warning", "stale_warning", "about_warnings", "today"]
+__all__ = [
+    "About", "Sunset", "build_about", "sunset_days", "sunset_warning", "stale_warning", "successor_warning", "check_warnings",
+    "warn_of_sunsets", "today", "STALE_AFTER", "SUNSET_WARNING_DAYS",
+]
+
+log = logging.getLogger(__name__)
 
 #: A mapping's sources are due a re-read this long after ``about.checked``.
 STALE_AFTER = datetime.timedelta(days=365)
@@ -84,8 +92,8 @@ def sunset_days(sunset: Sunset, on: datetime.date) -> int:
     return (sunset.date - on).days
 
 
-def sunset_warning(file: str, about: About | None, on: datetime.date) -> str | None:
-    """``file: warning: …`` when the sunset is within :data:`SUNSET_WARNING_DAYS` days or past, else ``None``."""
+def sunset_warning(about: About | None, on: datetime.date) -> str | None:
+    """What to say when the sunset is within :data:`SUNSET_WARNING_DAYS` days of ``on`` or past, else ``None``."""
     if about is None or about.sunset is None:
         return None
     sunset = about.sunset
@@ -98,30 +106,58 @@ def sunset_warning(file: str, about: About | None, on: datetime.date) -> str | N
         when = f"turns off today ({sunset.date.isoformat()})"
     else:
         when = f"turned off on {sunset.date.isoformat()} ({-days} day{'s' if days != -1 else ''} ago)"
-    text = f"{file}: warning: {about.name} {when}"
+    text = f"{about.name} {when}"
     text += f"; its successor is the mapping {sunset.successor!r}" if sunset.successor else "; no successor is named"
-    if sunset.link:
-        text += f" ({sunset.link})"
-    return text
+    return text + (f" ({sunset.link})" if sunset.link else "")
 
 
-def stale_warning(file: str, about: About | None, on: datetime.date) -> str | None:
-    """``file: warning: …`` when ``about`` is missing or its sources were checked over a year before ``on``."""
+def stale_warning(about: About | None, on: datetime.date) -> str | None:
+    """What to say when ``about`` is missing or its sources were checked over a year before ``on``, else ``None``."""
     if about is None:
-        return f"{file}: warning: no about: block (name, category, sources, checked): where do its facts come from?"
+        return "no about: block (name, category, sources, checked): where do its facts come from?"
     if on - about.checked > STALE_AFTER:
         return (
-            f"{file}: warning: about.checked is {about.checked.isoformat()}, over a year ago: "
+            f"about.checked is {about.checked.isoformat()}, over a year ago: "
             "re-read the sources against the mapping and update the date"
         )
     return None
 
 
-def about_warnings(mappings: Iterable[tuple[str, About | None]], on: datetime.date) -> list[str]:
-    """What ``gateway check`` says of the mappings (file, about): missing or stale sources, near sunsets."""
+def successor_warning(file: str, about: About | None) -> str | None:
+    """What to say when the sunset's successor is no mapping of the same folder."""
+    successor = about.sunset.successor if about is not None and about.sunset is not None else None
+    if successor is None or (Path(file).parent / f"{successor}.yaml").is_file():
+        return None
+    return f"about.sunset.successor {successor!r} is no mapping of {Path(file).parent}"
+
+
+def check_warnings(mappings: Iterable[tuple[str, About | None]], on: datetime.date) -> list[str]:
+    """What ``gateway check`` says of the mappings (file, about), each ``file: warning: …``:
+    a missing ``about``, sources checked over a year ago, a sunset within 180 days or past."""
     warnings = []
     for file, about in mappings:
-        for warning in (stale_warning(file, about, on), sunset_warning(file, about, on)):
+        for warning in (stale_warning(about, on), sunset_warning(about, on), successor_warning(file, about)):
             if warning is not None:
-                warnings.append(warning)
+                warnings.append(f"{file}: warning: {warning}")
     return warnings
+
+
+class Described(Protocol):
+    """A mapping as :class:`gateway.config.mapping.ProviderMapping` has it: its file and its ``about``."""
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def about(self) -> About | None: ...
+
+
+def warn_of_sunsets(mappings: Iterable[Described], on: datetime.date | None = None) -> int:
+    """Log a warning for each served mapping whose sunset is near or past (``gateway serve``, each reload); how many."""
+    count = 0
+    for mapping in mappings:
+        warning = sunset_warning(mapping.about, on or today())
+        if warning is not None:
+            log.warning("%s: %s", mapping.file, warning)
+            count += 1
+    return count
