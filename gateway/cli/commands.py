@@ -67,18 +67,27 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="write the JSON Schemas (and with --docs the reference tables) from the models")
     schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed file is stale")
-    schema.add_argument("--docs", action="store_true", help="also the generated tables of README.md and docs/mapping-guide.md")
+    schema.add_argument(
+        "--docs", action="store_true", help="also the generated tables of README.md and docs/mapping-guide.md, and docs/providers.md"
+    )
     schema.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
     return parser
 
 
 def _schema(args: argparse.Namespace) -> int:
     """``gateway schema``: the files made from :mod:`gateway.config.models`, written or (``--check``) compared."""
-    from gateway.config import reference, schemas
+    from gateway.config import providers_page, reference, schemas
 
     stale = schemas.stale(args.root, write=not args.check)
     if args.docs:
         stale += reference.stale(args.root, write=not args.check)
+        try:
+            stale += providers_page.stale(args.root, write=not args.check)
+        except ConfigError as err:  # the page is made from the mappings: each must load
+            for problem in err.problems:
+                print(problem, file=sys.stderr)
+            print(f"gateway: {len(err.problems)} problem(s) in the mappings; {providers_page.PAGE} not made", file=sys.stderr)
+            return 1
     for name in stale:
         print(f"{args.root / name}: {'stale (run `gateway schema --docs`)' if args.check else 'written'}", file=sys.stderr)
     return 1 if stale and args.check else 0
