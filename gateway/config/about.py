@@ -22,7 +22,8 @@ from gateway.config.models import MAPPING_NAME, AboutFile
 from gateway.config.urls import split_url
 
 __all__ = [
-    "About", "Sunset", "build_about", "sunset_days", "sunset_warning", "stale_warning", "successor_warning", "check_warnings",
+    "About", "Sunset", "build_about", "sunset_days", "sunset_warning", "stale_warning", "successor_warning", "inherited_warning",
+    "check_warnings",
     "warn_of_sunsets", "today", "STALE_AFTER", "SUNSET_WARNING_DAYS",
 ]
 
@@ -53,6 +54,8 @@ class About:
     checked: datetime.date
     unverified: str | None = None
     sunset: Sunset | None = None
+    #: Keys a variant should state itself (``name``, ``sources``) that it took from its ``extends:`` base.
+    inherited: tuple[str, ...] = ()
 
 
 def today() -> datetime.date:
@@ -66,6 +69,10 @@ def _page_problem(value: str) -> str | None:
     if parts is None or parts.scheme != "https" or not parts.hostname:
         return f"must be an https URL of the provider's documentation, not {value!r}"
     return None
+
+
+#: What a variant (``extends:``) says of itself, not of its base: else it reads as its base.
+_OWN = ("name", "sources")
 
 
 def build_about(checked: Checked, about: AboutFile | None) -> About | None:
@@ -84,7 +91,9 @@ def build_about(checked: Checked, about: AboutFile | None) -> About | None:
         if successor is not None and not MAPPING_NAME.fullmatch(successor):
             checked.error(("about", "sunset", "successor"), f"must be a mapping's name (its file stem), not {successor!r}")
         sunset = Sunset(about.sunset.date, successor, about.sunset.link)
-    return About(about.name, about.category, tuple(about.sources), about.checked, about.unverified, sunset)
+    own = getattr(checked.document, "file", "") or checked.file  # the file itself, not the bases merged under it
+    inherited = tuple(key for key in _OWN if checked.at(("about", key))[0] != own)
+    return About(about.name, about.category, tuple(about.sources), about.checked, about.unverified, sunset, inherited)
 
 
 def sunset_days(sunset: Sunset, on: datetime.date) -> int:
@@ -123,6 +132,14 @@ def stale_warning(about: About | None, on: datetime.date) -> str | None:
     return None
 
 
+def inherited_warning(about: About | None) -> str | None:
+    """What to say when a variant took its base's ``about.name`` or ``about.sources``."""
+    if about is None or not about.inherited:
+        return None
+    keys = " and ".join(f"about.{key}" for key in about.inherited)
+    return f"{keys} {'is' if len(about.inherited) == 1 else 'are'} its base's: a variant states its own (it reads as {about.name!r})"
+
+
 def successor_warning(file: str, about: About | None) -> str | None:
     """What to say when the sunset's successor is no mapping of the same folder."""
     successor = about.sunset.successor if about is not None and about.sunset is not None else None
@@ -132,11 +149,13 @@ def successor_warning(file: str, about: About | None) -> str | None:
 
 
 def check_warnings(mappings: Iterable[tuple[str, About | None]], on: datetime.date) -> list[str]:
-    """What ``gateway check`` says of the mappings (file, about), each ``file: warning: …``:
-    a missing ``about``, sources checked over a year ago, a sunset within 180 days or past."""
+    """What ``gateway check`` says of the mappings (file, about), each ``file: warning: …``: a missing
+    ``about``, sources checked over a year ago, a variant's name or sources taken from its base, a
+    sunset within 180 days or past and a successor that is not in the folder."""
     warnings = []
     for file, about in mappings:
-        for warning in (stale_warning(about, on), sunset_warning(about, on), successor_warning(file, about)):
+        said = (stale_warning(about, on), inherited_warning(about), sunset_warning(about, on), successor_warning(file, about))
+        for warning in said:
             if warning is not None:
                 warnings.append(f"{file}: warning: {warning}")
     return warnings

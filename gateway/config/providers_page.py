@@ -38,7 +38,7 @@ mapping's facts were last re-read in the provider's own documentation (`about.ch
 provider's name links to the first page, the mapping lists them all); `gateway check` warns a year
 later. *Quirks* are what the mapping does beyond plain RFC 6749, read from the mapping itself. A
 *sunset* is the day the provider turns the API off: `gateway check` and `gateway serve` warn from
-180 days before, naming the successor ([the mapping guide](mapping-guide.md#7-where-the-facts-come-from-about)).
+180 days before, naming the successor ([the mapping guide](mapping-guide.md#8-where-the-facts-come-from-about)).
 """
 
 

@@ -171,3 +171,22 @@ def test_gateway_serve_logs_a_near_sunset(caplog: pytest.LogCaptureFixture) -> N
     assert [record.getMessage() for record in caplog.records] == [
         "a.yaml: Acme turned off on 2026-09-30 (68 days ago); its successor is the mapping 'b' (https://acme.example/news)"
     ]
+
+
+def test_a_variant_that_keeps_its_bases_name_is_told(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = _block("Base", today()) + ALEXA_MAPPING
+    config = _gateway(
+        tmp_path,
+        {
+            "base": base,
+            "named": "extends: base\nabout: {name: Named, sources: [https://docs.example.com/named]}\n",
+            "unnamed": "extends: base\nabout: {checked: " + str(today()) + "}\n",
+            "silent": "extends: base\n",
+        },
+    )
+    assert main(["check", "--config", str(config)]) == 0
+    folder = tmp_path / "mappings"
+    assert sorted(capsys.readouterr().err.splitlines()) == [
+        f"{folder / 'silent.yaml'}: warning: about.name and about.sources are its base's: a variant states its own (it reads as 'Base')",
+        f"{folder / 'unnamed.yaml'}: warning: about.name and about.sources are its base's: a variant states its own (it reads as 'Base')",
+    ]
