@@ -102,3 +102,51 @@ def test_the_ops_port_must_differ_from_the_public_one(tmp_path: Path) -> None:
     path.write_text("listen: {port: 8080}\nmetrics: {port: 8080}\ndemo: true\n")
     with pytest.raises(ConfigError, match="metrics.port must differ"):
         load_config(path, env={})
+
+
+async def test_gateway_health_never_asks_a_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy in the environment that answers 200 to anything must not make a stopped gateway healthy."""
+    asked: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        asked.append(str(request.url))
+        return web.Response(text="ok\n")
+
+    proxy_app = web.Application()
+    proxy_app.router.add_route("*", "/{tail:.*}", anything)
+    proxy = web.AppRunner(proxy_app, access_log=None)
+    await proxy.setup()
+    try:
+        proxy_url = await start_site(proxy)
+        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy_url)
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        path = tmp_path / "gateway.yaml"
+        path.write_text(f"listen: {{port: {refusing_port()}}}\nkeys: ['${{GATEWAY_KEY}}']\n")  # nobody listens there
+        assert await asyncio.to_thread(main, ["health", "--config", str(path)]) == 1, "a stopped gateway is not healthy"
+        assert asked == [], "the health check went through the proxy"
+    finally:
+        await proxy.cleanup()
+
+
+async def test_gateway_health_wants_the_gateways_own_answer(tmp_path: Path) -> None:
+    """Another program answering 200 on the port (not /healthz's ``ok``) is not a healthy gateway."""
+
+    async def other(request: web.Request) -> web.Response:
+        return web.Response(text="<html>welcome</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", other)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        sock = bound_socket()
+        port = port_of(sock)
+        await start_site(runner, sock=sock)
+        path = tmp_path / "gateway.yaml"
+        path.write_text(f"listen: {{port: {port}}}\nkeys: ['${{GATEWAY_KEY}}']\n")
+        healthy, seen = await asyncio.to_thread(check_health, path)
+        assert not healthy and "200" in seen
+    finally:
+        await runner.cleanup()
