@@ -283,6 +283,26 @@ async def test_slow_body_and_slow_headers_meet_a_deadline(tmp_path: Path, fake: 
         await runner.cleanup()
 
 
+async def test_slow_headers_are_one_quiet_line_not_a_traceback_each(
+    tmp_path: Path, fake: RecordingUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each slow connection used to log an ERROR traceback (the transport closed twice), unbounded."""
+    port, _, runner = await serve(tmp_path, fake, "connections: {header_timeout: 0.2}\n")
+    try:
+        with caplog.at_level(logging.DEBUG):
+            slow = [raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n") for _ in range(8)]
+            answers = await asyncio.wait_for(asyncio.gather(*slow), 5)
+            await asyncio.sleep(0.05)  # a callback failing after the close would log now
+    finally:
+        await runner.cleanup()
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR or record.exc_info], [
+        record.getMessage() for record in caplog.records
+    ]
+    slow_lines = [record for record in caplog.records if "request headers not complete" in record.getMessage()]
+    assert len(slow_lines) <= 1, "one line a second at most, not one per connection"
+
+
 async def test_connections_over_the_cap_get_503_and_close(tmp_path: Path, fake: RecordingUpstream) -> None:
     port, _, runner = await serve(tmp_path, fake, "connections: {max: 3}\n")
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
