@@ -18,20 +18,18 @@ keeps (:func:`seal_refresh` / :func:`open_refresh`), sealed with the ``link_keys
 SSRF: a URL template may put a placeholder in its host only if that value has a declared pattern
 (``callback.keep`` or ``tenant``); after substitution the URL must split into exactly the parts the
 template had (no ``/``, ``@``, ``?`` or ``#`` smuggled in), and its host must not be an IP literal,
-``localhost`` or a ``.localhost`` name unless the value says ``allow_private: true``; and just
-before the call a DNS name is resolved and refused if any address is not public
-(:func:`refuse_private_addresses`; DNS rebinding between that and the client's own lookup is not
-covered).
+``localhost`` or a ``.localhost`` name unless the value says ``allow_private: true``; and the call
+connects only to the name's public addresses, checked in the very lookup the connection uses
+(:mod:`gateway.upstream.publicdns`; a failed lookup fails the call, and DNS rebinding has no
+second lookup to exploit).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import re
-import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -55,14 +53,11 @@ __all__ = [
     "initial_context",
     "kept_at_callback",
     "host_needs_public_address",
-    "refuse_private_addresses",
 ]
 
 #: Refresh envelopes live as long as the upstream grant may: ten years, judged by the upstream.
 REFRESH_TTL = 10 * 365 * 86400
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-#: ``(host, port) → addresses``: how a host name is resolved.
-Resolver = Callable[[str, int], Awaitable[list[str]]]
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
 
 
@@ -143,31 +138,6 @@ def host_needs_public_address(template: str, specs: Iterable[ContextValue]) -> b
         return False
     names = set(url_placeholders_in_host(template))
     return bool(names) and not all(spec.allow_private for spec in specs if spec.name in names)
-
-
-async def refuse_private_addresses(url: str, resolve: Resolver | None = None) -> None:
-    """Refuse a DNS name that resolves to a loopback, private, link-local or reserved address.
-
-    Checked just before the call; the HTTP client resolves again, so a name that changes its answer
-    in between (DNS rebinding) is not covered. ``resolve`` is for tests.
-    """
-    host = urlsplit(url).hostname or ""
-    port = urlsplit(url).port or 443
-    lookup = resolve or _resolve
-    try:
-        addresses = await lookup(host, port)
-    except OSError:
-        return  # the call itself will fail and say so (temporarily_unavailable)
-    for text in addresses:
-        address = ipaddress.ip_address(text.split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise UnsafeUrl("the host resolves to a private address")
-
-
-async def _resolve(host: str, port: int) -> list[str]:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
 
 
 @functools.lru_cache(maxsize=8)
