@@ -104,6 +104,11 @@ def _check_host(host: str, allow_private: bool) -> None:
     if not _HOSTNAME.fullmatch(host):
         raise UnsafeUrl("the host is not a DNS name")
     name = host.rstrip(".").lower()
+    last = name.rsplit(".", 1)[-1]
+    if last.isdigit() or last.startswith("0x"):
+        # 2130706433, 0x7f000001, 127.1: no top-level domain is numeric; resolvers and clients
+        # read these as IPv4 addresses (127.0.0.1), in the legacy inet_aton forms.
+        raise UnsafeUrl("the host is an IP address")
     if (name == "localhost" or name.endswith(".localhost")) and not allow_private:
         raise UnsafeUrl("the host is this machine")
 
@@ -120,6 +125,12 @@ def render_url(template: str, values: Mapping[str, str], specs: Iterable[Context
     expected = (parts.scheme, _fill(parts.netloc, values), _fill(parts.path, values), _fill(parts.query, values))
     if (got.scheme, got.netloc, got.path, got.query) != expected or got.fragment or "@" in got.netloc:
         raise UnsafeUrl("a value changed the shape of the URL")
+    try:
+        got.port  # noqa: B018 - raises ValueError for "host:443:8443"
+    except ValueError:
+        raise UnsafeUrl("a value changed the shape of the URL") from None
+    if parts.hostname and (got.hostname or "") != _fill(parts.hostname, values).strip("[]").lower():
+        raise UnsafeUrl("a value changed the shape of the URL")  # "host:443" where only a host belongs
     host_names = set(_PLACEHOLDER.findall(parts.netloc))
     if host_names:
         allow = all(spec.allow_private for spec in specs if spec.name in host_names)

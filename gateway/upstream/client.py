@@ -19,6 +19,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -31,7 +32,7 @@ from gateway.config.mapping import ProviderMapping, TokenRequest
 from gateway.oauth.basicauth import basic_auth_header
 from gateway.oauth.formencoding import form_urlencode
 from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, render_url
-from gateway.oauth.responses import InvalidGrant, ServerError, TemporarilyUnavailable
+from gateway.oauth.responses import InvalidGrant, InvalidRequest, ServerError, TemporarilyUnavailable
 from gateway.oauth.state import GrantType
 from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from gateway.upstream.failure import FailureKind
@@ -81,6 +82,8 @@ _basic_of = functools.lru_cache(maxsize=256)(basic_auth_header)
 #: No aiohttp timer: the one deadline of a call is :func:`send`'s ``asyncio.timeout``, which also
 #: bounds reading the body and an in-process client (tests); two timers per call cost 2–4 %.
 _NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
+#: Characters no header value may hold (NUL, CR, LF and the other controls but tab).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,10 @@ def prepare_token_request(
     public_only = host_needs_public_address(rules.url, mapping.context_specs)
     params = rules.params.apply(params, values)
     headers = rules.headers.apply(headers, values)
+    if any(_CONTROL.search(value) for value in headers.values()):
+        # A template filled with a value the platform sent (``{authorize_scope}``, ``{scope}``):
+        # aiohttp would refuse the header with a ValueError, i.e. a 500 (RFC 9110 §5.5).
+        raise InvalidRequest("a value the upstream request's headers need holds a control character")
 
     query: dict[str, str] = {}
     form: dict[str, str] | None = None

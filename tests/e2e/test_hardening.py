@@ -13,12 +13,15 @@ import io
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from aiohttp import web
 from harness import (
+    ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
     Gateway,
@@ -426,3 +429,64 @@ async def test_sigterm_answers_in_flight_requests_with_connection_close(tmp_path
         assert answer.startswith(b"HTTP/1.1 200"), answer
     else:
         assert answer.startswith(b"HTTP/1.1 503") and b"temporarily_unavailable" in answer, answer
+
+
+# -- values from the wire that reached the last-resort 500 -------------------------------------
+
+
+class _FormFields(HTMLParser):
+    """The tenant form's inputs and action, as a browser reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: dict[str, str] = {}
+        self.action = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "input" and named.get("name"):
+            self.inputs[str(named["name"])] = named.get("value") or ""
+        elif tag == "form":
+            self.action = named.get("action") or ""
+
+
+@pytest.mark.parametrize("value", ["2130706433:443", "2130706433", "0x7f000001", "127.1", "acme.example:443"])
+async def test_a_tenant_value_that_reshapes_a_url_with_a_port_is_refused_by_the_form(tmp_path: Path, value: str) -> None:
+    """Under ``https://{shop}:8443/…``, ``2130706433:443`` made a URL whose port can't be read (a 500);
+    the legacy numeric IPv4 forms passed as DNS names."""
+    mapping = (
+        ALEXA_PLATFORM_YAML
+        + "tenant: {name: shop, pattern: '[a-z0-9.:x-]+', label: Your shop}\n"
+        "upstream:\n  client_id: up\n  client_secret: ${UPSTREAM_SECRET}\n"
+        "  authorize: {url: 'https://{shop}:8443/authorize'}\n  token: {url: 'https://{shop}:8443/token'}\n"
+    )
+    gateway = await start_gateway(tmp_path, {"shop": mapping})
+    try:
+        url = gateway.authorize_url("shop")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(url, allow_redirects=False) as response:
+                assert response.status == 200, await response.text()
+                fields = _FormFields()
+                fields.feed(await response.text())
+            target = urlsplit(url)._replace(query=fields.action.removeprefix("?")).geturl()
+            async with browser.post(target, data={**fields.inputs, "tenant": value}, allow_redirects=False) as response:
+                page = await response.text()
+        assert response.status == 400, page
+        assert "can not be used" in page and "Location" not in response.headers
+    finally:
+        await gateway.runner.cleanup()
+
+
+async def test_a_control_character_in_the_platforms_scope_is_invalid_scope(
+    make: Maker, fake: RecordingUpstream, browser: aiohttp.ClientSession
+) -> None:
+    """A NUL in ``scope`` used to travel in the flow to a token header template (``{authorize_scope}``)
+    and make the token request a 500; RFC 6749 §3.3 scope tokens are printable: ``invalid_scope``."""
+    gateway = await make({"fake": fake}, token_extra="headers: {add: {X-Scope: '{authorize_scope}'}}")
+    for scope in ("read\x00write", "read\r\nX-Evil: 1"):
+        async with browser.get(gateway.authorize_url("fake", scope=scope), allow_redirects=False) as response:
+            assert response.status == 302, await response.text()
+            location = response.headers["Location"]
+        assert location.startswith(ALEXA_REDIRECT + "?"), location
+        assert query_of(location)["error"] == "invalid_scope"
+    assert fake.token_requests == []
