@@ -25,7 +25,7 @@ from gateway.config.settings import ConnectionSettings, MetricsListen
 from gateway.observe.metrics import METRICS
 from gateway.web.app import healthz, readyz
 from gateway.web.appkeys import HTTP_CLIENT, RUNTIME
-from gateway.web.runner import GatewayRunner, request_guard
+from gateway.web.runner import DRAIN, GatewayRunner, request_guard
 
 __all__ = ["ops_listener", "OPS_CONNECTIONS_MAX"]
 
@@ -45,6 +45,7 @@ def _ops_app(main: web.Application, settings: ConnectionSettings) -> web.Applica
     ops = web.Application(middlewares=[request_guard(lambda request: settings)], client_max_size=1024)
     ops[RUNTIME] = main[RUNTIME]
     ops[HTTP_CLIENT] = main[HTTP_CLIENT]
+    ops[DRAIN] = main[DRAIN]  # while the gateway drains, answers here close their connections too
     ops.router.add_get("/healthz", healthz)
     ops.router.add_get("/readyz", readyz)
     ops.router.add_get("/metrics", main[METRICS].handler)

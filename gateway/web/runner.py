@@ -238,6 +238,12 @@ def request_guard(settings: Callable[[web.Request], ConnectionSettings]) -> Any:
             drain.running.add(task)
             try:
                 response = await _answered(request, handler, settings)
+            except web.HTTPException as exc:
+                # aiohttp's own answers (404, 405, 413 from a form read): an exception that is
+                # its response; it leaves this middleware without passing the line below.
+                if drain.closing:
+                    exc.force_close()
+                raise
             except asyncio.CancelledError:
                 if not drain.expired.is_set():
                     raise  # the client left (or the server stops): not the grace's doing

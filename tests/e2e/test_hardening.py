@@ -31,7 +31,7 @@ from harness import (
     write_gateway_files,
 )
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Grant, RecordingUpstream
-from listening import bound_socket, start_site
+from listening import bound_socket, start_site, unused_port
 from processes import start_gateway_process
 
 from gateway.config.settings import load_config
@@ -394,6 +394,73 @@ async def test_sigterm_drain_closes_connections_and_answers_503_past_the_grace(t
     assert answer.startswith(b"HTTP/1.1 503"), answer
     assert b"Connection: close" in answer
     assert b"temporarily_unavailable" in answer
+
+
+async def _keep_alive_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One answer read off a keep-alive connection: (head, body), by its Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    return head, await reader.readexactly(length)
+
+
+async def test_while_draining_aiohttps_own_answers_close_too(tmp_path: Path, fake: RecordingUpstream) -> None:
+    """A 404 or 405 that aiohttp raises (an exception that is its answer) left the drain's
+    ``Connection: close`` behind; on a keep-alive connection, during the drain, it closes too."""
+    port, app, runner = await serve(tmp_path, fake)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        app[DRAIN].closing = True  # what SIGTERM does in gateway.web.server
+        writer.write(b"GET /no/such/path/here HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = await asyncio.wait_for(_keep_alive_answer(reader), 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert head.startswith(b"HTTP/1.1 404") and b"Connection: close" in head, head
+
+
+async def test_after_sigterm_every_keep_alive_answer_closes_on_both_listeners(tmp_path: Path) -> None:
+    """`gateway serve` with an ops listener: SIGTERM while a token request is in flight. Each
+    keep-alive connection, public and ops (a scraper's, a probe's), gets its answer with
+    ``Connection: close``, so no client sends its next request into a connection being closed."""
+    async with RecordingUpstream() as fake:
+        fake.fault = Fault(delay=1.5)
+        sock = bound_socket()
+        port = int(sock.getsockname()[1])
+        ops = unused_port()
+        mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
+        path, env = write_gateway_files(
+            tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET,
+            more=f"shutdown_grace: 5\nmetrics: {{host: 127.0.0.1, port: {ops}}}\n",
+        )
+        gateway = await start_gateway_process(path, sock=sock, env=env)
+        try:
+            public = await asyncio.open_connection("127.0.0.1", port)
+            scraper = await asyncio.open_connection("127.0.0.1", ops)
+            get = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            for reader, writer in (public, scraper):  # each connection has served one answer, kept alive
+                writer.write(get)
+                head, _ = await asyncio.wait_for(_keep_alive_answer(reader), 5)
+                assert b"Connection: close" not in head, head
+            body = f"grant_type=refresh_token&refresh_token={fake.issue_refresh_token()}".encode()
+            token_head = TOKEN_HEAD.format(len(body)).replace("\r\n\r\n", f"\r\nAuthorization: {PLATFORM_BASIC}\r\n\r\n")
+            public[1].write(token_head.encode() + body)
+            async with asyncio.timeout(5):
+                while not fake.token_requests:
+                    await asyncio.sleep(0.02)
+            gateway.signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)  # draining now: the token request is still at the upstream
+            scraper[1].write(get)
+            ops_head, _ = await asyncio.wait_for(_keep_alive_answer(scraper[0]), 5)
+            token_answer, _ = await asyncio.wait_for(_keep_alive_answer(public[0]), 10)
+            for _, writer in (public, scraper):
+                writer.close()
+            assert await gateway.wait() == 0
+        finally:
+            await gateway.stop()
+    assert token_answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in token_answer, token_answer
+    assert ops_head.startswith(b"HTTP/1.1 200") and b"Connection: close" in ops_head, ops_head
 
 
 @pytest.mark.parametrize("grace", [5.0, 0.3], ids=["in-grace", "past-grace"])
