@@ -28,7 +28,7 @@ from typing import Literal, Protocol
 
 import aiohttp
 
-from gateway.config.mapping import ProviderMapping, TokenRequest
+from gateway.config.mapping import ParamRules, ProviderMapping, TokenRequest
 from gateway.oauth.basicauth import basic_auth_header
 from gateway.oauth.formencoding import form_urlencode
 from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, render_url
@@ -157,7 +157,7 @@ def prepare_token_request(
     public_only = host_needs_public_address(rules.url, mapping.context_specs)
     params = rules.params.apply(params, values)
     headers = rules.headers.apply(headers, values)
-    if any(_CONTROL.search(value) for value in headers.values()):
+    if _fills_headers(rules.headers) and any(_CONTROL.search(value) for value in headers.values()):
         # A template filled with a value the platform sent (``{authorize_scope}``, ``{scope}``):
         # aiohttp would refuse the header with a ValueError, i.e. a 500 (RFC 9110 §5.5).
         raise InvalidRequest("a value the upstream request's headers need holds a control character")
@@ -172,6 +172,16 @@ def prepare_token_request(
     else:
         form = params
     return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout, public_only)
+
+
+def _fills_headers(rules: ParamRules) -> bool:
+    """Whether header templates run (``add`` anywhere in the chain); most mappings: no, and no check."""
+    step: ParamRules | None = rules
+    while step is not None:
+        if step.add:
+            return True
+        step = step.then
+    return False
 
 
 async def send(
