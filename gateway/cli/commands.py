@@ -140,7 +140,7 @@ def _check(args: argparse.Namespace) -> int:
     if failures:
         print(f"gateway: {len(failures)} example(s) failed", file=sys.stderr)
         return 1
-    for warning in _budget_warnings(config, mappings):
+    for warning in [*_budget_warnings(config, mappings), *_link_key_warnings(config, mappings)]:
         print(warning, file=sys.stderr)
     # The built-in demo talks to the gateway itself: no provider's pages to name.
     demo = optional.demo() if config.demo else None
@@ -184,6 +184,21 @@ def _budget_warnings(config: Config, mappings: list[ProviderMapping]) -> list[st
                 f"{platform.title}'s {platform.token_budget} s budget"
             )
     return warnings
+
+
+def _link_key_warnings(config: Config, mappings: list[ProviderMapping]) -> list[str]:
+    """A mapping that keeps context seals its refresh tokens; without ``link_keys`` they are sealed
+    with the first of ``keys``, and a link that has not refreshed by the time a rotation retires
+    that key is ``invalid_grant`` at its next refresh: the platform unlinks it."""
+    if config.link_keys:
+        return []
+    return [
+        f"{mapping.file}: warning: this mapping keeps context in the refresh tokens it hands out, and gateway.yaml "
+        "has no link_keys: they are sealed with the first of keys, so the first rotation of keys ends every "
+        "link that has not refreshed since (add link_keys; deploy/README.md, \"link_keys\")"
+        for mapping in mappings
+        if mapping.keeps_context
+    ]
 
 
 def _console(args: argparse.Namespace) -> int:

@@ -43,10 +43,28 @@ def _scopes(mapping: ProviderMapping) -> list[str]:
 
 
 def _domains(config: Config, mapping: ProviderMapping) -> list[str]:
-    """Hosts the login page comes from besides the authorization URI's own: the upstream's."""
+    """Hosts the login page comes from besides the authorization URI's own: the upstream's.
+
+    Amazon's ``domains``: "additional domains that your login page fetches content from" (Account
+    Linking Schemas, SMAPI). A host with a placeholder (``{shop}.myshopify.com``, a tenant
+    mapping) is not a domain: each user's login page is at a host only the user's answer names.
+    """
     gateway_host = urlsplit(config.public_url).hostname or ""
     hosts = [urlsplit(mapping.authorize.url).hostname or ""]
-    return sorted({host for host in hosts if host and host != gateway_host})[:ALEXA_LIST_LIMIT]
+    return sorted({host for host in hosts if host and host != gateway_host and "{" not in host})[:ALEXA_LIST_LIMIT]
+
+
+def _domain_list(config: Config, mapping: ProviderMapping) -> list[str] | str:
+    """The Domain List field's text: the domains, or why a tenant mapping has none to list."""
+    domains = _domains(config, mapping)
+    pattern = urlsplit(mapping.authorize.url).netloc
+    if domains or mapping.tenant is None or "{" not in pattern:
+        return domains or "(none)"
+    return (
+        f"(none fixed: each user's login page is at their own host, {pattern}, where {{{mapping.tenant.name}}} is "
+        f"what the user types in the gateway's form (pattern {mapping.tenant.pattern.pattern}); "
+        "list the hosts of tenants you know in advance, if any)"
+    )
 
 
 def _endpoints(config: Config, mapping: ProviderMapping) -> dict[str, str]:
@@ -72,10 +90,11 @@ def alexa_fields(config: Config, mapping: ProviderMapping, *, show_secrets: bool
         fields.append(("Your Authentication Scheme", "HTTP Basic (Recommended) — credentials in request body also work"))
     fields += [
         ("Scope", _scopes(mapping) or "(none needed: the gateway passes the platform's scope on)"),
-        ("Domain List", _domains(config, mapping) or "(none)"),
+        ("Domain List", _domain_list(config, mapping)),
     ]
     if code:
-        fields.append(("Default Access Token Expiration Time", mapping.answer.expires_in_default))
+        default = mapping.answer.expires_in_default
+        fields.append(("Default Access Token Expiration Time", default if default is not None else "(leave empty)"))
     fields.append(("Redirect URI to register at the upstream (not in Alexa's console)", urls["callback"]))
     fields.append(("Alexa Redirect URLs this gateway accepts", mapping.platform.redirect_policy.describe()))
     return fields
@@ -96,8 +115,9 @@ def smapi_request(config: Config, mapping: ProviderMapping, *, show_secrets: boo
             accessTokenUrl=urls["token"],
             clientSecret=_secret(mapping, show_secrets),
             accessTokenScheme="HTTP_BASIC",
-            defaultTokenExpirationInSeconds=mapping.answer.expires_in_default,
         )
+        if mapping.answer.expires_in_default is not None:  # optional in SMAPI; null is not allowed
+            request["defaultTokenExpirationInSeconds"] = mapping.answer.expires_in_default
     return {"accountLinkingRequest": request}
 
 

@@ -6,6 +6,10 @@ command reads them from the same gateway.yaml the server reads. It prefers the o
 certificate is for the public name, not 127.0.0.1, so it is not verified: this is the process
 talking to itself over loopback). It reads only ``listen``, ``metrics`` and ``tls``: no mappings,
 no discovery documents, no secrets, so a health check never touches the network beyond loopback.
+
+Never through a proxy: ``http_proxy``/``https_proxy`` in the container's environment (set for the
+gateway's own upstream calls, or by a base image) would send the check to the proxy, whose answer
+(often 200) would call a stopped gateway healthy. Healthy means the gateway's own ``ok`` answer.
 """
 
 from __future__ import annotations
@@ -48,8 +52,15 @@ def check_health(path: Path, *, timeout: float = 2.0) -> tuple[bool, str]:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    # No ProxyHandler from the environment, no redirects: the loopback address and nothing else.
+    opener = urllib.request.OpenerDirector()
+    handlers = (urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(context=context))
+    for handler in (*handlers, urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:  # noqa: S310 - loopback
-            return answer.status == 200, f"{url}: {answer.status}"
+        with opener.open(url, timeout=timeout) as answer:
+            body = answer.read(64)
+            healthy = answer.status == 200 and body.startswith(b"ok")
+            return healthy, f"{url}: {answer.status}" + ("" if healthy or answer.status != 200 else " (not the gateway's answer)")
     except (OSError, urllib.error.URLError) as exc:
         return False, f"{url}: {exc}"

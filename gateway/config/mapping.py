@@ -371,6 +371,13 @@ def _platform(checked: Checked, model: MappingFile) -> PlatformClient:
         checked.error(("platform",), "platform needs a profile (alexa, google, smartthings, alexa-mcp) or redirect_uris")
     if len(platform.client_secret) < MIN_PLATFORM_SECRET and _judged(platform.client_secret):
         checked.error(("platform", "client_secret"), f"must be at least {MIN_PLATFORM_SECRET} characters")
+    if platform.profile in PKCE_S256_PROFILES and platform.pkce not in (None, "S256"):
+        # The profile's demand wins over a weaker setting (copied from an alexa example, say):
+        # a platform held to OAuth 2.1 must not be offered plain or no PKCE (metadata included).
+        checked.error(
+            ("platform", "pkce"),
+            f"the {platform.profile} profile requires PKCE with S256 (OAuth 2.1 §4.1.1): remove pkce, or set it to S256",
+        )
     ids = (platform.redirect_uris, platform.vendor_ids, platform.project_ids)
     return PlatformClient(
         client_id=platform.client_id,

@@ -73,7 +73,7 @@ class PlatformFile(FileModel):
     client_secret: Annotated[Text, Field(json_schema_extra={"minLength": MIN_PLATFORM_SECRET})]
     """What the platform presents at `/token` (at least 8 characters)."""
     pkce: PlatformPkce | None = None
-    """PKCE from the platform: `required`: it must send an RFC 7636 challenge; `S256`: it must, and with `S256` only (OAuth 2.1 §4.1.1). Default: `S256` for `alexa-mcp`, else `optional`."""
+    """PKCE from the platform: `required`: it must send an RFC 7636 challenge; `S256`: it must, and with `S256` only (OAuth 2.1 §4.1.1). Default: `S256` for `alexa-mcp` (which takes nothing weaker: the load fails), else `optional`."""
 
 
 class ParamRulesFile(FileModel):

@@ -18,20 +18,18 @@ keeps (:func:`seal_refresh` / :func:`open_refresh`), sealed with the ``link_keys
 SSRF: a URL template may put a placeholder in its host only if that value has a declared pattern
 (``callback.keep`` or ``tenant``); after substitution the URL must split into exactly the parts the
 template had (no ``/``, ``@``, ``?`` or ``#`` smuggled in), and its host must not be an IP literal,
-``localhost`` or a ``.localhost`` name unless the value says ``allow_private: true``; and just
-before the call a DNS name is resolved and refused if any address is not public
-(:func:`refuse_private_addresses`; DNS rebinding between that and the client's own lookup is not
-covered).
+``localhost`` or a ``.localhost`` name unless the value says ``allow_private: true``; and the call
+connects only to the name's public addresses, checked in the very lookup the connection uses
+(:mod:`gateway.upstream.publicdns`; a failed lookup fails the call, and DNS rebinding has no
+second lookup to exploit).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import re
-import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -58,7 +56,6 @@ __all__ = [
     "initial_context",
     "kept_at_callback",
     "host_needs_public_address",
-    "refuse_private_addresses",
 ]
 
 #: Refresh envelopes live as long as the upstream grant may: ten years, judged by the upstream.
@@ -69,8 +66,6 @@ REFRESH_TTL = 10 * 365 * 86400
 #: 8 KiB (a long JWT) with its context fits with room to spare.
 MAX_ENVELOPE_LENGTH = 16 * 1024
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-#: ``(host, port) → addresses``: how a host name is resolved.
-Resolver = Callable[[str, int], Awaitable[list[str]]]
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?")
 
 
@@ -117,6 +112,11 @@ def _check_host(host: str, allow_private: bool) -> None:
     if not _HOSTNAME.fullmatch(host):
         raise UnsafeUrl("the host is not a DNS name")
     name = host.rstrip(".").lower()
+    last = name.rsplit(".", 1)[-1]
+    if last.isdigit() or last.startswith("0x"):
+        # 2130706433, 0x7f000001, 127.1: no top-level domain is numeric; resolvers and clients
+        # read these as IPv4 addresses (127.0.0.1), in the legacy inet_aton forms.
+        raise UnsafeUrl("the host is an IP address")
     if (name == "localhost" or name.endswith(".localhost")) and not allow_private:
         raise UnsafeUrl("the host is this machine")
 
@@ -133,6 +133,12 @@ def render_url(template: str, values: Mapping[str, str], specs: Iterable[Context
     expected = (parts.scheme, _fill(parts.netloc, values), _fill(parts.path, values), _fill(parts.query, values))
     if (got.scheme, got.netloc, got.path, got.query) != expected or got.fragment or "@" in got.netloc:
         raise UnsafeUrl("a value changed the shape of the URL")
+    try:
+        got.port  # noqa: B018 - raises ValueError for "host:443:8443"
+    except ValueError:
+        raise UnsafeUrl("a value changed the shape of the URL") from None
+    if parts.hostname and (got.hostname or "") != _fill(parts.hostname, values).strip("[]").lower():
+        raise UnsafeUrl("a value changed the shape of the URL")  # "host:443" where only a host belongs
     host_names = set(_PLACEHOLDER.findall(parts.netloc))
     if host_names:
         allow = all(spec.allow_private for spec in specs if spec.name in host_names)
@@ -151,31 +157,6 @@ def host_needs_public_address(template: str, specs: Iterable[ContextValue]) -> b
         return False
     names = set(url_placeholders_in_host(template))
     return bool(names) and not all(spec.allow_private for spec in specs if spec.name in names)
-
-
-async def refuse_private_addresses(url: str, resolve: Resolver | None = None) -> None:
-    """Refuse a DNS name that resolves to a loopback, private, link-local or reserved address.
-
-    Checked just before the call; the HTTP client resolves again, so a name that changes its answer
-    in between (DNS rebinding) is not covered. ``resolve`` is for tests.
-    """
-    host = urlsplit(url).hostname or ""
-    port = urlsplit(url).port or 443
-    lookup = resolve or _resolve
-    try:
-        addresses = await lookup(host, port)
-    except OSError:
-        return  # the call itself will fail and say so (temporarily_unavailable)
-    for text in addresses:
-        address = ipaddress.ip_address(text.split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise UnsafeUrl("the host resolves to a private address")
-
-
-async def _resolve(host: str, port: int) -> list[str]:
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
 
 
 @functools.lru_cache(maxsize=8)

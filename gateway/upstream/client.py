@@ -19,6 +19,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -27,14 +28,15 @@ from typing import Literal, Protocol
 
 import aiohttp
 
-from gateway.config.mapping import ProviderMapping, TokenRequest
+from gateway.config.mapping import ParamRules, ProviderMapping, TokenRequest
 from gateway.oauth.basicauth import basic_auth_header
 from gateway.oauth.formencoding import form_urlencode
-from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, refuse_private_addresses, render_url
-from gateway.oauth.responses import InvalidGrant, ServerError, TemporarilyUnavailable
+from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, render_url
+from gateway.oauth.responses import InvalidGrant, InvalidRequest, ServerError, TemporarilyUnavailable
 from gateway.oauth.state import GrantType
 from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from gateway.upstream.failure import FailureKind
+from gateway.upstream.publicdns import PrivateAddress
 from gateway.web.appkeys import RequestRecord
 
 __all__ = ["PreparedRequest", "UpstreamClient", "UpstreamResponse", "prepare_token_request", "send", "basic_auth_header"]
@@ -80,6 +82,8 @@ _basic_of = functools.lru_cache(maxsize=256)(basic_auth_header)
 #: No aiohttp timer: the one deadline of a call is :func:`send`'s ``asyncio.timeout``, which also
 #: bounds reading the body and an in-process client (tests); two timers per call cost 2–4 %.
 _NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
+#: Characters no header value may hold (NUL, CR, LF and the other controls but tab).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,8 @@ class PreparedRequest:
     form: Mapping[str, str] | None
     json_body: Mapping[str, str] | None
     timeout: float | None
-    #: The host came from a per-link value without ``allow_private``: its addresses are checked
-    #: before the call (:func:`gateway.oauth.linkcontext.refuse_private_addresses`).
+    #: The host came from a per-link value without ``allow_private``: the call connects only to its
+    #: public addresses (:mod:`gateway.upstream.publicdns`).
     public_only: bool = False
 
 
@@ -153,6 +157,10 @@ def prepare_token_request(
     public_only = host_needs_public_address(rules.url, mapping.context_specs)
     params = rules.params.apply(params, values)
     headers = rules.headers.apply(headers, values)
+    if _fills_headers(rules.headers) and any(_CONTROL.search(value) for value in headers.values()):
+        # A template filled with a value the platform sent (``{authorize_scope}``, ``{scope}``):
+        # aiohttp would refuse the header with a ValueError, i.e. a 500 (RFC 9110 §5.5).
+        raise InvalidRequest("a value the upstream request's headers need holds a control character")
 
     query: dict[str, str] = {}
     form: dict[str, str] | None = None
@@ -166,27 +174,38 @@ def prepare_token_request(
     return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout, public_only)
 
 
+def _fills_headers(rules: ParamRules) -> bool:
+    """Whether header templates run (``add`` anywhere in the chain); most mappings: no, and no check."""
+    step: ParamRules | None = rules
+    while step is not None:
+        if step.add:
+            return True
+        step = step.then
+    return False
+
+
 async def send(
     session: UpstreamClient,
     request: PreparedRequest,
     *,
     default_timeout: float,
     record: RequestRecord | None = None,
+    public_session: UpstreamClient | None = None,
 ) -> UpstreamAnswer:
     """Send once, within a total deadline; raise ``TemporarilyUnavailable`` on timeout or no answer.
 
     Timeouts and connection failures become 503 ``temporarily_unavailable`` (never
-    ``invalid_grant``: Google unlinks on that, and the grant may still be good).
+    ``invalid_grant``: Google unlinks on that, and the grant may still be good). A request whose
+    host a user named (``public_only``) goes through ``public_session``, which connects only to
+    public addresses (:mod:`gateway.upstream.publicdns`): a host that resolves to another is the
+    link's own fault (``invalid_grant``); a lookup that fails is refused like an unreachable host.
     """
     deadline = request.timeout or default_timeout
     if request.public_only:
-        try:
-            async with asyncio.timeout(deadline):
-                await refuse_private_addresses(request.url)
-        except UnsafeUrl as exc:
-            raise InvalidGrant(f"the link's context can not be used: {exc}") from None
-        except TimeoutError:
-            raise TemporarilyUnavailable("the upstream's host name could not be resolved in time") from None
+        # Only the client whose connections go to checked public addresses, or no call at all.
+        if public_session is None:
+            raise ServerError("no public-only upstream client")
+        session = public_session
     started = time.monotonic()
     data: bytes | None = None
     headers = dict(request.headers)
@@ -225,6 +244,12 @@ async def send(
         _note(record, started, failure="timeout")
         log.warning("upstream %s timed out after %.1fs", request.url, deadline)
         raise TemporarilyUnavailable(f"upstream did not answer within {deadline:g}s") from None
+    except aiohttp.ClientConnectorDNSError as exc:
+        if isinstance(exc.os_error, PrivateAddress):
+            raise InvalidGrant("the link's context can not be used: the host resolves to a private address") from None
+        _note(record, started, failure="connection")
+        log.warning("upstream %s failed: the host name could not be resolved", request.url)
+        raise TemporarilyUnavailable("upstream could not be reached") from None
     except aiohttp.ClientError as exc:
         _note(record, started, failure="connection")
         log.warning("upstream %s failed: %s", request.url, type(exc).__name__)

@@ -17,7 +17,8 @@ from gateway.oauth.replay import REDEEMED, RedeemedCodes
 from gateway.observe.logs import request_middleware
 from gateway.observe.metrics import METRICS, Metrics
 from gateway.store import store_context
-from gateway.web.appkeys import HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
+from gateway.upstream.publicdns import PublicOnlyResolver, public_only_connector
+from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
 from gateway.web.handlers.authorize import authorize
 from gateway.web.handlers.callback import callback
 from gateway.web.handlers.revoke import revoke
@@ -26,7 +27,7 @@ from gateway.web.metadata import METADATA_PATH, metadata
 from gateway.web.runner import DRAIN, Drain, request_guard
 from gateway.web.session import CurrentFernet, RotatingCookieStorage
 
-__all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "reload_config", "MAX_BODY_BYTES", "PUBLIC_RESOLVER"]
 
 
 #: Token requests are a few hundred bytes, or a refresh envelope of up to 16 KiB
@@ -52,23 +53,36 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(text=f"ready: {providers}\n")
 
 
+#: The resolver of the public-only client (:mod:`gateway.upstream.publicdns`); tests set one that
+#: answers as they script, before the app starts.
+PUBLIC_RESOLVER = web.AppKey("public_resolver", PublicOnlyResolver)
+
+
+def _upstream_session(config: Config, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+    session = aiohttp.ClientSession(
+        connector=connector,
+        # a fallback only: each upstream call passes the deadline of the config it runs under, so
+        # upstream.timeout is reloadable
+        timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
+        headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    # aiohttp resends an idempotent (GET) request once when the connection drops before an
+    # answer; a GET token endpoint would then see the code twice. Never retry (its test
+    # client turns this off the same way).
+    session._retry_connection = False
+    return session
+
+
 def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
     async def http_client(app: web.Application) -> AsyncIterator[None]:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, ttl_dns_cache=300),
-            # a fallback only: each upstream call passes the deadline of the config it runs under, so
-            # upstream.timeout is reloadable
-            timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
-            headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
-        # aiohttp resends an idempotent (GET) request once when the connection drops before an
-        # answer; a GET token endpoint would then see the code twice. Never retry (its test
-        # client turns this off the same way).
-        session._retry_connection = False
-        app[HTTP_CLIENT] = session
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, ttl_dns_cache=300)
+        app[HTTP_CLIENT] = session = _upstream_session(config, connector)
+        vetted = public_only_connector(app.get(PUBLIC_RESOLVER), limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST)
+        app[PUBLIC_HTTP_CLIENT] = public = _upstream_session(config, vetted)
         yield
         await session.close()
+        await public.close()
 
     return http_client
 

@@ -17,7 +17,7 @@ from gateway.config.settings import Config
 from gateway.oauth.seal import Sealer
 from gateway.upstream.failure import FailureKind
 
-__all__ = ["Runtime", "RuntimeHolder", "RUNTIME", "HTTP_CLIENT", "RECORD", "RequestRecord", "runtime_of", "record_of"]
+__all__ = ["Runtime", "RuntimeHolder", "RUNTIME", "HTTP_CLIENT", "PUBLIC_HTTP_CLIENT", "RECORD", "RequestRecord", "runtime_of", "record_of"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class RequestRecord:
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+#: The client for upstream hosts a user named (:mod:`gateway.upstream.publicdns`): it connects only
+#: to public addresses, looked up and checked for each connection.
+PUBLIC_HTTP_CLIENT = web.AppKey("public_http_client", aiohttp.ClientSession)
 RECORD = web.RequestKey("record", RequestRecord)
 
 

@@ -5,29 +5,47 @@ fail, so it belongs behind a NetworkPolicy, not on the port the internet reaches
 kubelet's, the image's HEALTHCHECK) want plain http on a fixed port even when the public listener
 speaks TLS. The ops app shares the main app's runtime, HTTP client and metrics registry, so
 ``/readyz`` here means exactly what it means on the public port.
+
+The same defences as the public listener (:mod:`gateway.web.runner`): the header and body deadlines
+of ``connections:``, the quiet 400 for a malformed request, no traceback; and a cap of its own,
+``connections.max`` or :data:`OPS_CONNECTIONS_MAX` if smaller, so a flood of half-sent requests
+on this port can't take the descriptors the public listener needs (nor starve the probes for
+long: each of those connections is closed at its header deadline).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 from aiohttp import web
 
-from gateway.config.settings import MetricsListen
+from gateway.config.settings import ConnectionSettings, MetricsListen
 from gateway.observe.metrics import METRICS
 from gateway.web.app import healthz, readyz
 from gateway.web.appkeys import HTTP_CLIENT, RUNTIME
+from gateway.web.runner import DRAIN, GatewayRunner, request_guard
 
-__all__ = ["ops_listener"]
+__all__ = ["ops_listener", "OPS_CONNECTIONS_MAX"]
 
 log = logging.getLogger(__name__)
 
+#: Probes and a scraper or two need a handful of connections; the rest of the descriptors are
+#: the public listener's.
+OPS_CONNECTIONS_MAX = 64
 
-def _ops_app(main: web.Application) -> web.Application:
-    ops = web.Application()
+
+def ops_connections(settings: ConnectionSettings) -> ConnectionSettings:
+    """The public listener's deadlines, with the ops listener's own (smaller) cap."""
+    return replace(settings, max=min(settings.max, OPS_CONNECTIONS_MAX))
+
+
+def _ops_app(main: web.Application, settings: ConnectionSettings) -> web.Application:
+    ops = web.Application(middlewares=[request_guard(lambda request: settings)], client_max_size=1024)
     ops[RUNTIME] = main[RUNTIME]
     ops[HTTP_CLIENT] = main[HTTP_CLIENT]
+    ops[DRAIN] = main[DRAIN]  # while the gateway drains, answers here close their connections too
     ops.router.add_get("/healthz", healthz)
     ops.router.add_get("/readyz", readyz)
     ops.router.add_get("/metrics", main[METRICS].handler)
@@ -41,9 +59,10 @@ def ops_listener(listen: MetricsListen) -> Callable[[web.Application], AsyncIter
     """
 
     async def run(main: web.Application) -> AsyncIterator[None]:
-        runner = web.AppRunner(_ops_app(main), access_log=None)
+        settings = ops_connections(main[RUNTIME].current.config.connections)
+        runner = GatewayRunner(_ops_app(main, settings), settings, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, listen.host, listen.port)
+        site = web.TCPSite(runner, listen.host, listen.port, backlog=settings.backlog)
         await site.start()
         log.info("ops listener (/metrics, /healthz, /readyz) on http://%s:%d", listen.host, listen.port)
         yield

@@ -93,11 +93,15 @@ class _Protocol(RequestHandler):
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
-        if self.transport is not None and self._awaiting_a_request():
-            log.warning("request headers not complete within %gs: connection closed", self.settings.header_timeout)
-            self.transport.write(_SLOW)
-            self.force_close()
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and self._awaiting_a_request():
+            _rate_limited(
+                "request headers not complete within %gs: connection closed (repeats are not logged for a second)",
+                self.settings.header_timeout,
+                level=logging.WARNING,
+            )
+            transport.write(_SLOW)
+            self.force_close()  # closes the transport once the 408 is flushed, and forgets it
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_header_timer()
@@ -234,6 +238,12 @@ def request_guard(settings: Callable[[web.Request], ConnectionSettings]) -> Any:
             drain.running.add(task)
             try:
                 response = await _answered(request, handler, settings)
+            except web.HTTPException as exc:
+                # aiohttp's own answers (404, 405, 413 from a form read): an exception that is
+                # its response; it leaves this middleware without passing the line below.
+                if drain.closing:
+                    exc.force_close()
+                raise
             except asyncio.CancelledError:
                 if not drain.expired.is_set():
                     raise  # the client left (or the server stops): not the grace's doing
@@ -314,12 +324,12 @@ def _shutting_down(request: web.Request) -> web.Response:
 _last_logged: dict[str, float] = {}
 
 
-def _rate_limited(message: str, *args: object) -> None:
+def _rate_limited(message: str, *args: object, level: int = logging.ERROR) -> None:
     """Log ``message`` at most once a second (per message): a flood must not flood the log."""
     now = time.monotonic()
     if now - _last_logged.get(message, -1.0) >= 1.0:
         _last_logged[message] = now
-        log.error(message, *args)
+        log.log(level, message, *args)
 
 
 def accept_error_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -9,9 +9,10 @@ Signals:
 * SIGTERM / SIGINT: stop accepting connections, let requests in flight finish within
   ``shutdown_grace`` seconds (aiohttp's graceful shutdown), exit 0.
 * SIGHUP: load the config and mappings again; if they are valid, swap them in atomically; if
-  not, log every problem and keep serving the old config. Settings bound at start (listen
-  address, TLS, cookie, demo) need a restart and are reported as such. Reloads run one at a
-  time, in order (:mod:`gateway.web.reload`).
+  not, log every problem and keep serving the old config. Settings bound at start
+  (``gateway.web.app._RESTART_ONLY``: connections, listen address, public URL, TLS, cookie, demo,
+  request id header, metrics, trace, store) need a restart: a reload that changes one is refused
+  and says which. Reloads run one at a time, in order (:mod:`gateway.web.reload`).
 """
 
 from __future__ import annotations

@@ -13,12 +13,15 @@ import io
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from aiohttp import web
 from harness import (
+    ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
     Gateway,
@@ -28,7 +31,7 @@ from harness import (
     write_gateway_files,
 )
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Grant, RecordingUpstream
-from listening import bound_socket, start_site
+from listening import bound_socket, start_site, unused_port
 from processes import start_gateway_process
 
 from gateway.config.settings import load_config
@@ -283,6 +286,26 @@ async def test_slow_body_and_slow_headers_meet_a_deadline(tmp_path: Path, fake: 
         await runner.cleanup()
 
 
+async def test_slow_headers_are_one_quiet_line_not_a_traceback_each(
+    tmp_path: Path, fake: RecordingUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each slow connection used to log an ERROR traceback (the transport closed twice), unbounded."""
+    port, _, runner = await serve(tmp_path, fake, "connections: {header_timeout: 0.2}\n")
+    try:
+        with caplog.at_level(logging.DEBUG):
+            slow = [raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n") for _ in range(8)]
+            answers = await asyncio.wait_for(asyncio.gather(*slow), 5)
+            await asyncio.sleep(0.05)  # a callback failing after the close would log now
+    finally:
+        await runner.cleanup()
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers), answers
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR or record.exc_info], [
+        record.getMessage() for record in caplog.records
+    ]
+    slow_lines = [record for record in caplog.records if "request headers not complete" in record.getMessage()]
+    assert len(slow_lines) <= 1, "one line a second at most, not one per connection"
+
+
 async def test_connections_over_the_cap_get_503_and_close(tmp_path: Path, fake: RecordingUpstream) -> None:
     port, _, runner = await serve(tmp_path, fake, "connections: {max: 3}\n")
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
@@ -373,6 +396,73 @@ async def test_sigterm_drain_closes_connections_and_answers_503_past_the_grace(t
     assert b"temporarily_unavailable" in answer
 
 
+async def _keep_alive_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One answer read off a keep-alive connection: (head, body), by its Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
+    return head, await reader.readexactly(length)
+
+
+async def test_while_draining_aiohttps_own_answers_close_too(tmp_path: Path, fake: RecordingUpstream) -> None:
+    """A 404 or 405 that aiohttp raises (an exception that is its answer) left the drain's
+    ``Connection: close`` behind; on a keep-alive connection, during the drain, it closes too."""
+    port, app, runner = await serve(tmp_path, fake)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        app[DRAIN].closing = True  # what SIGTERM does in gateway.web.server
+        writer.write(b"GET /no/such/path/here HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = await asyncio.wait_for(_keep_alive_answer(reader), 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert head.startswith(b"HTTP/1.1 404") and b"Connection: close" in head, head
+
+
+async def test_after_sigterm_every_keep_alive_answer_closes_on_both_listeners(tmp_path: Path) -> None:
+    """`gateway serve` with an ops listener: SIGTERM while a token request is in flight. Each
+    keep-alive connection, public and ops (a scraper's, a probe's), gets its answer with
+    ``Connection: close``, so no client sends its next request into a connection being closed."""
+    async with RecordingUpstream() as fake:
+        fake.fault = Fault(delay=1.5)
+        sock = bound_socket()
+        port = int(sock.getsockname()[1])
+        ops = unused_port()
+        mapping = mapping_yaml(fake, upstream_client_id=DEFAULT_CLIENT_ID)
+        path, env = write_gateway_files(
+            tmp_path, {"fake": mapping}, port=port, upstream_secret=DEFAULT_CLIENT_SECRET,
+            more=f"shutdown_grace: 5\nmetrics: {{host: 127.0.0.1, port: {ops}}}\n",
+        )
+        gateway = await start_gateway_process(path, sock=sock, env=env)
+        try:
+            public = await asyncio.open_connection("127.0.0.1", port)
+            scraper = await asyncio.open_connection("127.0.0.1", ops)
+            get = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            for reader, writer in (public, scraper):  # each connection has served one answer, kept alive
+                writer.write(get)
+                head, _ = await asyncio.wait_for(_keep_alive_answer(reader), 5)
+                assert b"Connection: close" not in head, head
+            body = f"grant_type=refresh_token&refresh_token={fake.issue_refresh_token()}".encode()
+            token_head = TOKEN_HEAD.format(len(body)).replace("\r\n\r\n", f"\r\nAuthorization: {PLATFORM_BASIC}\r\n\r\n")
+            public[1].write(token_head.encode() + body)
+            async with asyncio.timeout(5):
+                while not fake.token_requests:
+                    await asyncio.sleep(0.02)
+            gateway.signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)  # draining now: the token request is still at the upstream
+            scraper[1].write(get)
+            ops_head, _ = await asyncio.wait_for(_keep_alive_answer(scraper[0]), 5)
+            token_answer, _ = await asyncio.wait_for(_keep_alive_answer(public[0]), 10)
+            for _, writer in (public, scraper):
+                writer.close()
+            assert await gateway.wait() == 0
+        finally:
+            await gateway.stop()
+    assert token_answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in token_answer, token_answer
+    assert ops_head.startswith(b"HTTP/1.1 200") and b"Connection: close" in ops_head, ops_head
+
+
 @pytest.mark.parametrize("grace", [5.0, 0.3], ids=["in-grace", "past-grace"])
 async def test_sigterm_answers_in_flight_requests_with_connection_close(tmp_path: Path, grace: float) -> None:
     """`gateway serve` itself: SIGTERM with a 1.5 s upstream call in flight."""
@@ -406,3 +496,64 @@ async def test_sigterm_answers_in_flight_requests_with_connection_close(tmp_path
         assert answer.startswith(b"HTTP/1.1 200"), answer
     else:
         assert answer.startswith(b"HTTP/1.1 503") and b"temporarily_unavailable" in answer, answer
+
+
+# -- values from the wire that reached the last-resort 500 -------------------------------------
+
+
+class _FormFields(HTMLParser):
+    """The tenant form's inputs and action, as a browser reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: dict[str, str] = {}
+        self.action = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "input" and named.get("name"):
+            self.inputs[str(named["name"])] = named.get("value") or ""
+        elif tag == "form":
+            self.action = named.get("action") or ""
+
+
+@pytest.mark.parametrize("value", ["2130706433:443", "2130706433", "0x7f000001", "127.1", "acme.example:443"])
+async def test_a_tenant_value_that_reshapes_a_url_with_a_port_is_refused_by_the_form(tmp_path: Path, value: str) -> None:
+    """Under ``https://{shop}:8443/…``, ``2130706433:443`` made a URL whose port can't be read (a 500);
+    the legacy numeric IPv4 forms passed as DNS names."""
+    mapping = (
+        ALEXA_PLATFORM_YAML
+        + "tenant: {name: shop, pattern: '[a-z0-9.:x-]+', label: Your shop}\n"
+        "upstream:\n  client_id: up\n  client_secret: ${UPSTREAM_SECRET}\n"
+        "  authorize: {url: 'https://{shop}:8443/authorize'}\n  token: {url: 'https://{shop}:8443/token'}\n"
+    )
+    gateway = await start_gateway(tmp_path, {"shop": mapping})
+    try:
+        url = gateway.authorize_url("shop")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(url, allow_redirects=False) as response:
+                assert response.status == 200, await response.text()
+                fields = _FormFields()
+                fields.feed(await response.text())
+            target = urlsplit(url)._replace(query=fields.action.removeprefix("?")).geturl()
+            async with browser.post(target, data={**fields.inputs, "tenant": value}, allow_redirects=False) as response:
+                page = await response.text()
+        assert response.status == 400, page
+        assert "can not be used" in page and "Location" not in response.headers
+    finally:
+        await gateway.runner.cleanup()
+
+
+async def test_a_control_character_in_the_platforms_scope_is_invalid_scope(
+    make: Maker, fake: RecordingUpstream, browser: aiohttp.ClientSession
+) -> None:
+    """A NUL in ``scope`` used to travel in the flow to a token header template (``{authorize_scope}``)
+    and make the token request a 500; RFC 6749 §3.3 scope tokens are printable: ``invalid_scope``."""
+    gateway = await make({"fake": fake}, token_extra="headers: {add: {X-Scope: '{authorize_scope}'}}")
+    for scope in ("read\x00write", "read\r\nX-Evil: 1"):
+        async with browser.get(gateway.authorize_url("fake", scope=scope), allow_redirects=False) as response:
+            assert response.status == 302, await response.text()
+            location = response.headers["Location"]
+        assert location.startswith(ALEXA_REDIRECT + "?"), location
+        assert query_of(location)["error"] == "invalid_scope"
+    assert fake.token_requests == []

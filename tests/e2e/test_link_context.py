@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -395,3 +398,105 @@ async def test_revoking_an_envelope_revokes_the_upstream_token_inside_and_ends_i
         assert len(regional.calls) == calls
     finally:
         await gateway.runner.cleanup()
+
+
+# -- a tenant host's addresses: checked in the lookup the connection uses --------------------------
+
+#: Where a rebinding name points when it turns private: a listener that only counts connections.
+PRIVATE = "127.0.0.7"
+PUBLIC = "93.184.215.14"  # never connected to: only ever the answer to a lookup nobody connects with
+
+
+@dataclass
+class RebindingName:
+    """The system resolver (``loop.getaddrinfo``) for ``*.rebind.test``, scripted, in place of a DNS
+    server whose answers change: ``answers`` are consumed in order, the last one repeats.
+
+    ``checked``: the answer to a lookup that is *not* one aiohttp connects with (aiohttp's resolver
+    asks with ``AI_ADDRCONFIG``; a separate check asks without), so a check beside the connection
+    can be shown a public address while the connection is shown a private one.
+    """
+
+    answers: list[str | None]  # an address, or None for a failed lookup (SERVFAIL)
+    checked: str | None = None
+    lookups: list[tuple[str, int]] = field(default_factory=list)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+
+        async def getaddrinfo(host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:
+            if not str(host).endswith(".rebind.test"):
+                return await real(host, port, family=family, type=type, proto=proto, flags=flags)
+            self.lookups.append((str(host), flags))
+            if self.checked is not None and not flags & socket.AI_ADDRCONFIG:
+                answer: str | None = self.checked
+            else:
+                answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            if answer is None:
+                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (answer, int(port)))]
+
+        monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+async def private_listener() -> AsyncIterator[tuple[int, list[str]]]:
+    """A TCP listener on 127.0.0.7 that records each connection and closes it."""
+    accepted: list[str] = []
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(str(writer.get_extra_info("peername")))
+        writer.close()
+
+    sock = bound_socket(PRIVATE)
+    server = await asyncio.start_server(count, sock=sock)
+    try:
+        yield port_of(sock), accepted
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def rebinding_mapping(upstream: RegionalUpstream, port: int) -> str:
+    """The token request goes to the host the callback names; the name must resolve publicly."""
+    return (
+        ALEXA_PLATFORM_YAML
+        + "callback:\n  keep:\n    accounts_server: {pattern: '[a-z]+\\.rebind\\.test'}\n"
+        + "upstream:\n  client_id: up\n  client_secret: ${UPSTREAM_SECRET}\n"
+        + f"  authorize: {{url: 'http://127.0.0.1:{upstream.port}/authorize'}}\n"
+        + f"  token: {{url: 'https://{{accounts_server}}:{port}/token', client_auth: body}}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (RebindingName([None, PRIVATE]), [(503, "temporarily_unavailable")] + [(400, "invalid_grant")] * 2),  # SERVFAIL, then private
+        (RebindingName([PRIVATE], checked=PUBLIC), [(400, "invalid_grant")] * 3),  # public to a check, private to the client
+        (RebindingName([PRIVATE]), [(400, "invalid_grant")] * 3),
+    ],
+    ids=["servfail-then-private", "public-then-private", "private"],
+)
+async def test_a_tenant_host_is_connected_to_only_at_checked_public_addresses(
+    tmp_path: Path,
+    regional: RegionalUpstream,
+    private_listener: tuple[int, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    name: RebindingName,
+    expected: list[tuple[int, str]],
+) -> None:
+    """A lookup that fails fails the call (503, the grant may be fine); a private answer is the
+    link's fault (400); and whatever a lookup answers, nothing connects to 127.0.0.7."""
+    port, accepted = private_listener
+    name.install(monkeypatch)
+    regional.region_of_next_user = "acme.rebind.test"
+    gateway = await start(tmp_path, rebinding_mapping(regional, port), keys=[generate_key()], link_keys=[])
+    try:
+        for want in expected:  # each call looks the name up anew: no answer is cached
+            status, body = await redeem(gateway, (await link(gateway))["code"])
+            assert (status, body["error"]) == want, body
+    finally:
+        await gateway.runner.cleanup()
+    assert accepted == [], f"the gateway connected to {PRIVATE}"
+    assert len(name.lookups) == 3, f"one lookup per call, the one the connection uses: {name.lookups}"

@@ -390,3 +390,22 @@ async def test_linktest_plays_pkce_s256_where_the_profile_requires_it(gateway: G
     checks = await run_linktest(gateway.config, "mcp-local")
     authorize = [check for check in checks if check.name == "authorize"]
     assert authorize and all(check.verdict != "FAIL" for check in authorize), checks
+
+
+def test_console_alexa_explains_a_tenant_host_instead_of_listing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``{shop}.myshopify.com`` is a pattern, not a domain: not in the list, explained in the text."""
+    for name in ("SHOPIFY_CLIENT_ID", "SHOPIFY_CLIENT_SECRET", "SHOPIFY_PLATFORM_CLIENT_ID", "SHOPIFY_PLATFORM_CLIENT_SECRET"):
+        monkeypatch.setenv(name, "x" * 32)
+    (tmp_path / "mappings").mkdir()
+    shipped = Path(__file__).resolve().parents[2] / "mappings" / "shopify.yaml"
+    (tmp_path / "mappings" / "shopify.yaml").write_text(shipped.read_text())
+    (tmp_path / "gateway.yaml").write_text("keys: ['" + "k" * 43 + "=']\ncookie: {secure: false}\n")
+    body = json.loads(_console(tmp_path, capsys, "alexa", "shopify", "--json"))
+    jsonschema.validate(body, SMAPI_ACCOUNT_LINKING)
+    assert body["accountLinkingRequest"]["domains"] == []
+    text = _console(tmp_path, capsys, "alexa", "shopify")
+    domain_line = next(line for line in text.splitlines() if line.startswith("Domain List"))
+    assert "{shop}.myshopify.com" in domain_line and "none fixed" in domain_line and "the gateway's form" in domain_line
+    assert "  - {shop}" not in text

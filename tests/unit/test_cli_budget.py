@@ -28,3 +28,30 @@ def test_budget_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str], prof
     (tmp_path / "gateway.yaml").write_text(f'keys: ["{generate_key()}"]\npublic_url: https://link.example.com\n')
     assert main(["check", "--config", str(tmp_path / "gateway.yaml")]) == 0  # a warning, not an error
     assert ("Alexa's 4.5 s budget" in capsys.readouterr().err) is warned
+
+
+TENANT = """\
+platform: {profile: alexa, client_id: alexa, client_secret: alexa-secret-that-is-long-enough}
+tenant: {name: shop, pattern: '[a-z0-9-]+', label: Your shop}
+upstream:
+  client_id: up
+  authorize: {url: "https://{shop}.provider.example/authorize"}
+  token: {url: "https://{shop}.provider.example/token"}
+"""
+
+
+@pytest.mark.parametrize(("link_keys", "warned"), [(False, True), (True, False)])
+def test_a_context_keeping_mapping_without_link_keys_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], link_keys: bool, warned: bool
+) -> None:
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "shop.yaml").write_text(TENANT)
+    (tmp_path / "mappings" / "plain.yaml").write_text(MAPPING.format(profile="alexa", timeout=""))
+    more = f'link_keys: ["{generate_key()}"]\n' if link_keys else ""
+    (tmp_path / "gateway.yaml").write_text(f'keys: ["{generate_key()}"]\npublic_url: https://link.example.com\n{more}')
+    assert main(["check", "--config", str(tmp_path / "gateway.yaml")]) == 0  # a warning, not an error
+    err = capsys.readouterr().err
+    assert ("no link_keys" in err) is warned, err
+    assert "plain.yaml: warning: this mapping keeps context" not in err  # only the one that keeps context
+    if warned:
+        assert "shop.yaml: warning: this mapping keeps context" in err and "first rotation" in err

@@ -7,6 +7,7 @@ The SSRF rules, the placeholders token templates may use, the refresh envelope u
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from textwrap import dedent
@@ -220,20 +221,32 @@ def test_link_keys_are_read_in_order_and_checked(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("addresses", "refused"),
     [(["93.184.215.14"], False), (["10.0.0.5"], True), (["93.184.215.14", "127.0.0.1"], True), (["fe80::1%eth0"], True),
-     (["169.254.169.254"], True), (["2606:4700::6810:84e5"], False)],
+     (["169.254.169.254"], True), (["2606:4700::6810:84e5"], False), (["64:ff9b::a00:5"], True), (["64:ff9b:1::7f00:1"], True),
+     (["fec0::1"], True), (["::ffff:127.0.0.1"], True), (["::ffff:93.184.215.14"], False), ([], True)],
 )
 async def test_a_tenant_host_resolving_to_a_private_address_is_refused(addresses: list[str], refused: bool) -> None:
-    from gateway.oauth.linkcontext import refuse_private_addresses
+    """NAT64 and site-local prefixes count as private (Python 3.11 calls them global); an empty answer fails."""
+    from aiohttp.abc import AbstractResolver, ResolveResult
 
-    async def resolve(host: str, port: int) -> list[str]:
-        assert (host, port) == ("acme.example.com", 443)
-        return addresses
+    from gateway.upstream.publicdns import PublicOnlyResolver
 
+    class Answers(AbstractResolver):
+        async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+            assert (host, port) == ("acme.example.com", 443)
+            return [
+                ResolveResult(hostname=host, host=address, port=port, family=socket.AF_INET, proto=0, flags=0)
+                for address in addresses
+            ]
+
+        async def close(self) -> None:
+            pass
+
+    resolver = PublicOnlyResolver(Answers())
     if refused:
-        with pytest.raises(UnsafeUrl, match="private"):
-            await refuse_private_addresses("https://acme.example.com/token", resolve)
+        with pytest.raises(OSError):
+            await resolver.resolve("acme.example.com", 443)
     else:
-        await refuse_private_addresses("https://acme.example.com/token", resolve)
+        assert [result["host"] for result in await resolver.resolve("acme.example.com", 443)] == addresses
 
 
 def test_only_hosts_from_values_without_allow_private_are_resolved_first(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def _read(tmp_path: Path, document: dict[str, Any]) -> tuple[Problems, ProviderM
     [
         ({"profile": "smartthings"}, "optional"),
         ({"profile": "alexa-mcp"}, "S256"),
-        ({"profile": "alexa-mcp", "pkce": "required"}, "required"),
+        ({"profile": "alexa-mcp", "pkce": "S256"}, "S256"),
         ({"profile": "alexa", "pkce": "S256"}, "S256"),
     ],
 )
@@ -94,3 +94,14 @@ def test_reader_and_schema_refuse_near_misses(tmp_path: Path, platform: dict[str
         jsonschema.validate(document, json_schema(MappingFile, "mappings/schema.json"))
     problems, _ = _read(tmp_path, document)
     assert problems.items
+
+
+@pytest.mark.parametrize("weaker", ["optional", "required"])
+def test_a_profile_that_demands_s256_is_not_weakened_by_the_mapping(tmp_path: Path, weaker: str) -> None:
+    """``alexa-mcp`` with ``pkce: optional`` (the value the alexa examples show) fails the load
+    at the ``pkce:`` line, rather than serving plain or no PKCE and advertising ``plain``."""
+    problems, _ = _read(tmp_path, _mapping({"profile": "alexa-mcp", "pkce": weaker}))
+    found = [problem for problem in problems.items if "requires PKCE with S256" in problem.message]
+    assert found, problems.items
+    text = (tmp_path / "p.yaml").read_text().splitlines()
+    assert found[0].line > 0 and text[found[0].line - 1].strip().startswith("pkce:"), str(found[0])

@@ -450,3 +450,14 @@ def test_the_form_body_is_urlencode_byte_for_byte(params: dict[str, str]) -> Non
 def test_the_form_body_quotes_what_needs_it() -> None:
     params = {"refresh_token": "a/b+c=d", "redirect_uri": "https://x.example/cb?q=1", "plain": "A-z_0.9~", "space": "a b"}
     assert form_urlencode(params) == "refresh_token=a%2Fb%2Bc%3Dd&redirect_uri=https%3A%2F%2Fx.example%2Fcb%3Fq%3D1&plain=A-z_0.9~&space=a+b"
+
+
+@pytest.mark.parametrize("value", ["read\x00write", "read\r\nX-Evil: 1", "a\x7f"])
+def test_a_header_template_filled_with_a_control_character_is_invalid_request(tmp_path: Path, value: str) -> None:
+    """aiohttp refuses such a header with a ValueError (a 500); the platform's value is the fault."""
+    from gateway.oauth.responses import InvalidRequest
+
+    mapping = load_mapping(tmp_path, provider("headers: {add: {X-Code: 'c={code}'}}\n"))
+    with pytest.raises(InvalidRequest, match="control character"):
+        prepare_token_request(mapping, grant_type="authorization_code", callback_url=CALLBACK, code=value)
+    assert code_exchange(mapping).headers["X-Code"] == "c=the-code"

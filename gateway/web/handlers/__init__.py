@@ -24,7 +24,7 @@ from gateway.observe.metrics import METRICS
 from gateway.upstream.answer import normalise
 from gateway.upstream.client import PreparedRequest, send
 from gateway.upstream.failure import FAILURE_HEADER
-from gateway.web.appkeys import HTTP_CLIENT, record_of, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, record_of, runtime_of
 
 __all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "json_post_endpoint"]
 
@@ -87,7 +87,8 @@ async def exchange(
     trace.upstream_requested(request, mapping, prepared)
     try:
         answer = await send(
-            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record
+            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record,
+            public_session=request.app.get(PUBLIC_HTTP_CLIENT),
         )
     except OAuthError as err:
         trace.upstream_failed(request, record.upstream_failure, err, record.upstream_seconds)

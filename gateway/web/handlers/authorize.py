@@ -12,6 +12,7 @@ mapped parameters, ``redirect_uri=<public_url>/<provider>/callback`` and ``state
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 
 from aiohttp import web
@@ -39,6 +40,8 @@ __all__ = ["authorize", "MAX_STATE_LENGTH"]
 
 #: The platform's state travels in the flow cookie, which browsers cap at 4096 bytes.
 MAX_STATE_LENGTH = 1500
+#: Control characters (NUL, CR, LF, ...): never part of a scope (RFC 6749 §3.3).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _check_client(mapping: ProviderMapping, params: dict[str, str]) -> str:
@@ -115,6 +118,10 @@ async def authorize(request: web.Request) -> web.Response:
             raise UnsupportedResponseType(f"this provider answers response_type={expected}")
         if state is not None and len(state) > MAX_STATE_LENGTH:
             raise InvalidRequest(f"state is longer than {MAX_STATE_LENGTH} characters")
+        if _CONTROL.search(params.get("scope", "")):
+            # RFC 6749 §3.3: a scope token is printable ASCII; a NUL or line break would travel on
+            # into the upstream request (a header template's {authorize_scope}) and break it there.
+            raise OAuthError("scope may hold only printable characters and spaces", error="invalid_scope", status=400)
         challenge = None if implicit else _platform_pkce(mapping, params)
     except OAuthError as err:
         return _error_redirect(request, err, redirect_uri, state, fragment=implicit)
