@@ -80,8 +80,8 @@ DOCUMENTED: dict[str, Documented] = {
                            values={"action": "requesttoken"}),
     # https://developers.strava.com/docs/authentication/#tokenexchange
     "strava": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
-    # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm
-    "salesforce": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS,
+    # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm (PKCE: code_verifier)
+    "salesforce": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS,
                              headers={"Accept": "application/json"}),
     # https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow#confirm
     "facebook": Documented(method="GET", encoding="query", auth="body", code=_names("code", "redirect_uri") | POST_CREDENTIALS),
@@ -97,8 +97,8 @@ DOCUMENTED: dict[str, Documented] = {
     "dropbox": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developer.spotify.com/documentation/web-api/tutorials/code-flow
     "spotify": Documented(auth="basic", code=CODE, refresh=REFRESH),
-    # https://developers.zoom.us/docs/integrations/oauth/ (parameters in the query string: providers.md)
-    "zoom": Documented(encoding="query", auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.zoom.us/docs/integrations/oauth/ (a form body, HTTP Basic; PKCE: code_verifier)
+    "zoom": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://developer.smartthings.com/docs/service-integrations/token-management
     "smartthings": Documented(auth="basic+client_id", code=CODE | {"client_id"}, refresh=REFRESH | {"client_id"}),
     # https://api-docs.home-connect.com/authorization/#authorization-code-grant-flow
@@ -109,8 +109,10 @@ DOCUMENTED: dict[str, Documented] = {
     "mailchimp": Documented(auth="body", code=CODE | POST_CREDENTIALS),
     # OpenID Connect Core §3.1.3.1 (client_secret_basic, the default), RFC 7636
     "oidc": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
-    # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
-    "shopify": Documented(auth="body", code=_names("code") | POST_CREDENTIALS),
+    # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant,
+    # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/offline-access-tokens (expiring=1)
+    "shopify": Documented(auth="body", code=_names("code", "expiring") | POST_CREDENTIALS,
+                          refresh=REFRESH | POST_CREDENTIALS, code_values={"expiring": "1"}),
     # https://developer.zendesk.com/documentation/api-basics/authentication/using-oauth-to-authenticate-zendesk-api-requests-in-a-web-app/
     "zendesk": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"scope", "code_verifier"},
                           refresh=REFRESH | POST_CREDENTIALS | {"scope"}, values={"scope": "authorize_scope-at-authorize"}),
@@ -141,7 +143,7 @@ DOCUMENTED: dict[str, Documented] = {
     "webex": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.xero.com/documentation/guides/oauth2/auth-flow/ (HTTP Basic)
     "xero": Documented(auth="basic", code=CODE, refresh=REFRESH),
-    # https://docs.sonos.com/docs/create-token (HTTP Basic)
+    # https://docs.sonos.com/docs/create-token, https://developer.sonos.com/reference/authorization-api/refresh-token/ (HTTP Basic)
     "sonos": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developers.meethue.com/develop/hue-api/remote-authentication-oauth/ (Basic; Digest not used)
     "hue": Documented(auth="basic", code=CODE, refresh=REFRESH),
@@ -310,7 +312,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "dropbox": {"params": {"token_access_type": "offline"}},  # for a refresh token
     "ecobee": {"scope_contains": "smartWrite"},
     "entra": {"params": {"response_mode": "query"}, "scope_contains": "offline_access"},
-    "facebook": {"scope": "read,write"},  # comma-separated
+    "facebook": {"scope": "read,write", "path": "/v26.0/dialog/oauth"},  # comma-separated; Graph API v26.0, the current version
     "fitbit": {"pkce": True},  # Fitbit recommends PKCE for every client
     "github": {"scope": "read,write"},
     "google": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True},
@@ -318,7 +320,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "mailchimp": {},
     "oidc": {"pkce": True},
     "reddit": {"params": {"duration": "permanent"}},  # for a refresh token
-    "salesforce": {},
+    "salesforce": {"pkce": True},  # an org or connected app may require PKCE
     "slack": {"scope_param": "user_scope", "scope": "read,write"},  # user token scopes, comma-separated
     "smartthings": {},
     "spotify": {},
@@ -344,7 +346,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "paypal": {},
     "square": {},
     "zendesk": {"pkce": True},
-    "okta": {"pkce": True},
+    "okta": {"pkce": True, "path": "/oauth2/v1/authorize"},  # the org authorization server, which every org has
     "zoom": {"pkce": True},
 }
 
@@ -390,6 +392,8 @@ async def test_provider_authorize_leg(
         assert sent["client_id"] == env[f"{prefix}_CLIENT_ID"]
         assert sent["redirect_uri"] == config.callback_url(name)
         assert len(sent["state"]) >= 32 and sent["state"] != "platform-state"  # the gateway's own nonce
+        if "path" in documented:
+            assert urlsplit(location).path == documented["path"], location
         for key, value in documented.get("params", {}).items():
             assert sent.get(key) == value, (key, sent)
         if documented.get("pkce"):
