@@ -68,6 +68,8 @@ DOCUMENTED: dict[str, Documented] = {
     "amazon": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.google.com/identity/protocols/oauth2/web-server#exchange-authorization-code
     "google": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/health/setup (Google's OAuth: the web-server flow above)
+    "google-health": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow
     "entra": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
     # https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps
@@ -228,7 +230,7 @@ async def test_provider_end_to_end(
     try:
         mapping = config.providers[name]
         assert mapping.token.url == provider_upstream.url_of(_token_path(name))
-        prefix = name.upper()
+        prefix = name.upper().replace("-", "_")
         platform_id, platform_secret = env[f"{prefix}_PLATFORM_CLIENT_ID"], env[f"{prefix}_PLATFORM_CLIENT_SECRET"]
         upstream_id, upstream_secret = env[f"{prefix}_CLIENT_ID"], env.get(f"{prefix}_CLIENT_SECRET", "")
         redirect_uri = REDIRECTS[mapping.platform.profile].format(project=env.get(f"{prefix}_PROJECT_ID", "my-project"))
@@ -316,6 +318,9 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "fitbit": {"pkce": True},  # Fitbit recommends PKCE for every client
     "github": {"scope": "read,write"},
     "google": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True},
+    # https://developers.google.com/health/scopes: every scope begins with …/auth/googlehealth
+    "google-health": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True,
+                      "scope_contains": "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly"},
     "homeconnect": {"scope_contains": "IdentifyAppliance"},
     "mailchimp": {},
     "oidc": {"pkce": True},
@@ -364,7 +369,7 @@ async def test_provider_authorize_leg(
     config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_socket)
     try:
         mapping = config.providers[name]
-        prefix = name.upper()
+        prefix = name.upper().replace("-", "_")
         redirect_uri = REDIRECTS[mapping.platform.profile].format(project=env.get(f"{prefix}_PROJECT_ID", "my-project"))
         query = {"client_id": env[f"{prefix}_PLATFORM_CLIENT_ID"], "redirect_uri": redirect_uri, "state": "platform-state",
                  "response_type": "code", "scope": "read write"}

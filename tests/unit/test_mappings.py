@@ -79,7 +79,7 @@ def test_header_comment_names_schema_docs_quirks_and_platform(checked: Config, f
 def test_credentials_come_from_the_environment(file: Path) -> None:
     problems = Problems()
     data = load_yaml(file, problems, env={}, missing_env_ok=True)
-    prefix = file.stem.upper()
+    prefix = file.stem.upper().replace("-", "_")  # google-health: GOOGLE_HEALTH_…
     unresolved = re.compile(r"<[A-Z][A-Z0-9_]*>")
     platform, upstream = data["platform"], data["upstream"]
     assert platform["client_id"] == f"<{prefix}_PLATFORM_CLIENT_ID>"
