@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,28 @@ def test_shipped_mapping_loads_and_passes_its_examples(file: Path) -> None:
     assert mapping is not None
     assert mapping.examples, "every shipped mapping documents its provider with examples"
     assert run_examples(mapping) == []
+
+
+MAPPINGS = sorted((ROOT / "mappings").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("file", MAPPINGS, ids=[file.stem for file in MAPPINGS])
+def test_shipped_mapping_names_its_sources_and_when_they_were_checked(file: Path) -> None:
+    """Each provider's facts have one home the loader reads: ``about`` names the provider's own pages
+    (https) and the day they were last re-read, and a sunset names a successor that ships too."""
+    problems = Problems()
+    data = load_yaml(file, problems, env={"GATEWAY_PUBLIC_URL": "https://link.example.com"}, missing_env_ok=True)
+    mapping = parse_mapping(file.stem, data, file=str(file), problems=problems)
+    assert not problems, "\n".join(map(str, problems.items))
+    assert mapping is not None
+    about = data.get("about")
+    assert isinstance(about, dict), "every shipped mapping has an about block"
+    assert about.get("name") and about.get("category")
+    sources = about.get("sources")
+    assert isinstance(sources, list) and sources, "at least one source"
+    assert all(isinstance(url, str) and url.startswith("https://") for url in sources), sources
+    checked = about.get("checked")
+    assert checked is not None and str(checked) <= str(datetime.date.today()), checked
+    sunset = about.get("sunset")
+    if sunset is not None and sunset.get("successor"):
+        assert (file.parent / f"{sunset['successor']}.yaml").is_file(), sunset
