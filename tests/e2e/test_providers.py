@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
@@ -200,10 +201,17 @@ async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, sock: s
     port = port_of(sock)
     text = (MAPPINGS / f"{name}.yaml").read_text(encoding="utf-8")
     env = _environment(name, text, upstream)
+    (tmp_path / "mappings").mkdir()
+    # A mapping that extends another (google-health: google) takes its token URL from the base,
+    # so the base is copied beside it and pointed at this provider's test upstream.
+    file, base = name, yaml.safe_load(text).get("extends")
+    while base is not None:
+        (tmp_path / "mappings" / f"{file}.yaml").write_text(text, encoding="utf-8")
+        file, text = base, (MAPPINGS / f"{base}.yaml").read_text(encoding="utf-8")
+        base = yaml.safe_load(text).get("extends")
     if "discovery:" not in text:  # a discovery mapping finds the test upstream through OIDC_ISSUER
         text = with_token_url(text, upstream.url_of(_token_path(name)))
-    (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "mappings" / f"{file}.yaml").write_text(text, encoding="utf-8")
     (tmp_path / "gateway.yaml").write_text(
         f"listen: {{host: 127.0.0.1, port: {port}}}\n"
         f"public_url: http://127.0.0.1:{port}\n"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
+import re
 from pathlib import Path
 
 import pytest
 
+from gateway.config.about import today
 from gateway.config.examples import run_examples
 from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import parse_mapping
@@ -36,18 +37,15 @@ def test_shipped_mapping_names_its_sources_and_when_they_were_checked(file: Path
     """Each provider's facts have one home the loader reads: ``about`` names the provider's own pages
     (https) and the day they were last re-read, and a sunset names a successor that ships too."""
     problems = Problems()
-    data = load_yaml(file, problems, env={"GATEWAY_PUBLIC_URL": "https://link.example.com"}, missing_env_ok=True)
+    data = load_mapping_document(file, problems, env={"GATEWAY_PUBLIC_URL": "https://link.example.com"}, missing_env_ok=True)
     mapping = parse_mapping(file.stem, data, file=str(file), problems=problems)
     assert not problems, "\n".join(map(str, problems.items))
     assert mapping is not None
-    about = data.get("about")
-    assert isinstance(about, dict), "every shipped mapping has an about block"
-    assert about.get("name") and about.get("category")
-    sources = about.get("sources")
-    assert isinstance(sources, list) and sources, "at least one source"
-    assert all(isinstance(url, str) and url.startswith("https://") for url in sources), sources
-    checked = about.get("checked")
-    assert checked is not None and str(checked) <= str(datetime.date.today()), checked
-    sunset = about.get("sunset")
-    if sunset is not None and sunset.get("successor"):
-        assert (file.parent / f"{sunset['successor']}.yaml").is_file(), sunset
+    assert re.search(r"^about:$", file.read_text(encoding="utf-8"), re.M), "the file states its own about (not only a base's)"
+    about = mapping.about
+    assert about is not None, "every shipped mapping has an about block"
+    assert about.name and about.category
+    assert about.sources and all(url.startswith("https://") for url in about.sources), about.sources
+    assert about.checked <= today(), about.checked
+    if about.sunset is not None and about.sunset.successor is not None:
+        assert (file.parent / f"{about.sunset.successor}.yaml").is_file(), about.sunset
