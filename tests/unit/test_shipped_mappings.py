@@ -1,13 +1,14 @@
-"""Every mapping the project ships loads without a problem and passes its own ``examples:`` offline."""
+"""Every mapping the project ships loads, passes its own ``examples:`` offline and says where its facts come from."""
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 
 import pytest
 
-from gateway.config.about import today
+from gateway.config.about import sunset_warning, today
 from gateway.config.examples import run_examples
 from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import parse_mapping
@@ -49,3 +50,18 @@ def test_shipped_mapping_names_its_sources_and_when_they_were_checked(file: Path
     assert about.checked <= today(), about.checked
     if about.sunset is not None and about.sunset.successor is not None:
         assert (file.parent / f"{about.sunset.successor}.yaml").is_file(), about.sunset
+
+
+def test_fitbit_warns_that_it_is_off_and_names_google_health() -> None:
+    """Google turned the Fitbit Web API and its OAuth endpoints off (developers.google.com/health/migration):
+    the shipped fitbit mapping says so, and the warning points at the shipped successor."""
+    problems = Problems()
+    file = ROOT / "mappings" / "fitbit.yaml"
+    data = load_mapping_document(file, problems, env={}, missing_env_ok=True)
+    mapping = parse_mapping("fitbit", data, file=str(file), problems=problems)
+    assert mapping is not None and mapping.about is not None and mapping.about.sunset is not None
+    assert mapping.about.sunset.successor == "google-health"
+    assert (ROOT / "mappings" / "google-health.yaml").is_file()
+    warning = sunset_warning("fitbit.yaml", mapping.about, datetime.date(2026, 12, 7))
+    assert warning is not None and "turned off on 2026-11-02" in warning and "'google-health'" in warning, warning
+    assert sunset_warning("fitbit.yaml", mapping.about, datetime.date(2026, 1, 1)) is None  # over 180 days ahead
