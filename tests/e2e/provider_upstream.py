@@ -30,6 +30,7 @@ class Documented:
     code: frozenset[str] = frozenset()  # parameter names a code exchange must carry
     refresh: frozenset[str] = frozenset()  # … and a refresh
     values: dict[str, str] = field(default_factory=dict)  # fixed parameter values (action=requesttoken)
+    code_values: dict[str, str] = field(default_factory=dict)  # … on the code exchange only (Shopify's expiring=1)
     headers: dict[str, str | None] = field(default_factory=dict)  # header → value (None: present)
     id_name: str = "client_id"  # what the provider calls the client id parameter
     secret_name: str = "client_secret"  # … and the secret
@@ -98,8 +99,9 @@ def mismatches(
     missing = sorted(required - set(params))
     if missing:
         problems.append(f"missing parameters {missing} (got {sorted(params)})")
-    for name, value in {**documented.values, **expected}.items():
-        if name in required | set(documented.values) and params.get(name) != value:
+    fixed = documented.values | (documented.code_values if grant == "authorization_code" else {})
+    for name, value in {**fixed, **expected}.items():
+        if name in required | set(fixed) and params.get(name) != value:
             problems.append(f"parameter {name} must be {value!r}, not {params.get(name)!r}")
     for name, wanted in documented.headers.items():
         got = request.headers.get(name.lower())

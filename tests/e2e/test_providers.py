@@ -70,6 +70,8 @@ DOCUMENTED: dict[str, Documented] = {
     "amazon": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.google.com/identity/protocols/oauth2/web-server#exchange-authorization-code
     "google": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/health/setup (Google's OAuth: the web-server flow above)
+    "google-health": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow
     "entra": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
     # https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps
@@ -82,8 +84,8 @@ DOCUMENTED: dict[str, Documented] = {
                            values={"action": "requesttoken"}),
     # https://developers.strava.com/docs/authentication/#tokenexchange
     "strava": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
-    # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm
-    "salesforce": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS,
+    # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm (PKCE: code_verifier)
+    "salesforce": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS,
                              headers={"Accept": "application/json"}),
     # https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow#confirm
     "facebook": Documented(method="GET", encoding="query", auth="body", code=_names("code", "redirect_uri") | POST_CREDENTIALS),
@@ -99,8 +101,8 @@ DOCUMENTED: dict[str, Documented] = {
     "dropbox": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developer.spotify.com/documentation/web-api/tutorials/code-flow
     "spotify": Documented(auth="basic", code=CODE, refresh=REFRESH),
-    # https://developers.zoom.us/docs/integrations/oauth/ (parameters in the query string: providers.md)
-    "zoom": Documented(encoding="query", auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.zoom.us/docs/integrations/oauth/ (a form body, HTTP Basic; PKCE: code_verifier)
+    "zoom": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://developer.smartthings.com/docs/service-integrations/token-management
     "smartthings": Documented(auth="basic+client_id", code=CODE | {"client_id"}, refresh=REFRESH | {"client_id"}),
     # https://api-docs.home-connect.com/authorization/#authorization-code-grant-flow
@@ -111,8 +113,10 @@ DOCUMENTED: dict[str, Documented] = {
     "mailchimp": Documented(auth="body", code=CODE | POST_CREDENTIALS),
     # OpenID Connect Core §3.1.3.1 (client_secret_basic, the default), RFC 7636
     "oidc": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
-    # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
-    "shopify": Documented(auth="body", code=_names("code") | POST_CREDENTIALS),
+    # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant,
+    # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/offline-access-tokens (expiring=1)
+    "shopify": Documented(auth="body", code=_names("code", "expiring") | POST_CREDENTIALS,
+                          refresh=REFRESH | POST_CREDENTIALS, code_values={"expiring": "1"}),
     # https://developer.zendesk.com/documentation/api-basics/authentication/using-oauth-to-authenticate-zendesk-api-requests-in-a-web-app/
     "zendesk": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"scope", "code_verifier"},
                           refresh=REFRESH | POST_CREDENTIALS | {"scope"}, values={"scope": "authorize_scope-at-authorize"}),
@@ -143,7 +147,7 @@ DOCUMENTED: dict[str, Documented] = {
     "webex": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.xero.com/documentation/guides/oauth2/auth-flow/ (HTTP Basic)
     "xero": Documented(auth="basic", code=CODE, refresh=REFRESH),
-    # https://docs.sonos.com/docs/create-token (HTTP Basic)
+    # https://docs.sonos.com/docs/create-token, https://developer.sonos.com/reference/authorization-api/refresh-token/ (HTTP Basic)
     "sonos": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developers.meethue.com/develop/hue-api/remote-authentication-oauth/ (Basic; Digest not used)
     "hue": Documented(auth="basic", code=CODE, refresh=REFRESH),
@@ -319,15 +323,18 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "dropbox": {"params": {"token_access_type": "offline"}},  # for a refresh token
     "ecobee": {"scope_contains": "smartWrite"},
     "entra": {"params": {"response_mode": "query"}, "scope_contains": "offline_access"},
-    "facebook": {"scope": "read,write"},  # comma-separated
+    "facebook": {"scope": "read,write", "path": "/v26.0/dialog/oauth"},  # comma-separated; Graph API v26.0, the current version
     "fitbit": {"pkce": True},  # Fitbit recommends PKCE for every client
     "github": {"scope": "read,write"},
     "google": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True},
+    # https://developers.google.com/health/scopes: every scope begins with …/auth/googlehealth
+    "google-health": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True,
+                      "scope_contains": "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly"},
     "homeconnect": {"scope_contains": "IdentifyAppliance"},
     "mailchimp": {},
     "oidc": {"pkce": True},
     "reddit": {"params": {"duration": "permanent"}},  # for a refresh token
-    "salesforce": {},
+    "salesforce": {"pkce": True},  # an org or connected app may require PKCE
     "slack": {"scope_param": "user_scope", "scope": "read,write"},  # user token scopes, comma-separated
     "smartthings": {},
     "spotify": {},
@@ -353,7 +360,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "paypal": {},
     "square": {},
     "zendesk": {"pkce": True},
-    "okta": {"pkce": True},
+    "okta": {"pkce": True, "path": "/oauth2/v1/authorize"},  # the org authorization server, which every org has
     "zoom": {"pkce": True},
 }
 
@@ -399,6 +406,8 @@ async def test_provider_authorize_leg(
         assert sent["client_id"] == mapping.upstream_client_id
         assert sent["redirect_uri"] == config.callback_url(name)
         assert len(sent["state"]) >= 32 and sent["state"] != "platform-state"  # the gateway's own nonce
+        if "path" in documented:
+            assert urlsplit(location).path == documented["path"], location
         for key, value in documented.get("params", {}).items():
             assert sent.get(key) == value, (key, sent)
         if documented.get("pkce"):
