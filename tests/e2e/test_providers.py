@@ -152,6 +152,27 @@ DOCUMENTED: dict[str, Documented] = {
                          refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/ (client_secret_basic)
     "okta": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # Device, energy, vehicle, health and home-platform clouds.
+    # https://developer.dexcom.com/docs/dexcom/authentication/ (credentials in the form body)
+    "dexcom": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.miele.com/docs/authorization2 (client_id and client_secret as parameters)
+    "miele": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://www.polar.com/accesslink-api/#authentication (HTTP Basic; no refresh grant)
+    "polar": Documented(auth="basic", code=CODE),
+    # http://developer.honeywellhome.com/oauth2-guide (HTTP Basic with API key and secret)
+    "resideo": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://smartcar.com/docs/api-reference/authorization/auth-code-exchange (Basic; a User-Agent is required)
+    "smartcar": Documented(auth="basic", code=CODE, refresh=REFRESH, headers={"User-Agent": None}),
+    # https://apizone.suunto.com/how-to-start (HTTP Basic, RFC 7617)
+    "suunto": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.tesla.com/docs/fleet-api/authentication/third-party-tokens (secret and audience on the
+    # code exchange; the refresh carries only client_id)
+    "tesla": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"audience"}, refresh=REFRESH | {"client_id"},
+                         refresh_auth="none"),
+    # https://cloud-api.wahooligan.com/#authentication (client_id and client_secret as parameters)
+    "wahoo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.whoop.com/docs/tutorials/refresh-token-javascript (form body; scope=offline on refresh)
+    "whoop": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
 }
 
 
@@ -346,6 +367,16 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "zendesk": {"pkce": True},
     "okta": {"pkce": True},
     "zoom": {"pkce": True},
+    # Device, energy, vehicle, health and home-platform clouds.
+    "dexcom": {"scope": "offline_access"},  # the only scope
+    "miele": {"scope_contains": "openid"},  # openid is mandatory
+    "polar": {"scope": "accesslink.read_all"},
+    "resideo": {"scope": ""},  # no scope parameter
+    "smartcar": {"params": {"mode": "live"}},
+    "suunto": {"scope": ""},  # no scope parameter
+    "tesla": {"scope_contains": "offline_access"},  # for a refresh token
+    "wahoo": {},
+    "whoop": {},  # the platform's scopes, offline among them
 }
 
 
