@@ -47,7 +47,7 @@ PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
 #: The refresh token the platform holds; examples that keep it expect this value (gateway.config.examples).
 REFRESH_TOKEN_SENT = "refresh-token-sent-by-the-platform"
 #: The tenant a user of a multi-tenant mapping (``tenant:``) names in the gateway's form.
-TENANTS = {"shopify": "acme-shop", "zendesk": "acme", "okta": "acme.okta.com"}
+TENANTS = {"shopify": "acme-shop", "zendesk": "acme", "okta": "acme.okta.com", "homeassistant": "abcdefgh.ui.nabu.casa"}
 REDIRECTS = {
     "alexa": "https://pitangui.amazon.com/api/skill/link/M2AAAAAAAAAAAA",
     "google": "https://oauth-redirect.googleusercontent.com/r/{project}",
@@ -155,8 +155,14 @@ DOCUMENTED: dict[str, Documented] = {
     # Device, energy, vehicle, health and home-platform clouds.
     # https://developer.dexcom.com/docs/dexcom/authentication/ (credentials in the form body)
     "dexcom": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer-v4.enphase.com/docs/quickstart.html (parameters in the query string, HTTP Basic)
+    "enphase": Documented(encoding="query", auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.home-assistant.io/docs/auth_api (no secret: client_id, a URL, on every request)
+    "homeassistant": Documented(auth="none", code=_names("grant_type", "code", "client_id"), refresh=REFRESH | {"client_id"}),
     # https://developer.miele.com/docs/authorization2 (client_id and client_secret as parameters)
     "miele": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://docs.nuki.io/guide/authorization/oauth2/ (the code flow needs the client secret)
+    "nuki": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://www.polar.com/accesslink-api/#authentication (HTTP Basic; no refresh grant)
     "polar": Documented(auth="basic", code=CODE),
     # http://developer.honeywellhome.com/oauth2-guide (HTTP Basic with API key and secret)
@@ -169,6 +175,8 @@ DOCUMENTED: dict[str, Documented] = {
     # code exchange; the refresh carries only client_id)
     "tesla": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"audience"}, refresh=REFRESH | {"client_id"},
                          refresh_auth="none"),
+    # https://data-api.tibber.com/docs/auth/ (form body with client_id and client_secret; PKCE optional)
+    "tibber": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
     # https://cloud-api.wahooligan.com/#authentication (client_id and client_secret as parameters)
     "wahoo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.whoop.com/docs/tutorials/refresh-token-javascript (form body; scope=offline on refresh)
@@ -369,12 +377,16 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "zoom": {"pkce": True},
     # Device, energy, vehicle, health and home-platform clouds.
     "dexcom": {"scope": "offline_access"},  # the only scope
+    "enphase": {"scope": ""},  # no scope parameter
+    "homeassistant": {"scope": ""},  # at https://{instance}; no scope
     "miele": {"scope_contains": "openid"},  # openid is mandatory
+    "nuki": {},
     "polar": {"scope": "accesslink.read_all"},
     "resideo": {"scope": ""},  # no scope parameter
     "smartcar": {"params": {"mode": "live"}},
     "suunto": {"scope": ""},  # no scope parameter
     "tesla": {"scope_contains": "offline_access"},  # for a refresh token
+    "tibber": {"pkce": True},  # recommended by Tibber
     "wahoo": {},
     "whoop": {},  # the platform's scopes, offline among them
 }
