@@ -161,6 +161,8 @@ DOCUMENTED: dict[str, Documented] = {
     "homeassistant": Documented(auth="none", code=_names("grant_type", "code", "client_id"), refresh=REFRESH | {"client_id"}),
     # https://developer.miele.com/docs/authorization2 (client_id and client_secret as parameters)
     "miele": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/nest/device-access/authorize (Google's token endpoint: credentials in the body)
+    "nest": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://docs.nuki.io/guide/authorization/oauth2/ (the code flow needs the client secret)
     "nuki": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://www.polar.com/accesslink-api/#authentication (HTTP Basic; no refresh grant)
@@ -177,6 +179,8 @@ DOCUMENTED: dict[str, Documented] = {
                          refresh_auth="none"),
     # https://data-api.tibber.com/docs/auth/ (form body with client_id and client_secret; PKCE optional)
     "tibber": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.volvocars.com/apis/docs/authorisation/ (HTTP Basic; PKCE)
+    "volvo": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://cloud-api.wahooligan.com/#authentication (client_id and client_secret as parameters)
     "wahoo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.whoop.com/docs/tutorials/refresh-token-javascript (form body; scope=offline on refresh)
@@ -380,6 +384,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "enphase": {"scope": ""},  # no scope parameter
     "homeassistant": {"scope": ""},  # at https://{instance}; no scope
     "miele": {"scope_contains": "openid"},  # openid is mandatory
+    "nest": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "https://www.googleapis.com/auth/sdm.service"},
     "nuki": {},
     "polar": {"scope": "accesslink.read_all"},
     "resideo": {"scope": ""},  # no scope parameter
@@ -387,6 +392,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "suunto": {"scope": ""},  # no scope parameter
     "tesla": {"scope_contains": "offline_access"},  # for a refresh token
     "tibber": {"pkce": True},  # recommended by Tibber
+    "volvo": {"pkce": True},
     "wahoo": {},
     "whoop": {},  # the platform's scopes, offline among them
 }
