@@ -27,7 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
+from helpers.mappings import with_bases
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from listening import port_of, start_site
@@ -206,6 +208,13 @@ def _token_path(name: str) -> str:
     return f"/{name}/token"
 
 
+def _token_url_in(text: str) -> bool:
+    """Whether the mapping ``text`` itself (not a base it extends) says ``upstream.token.url``."""
+    document = yaml.safe_load(text)
+    token = ((document or {}).get("upstream") or {}).get("token") or {}
+    return isinstance(token, dict) and "url" in token
+
+
 def _environment(name: str, text: str, upstream: RecordingUpstream) -> dict[str, str]:
     """A value for every ``${VAR}`` without a default, as an operator would set them."""
     env = {}
@@ -229,10 +238,13 @@ async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, sock: s
     port = port_of(sock)
     text = (MAPPINGS / f"{name}.yaml").read_text(encoding="utf-8")
     env = _environment(name, text, upstream)
-    if "discovery:" not in text:  # a discovery mapping finds the test upstream through OIDC_ISSUER
-        text = with_token_url(text, upstream.url_of(_token_path(name)))
     (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    pointed = "discovery:" in text  # a discovery mapping finds the test upstream through OIDC_ISSUER
+    for file in with_bases(MAPPINGS / f"{name}.yaml"):  # a variant, then the mappings it extends
+        copied = file.read_text(encoding="utf-8")
+        if not pointed and _token_url_in(copied):  # the nearest file that says the token URL
+            copied, pointed = with_token_url(copied, upstream.url_of(_token_path(name))), True
+        (tmp_path / "mappings" / file.name).write_text(copied, encoding="utf-8")
     (tmp_path / "gateway.yaml").write_text(
         f"listen: {{host: 127.0.0.1, port: {port}}}\n"
         f"public_url: http://127.0.0.1:{port}\n"
@@ -384,7 +396,8 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "enphase": {"scope": ""},  # no scope parameter
     "homeassistant": {"scope": ""},  # at https://{instance}; no scope
     "miele": {"scope_contains": "openid"},  # openid is mandatory
-    "nest": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "https://www.googleapis.com/auth/sdm.service"},
+    "nest": {"params": {"access_type": "offline", "prompt": "consent"},  # Google's, inherited (extends: google)
+             "scope": "https://www.googleapis.com/auth/sdm.service"},
     "nuki": {},
     "polar": {"scope": "accesslink.read_all"},
     "resideo": {"scope": ""},  # no scope parameter

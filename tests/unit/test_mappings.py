@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers.mappings import with_bases
 
 from gateway.config.examples import run_examples
 from gateway.config.mapping import ProviderMapping
@@ -101,7 +102,8 @@ def _env_for(file: Path) -> dict[str, str]:
 @pytest.mark.parametrize("file", [f for f in FILES if f.stem != "oidc"], ids=lambda f: f.stem)
 def test_each_mapping_can_be_served(tmp_path: Path, file: Path) -> None:
     (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / file.name).write_text(file.read_text(encoding="utf-8"), encoding="utf-8")
+    for copied in with_bases(file):  # a variant is served with the mappings it extends beside it
+        (tmp_path / "mappings" / copied.name).write_text(copied.read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "gateway.yaml").write_text(
         f'keys: ["{generate_key()}"]\npublic_url: https://link.example.com\nproviders: [{file.stem}]\n', encoding="utf-8"
     )
