@@ -167,7 +167,7 @@ DOCUMENTED: dict[str, Documented] = {
     "nest": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://docs.nuki.io/guide/authorization/oauth2/ (the code flow needs the client secret)
     "nuki": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
-    # https://www.polar.com/accesslink-api/#authentication (HTTP Basic; no refresh grant)
+    # https://github.com/polarofficial/accesslink-example-python (Polar's client: HTTP Basic; no refresh grant)
     "polar": Documented(auth="basic", code=CODE),
     # http://developer.honeywellhome.com/oauth2-guide (HTTP Basic with API key and secret)
     "resideo": Documented(auth="basic", code=CODE, refresh=REFRESH),
@@ -183,7 +183,7 @@ DOCUMENTED: dict[str, Documented] = {
     "tibber": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.volvocars.com/apis/docs/authorisation/ (HTTP Basic; PKCE)
     "volvo": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
-    # https://cloud-api.wahooligan.com/#authentication (client_id and client_secret as parameters)
+    # https://cloud-api.wahooligan.com/#authentication (client_id and client_secret as parameters; see the mapping's unverified)
     "wahoo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.whoop.com/docs/tutorials/refresh-token-javascript (form body; scope=offline on refresh)
     "whoop": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
