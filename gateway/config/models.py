@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, StrictInt, StrictStr
 
 from gateway.config.fields import FileModel, Flag, Number, Text, TextList, TextMap, Whole, _problem
+from gateway.observe.trace import DEFAULT_MAX_BYTES
 
 __all__ = [
     "MappingFile", "GatewayFile", "Profile", "PlatformPkce", "Grant", "UpstreamPkce", "Method", "Encoding",
@@ -406,6 +407,8 @@ class TraceFile(FileModel):
     """The bearer token for `/_trace/` (at least 32 characters; make one with `gateway keygen`)."""
     flows: Annotated[Whole, Field(ge=1, le=10_000)] = 200
     """How many recent flows to keep."""
+    max_bytes: Annotated[Whole, Field(ge=262_144, le=1_073_741_824)] = DEFAULT_MAX_BYTES
+    """How many bytes the kept flows may take, counted in the JSON of `/_trace/flows.json` (the process holds a few times that); the oldest flows of the kind holding the largest share (completed, in the browser, refused) go first."""
 
 
 class GatewayFile(FileModel):
