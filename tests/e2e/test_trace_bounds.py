@@ -21,11 +21,13 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, basic, mapping_yaml, write_gateway_files
+from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, mapping_yaml, write_gateway_files
+from helpers.oauth import basic
 from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 from listening import bound_socket, port_of, start_site
 from test_fault_matrix import PROVIDER
 from test_trace import TRACE_TOKEN, link, token, trace_json
+from upstream_oidc import login_and_consent
 
 from gateway.config.settings import load_config
 from gateway.observe.trace import MAX_HOP_BYTES, MAX_KEYS, TRACE, FlowTrace
@@ -254,3 +256,35 @@ async def test_an_implicit_token_after_a_redirect_query_and_no_state_is_redacted
     assert redirect.startswith("https://platform.example/linked?action=link#access_token=sha256:"), redirect
     seen = json.dumps(flow)
     assert access_token not in seen and access_token[:12] not in seen
+
+
+# --- the demo shows its own random trace token, never the operator's ----------------------------------
+
+
+@pytest.mark.parametrize("configured", [True, False], ids=["operator's token", "the demo's own"])
+async def test_the_demo_never_shows_a_configured_trace_token(tmp_path: Path, configured: bool) -> None:
+    root = Path(__file__).resolve().parents[2]
+    operator = "operator-trace-token-" + secrets.token_hex(16)
+    sock = bound_socket()
+    (tmp_path / "gateway.yaml").write_text(
+        f"listen: {{host: 127.0.0.1, port: {port_of(sock)}}}\nkeys: []\ncookie: {{secure: false}}\n"
+        f"mappings: {root / 'mappings'}\nproviders: []\ndemo: true\n" + (f"trace: {{token: {operator}}}\n" if configured else "")
+    )
+    config = load_config(tmp_path / "gateway.yaml")
+    assert config.trace is not None and config.trace.generated is not configured
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    base = str(await start_site(runner, sock=sock)).replace("127.0.0.1", "localhost")
+    try:
+        async with aiohttp.ClientSession() as browser:
+            callback = await login_and_consent(browser, f"{base}/_demo/platform/start",
+                                               stop_at_prefix=f"{base}/_demo/platform/callback", login="newcomer")
+            async with browser.get(callback) as response:
+                page = await response.text()
+        assert response.status == 200 and "What happened, hop by hop" in page
+        if configured:
+            assert operator not in page and operator[:16] not in page and "trace token from gateway.yaml" in page
+        else:
+            assert config.trace.token in page  # the demo's own, made at start, is meant to be shown
+    finally:
+        await runner.cleanup()
