@@ -143,6 +143,24 @@ async def test_the_trace_holds_its_byte_budget_and_junk_evicts_junk_first(
     assert real["id"] in kept and len(kept[real["id"]].hops) == len(real["hops"]), "the completed link was flushed"
 
 
+async def test_junk_at_authorize_does_not_flush_the_real_flows(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
+    gateway = await start(tmp_path, fake, gateways, trace="flows: 20")
+    real = []
+    for n in range(3):
+        code, _ = await link(gateway, state=f"alexa-state-{n}")
+        status, answer = await token(gateway, {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT})
+        assert status == 200, answer
+        real.append((await trace_json(gateway))[0]["id"])
+    async with aiohttp.ClientSession() as client:
+        for n in range(200):  # refused at once, and accepted but never finished (the browser never comes back)
+            client_id = f"junk-{n}" if n % 2 else PLATFORM_ID
+            query = urlencode({"client_id": client_id, "redirect_uri": ALEXA_REDIRECT, "response_type": "code", "state": f"s{n}"})
+            async with client.get(f"{gateway.url}/{PROVIDER}/authorize?{query}", allow_redirects=False) as response:
+                assert response.status in (302, 400)
+    kept = {flow["id"] for flow in await trace_json(gateway)}
+    assert len(kept) == 20 and set(real) <= kept, "the completed links were flushed"
+
+
 async def test_a_long_lived_link_keeps_a_few_keys_each_once(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
     gateway = await start(tmp_path, fake, gateways)
     code, _ = await link(gateway)
