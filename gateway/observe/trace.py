@@ -2,9 +2,16 @@
 
 All an integrator sees of a failed link is "We were unable to link … at this time" (Alexa) or
 "Bad response from IdP" (Google). With ``trace: {token: …, flows: 200}`` in gateway.yaml each
-replica keeps its last ``flows`` flows in memory (a bounded ``OrderedDict``; nothing is written
-anywhere) and serves them at ``/_trace/`` (a server-rendered sequence diagram, lanes platform |
-gateway | upstream, no script) and ``/_trace/flows.json``.
+replica keeps its last ``flows`` flows in memory (nothing is written anywhere) and serves them at
+``/_trace/`` (a list of flows), ``/_trace/flow/<id>`` (one flow as a server-rendered sequence
+diagram, lanes platform | gateway | upstream, no script) and ``/_trace/flows.json``.
+
+What anyone can send must not cost the gateway much more than its size (a request's parameters
+are the sender's to choose): a token request is recorded with its parameters only once its
+client has authenticated (otherwise one small hop, joined to no flow); every hop is bounded
+(:data:`MAX_HOP_BYTES`), every flow keeps :data:`MAX_HOPS` hops and :data:`MAX_KEYS` keys, and the
+whole trace ``max_bytes`` bytes of its JSON, evicting by kind of flow (:class:`FlowTrace`). The
+pages render one flow at a time, and the JSON a bounded slice, so none holds the event loop long.
 
 Hops are correlated into one flow by the secrets that link them, each known only by its hash:
 the flow nonce (the upstream ``state``), the sealed code the platform gets, and each refresh token
@@ -100,7 +107,7 @@ class TraceSettings:
 
 def redact(value: str) -> str:
     """A value as ``sha256:`` + 8 hex digits: enough to match two hops, nothing of the value itself."""
-    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:8]
 
 
 def _shown(name: str, value: str) -> str:
