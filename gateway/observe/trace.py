@@ -658,7 +658,7 @@ async def _login(request: web.Request) -> web.Response:
     store = request.app[TRACE]
     try:
         form = await request.post()
-    except (ValueError, AssertionError, UnicodeDecodeError):  # e.g. multipart without a boundary
+    except (ValueError, LookupError):  # multipart without a boundary, bytes not in the charset, an unknown charset
         return _login_page(request, wrong=True, status=400)
     given = form.get("token", "")
     if not isinstance(given, str) or not hmac.compare_digest(_raw(given), store.settings.token.encode()):

@@ -128,7 +128,7 @@ async def ask_tenant(
         return _form(request, spec, config, sealer)
     try:
         posted = await request.post()
-    except (ValueError, AssertionError, UnicodeDecodeError):  # e.g. a multipart body without a boundary
+    except (ValueError, LookupError):  # multipart without a boundary, bytes not in the charset, an unknown charset
         return _form(request, spec, config, sealer, problem="This form could not be read: please enter it again.")
     value = posted.get(FIELD)
     csrf = posted.get(CSRF_FIELD)

@@ -27,7 +27,7 @@ from harness import (
 )
 from helpers.upstream import Recorded, RecordingUpstream, Reply
 from listening import bound_socket, port_of, start_site
-from test_trace_bounds import raw_request
+from test_trace_bounds import UNREADABLE_FORMS, raw_request
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
@@ -231,13 +231,15 @@ async def test_a_post_to_a_mapping_without_tenant_is_405(tmp_path: Path) -> None
         await runner.cleanup()
 
 
-async def test_a_multipart_post_without_a_boundary_is_asked_again(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:
+async def test_a_form_body_that_cannot_be_read_is_asked_again(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:
     gateway, _, upstream = tenants
     url = f"{gateway.endpoint('authorize', 'shop')}?{urlencode(QUERY)}"
     async with aiohttp.ClientSession() as browser:
-        async with browser.post(url, data=b"tenant=3", headers={"Content-Type": "multipart/form-data"}, allow_redirects=False) as response:
-            page = await response.text()
-    assert response.status == 400 and "could not be read" in page and hits(upstream) == []
+        for content_type, body in UNREADABLE_FORMS:
+            async with browser.post(url, data=body, headers={"Content-Type": content_type}, allow_redirects=False) as response:
+                page = await response.text()
+            assert response.status == 400 and "could not be read" in page, (content_type, page)
+    assert hits(upstream) == []
 
 
 async def test_a_form_cookie_that_is_not_utf8_on_a_genuine_post_is_asked_again(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:

@@ -225,13 +225,23 @@ async def test_a_bearer_token_that_is_not_utf8_is_refused(tmp_path: Path, fake: 
         assert status == 401
 
 
-async def test_a_multipart_login_without_a_boundary_is_a_400(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
+#: Form bodies aiohttp cannot read: (Content-Type, body).
+UNREADABLE_FORMS = [
+    ("multipart/form-data", b"token=x"),
+    ("multipart/form-data; boundary=" + "b" * 80, b"token=x"),
+    ("multipart/form-data; boundary=abc", b"token=x"),
+    ("multipart/form-data; boundary=abc", b'--abc\r\nContent-Disposition: form-data; name="token"\r\n\r\n\xff\xfe\r\n--abc--\r\n'),
+    ("application/x-www-form-urlencoded; charset=no-such-charset", b"token=x"),
+]
+
+
+async def test_a_login_form_that_cannot_be_read_is_a_400(tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]) -> None:
     gateway = await start(tmp_path, fake, gateways)
     async with aiohttp.ClientSession() as client:
-        async with client.post(f"{gateway.url}/_trace/login", data=b"token=x",
-                               headers={"Content-Type": "multipart/form-data"}) as response:
-            assert response.status == 400, await response.text()
-            assert "Flow trace" in await response.text()
+        for content_type, body in UNREADABLE_FORMS:
+            async with client.post(f"{gateway.url}/_trace/login", data=body, headers={"Content-Type": content_type}) as response:
+                assert response.status == 400, (content_type, await response.text())
+                assert "Flow trace" in await response.text()
 
 
 async def test_an_upstream_answer_nested_400_deep_is_a_502_with_its_failure_header(
