@@ -10,6 +10,9 @@ in another process:
 * baselines (``bench/servers.py``): aiohttp hello-world, a bare 302, a bare aiohttp-session 302
   (encrypted cookie), a hand-written aiohttp token relay; and (``bench/flask_relay.py``) the relay
   as Flask + requests under gunicorn with 1 sync worker, with and without a ``requests.Session``;
+* the relays people would write instead today: FastAPI + httpx (``bench/fastapi_relay.py``, one
+  shared ``AsyncClient``) under uvicorn with one worker, on asyncio's loop and on uvloop, and a
+  Node.js relay (``bench/node_relay.mjs``: Node's ``http`` server and built-in ``fetch``, one process);
 * the gateway (``gateway serve``) with the production logging and metrics configuration of
   ``deploy/gateway.yaml``: JSON log lines at info (to a file) and the ops listener for /metrics;
 * the same gateway's refresh with ``refresh: {grace: 0}`` (a second mapping), to show what the
@@ -436,6 +439,9 @@ PAIRS = [
     ("gw-code", "relay"),
     ("gw-refresh", "flask"),
     ("gw-refresh", "flask-session"),
+    ("gw-refresh", "fastapi"),
+    ("gw-refresh", "fastapi-uvloop"),
+    ("gw-refresh", "node"),
     ("gw-healthz", "hello"),
     ("uv-authorize", "session302"),
     ("uv-refresh", "relay"),
@@ -446,7 +452,7 @@ PROFILES: dict[str, dict[str, object]] = {
     "smoke": {
         "rounds": 1,
         "seconds": 1.0,
-        "cases": ["hello", "session302", "relay", "gw-authorize", "gw-callback", "gw-refresh", "gw-code"],
+        "cases": ["hello", "session302", "relay", "fastapi", "node", "gw-authorize", "gw-callback", "gw-refresh", "gw-code"],
         "mappings": 20,
         "flows": 1000,  # flows per second of a /callback run (see flows_script)
     },
@@ -503,6 +509,9 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
         Case("relay", "relay", "bare aiohttp relay, /token refresh", "/p/token", refresh_script()),
         Case("flask", "flask", "Flask + requests (gunicorn, 1 sync worker)", "/p/token", refresh_script()),
         Case("flask-session", "flask-session", "Flask + requests.Session (gunicorn, 1 sync worker)", "/p/token", refresh_script()),
+        Case("fastapi", "fastapi", "FastAPI + httpx (uvicorn, 1 worker, asyncio)", "/p/token", refresh_script()),
+        Case("fastapi-uvloop", "fastapi-uvloop", "FastAPI + httpx (uvicorn, 1 worker, uvloop)", "/p/token", refresh_script()),
+        Case("node", "node", "Node.js http + fetch (1 process)", "/p/token", refresh_script()),
         Case("gw-authorize", "gateway", "gateway /authorize", f"/p/authorize?{AUTHORIZE_QUERY}"),
         Case("gw-callback", "gateway", "gateway /callback", "/p/callback"),  # the query comes with the flow cookie
         Case("gw-refresh", "gateway", "gateway /token refresh_token", "/p/token", refresh_script()),
@@ -526,6 +535,13 @@ def run(fleet: Fleet, work: Path, key: str, *, rounds: int, seconds: float, only
             app = "flask_relay:pooled_app" if name == "flask-session" else "flask_relay:plain_app"
             args = [python, "-m", "gunicorn", "-w", "1", "-k", "sync", "--chdir", str(HERE), "-b", f"127.0.0.1:{port}", "--log-level", "warning", app]
             fleet.start(name, args, port, env={"BENCH_UPSTREAM": upstream_url})
+        elif name.startswith("fastapi"):
+            loop = "uvloop" if name == "fastapi-uvloop" else "asyncio"
+            args = [python, "-m", "uvicorn", "--app-dir", str(HERE), "fastapi_relay:app", "--workers", "1", "--loop", loop,
+                    "--http", "httptools", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+            fleet.start(name, args, port, env={"BENCH_UPSTREAM": upstream_url})
+        elif name == "node":
+            fleet.start(name, ["node", str(HERE / "node_relay.mjs"), str(port), upstream_url], port)
     gateway_cmd = [python, "-m", "gateway", "serve", "--config", str(config), "--port"]
     fleet.start("gateway", [*gateway_cmd, str(ports["gateway"])], ports["gateway"], env=DEFAULT_LOOP)
     if "gateway-uvloop" in ports:

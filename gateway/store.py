@@ -4,10 +4,22 @@
 outside service. ``store: {url: redis://…}`` keeps them in Redis (redis-py's asyncio client),
 so a refresh retried at another replica, or a code or ``state`` replayed there, is seen.
 
-Keys are short (``gw:<kind>:<hmac>``) and every key has a TTL. The HMAC key is derived from the
-gateway's first key, so a key name never reveals a token, code or nonce. Values that hold tokens
-are sealed by the caller (:mod:`gateway.oauth.refresh`) before they get here. Locks and claims are
-Redis's own atomic ``SET NX PX``; nothing here is a home-made protocol.
+Keys are short (``gw:<kind>:<hash>``) and every key has a TTL. A key name is a SHA-256 of what
+it names (:func:`store_key`), under no key at all, because every replica of one deployment must name
+an entry the same way at every step of a key rotation: replicas with ``[OLD, NEW]`` and ``[NEW, OLD]``
+run side by side, and a reload may change ``keys`` at any time, so a name derived from whichever key
+seals would let a code be redeemed, a ``state`` claimed or a refresh made once *per key list*. What
+is named is always a secret of at least 128 bits that the gateway never stores — an upstream's
+refresh token (RFC 6749 §10.10), a code's payload with the upstream's code in it, the gateway's own
+192-bit ``state`` nonce — so a name can be neither reversed nor found by guessing; the one thing a
+reader of Redis can do with a name is tell whether a token *they already hold* was refreshed within
+the grace window. Values that hold tokens are sealed by the caller (:mod:`gateway.oauth.refresh`)
+with the name inside, and checked against it when opened, so an entry copied onto another name is
+not trusted. Locks and claims are Redis's own atomic ``SET NX PX``; a lock is released only by its
+owner (compare-and-delete in one Lua script); nothing here is a home-made protocol.
+
+Values are read as bytes and decoded here: a value that is not UTF-8 (written by something else)
+is absent, not a traceback.
 
 Redis down or slow must never cost a link: every operation has a deadline well inside the
 platform's 4.5 s budget (``store.timeout``, 0.25 s by default). When it fails, the operation is
@@ -22,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +45,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from gateway.observe.metrics import Metrics
 
-__all__ = ["StoreSettings", "MemoryStore", "RedisStore", "SharedStore", "STORE", "derive_hash_key"]
+__all__ = ["StoreSettings", "MemoryStore", "RedisStore", "SharedStore", "STORE", "store_key"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,10 +68,17 @@ class StoreSettings:
     ca_file: str | None = None
 
 
-def derive_hash_key(first_key: str) -> bytes:
-    """The HMAC key for store key names, derived from the gateway's sealing key (never the key itself)."""
-    raw = base64.urlsafe_b64decode(first_key.encode("ascii"))
-    return hmac.new(raw, b"gateway store key names v1", hashlib.sha256).digest()
+#: Domain separation of the names' hash: a name is never the hash of the bare secret.
+_NAMES = b"gateway store names v2\x00"
+#: Delete a lock only if it still holds the owner token this replica put there (one atomic step).
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+def store_key(kind: str, *parts: str) -> str:
+    """The name of an entry: ``gw:<kind>:<SHA-256 of kind and parts>`` — the same at every replica
+    whatever its keys (see the module docstring for why no key is used), never the value itself."""
+    digest = hashlib.sha256(_NAMES + "\x00".join((kind, *parts)).encode("utf-8")).digest()
+    return f"{PREFIX}{kind}:{base64.urlsafe_b64encode(digest[:18]).decode('ascii')}"
 
 
 class MemoryStore(Generic[V]):
@@ -126,6 +144,11 @@ class MemoryStore(Generic[V]):
     async def delete(self, key: str) -> None:
         self._items.pop(key, None)
 
+    async def release(self, key: str, owner: V) -> None:
+        """Delete ``key`` only if it still holds ``owner`` (a lock this caller took)."""
+        if self.lookup(key) == owner:
+            del self._items[key]
+
     def clear(self) -> None:
         """Forget everything (a fuzzer that presents the same genuine flows again and again)."""
         self._items.clear()
@@ -142,11 +165,18 @@ class RedisStore:
 
         # ssl_* options exist only for rediss:// connections (the config refuses ca_file otherwise).
         tls: dict[str, Any] = {"ssl_ca_certs": ca_file} if ca_file else {}
-        self._client: Any = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0, decode_responses=True, **tls)
+        self._client: Any = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0, **tls)
+        self._release: Any = self._client.register_script(_RELEASE)
 
     async def get(self, key: str) -> str | None:
+        """The value, or None: absent, or not UTF-8 (nothing the gateway wrote)."""
         value = await self._client.get(key)
-        return None if value is None else str(value)
+        if not isinstance(value, bytes):
+            return None
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
     async def put(self, key: str, value: str, ttl: float) -> None:
         await self._client.set(key, value, px=max(1, int(ttl * 1000)))
@@ -156,6 +186,10 @@ class RedisStore:
 
     async def delete(self, key: str) -> None:
         await self._client.delete(key)
+
+    async def release(self, key: str, owner: str) -> None:
+        """Compare-and-delete: a lock another replica has taken since ours expired stays its own."""
+        await self._release(keys=[key], args=[owner])
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -167,20 +201,19 @@ class SharedStore:
     ``shared`` says whether other replicas see what is written here (a Redis URL is configured).
     """
 
-    def __init__(self, settings: StoreSettings, hash_key: bytes, metrics: Metrics, *, remote: RedisStore | None = None) -> None:
+    def __init__(self, settings: StoreSettings, metrics: Metrics, *, remote: RedisStore | None = None) -> None:
         self.settings = settings
         self.local: MemoryStore[str] = MemoryStore()
         self.remote = remote if remote is not None else (RedisStore(settings.url, ca_file=settings.ca_file) if settings.url else None)
         self.shared = self.remote is not None
-        self._hash_key = hash_key
         self._metrics = metrics
         self._skip_until = 0.0
         self._warned_at = -_WARN_EVERY
 
-    def key(self, kind: str, *parts: str) -> str:
-        """A short key name: ``gw:<kind>:<hmac of the parts>`` — never the value itself."""
-        digest = hmac.new(self._hash_key, "\x00".join(parts).encode("utf-8"), hashlib.sha256).digest()
-        return f"{PREFIX}{kind}:{base64.urlsafe_b64encode(digest[:18]).decode('ascii')}"
+    @staticmethod
+    def key(kind: str, *parts: str) -> str:
+        """:func:`store_key`: the same name at every replica."""
+        return store_key(kind, *parts)
 
     async def _run(self, op: str, remote: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]) -> T:
         if self.remote is None:
@@ -235,6 +268,17 @@ class SharedStore:
 
         await self._run("delete", both, lambda: self.local.delete(key))
 
+    async def release(self, key: str, owner: str) -> None:
+        """Release a lock taken with ``claim(key, ttl, owner)``, only while it is still ``owner``'s."""
+        remote = self.remote
+
+        async def both() -> None:
+            await self.local.release(key, owner)  # a lock taken during an outage lives here
+            if remote is not None:
+                await remote.release(key, owner)
+
+        await self._run("release", both, lambda: self.local.release(key, owner))
+
     async def close(self) -> None:
         await self.local.close()
         if self.remote is not None:
@@ -252,11 +296,11 @@ def _redis_errors() -> type[Exception]:
     return RedisError
 
 
-def store_context(settings: StoreSettings, hash_key: bytes, metrics: Metrics) -> Callable[[web.Application], Any]:
+def store_context(settings: StoreSettings, metrics: Metrics) -> Callable[[web.Application], Any]:
     """aiohttp cleanup context: the store opens with the application and closes with it."""
 
     async def context(app: web.Application) -> Any:
-        store = SharedStore(settings, hash_key, metrics)
+        store = SharedStore(settings, metrics)
         app[STORE] = store
         yield
         await store.close()

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="write the JSON Schemas (and with --docs the reference tables) from the models")
     schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed file is stale")
-    schema.add_argument("--docs", action="store_true", help="also the generated tables of README.md and docs/mapping-guide.md")
+    schema.add_argument("--docs", action="store_true", help="also the generated tables of docs/configuration.md and docs/mapping-guide.md")
     schema.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
     return parser
 

@@ -108,7 +108,7 @@ class RefreshFile(OverrideFile):
     keep_refresh_token: Flag = False
     """Echo the platform's refresh token when the refresh answer has none."""
     grace: Annotated[Whole, Field(ge=0, le=600)] = 60
-    """Seconds the answer to a refresh is given again to the same refresh token and platform client, without an upstream call; `0` turns it off (README, "Rotating refresh tokens")."""
+    """Seconds the answer to a refresh is given again to the same refresh token and platform client, without an upstream call; `0` turns it off (docs/grace.md)."""
 
 
 class TokenFile(FileModel):

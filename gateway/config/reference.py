@@ -1,4 +1,4 @@
-"""The reference tables of README.md and docs/mapping-guide.md, made from the models (``gateway schema --docs``).
+"""The reference tables of docs/configuration.md and docs/mapping-guide.md, made from the models (``gateway schema --docs``).
 
 A document asks for a table with a marker, and ``gateway schema --docs`` writes the rows up to the
 end marker::
@@ -29,7 +29,7 @@ from gateway.config.models import ExpectFile, GatewayFile, MappingFile, ParamRul
 __all__ = ["DOCUMENTS", "KINDS", "stale", "rendered", "tables"]
 
 #: The documents with generated tables, relative to the repository.
-DOCUMENTS = ("README.md", "docs/mapping-guide.md")
+DOCUMENTS = ("docs/configuration.md", "docs/mapping-guide.md")
 KINDS: dict[str, type[BaseModel]] = {"mapping": MappingFile, "gateway.yaml": GatewayFile}
 _MARKER = re.compile(
     r"(<!-- generated: gateway schema --docs \((?P<kind>[\w.]+)(?: (?P<path>[\w.]+))?\) -->\n)(?P<body>.*?)(<!-- end generated -->)",

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from gateway.oauth.responses import ServerError
 from gateway.oauth.seal import Sealer
-from gateway.oauth.state import REFRESH_PURPOSE, RefreshEnvelope
+from gateway.oauth.state import REFRESH_PURPOSE, RefreshEnvelope, StateError
 
 if TYPE_CHECKING:  # mapping.py imports this module
     from gateway.config.mapping import ProviderMapping
@@ -49,7 +50,9 @@ __all__ = [
     "url_placeholders_in_host",
     "REFRESH_PURPOSE",
     "REFRESH_TTL",
+    "MAX_ENVELOPE_LENGTH",
     "seal_refresh",
+    "open_envelope",
     "open_refresh",
     "link_sealer",
     "initial_context",
@@ -60,6 +63,11 @@ __all__ = [
 
 #: Refresh envelopes live as long as the upstream grant may: ten years, judged by the upstream.
 REFRESH_TTL = 10 * 365 * 86400
+#: The longest refresh envelope the gateway hands out, and so the longest ``refresh_token`` /
+#: ``token`` that ``/token`` and ``/revoke`` accept (every other parameter: 4096). Fernet and
+#: base64 make an envelope about 4/3 of its payload plus 100 bytes: an upstream refresh token of
+#: 8 KiB (a long JWT) with its context fits with room to spare.
+MAX_ENVELOPE_LENGTH = 16 * 1024
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: ``(host, port) → addresses``: how a host name is resolved.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -195,14 +203,45 @@ def kept_at_callback(mapping: ProviderMapping, params: Mapping[str, str], contex
     return result
 
 
-def seal_refresh(sealer: Sealer, upstream_refresh_token: str, context: Mapping[str, str], *, now: float | None = None) -> str:
-    """The refresh token the platform keeps: ``{upstream refresh token, context}``, sealed."""
-    envelope = RefreshEnvelope(upstream_refresh_token, dict(context))
-    return sealer.seal(REFRESH_PURPOSE, envelope.to_wire(), ttl=REFRESH_TTL, now=now)
+def seal_refresh(
+    sealer: Sealer,
+    upstream_refresh_token: str,
+    context: Mapping[str, str],
+    *,
+    provider: str | None = None,
+    client_id: str | None = None,
+    now: float | None = None,
+) -> str:
+    """The refresh token the platform keeps: ``{upstream refresh token, context}``, sealed, bound to
+    ``provider`` and ``client_id`` (:class:`~gateway.oauth.state.RefreshEnvelope`).
+
+    Whatever is handed out here, ``/token`` and ``/revoke`` accept: an envelope longer than
+    :data:`MAX_ENVELOPE_LENGTH` (an upstream refresh token of more than about 11 KiB) is refused
+    now, as the upstream's answer the gateway cannot carry (``server_error``), rather than handed
+    to the platform to die at its first refresh.
+    """
+    envelope = RefreshEnvelope(upstream_refresh_token, dict(context), provider=provider, client_id=client_id)
+    sealed = sealer.seal(REFRESH_PURPOSE, envelope.to_wire(), ttl=REFRESH_TTL, now=now)
+    if len(sealed) > MAX_ENVELOPE_LENGTH:
+        raise ServerError("the upstream's refresh token is too long for this gateway to carry")
+    return sealed
 
 
-def open_refresh(sealer: Sealer, token: str, *, now: float | None = None) -> tuple[str, dict[str, str]]:
-    """The upstream refresh token and the context; :class:`SealError` for tampered, truncated,
-    foreign or unknown-key envelopes (the caller answers ``invalid_grant`` and calls no upstream)."""
+def open_envelope(
+    sealer: Sealer, token: str, *, provider: str | None = None, client_id: str | None = None, now: float | None = None
+) -> RefreshEnvelope:
+    """The envelope ``token`` seals; :class:`SealError` for tampered, truncated, foreign or
+    unknown-key envelopes, and for one issued at another provider or to another client (the caller
+    answers ``invalid_grant`` and calls no upstream)."""
     envelope = RefreshEnvelope.from_wire(sealer.open(REFRESH_PURPOSE, token, now=now))
+    if provider is not None and client_id is not None and not envelope.issued_to(provider, client_id):
+        raise StateError("issued to another client or provider")
+    return envelope
+
+
+def open_refresh(
+    sealer: Sealer, token: str, *, provider: str | None = None, client_id: str | None = None, now: float | None = None
+) -> tuple[str, dict[str, str]]:
+    """The upstream refresh token and the context of :func:`open_envelope`."""
+    envelope = open_envelope(sealer, token, provider=provider, client_id=client_id, now=now)
     return envelope.upstream_refresh_token, envelope.context

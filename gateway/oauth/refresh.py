@@ -22,19 +22,28 @@ Two homes for those entries, by what the ``store:`` is:
   a third of what the grace window added to a refresh. The leader's call runs to its end even if
   the platform hangs up, because aiohttp does not cancel a handler whose client went away (the
   gateway leaves ``handler_cancellation`` off), so its answer is there for the retry.
-* **In the shared store** (``store: {url: redis://…}``): the entry is keyed by a keyed hash of
-  the token (never the token itself) and sealed under the current key, since it holds tokens
-  and leaves the process. In a process the waiters share one task, shielded from the platform
-  hanging up; across replicas a ``SET NX PX`` lock names the leader, and the others poll for its
-  grace entry until a deadline.
+* **In the shared store** (``store: {url: redis://…}``): the entry is named by a hash of the
+  token (:func:`gateway.store.store_key`, the same name at every replica whatever its keys) and
+  sealed under the current key with that name inside, since it holds tokens and leaves the
+  process; an entry that opens under another name, or not at all, is ignored (the upstream is
+  asked). In a process the waiters share one task, shielded from the platform hanging up; across
+  replicas a ``SET NX PX`` lock names the leader, and the others poll for its grace entry until a
+  deadline. The lock holds a random owner token and is released by compare-and-delete, so a
+  leader that overran the lock's TTL never deletes a lock another replica has taken since.
 
-The key is the token string the platform presents, whatever it is (a raw upstream token or an
-envelope the gateway sealed), so this module does not care what is inside.
+The key is the *upstream's* refresh token (with the provider and the platform client): for a link
+that keeps context, the one inside the opened envelope, not the envelope's text — a Fernet token
+with bytes after its padding opens like the original, so two texts of one envelope must share one
+window and one flight (as :meth:`gateway.oauth.state.CodePayload.fingerprint` does for codes).
+
+A revoked refresh token (:func:`revoked`, RFC 7009) leaves the window: its remembered answer, the
+new refresh token included, is replaced by a refusal for the rest of the window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,7 +56,7 @@ from gateway.oauth.state import GRACE_PURPOSE, GraceEntry
 from gateway.observe.metrics import METRICS, Metrics
 from gateway.store import STORE, MemoryStore, SharedStore
 
-__all__ = ["RefreshFlights", "FLIGHTS", "refresh_with_grace", "GRACE_PURPOSE"]
+__all__ = ["RefreshFlights", "FLIGHTS", "refresh_with_grace", "revoked", "GRACE_PURPOSE"]
 
 #: How often a waiter on another replica looks for the leader's answer.
 _POLL = 0.05
@@ -77,12 +86,12 @@ FLIGHTS = web.AppKey("refresh_flights", RefreshFlights)
 
 # The store's TTL ends the window; the seal's own expiry (whole seconds) is a second later, a
 # backstop against a store that kept an entry too long.
-def _seal_answer(sealer: Sealer, answer: dict[str, Any], ttl: int) -> str:
-    return sealer.seal(GRACE_PURPOSE, GraceEntry(answer=answer).to_wire(), ttl=ttl + 1)
+def _seal_answer(sealer: Sealer, key: str, answer: dict[str, Any], ttl: int) -> str:
+    return sealer.seal(GRACE_PURPOSE, GraceEntry(answer=answer, name=key).to_wire(), ttl=ttl + 1)
 
 
-def _seal_refusal(sealer: Sealer, err: OAuthError, ttl: int) -> str:
-    return sealer.seal(GRACE_PURPOSE, GraceEntry(refusal=err.description).to_wire(), ttl=ttl + 1)
+def _seal_refusal(sealer: Sealer, key: str, description: str, ttl: int) -> str:
+    return sealer.seal(GRACE_PURPOSE, GraceEntry(refusal=description, name=key).to_wire(), ttl=ttl + 1)
 
 
 async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> dict[str, Any] | None:
@@ -91,8 +100,8 @@ async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> dict[str,
     if sealed is None:
         return None
     try:
-        entry = GraceEntry.from_wire(sealer.open(GRACE_PURPOSE, sealed))
-    except SealError:  # a retired key, expired on our clock, or not an entry's shape: ask the upstream
+        entry = GraceEntry.open_at(sealer, key, sealed)
+    except SealError:  # a retired key, expired, not an entry's shape, or another key's entry: ask the upstream
         return None
     if entry.refusal is not None:
         raise InvalidGrant(entry.refusal)
@@ -110,7 +119,8 @@ async def refresh_with_grace(
     deadline: float,
     call: Call,
 ) -> dict[str, Any]:
-    """The answer to refreshing ``refresh_token``: remembered, joined, or fetched by ``call``.
+    """The answer to refreshing ``refresh_token`` (the upstream's, see the module docstring):
+    remembered, joined, or fetched by ``call``.
 
     ``deadline`` bounds how long a waiter on another replica waits for the leader's answer (the
     upstream's own timeout); after it, it asks the upstream itself.
@@ -204,10 +214,11 @@ async def _lead(
 ) -> dict[str, Any]:
     """This process's one refresh for ``key``: take the store's lock, or wait for whoever holds it."""
     lock = "gw:l:" + key.removeprefix("gw:g:")
+    owner = secrets.token_urlsafe(12)
     lock_ttl = deadline + 1.0
     give_up = time.monotonic() + deadline
     joined = False
-    while not (locked := await store.claim(lock, lock_ttl)):
+    while not (locked := await store.claim(lock, lock_ttl, owner)):
         # Another replica is refreshing this token: its answer will be in the grace entry.
         if not joined:
             joined = True
@@ -227,10 +238,28 @@ async def _lead(
             answer = await call()
         except OAuthError as err:
             if err.error == "invalid_grant":  # definite: the upstream says this grant is bad
-                await store.put(key, _seal_refusal(sealer, err, grace), grace)
+                await store.put(key, _seal_refusal(sealer, key, err.description, grace), grace)
             raise  # anything else is temporary or the gateway's own trouble: not remembered
-        await store.put(key, _seal_answer(sealer, answer, grace), grace)
+        await store.put(key, _seal_answer(sealer, key, answer, grace), grace)
         return answer
     finally:
         if locked:
-            await store.delete(lock)
+            await store.release(lock, owner)  # only if it is still ours
+
+
+#: What a refresh with a revoked token hears for the rest of the grace window.
+REVOKED = "refresh_token was revoked"
+
+
+async def revoked(app: web.Application, sealer: Sealer, *, provider: str, client_id: str, refresh_token: str, grace: int) -> None:
+    """Take a revoked refresh token (the upstream's) out of the grace window (RFC 7009 §2.1: "the
+    token ... cannot be used anymore"): whatever was remembered for it — the answer to its last
+    refresh, a new refresh token included — becomes a refusal until the window would have ended."""
+    if grace <= 0:
+        return
+    store, flights = app[STORE], app[FLIGHTS]
+    if not store.shared:
+        flights.remembered.keep("\x00".join((provider, client_id, refresh_token)), GraceEntry(refusal=REVOKED), grace)
+        return
+    key = store.key("g", provider, client_id, refresh_token)
+    await store.put(key, _seal_refusal(sealer, key, REVOKED, grace), grace)

@@ -276,20 +276,44 @@ def open_code(sealer: Sealer, code: str, *, now: float | None = None) -> CodePay
 
 @dataclass(frozen=True)
 class RefreshEnvelope:
-    """``{upstream refresh token, context}``: what a context-keeping link's platform refreshes with."""
+    """``{upstream refresh token, context}``: what a context-keeping link's platform refreshes with.
+
+    Bound, as a code is (RFC 6749 §6: "the refresh token is bound to the client to which it was
+    issued"), to the mapping (``p``) and the platform client (``c``): an envelope opens only at its
+    own provider's ``/token`` and ``/revoke`` for its own client, so one provider's upstream token
+    never reaches another provider's upstream. Envelopes sealed before the binding existed carry
+    neither (``None``); they are accepted as they are until their first refresh replaces them with
+    a bound one (an envelope lives for years, and refusing them would unlink every user at once).
+    """
 
     upstream_refresh_token: str  # r
     context: dict[str, str] = field(default_factory=dict)  # x
+    provider: str | None = None  # p
+    client_id: str | None = None  # c
 
     def to_wire(self) -> dict[str, Any]:
-        return {"r": self.upstream_refresh_token, "x": dict(self.context)}
+        wire: dict[str, Any] = {"r": self.upstream_refresh_token, "x": dict(self.context)}
+        if self.provider is not None:
+            wire["p"] = self.provider
+        if self.client_id is not None:
+            wire["c"] = self.client_id
+        return wire
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> RefreshEnvelope:
         context = _context(wire, "x", "context")
         if context is None:
             raise StateError("malformed sealed value (context)")
-        return cls(_text(wire, "r", "refresh token"), context)
+        return cls(
+            _text(wire, "r", "refresh token"),
+            context,
+            provider=_optional_text(wire, "p", "provider"),
+            client_id=_optional_text(wire, "c", "client_id"),
+        )
+
+    def issued_to(self, provider: str, client_id: str) -> bool:
+        """Whether this envelope may be used at ``provider`` by ``client_id`` (an unbound one: yes)."""
+        return self.provider in (None, provider) and self.client_id in (None, client_id)
 
 
 @dataclass(frozen=True)
@@ -310,19 +334,37 @@ class TenantFormToken:
 @dataclass(frozen=True)
 class GraceEntry:
     """What the grace window remembers of a refresh: the normalised answer (``a``), or the
-    description of a definite ``invalid_grant`` (``e``) — exactly one of the two."""
+    description of a definite ``invalid_grant`` (``e``) — exactly one of the two.
+
+    ``name`` (``k``) is the store key the entry was written under, sealed with it: an entry copied
+    onto another key (by anyone who can write to the shared store) does not open there
+    (:meth:`open_at`). The in-process window, which nothing else can write to, leaves it empty.
+    """
 
     answer: dict[str, Any] | None = None
     refusal: str | None = None
+    name: str = ""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"e": self.refusal} if self.refusal is not None else {"a": self.answer}
+        wire: dict[str, Any] = {"e": self.refusal} if self.refusal is not None else {"a": self.answer}
+        if self.name:
+            wire["k"] = self.name
+        return wire
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> GraceEntry:
+        name = _optional_text(wire, "k", "store key") or ""
         if "e" in wire:
-            return cls(refusal=_text(wire, "e", "refusal"))
+            return cls(refusal=_text(wire, "e", "refusal"), name=name)
         answer = wire.get("a")
         if not isinstance(answer, dict):
             raise StateError("malformed sealed value (answer)")
-        return cls(answer=answer)
+        return cls(answer=answer, name=name)
+
+    @classmethod
+    def open_at(cls, sealer: Sealer, name: str, sealed: str) -> GraceEntry:
+        """The entry stored under ``name``; :class:`StateError` if it was sealed for another name."""
+        entry = cls.from_wire(sealer.open(GRACE_PURPOSE, sealed))
+        if entry.name != name:
+            raise StateError("sealed for another store key")
+        return entry

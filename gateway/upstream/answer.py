@@ -1,6 +1,6 @@
 """Turn whatever an upstream token endpoint answered into an RFC 6749 §5.1 answer or §5.2 error.
 
-Applied in this order (README, "Mapping reference"):
+Applied in this order (docs/mapping-reference.md):
 
 1. parse the body: ``format: json | form | auto`` (auto: JSON if it looks like JSON, else
    ``application/x-www-form-urlencoded`` — GitHub's and Facebook's text/plain answers);

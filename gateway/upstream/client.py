@@ -1,6 +1,6 @@
 """Build the upstream token request the way the mapping says, send it, read the answer.
 
-Order of application (README, "Mapping reference"): the standard RFC 6749 §4.1.3 / §6 parameters
+Order of application (docs/mapping-reference.md): the standard RFC 6749 §4.1.3 / §6 parameters
 → client authentication (``basic``: an ``Authorization`` header, RFC 6749 §2.3.1; ``body``:
 ``client_id`` + ``client_secret`` parameters; ``both``; ``none``: ``client_id`` only) → PKCE
 ``code_verifier`` → ``params`` verbs (remove → rename → add) → encoding (``form`` body, ``json``

@@ -15,7 +15,7 @@ from gateway.oauth.refresh import FLIGHTS, RefreshFlights
 from gateway.oauth.replay import REDEEMED, RedeemedCodes
 from gateway.observe.logs import request_middleware
 from gateway.observe.metrics import METRICS, Metrics
-from gateway.store import derive_hash_key, store_context
+from gateway.store import store_context
 from gateway.web.appkeys import HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
 from gateway.web.handlers.authorize import authorize
 from gateway.web.handlers.callback import callback
@@ -28,8 +28,10 @@ from gateway.web.session import CurrentFernet, RotatingCookieStorage
 __all__ = ["create_app", "reload_config", "MAX_BODY_BYTES"]
 
 
-#: Token requests are a few hundred bytes; anything far larger is refused before it is parsed.
-MAX_BODY_BYTES = 16 * 1024
+#: Token requests are a few hundred bytes, or a refresh envelope of up to 16 KiB
+#: (:data:`gateway.oauth.linkcontext.MAX_ENVELOPE_LENGTH`) and a little more; anything far larger
+#: is refused before it is parsed.
+MAX_BODY_BYTES = 24 * 1024
 #: Upstream connections open at once to any one upstream host, out of 256 in all: a provider
 #: that hangs holds at most a quarter of the pool, so the others' calls still find connections.
 UPSTREAM_CONNECTIONS_PER_HOST = 64
@@ -90,7 +92,7 @@ def create_app(config: Config) -> web.Application:
     app[FLIGHTS] = RefreshFlights()
     app[DRAIN] = Drain()
     app.cleanup_ctx.append(_http_client_context(config))
-    app.cleanup_ctx.append(store_context(config.store, derive_hash_key(config.keys[0]), metrics))
+    app.cleanup_ctx.append(store_context(config.store, metrics))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if config.trace is not None:

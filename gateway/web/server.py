@@ -53,7 +53,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     it), else asyncio's own (``None``). ``GATEWAY_LOOP=asyncio`` keeps asyncio's loop even with
     uvloop installed (to compare, or to rule the loop out when chasing a problem).
 
-    uvloop runs the same code with less CPU per request (README, "Performance").
+    uvloop runs the same code with less CPU per request (docs/performance.md).
     """
     if os.environ.get("GATEWAY_LOOP", "").strip().lower() == "asyncio":
         return None

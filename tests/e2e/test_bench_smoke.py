@@ -48,6 +48,8 @@ def test_smoke_profile_prints_every_table() -> None:
         "aiohttp hello-world",
         "bare aiohttp-session 302",
         "bare aiohttp relay, /token refresh",
+        "FastAPI + httpx (uvicorn, 1 worker, asyncio)",
+        "Node.js http + fetch (1 process)",
         "gateway /authorize",
         "gateway /callback",
         "gateway /token refresh_token",
@@ -64,6 +66,8 @@ def test_smoke_profile_prints_every_table() -> None:
         ("gateway /authorize", "bare aiohttp-session 302"),
         ("gateway /token refresh_token", "bare aiohttp relay, /token refresh"),
         ("gateway /token authorization_code", "bare aiohttp relay, /token refresh"),
+        ("gateway /token refresh_token", "FastAPI + httpx (uvicorn, 1 worker, asyncio)"),
+        ("gateway /token refresh_token", "Node.js http + fetch (1 process)"),
     }
     for row in ratios.values():
         assert len(row) == 7 and all(re.fullmatch(SPAN, cell) for cell in row[2:]), row

@@ -98,6 +98,7 @@ from gateway.oauth.responses import TOKEN_ERRORS
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CODE_PURPOSE, Challenge, CodePayload, open_code, seal_code
 from gateway.store import STORE
+from gateway.web.app import MAX_BODY_BYTES
 
 T = TypeVar("T")
 
@@ -1090,7 +1091,7 @@ def token_requests(draw: st.DrawFn, codes: Codes) -> dict[str, Any]:
     elif encoding == "bytes":
         body = draw(st.binary(max_size=200))
     elif encoding == "huge":
-        body = urlencode(form).encode() + b"&pad=" + b"A" * draw(st.sampled_from([4100, 16 * 1024, 40000]))
+        body = urlencode(form).encode() + b"&pad=" + b"A" * draw(st.sampled_from([4100, MAX_BODY_BYTES, 40000]))
     elif encoding == "percent-junk":
         body = (urlencode(form) + "&" + draw(raw_query_text)).encode()
     else:
@@ -1120,7 +1121,7 @@ def gateway_form(body: bytes, headers: dict[str, str]) -> list[tuple[str, str]] 
     except (OSError, EOFError, zlib.error):
         return None
     try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True) if len(body) <= 16 * 1024 else None
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True) if len(body) <= MAX_BODY_BYTES else None
     except UnicodeDecodeError:
         return None
 

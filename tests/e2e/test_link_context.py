@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -31,6 +31,7 @@ from harness import (
 )
 from helpers.upstream import Recorded, RecordingUpstream, Reply
 from listening import bound_socket, port_of, start_site
+from test_refresh_grace import REDIS_SERVER, Redis
 
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
@@ -38,6 +39,17 @@ from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app
 
 REGIONS = ("127.0.0.2", "127.0.0.3")
+
+
+@pytest.fixture
+def link_redis(tmp_path: Path) -> Iterator[Redis]:
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    (tmp_path / "redis").mkdir()
+    server = Redis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
 
 
 @dataclass
@@ -53,6 +65,10 @@ class RegionalUpstream:
     server: RecordingUpstream
     region_of_next_user: str = REGIONS[1]
     require_state: bool = False
+    #: The length of the refresh tokens it issues (0: short ones); long JWTs run to 8 KiB.
+    refresh_length: int = 0
+    #: The tokens its RFC 7009 endpoint was asked to revoke, in order.
+    revoked: list[str] = field(default_factory=list)
     codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # code → (region, state)
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token → region
     counter: itertools.count[int] = field(default_factory=itertools.count)
@@ -85,10 +101,19 @@ class RegionalUpstream:
             if region != host:
                 return Reply(status=400, body={"error": "invalid_grant", "error_description": "unknown here"})
         refresh = f"rt-{secrets.token_hex(4)}"
+        refresh += "j" * max(0, self.refresh_length - len(refresh))
         self.refresh_tokens[refresh] = host
         return Reply(
             body={"access_token": f"at-{host}-{len(self.calls)}", "token_type": "bearer", "expires_in": 3600, "refresh_token": refresh}
         )
+
+    def revoke(self, request: Recorded) -> Reply:
+        """RFC 7009: a refresh token it knows is revoked; anything else is ``invalid_token`` (§2.2)."""
+        token = request.form.get("token", "")
+        self.revoked.append(token)
+        if self.refresh_tokens.pop(token, None) is None:
+            return Reply(status=400, body={"error": "invalid_token"})
+        return Reply(status=200, body={})
 
 
 @pytest.fixture
@@ -97,10 +122,11 @@ async def regional() -> AsyncIterator[RegionalUpstream]:
         upstream = RegionalUpstream(server)
         server.answer("/authorize", upstream.authorize)
         server.answer("/token", upstream.token)
+        server.answer("/revoke", upstream.revoke)
         yield upstream
 
 
-def regional_mapping(upstream: RegionalUpstream, *, state_param: bool = False, keep: bool = True) -> str:
+def regional_mapping(upstream: RegionalUpstream, *, state_param: bool = False, keep: bool = True, revoke: bool = False) -> str:
     token_url = f"http://{{accounts_server}}:{upstream.port}/token" if keep else f"http://{REGIONS[1]}:{upstream.port}/token"
     return (
         ALEXA_PLATFORM_YAML
@@ -119,14 +145,17 @@ def regional_mapping(upstream: RegionalUpstream, *, state_param: bool = False, k
         f"    url: '{token_url}'\n"
         "    client_auth: body\n"
         + ("    params: {add: {state: '{state}'}}\n" if state_param else "")
+        + (f"  revoke: {{url: 'http://127.0.0.1:{upstream.port}/revoke', client_auth: body}}\n" if revoke else "")
     )
 
 
-async def start(tmp_path: Path, mapping: str, *, keys: list[str], link_keys: list[str]) -> Gateway:
+async def start(
+    tmp_path: Path, mapping: str, *, keys: list[str], link_keys: list[str], more: str = "", others: dict[str, str] | None = None
+) -> Gateway:
     sock = bound_socket()
     tmp_path.mkdir(parents=True, exist_ok=True)
-    more = f"link_keys: [{', '.join(link_keys)}]\n" if link_keys else ""
-    path, env = write_gateway_files(tmp_path, {"regional": mapping}, port=port_of(sock), keys=keys, more=more)
+    more += f"link_keys: [{', '.join(link_keys)}]\n" if link_keys else ""
+    path, env = write_gateway_files(tmp_path, {"regional": mapping, **(others or {})}, port=port_of(sock), keys=keys, more=more)
     config = load_config(path, env=env)
     runner = web.AppRunner(create_app(config), access_log=None)
     await runner.setup()
@@ -145,20 +174,24 @@ async def link(gateway: Gateway) -> dict[str, str]:
     return query_of(url)
 
 
-async def token(gateway: Gateway, form: dict[str, str]) -> tuple[int, dict[str, str]]:
+async def token(gateway: Gateway, form: dict[str, str], *, provider: str = "regional", endpoint: str = "token") -> tuple[int, dict[str, str]]:
     async with aiohttp.ClientSession() as platform:
         async with platform.post(
-            gateway.endpoint("token", "regional"), data=form, headers={"Authorization": PLATFORM_BASIC}
+            gateway.endpoint(endpoint, provider), data=form, headers={"Authorization": PLATFORM_BASIC}
         ) as response:
-            return response.status, await response.json()
+            return response.status, (await response.json() if response.content_length else {})
 
 
 async def redeem(gateway: Gateway, code: str) -> tuple[int, dict[str, str]]:
     return await token(gateway, {"grant_type": "authorization_code", "code": code, "redirect_uri": ALEXA_REDIRECT})
 
 
-async def refresh(gateway: Gateway, refresh_token: str) -> tuple[int, dict[str, str]]:
-    return await token(gateway, {"grant_type": "refresh_token", "refresh_token": refresh_token})
+async def refresh(gateway: Gateway, refresh_token: str, *, provider: str = "regional") -> tuple[int, dict[str, str]]:
+    return await token(gateway, {"grant_type": "refresh_token", "refresh_token": refresh_token}, provider=provider)
+
+
+async def revoke(gateway: Gateway, token_: str) -> tuple[int, dict[str, str]]:
+    return await token(gateway, {"token": token_}, endpoint="revoke")
 
 
 async def test_the_authorization_time_state_reaches_the_token_request(tmp_path: Path, regional: RegionalUpstream) -> None:
@@ -256,5 +289,109 @@ async def test_a_mapping_without_context_passes_refresh_tokens_through(tmp_path:
         status, body = await redeem(gateway, (await link(gateway))["code"])
         assert status == 200, body
         assert body["refresh_token"] in regional.refresh_tokens  # the upstream's own, unchanged
+    finally:
+        await gateway.runner.cleanup()
+
+
+# -- refresh envelopes: their size, their binding, their text, their revocation --------------------
+
+
+async def test_an_envelope_around_an_8_kib_upstream_refresh_token_is_accepted_where_it_is_used(
+    tmp_path: Path, regional: RegionalUpstream
+) -> None:
+    regional.refresh_length = 8 * 1024  # a long JWT
+    gateway = await start(tmp_path, regional_mapping(regional, revoke=True), keys=[generate_key()], link_keys=[])
+    try:
+        status, body = await redeem(gateway, (await link(gateway))["code"])
+        assert status == 200, body
+        envelope = body["refresh_token"]
+        assert len(envelope) > 8 * 1024
+        for _ in range(2):  # the link lives past its first refresh, and its second
+            status, body = await refresh(gateway, envelope)
+            assert status == 200, body
+            envelope = body["refresh_token"]
+        (current,) = regional.refresh_tokens
+        assert (await revoke(gateway, envelope))[0] == 200
+        assert regional.revoked == [current] and len(current) == 8 * 1024
+    finally:
+        await gateway.runner.cleanup()
+
+
+async def test_an_upstream_refresh_token_too_long_to_carry_fails_the_link_at_once(tmp_path: Path, regional: RegionalUpstream) -> None:
+    regional.refresh_length = 16 * 1024
+    gateway = await start(tmp_path, regional_mapping(regional), keys=[generate_key()], link_keys=[])
+    try:
+        status, body = await redeem(gateway, (await link(gateway))["code"])
+        assert (status, body["error"]) == (502, "server_error"), body
+        assert "too long" in body["error_description"]
+    finally:
+        await gateway.runner.cleanup()
+
+
+async def test_an_envelope_opens_only_at_the_provider_that_sealed_it(tmp_path: Path, regional: RegionalUpstream) -> None:
+    elsewhere = regional_mapping(regional, revoke=True)
+    gateway = await start(tmp_path, regional_mapping(regional), keys=[generate_key()], link_keys=[], others={"elsewhere": elsewhere})
+    try:
+        status, body = await redeem(gateway, (await link(gateway))["code"])
+        assert status == 200, body
+        calls = len(regional.calls)
+        status, refused = await refresh(gateway, body["refresh_token"], provider="elsewhere")
+        assert (status, refused.get("error")) == (400, "invalid_grant"), refused
+        assert len(regional.calls) == calls, "provider A's upstream token went to provider B's upstream"
+        status, refused = await token(gateway, {"token": body["refresh_token"]}, provider="elsewhere", endpoint="revoke")
+        assert (status, refused.get("error")) == (400, "invalid_grant"), refused
+        assert regional.revoked == [], "provider B's revocation endpoint was sent provider A's token"
+        assert (await refresh(gateway, body["refresh_token"]))[0] == 200  # at its own provider it works
+    finally:
+        await gateway.runner.cleanup()
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_a_padded_envelope_shares_the_grace_window_of_the_envelope(
+    tmp_path: Path, regional: RegionalUpstream, store: str, request: pytest.FixtureRequest
+) -> None:
+    more = ""
+    if store == "redis":
+        more = f"store: {{url: {request.getfixturevalue('link_redis').url}}}\n"
+    gateway = await start(tmp_path, regional_mapping(regional), keys=[generate_key()], link_keys=[], more=more)
+    try:
+        status, body = await redeem(gateway, (await link(gateway))["code"])
+        assert status == 200, body
+        envelope = body["refresh_token"]
+        status, answer = await refresh(gateway, envelope)
+        assert status == 200, answer
+        calls = len(regional.calls)
+        status, again = await refresh(gateway, envelope + "=")  # opens like the original (Fernet)
+        assert (status, again) == (200, answer), "the padded envelope reached the upstream with a rotated token"
+        assert len(regional.calls) == calls
+    finally:
+        await gateway.runner.cleanup()
+
+
+async def test_revoking_an_envelope_revokes_the_upstream_token_inside_and_ends_its_grace(
+    tmp_path: Path, regional: RegionalUpstream
+) -> None:
+    gateway = await start(tmp_path, regional_mapping(regional, revoke=True), keys=[generate_key()], link_keys=[])
+    try:
+        status, body = await redeem(gateway, (await link(gateway))["code"])
+        assert status == 200, body
+        first = body["refresh_token"]
+        status, body = await refresh(gateway, first)  # remembered for the grace window
+        assert status == 200, body
+        latest = body["refresh_token"]
+        (upstream_latest,) = regional.refresh_tokens
+
+        assert (await revoke(gateway, latest))[0] == 200
+        assert regional.revoked == [upstream_latest], "the upstream was sent the envelope, which it does not know"
+        assert not regional.refresh_tokens, "the grant lives on"
+        status, refused = await refresh(gateway, latest)
+        assert (status, refused["error"]) == (400, "invalid_grant"), refused
+
+        # The first envelope's remembered answer (with the now revoked refresh token) leaves the window.
+        assert (await revoke(gateway, first))[0] == 200  # the upstream: invalid_token, i.e. gone (RFC 7009 §2.2)
+        calls = len(regional.calls)
+        status, refused = await refresh(gateway, first)
+        assert (status, refused["error"]) == (400, "invalid_grant"), refused
+        assert len(regional.calls) == calls
     finally:
         await gateway.runner.cleanup()

@@ -40,7 +40,7 @@ from gateway.oauth.responses import InvalidGrant
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
 from gateway.observe.metrics import METRICS, Metrics
-from gateway.store import STORE, SharedStore, StoreSettings, derive_hash_key
+from gateway.store import STORE, SharedStore, StoreSettings
 from gateway.web.app import create_app
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -472,7 +472,7 @@ class Replica:
         metrics = Metrics()
         self.app[METRICS] = metrics
         self.app[FLIGHTS] = RefreshFlights()
-        self.app[STORE] = SharedStore(StoreSettings(url=redis_url), derive_hash_key(keys[0]), metrics)
+        self.app[STORE] = SharedStore(StoreSettings(url=redis_url), metrics)
         self.sealer = Sealer(keys)
         self.calls = 0
 
@@ -527,7 +527,6 @@ async def test_a_definite_refusal_is_remembered_for_the_other_replica_too(two_re
 async def test_an_entry_sealed_under_a_retired_key_is_not_trusted(redis_server: Redis) -> None:
     old, new = generate_key(), generate_key()
     before, after = Replica(redis_server.url, [old]), Replica(redis_server.url, [new])
-    after.app[STORE] = SharedStore(StoreSettings(url=redis_server.url), derive_hash_key(old), after.app[METRICS])  # same key names
     try:
         await before.refresh({"access_token": "at-old"})
         assert await after.refresh({"access_token": "at-new"}) == {"access_token": "at-new"}, "asked the upstream instead"

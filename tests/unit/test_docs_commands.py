@@ -1,6 +1,7 @@
 """Every command the docs show is run: a newcomer who copies one gets what the page promises.
 
-Fenced ``console`` and ``sh`` blocks in README.md and docs/*.md are extracted; each ``gateway …``
+Fenced ``console`` and ``sh`` blocks of every page (README.md, docs/*.md and the pages that live
+beside the code: deploy/README.md, CHANGELOG.md) are extracted; each ``gateway …``
 command in them (``$ ``-prefixed in a console block) runs offline, from the repository root
 against the shipped gateway.yaml, and must exit 0. A block that needs a platform, a provider's
 secrets or a running server says so in a marker comment on the line before its fence,
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "deploy" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>console|sh|shell|bash)[ \t]*\n(?P<body>.*?)^(?P=indent)```", re.M | re.S)
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip:\s*(?P<why>[^>]*?)\s*-->\s*$")
 

@@ -158,6 +158,18 @@ def test_envelopes_survive_three_rotations_over_a_year() -> None:
         open_refresh(link_sealer((), tuple(keys)), yearly, now=start + 365 * day)
 
 
+def test_an_envelope_opens_only_for_its_provider_and_client_and_an_unbound_one_for_any() -> None:
+    sealer = link_sealer((generate_key(),), ())
+    bound = seal_refresh(sealer, "rt-a", {"dc": "eu"}, provider="a", client_id="alexa")
+    assert open_refresh(sealer, bound, provider="a", client_id="alexa") == ("rt-a", {"dc": "eu"})
+    for provider, client_id in (("b", "alexa"), ("a", "google")):
+        with pytest.raises(SealError, match="another client"):
+            open_refresh(sealer, bound, provider=provider, client_id=client_id)
+    # Sealed before the binding existed: accepted until its first refresh seals a bound one.
+    unbound = seal_refresh(sealer, "rt-old", {"dc": "eu"})
+    assert open_refresh(sealer, unbound, provider="b", client_id="google") == ("rt-old", {"dc": "eu"})
+
+
 def test_expires_in_default_null_leaves_expires_in_out(tmp_path: Path) -> None:
     mapping = load_mapping(
         tmp_path, with_context("", "url: https://auth.example.com/token") + "  answer: {expires_in_default: null}\n"

@@ -20,18 +20,17 @@ from gateway.oauth.refresh import FLIGHTS, RefreshFlights, refresh_with_grace
 from gateway.oauth.responses import InvalidGrant, TemporarilyUnavailable
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.observe.metrics import METRICS, Metrics
-from gateway.store import STORE, MemoryStore, SharedStore, StoreSettings, derive_hash_key
+from gateway.store import STORE, MemoryStore, SharedStore, StoreSettings
 from gateway.web.runner import GatewayRunner
 
 
 @pytest.fixture
 async def app() -> AsyncIterator[web.Application]:
-    key = generate_key()
     application = web.Application()
     metrics = Metrics()
     application[METRICS] = metrics
     application[FLIGHTS] = RefreshFlights()
-    application[STORE] = SharedStore(StoreSettings(), derive_hash_key(key), metrics)
+    application[STORE] = SharedStore(StoreSettings(), metrics)
     yield application
     await application[STORE].close()
 

@@ -318,7 +318,7 @@ def test_every_key_of_the_models_is_in_a_table_with_its_default(kind: str) -> No
     assert expected - _table_keys(kind) == set()
     for name in reference.DOCUMENTS:
         text = (ROOT / name).read_text(encoding="utf-8")
-        if kind == "gateway.yaml" and name == "README.md":
+        if kind == "gateway.yaml" and name == "docs/configuration.md":
             assert "| `listen.port` | whole number, 0–65535 | `8080` |" in text
             assert "| `upstream.timeout` | number, 0.1–60 | `4.0` |" in text
         if kind == "mapping" and name == "docs/mapping-guide.md":
@@ -327,14 +327,15 @@ def test_every_key_of_the_models_is_in_a_table_with_its_default(kind: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("heading", "schema"),
-    [("## Configuration", "gateway.schema.json"), ("A complete example, GitHub for Alexa", "mappings/schema.json")],
+    ("document", "heading", "schema"),
+    [("docs/configuration.md", "## Configuration", "gateway.schema.json"),
+     ("docs/mapping-reference.md", "A complete example, GitHub for Alexa", "mappings/schema.json")],
     ids=["gateway.yaml", "mapping"],
 )
-def test_the_readme_examples_validate_against_their_schema(heading: str, schema: str) -> None:
-    """What an editor would say of the README's examples: nothing (``${VAR}`` numbers, ``null``, ``store: memory``)."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index(heading):].split("```yaml\n", 1)[1].split("```", 1)[0]
+def test_the_documented_examples_validate_against_their_schema(document: str, heading: str, schema: str) -> None:
+    """What an editor would say of the documented examples: nothing (``${VAR}`` numbers, ``null``, ``store: memory``)."""
+    page = (ROOT / document).read_text(encoding="utf-8")
+    block = page[page.index(heading):].split("```yaml\n", 1)[1].split("```", 1)[0]
     assert [error.message for error in _validator(schema).iter_errors(yaml.safe_load(block))] == []
 
 

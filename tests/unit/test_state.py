@@ -300,3 +300,25 @@ def test_grace_entries_round_trip_and_read_the_earlier_format() -> None:
         with pytest.raises(StateError):
             GraceEntry.from_wire(wrong)
     assert GRACE_PURPOSE not in {CODE_PURPOSE, REFRESH_PURPOSE, TENANT_FORM_PURPOSE}
+
+
+def test_a_grace_entry_opens_only_under_the_name_it_was_sealed_for() -> None:
+    sealer = Sealer([generate_key()])
+    sealed = sealer.seal(GRACE_PURPOSE, GraceEntry(answer={"access_token": "at"}, name="gw:g:mine").to_wire(), ttl=60)
+    assert GraceEntry.open_at(sealer, "gw:g:mine", sealed).answer == {"access_token": "at"}
+    with pytest.raises(StateError, match="another store key"):
+        GraceEntry.open_at(sealer, "gw:g:yours", sealed)
+    unnamed = sealer.seal(GRACE_PURPOSE, GraceEntry(answer={"access_token": "at"}).to_wire(), ttl=60)
+    with pytest.raises(StateError):  # an earlier version's entry names nothing: not trusted (60 s at most)
+        GraceEntry.open_at(sealer, "gw:g:mine", unnamed)
+
+
+def test_refresh_envelopes_carry_their_provider_and_client_and_read_the_earlier_format() -> None:
+    bound = RefreshEnvelope("rt", {"shop": "acme"}, provider="shopify", client_id="alexa")
+    assert bound.to_wire() == {"r": "rt", "x": {"shop": "acme"}, "p": "shopify", "c": "alexa"}
+    assert RefreshEnvelope.from_wire(bound.to_wire()) == bound
+    assert bound.issued_to("shopify", "alexa") and not bound.issued_to("other", "alexa") and not bound.issued_to("shopify", "x")
+    earlier = RefreshEnvelope.from_wire({"r": "rt", "x": {}})
+    assert (earlier.provider, earlier.client_id) == (None, None) and earlier.issued_to("any", "one")
+    with pytest.raises(StateError):
+        RefreshEnvelope.from_wire({"r": "rt", "x": {}, "p": 7})

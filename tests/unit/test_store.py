@@ -15,7 +15,7 @@ from gateway.config.settings import load_config
 from gateway.config.yamlfile import ConfigError
 from gateway.oauth.seal import generate_key
 from gateway.observe.metrics import Metrics
-from gateway.store import MemoryStore, RedisStore, SharedStore, StoreSettings, derive_hash_key
+from gateway.store import MemoryStore, RedisStore, SharedStore, StoreSettings, store_key
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = ROOT / "deploy" / "kubernetes" / "components" / "redis"
@@ -100,7 +100,7 @@ class _DeadRemote(RedisStore):
 async def test_a_hanging_store_falls_back_within_its_deadline(caplog: pytest.LogCaptureFixture) -> None:
     metrics = Metrics()
     remote = _DeadRemote()
-    store = SharedStore(StoreSettings(url="redis://x", timeout=0.05), b"k" * 32, metrics, remote=remote)
+    store = SharedStore(StoreSettings(url="redis://x", timeout=0.05), metrics, remote=remote)
     loop = asyncio.get_running_loop()
     started = loop.time()
     with caplog.at_level(logging.WARNING):
@@ -114,13 +114,20 @@ async def test_a_hanging_store_falls_back_within_its_deadline(caplog: pytest.Log
     assert sum("serving from this process only" in record.message for record in caplog.records) == 1
 
 
-def test_key_names_are_short_keyed_hashes() -> None:
-    store = SharedStore(StoreSettings(), derive_hash_key(generate_key()), Metrics())
-    other = SharedStore(StoreSettings(), derive_hash_key(generate_key()), Metrics())
-    key = store.key("g", "oidc", "client", "rt-secret")
+def test_key_names_are_short_hashes_that_no_key_changes() -> None:
+    key = store_key("g", "oidc", "client", "rt-secret")
     assert key.startswith("gw:g:") and len(key) <= 32 and "rt-secret" not in key
-    assert key == store.key("g", "oidc", "client", "rt-secret")
-    assert key != other.key("g", "oidc", "client", "rt-secret"), "keyed by the gateway's own key"
+    assert key == SharedStore(StoreSettings(), Metrics()).key("g", "oidc", "client", "rt-secret")
+    assert key != store_key("c", "oidc", "client", "rt-secret"), "each kind its own names"
+
+
+async def test_a_lock_is_released_only_by_its_owner() -> None:
+    store: MemoryStore[str] = MemoryStore()
+    assert await store.claim("gw:l:x", 5, "mine")
+    await store.release("gw:l:x", "someone else's")
+    assert store.lookup("gw:l:x") == "mine"
+    await store.release("gw:l:x", "mine")
+    assert store.lookup("gw:l:x") is None
 
 
 def test_the_redis_component_points_the_gateway_at_its_service() -> None:

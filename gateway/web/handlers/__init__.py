@@ -47,21 +47,24 @@ def outcome(request: web.Request, result: str) -> None:
     record_of(request).outcome = result
 
 
-def single_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """RFC 6749 §3.1/§3.2: parameters must not be sent more than once; values have a size limit."""
+def single_params(pairs: list[tuple[str, str]], *, long_param: tuple[str, int] = ("", 0)) -> dict[str, str]:
+    """RFC 6749 §3.1/§3.2: parameters must not be sent more than once; values have a size limit
+    (``long_param``: the one parameter, and its own limit, that may be longer than the rest)."""
     params: dict[str, str] = {}
+    long_name, long_limit = long_param
     for name, value in pairs:
         if name in params:
             raise InvalidRequest(f"parameter {name!r} is given more than once")
-        if len(value) > MAX_PARAM_LENGTH:
+        if len(value) > (long_limit if name == long_name else MAX_PARAM_LENGTH):
             raise InvalidRequest(f"parameter {name!r} is too long")
         params[name] = value
     return params
 
 
-async def read_form(request: web.Request) -> dict[str, str]:
+async def read_form(request: web.Request, *, long_param: tuple[str, int] = ("", 0)) -> dict[str, str]:
     """A platform's POST body as ``application/x-www-form-urlencoded`` UTF-8, each parameter once
-    (RFC 6749 §3.2, RFC 7009 §2.1), whatever the Content-Type says; RFC 6749 errors otherwise."""
+    (RFC 6749 §3.2, RFC 7009 §2.1), whatever the Content-Type says; RFC 6749 errors otherwise.
+    ``long_param``: see :func:`single_params` (a refresh envelope is longer than a code)."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -72,7 +75,7 @@ async def read_form(request: web.Request) -> dict[str, str]:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise InvalidRequest("the body must be application/x-www-form-urlencoded UTF-8") from None
-    return single_params(pairs)
+    return single_params(pairs, long_param=long_param)
 
 
 async def exchange(

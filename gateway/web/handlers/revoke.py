@@ -8,6 +8,13 @@ unknown or invalid is also ``200`` (§2.2: "invalid tokens do not cause an error
 Errors (§2.2.1): ``invalid_request`` without ``token``, ``invalid_client`` (401),
 ``unsupported_token_type`` when the upstream says so, and ``503`` when the upstream cannot be
 reached or fails, so the platform knows the token may still exist and retries later.
+
+A link that keeps context holds a refresh *envelope* (:mod:`gateway.oauth.linkcontext`), which the
+upstream has never seen: it is opened first and the upstream's own refresh token inside is what
+is revoked (an envelope of another provider or client is refused as at ``/token``, §2.1; a token
+that is no envelope — an access token — goes as it is). A revoked refresh token then leaves the
+grace window (:func:`gateway.oauth.refresh.revoked`), so its remembered answer is not served for
+the rest of the window.
 """
 
 from __future__ import annotations
@@ -18,11 +25,15 @@ import logging
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping, RevokeRequest
+from gateway.oauth.linkcontext import MAX_ENVELOPE_LENGTH, link_sealer, open_envelope
+from gateway.oauth.refresh import revoked
 from gateway.oauth.responses import (
+    InvalidGrant,
     InvalidRequest,
     OAuthError,
     TemporarilyUnavailable,
 )
+from gateway.oauth.seal import SealError
 from gateway.upstream.client import PreparedRequest, basic_auth_header, send
 from gateway.web.appkeys import HTTP_CLIENT, record_of, runtime_of
 from gateway.web.handlers import authenticated_client, json_post_endpoint, outcome, read_form
@@ -58,8 +69,22 @@ def _error_code(body: bytes) -> str:
     return document.get("error", "") if isinstance(document, dict) and isinstance(document.get("error"), str) else ""
 
 
-async def _revoke_upstream(request: web.Request, mapping: ProviderMapping, rules: RevokeRequest, form: dict[str, str]) -> None:
-    prepared = prepare_revoke_request(mapping, rules, form["token"], form.get("token_type_hint", ""))
+def _upstream_token(request: web.Request, mapping: ProviderMapping, token: str, client_id: str) -> tuple[str, bool]:
+    """The upstream's token that ``token`` stands for, and whether it is a refresh envelope's."""
+    if not mapping.keeps_context:
+        return token, False
+    config = runtime_of(request).config
+    try:
+        envelope = open_envelope(link_sealer(config.link_keys, config.keys), token)
+    except SealError:  # not an envelope (an access token, or nothing this gateway issued): as it is
+        return token, False
+    if not envelope.issued_to(mapping.name, client_id):
+        raise InvalidGrant("token was not issued to this client")
+    return envelope.upstream_refresh_token, True
+
+
+async def _revoke_upstream(request: web.Request, mapping: ProviderMapping, rules: RevokeRequest, token: str, hint: str) -> None:
+    prepared = prepare_revoke_request(mapping, rules, token, hint)
     record = record_of(request)
     answer = await send(
         request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record
@@ -77,14 +102,26 @@ async def _revoke_upstream(request: web.Request, mapping: ProviderMapping, rules
 
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
-    form = await read_form(request)
+    form = await read_form(request, long_param=("token", MAX_ENVELOPE_LENGTH))
     credentials = authenticated_client(request, form, mapping)
     if isinstance(credentials, web.Response):
         return credentials
-    if not form.get("token"):
+    token = form.get("token")
+    if not token:
         raise InvalidRequest("token is required (RFC 7009 section 2.1)")
+    upstream_token, enveloped = _upstream_token(request, mapping, token, credentials.client_id)
+    hint = "refresh_token" if enveloped else form.get("token_type_hint", "")
+    if hint != "access_token":  # it may be a refresh token: its remembered answer goes first,
+        await revoked(  # even if the upstream then fails and the platform has to try again
+            request.app,
+            runtime_of(request).sealer,
+            provider=mapping.name,
+            client_id=credentials.client_id,
+            refresh_token=upstream_token,
+            grace=mapping.refresh_grace,
+        )
     if mapping.revoke is not None:
-        await _revoke_upstream(request, mapping, mapping.revoke, form)
+        await _revoke_upstream(request, mapping, mapping.revoke, upstream_token, hint)
     outcome(request, "success")
     return web.Response(status=200, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 

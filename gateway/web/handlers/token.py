@@ -4,7 +4,8 @@
    (one Alexa write-up saw a token request without the header); each parameter at most once.
 2. The platform client is authenticated (:mod:`gateway.oauth.clientauth`).
 3. ``authorization_code``: the sealed code is opened and checked — expiry (≤ 10 minutes), client,
-   redirect URI (§4.1.3), PKCE verifier (RFC 7636 §4.6); ``refresh_token``: passed on.
+   redirect URI (§4.1.3), PKCE verifier (RFC 7636 §4.6); ``refresh_token``: passed on (a
+   context-keeping link's envelope opened first, and checked to be this provider's and client's).
 4. The upstream request is built and sent as the mapping says (:mod:`gateway.upstream`); its answer
    is normalised into §5.1 JSON or a §5.2 error (:mod:`gateway.upstream.answer`).
 
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
 from gateway.oauth import pkce
-from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
+from gateway.oauth.linkcontext import MAX_ENVELOPE_LENGTH, link_sealer, open_refresh, seal_refresh
 from gateway.oauth.refresh import refresh_with_grace
 from gateway.oauth.replay import REDEEMED, claim_shared, release_shared
 from gateway.oauth.responses import (
@@ -67,7 +68,7 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: CodePayl
 
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
-    form = await read_form(request)
+    form = await read_form(request, long_param=("refresh_token", MAX_ENVELOPE_LENGTH))
     credentials = authenticated_client(request, form, mapping)
     if isinstance(credentials, web.Response):
         trace.token_refused(request, mapping, form)  # one small hop: anyone can send this
@@ -124,14 +125,19 @@ async def _authorization_code(
         redeemed.release(claim)  # not spent here: the upstream decides whether it still works
         await release_shared(request.app, claim)
         raise
-    return _sealed_refresh(request, mapping, body, opened.context)
+    return _sealed_refresh(request, mapping, body, opened.context, client_id)
 
 
-def _sealed_refresh(request: web.Request, mapping: ProviderMapping, body: dict[str, Any], context: dict[str, str]) -> dict[str, Any]:
-    """A mapping that keeps context hands the platform an envelope, never the upstream's token."""
+def _sealed_refresh(
+    request: web.Request, mapping: ProviderMapping, body: dict[str, Any], context: dict[str, str], client_id: str
+) -> dict[str, Any]:
+    """A mapping that keeps context hands the platform an envelope, never the upstream's token,
+    bound to this provider and platform client (RFC 6749 §6)."""
     if mapping.keeps_context and body.get("refresh_token"):
         config = runtime_of(request).config
-        body["refresh_token"] = seal_refresh(link_sealer(config.link_keys, config.keys), body["refresh_token"], context)
+        body["refresh_token"] = seal_refresh(
+            link_sealer(config.link_keys, config.keys), body["refresh_token"], context, provider=mapping.name, client_id=client_id
+        )
     return body
 
 
@@ -147,7 +153,9 @@ async def _refresh_token(
     upstream_token, context = refresh_token, dict[str, str]()
     if mapping.keeps_context:  # the platform holds an envelope {upstream refresh token, context}
         try:
-            upstream_token, context = open_refresh(link_sealer(runtime.config.link_keys, runtime.config.keys), refresh_token)
+            upstream_token, context = open_refresh(
+                link_sealer(runtime.config.link_keys, runtime.config.keys), refresh_token, provider=mapping.name, client_id=client_id
+            )
         except SealError as err:
             raise InvalidGrant(f"refresh_token is invalid: {err}") from None
     prepared = prepare_token_request(
@@ -160,14 +168,14 @@ async def _refresh_token(
 
     async def call() -> dict[str, Any]:
         body = await exchange(request, mapping, prepared, refresh_token_sent=upstream_token)
-        return _sealed_refresh(request, mapping, body, context)
+        return _sealed_refresh(request, mapping, body, context, client_id)
 
-    return await refresh_with_grace(
+    return await refresh_with_grace(  # keyed on the upstream's token: two texts of one envelope are one
         request.app,
         runtime.sealer,
         provider=mapping.name,
         client_id=client_id,
-        refresh_token=refresh_token,
+        refresh_token=upstream_token,
         grace=mapping.refresh_grace,
         deadline=prepared.timeout or runtime.config.upstream_timeout,
         call=call,

@@ -1,5 +1,6 @@
-"""The README's examples are real: its gateway.yaml and its mapping load without a problem, and
-the mapping's examples pass. Documentation that drifts from the loader fails here."""
+"""The documented examples are real: the configuration page's gateway.yaml and the mapping
+reference's complete mapping load without a problem, and the mapping's examples pass.
+Documentation that drifts from the loader fails here."""
 
 from __future__ import annotations
 
@@ -14,18 +15,18 @@ from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def yaml_block_after(heading: str) -> str:
-    start = README.index(heading)
-    match = re.search(r"```yaml\n(.*?)```", README[start:], re.S)
-    assert match, f"no yaml block after {heading!r}"
+def yaml_block_after(heading: str, page: str) -> str:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    start = text.index(heading)
+    match = re.search(r"```yaml\n(.*?)```", text[start:], re.S)
+    assert match, f"no yaml block after {heading!r} in {page}"
     return match.group(1)
 
 
 def test_the_configuration_example_loads(tmp_path: Path) -> None:
-    (tmp_path / "gateway.yaml").write_text(yaml_block_after("## Configuration"), encoding="utf-8")
+    (tmp_path / "gateway.yaml").write_text(yaml_block_after("## Configuration", "docs/configuration.md"), encoding="utf-8")
     shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
     (tmp_path / "fullchain.pem").write_text("cert")
     (tmp_path / "privkey.pem").write_text("key")
@@ -46,6 +47,6 @@ def test_the_configuration_example_loads(tmp_path: Path) -> None:
 
 def test_the_mapping_example_loads_and_its_examples_pass(tmp_path: Path) -> None:
     env = {"ALEXA_CLIENT_SECRET": "alexa-secret", "GITHUB_CLIENT_ID": "id", "GITHUB_CLIENT_SECRET": "secret"}
-    mapping = load_mapping(tmp_path, yaml_block_after("A complete example, GitHub for Alexa"), name="github", env=env)
+    mapping = load_mapping(tmp_path, yaml_block_after("A complete example, GitHub for Alexa", "docs/mapping-reference.md"), name="github", env=env)
     assert len(mapping.examples) == 2
     assert run_examples(mapping) == []
