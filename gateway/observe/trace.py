@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.observe import reasons
 
@@ -659,7 +660,8 @@ async def _login(request: web.Request) -> web.Response:
     store = request.app[TRACE]
     try:
         form = await request.post()
-    except (ValueError, LookupError):  # multipart without a boundary, bytes not in the charset, an unknown charset
+    except (ValueError, LookupError, AssertionError, RuntimeError, RequestPayloadError):
+        # as gateway.demo.common.read_form: bytes not in the charset, an unknown charset, broken multipart
         return _login_page(request, wrong=True, status=400)
     given = form.get("token", "")
     if not isinstance(given, str) or not hmac.compare_digest(_raw(given), store.settings.token.encode()):

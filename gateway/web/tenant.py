@@ -22,6 +22,7 @@ import secrets
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config.mapping import ProviderMapping, template_names
 from gateway.config.settings import Config
@@ -128,7 +129,8 @@ async def ask_tenant(
         return _form(request, spec, config, sealer)
     try:
         posted = await request.post()
-    except (ValueError, LookupError):  # multipart without a boundary, bytes not in the charset, an unknown charset
+    except (ValueError, LookupError, AssertionError, RuntimeError, RequestPayloadError):
+        # as gateway.demo.common.read_form: bytes not in the charset, an unknown charset, broken multipart
         return _form(request, spec, config, sealer, problem="This form could not be read: please enter it again.")
     value = posted.get(FIELD)
     csrf = posted.get(CSRF_FIELD)

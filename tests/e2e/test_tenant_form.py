@@ -239,6 +239,9 @@ async def test_a_form_body_that_cannot_be_read_is_asked_again(tenants: tuple[Gat
             async with browser.post(url, data=body, headers={"Content-Type": content_type}, allow_redirects=False) as response:
                 page = await response.text()
             assert response.status == 400 and "could not be read" in page, (content_type, page)
+        gzip = {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"}
+        async with browser.post(url, data=b"tenant=3", headers=gzip, allow_redirects=False) as response:
+            assert response.status == 400 and "could not be read" in await response.text()
     assert hits(upstream) == []
 
 

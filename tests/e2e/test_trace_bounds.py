@@ -242,6 +242,9 @@ async def test_a_login_form_that_cannot_be_read_is_a_400(tmp_path: Path, fake: R
             async with client.post(f"{gateway.url}/_trace/login", data=body, headers={"Content-Type": content_type}) as response:
                 assert response.status == 400, (content_type, await response.text())
                 assert "Flow trace" in await response.text()
+        gzip = {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"}
+        async with client.post(f"{gateway.url}/_trace/login", data=b"token=not-gzip", headers=gzip) as response:
+            assert response.status == 400, await response.text()
 
 
 async def test_an_upstream_answer_nested_400_deep_is_a_502_with_its_failure_header(
