@@ -20,6 +20,9 @@ from pydantic import BeforeValidator, Field, StrictInt, StrictStr
 
 from gateway.config.fields import Day, FileModel, Flag, Number, Text, TextList, TextMap, Whole, _problem
 
+#: The flow trace's default byte budget (``trace.max_bytes``): 2 MiB of the JSON it serves.
+DEFAULT_TRACE_MAX_BYTES = 2 * 1024 * 1024
+
 __all__ = [
     "MappingFile", "GatewayFile", "Profile", "PlatformPkce", "Grant", "UpstreamPkce", "Method", "Encoding",
     "ClientAuth", "AnswerFormat", "ExampleGrant", "TokenErrorCode", "LogFormat", "LogLevel", "MIN_PLATFORM_SECRET",
@@ -448,6 +451,8 @@ class TraceFile(FileModel):
     """The bearer token for `/_trace/` (at least 32 characters; make one with `gateway keygen`)."""
     flows: Annotated[Whole, Field(ge=1, le=10_000)] = 200
     """How many recent flows to keep."""
+    max_bytes: Annotated[Whole, Field(ge=262_144, le=1_073_741_824)] = DEFAULT_TRACE_MAX_BYTES
+    """How many bytes the kept flows may take, counted in the JSON of `/_trace/flows.json` (the process holds a few times that); the oldest flows of the kind holding the largest share (completed, in the browser, refused) go first."""
 
 
 class GatewayFile(FileModel):

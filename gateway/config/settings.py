@@ -271,14 +271,14 @@ def load_config(
 
 
 def _trace(checked: Checked, trace: TraceFile | None, *, demo: bool) -> TraceSettings | None:
-    """``trace: {token, flows}``: off unless configured; the demo traces with a random token."""
+    """``trace: {token, flows, max_bytes}``: off unless configured; the demo traces with a random token."""
     if trace is None:
         return TraceSettings(token=secrets.token_urlsafe(32), flows=50, generated=True) if demo else None
     if len(trace.token) < MIN_TOKEN_LENGTH:
         checked.error(
             ("trace", "token"), f"the trace token must be at least {MIN_TOKEN_LENGTH} characters (make one with `gateway keygen`)"
         )
-    return TraceSettings(token=trace.token, flows=trace.flows)
+    return TraceSettings(token=trace.token, flows=trace.flows, max_bytes=trace.max_bytes)
 
 
 def _store(checked: Checked, store: StoreFile, base: Path) -> StoreSettings:

@@ -222,9 +222,12 @@ def _diagram(request: web.Request, form: Mapping[str, str]) -> str:
     flow = store.find("code", form.get("code", "")) if grant == "authorization_code" else store.find("refresh", form.get("refresh_token", ""))
     if flow is None:
         return ""
+    # Only the demo's own random token is ever shown: one from gateway.yaml is the operator's secret.
+    token = (f"with the trace token <code>{esc(store.settings.token)}</code> (a random one, made for the demo)"
+             if store.settings.generated else "with the trace token from gateway.yaml (<code>trace.token</code>)")
     return f"""<h2>What happened, hop by hop</h2>
 <p><small>The gateway's flow trace of this link (every secret shown as a hash). All recent flows:
-<a href="/_trace/">/_trace/</a>, with the trace token <code>{esc(store.settings.token)}</code> (a random one, made for the demo).</small></p>
+<a href="{esc(request.app[DEMO_SETTINGS].public_url)}/_trace/">/_trace/</a>, {token}.</small></p>
 <style>{TRACE_STYLE}</style>{render_flow(flow)}"""
 
 

@@ -42,7 +42,7 @@ def format_mismatch(content_type: str, body: bytes, fmt: str) -> str | None:
     is_json = True
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         is_json = False
     if fmt == "json" and not is_json and "=" in text and text[:1] != "<":
         try:

@@ -2,9 +2,16 @@
 
 All an integrator sees of a failed link is "We were unable to link … at this time" (Alexa) or
 "Bad response from IdP" (Google). With ``trace: {token: …, flows: 200}`` in gateway.yaml each
-replica keeps its last ``flows`` flows in memory (a bounded ``OrderedDict``; nothing is written
-anywhere) and serves them at ``/_trace/`` (a server-rendered sequence diagram, lanes platform |
-gateway | upstream, no script) and ``/_trace/flows.json``.
+replica keeps its last ``flows`` flows in memory (nothing is written anywhere) and serves them at
+``/_trace/`` (a list of flows), ``/_trace/flow/<id>`` (one flow as a server-rendered sequence
+diagram, lanes platform | gateway | upstream, no script) and ``/_trace/flows.json``.
+
+What anyone can send must not cost the gateway much more than its size (a request's parameters
+are the sender's to choose): a token request is recorded with its parameters only once its
+client has authenticated (otherwise one small hop, joined to no flow); every hop is bounded
+(:data:`MAX_HOP_BYTES`), every flow keeps :data:`MAX_HOPS` hops and :data:`MAX_KEYS` keys, and the
+whole trace ``max_bytes`` bytes of its JSON, evicting by kind of flow (:class:`FlowTrace`). The
+pages render one flow at a time, and the JSON a bounded slice, so none holds the event loop long.
 
 Hops are correlated into one flow by the secrets that link them, each known only by its hash:
 the flow nonce (the upstream ``state``), the sealed code the platform gets, and each refresh token
@@ -21,6 +28,7 @@ else is 401. With tracing off the routes do not exist (404).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import html
@@ -28,12 +36,14 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
+from gateway.config.models import DEFAULT_TRACE_MAX_BYTES
 from gateway.observe import reasons
 
 if TYPE_CHECKING:  # config.py imports this module for TraceSettings; these import config
@@ -60,14 +70,39 @@ _SHOWN = frozenset({
     "Accept", "Content-Type", "user_locale",
 })
 _COOKIE = "gateway_trace"
+#: The default byte budget of the whole trace, counted in the JSON it serves (:func:`hop_size`).
+DEFAULT_MAX_BYTES = DEFAULT_TRACE_MAX_BYTES
+
+# Bounds of one hop, whoever sent it: a request's parameters are the sender's to choose, so a hop
+# keeps at most this many of them, names and shown values cut short; an answer body's shape keeps
+# at most ``_MAX_FIELDS`` fields over at most ``_MAX_DEPTH`` levels of nesting.
+_MAX_PARAMS = 24
+_MAX_NAME = 64
+_MAX_VALUE = 200
+_MAX_FIELDS = 40
+_MAX_DEPTH = 3
+_MAX_REASON = 400
+#: A hop whose JSON would still be larger keeps only its step, lanes and outcome.
+MAX_HOP_BYTES = 4096
+#: Hops kept per flow: the link's own, then the latest refreshes (a link refreshes for months).
+MAX_HOPS = 64
+_LINK_HOPS = 9
+#: Keys kept per flow: each refresh rotates the refresh token, and only the latest few lead anywhere.
+MAX_KEYS = 8
+#: What a key costs beside its hop (the key string in the flow and in the index).
+_KEY_BYTES = 160
+#: What a flow costs beside its hops (id, provider, the dataclass and list headers).
+_FLOW_BYTES = 400
 
 
 @dataclass(frozen=True)
 class TraceSettings:
-    """``trace:`` in gateway.yaml: the bearer token for ``/_trace/`` and how many flows to keep."""
+    """``trace:`` in gateway.yaml: the bearer token for ``/_trace/``, how many flows to keep, and
+    how many bytes (of the trace's JSON) they may take together."""
 
     token: str
     flows: int = 200
+    max_bytes: int = DEFAULT_MAX_BYTES
     #: Made up for the demo (not from the file): a reload keeps the running one.
     generated: bool = False
 
@@ -78,21 +113,38 @@ def redact(value: str) -> str:
 
 
 def _shown(name: str, value: str) -> str:
-    return value[:200] if name in _SHOWN else redact(value)
+    return value[:_MAX_VALUE] if name in _SHOWN else redact(value)
 
 
 def _params(params: Mapping[str, str]) -> dict[str, str]:
-    return {name: _shown(name, value) for name, value in params.items()}
+    """At most ``_MAX_PARAMS`` parameters, names cut to ``_MAX_NAME``; the rest counted."""
+    shown: dict[str, str] = {}
+    for count, (name, value) in enumerate(params.items()):
+        if count == _MAX_PARAMS:
+            shown["…"] = f"{len(params) - _MAX_PARAMS} more parameters"
+            break
+        shown[name[:_MAX_NAME]] = _shown(name, value)
+    return shown
+
+
+def _query(query: str) -> str:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    shown = "&".join(f"{name[:_MAX_NAME]}={_shown(name, value)}" for name, value in pairs[:_MAX_PARAMS])
+    return shown + (f"&…={len(pairs) - _MAX_PARAMS} more" if len(pairs) > _MAX_PARAMS else "")
 
 
 def _url(url: str) -> str:
-    """A URL without its query's values (``?state=sha256:…``): the upstream's own path is no secret."""
+    """A URL with its query's and fragment's values redacted (``?state=sha256:…``, ``#access_token=sha256:…``):
+    the upstream's own path is no secret. Query and fragment are read apart (RFC 3986 §3.4, §3.5), so a
+    fragment is never read as part of the query's last value."""
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else parts.path
-    if not parts.query:
-        return base
-    query = "&".join(f"{name}={_shown(name, value)}" for name, value in parse_qsl(parts.query, keep_blank_values=True))
-    return f"{base}?{query}"
+    shown = base[:_MAX_VALUE]
+    if parts.query:
+        shown += "?" + _query(parts.query)
+    if parts.fragment:
+        shown += "#" + _query(parts.fragment)
+    return shown
 
 
 def body_shape(content_type: str, body: bytes) -> Any:
@@ -100,9 +152,9 @@ def body_shape(content_type: str, body: bytes) -> Any:
     text = body.decode("utf-8", errors="replace").strip()
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         document = None
-        if text and text[:1] != "<":
+        if text and text[:1] not in "<[{":
             try:
                 document = dict(parse_qsl(text, strict_parsing=True))
             except ValueError:
@@ -114,16 +166,25 @@ def body_shape(content_type: str, body: bytes) -> Any:
     return f"{len(body)} bytes" + (" of HTML" if text[:1] == "<" else "")
 
 
-def _dict_shape(document: Mapping[Any, Any]) -> dict[str, Any]:
-    shape = {str(k): _value_shape(str(k), v) for k, v in list(document.items())[:_MAX_FIELDS]}
-    if len(document) > _MAX_FIELDS:
-        shape["…"] = f"{len(document) - _MAX_FIELDS} more fields"
+def _dict_shape(document: Mapping[Any, Any], depth: int = 0, budget: list[int] | None = None) -> dict[str, Any]:
+    """At most ``_MAX_FIELDS`` fields in all (``budget`` is shared by the nested levels) and at most
+    ``_MAX_DEPTH`` levels: an upstream's answer is the upstream's to shape, however deep."""
+    budget = budget if budget is not None else [_MAX_FIELDS]
+    shape: dict[str, Any] = {}
+    for name, value in document.items():
+        if budget[0] <= 0:
+            shape["…"] = f"{len(document) - len(shape)} more fields"
+            break
+        budget[0] -= 1
+        shape[str(name)[:_MAX_NAME]] = _value_shape(str(name), value, depth, budget)
     return shape
 
 
-def _value_shape(name: str, value: Any) -> Any:
+def _value_shape(name: str, value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
     if isinstance(value, dict):
-        return _dict_shape(value)
+        if depth + 1 >= _MAX_DEPTH:
+            return f"object of {len(value)} fields"
+        return _dict_shape(value, depth + 1, budget)
     if isinstance(value, (bool, int, float)) or value is None:
         return value if name in _SHOWN or name in {"status", "expires_in"} else type(value).__name__
     if isinstance(value, list):
@@ -147,6 +208,19 @@ class Hop:
     mapping: str = ""
 
 
+def hop_size(hop: Hop) -> int:
+    """What ``hop`` weighs in the trace's budget: the length of its JSON (``vars``, not ``asdict``,
+    which deep-copies: a hop's detail is plain JSON already, and this runs for every hop)."""
+    return len(json.dumps(vars(hop), ensure_ascii=False))
+
+
+#: The share each kind of flow may claim when the trace is full (:meth:`FlowTrace.evict`): flows
+#: that reached the token endpoint (an authenticated platform), flows still in the browser, and
+#: flows refused at their first step (anyone can send those).
+TOKEN, BROWSER, REFUSED = "token", "browser", "refused"
+KINDS = (TOKEN, BROWSER, REFUSED)
+
+
 @dataclass
 class Flow:
     """One link (authorize → … → token) and the refreshes of the tokens it gave."""
@@ -155,7 +229,11 @@ class Flow:
     provider: str
     started: float
     hops: list[Hop] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
+    #: The hashed keys that lead here, oldest first, each once (a dict as an ordered set).
+    keys: dict[str, None] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list, repr=False)
+    size: int = _FLOW_BYTES
+    kind: str = BROWSER
 
     @property
     def failure(self) -> Hop | None:
@@ -163,7 +241,7 @@ class Flow:
         failed = [hop for hop in self.hops if not hop.ok]
         return failed[-1] if failed else None
 
-    def as_json(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         failure = self.failure
         return {
             "id": self.id,
@@ -171,50 +249,148 @@ class Flow:
             "started": self.started,
             "failed_step": failure.step if failure else None,
             "reason": failure.reason if failure else None,
-            "hops": [asdict(hop) for hop in self.hops],
         }
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.summary(), "hops": [dict(vars(hop)) for hop in self.hops]}
 
 
 class FlowTrace:
-    """The last ``size`` flows of this process, and the hashed keys that lead to each."""
+    """The recent flows of this process, and the hashed keys that lead to each.
+
+    Bounded twice: at most ``settings.flows`` flows, and at most ``settings.max_bytes`` bytes of
+    their JSON (each hop is bounded on its own, :data:`MAX_HOP_BYTES`). When either is exceeded
+    the oldest flow of the kind (:data:`KINDS`) holding the largest share goes first, so a flood of
+    refused or abandoned requests evicts its own kind before any flow a platform completed."""
 
     def __init__(self, settings: TraceSettings) -> None:
         self.settings = settings
         self._flows: OrderedDict[str, Flow] = OrderedDict()
+        self._kinds: dict[str, OrderedDict[str, Flow]] = {kind: OrderedDict() for kind in KINDS}
+        self._bytes = dict.fromkeys(KINDS, 0)
         self._index: dict[str, str] = {}
         self._counter = 0
+
+    @property
+    def size(self) -> int:
+        """The bytes the kept flows weigh together."""
+        return sum(self._bytes.values())
 
     def flows(self) -> list[Flow]:
         """Newest first."""
         return list(reversed(self._flows.values()))
+
+    def get(self, flow_id: str) -> Flow | None:
+        return self._flows.get(flow_id)
 
     def find(self, kind: str, secret: str) -> Flow | None:
         flow_id = self._index.get(f"{kind}:{redact(secret)}")
         return self._flows.get(flow_id) if flow_id else None
 
     def link(self, flow: Flow, kind: str, secret: str) -> None:
-        """Let a later hop that carries ``secret`` find ``flow``."""
+        """Let a later hop that carries ``secret`` find ``flow`` (the latest ``MAX_KEYS`` keys do)."""
+        if flow.id not in self._flows:
+            return
         key = f"{kind}:{redact(secret)}"
         self._index[key] = flow.id
-        flow.keys.append(key)
+        if key in flow.keys:
+            return
+        flow.keys[key] = None
+        self._grow(flow, _KEY_BYTES)
+        while len(flow.keys) > MAX_KEYS:
+            old = next(iter(flow.keys))
+            del flow.keys[old]
+            self._grow(flow, -_KEY_BYTES)
+            if self._index.get(old) == flow.id:
+                del self._index[old]
 
-    def start(self, provider: str, kind: str = "", secret: str = "") -> Flow:
-        """The flow ``secret`` leads to, or a new one (evicting the oldest beyond ``size``)."""
-        flow = self.find(kind, secret) if secret else None
+    def start(self, provider: str, kind: str = "", secret: str = "", *, fresh: bool = False) -> Flow:
+        """The flow ``secret`` leads to, or a new one (evicting as :meth:`evict` says)."""
+        flow = self.find(kind, secret) if secret and not fresh else None
         if flow is not None:
             self._flows.move_to_end(flow.id)
+            self._kinds[flow.kind].move_to_end(flow.id)
             return flow
         self._counter += 1
         flow = Flow(id=f"{self._counter}-{redact(str(time.time_ns()))[7:]}", provider=provider, started=time.time())
         self._flows[flow.id] = flow
-        while len(self._flows) > self.settings.flows:
-            _, old = self._flows.popitem(last=False)
-            for key in old.keys:
-                if self._index.get(key) == old.id:
-                    del self._index[key]
+        self._kinds[flow.kind][flow.id] = flow
+        self._bytes[flow.kind] += flow.size
         if secret:
             self.link(flow, kind, secret)
+        self.evict(keep=flow)
         return flow
+
+    def add(self, flow: Flow, hop: Hop) -> None:
+        """Append ``hop`` to ``flow`` (keeping the link's hops and the latest), re-judge its kind, evict."""
+        if flow.id not in self._flows:  # evicted while its request ran: the hop goes nowhere
+            return
+        size = hop_size(hop)
+        if size > MAX_HOP_BYTES:
+            hop.detail = {"…": f"detail left out: {size} bytes"}
+            hop.reason = hop.reason[:_MAX_REASON]
+            size = hop_size(hop)
+        flow.hops.append(hop)
+        flow.sizes.append(size)
+        grown = size
+        if len(flow.hops) > MAX_HOPS:
+            del flow.hops[_LINK_HOPS]
+            grown -= flow.sizes.pop(_LINK_HOPS)
+        self._grow(flow, grown)
+        kind = _kind_of(flow)
+        if kind != flow.kind:
+            del self._kinds[flow.kind][flow.id]
+            self._bytes[flow.kind] -= flow.size
+            flow.kind = kind
+            self._kinds[kind][flow.id] = flow
+            self._bytes[kind] += flow.size
+        self.evict(keep=flow)
+
+    def _grow(self, flow: Flow, by: int) -> None:
+        flow.size += by
+        self._bytes[flow.kind] += by
+
+    def evict(self, keep: Flow | None = None) -> None:
+        """Drop flows until both bounds hold: each time the oldest of the kind with the largest share
+        (of the flow count or of the bytes, whichever is larger), never ``keep``."""
+        limit_flows, limit_bytes = self.settings.flows, self.settings.max_bytes
+        while len(self._flows) > limit_flows or self.size > limit_bytes:
+            shares = {
+                kind: max(len(flows) / limit_flows, self._bytes[kind] / limit_bytes)
+                for kind, flows in self._kinds.items() if any(f is not keep for f in _oldest_two(flows))
+            }
+            if not shares:
+                return
+            kind = max(shares, key=lambda k: shares[k])
+            old = next(f for f in _oldest_two(self._kinds[kind]) if f is not keep)
+            self._drop(old)
+
+    def _drop(self, flow: Flow) -> None:
+        del self._flows[flow.id]
+        del self._kinds[flow.kind][flow.id]
+        self._bytes[flow.kind] -= flow.size
+        for key in flow.keys:
+            if self._index.get(key) == flow.id:
+                del self._index[key]
+
+
+def _oldest_two(flows: OrderedDict[str, Flow]) -> list[Flow]:
+    """The two oldest flows of a kind: the oldest that is not the one being added to is among them."""
+    found: list[Flow] = []
+    for flow in flows.values():
+        found.append(flow)
+        if len(found) == 2:
+            break
+    return found
+
+
+def _kind_of(flow: Flow) -> str:
+    """Which share ``flow`` counts against (:data:`KINDS`)."""
+    if any(hop.step in ("token", "refresh") and hop.src == PLATFORM and hop.ok for hop in flow.hops):
+        return TOKEN
+    if flow.hops and all(not hop.ok for hop in flow.hops):
+        return REFUSED
+    return BROWSER
 
 
 TRACE = web.AppKey("trace", FlowTrace)
@@ -233,18 +409,10 @@ def _current(request: web.Request, store: FlowTrace | None) -> Flow | None:
     return request.get(_CURRENT) if store is not None else None
 
 
-#: Hops kept per flow: the link's own, then the latest refreshes (a link refreshes for months).
-MAX_HOPS = 64
-_LINK_HOPS = 9
-#: Fields of an answer body shown in its shape; the rest is counted.
-_MAX_FIELDS = 40
-
-
-def _hop(request: web.Request, flow: Flow, step: str, src: str, dst: str, **fields: Any) -> Hop:
+def _hop(store: FlowTrace, flow: Flow, step: str, src: str, dst: str, **fields: Any) -> Hop:
     hop = Hop(step=step, src=src, dst=dst, at=time.time(), **fields)
-    flow.hops.append(hop)
-    if len(flow.hops) > MAX_HOPS:
-        del flow.hops[_LINK_HOPS]
+    hop.reason = hop.reason[:_MAX_REASON]
+    store.add(flow, hop)
     return hop
 
 
@@ -261,9 +429,9 @@ def authorized(
         return
     flow = store.start(provider, "nonce", nonce) if nonce else store.start(provider)
     reason = f"the gateway refused the platform's authorization request ({error.error}): {error.description}" if error else ""
-    _hop(request, flow, "authorize", PLATFORM, GATEWAY, detail={"query": _params(params)}, ok=error is None, reason=reason)
+    _hop(store, flow, "authorize", PLATFORM, GATEWAY, detail={"query": _params(params)}, ok=error is None, reason=reason)
     if location:
-        _hop(request, flow, "upstream authorize", GATEWAY, UPSTREAM, detail={"redirect": _url(location)}, mapping=mapping_step)
+        _hop(store, flow, "upstream authorize", GATEWAY, UPSTREAM, detail={"redirect": _url(location)}, mapping=mapping_step)
 
 
 def called_back(request: web.Request, mapping: ProviderMapping, params: Mapping[str, str], *, failure: str = "") -> None:
@@ -279,7 +447,7 @@ def called_back(request: web.Request, mapping: ProviderMapping, params: Mapping[
     reason = reasons.callback_failure(failure or upstream_error) if not ok else ""
     if upstream_error and params.get("error_description"):
         reason += f": {params['error_description'][:200]}"
-    _hop(request, flow, "callback", UPSTREAM, GATEWAY, detail={"query": _params(params)}, ok=ok, reason=reason)
+    _hop(store, flow, "callback", UPSTREAM, GATEWAY, detail={"query": _params(params)}, ok=ok, reason=reason)
 
 
 def redirected(request: web.Request, response: web.Response, *, code: str = "") -> web.Response:
@@ -291,12 +459,24 @@ def redirected(request: web.Request, response: web.Response, *, code: str = "") 
     if code:
         store.link(flow, "code", code)
     location = response.headers.get("Location", "")
-    _hop(request, flow, "platform redirect", GATEWAY, PLATFORM, detail={"redirect": _url(location.replace("#", "?", 1))})
+    _hop(store, flow, "platform redirect", GATEWAY, PLATFORM, detail={"redirect": _url(location)})
     return response
 
 
+def token_refused(request: web.Request, mapping: ProviderMapping, form: Mapping[str, str]) -> None:
+    """A token request whose client did not authenticate: one small hop of its own, never joined to
+    a flow by the code or token it carries (anyone can send those) and holding none of its body."""
+    store = _store(request)
+    if store is None:
+        return
+    flow = store.start(mapping.name)
+    grant = form.get("grant_type", "")[:_MAX_NAME]
+    _hop(store, flow, "token", PLATFORM, GATEWAY, ok=False, detail={"grant_type": grant},
+         reason="the platform client did not authenticate (invalid_client)")
+
+
 def token_requested(request: web.Request, mapping: ProviderMapping, form: Mapping[str, str]) -> None:
-    """The platform's token request (before it is checked)."""
+    """The platform's token request, once its client has authenticated (before the grant is checked)."""
     store = _store(request)
     if store is None:
         return
@@ -310,7 +490,7 @@ def token_requested(request: web.Request, mapping: ProviderMapping, form: Mappin
     request[_CURRENT] = flow
     request[_STARTED] = time.monotonic()
     step = "refresh" if grant == "refresh_token" else "token"
-    _hop(request, flow, step, PLATFORM, GATEWAY, detail={"form": _params(form)}, google=GOOGLE_STEPS.get(grant, ""))
+    _hop(store, flow, step, PLATFORM, GATEWAY, detail={"form": _params(form)}, google=GOOGLE_STEPS.get(grant, ""))
 
 
 def token_answered(request: web.Request, response: web.Response) -> None:
@@ -334,7 +514,7 @@ def token_answered(request: web.Request, response: web.Response) -> None:
         reason = f"the gateway refused the platform's token request ({document.get('error')}): {document.get('error_description', '')}"
     started = request.get(_STARTED)
     grant = flow.hops[-1].google if flow.hops else ""
-    _hop(request, flow, "token answer", GATEWAY, PLATFORM, ok=ok or failed_earlier, reason=reason, google=grant,
+    _hop(store, flow, "token answer", GATEWAY, PLATFORM, ok=ok or failed_earlier, reason=reason, google=grant,
          detail={"status": response.status, "body": body_shape("application/json", body)},
          ms=None if started is None else round((time.monotonic() - started) * 1000, 1))
 
@@ -352,8 +532,9 @@ def _flow_for_exchange(request: web.Request, mapping: ProviderMapping) -> Flow |
 
 def upstream_requested(request: web.Request, mapping: ProviderMapping, prepared: PreparedRequest) -> None:
     """The gateway's token request to the upstream: method, URL, parameter names, redacted values."""
+    store = _store(request)
     flow = _flow_for_exchange(request, mapping)
-    if flow is None:
+    if store is None or flow is None:
         return
     body = prepared.form if prepared.form is not None else prepared.json_body
     grant = (prepared.form or prepared.json_body or prepared.query or {}).get("grant_type", "")
@@ -367,46 +548,50 @@ def upstream_requested(request: web.Request, mapping: ProviderMapping, prepared:
     }
     if body is not None:
         detail["body"] = _params(body)
-    _hop(request, flow, "upstream token", GATEWAY, UPSTREAM, detail=detail, google=GOOGLE_STEPS.get(grant, ""),
+    _hop(store, flow, "upstream token", GATEWAY, UPSTREAM, detail=detail, google=GOOGLE_STEPS.get(grant, ""),
          mapping=f"client_auth {rules.client_auth}, encoding {rules.encoding}, params verbs, headers verbs")
 
 
 def upstream_failed(request: web.Request, kind: str, err: OAuthError, seconds: float | None) -> None:
     """No usable answer came back (timeout, connection, too large)."""
-    flow = _current(request, _store(request))
-    if flow is None:
+    store = _store(request)
+    flow = _current(request, store)
+    if store is None or flow is None:
         return
-    _hop(request, flow, "upstream answer", UPSTREAM, GATEWAY, ok=False, reason=reasons.upstream_failure(kind, err.description),
+    _hop(store, flow, "upstream answer", UPSTREAM, GATEWAY, ok=False, reason=reasons.upstream_failure(kind, err.description),
          ms=None if seconds is None else round(seconds * 1000, 1), detail={"failure": kind})
 
 
 def upstream_answered(request: web.Request, answer: UpstreamAnswer, seconds: float | None) -> None:
-    flow = _current(request, _store(request))
-    if flow is None:
+    store = _store(request)
+    flow = _current(request, store)
+    if store is None or flow is None:
         return
-    _hop(request, flow, "upstream answer", UPSTREAM, GATEWAY, ms=None if seconds is None else round(seconds * 1000, 1),
+    _hop(store, flow, "upstream answer", UPSTREAM, GATEWAY, ms=None if seconds is None else round(seconds * 1000, 1),
          detail={"status": answer.status, "content_type": answer.content_type, "body": body_shape(answer.content_type, answer.body)})
 
 
 def normalised(request: web.Request, mapping: ProviderMapping, result: Mapping[str, Any]) -> None:
-    flow = _current(request, _store(request))
-    if flow is None:
+    store = _store(request)
+    flow = _current(request, store)
+    if store is None or flow is None:
         return
-    _hop(request, flow, "normalise", GATEWAY, GATEWAY, detail={"answer": {k: _value_shape(k, v) for k, v in result.items()}},
+    _hop(store, flow, "normalise", GATEWAY, GATEWAY, detail={"answer": _dict_shape(result)},
          mapping=_answer_rules(mapping))
 
 
 def normalise_failed(request: web.Request, mapping: ProviderMapping, answer: UpstreamAnswer, err: OAuthError, kind: str) -> None:
     """The answer came, but is an error or unusable: say why, format mismatches first."""
-    flow = _current(request, _store(request))
-    if flow is None:
+    store = _store(request)
+    flow = _current(request, store)
+    if store is None or flow is None:
         return
     reason = ""
     if kind == "unusable_answer":
         reason = reasons.format_mismatch(answer.content_type, answer.body, mapping.answer.format) or ""
     if not reason:
         reason = reasons.upstream_failure(kind or err.error, err.description)
-    _hop(request, flow, "normalise", GATEWAY, GATEWAY, ok=False, reason=reason, mapping=_answer_rules(mapping),
+    _hop(store, flow, "normalise", GATEWAY, GATEWAY, ok=False, reason=reason, mapping=_answer_rules(mapping),
          detail={"error": err.error, "status": err.status})
 
 
@@ -418,65 +603,139 @@ def _answer_rules(mapping: ProviderMapping) -> str:
 
 # --- the pages -------------------------------------------------------------------------------------
 
+#: Flows listed on ``/_trace/`` and given by one ``/_trace/flows.json``; JSON bytes per answer.
+_LIST_FLOWS = 1000
+_JSON_FLOWS = 100
+_JSON_BYTES = 1024 * 1024
+#: How long a page may hold the event loop before it lets other requests run.
+_SLICE_SECONDS = 0.005
+
 
 def _authorised(request: web.Request, token: str) -> bool:
+    """The trace token as a bearer token or the login cookie, compared in constant time. Header and
+    cookie bytes that are not UTF-8 reach here as surrogate escapes and are compared as the bytes sent."""
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+    if scheme.lower() == "bearer" and hmac.compare_digest(_raw(value.strip()), token.encode()):
         return True
     cookie = request.cookies.get(_COOKIE, "")
-    return hmac.compare_digest(cookie.encode("utf-8", "replace"), _cookie_value(token).encode())
+    return hmac.compare_digest(_raw(cookie), _cookie_value(token).encode())
+
+
+def _raw(text: str) -> bytes:
+    """The bytes a client sent: aiohttp decodes header bytes that are not UTF-8 as surrogate escapes."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte: nothing anyone's token encodes to
+        return b"\x00"
 
 
 def _cookie_value(token: str) -> str:
     return hashlib.sha256(b"gateway trace cookie\x00" + token.encode()).hexdigest()
 
 
+def _prefix(request: web.Request) -> str:
+    """The path of ``public_url`` (``/gw`` for ``https://host/gw/``, else empty): the trace's own
+    links, redirect and cookie path are where browsers see it, behind a proxy that strips it."""
+    from gateway.web.appkeys import runtime_of  # not at the top: config.py imports this module, appkeys imports config
+
+    return urlsplit(runtime_of(request).config.public_url).path.rstrip("/")
+
+
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
 
 
-def _login_page(wrong: bool) -> web.Response:
+def _login_page(request: web.Request, wrong: bool, status: int = 401) -> web.Response:
     note = '<p class="bad">That is not the trace token.</p>' if wrong else ""
+    action = _esc(f"{_prefix(request)}/_trace/login")
     body = f"""<h1>Flow trace</h1>{note}<p>This page needs the trace token (<code>trace.token</code> in gateway.yaml).
 Scripts can send it as <code>Authorization: Bearer …</code>.</p>
-<form method="post" action="/_trace/login"><input type="password" name="token" autocomplete="off" aria-label="trace token">
+<form method="post" action="{action}"><input type="password" name="token" autocomplete="off" aria-label="trace token">
 <button type="submit">Open the trace</button></form>"""
-    return web.Response(status=401, text=_document("Flow trace: sign in", body), content_type="text/html",
+    return web.Response(status=status, text=_document("Flow trace: sign in", body), content_type="text/html",
                         headers={**_HEADERS, "WWW-Authenticate": 'Bearer realm="gateway trace"'})
 
 
 async def _login(request: web.Request) -> web.Response:
     store = request.app[TRACE]
-    form = await request.post()
-    given = str(form.get("token", ""))
-    if not hmac.compare_digest(given.encode("utf-8", "replace"), store.settings.token.encode()):
-        return _login_page(wrong=True)
-    response = web.Response(status=303, headers={**_HEADERS, "Location": "/_trace/"})
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, AssertionError, RuntimeError, RequestPayloadError):
+        # as gateway.demo.common.read_form: bytes not in the charset, an unknown charset, broken multipart
+        return _login_page(request, wrong=True, status=400)
+    given = form.get("token", "")
+    if not isinstance(given, str) or not hmac.compare_digest(_raw(given), store.settings.token.encode()):
+        return _login_page(request, wrong=True)
+    prefix = _prefix(request)
+    response = web.Response(status=303, headers={**_HEADERS, "Location": f"{prefix}/_trace/"})
     from gateway.web.appkeys import runtime_of  # not at the top: config.py imports this module, appkeys imports config
 
     secure = runtime_of(request).config.public_url.startswith("https://")
-    response.set_cookie(_COOKIE, _cookie_value(store.settings.token), path="/_trace/", httponly=True,
+    response.set_cookie(_COOKIE, _cookie_value(store.settings.token), path=f"{prefix}/_trace/", httponly=True,
                         samesite="Strict", secure=secure, max_age=3600)
     return response
 
 
 async def _page(request: web.Request) -> web.Response:
+    """The list of flows, newest first, each a link to its own page: a line per flow, whatever they hold."""
     store = request.app[TRACE]
     if not _authorised(request, store.settings.token):
-        return _login_page(wrong=False)
-    flows = store.flows()
-    body = f"<h1>Flow trace</h1><p>The last {len(flows)} flows of this replica, newest first (at most {store.settings.flows}).</p>"
-    body += "".join(render_flow(flow) for flow in flows) or "<p>No flow yet.</p>"
+        return _login_page(request, wrong=False)
+    prefix, flows = _prefix(request), store.flows()
+    rows = []
+    for flow in flows[:_LIST_FLOWS]:
+        summary = flow.summary()
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(flow.started))
+        verdict = (f'<span class="bad">failed at {_esc(summary["failed_step"])}: {_esc(summary["reason"])}</span>'
+                   if summary["failed_step"] else '<span class="good">no step failed</span>')
+        rows.append(f'<li><a href="{_esc(prefix)}/_trace/flow/{_esc(flow.id)}">{_esc(flow.provider)} · flow {_esc(flow.id)}</a>'
+                    f" · {started} UTC · {len(flow.hops)} hops · {verdict}</li>")
+    shown = min(len(flows), _LIST_FLOWS)
+    body = (f"<h1>Flow trace</h1><p>The last {len(flows)} flows of this replica, newest first (at most "
+            f"{store.settings.flows}, {store.size // 1024} of {store.settings.max_bytes // 1024} KiB)"
+            + (f"; the newest {shown} are listed" if shown < len(flows) else "") + ".</p>")
+    body += f'<ul class="flows">{"".join(rows)}</ul>' if rows else "<p>No flow yet.</p>"
     return web.Response(text=_document("Flow trace", body), content_type="text/html", headers=_HEADERS)
 
 
+async def _flow_page(request: web.Request) -> web.Response:
+    """One flow's sequence diagram (at most ``MAX_HOPS`` hops of at most ``MAX_HOP_BYTES``)."""
+    store = request.app[TRACE]
+    if not _authorised(request, store.settings.token):
+        return _login_page(request, wrong=False)
+    flow = store.get(request.match_info["flow"])
+    if flow is None:
+        body = f'<h1>Flow trace</h1><p>No such flow: it may have been dropped for newer ones. <a href="{_esc(_prefix(request))}/_trace/">All flows</a></p>'
+        return web.Response(status=404, text=_document("Flow trace", body), content_type="text/html", headers=_HEADERS)
+    body = f'<p><a href="{_esc(_prefix(request))}/_trace/">All flows</a></p>{render_flow(flow)}'
+    return web.Response(text=_document(f"Flow {flow.id}", body), content_type="text/html", headers=_HEADERS)
+
+
 async def _json(request: web.Request) -> web.Response:
+    """The newest flows with their hops: at most ``?limit=`` (≤ ``_JSON_FLOWS``) and about
+    ``_JSON_BYTES``; ``more`` counts those left out. Written a slice at a time, so a full buffer
+    never holds the event loop for long."""
     store = request.app[TRACE]
     if not _authorised(request, store.settings.token):
         return web.json_response({"error": "invalid_token"}, status=401,
                                  headers={**_HEADERS, "WWW-Authenticate": 'Bearer realm="gateway trace"'})
-    return web.json_response({"flows": [flow.as_json() for flow in store.flows()]}, headers=_HEADERS)
+    limit = request.query.get("limit", "")
+    count = min(int(limit), _JSON_FLOWS) if limit.isdecimal() and limit.isascii() else _JSON_FLOWS
+    flows = store.flows()
+    parts: list[str] = []
+    size, began = 0, time.monotonic()
+    for flow in flows[:count]:
+        if size >= _JSON_BYTES:
+            break
+        part = json.dumps(flow.as_json(), ensure_ascii=False)
+        parts.append(part)
+        size += len(part)
+        if time.monotonic() - began > _SLICE_SECONDS:
+            await asyncio.sleep(0)
+            began = time.monotonic()
+    text = '{"flows": [' + ", ".join(parts) + f'], "more": {len(flows) - len(parts)}}}'
+    return web.Response(text=text, content_type="application/json", headers=_HEADERS)
 
 
 def add_routes(app: web.Application, settings: TraceSettings) -> None:
@@ -484,6 +743,7 @@ def add_routes(app: web.Application, settings: TraceSettings) -> None:
     app.router.add_get("/_trace/", _page)
     app.router.add_post("/_trace/login", _login)
     app.router.add_get("/_trace/flows.json", _json)
+    app.router.add_get("/_trace/flow/{flow}", _flow_page)
 
 
 def _esc(value: object) -> str:

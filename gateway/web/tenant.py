@@ -19,8 +19,10 @@ import hashlib
 import hmac
 import html
 import secrets
+from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config.mapping import ProviderMapping, template_names
 from gateway.config.settings import Config
@@ -51,6 +53,20 @@ label,input,button{{display:block;font:inherit;margin:.3em 0}}input{{padding:.4e
 <button type="submit">Continue</button>
 </form></main></body></html>
 """
+
+
+def public_path(config: Config, path: str) -> str:
+    """``path`` as browsers see it: behind ``public_url`` ``https://host/gw/`` (a proxy that strips
+    ``/gw``) the form at ``/shop/authorize`` is ``/gw/shop/authorize``, and so is its cookie's path."""
+    return urlsplit(config.public_url).path.rstrip("/") + path
+
+
+def _raw(text: str) -> bytes:
+    """A cookie's bytes as sent (aiohttp decodes those that are not UTF-8 as surrogate escapes)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte: matches no nonce
+        return b"\x00"
 
 
 def _cookie_name(config: Config) -> str:
@@ -84,7 +100,7 @@ def _form(request: web.Request, spec: ContextValue, config: Config, sealer: Seal
         _cookie_name(config),
         nonce,
         max_age=_FORM_TTL,
-        path=request.path,
+        path=public_path(config, request.path),
         secure=config.cookie.secure,
         httponly=True,
         samesite="Lax",
@@ -111,14 +127,18 @@ async def ask_tenant(
     """The tenant the user gave (checked), or the form page to show (first visit or re-ask)."""
     if request.method != "POST":
         return _form(request, spec, config, sealer)
-    posted = await request.post()
+    try:
+        posted = await request.post()
+    except (ValueError, LookupError, AssertionError, RuntimeError, RequestPayloadError):
+        # as gateway.demo.common.read_form: bytes not in the charset, an unknown charset, broken multipart
+        return _form(request, spec, config, sealer, problem="This form could not be read: please enter it again.")
     value = posted.get(FIELD)
     csrf = posted.get(CSRF_FIELD)
     text = value.strip() if isinstance(value, str) else ""
     try:
         opened = TenantFormToken.from_wire(sealer.open(FORM_PURPOSE, csrf if isinstance(csrf, str) else ""))
         cookie = request.cookies.get(_cookie_name(config), "")
-        genuine = hmac.compare_digest(opened.nonce.encode(), cookie.encode()) and opened.query_hash == _query_hash(request)
+        genuine = hmac.compare_digest(opened.nonce.encode(), _raw(cookie)) and opened.query_hash == _query_hash(request)
     except SealError:
         genuine = False
     if not genuine:

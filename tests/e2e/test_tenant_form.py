@@ -27,6 +27,7 @@ from harness import (
 )
 from helpers.upstream import Recorded, RecordingUpstream, Reply
 from listening import bound_socket, port_of, start_site
+from test_trace_bounds import UNREADABLE_FORMS, raw_request
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
@@ -228,3 +229,31 @@ async def test_a_post_to_a_mapping_without_tenant_is_405(tmp_path: Path) -> None
                 assert (response.status, response.headers["Allow"]) == (405, "GET")
     finally:
         await runner.cleanup()
+
+
+async def test_a_form_body_that_cannot_be_read_is_asked_again(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:
+    gateway, _, upstream = tenants
+    url = f"{gateway.endpoint('authorize', 'shop')}?{urlencode(QUERY)}"
+    async with aiohttp.ClientSession() as browser:
+        for content_type, body in UNREADABLE_FORMS:
+            async with browser.post(url, data=body, headers={"Content-Type": content_type}, allow_redirects=False) as response:
+                page = await response.text()
+            assert response.status == 400 and "could not be read" in page, (content_type, page)
+        gzip = {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"}
+        async with browser.post(url, data=b"tenant=3", headers=gzip, allow_redirects=False) as response:
+            assert response.status == 400 and "could not be read" in await response.text()
+    assert hits(upstream) == []
+
+
+async def test_a_form_cookie_that_is_not_utf8_on_a_genuine_post_is_asked_again(tenants: tuple[Gateway, int, RecordingUpstream]) -> None:
+    gateway, _, upstream = tenants
+    url = f"{gateway.endpoint('authorize', 'shop')}?{urlencode(QUERY)}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        _, _, fields = await _form(browser, url)
+    body = urlencode({**fields.inputs, "tenant": "3"}).encode()
+    head = (f"POST {urlsplit(url).path}{fields.action} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n").encode()
+    cookie = f"Cookie: {gateway.config.cookie.name}_form=".encode() + b"\xff\xfe\xc3(\r\n"
+    status, answer = await raw_request(gateway, head + cookie, body)
+    assert status == 400, answer[:300]
+    assert b"expired or was not sent from this page" in answer and hits(upstream) == []

@@ -8,7 +8,9 @@ while the upstream misbehaves as a fault-matrix cell says.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -99,10 +101,17 @@ async def trace_json(gateway: Gateway) -> list[dict[str, Any]]:
 
 
 async def trace_html(gateway: Gateway) -> str:
+    """The list page, then each flow's own page it links to, as one text."""
+    bearer = {"Authorization": f"Bearer {TRACE_TOKEN}"}
     async with aiohttp.ClientSession() as client:
-        async with client.get(f"{gateway.url}/_trace/", headers={"Authorization": f"Bearer {TRACE_TOKEN}"}) as response:
+        async with client.get(f"{gateway.url}/_trace/", headers=bearer) as response:
             assert response.status == 200
-            return await response.text()
+            pages = [await response.text()]
+        for href in re.findall(r'href="(/_trace/flow/[^"]+)"', pages[0]):
+            async with client.get(gateway.url + html.unescape(href), headers=bearer) as response:
+                assert response.status == 200
+                pages.append(await response.text())
+    return "".join(pages)
 
 
 async def assert_no_secret(gateway: Gateway, secrets: list[str]) -> None:
@@ -309,7 +318,7 @@ def test_a_flow_keeps_its_link_and_its_latest_refreshes() -> None:
     store = FlowTrace(TraceSettings(token="x" * 32))
     flow = store.start("p")
     for n in range(MAX_HOPS * 3):
-        _hop(None, flow, f"hop {n}", "platform", "gateway")  # type: ignore[arg-type]  # the request is not read
+        _hop(store, flow, f"hop {n}", "platform", "gateway")
     assert len(flow.hops) == MAX_HOPS
     assert [hop.step for hop in flow.hops[:_LINK_HOPS]] == [f"hop {n}" for n in range(_LINK_HOPS)]
     assert flow.hops[-1].step == f"hop {MAX_HOPS * 3 - 1}"

@@ -421,7 +421,7 @@ FULL_GATEWAY: dict[str, Any] = {
     "metrics": {"host": "127.0.0.1", "port": 9090},
     "store": {"url": "rediss://redis.example:6380/0", "timeout": 0.25, "ca_file": "ca.pem"},
     "demo": False,
-    "trace": {"token": "t" * 32, "flows": 10},
+    "trace": {"token": "t" * 32, "flows": 10, "max_bytes": 1048576},
     "mappings": "mappings",
     "providers": ["p"],
 }

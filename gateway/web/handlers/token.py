@@ -69,10 +69,11 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: CodePayl
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
     form = await read_form(request, long_param=("refresh_token", MAX_ENVELOPE_LENGTH))
-    trace.token_requested(request, mapping, form)
     credentials = authenticated_client(request, form, mapping)
     if isinstance(credentials, web.Response):
+        trace.token_refused(request, mapping, form)  # one small hop: anyone can send this
         return credentials
+    trace.token_requested(request, mapping, form)
 
     requested = form.get("grant_type")
     record_of(request).grant = requested or ""
