@@ -65,7 +65,20 @@ class Draft:
     variables: list[str] = field(default_factory=list)
 
     def text(self) -> str:
-        return render(self.document, self.notes, header=self.header, flow_keys=FLOW_KEYS)
+        """The YAML; a note whose key is not written goes to the header, so none is lost."""
+        stray = [f"{'.'.join(map(str, path))}: {note}" for path, note in self.notes.items() if not _has(self.document, path)]
+        return render(self.document, self.notes, header=[*self.header, *stray], flow_keys=FLOW_KEYS)
+
+
+def _has(document: Any, path: Path) -> bool:
+    for key in path:
+        if isinstance(document, dict) and key in document:
+            document = document[key]
+        elif isinstance(document, list) and isinstance(key, int) and key < len(document):
+            document = document[key]
+        else:
+            return False
+    return True
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,6 +205,8 @@ def build_draft(
         draft.notes.update(answer.notes)
         if answer.scope_separator is not None:
             upstream["scope_separator"] = answer.scope_separator
+        elif ("upstream", "scope_separator") in answer.notes:
+            upstream.setdefault("scope_separator", " ")  # written, so that its note has a line
         refresh = upstream.setdefault("token", {}).setdefault("refresh", {})
         if answer.keep_refresh_token:
             refresh["keep_refresh_token"] = True

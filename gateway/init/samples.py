@@ -75,7 +75,8 @@ def parse_sample(
     dumped_status = None
     match = _STATUS_LINE.match(text.lstrip())
     if match is not None:
-        head, _, body = text.lstrip()[match.end():].partition("\n\n")
+        rest = text.lstrip()[match.end():]
+        head, _, body = ("", "", rest[1:]) if rest.startswith("\n") else rest.partition("\n\n")
         dumped_status = int(match.group(1))
         for line in head.splitlines():
             field, _, value = line.partition(":")
@@ -84,10 +85,10 @@ def parse_sample(
         text = body
     final_status = status if status is not None else dumped_status if dumped_status is not None else (400 if role == "error" else 200)
     fmt, document = _parse(text, content_type)
-    if role != "error" and fmt is None:
-        raise SampleError(f"{name or 'the answer'} is neither JSON nor a form: save the body the token endpoint answered")
     if role != "error" and not 200 <= final_status < 300:
         raise SampleError(f"{name or 'the answer'} has HTTP status {final_status}: give it as an error answer")
+    if role != "error" and fmt is None:
+        raise SampleError(f"{name or 'the answer'} is neither JSON nor a form: save the body the token endpoint answered")
     if fmt is not None and not isinstance(document, dict):
         raise SampleError(f"{name or 'the answer'} is not a JSON object")
     if fmt == "json" and content_type is None:
