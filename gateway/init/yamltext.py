@@ -27,15 +27,28 @@ def scalar(value: Any) -> str:
     if isinstance(value, str):
         text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True)
         text = text.removesuffix("\n").removesuffix("\n...").removesuffix("\n")
-        if "\n" in text:  # a value YAML folded: JSON's quoting is YAML too
-            return json.dumps(value, ensure_ascii=False)
-        return text
-    return json.dumps(value, ensure_ascii=False)
+        return text if "\n" not in text and _reads_back(text, value) else _quoted(value)
+    return _flow(value)
+
+
+def _quoted(value: Any) -> str:
+    """YAML's own double-quoted escapes, on one line (JSON's surrogate pairs PyYAML reads apart)."""
+    text = yaml.safe_dump(value, default_flow_style=True, default_style='"', allow_unicode=False, width=1 << 30)
+    return text.removesuffix("\n").removesuffix("\n...").removesuffix("\n")
+
+
+def _reads_back(text: str, value: Any) -> bool:
+    try:
+        return bool(yaml.safe_load(f"- {text}") == [value])
+    except yaml.YAMLError:
+        return False
 
 
 def _flow(value: Any) -> str:
-    """A list or mapping on one line: JSON, which is YAML's flow style."""
-    return json.dumps(value, ensure_ascii=False)
+    """A value on one line: JSON, which is YAML's flow style (escaped where YAML would read a
+    character otherwise: a NEL is a line break to YAML, a control character an error)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if _reads_back(text, value) else _quoted(value)
 
 
 def _comment(notes: Notes, path: Path) -> str:

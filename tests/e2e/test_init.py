@@ -23,7 +23,7 @@ import pytest
 import yaml
 from aiohttp import web
 from harness import PLATFORM_BASIC, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, link
-from listening import port_of, start_site
+from listening import bound_socket, port_of, start_site
 from upstream_oidc import OidcUpstream
 
 from gateway.config.settings import load_config
@@ -104,7 +104,6 @@ async def test_init_names_what_is_wrong_with_a_discovery_url(tmp_path: Path, ups
     cases = {
         dead: "can not fetch",
         f"{upstream.issuer}/.well-known/openid-configuration/nothing-here": "HTTP 404",
-        f"{upstream.issuer}/other/.well-known/openid-configuration": "",
         "https://": "must be an absolute",
     }
     for url, said in cases.items():
@@ -112,3 +111,41 @@ async def test_init_names_what_is_wrong_with_a_discovery_url(tmp_path: Path, ups
         assert done.returncode == 2, (url, done.stdout, done.stderr)
         assert "gateway init: --discovery" in done.stderr and said in done.stderr, (url, done.stderr)
         assert not (tmp_path / "mappings" / "acme.yaml").exists()
+
+
+async def test_a_document_for_another_issuer_or_not_json_is_refused(tmp_path: Path) -> None:
+    """A metadata server on 127.0.0.1 that answers a page, and a document naming another issuer
+    (the mix-up OpenID Connect Discovery §4.3 and RFC 8414 §3.3 guard against)."""
+    app = web.Application()
+    sock = bound_socket()
+    base = f"http://127.0.0.1:{port_of(sock)}"
+    other = {"issuer": "https://other.example", "authorization_endpoint": f"{base}/a", "token_endpoint": f"{base}/t"}
+
+    async def another_issuer(_: web.Request) -> web.Response:
+        return web.json_response(other)
+
+    async def a_page(_: web.Request) -> web.Response:
+        return web.Response(text="<html>hi</html>", content_type="text/html")
+
+    async def rfc8414(_: web.Request) -> web.Response:
+        return web.json_response({**other, "issuer": f"{base}/page"})
+
+    app.router.add_get("/.well-known/openid-configuration", another_issuer)
+    app.router.add_get("/page/.well-known/openid-configuration", a_page)
+    app.router.add_get("/.well-known/oauth-authorization-server/page", rfc8414)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await start_site(runner, sock=sock)
+        for url, said in {
+            f"{base}/.well-known/openid-configuration": "is not the issuer it was fetched from",
+            f"{base}/page/.well-known/openid-configuration": "did not answer JSON",
+        }.items():
+            done = await asyncio.to_thread(_init, tmp_path, "acme", "--discovery", url, "--public-url", "https://link.example")
+            assert done.returncode == 2 and said in done.stderr, (url, done.stderr)
+        # An issuer: its OpenID Connect document is not JSON, its RFC 8414 metadata is the one.
+        done = await asyncio.to_thread(_init, tmp_path, "acme", "--discovery", f"{base}/page", "--public-url", "https://link.example")
+        assert done.returncode == 0, done.stderr
+        assert yaml.safe_load((tmp_path / "mappings" / "acme.yaml").read_text())["upstream"]["issuer"] == f"{base}/page"
+    finally:
+        await runner.cleanup()

@@ -26,7 +26,7 @@ from gateway.config.examples import run_examples
 from gateway.init import answers
 from gateway.init.answers import InferenceError, infer_answer
 from gateway.init.draft import answer_mapping, build_draft
-from gateway.init.samples import Sample, parse_sample
+from gateway.init.samples import Role, Sample, parse_sample
 
 MAPPINGS = sorted((Path(__file__).resolve().parents[2] / "mappings").glob("*.yaml"))
 
@@ -47,7 +47,7 @@ def _samples(examples: list[dict[str, Any]]) -> list[Sample]:
     samples = []
     for example in examples:
         body = example["body"]
-        role = "error" if "error" in example["expect"] else "refresh" if example.get("grant") == "refresh_token" else "token"
+        role: Role = "error" if "error" in example["expect"] else "refresh" if example.get("grant") == "refresh_token" else "token"
         samples.append(
             parse_sample(
                 body if isinstance(body, str) else json.dumps(body), role, status=example.get("status", 200),
