@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import __version__
+from gateway import __version__, optional
 from gateway.cli import init
+from gateway.config.about import check_warnings, today, warn_of_sunsets
 from gateway.config.examples import run_examples
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import DEFAULT_CONFIG, Config, ConfigError, load_config
@@ -112,6 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("no keys: configured; using a random key: flows break on restart and across replicas")
     if config.demo:
         log.warning("DEMO is on: open %s/_demo/ and never expose a demo gateway to the internet", config.public_url)
+    warn_of_sunsets(config.providers.values())
     scheme = "https" if config.tls else "http"
     log.info(
         "serving %s on %s://%s:%d (public URL %s)",
@@ -133,6 +135,12 @@ def _check(args: argparse.Namespace) -> int:
         print(f"gateway: {len(failures)} example(s) failed", file=sys.stderr)
         return 1
     for warning in _budget_warnings(config, mappings):
+        print(warning, file=sys.stderr)
+    # The built-in demo talks to the gateway itself: no provider's pages to name.
+    demo = optional.demo() if config.demo else None
+    builtin = {str(demo.mapping_file())} if demo is not None else set()
+    described = [(mapping.file, mapping.about) for mapping in mappings if mapping.file not in builtin]
+    for warning in check_warnings(described, today()):
         print(warning, file=sys.stderr)
     examples = sum(len(mapping.examples) for mapping in mappings)
     line = f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)})"
