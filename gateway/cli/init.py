@@ -20,11 +20,13 @@ from typing import Any
 
 import yaml
 
+from gateway.config.about import today
 from gateway.config.examples import run_examples
+from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import parse_mapping
 from gateway.config.settings import DEFAULT_CONFIG
 from gateway.config.urls import is_loopback_host, split_url
-from gateway.config.yamlfile import Problems, load_yaml
+from gateway.config.yamlfile import Problems
 from gateway.init.answers import InferenceError
 from gateway.init.draft import build_draft, env_prefix
 from gateway.init.metadata import upstream_from_metadata
@@ -155,8 +157,18 @@ def _samples(answers: list[tuple[Role, str, int | None]]) -> list[Sample]:
     return samples
 
 
-def _sibling(folder: Path, other: str) -> tuple[str, dict[str, Any]]:
+def _sibling(folder: Path, other: str, *, extend: bool) -> tuple[str, dict[str, Any]]:
+    """The sibling's document: merged over its own bases when the new file will extend it (what
+    the new file changes is judged against all it inherits), as written when it is copied."""
     path = folder / f"{other}.yaml"
+    if not _NAME.fullmatch(other):
+        raise InitError(f"--like {other}: not a mapping name")
+    if extend:
+        problems = Problems()
+        data = load_mapping_document(path, problems, missing_env_ok=True)
+        if problems:
+            raise InitError(f"--like {other}: {'; '.join(str(p) for p in problems.items)}")
+        return other, data if isinstance(data, dict) else {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -169,13 +181,18 @@ def _sibling(folder: Path, other: str) -> tuple[str, dict[str, Any]]:
 def check_mapping(path: Path) -> list[str]:
     """What ``gateway check`` says of one mapping file: load problems, then failed examples (offline,
     without its environment variables, as ``gateway check`` judges a mapping it does not serve)."""
+    return _checked(path)[0]
+
+
+def _checked(path: Path) -> tuple[list[str], int]:
+    """The problems of ``path`` and how many examples it has (its own or inherited)."""
     problems = Problems()
-    data = load_yaml(path, problems, env={**os.environ, "GATEWAY_PUBLIC_URL": "https://gateway.invalid"}, missing_env_ok=True)
+    data = load_mapping_document(path, problems, env={**os.environ, "GATEWAY_PUBLIC_URL": "https://gateway.invalid"}, missing_env_ok=True)
     mapping = parse_mapping(path.stem, data, file=str(path), problems=problems) if data is not None or not problems else None
     found = [str(problem) for problem in problems.items]
     if mapping is not None and not found:
         found += run_examples(mapping)
-    return found
+    return found, len(mapping.examples) if mapping is not None else 0
 
 
 def production_config(name: str, mappings: str, public_url: str | None) -> str:
@@ -244,12 +261,15 @@ def _run(args: argparse.Namespace, ask: Ask, interactive: bool, out: Callable[[s
         except DiscoveryError as exc:
             raise InitError(f"--discovery {given.discovery}: {exc}") from None
         metadata = upstream_from_metadata(discovered.document, given.discovery)
-    like = _sibling(target.parent if args.out else folder, given.like) if given.like else None
+    # extends: names a mapping of the same folder, so a mapping written elsewhere is a copy
+    sibling_folder = folder
+    extend = target.parent.resolve() == sibling_folder.resolve()
+    like = _sibling(sibling_folder, given.like, extend=extend) if given.like else None
     samples = _samples(given.answers)
     try:
         draft = build_draft(
             name, platform=given.platform, metadata=metadata, samples=samples, like=like,
-            authorize_url=given.authorize_url, token_url=given.token_url,
+            authorize_url=given.authorize_url, token_url=given.token_url, extend=extend,
         )
     except InferenceError as exc:
         raise InitError(str(exc)) from None
@@ -263,18 +283,22 @@ def _run(args: argparse.Namespace, ask: Ask, interactive: bool, out: Callable[[s
         f"{name}: written by `gateway init {name} {' '.join(sources)}`.".replace("  ", " "),
         f"Platform: {draft.document.get('platform', {}).get('profile', 'from the sibling')}. Credentials: {prefix}_CLIENT_ID / "
         f"{prefix}_CLIENT_SECRET, {prefix}_PLATFORM_CLIENT_ID / {prefix}_PLATFORM_CLIENT_SECRET.",
-        "A comment at a line says what init chose there and why: check each against the provider's documentation,",
-        "and name the provider's pages this mapping follows here.",
+        "A comment at a line says what init chose there and why: check each against the provider's documentation.",
+        "Then say where the facts come from (gateway check warns until it is there), e.g.:",
+        "about:",
+        f"  name: {name.replace('-', ' ').title()}",
+        "  category: …            # identity, productivity, storage, home, device, …",
+        f"  sources: [{given.discovery or 'https://… (the provider pages this mapping follows)'}]",
+        f"  checked: {today().isoformat()}",
     ]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(draft.text(), encoding="utf-8")
     out(f"wrote {target}")
 
-    problems = check_mapping(target)
+    problems, examples = _checked(target)
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
-        examples = len(draft.document.get("examples", []))
         out(f"checked {target}: it loads, and its {examples} example(s) give what they expect")
 
     served_name = target.stem

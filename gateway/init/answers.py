@@ -43,9 +43,12 @@ __all__ = ["AnswerDraft", "InferenceError", "infer_answer", "ABSOLUTE_FORMS", "g
 ANSWER: Path = ("upstream", "answer")
 RFC_ERRORS: frozenset[str] = frozenset(TokenErrorCode.__args__)  # type: ignore[attr-defined]
 #: The forms of an absolute expiry the answer vocabulary reads (gateway/upstream/answer.py
-#: ``_expires_in``). A form the normaliser learns is one more name here: ``"iso8601"`` makes init
-#: point ``fields.expires_at`` at ISO-8601 text instead of noting it and falling back to a default.
-ABSOLUTE_FORMS: frozenset[str] = frozenset({"epoch_seconds", "epoch_milliseconds"})
+#: ``_expires_in``). ISO-8601 text is read where the vocabulary has ``answer.expires_at_format``
+#: (``iso8601``): then init points ``fields.expires_at`` at it and writes that key; until then it
+#: notes the time and answers a default lifetime. This line is all that knows which.
+ABSOLUTE_FORMS: frozenset[str] = frozenset(
+    {"epoch_seconds", "epoch_milliseconds"} | ({"iso8601"} if "expires_at_format" in AnswerFile.model_fields else set())
+)
 TEN_YEARS = 315360000
 _DEFAULTS = AnswerFile()
 
@@ -63,6 +66,8 @@ class AnswerDraft:
     scope_separator: str | None = None
     #: ``upstream.token.refresh.keep_refresh_token`` when refresh answers carry no refresh token.
     keep_refresh_token: bool = False
+    #: A scope was in the answers (so ``scope_separator`` was judged).
+    scope_seen: bool = False
     #: The lifetime is an absolute time: each example needs its ``now``.
     absolute_expiry: bool = False
     notes: dict[Path, str] = field(default_factory=dict)
@@ -250,6 +255,8 @@ def _lifetime(draft: AnswerDraft, objects: Sequence[dict[str, Any]], refresh_key
         draft.answer["expires_in_default"] = _DEFAULTS.expires_in_default
         return
     draft.absolute_expiry = True
+    if form == "iso8601":
+        draft.answer["expires_at_format"] = "iso8601"
     unit = {"epoch_seconds": "epoch seconds", "epoch_milliseconds": "epoch milliseconds", "iso8601": "ISO-8601"}[form]
     if key != "expires_at":
         fields["expires_at"] = _ident(key)
@@ -265,6 +272,7 @@ def _scope(draft: AnswerDraft, objects: Sequence[dict[str, Any]]) -> None:
     key = _key_for(objects, _NAMES["scope"])
     if key is None:
         return
+    draft.scope_seen = True
     if key != "scope":
         draft.answer.setdefault("fields", {})["scope"] = _ident(key)
     values = [obj[key] for obj in objects if key in obj]

@@ -20,14 +20,13 @@ from typing import Any
 
 from gateway.config.examples import run_example
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.models import MappingFile
 from gateway.config.yamlfile import Problems
 from gateway.init.answers import AnswerDraft, infer_answer
 from gateway.init.metadata import MetadataDraft
 from gateway.init.samples import Sample
 from gateway.init.yamltext import Path, render
 
-__all__ = ["Draft", "build_draft", "answer_mapping", "env_prefix", "extends_supported", "FLOW_KEYS"]
+__all__ = ["Draft", "build_draft", "answer_mapping", "env_prefix", "FLOW_KEYS"]
 
 #: Keys whose values stay on one line in the YAML: an example's body and expectation.
 FLOW_KEYS = frozenset({"body", "expect"})
@@ -40,7 +39,7 @@ _ORDER = {
     ),
     ("upstream", "authorize"): ("url", "scope", "pkce", "params"),
     ("upstream", "token"): ("url", "method", "encoding", "client_auth", "timeout", "params", "headers", "refresh"),
-    ("upstream", "answer"): ("format", "root", "fields", "expires_in_default", "error"),
+    ("upstream", "answer"): ("format", "root", "fields", "expires_at_format", "expires_in_default", "error"),
     ("upstream", "answer", "error"): ("when", "code", "description", "map"),
 }
 
@@ -48,11 +47,6 @@ _ORDER = {
 def env_prefix(name: str) -> str:
     """``acme-home`` → ``ACME_HOME``: the prefix of the mapping's environment variables."""
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-
-
-def extends_supported() -> bool:
-    """The mapping vocabulary has ``extends:`` (a sibling is then extended, not copied)."""
-    return "extends" in MappingFile.model_fields
 
 
 @dataclass
@@ -166,8 +160,13 @@ def build_draft(
     authorize_url: str | None = None,
     token_url: str | None = None,
     now: float | None = None,
+    extend: bool = False,
 ) -> Draft:
-    """The mapping for provider ``name`` from what was given (see the module's docstring)."""
+    """The mapping for provider ``name`` from what was given (see the module's docstring).
+
+    ``like`` is the sibling's name and document (merged over its own bases); with ``extend`` the
+    mapping says ``extends:`` it and writes only what differs, else it is a copy.
+    """
     prefix = env_prefix(name)
     draft = Draft({})
     credentials = {
@@ -175,13 +174,15 @@ def build_draft(
         "upstream": {"client_id": f"${{{prefix}_CLIENT_ID}}", "client_secret": f"${{{prefix}_CLIENT_SECRET}}"},
     }
     document: dict[str, Any]
-    if like is not None and extends_supported():
-        other, _ = like
+    base: Mapping[str, Any] = {}
+    if like is not None and extend:
+        other, base = like
         document = {"extends": other, **copy.deepcopy(credentials)}
-        draft.notes[("extends",)] = f"everything not written here is {other}'s"
+        draft.notes[("extends",)] = f"everything not written here is {other}'s, its about: too until this file has its own"
     elif like is not None:
         other, sibling = like
         document = _renamed(copy.deepcopy(dict(sibling)), env_prefix(other), prefix)
+        document.pop("about", None)  # the sibling's sources are not this provider's
         _merge(document, credentials)
         draft.header.append(f"Copied from {other}.yaml (its comments stay there: read them) and changed where noted.")
     else:
@@ -214,7 +215,30 @@ def build_draft(
             refresh.pop("keep_refresh_token", None)
         if not refresh:
             upstream["token"].pop("refresh")
-        separator = str(upstream.get("scope_separator", " "))
+        if not upstream["token"]:
+            upstream.pop("token")
+        errors_seen = any(s.role == "error" for s in samples)
+        sibling_error = ((dict(like[1]).get("upstream") or {}).get("answer") or {}).get("error") if like is not None else None
+
+        if extend:  # the base's answer keys the answers showed otherwise go back to their defaults
+            base_upstream = dict(base.get("upstream") or {})
+            base_answer = dict(base_upstream.get("answer") or {})
+            if not errors_seen:
+                base_answer.pop("error", None)  # no error answer: the base's reading stays
+            _restore(upstream, {"answer": base_answer}, ("answer",))
+            if answer.scope_seen:
+                _restore(upstream, base_upstream, ("scope_separator",))
+            refresh_base = dict(((base.get("upstream") or {}).get("token") or {}).get("refresh") or {})
+            if "keep_refresh_token" in refresh_base and not answer.keep_refresh_token:
+                upstream.setdefault("token", {}).setdefault("refresh", {})["keep_refresh_token"] = None
+        inherited = upstream["scope_separator"] if "scope_separator" in upstream else (base.get("upstream") or {}).get("scope_separator")
+        separator = str(inherited or " ")
+        if not errors_seen and sibling_error is not None:
+            answer = _with_sibling_errors(answer, sibling_error, [s for s in samples if s.role != "error"], separator, draft)
+            if "error" in answer.answer and not extend:
+                upstream["answer"]["error"] = copy.deepcopy(sibling_error)  # no error answer: the sibling's reading stays
+            elif "error" not in answer.answer and extend:
+                upstream["answer"]["error"] = None
         clock = time.time() if now is None else now
         timed = [s if s.now is not None or not answer.absolute_expiry else _with_now(s, s.received or clock) for s in samples]
         document["examples"] = [_example(s, _expect(answer, s, separator)) for s in timed]
@@ -226,6 +250,35 @@ def build_draft(
     draft.document = _ordered(document)
     draft.variables = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", repr(draft.document))))
     return draft
+
+
+def _with_sibling_errors(answer: AnswerDraft, error: Any, successes: Sequence[Sample], separator: str, draft: Draft) -> AnswerDraft:
+    """The inferred answer with the sibling's error reading, unless that reading calls one of
+    these token answers an error (a condition on a field they do not have): then the default's."""
+    trial = dataclasses.replace(answer, answer={**answer.answer, "error": error})
+    try:
+        misread = [s for s in successes if "error" in _expect(trial, s, separator)]
+    except ValueError:  # the sibling's error section does not load on its own
+        misread = list(successes)
+    if not misread:
+        return trial
+    draft.notes[("upstream", "answer", "error")] = (
+        f"the sibling's error reading marks {misread[0].name or 'a token answer'} as an error: the default reading instead"
+    )
+    return answer
+
+
+def _restore(section: dict[str, Any], base: Mapping[str, Any], keys: Sequence[str]) -> None:
+    """``null`` in ``section`` for each key the base has under ``keys`` and ``section`` does not:
+    under ``extends:`` a ``null`` puts the default back (a missing key would keep the base's)."""
+    for key in keys:
+        if key not in base:
+            continue
+        if key not in section:
+            section[key] = None
+        elif isinstance(section[key], dict) and isinstance(base[key], Mapping) and key != "map":
+            # error.map merges code by code: the sibling's codes stay, the answers' are added
+            _restore(section[key], base[key], list(base[key]))
 
 
 def _with_now(sample: Sample, clock: float) -> Sample:

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from gateway.cli import init
 from gateway.cli.commands import main
+from gateway.config.extends import load_mapping_document
 from gateway.config.settings import load_config
+from gateway.config.yamlfile import Problems
 from gateway.init.metadata import client_auth_of, upstream_from_metadata
 from gateway.init.yamltext import Path as Path_
 from gateway.init.yamltext import render
@@ -111,24 +113,52 @@ def test_with_flags_it_never_asks(folder: Path) -> None:
     assert init.run_init(_args("acme", "--answer", "token.json", *ENDPOINTS), ask=ask, interactive=True) == 0
 
 
-def test_like_copies_a_sibling_under_the_new_names(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (folder / "mappings").mkdir()
+def _withings(folder: Path) -> None:
+    (folder / "mappings").mkdir(exist_ok=True)
     shutil.copy(ROOT / "mappings" / "withings.yaml", folder / "mappings" / "withings.yaml")
+
+
+def test_like_extends_a_sibling_of_the_same_folder(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _withings(folder)
     assert main(["init", "acme-health", "--like", "withings", "--public-url", "https://gw.example"]) == 0
-    text = (folder / "mappings" / "acme-health.yaml").read_text()
+    written = yaml.safe_load((folder / "mappings" / "acme-health.yaml").read_text())
+    assert written == {
+        "extends": "withings",
+        "platform": {"client_id": "${ACME_HEALTH_PLATFORM_CLIENT_ID}", "client_secret": "${ACME_HEALTH_PLATFORM_CLIENT_SECRET}"},
+        "upstream": {"client_id": "${ACME_HEALTH_CLIENT_ID}", "client_secret": "${ACME_HEALTH_CLIENT_SECRET}"},
+    }
+    assert "its 5 example(s) give what they expect" in capsys.readouterr().out  # the sibling's, inherited
+
+
+def test_like_copies_a_sibling_into_another_folder(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _withings(folder)
+    assert main(["init", "acme-health", "--like", "withings", "--out", "elsewhere/acme-health.yaml", "--public-url", "https://gw.example"]) == 0
+    text = (folder / "elsewhere" / "acme-health.yaml").read_text()
     assert "WITHINGS" not in text and "${ACME_HEALTH_CLIENT_ID}" in text and "Copied from withings.yaml" in text
     copied, sibling = yaml.safe_load(text), yaml.safe_load((ROOT / "mappings" / "withings.yaml").read_text())
     assert copied["upstream"]["answer"] == sibling["upstream"]["answer"] and copied["examples"] == sibling["examples"]
+    assert "about" not in copied
     assert "its 5 example(s) give what they expect" in capsys.readouterr().out
 
 
-def test_like_with_answers_replaces_the_answer_section(folder: Path) -> None:
-    (folder / "mappings").mkdir()
-    shutil.copy(ROOT / "mappings" / "withings.yaml", folder / "mappings" / "withings.yaml")
-    assert main(["init", "acme", "--like", "withings", "--answer", "token.json", "--platform", "google"]) == 0
-    copied = yaml.safe_load((folder / "mappings" / "acme.yaml").read_text())
-    assert "root" not in copied["upstream"]["answer"] and len(copied["examples"]) == 1
-    assert copied["platform"]["profile"] == "google" and copied["upstream"]["token"]["params"] == {"add": {"action": "requesttoken"}}
+def test_like_with_answers_replaces_what_they_show(folder: Path) -> None:
+    """The answers' reading replaces the sibling's (under extends: a null puts a default back); what
+    they do not show (errors, here) stays the sibling's, unless it would misread these answers."""
+    _withings(folder)
+    (folder / "wrapped.json").write_text(json.dumps({"status": 0, "body": TOKEN}))
+    assert main(["init", "acme", "--like", "withings", "--answer", "wrapped.json", "--platform", "google"]) == 0
+    written = yaml.safe_load((folder / "mappings" / "acme.yaml").read_text())
+    assert written["upstream"]["answer"] == {"format": "json", "root": "body"} and written["upstream"]["scope_separator"] is None
+    assert written["platform"]["profile"] == "google" and len(written["examples"]) == 1
+    merged = load_mapping_document(folder / "mappings" / "acme.yaml", Problems(), missing_env_ok=True)
+    assert merged["upstream"]["answer"]["error"]["when"] == "status != `0`"  # the sibling's, kept
+    assert merged["upstream"]["token"]["params"] == {"add": {"action": "requesttoken"}}
+
+    # A flat answer has no status: Withings' error condition would call it an error.
+    assert main(["init", "acme", "--like", "withings", "--answer", "token.json", "--force"]) == 0
+    text = (folder / "mappings" / "acme.yaml").read_text()
+    assert yaml.safe_load(text)["upstream"]["answer"] == {"format": "json", "root": None, "error": None}
+    assert "the sibling's error reading marks token.json as an error" in text
 
 
 def test_a_mapping_that_fails_its_checks_is_said_so(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
