@@ -23,6 +23,7 @@ import yaml
 
 from gateway.cli.init import check_mapping
 from gateway.config.examples import run_examples
+from gateway.config.models import AnswerFile
 from gateway.init import answers
 from gateway.init.answers import InferenceError, infer_answer
 from gateway.init.draft import answer_mapping, build_draft
@@ -35,12 +36,13 @@ NOT_INFERRED = {
     "salesforce": "the lifetime (7200 s, the connected app's session timeout) is documented, in no answer: init answers an hour",
     "shopify": "an offline token has no lifetime and no refresh token: init answers ten years, the mapping leaves expires_in out (expires_in_default: null)",
     "todoist": "a token without lifetime or refresh token: init answers ten years, the mapping leaves expires_in out (expires_in_default: null)",
-    "square": "expires_at is ISO-8601 text, which the normaliser does not read yet: init notes it and answers an hour, the mapping the documented 30 days",
     "strava": "errors[0].code is 'invalid' for a bad code and a bad client id alike: the mapping joins resource.field.code, init maps 'invalid' once (invalid_grant)",
     "withings": "status 2554 'Wrong action or wrong webservice' has no word init knows: it guesses invalid_grant, the mapping says invalid_request (the gateway's own fault, 502)",
     "x": "a bad code comes as invalid_request: the mapping reads invalid_grant from the description's words; init keeps the RFC code (502)",
     "zoom": "a bad code comes as invalid_request: the mapping reads invalid_grant from the reason's words; init keeps the RFC code (502)",
 }
+if "expires_at_format" not in AnswerFile.model_fields:  # until the vocabulary reads ISO-8601 expiry times
+    NOT_INFERRED["square"] = "expires_at is ISO-8601 text, which the normaliser does not read: init notes it and answers an hour, the mapping the documented 30 days"
 
 
 def _samples(examples: list[dict[str, Any]]) -> list[Sample]:
