@@ -22,9 +22,20 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
-from harness import PLATFORM_BASIC, PLATFORM_ID, PLATFORM_SECRET, UPSTREAM_ID, UPSTREAM_SECRET, Gateway, link
+from harness import (
+    ALEXA_REDIRECT,
+    PLATFORM_BASIC,
+    PLATFORM_ID,
+    PLATFORM_SECRET,
+    UPSTREAM_ID,
+    UPSTREAM_SECRET,
+    Gateway,
+    link,
+    query_of,
+)
+from helpers.oauth import basic
 from listening import bound_socket, port_of, start_site
-from upstream_oidc import OidcUpstream
+from upstream_oidc import OidcUpstream, login_and_consent
 
 from gateway.config.settings import load_config
 from gateway.web.app import create_app
@@ -83,7 +94,7 @@ async def test_init_from_discovery_then_a_whole_link(
         back = await link(browser, gateway)
         status, token = await _token(
             platform, gateway,
-            {"grant_type": "authorization_code", "code": back["code"], "redirect_uri": "https://pitangui.amazon.com/api/skill/link/M2AAAAAAAAAAAA"},
+            {"grant_type": "authorization_code", "code": back["code"], "redirect_uri": ALEXA_REDIRECT},
         )
         assert status == 200, token
         assert token["token_type"] == "Bearer" and token["access_token"] and token["refresh_token"]
@@ -147,5 +158,63 @@ async def test_a_document_for_another_issuer_or_not_json_is_refused(tmp_path: Pa
         done = await asyncio.to_thread(_init, tmp_path, "acme", "--discovery", f"{base}/page", "--public-url", "https://link.example")
         assert done.returncode == 0, done.stderr
         assert yaml.safe_load((tmp_path / "mappings" / "acme.yaml").read_text())["upstream"]["issuer"] == f"{base}/page"
+    finally:
+        await runner.cleanup()
+
+
+async def _dump(response: aiohttp.ClientResponse) -> str:
+    """The answer as ``curl -i`` shows it: what an operator saves for ``gateway init --answer``."""
+    head = f"HTTP/1.1 {response.status} {response.reason}\nContent-Type: {response.headers['Content-Type']}\n\n"
+    return head + await response.text()
+
+
+async def test_init_from_real_answers_then_a_whole_link(
+    tmp_path: Path,
+    gateway_socket: socket.socket,
+    upstream: OidcUpstream,
+    browser: aiohttp.ClientSession,
+    platform: aiohttp.ClientSession,
+) -> None:
+    """The provider's own answers, got by hand (a code exchange, a refresh, the same code again),
+    are all init is given besides the two endpoints: the mapping it writes links and refreshes."""
+    port = port_of(gateway_socket)
+    redirect = f"http://127.0.0.1:{port}/oidc/callback"
+    query = {"client_id": UPSTREAM_ID, "response_type": "code", "redirect_uri": redirect, "scope": "openid", "state": "by-hand"}
+    landing = await login_and_consent(browser, f"{upstream.authorization_endpoint}?{urlencode(query)}", stop_at_prefix=redirect)
+    code = query_of(landing)["code"]
+    auth = {"Authorization": basic(UPSTREAM_ID, UPSTREAM_SECRET)}
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}
+    async with platform.post(upstream.token_endpoint, data=exchange, headers=auth) as response:
+        (tmp_path / "token.txt").write_text(await _dump(response))
+        refresh_token = (await response.json())["refresh_token"]
+    async with platform.post(upstream.token_endpoint, data={"grant_type": "refresh_token", "refresh_token": refresh_token}, headers=auth) as response:
+        (tmp_path / "refresh.txt").write_text(await _dump(response))
+    async with platform.post(upstream.token_endpoint, data=exchange, headers=auth) as response:
+        assert response.status == 400
+        (tmp_path / "used-code.txt").write_text(await _dump(response))
+
+    done = await asyncio.to_thread(
+        _init, tmp_path, "oidc", "--answer", "token.txt", "--refresh-answer", "refresh.txt", "--error-answer", "used-code.txt",
+        "--authorize-url", upstream.authorization_endpoint, "--token-url", upstream.token_endpoint,
+        "--public-url", f"http://127.0.0.1:{port}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "its 3 example(s) give what they expect" in done.stdout
+    key = re.search(r"GATEWAY_KEY=(\S+)", done.stdout)
+    assert key is not None
+    env = {
+        "OIDC_CLIENT_ID": UPSTREAM_ID, "OIDC_CLIENT_SECRET": UPSTREAM_SECRET,
+        "OIDC_PLATFORM_CLIENT_ID": PLATFORM_ID, "OIDC_PLATFORM_CLIENT_SECRET": PLATFORM_SECRET, "GATEWAY_KEY": key.group(1),
+    }
+    config = load_config(tmp_path / "gateway.yaml", env=env, port=port)
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    try:
+        gateway = Gateway(await start_site(runner, sock=gateway_socket), config, runner)
+        back = await link(browser, gateway)
+        status, token = await _token(platform, gateway, {"grant_type": "authorization_code", "code": back["code"], "redirect_uri": ALEXA_REDIRECT})
+        assert status == 200 and token["refresh_token"] and token["expires_in"] > 0, token
+        status, refreshed = await _token(platform, gateway, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+        assert status == 200 and refreshed["access_token"] != token["access_token"], refreshed
     finally:
         await runner.cleanup()

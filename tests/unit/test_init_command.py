@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,3 +221,13 @@ _KEYS = st.text(min_size=1, max_size=8)
 def test_the_yaml_reads_back_as_the_document(document: dict[str, Any]) -> None:
     notes: dict[Path_, str] = {(key,): "a # note" for key in document}
     assert yaml.safe_load(render(document, notes)) == (document or None)
+
+
+def test_the_inference_needs_no_web_framework() -> None:
+    """The pure modules of gateway.init import the config vocabulary only (no aiohttp, no upstream)."""
+    code = (
+        "import sys, gateway.init.answers, gateway.init.metadata, gateway.init.samples, gateway.init.yamltext\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'gateway.upstream', 'gateway.oauth', 'gateway.web'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert done.stdout.strip() == "[]"
