@@ -232,6 +232,9 @@ def run_init(args: argparse.Namespace, *, ask: Ask = input, interactive: bool | 
     except InitError as exc:
         print(f"gateway init: {exc}", file=sys.stderr)
         return 2
+    except (EOFError, KeyboardInterrupt):  # the questions were left unanswered: nothing is written
+        print("\ngateway init: stopped; nothing written", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace, ask: Ask, interactive: bool, out: Callable[[str], None]) -> int:

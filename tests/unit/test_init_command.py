@@ -108,6 +108,14 @@ def test_on_a_terminal_it_asks_one_thing_at_a_time(folder: Path) -> None:
     assert "public_url: https://gw.example" in (folder / "gateway.yaml").read_text()
 
 
+def test_questions_left_unanswered_write_nothing(folder: Path) -> None:
+    def ask(question: str) -> str:
+        raise EOFError
+
+    assert init.run_init(_args("acme"), ask=ask, interactive=True) == 130
+    assert not (folder / "mappings").exists() and not (folder / "gateway.yaml").exists()
+
+
 def test_with_flags_it_never_asks(folder: Path) -> None:
     def ask(question: str) -> str:
         raise AssertionError(f"asked {question!r}")
