@@ -263,7 +263,7 @@ def _run(args: argparse.Namespace, ask: Ask, interactive: bool, out: Callable[[s
             discovered = read_metadata(given.discovery)
         except DiscoveryError as exc:
             raise InitError(f"--discovery {given.discovery}: {exc}") from None
-        metadata = upstream_from_metadata(discovered.document, given.discovery)
+        metadata = upstream_from_metadata(discovered.document, discovered.url or given.discovery)
     # extends: names a mapping of the same folder, so a mapping written elsewhere is a copy
     sibling_folder = folder
     extend = target.parent.resolve() == sibling_folder.resolve()

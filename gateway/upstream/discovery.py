@@ -57,6 +57,8 @@ class Discovered:
     authorization_endpoint: str
     token_endpoint: str
     document: Mapping[str, Any]
+    #: Where the document was read (for an issuer, the well-known URL that answered).
+    url: str = ""
 
 
 def _check_url(document: Mapping[str, Any], name: str) -> str:
@@ -101,6 +103,7 @@ def _read(url: str, timeout: float) -> Discovered:
         authorization_endpoint=_check_url(document, "authorization_endpoint"),
         token_endpoint=_check_url(document, "token_endpoint"),
         document=document,
+        url=url,
     )
 
 

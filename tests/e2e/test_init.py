@@ -157,7 +157,9 @@ async def test_a_document_for_another_issuer_or_not_json_is_refused(tmp_path: Pa
         # An issuer: its OpenID Connect document is not JSON, its RFC 8414 metadata is the one.
         done = await asyncio.to_thread(_init, tmp_path, "acme", "--discovery", f"{base}/page", "--public-url", "https://link.example")
         assert done.returncode == 0, done.stderr
-        assert yaml.safe_load((tmp_path / "mappings" / "acme.yaml").read_text())["upstream"]["issuer"] == f"{base}/page"
+        text = (tmp_path / "mappings" / "acme.yaml").read_text()
+        assert yaml.safe_load(text)["upstream"]["issuer"] == f"{base}/page"
+        assert f"# from {base}/.well-known/oauth-authorization-server/page" in text
     finally:
         await runner.cleanup()
 
