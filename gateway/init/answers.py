@@ -282,15 +282,17 @@ def _scope(draft: AnswerDraft, objects: Sequence[dict[str, Any]]) -> None:
     separators = set()
     for value in values:
         if isinstance(value, str):
-            if "," in value:
-                separators.add(",")
-            elif " " in value.strip():
-                separators.add(" ")
-    if separators == {","}:
-        draft.scope_separator = ","
+            # a scope may hold ':', '.', '/' (Google's are URLs), never these; a space after a comma is trimmed
+            found = next((mark for mark in (",", ";", "|", " ", "+") if mark in value.strip()), None)
+            if found is not None:
+                separators.add(found)
+    if len(separators) == 1 and separators != {" "}:
+        draft.scope_separator = separators.pop()
     elif len(separators) > 1:
-        draft.scope_separator = ","
-        draft.notes[("upstream", "scope_separator")] = "the answers separate scopes both with commas and spaces: comma taken (spaces are trimmed)"
+        draft.scope_separator = sorted(separators - {" "})[0] if separators - {" "} else " "
+        draft.notes[("upstream", "scope_separator")] = (
+            f"the answers separate scopes with {' and '.join(repr(m) for m in sorted(separators))}: {draft.scope_separator!r} taken"
+        )
     elif not separators:
         draft.notes[("upstream", "scope_separator")] = "every answer has one scope only, so the separator is not seen: a space (RFC 6749 §3.3) is assumed"
 

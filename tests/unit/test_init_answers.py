@@ -155,7 +155,10 @@ def test_no_lifetime_no_refresh_token_is_ten_years_and_with_one_an_hour() -> Non
 
 @pytest.mark.parametrize(
     ("scope", "separator", "noted"),
-    [("a,b", ",", False), ("a, b", ",", False), ("a b", None, False), ("a", None, True)],
+    [
+        ("a,b", ",", False), ("a, b", ",", False), ("a b", None, False), ("a", None, True), ("a;b", ";", False),
+        ("https://x.example/a https://x.example/b", None, False), ("read:user|repo", "|", False),
+    ],
 )
 def test_the_scope_separator(scope: str, separator: str | None, noted: bool) -> None:
     inferred = infer_answer([_one({"access_token": "a", "scope": scope})])
