@@ -201,47 +201,7 @@ def build_draft(
         upstream.setdefault("token", {})["url"] = token_url
 
     if samples:
-        answer = infer_answer(samples)
-        upstream["answer"] = answer.answer
-        draft.notes.update(answer.notes)
-        if answer.scope_separator is not None:
-            upstream["scope_separator"] = answer.scope_separator
-        elif ("upstream", "scope_separator") in answer.notes:
-            upstream.setdefault("scope_separator", " ")  # written, so that its note has a line
-        refresh = upstream.setdefault("token", {}).setdefault("refresh", {})
-        if answer.keep_refresh_token:
-            refresh["keep_refresh_token"] = True
-        elif any(s.role == "refresh" for s in samples):
-            refresh.pop("keep_refresh_token", None)
-        if not refresh:
-            upstream["token"].pop("refresh")
-        if not upstream["token"]:
-            upstream.pop("token")
-        errors_seen = any(s.role == "error" for s in samples)
-        sibling_error = ((dict(like[1]).get("upstream") or {}).get("answer") or {}).get("error") if like is not None else None
-
-        if extend:  # the base's answer keys the answers showed otherwise go back to their defaults
-            base_upstream = dict(base.get("upstream") or {})
-            base_answer = dict(base_upstream.get("answer") or {})
-            if not errors_seen:
-                base_answer.pop("error", None)  # no error answer: the base's reading stays
-            _restore(upstream, {"answer": base_answer}, ("answer",))
-            if answer.scope_seen:
-                _restore(upstream, base_upstream, ("scope_separator",))
-            refresh_base = dict(((base.get("upstream") or {}).get("token") or {}).get("refresh") or {})
-            if "keep_refresh_token" in refresh_base and not answer.keep_refresh_token:
-                upstream.setdefault("token", {}).setdefault("refresh", {})["keep_refresh_token"] = None
-        inherited = upstream["scope_separator"] if "scope_separator" in upstream else (base.get("upstream") or {}).get("scope_separator")
-        separator = str(inherited or " ")
-        if not errors_seen and sibling_error is not None:
-            answer = _with_sibling_errors(answer, sibling_error, [s for s in samples if s.role != "error"], separator, draft)
-            if "error" in answer.answer and not extend:
-                upstream["answer"]["error"] = copy.deepcopy(sibling_error)  # no error answer: the sibling's reading stays
-            elif "error" not in answer.answer and extend:
-                upstream["answer"]["error"] = None
-        clock = time.time() if now is None else now
-        timed = [s if s.now is not None or not answer.absolute_expiry else _with_now(s, s.received or clock) for s in samples]
-        document["examples"] = [_example(s, _expect(answer, s, separator)) for s in timed]
+        _apply_answers(draft, document, samples, like=like, base=base, extend=extend, now=now)
     elif like is None:
         upstream.setdefault("answer", {"format": "json"})
         draft.notes[("upstream", "answer", "format")] = (
@@ -250,6 +210,55 @@ def build_draft(
     draft.document = _ordered(document)
     draft.variables = sorted(set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", repr(draft.document))))
     return draft
+
+
+def _apply_answers(
+    draft: Draft, document: dict[str, Any], samples: Sequence[Sample], *, like: tuple[str, Mapping[str, Any]] | None,
+    base: Mapping[str, Any], extend: bool, now: float | None,
+) -> None:
+    """The answers' reading into ``document``: ``answer:``, ``scope_separator``,
+    ``keep_refresh_token``, and one example per answer with the ``expect`` it gives."""
+    upstream: dict[str, Any] = document["upstream"]
+    answer = infer_answer(samples)
+    upstream["answer"] = answer.answer
+    draft.notes.update(answer.notes)
+    if answer.scope_separator is not None:
+        upstream["scope_separator"] = answer.scope_separator
+    elif ("upstream", "scope_separator") in answer.notes:
+        upstream.setdefault("scope_separator", " ")  # written, so that its note has a line
+    refreshes_seen = any(s.role == "refresh" for s in samples)
+    refresh = upstream.setdefault("token", {}).setdefault("refresh", {})
+    if answer.keep_refresh_token:
+        refresh["keep_refresh_token"] = True
+    elif refreshes_seen:
+        refresh.pop("keep_refresh_token", None)
+    if not refresh:
+        upstream["token"].pop("refresh")
+    if not upstream["token"]:
+        upstream.pop("token")
+    errors_seen = any(s.role == "error" for s in samples)
+    base_upstream = dict(base.get("upstream") or {})
+    if extend:  # the base's answer keys the answers showed otherwise go back to their defaults
+        base_answer = dict(base_upstream.get("answer") or {})
+        if not errors_seen:
+            base_answer.pop("error", None)  # no error answer: the base's reading stays
+        _restore(upstream, {"answer": base_answer}, ("answer",))
+        if answer.scope_seen:
+            _restore(upstream, base_upstream, ("scope_separator",))
+        base_refresh = dict((base_upstream.get("token") or {}).get("refresh") or {})
+        if "keep_refresh_token" in base_refresh and refreshes_seen and not answer.keep_refresh_token:
+            upstream.setdefault("token", {}).setdefault("refresh", {})["keep_refresh_token"] = None
+    separator = str((upstream["scope_separator"] if "scope_separator" in upstream else base_upstream.get("scope_separator")) or " ")
+    sibling_error = ((dict(like[1]).get("upstream") or {}).get("answer") or {}).get("error") if like is not None else None
+    if not errors_seen and sibling_error is not None:
+        answer = _with_sibling_errors(answer, sibling_error, [s for s in samples if s.role != "error"], separator, draft)
+        if "error" in answer.answer and not extend:
+            upstream["answer"]["error"] = copy.deepcopy(sibling_error)  # no error answer: the sibling's reading stays
+        elif "error" not in answer.answer and extend:
+            upstream["answer"]["error"] = None
+    clock = time.time() if now is None else now
+    timed = [s if s.now is not None or not answer.absolute_expiry else _with_now(s, s.received or clock) for s in samples]
+    document["examples"] = [_example(s, _expect(answer, s, separator)) for s in timed]
 
 
 def _with_sibling_errors(answer: AnswerDraft, error: Any, successes: Sequence[Sample], separator: str, draft: Draft) -> AnswerDraft:
