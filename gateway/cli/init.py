@@ -25,7 +25,7 @@ from gateway.config.examples import run_examples
 from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import parse_mapping
 from gateway.config.settings import DEFAULT_CONFIG
-from gateway.config.urls import is_loopback_host, split_url
+from gateway.config.urls import is_loopback_host, split_url, url_problem
 from gateway.config.yamlfile import Problems
 from gateway.init.answers import InferenceError
 from gateway.init.draft import build_draft, env_prefix
@@ -254,6 +254,10 @@ def _run(args: argparse.Namespace, ask: Ask, interactive: bool, out: Callable[[s
         given = _asked(ask, write_config)
     else:
         raise InitError("say where the mapping comes from: --discovery URL, --answer FILE or --like OTHER (on a terminal, init asks)")
+    for flag, url in (("--public-url", given.public_url), ("--authorize-url", given.authorize_url), ("--token-url", given.token_url)):
+        problem = url_problem(url) if url else None
+        if problem:
+            raise InitError(f"{flag} {problem}")
     if not (given.discovery or given.like or (given.authorize_url and given.token_url)):
         raise InitError("the endpoints are missing: give --discovery URL, --like OTHER, or --authorize-url and --token-url")
 

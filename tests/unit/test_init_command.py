@@ -172,9 +172,17 @@ def test_like_with_answers_replaces_what_they_show(folder: Path) -> None:
 
 
 def test_a_mapping_that_fails_its_checks_is_said_so(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["init", "acme", "--answer", "token.json", "--authorize-url", "http://acme.example/a", "--token-url", "https://acme.example/t"]) == 1
+    assert main(["init", "acme", "--answer", "token.json", *ENDPOINTS, "--out", "mappings/Not A Name.yaml"]) == 1
     err = capsys.readouterr().err
-    assert "must use https" in err and "fix them, then run `gateway check`" in err
+    assert "must be lower-case letters" in err and "fix them, then run `gateway check`" in err
+
+
+def test_urls_are_judged_before_anything_is_written(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["init", "acme", "--answer", "token.json", "--authorize-url", "http://acme.example/a", "--token-url", "https://acme.example/t"]) == 2
+    assert "--authorize-url must use https" in capsys.readouterr().err
+    assert main(["init", "acme", "--answer", "token.json", *ENDPOINTS, "--public-url", "link.example.com"]) == 2
+    assert "--public-url must be an absolute" in capsys.readouterr().err
+    assert not (folder / "mappings").exists() and not (folder / "gateway.yaml").exists()
 
 
 # -- metadata -------------------------------------------------------------------------------------------
