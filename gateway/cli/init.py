@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from gateway.config.about import today
+from gateway.config.about import check_warnings, today
 from gateway.config.examples import run_examples
 from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import parse_mapping
@@ -195,6 +195,14 @@ def _checked(path: Path) -> tuple[list[str], int]:
     return found, len(mapping.examples) if mapping is not None else 0
 
 
+def _warnings(path: Path) -> list[str]:
+    """``gateway check``'s warnings for the mapping (no ``about:`` yet, say)."""
+    problems = Problems()
+    data = load_mapping_document(path, problems, missing_env_ok=True)
+    mapping = parse_mapping(path.stem, data, file=str(path), problems=Problems()) if data is not None else None
+    return check_warnings([(mapping.file, mapping.about)], today()) if mapping is not None else []
+
+
 def production_config(name: str, mappings: str, public_url: str | None) -> str:
     """A first ``gateway.yaml`` for production: the sealing key from the environment, never in the file."""
     url = public_url or "${PUBLIC_URL}"
@@ -305,6 +313,8 @@ def _run(args: argparse.Namespace, ask: Ask, interactive: bool, out: Callable[[s
     problems, examples = _checked(target)
     for problem in problems:
         print(problem, file=sys.stderr)
+    for warning in [] if problems else _warnings(target):
+        print(warning, file=sys.stderr)
     if not problems:
         out(f"checked {target}: it loads, and its {examples} example(s) give what they expect")
 

@@ -48,8 +48,10 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def test_flags_write_the_mapping_and_a_first_gateway_yaml(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["init", "acme", "--answer", "token.json", "--error-answer", "error.txt", *ENDPOINTS, "--public-url", "https://link.example.com"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "https://link.example.com/acme/callback" in printed
+    assert "acme.yaml: warning: no about:" in captured.err  # gateway check's warnings too
     assert "gateway console alexa acme" in printed and "gateway linktest acme" in printed
     mapping = yaml.safe_load((folder / "mappings" / "acme.yaml").read_text())
     assert [e["expect"] for e in mapping["examples"]] == [
