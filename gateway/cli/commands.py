@@ -1,4 +1,4 @@
-"""The ``gateway`` command: ``serve``, ``check``, ``keygen``, ``linktest``, ``console``, ``schema``."""
+"""The ``gateway`` command: ``serve``, ``check``, ``keygen``, ``linktest``, ``console``, ``schema``, ``init``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__, optional
+from gateway.cli import init
 from gateway.config.about import check_warnings, today, warn_of_sunsets
 from gateway.config.examples import run_examples
 from gateway.config.mapping import ProviderMapping
@@ -64,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="JSON (for alexa: the SMAPI accountLinkingRequest body)"
     )
     console.add_argument("--show-secrets", action="store_true", help="print the platform client secret")
+
+    init.add_parser(commands)
 
     schema = commands.add_parser("schema", help="write the JSON Schemas (and with --docs the reference tables) from the models")
     schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed file is stale")
@@ -235,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _console(args)
     if args.command == "schema":
         return _schema(args)
+    if args.command == "init":
+        return init.run_init(args)
     if args.command == "health":
         from gateway.cli.health import check_health
 

@@ -6,8 +6,12 @@ the document when the mapping loads. The document is fetched once per URL per pr
 synchronously, with a short deadline, because loading happens before the server starts; call
 :func:`fetch` from a thread when an event loop is running in the same thread.
 
-Checks (OpenID Connect Discovery 1.0 §4.3): the answer is a JSON object; ``issuer`` is identical
-to the discovery URL without its ``/.well-known/openid-configuration`` suffix (mix-up defence);
+RFC 8414 authorization server metadata (``/.well-known/oauth-authorization-server``) is read the
+same way (``gateway init --discovery`` takes either, or an issuer: :func:`read_metadata`).
+
+Checks (OpenID Connect Discovery 1.0 §4.3, RFC 8414 §3.3): the answer is a JSON object; ``issuer`` is
+identical to the discovery URL without its ``/.well-known/openid-configuration`` suffix, or to the
+RFC 8414 URL without its well-known segment (mix-up defence);
 ``authorization_endpoint`` and ``token_endpoint`` are absolute https URLs (plain http only toward
 a loopback host, for tests). Any failure is a :class:`DiscoveryError` whose text says what went
 wrong; the loader reports it at the ``discovery:`` line.
@@ -24,11 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.config.urls import is_loopback_host
+from gateway.config.urls import is_loopback_host, url_problem
 
-__all__ = ["Discovered", "DiscoveryError", "fetch", "clear_cache", "WELL_KNOWN", "TIMEOUT"]
+__all__ = [
+    "Discovered", "DiscoveryError", "fetch", "clear_cache", "read_metadata", "metadata_urls", "expected_issuer",
+    "WELL_KNOWN", "OAUTH_WELL_KNOWN", "TIMEOUT",
+]
 
 WELL_KNOWN = "/.well-known/openid-configuration"
+#: RFC 8414 §3: inserted between the host and the issuer's path.
+OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 TIMEOUT = 5.0  # seconds: loading waits for it, serving does not
 _MAX_BYTES = 256 * 1024
 
@@ -48,6 +57,8 @@ class Discovered:
     authorization_endpoint: str
     token_endpoint: str
     document: Mapping[str, Any]
+    #: Where the document was read (for an issuer, the well-known URL that answered).
+    url: str = ""
 
 
 def _check_url(document: Mapping[str, Any], name: str) -> str:
@@ -83,16 +94,54 @@ def _read(url: str, timeout: float) -> Discovered:
     issuer = document.get("issuer")
     if not isinstance(issuer, str) or not issuer:
         raise DiscoveryError("the document has no issuer")
-    if url.endswith(WELL_KNOWN) and issuer.rstrip("/") != url[: -len(WELL_KNOWN)].rstrip("/"):
-        raise DiscoveryError(
-            f"the document's issuer {issuer!r} is not the issuer it was fetched from (OpenID Connect Discovery §4.3)"
-        )
+    expected = expected_issuer(url)
+    if expected is not None and issuer.rstrip("/") != expected.rstrip("/"):
+        rule = "RFC 8414 §3.3" if OAUTH_WELL_KNOWN in url else "OpenID Connect Discovery §4.3"
+        raise DiscoveryError(f"the document's issuer {issuer!r} is not the issuer it was fetched from, {expected!r} ({rule})")
     return Discovered(
         issuer=issuer,
         authorization_endpoint=_check_url(document, "authorization_endpoint"),
         token_endpoint=_check_url(document, "token_endpoint"),
         document=document,
+        url=url,
     )
+
+
+def expected_issuer(url: str) -> str | None:
+    """The issuer a metadata URL belongs to (``None``: not a well-known URL, nothing to compare)."""
+    if url.endswith(WELL_KNOWN):
+        return url[: -len(WELL_KNOWN)]
+    parts = urlsplit(url)
+    if parts.path.startswith(OAUTH_WELL_KNOWN):  # RFC 8414 §3: https://host/.well-known/oauth-authorization-server/path
+        return f"{parts.scheme}://{parts.netloc}{parts.path[len(OAUTH_WELL_KNOWN):]}"
+    if parts.path.endswith(OAUTH_WELL_KNOWN):  # the OpenID Connect placement some servers use for it too
+        return url[: -len(OAUTH_WELL_KNOWN)]
+    return None
+
+
+def metadata_urls(url: str) -> list[str]:
+    """Where the metadata of ``url`` may be: the URL itself when it is a well-known one, else the
+    issuer's OpenID Connect discovery document, then its RFC 8414 metadata."""
+    if "/.well-known/" in url:
+        return [url]
+    issuer = url.rstrip("/")
+    parts = urlsplit(issuer)
+    return [issuer + WELL_KNOWN, f"{parts.scheme}://{parts.netloc}{OAUTH_WELL_KNOWN}{parts.path}"]
+
+
+def read_metadata(url: str, *, timeout: float = TIMEOUT) -> Discovered:
+    """The metadata for ``url`` (a well-known URL or an issuer), fetched now, not cached;
+    ``DiscoveryError`` saying what each place answered when none is usable."""
+    problem = url_problem(url)
+    if problem:
+        raise DiscoveryError(f"the metadata URL {problem}")
+    reasons = []
+    for candidate in metadata_urls(url):
+        try:
+            return _read(candidate, timeout)
+        except DiscoveryError as exc:
+            reasons.append(str(exc))
+    raise DiscoveryError("; ".join(reasons))
 
 
 def fetch(url: str, *, timeout: float = TIMEOUT) -> Discovered:
