@@ -241,6 +241,7 @@ class Example:
     file: str
     line: int
     now: float | None = None  # the clock for answers with an absolute expires_at
+    first: Any = None  # with upstream.token.exchange: the code exchange's answer before the second step's
 
 
 @dataclass(frozen=True)
@@ -620,6 +621,7 @@ def parse_mapping(
                 file=file,
                 line=line_at(document, ("examples", index)),
                 now=example.now,
+                first=example.first,
             )
             for index, example in enumerate(model.examples)
         ),

@@ -332,6 +332,8 @@ class ExampleFile(FileModel):
     """The clock (epoch seconds) for answers with an absolute `expires_at`; default: now."""
     body: Any = None
     """The answer: a YAML/JSON document, or text (a form)."""
+    first: Any = None
+    """With `upstream.token.exchange`: the code exchange's own answer, whose token the second step trades; `body` is then the second step's answer. Absent: `body` is the code exchange's answer (an error: no second step)."""
     expect: ExpectFile
     """A token body (`access_token`, `token_type: Bearer`, `expires_in`, `refresh_token`, `scope`, `id_token`) or an error (`error`, `error_description`, `status`, default 400)."""
 

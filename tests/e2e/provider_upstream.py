@@ -17,7 +17,7 @@ import yaml
 from helpers.oauth import basic
 from helpers.upstream import Recorded
 
-__all__ = ["Documented", "mismatches", "with_token_url"]
+__all__ = ["Documented", "mismatches", "with_token_url", "with_url"]
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,19 @@ class Documented:
 
     method: str = "POST"
     encoding: str = "form"  # form | json | query: where the parameters are
-    auth: str = "basic"  # basic | body | none | basic+client_id
+    auth: str = "basic"  # basic | body | none | basic+client_id | secret (client_secret only) | nothing
     code: frozenset[str] = frozenset()  # parameter names a code exchange must carry
     refresh: frozenset[str] = frozenset()  # … and a refresh
     values: dict[str, str] = field(default_factory=dict)  # fixed parameter values (action=requesttoken)
     headers: dict[str, str | None] = field(default_factory=dict)  # header → value (None: present)
     id_name: str = "client_id"  # what the provider calls the client id parameter
     secret_name: str = "client_secret"  # … and the secret
+    #: A refresh endpoint of its own (``upstream.token.refresh.url``): its request, as documented
+    #: (its parameters in ``refresh``).
+    refresh_as: Documented | None = None
+    #: A second step after the code exchange (``upstream.token.exchange``): its request, as
+    #: documented (its parameters in ``code``).
+    exchange_as: Documented | None = None
 
 
 def _params(request: Recorded, encoding: str) -> tuple[dict[str, str], list[str]]:
@@ -93,12 +99,17 @@ def mismatches(
             problems.append(f"{documented.id_name} must be in the parameters")
         if documented.secret_name in params:
             problems.append(f"no {documented.secret_name} is documented, but one was sent")
+    if documented.auth in ("secret", "nothing"):
+        if documented.id_name in params:
+            problems.append(f"no {documented.id_name} is documented, but one was sent")
+        if (params.get(documented.secret_name) == client_secret) != (documented.auth == "secret"):
+            problems.append(f"{documented.secret_name} must {'' if documented.auth == 'secret' else 'not '}be in the parameters")
 
     required = documented.code if grant == "authorization_code" else documented.refresh
     missing = sorted(required - set(params))
     if missing:
         problems.append(f"missing parameters {missing} (got {sorted(params)})")
-    for name, value in {**documented.values, **expected}.items():
+    for name, value in {**expected, **documented.values}.items():
         if name in required | set(documented.values) and params.get(name) != value:
             problems.append(f"parameter {name} must be {value!r}, not {params.get(name)!r}")
     for name, wanted in documented.headers.items():
@@ -110,9 +121,14 @@ def mismatches(
 
 def with_token_url(text: str, url: str) -> str:
     """The mapping ``text`` with ``upstream.token.url`` pointed at ``url`` (same line, same indent)."""
+    return with_url(text, ("upstream", "token", "url"), url)
+
+
+def with_url(text: str, keys: tuple[str, ...], url: str) -> str:
+    """The mapping ``text`` with the URL at ``keys`` pointed at ``url`` (same line, same indent)."""
     node = yaml.compose(text)
     assert node is not None, "an empty mapping"
-    for key in ("upstream", "token", "url"):
+    for key in keys:
         node = next(value for name, value in node.value if name.value == key)
     lines = text.splitlines(keepends=True)
     number = node.start_mark.line
