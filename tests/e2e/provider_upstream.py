@@ -33,6 +33,8 @@ class Documented:
     headers: dict[str, str | None] = field(default_factory=dict)  # header → value (None: present)
     id_name: str = "client_id"  # what the provider calls the client id parameter
     secret_name: str = "client_secret"  # … and the secret
+    #: JSON body values with a type of their own (Zendesk's ``expires_in: 1800``, a number, not text).
+    typed: dict[str, object] = field(default_factory=dict)
     #: A refresh endpoint of its own (``upstream.token.refresh.url``): its request, as documented
     #: (its parameters in ``refresh``).
     refresh_as: Documented | None = None
@@ -112,6 +114,11 @@ def mismatches(
     for name, value in {**expected, **documented.values}.items():
         if name in required | set(documented.values) and params.get(name) != value:
             problems.append(f"parameter {name} must be {value!r}, not {params.get(name)!r}")
+    if documented.typed:
+        document = json.loads(request.body or b"{}") if documented.encoding == "json" else {}
+        for name, value in documented.typed.items():
+            if name not in document or document[name] != value or type(document[name]) is not type(value):
+                problems.append(f"the JSON body's {name} must be {json.dumps(value)}, not {json.dumps(document.get(name))}")
     for name, wanted in documented.headers.items():
         got = request.headers.get(name.lower())
         if got is None or (wanted is not None and got != wanted):

@@ -122,8 +122,10 @@ DOCUMENTED: dict[str, Documented] = {
     # https://shopify.dev/docs/apps/build/authentication-authorization/access-tokens/authorization-code-grant
     "shopify": Documented(auth="body", code=_names("code") | POST_CREDENTIALS),
     # https://developer.zendesk.com/documentation/api-basics/authentication/using-oauth-to-authenticate-zendesk-api-requests-in-a-web-app/
-    "zendesk": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"scope", "code_verifier"},
-                          refresh=REFRESH | POST_CREDENTIALS | {"scope"}, values={"scope": "authorize_scope-at-authorize"}),
+    # https://developer.zendesk.com/api-reference/ticketing/oauth/grant_type_tokens/ (expires_in: a number of seconds, both grants)
+    "zendesk": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"scope", "code_verifier", "expires_in"},
+                          refresh=REFRESH | POST_CREDENTIALS | {"scope", "expires_in"}, values={"scope": "authorize_scope-at-authorize"},
+                          typed={"expires_in": 1800}),
     # https://docs.gitlab.com/api/oauth2/ (credentials in the parameters; redirect_uri on refresh too)
     "gitlab": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"},
                          refresh=REFRESH | POST_CREDENTIALS | {"redirect_uri"}),
