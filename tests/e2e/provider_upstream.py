@@ -116,9 +116,9 @@ def mismatches(
             problems.append(f"parameter {name} must be {value!r}, not {params.get(name)!r}")
     if documented.typed:
         document = json.loads(request.body or b"{}") if documented.encoding == "json" else {}
-        for name, value in documented.typed.items():
-            if name not in document or document[name] != value or type(document[name]) is not type(value):
-                problems.append(f"the JSON body's {name} must be {json.dumps(value)}, not {json.dumps(document.get(name))}")
+        for name, typed in documented.typed.items():
+            if name not in document or document[name] != typed or type(document[name]) is not type(typed):
+                problems.append(f"the JSON body's {name} must be {json.dumps(typed)}, not {json.dumps(document.get(name))}")
     for name, wanted in documented.headers.items():
         got = request.headers.get(name.lower())
         if got is None or (wanted is not None and got != wanted):

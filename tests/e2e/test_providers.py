@@ -109,6 +109,8 @@ DOCUMENTED: dict[str, Documented] = {
     "spotify": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developers.zoom.us/docs/integrations/oauth/ (parameters in the query string: providers.md)
     "zoom": Documented(encoding="query", auth="basic", code=CODE, refresh=REFRESH),
+    # https://www.zoho.com/fsm/developer/help/api/refresh-token.html (a POST with query parameters)
+    "zoho": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.smartthings.com/docs/service-integrations/token-management
     "smartthings": Documented(auth="basic+client_id", code=CODE | {"client_id"}, refresh=REFRESH | {"client_id"}),
     # https://api-docs.home-connect.com/authorization/#authorization-code-grant-flow
@@ -398,6 +400,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "zendesk": {"pkce": True},
     "okta": {"pkce": True},
     "zoom": {"pkce": True},
+    "zoho": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "read,write"},
 }
 
 
