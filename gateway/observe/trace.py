@@ -81,8 +81,9 @@ def _shown(name: str, value: str) -> str:
     return value[:200] if name in _SHOWN else redact(value)
 
 
-def _params(params: Mapping[str, str]) -> dict[str, str]:
-    return {name: _shown(name, value) for name, value in params.items()}
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Values as text: a typed JSON parameter (``expires_in: 1800``) as JSON spells it."""
+    return {name: _shown(name, value if isinstance(value, str) else json.dumps(value)) for name, value in params.items()}
 
 
 def _url(url: str) -> str:
