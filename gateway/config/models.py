@@ -13,6 +13,7 @@ that depend on another key) the builders check: :func:`gateway.config.mapping.pa
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 from pydantic import BeforeValidator, Field, StrictInt, StrictStr, WrapValidator
 
 from gateway.config.fields import Day, FileModel, Flag, Number, Text, TextList, TextMap, Whole, _problem
+from gateway.config.yamlfile import Interpolated
 
 __all__ = [
     "MappingFile", "GatewayFile", "Profile", "PlatformPkce", "Grant", "UpstreamPkce", "Method", "Encoding",
@@ -40,7 +42,15 @@ ExpiresAtFormat = Literal["epoch", "iso8601"]
 
 
 def _typed(value: object, handler: Callable[[object], object]) -> object:
-    """A YAML number or ``true``/``false`` as written: never text (that is what ``params.add`` is for)."""
+    """A YAML number or ``true``/``false`` as written, or a ``${VAR}`` holding one: never other text
+    (that is what ``params.add`` is for)."""
+    if isinstance(value, Interpolated):
+        if value.unresolved:
+            return 0  # `gateway check` without the environment: the variable is the missing piece
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _problem(f"must be a number or true/false, not {str(value)!r}") from None
     if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
         return value
     raise _problem(f"must be a number or true/false, not {value!r}" if isinstance(value, str) else "must be a finite number or true/false")

@@ -160,7 +160,9 @@ def render_url(template: str, values: Mapping[str, str], specs: Iterable[Context
         return template
     leading = leading_placeholder(template)
     if leading is not None:  # a whole origin, then a fixed path: the origin is checked, the rest as below
-        spec = next(spec for spec in specs if spec.name == leading)
+        spec = next((spec for spec in specs if spec.name == leading), None)
+        if spec is None or not spec.url:
+            raise UnsafeUrl(f"{leading} is not a value that may start a URL")
         origin = _origin(spec, values.get(leading, ""))
         rest = render_url("https://origin.invalid" + template[len(leading) + 2 :], values, specs)
         return origin + rest.removeprefix("https://origin.invalid")
@@ -239,7 +241,8 @@ def kept_at_callback(mapping: ProviderMapping, params: Mapping[str, str], contex
             raise UnsafeUrl(f"the upstream's {spec.name} is not one this gateway may use")
         result[spec.name] = value
     filled = {spec.name: spec.fills(result.get(spec.name, "")) for spec in mapping.context_specs}
-    for url in {mapping.token.url, mapping.refresh.url}:
+    steps = (mapping.token, mapping.refresh) + ((mapping.exchange.request,) if mapping.exchange is not None else ())
+    for url in {step.url for step in steps}:  # every URL this link will call
         render_url(url, result | filled, mapping.context_specs)
     return result
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from helpers.oauth import load_mapping
+from helpers.oauth import load_mapping, read_mapping
 from test_linkcontext import problems_of, with_context
 from test_upstream_request import CALLBACK, code_exchange, provider, refresh
 
@@ -67,6 +67,14 @@ def test_typed_parameters_outside_json_are_their_json_text(tmp_path: Path) -> No
 def test_a_typed_parameter_is_a_number_or_a_boolean(tmp_path: Path, value: str) -> None:
     found = problems_of(tmp_path, with_context("", f"url: https://a.example/t\ntyped: {{expires_in: {value}}}"))
     assert len(found) == 1 and "upstream.token.typed.expires_in" in found[0], found
+
+
+def test_a_typed_parameter_may_come_from_the_environment(tmp_path: Path) -> None:
+    text = provider("encoding: json\ntyped: {expires_in: '${TOKEN_LIFETIME}'}\n")
+    mapping = load_mapping(tmp_path, text, env={"TOKEN_LIFETIME": "1800"})
+    assert code_exchange(mapping).json_body is not None and code_exchange(mapping).json_body["expires_in"] == 1800  # type: ignore[index]
+    problems, _ = read_mapping(tmp_path, text, env={"TOKEN_LIFETIME": "half an hour"})
+    assert [str(problem) for problem in problems.items if "typed.expires_in" in str(problem)], problems.items
 
 
 def test_the_trace_shows_a_typed_value_as_text() -> None:
@@ -188,6 +196,12 @@ def test_a_whole_origin_must_match_and_be_only_an_origin(value: str, ok: bool) -
     else:
         with pytest.raises(UnsafeUrl):
             render_url(template, {"accounts_server": value}, [ZOHO])
+
+
+def test_only_a_url_value_may_start_a_url() -> None:
+    for specs in ([], [TABLE], [ContextValue("accounts_server", re.compile(".+"))]):
+        with pytest.raises(UnsafeUrl):
+            render_url("{accounts_server}/token", {"accounts_server": "https://accounts.zoho.eu"}, specs)
 
 
 def test_a_loose_origin_pattern_still_gets_only_an_https_origin() -> None:
