@@ -3,8 +3,10 @@
 Order of application (README, "Mapping reference"): the standard RFC 6749 §4.1.3 / §6 parameters
 → client authentication (``basic``: an ``Authorization`` header, RFC 6749 §2.3.1; ``body``:
 ``client_id`` + ``client_secret`` parameters; ``both``; ``none``: ``client_id`` only) → PKCE
-``code_verifier`` → ``params`` verbs (remove → rename → add) → encoding (``form`` body, ``json``
-body, or ``query`` string of the POST) → ``headers`` verbs.
+``code_verifier`` → ``params`` verbs (remove → rename → add) → ``typed`` parameters → encoding
+(``form`` body, ``json`` body, or ``query`` string of the POST) → ``headers`` verbs. A refresh uses
+``refresh``'s URL, method and encoding when it names them; a code exchange with ``exchange`` is
+followed by that second request (:func:`prepare_exchange_request`), built from no parameters.
 
 One shared ``aiohttp.ClientSession`` serves every upstream call; :func:`send` asks only for the
 little of it that :class:`UpstreamClient` names, so tests can hand it an in-process double (in the
