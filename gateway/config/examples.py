@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.config.mapping import Example, ProviderMapping
 from gateway.oauth.responses import OAuthError
-from gateway.upstream.answer import UpstreamAnswer, normalise
+from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 
 __all__ = ["run_example", "run_examples"]
 
@@ -30,6 +30,9 @@ def run_example(mapping: ProviderMapping, example: Example) -> dict[str, Any]:
     answer = UpstreamAnswer(example.status, example.content_type, _body_bytes(example.body))
     refresh = example.grant == "refresh_token"
     try:
+        if example.first is not None and mapping.exchange is not None and not refresh:
+            first = UpstreamAnswer(200, "application/json", _body_bytes(example.first))
+            token_to_exchange(first, mapping.answer, mapping.exchange.token)  # the second step needs its token
         return normalise(
             answer,
             mapping.answer,

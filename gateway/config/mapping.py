@@ -30,7 +30,9 @@ from gateway.config.models import (
     ClientAuth,
     Encoding,
     ExampleGrant,
+    ExchangeFile,
     Grant,
+    KeepFile,
     MappingFile,
     Method,
     OverrideFile,
@@ -38,11 +40,12 @@ from gateway.config.models import (
     PlatformPkce,
     TenantFile,
     TokenFile,
+    TypedValue,
     UpstreamPkce,
 )
 from gateway.config.urls import is_loopback_host, url_problem
 from gateway.config.yamlfile import Problems
-from gateway.oauth.linkcontext import ContextValue, url_placeholders_in_host
+from gateway.oauth.linkcontext import ContextValue, leading_placeholder, url_placeholders_in_host
 from gateway.oauth.platforms import (
     PKCE_S256_PROFILES,
     RedirectPolicy,
@@ -58,6 +61,7 @@ __all__ = [
     "PlatformClient",
     "AuthorizeRequest",
     "TokenRequest",
+    "ExchangeRequest",
     "RevokeRequest",
     "AnswerRules",
     "ErrorRules",
@@ -69,6 +73,10 @@ __all__ = [
 ]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: A callback parameter's name that is not a template name (``accounts-server``).
+_PARAM = re.compile(r"[A-Za-z0-9_.-]{1,63}")
+#: A host name a table may give (``zoho.eu``, ``api.eu.intercom.io``).
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]{0,62})(\.[a-z0-9]([a-z0-9-]{0,62}))*")
 
 #: Values a template in ``upstream.authorize.params.add`` may use.
 AUTHORIZE_PLACEHOLDERS = frozenset(
@@ -81,6 +89,8 @@ TOKEN_PLACEHOLDERS = frozenset(
         "basic_auth", "scope",
     }
 )
+#: Names a per-link value can not take: the templates' own, and the exchange step's token.
+_RESERVED = TOKEN_PLACEHOLDERS | {"state", "access_token"}
 #: Parameters the gateway itself puts in every upstream authorization request.
 _SENT_AUTHORIZE = frozenset(
     {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"}
@@ -176,6 +186,19 @@ class TokenRequest:
     params: ParamRules
     headers: ParamRules
     timeout: float | None
+    #: ``typed``: parameters with a JSON type of their own, by name (empty for most mappings).
+    typed: tuple[tuple[str, TypedValue], ...] = ()
+
+
+@dataclass(frozen=True)
+class ExchangeRequest:
+    """``upstream.token.exchange``: the second step after the code exchange."""
+
+    request: TokenRequest
+    #: Where the code exchange's answer holds the token to trade (``{access_token}``).
+    token: jmespath.parser.ParsedResult
+    #: ``exchange.client_auth`` given: ``request.client_auth`` is added; else no client authentication.
+    authenticated: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +225,8 @@ class AnswerRules:
     expires_in_default: int | None  # None: leave expires_in out when the upstream gives none
     scope_separator: str
     error: ErrorRules
+    #: ``answer.expires_at_format: iso8601``: expires_at is ISO 8601 text, not epoch seconds.
+    expires_at_iso: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +242,7 @@ class Example:
     file: str
     line: int
     now: float | None = None  # the clock for answers with an absolute expires_at
+    first: Any = None  # with upstream.token.exchange: the code exchange's answer before the second step's
 
 
 @dataclass(frozen=True)
@@ -250,6 +276,8 @@ class ProviderMapping:
     tenant: ContextValue | None = None
     #: Flow values (``state``, ``authorize_<param>``) the token templates use.
     flow_values: tuple[str, ...] = ()
+    #: ``upstream.token.exchange``: the second step after the code exchange, if any.
+    exchange: ExchangeRequest | None = None
 
     @property
     def context_specs(self) -> tuple[ContextValue, ...]:
@@ -302,19 +330,39 @@ def _param_rules(checked: Checked, loc: Loc, rules: ParamRulesFile, allowed: fro
     return ParamRules(tuple(rules.remove), tuple(rules.rename.items()), tuple(add), case_insensitive=headers)
 
 
-def _context_value(checked: Checked, loc: Loc, name: str, pattern: str, allow_private: bool, label: str = "") -> ContextValue | None:
-    """One ``callback.keep`` entry or the ``tenant``: a name, an anchored pattern, the private flag."""
+def _context_value(
+    checked: Checked, loc: Loc, name: str, pattern: str | None, allow_private: bool, label: str = "", keep: KeepFile | None = None
+) -> ContextValue | None:
+    """One ``callback.keep`` entry or the ``tenant``: a name, an anchored pattern (or a table of hosts), the private flag."""
     if not _judged(name):
         return None  # missing or wrong: said already
-    if not _IDENTIFIER.fullmatch(name) or name in TOKEN_PLACEHOLDERS or name == "state" or name.startswith("authorize_"):
+    param = ""
+    if keep is not None and keep.placeholder is not None:
+        if not _PARAM.fullmatch(name):
+            checked.error(loc, f"{name!r} can not be a callback parameter's name")
+            return None
+        param, name = name, keep.placeholder
+        loc = (*loc, "placeholder")
+    if not _IDENTIFIER.fullmatch(name) or name in _RESERVED or name.startswith("authorize_"):
         checked.error(loc, f"{name!r} can not be a context name (letters, digits, '_'; not a built-in placeholder)")
         return None
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        checked.error((*loc, "pattern"), f"not a regular expression: {exc}")
+    hosts = dict(keep.hosts) if keep is not None and keep.hosts else None
+    if hosts is not None:
+        if keep is not None and keep.url:
+            checked.error((*loc[:3], "hosts"), "a table of hosts names hosts, not whole URLs: leave out url: true")
+        for value, host in hosts.items():
+            if not _HOST.fullmatch(host):
+                checked.error((*loc[:3], "hosts", value), f"{host!r} is not a host name")
+    elif pattern is None:
+        checked.required((*loc[:3], "pattern"))
         return None
-    return ContextValue(name, compiled, allow_private, label)
+    try:
+        compiled = re.compile(pattern if pattern is not None else "(?!)")
+    except re.error as exc:
+        checked.error((*loc[:3], "pattern"), f"not a regular expression: {exc}")
+        return None
+    url = keep is not None and keep.url
+    return ContextValue(name, compiled, allow_private, label, param=param, url=url, hosts=hosts)
 
 
 def _tenant(checked: Checked, tenant: TenantFile | None) -> ContextValue | None:
@@ -352,7 +400,19 @@ def _url(
             checked.error(loc, f"unknown placeholder {{{unknown[0]}}} (a URL may use: {', '.join(sorted(known)) or 'none'})")
         return text
     host_names = url_placeholders_in_host(text)
-    parts = urlsplit(render_template(text, {name: "x" for name in names}))
+    leading = leading_placeholder(text)
+    samples = {name: "https://x" if known[name].url else "x" for name in names}
+    for name in names:
+        if known[name].url and name != leading:
+            checked.error(loc, f"{{{name}}} is a whole origin: it can only start the URL ({{{name}}}/path)")
+            return text
+    if leading is not None and not known[leading].url:
+        checked.error(loc, f"must be an absolute http(s) URL, not {text!r} ({{{leading}}} is not a url: true value)")
+        return text
+    if leading is not None and text[len(leading) + 2 : len(leading) + 3] not in ("", "/"):
+        checked.error(loc, f"a path must follow {{{leading}}} (/…), not {text!r}")
+        return text
+    parts = urlsplit(render_template(text, samples))
     private = bool(host_names) and all(known[name].allow_private for name in host_names)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         checked.error(loc, f"must be an absolute http(s) URL, not {text!r}")
@@ -400,6 +460,7 @@ def _token_request(
         _param_rules(checked, (*_TOKEN, "params"), token.params, allowed),
         _param_rules(checked, (*_TOKEN, "headers"), token.headers, allowed, headers=True),
         token.timeout,
+        tuple(token.typed.items()),
     )
 
 
@@ -410,7 +471,29 @@ def _override(checked: Checked, loc: Loc, base: TokenRequest, rules: OverrideFil
         client_auth=rules.client_auth or base.client_auth,
         params=base.params.merged(_param_rules(checked, (*loc, "params"), rules.params, allowed)),
         headers=base.headers.merged(_param_rules(checked, (*loc, "headers"), rules.headers, allowed, headers=True)),
+        typed=tuple({**dict(base.typed), **rules.typed}.items()),
     )
+
+
+def _exchange(
+    checked: Checked, rules: ExchangeFile | None, allowed: frozenset[str], specs: tuple[ContextValue, ...], timeout: float | None
+) -> ExchangeRequest | None:
+    """``upstream.token.exchange``: a request of its own (its parameters start from none), and where its token is."""
+    if rules is None:
+        return None
+    loc: Loc = (*_TOKEN, "exchange")
+    allowed = allowed | {"access_token"}
+    request = TokenRequest(
+        _url(checked, (*loc, "url"), rules.url, specs, required=True),
+        rules.method,
+        rules.encoding,
+        rules.client_auth or "none",
+        _param_rules(checked, (*loc, "params"), rules.params, allowed),
+        _param_rules(checked, (*loc, "headers"), rules.headers, allowed, headers=True),
+        timeout,
+    )
+    token = compile_jmespath(checked, (*loc, "token"), rules.token) or _FALLBACK
+    return ExchangeRequest(request, token, authenticated=rules.client_auth is not None)
 
 
 def _answer(checked: Checked, model: MappingFile) -> AnswerRules:
@@ -431,6 +514,7 @@ def _answer(checked: Checked, model: MappingFile) -> AnswerRules:
         root=compile_jmespath(checked, (*loc, "root"), answer.root) if answer.root is not None else None,
         fields=fields,
         expires_in_default=answer.expires_in_default,
+        expires_at_iso=answer.expires_at_format == "iso8601",
         scope_separator=model.upstream.scope_separator,
         error=ErrorRules(
             when=when,
@@ -482,7 +566,7 @@ def parse_mapping(
     callback_keep = tuple(
         value
         for key, keep in model.callback.keep.items()
-        if (value := _context_value(checked, ("callback", "keep", key), key, keep.pattern, keep.allow_private)) is not None
+        if (value := _context_value(checked, ("callback", "keep", key), key, keep.pattern, keep.allow_private, keep=keep)) is not None
     )
     tenant = _tenant(checked, model.tenant)
     specs = callback_keep + ((tenant,) if tenant is not None else ())
@@ -510,12 +594,22 @@ def parse_mapping(
     token = _token_request(checked, upstream.token, allowed, specs, url_required=urls_required)
     if not token.url and discovered is not None:
         token = dataclasses.replace(token, url=discovered.token_endpoint)
-    refresh = _override(checked, (*_TOKEN, "refresh"), token, upstream.token.refresh, allowed)
+    refresh_rules = upstream.token.refresh
+    refresh = _override(checked, (*_TOKEN, "refresh"), token, refresh_rules, allowed)
+    if refresh_rules.url is not None or refresh_rules.method is not None or refresh_rules.encoding is not None:
+        refresh = dataclasses.replace(  # an endpoint of its own (Figma, Instagram): decided here, not per request
+            refresh,
+            url=_url(checked, (*_TOKEN, "refresh", "url"), refresh_rules.url, specs) or refresh.url,
+            method=refresh_rules.method or refresh.method,
+            encoding=refresh_rules.encoding or refresh.encoding,
+        )
     credentials = upstream.token.client_credentials
     client_credentials = (
         _override(checked, (*_TOKEN, "client_credentials"), token, credentials, allowed) if credentials is not None else None
     )
-    used = {name for rules in (refresh.params, refresh.headers, token.params, token.headers) for name in _rule_names(rules)}
+    exchange = _exchange(checked, upstream.token.exchange, allowed, specs, token.timeout)
+    steps = (refresh, token) + ((exchange.request,) if exchange is not None else ())
+    used = {name for step in steps for rules in (step.params, step.headers) for name in _rule_names(rules)}
     revoke = upstream.revoke
     return ProviderMapping(
         name=name,
@@ -543,6 +637,7 @@ def parse_mapping(
                 file=checked.at(("examples", index))[0],
                 line=checked.at(("examples", index))[1],
                 now=example.now,
+                first=example.first,
             )
             for index, example in enumerate(model.examples)
         ),
@@ -553,6 +648,7 @@ def parse_mapping(
         callback_keep=callback_keep,
         tenant=tenant,
         flow_values=tuple(sorted(used & flow_names)),
+        exchange=exchange,
         about=build_about(checked, model.about),
         extends=model.extends,
         bases=tuple(getattr(document, "bases", None) or ()),

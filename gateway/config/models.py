@@ -3,7 +3,7 @@
 Each key's type, choices, bounds, default and meaning (the attribute docstring) live here and
 nowhere else. From these models come the validation of every file (:func:`gateway.config.fields.validate`,
 every problem at once as ``file:line``), the JSON Schemas editors use (``gateway schema`` writes
-``mappings/schema.json`` and ``gateway.schema.json``) and the reference tables of the README and
+``mappings/schema.json`` and ``gateway.schema.json``) and the reference tables of ``docs/configuration.md`` and
 ``docs/mapping-guide.md`` (``gateway schema --docs``).
 
 What a model cannot say alone (a URL's rules, JMESPath, templates, redirect URI patterns, defaults
@@ -13,12 +13,16 @@ that depend on another key) the builders check: :func:`gateway.config.mapping.pa
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BeforeValidator, Field, StrictInt, StrictStr
+from pydantic import BeforeValidator, Field, StrictInt, StrictStr, WrapValidator
 
 from gateway.config.fields import Day, FileModel, Flag, Number, Text, TextList, TextMap, Whole, _problem
+from gateway.config.yamlfile import Interpolated
 
 #: The flow trace's default byte budget (``trace.max_bytes``): 2 MiB of the JSON it serves.
 DEFAULT_TRACE_MAX_BYTES = 2 * 1024 * 1024
@@ -26,7 +30,7 @@ DEFAULT_TRACE_MAX_BYTES = 2 * 1024 * 1024
 __all__ = [
     "MappingFile", "GatewayFile", "Profile", "PlatformPkce", "Grant", "UpstreamPkce", "Method", "Encoding",
     "ClientAuth", "AnswerFormat", "ExampleGrant", "TokenErrorCode", "LogFormat", "LogLevel", "MIN_PLATFORM_SECRET",
-    "Category", "CATEGORIES", "AboutFile", "SunsetFile", "MAPPING_NAME",
+    "ExpiresAtFormat", "TypedValue", "Category", "CATEGORIES", "AboutFile", "SunsetFile", "MAPPING_NAME",
 ]
 
 Profile = Literal["alexa", "google", "smartthings", "alexa-mcp", "none"]
@@ -37,6 +41,26 @@ Method = Literal["POST", "GET"]
 Encoding = Literal["form", "json", "query"]
 ClientAuth = Literal["basic", "body", "both", "none"]
 AnswerFormat = Literal["json", "form", "auto"]
+ExpiresAtFormat = Literal["epoch", "iso8601"]
+
+
+def _typed(value: object, handler: Callable[[object], object]) -> object:
+    """A YAML number or ``true``/``false`` as written, or a ``${VAR}`` holding one: never other text
+    (that is what ``params.add`` is for)."""
+    if isinstance(value, Interpolated):
+        if value.unresolved:
+            return 0  # `gateway check` without the environment: the variable is the missing piece
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _problem(f"must be a number or true/false, not {str(value)!r}") from None
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+        return value
+    raise _problem(f"must be a number or true/false, not {value!r}" if isinstance(value, str) else "must be a finite number or true/false")
+
+
+#: A parameter value with a JSON type of its own (``expires_in: 1800``, ``offline: true``).
+TypedValue = Annotated[bool | int | float, WrapValidator(_typed)]
 ExampleGrant = Literal["authorization_code", "refresh_token"]
 #: RFC 6749 §5.2 error codes.
 TokenErrorCode = Literal[
@@ -112,15 +136,43 @@ class OverrideFile(FileModel):
     """Parameter rules added after the token request's for this grant."""
     headers: ParamRulesFile = ParamRulesFile()
     """Header rules added after the token request's for this grant."""
+    typed: dict[str, TypedValue] = {}
+    """Parameters added after the token request's `typed` for this grant (a name here replaces the same name there)."""
 
 
 class RefreshFile(OverrideFile):
     """Differences for grant_type=refresh_token (added after the token rules)."""
 
+    url: Text | None = None
+    """A refresh endpoint of its own (https; Figma's `https://api.figma.com/v1/oauth/refresh`, Instagram's at another host); default: `token.url`. It may use the per-link values `token.url` may."""
+    method: Method | None = None
+    """`GET` for a refresh endpoint that takes its parameters in the query string (Instagram, Threads); default: `token.method`."""
+    encoding: Encoding | None = None
+    """`form`, `json` or `query` for the refresh alone; default: `token.encoding`."""
+
     keep_refresh_token: Flag = False
     """Echo the platform's refresh token when the refresh answer has none."""
     grace: Annotated[Whole, Field(ge=0, le=600)] = 60
     """Seconds the answer to a refresh is given again to the same refresh token and platform client, without an upstream call; `0` turns it off (docs/grace.md)."""
+
+
+class ExchangeFile(FileModel):
+    """A second request after the code exchange, whose answer is the one the platform gets (Instagram's and Threads' long-lived token)."""
+
+    url: Text
+    """The endpoint (https) that trades the code exchange's token for the one to keep (Instagram: `https://graph.instagram.com/access_token`)."""
+    method: Method = "POST"
+    """`GET` puts the parameters in the query string."""
+    encoding: Encoding = "form"
+    """`form` body, `json` body, or `query`."""
+    client_auth: ClientAuth | None = None
+    """`basic`, `body`, `both` or `none` as for the token request; absent: no client authentication is added (name what the endpoint wants in `params.add`, e.g. `client_secret: '{client_secret}'`)."""
+    token: JMESPath = "access_token"
+    """Where the code exchange's answer holds the token to trade (`data[0].access_token` for a wrapped answer); it is the template value `{access_token}`."""
+    params: ParamRulesFile = ParamRulesFile()
+    """The parameters, from none: `add` them (`grant_type: ig_exchange_token`, `access_token: '{access_token}'`); the token request's templates, and `{access_token}`."""
+    headers: ParamRulesFile = ParamRulesFile()
+    """Header rules, with the same templates."""
 
 
 class TokenFile(FileModel):
@@ -140,7 +192,11 @@ class TokenFile(FileModel):
     """The same three verbs; templates may use `{client_id}`, `{client_secret}`, `{redirect_uri}`, `{grant_type}`, `{code}`, `{refresh_token}`, `{code_verifier}`, `{basic_auth}`, and the per-link context: `{state}`, `{authorize_<param>}`, kept callback parameters, the tenant."""
     headers: ParamRulesFile = ParamRulesFile()
     """The same three verbs for headers (names compare case-insensitively), with the same templates."""
+    typed: dict[str, TypedValue] = {}
+    """Parameters whose value is a JSON number or boolean (Zendesk's `expires_in: 1800`), added after `params`; with `encoding: json` they keep their type, otherwise they go as text (`1800`, `true`)."""
     refresh: RefreshFile = RefreshFile()
+    exchange: ExchangeFile | None = None
+    """A second step after the code exchange (not after a refresh): its answer, normalised as `answer` says, is what the platform gets; absent: none."""
     client_credentials: OverrideFile | None = None
     """Map the platform's `grant_type=client_credentials` (RFC 6749 §4.4, Alexa+ MCP add-ons) to the provider's own, sent with the gateway's upstream credentials and the platform's `scope`; `{}` takes the token rules as they are (its templates may also use `{scope}`); absent: the grant is refused (`unsupported_grant_type`)."""
 
@@ -166,7 +222,7 @@ class FieldsFile(FileModel):
     expires: JMESPath = "expires"
     """Relative lifetime used when expires_in is missing (Facebook)."""
     expires_at: JMESPath = "expires_at"
-    """Absolute expiry, epoch seconds or milliseconds, used last (Strava)."""
+    """Absolute expiry, epoch seconds or milliseconds (Strava) or ISO 8601 text (`answer.expires_at_format`), used last."""
     scope: JMESPath = "scope"
     """Granted scope: text split on scope_separator, or a list."""
     id_token: JMESPath = "id_token"
@@ -197,6 +253,8 @@ class AnswerFile(FileModel):
     """JMESPath to the object holding the token (`body`, `authed_user.access_token && authed_user || @`); default: the whole answer."""
     fields: FieldsFile = FieldsFile()
     """JMESPath per field, relative to `root` (`accessToken` for camelCase answers)."""
+    expires_at_format: ExpiresAtFormat = "epoch"
+    """How `fields.expires_at` is written: `epoch` (seconds or milliseconds) or `iso8601` text (Square's `2026-04-04T21:46:40Z`; without a zone it is UTC)."""
     expires_in_default: Annotated[Whole, Field(ge=1, le=10 * 365 * 86400)] | None = 3600
     """The lifetime when the answer gives none (at most ten years); `null` leaves `expires_in` out (Alexa then applies the skill console's default)."""
     error: ErrorFile = ErrorFile()
@@ -224,13 +282,24 @@ class UpstreamFile(FileModel):
     answer: AnswerFile = AnswerFile()
 
 
-class KeepFile(FileModel):
-    """One callback parameter kept for the token request and every refresh."""
+class KeptValueFile(FileModel):
+    """What a per-link value may name."""
 
-    pattern: Text
-    """The regular expression the whole value must match, or it is refused where it arrives (the callback, the form)."""
     allow_private: Flag = False
     """`true` lets the value make a URL point at an IP literal, `localhost` or a private host, over plain http too (a self-hosted upstream on a LAN, tests)."""
+
+
+class KeepFile(KeptValueFile):
+    """One callback parameter kept for the token request and every refresh."""
+
+    pattern: Text | None = None
+    """The regular expression the whole value must match, or it is refused where it arrives (the callback); required unless `hosts` is given. For a `url` value it names the whole origin (`https://accounts\\.zoho\\.(com|eu|in)`)."""
+    placeholder: Text | None = None
+    """The template name, when the parameter's own is not one (Zoho's `accounts-server` as `accounts_server`); default: the parameter's name."""
+    url: Flag = False
+    """The value is a whole origin (`https://accounts.zoho.eu`, no path): a URL template may start with it (`{accounts_server}/oauth/v2/token`); https only unless `allow_private`."""
+    hosts: TextMap = {}
+    """value → host name: the value must be one of these keys, and the placeholder stands for its host (Zoho's `location`: `eu: zoho.eu`), so the hosts are the mapping's alone."""
 
 
 class CallbackFile(FileModel):
@@ -240,9 +309,11 @@ class CallbackFile(FileModel):
     """Parameters of the upstream's redirect to `/callback` kept, by name, for `upstream.token` templates and every refresh (a regional accounts host, a realm or company id)."""
 
 
-class TenantFile(KeepFile):
+class TenantFile(KeptValueFile):
     """A value the user gives before the upstream authorization (shop, subdomain, host): /authorize asks for it in a form."""
 
+    pattern: Text
+    """The regular expression the whole value must match, or it is refused where it arrives (the form)."""
     name: Text
     """The placeholder name, in `upstream.authorize.url` and the token templates."""
     label: Text
@@ -283,6 +354,8 @@ class ExampleFile(FileModel):
     """The clock (epoch seconds) for answers with an absolute `expires_at`; default: now."""
     body: Any = None
     """The answer: a YAML/JSON document, or text (a form)."""
+    first: Any = None
+    """With `upstream.token.exchange`: the code exchange's own answer, whose token the second step trades; `body` is then the second step's answer. Absent: `body` is the code exchange's answer (an error: no second step)."""
     expect: ExpectFile
     """A token body (`access_token`, `token_type: Bearer`, `expires_in`, `refresh_token`, `scope`, `id_token`) or an error (`error`, `error_description`, `status`, default 400)."""
 

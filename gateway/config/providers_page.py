@@ -80,7 +80,13 @@ def quirks(mapping: ProviderMapping) -> list[str]:
         found.append({"body": "client secret in the body", "both": "client secret in header and body", "none": "public client"}[token.client_auth])
     if _changes(token.params) or _changes(token.headers):
         found.append("own token parameters")
+    if token.typed:
+        found.append("typed JSON parameters (" + ", ".join(f"`{name}`" for name, _ in token.typed) + ")")
+    if mapping.exchange is not None:
+        found.append("a second exchange step after the code exchange")
     refresh = mapping.refresh
+    if refresh.url != token.url:
+        found.append(f"refresh at its own endpoint{'' if refresh.method == token.method else f' by {refresh.method}'}")
     if refresh.client_auth != token.client_auth or _changes(refresh.params.then) or _changes(refresh.headers.then):
         found.append("refresh differs")
     if mapping.keep_refresh_token:
@@ -94,6 +100,8 @@ def quirks(mapping: ProviderMapping) -> list[str]:
         found.append("form-encoded answer")
     if answer.root is not None or any(expression.expression != name for name, expression in answer.fields.items()):
         found.append("own answer shape")
+    if answer.expires_at_iso:
+        found.append("`expires_at` as ISO 8601 text")
     if answer.error.when is not None:
         found.append("errors with HTTP 200")
     if answer.error.map:

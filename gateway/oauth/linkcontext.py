@@ -16,7 +16,9 @@ keeps (:func:`seal_refresh` / :func:`open_refresh`), sealed with the ``link_keys
 ``gateway.yaml``, a list that only ever grows, so routine rotation of ``keys`` never kills a link.
 
 SSRF: a URL template may put a placeholder in its host only if that value has a declared pattern
-(``callback.keep`` or ``tenant``); after substitution the URL must split into exactly the parts the
+(``callback.keep`` or ``tenant``) or a table of hosts (``callback.keep.<name>.hosts``: the value is a key,
+the host is the mapping's); a whole-origin value (``url: true``, Zoho's ``accounts-server``) may start a
+template, and must match its pattern, be ``https://host[:port]`` and nothing more; after substitution the URL must split into exactly the parts the
 template had (no ``/``, ``@``, ``?`` or ``#`` smuggled in), and its host must not be an IP literal,
 ``localhost`` or a ``.localhost`` name unless the value says ``allow_private: true``; and the call
 connects only to the name's public addresses, checked in the very lookup the connection uses
@@ -46,6 +48,7 @@ __all__ = [
     "UnsafeUrl",
     "render_url",
     "url_placeholders_in_host",
+    "leading_placeholder",
     "REFRESH_PURPOSE",
     "REFRESH_TTL",
     "MAX_ENVELOPE_LENGTH",
@@ -79,18 +82,56 @@ class ContextValue:
     allow_private: bool = False
     #: ``tenant`` only: the form's label.
     label: str = ""
+    #: The callback parameter it comes from, when that is not ``name`` (``accounts-server``).
+    param: str = ""
+    #: A whole origin (``https://accounts.zoho.eu``) that starts URL templates.
+    url: bool = False
+    #: value → host: the value must be a key; the placeholder stands for its host.
+    hosts: Mapping[str, str] | None = None
 
     def accepts(self, value: str) -> bool:
+        """A value as it arrives (the callback, the form)."""
+        if self.hosts is not None:
+            return value in self.hosts
         return self.pattern.fullmatch(value) is not None
+
+    def fills(self, value: str) -> str:
+        """What the placeholder stands for: the value, or its host from the table."""
+        return self.hosts.get(value, "") if self.hosts is not None else value
+
+    def allows(self, filled: str) -> bool:
+        """A placeholder's filled-in text, as a URL gets it."""
+        if self.hosts is not None:
+            return filled in self.hosts.values()
+        return self.pattern.fullmatch(filled) is not None
 
 
 class UnsafeUrl(ValueError):
     """A URL template, once filled in, names a host no pattern allows (or a different shape)."""
 
 
+def leading_placeholder(template: str) -> str | None:
+    """The placeholder a URL template starts with (``{accounts_server}/oauth/v2/token``), if any."""
+    match = _PLACEHOLDER.match(template)
+    return match.group(1) if match else None
+
+
 def url_placeholders_in_host(template: str) -> list[str]:
-    """The placeholders in the authority (host, port) part of a URL template."""
-    return _PLACEHOLDER.findall(urlsplit(template).netloc)
+    """The placeholders in the authority (host, port) part of a URL template, or the one that is its origin."""
+    leading = leading_placeholder(template)
+    return [leading] if leading is not None else _PLACEHOLDER.findall(urlsplit(template).netloc)
+
+
+def _origin(spec: ContextValue, value: str) -> str:
+    """A whole-origin value, checked: its pattern, ``https://host[:port]`` (http only with ``allow_private``)."""
+    if not spec.allows(value):
+        raise UnsafeUrl(f"{spec.name} does not match its pattern")
+    parts = urlsplit(value)
+    schemes = {"https", "http"} if spec.allow_private else {"https"}
+    if parts.scheme not in schemes or parts.path or parts.query or parts.fragment or "@" in parts.netloc or not parts.hostname:
+        raise UnsafeUrl(f"{spec.name} is not an origin this gateway may call")
+    _check_host(parts.hostname, spec.allow_private)
+    return value
 
 
 def _fill(text: str, values: Mapping[str, str]) -> str:
@@ -125,6 +166,14 @@ def render_url(template: str, values: Mapping[str, str], specs: Iterable[Context
     """Fill ``template`` and check the result (SSRF rules above); raise :class:`UnsafeUrl`."""
     if "{" not in template:
         return template
+    leading = leading_placeholder(template)
+    if leading is not None:  # a whole origin, then a fixed path: the origin is checked, the rest as below
+        spec = next((spec for spec in specs if spec.name == leading), None)
+        if spec is None or not spec.url:
+            raise UnsafeUrl(f"{leading} is not a value that may start a URL")
+        origin = _origin(spec, values.get(leading, ""))
+        rest = render_url("https://origin.invalid" + template[len(leading) + 2 :], values, specs)
+        return origin + rest.removeprefix("https://origin.invalid")
     parts = urlsplit(template)
     rendered = _fill(template, values)
     if _PLACEHOLDER.search(rendered):
@@ -143,7 +192,7 @@ def render_url(template: str, values: Mapping[str, str], specs: Iterable[Context
     if host_names:
         allow = all(spec.allow_private for spec in specs if spec.name in host_names)
         for spec in specs:
-            if spec.name in host_names and not spec.accepts(values.get(spec.name, "")):
+            if spec.name in host_names and not spec.allows(values.get(spec.name, "")):
                 raise UnsafeUrl(f"{spec.name} does not match its pattern")
         if not got.hostname:
             raise UnsafeUrl("the URL has no host")
@@ -176,11 +225,14 @@ def kept_at_callback(mapping: ProviderMapping, params: Mapping[str, str], contex
     does not match its pattern or that would send the token request to a host no pattern allows."""
     result = dict(context)
     for spec in mapping.callback_keep:
-        value = params.get(spec.name, "")
+        value = params.get(spec.param or spec.name, "")
         if not spec.accepts(value):
             raise UnsafeUrl(f"the upstream's {spec.name} is not one this gateway may use")
         result[spec.name] = value
-    render_url(mapping.token.url, result, mapping.context_specs)
+    filled = {spec.name: spec.fills(result.get(spec.name, "")) for spec in mapping.context_specs}
+    steps = (mapping.token, mapping.refresh) + ((mapping.exchange.request,) if mapping.exchange is not None else ())
+    for url in {step.url for step in steps}:  # every URL this link will call
+        render_url(url, result | filled, mapping.context_specs)
     return result
 
 

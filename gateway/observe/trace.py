@@ -116,14 +116,15 @@ def _shown(name: str, value: str) -> str:
     return value[:_MAX_VALUE] if name in _SHOWN else redact(value)
 
 
-def _params(params: Mapping[str, str]) -> dict[str, str]:
-    """At most ``_MAX_PARAMS`` parameters, names cut to ``_MAX_NAME``; the rest counted."""
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
+    """At most ``_MAX_PARAMS`` parameters, names cut to ``_MAX_NAME``; the rest counted. Values as
+    text: a typed JSON parameter (``expires_in: 1800``) as JSON spells it."""
     shown: dict[str, str] = {}
     for count, (name, value) in enumerate(params.items()):
         if count == _MAX_PARAMS:
             shown["…"] = f"{len(params) - _MAX_PARAMS} more parameters"
             break
-        shown[name[:_MAX_NAME]] = _shown(name, value)
+        shown[name[:_MAX_NAME]] = _shown(name, value if isinstance(value, str) else json.dumps(value))
     return shown
 
 

@@ -10,7 +10,8 @@ Applied in this order (docs/mapping-reference.md):
 3. ``root`` (JMESPath) selects the object that holds the token (Withings' ``body``);
 4. ``fields`` (JMESPath each) pick ``access_token``, ``refresh_token``, ``scope``, ``id_token`` and the
    lifetime from ``expires_in``, else ``expires`` (both relative, number or numeric text), else
-   ``expires_at`` (absolute epoch seconds), else ``expires_in_default``;
+   ``expires_at`` (absolute: epoch seconds, or ISO 8601 text with ``expires_at_format: iso8601``), else
+   ``expires_in_default``;
 5. ``token_type`` is always ``Bearer`` (RFC 6749 §7.1 says it is case-insensitive; platforms don't);
    ``scope`` is split on the provider's separator (or taken as a list) and joined with spaces (§3.3).
 
@@ -29,6 +30,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -39,7 +41,9 @@ import jmespath.visitor
 from gateway.config.mapping import AnswerRules
 from gateway.oauth.responses import TOKEN_ERRORS, OAuthError, ServerError, TemporarilyUnavailable
 
-__all__ = ["UpstreamAnswer", "parse_body", "normalise", "is_transient", "MAX_ANSWER_BYTES", "ExpressionFailed"]
+__all__ = [
+    "UpstreamAnswer", "parse_body", "normalise", "is_transient", "MAX_ANSWER_BYTES", "ExpressionFailed", "token_to_exchange",
+]
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +252,46 @@ def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float) -> in
         seconds = _as_seconds(fields.get(relative))
         if seconds is not None and seconds > 0:
             return max(1, int(seconds))
-    absolute = _as_seconds(fields.get("expires_at"))
+    absolute = _iso_seconds(fields.get("expires_at")) if rules.expires_at_iso else _as_seconds(fields.get("expires_at"))
     if absolute is not None and absolute > 0:
         if absolute > 1e11:  # milliseconds since the epoch
             absolute /= 1000
         return max(1, int(absolute - now))
     return rules.expires_in_default
+
+
+def _iso_seconds(value: Any) -> float | None:
+    """ISO 8601 text (Square's ``2026-04-04T21:46:40Z``) as epoch seconds; UTC when it names no zone."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def token_to_exchange(
+    answer: UpstreamAnswer, rules: AnswerRules, token: jmespath.parser.ParsedResult, failed: list[str] | None = None
+) -> str:
+    """The token a code exchange's answer holds for the second step (``upstream.token.exchange``).
+
+    An error answer is the error it amounts to, as for any token answer; an answer without the
+    token is the gateway's trouble (502), never the platform's grant.
+    """
+    if 300 <= answer.status < 400:
+        raise ServerError(f"upstream answered a redirect (HTTP {answer.status})")
+    try:
+        document = parse_body(answer, rules.format)
+    except ServerError:
+        if is_transient(answer.status):
+            raise TemporarilyUnavailable(f"upstream answered HTTP {answer.status}") from None
+        raise
+    if _is_error(document, rules, answer.status, failed):
+        raise _error_from(document, rules, answer.status, failed)
+    value = _text(_search(token, document, "token", failed, "token.exchange."))
+    if not value:
+        raise ServerError("the code exchange's answer has no token where upstream.token.exchange.token points")
+    return value

@@ -3,8 +3,10 @@
 Order of application (docs/mapping-reference.md): the standard RFC 6749 §4.1.3 / §6 parameters
 → client authentication (``basic``: an ``Authorization`` header, RFC 6749 §2.3.1; ``body``:
 ``client_id`` + ``client_secret`` parameters; ``both``; ``none``: ``client_id`` only) → PKCE
-``code_verifier`` → ``params`` verbs (remove → rename → add) → encoding (``form`` body, ``json``
-body, or ``query`` string of the POST) → ``headers`` verbs.
+``code_verifier`` → ``params`` verbs (remove → rename → add) → ``typed`` parameters → encoding
+(``form`` body, ``json`` body, or ``query`` string of the POST) → ``headers`` verbs. A refresh uses
+``refresh``'s URL, method and encoding when it names them; a code exchange with ``exchange`` is
+followed by that second request (:func:`prepare_exchange_request`), built from no parameters.
 
 One shared ``aiohttp.ClientSession`` serves every upstream call; :func:`send` asks only for the
 little of it that :class:`UpstreamClient` names, so tests can hand it an in-process double (in the
@@ -24,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 
@@ -39,7 +41,10 @@ from gateway.upstream.failure import FailureKind
 from gateway.upstream.publicdns import PrivateAddress
 from gateway.web.appkeys import RequestRecord
 
-__all__ = ["PreparedRequest", "UpstreamClient", "UpstreamResponse", "prepare_token_request", "send", "basic_auth_header"]
+__all__ = [
+    "PreparedRequest", "UpstreamClient", "UpstreamResponse", "prepare_token_request", "prepare_exchange_request", "send",
+    "basic_auth_header",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +100,14 @@ class PreparedRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]
     form: Mapping[str, str] | None
-    json_body: Mapping[str, str] | None
+    json_body: Mapping[str, Any] | None
     timeout: float | None
     #: The host came from a per-link value without ``allow_private``: the call connects only to its
     #: public addresses (:mod:`gateway.upstream.publicdns`).
     public_only: bool = False
+    #: A code exchange with a second step (``upstream.token.exchange``): the template values it
+    #: is prepared with (:func:`prepare_exchange_request`) once the first answer is in.
+    exchange_values: Mapping[str, str] | None = None
 
 
 def prepare_token_request(
@@ -129,13 +137,7 @@ def prepare_token_request(
 
     headers: dict[str, str] = {"Accept": "application/json"}
     basic = _basic_of(mapping.upstream_client_id, mapping.upstream_client_secret)
-    if rules.client_auth in ("basic", "both"):
-        headers["Authorization"] = basic
-    if rules.client_auth in ("body", "both"):
-        params["client_id"] = mapping.upstream_client_id
-        params["client_secret"] = mapping.upstream_client_secret
-    elif rules.client_auth == "none":
-        params["client_id"] = mapping.upstream_client_id
+    _authenticate(mapping, rules, params, headers)
 
     values = {
         "client_id": mapping.upstream_client_id,
@@ -150,6 +152,42 @@ def prepare_token_request(
     }
     known = {name: "" for name in mapping.flow_values} | {spec.name: "" for spec in mapping.context_specs}
     values |= known | {name: value for name, value in (context or {}).items() if name in known}
+    if mapping.context_specs:  # a table of hosts: the placeholder stands for the value's host
+        values |= {spec.name: spec.fills(values[spec.name]) for spec in mapping.context_specs if spec.hosts is not None}
+    exchange_values = values if grant_type == "authorization_code" and mapping.exchange is not None else None
+    return _prepared(mapping, rules, params, headers, values, exchange_values)
+
+
+def prepare_exchange_request(mapping: ProviderMapping, values: Mapping[str, str], access_token: str) -> PreparedRequest:
+    """The second step of a code exchange (``upstream.token.exchange``): its parameters start from
+    none; ``{access_token}`` is the token the first answer held."""
+    assert mapping.exchange is not None
+    step = mapping.exchange
+    params: dict[str, str] = {}
+    headers: dict[str, str] = {"Accept": "application/json"}
+    if step.authenticated:
+        _authenticate(mapping, step.request, params, headers)
+    return _prepared(mapping, step.request, params, headers, {**values, "access_token": access_token}, None)
+
+
+def _authenticate(mapping: ProviderMapping, rules: TokenRequest, params: dict[str, str], headers: dict[str, str]) -> None:
+    if rules.client_auth in ("basic", "both"):
+        headers["Authorization"] = _basic_of(mapping.upstream_client_id, mapping.upstream_client_secret)
+    if rules.client_auth in ("body", "both"):
+        params["client_id"] = mapping.upstream_client_id
+        params["client_secret"] = mapping.upstream_client_secret
+    elif rules.client_auth == "none":
+        params["client_id"] = mapping.upstream_client_id
+
+
+def _prepared(
+    mapping: ProviderMapping,
+    rules: TokenRequest,
+    params: dict[str, str],
+    headers: dict[str, str],
+    values: Mapping[str, str],
+    exchange_values: Mapping[str, str] | None,
+) -> PreparedRequest:
     try:
         url = render_url(rules.url, values, mapping.context_specs)
     except UnsafeUrl as exc:
@@ -164,14 +202,21 @@ def prepare_token_request(
 
     query: dict[str, str] = {}
     form: dict[str, str] | None = None
-    json_body: dict[str, str] | None = None
+    json_body: dict[str, Any] | None = None
+    if rules.typed:  # Zendesk's expires_in: 1800 (most mappings have none: nothing to do per request)
+        params |= {name: _as_text(value) for name, value in rules.typed}
     if rules.encoding == "query" or rules.method == "GET":
         query = params
     elif rules.encoding == "json":
-        json_body = params
+        json_body = params if not rules.typed else {**params, **dict(rules.typed)}
     else:
         form = params
-    return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout, public_only)
+    return PreparedRequest(rules.method, url, query, headers, form, json_body, rules.timeout, public_only, exchange_values)
+
+
+def _as_text(value: bool | int | float) -> str:
+    """A typed value outside a JSON body: JSON's own spelling (``true``, ``1800``)."""
+    return json.dumps(value)
 
 
 def _fills_headers(rules: ParamRules) -> bool:

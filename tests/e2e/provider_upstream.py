@@ -17,7 +17,7 @@ import yaml
 from helpers.oauth import basic
 from helpers.upstream import Recorded
 
-__all__ = ["Documented", "mismatches", "with_token_url"]
+__all__ = ["Documented", "mismatches", "with_token_url", "with_url"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Documented:
 
     method: str = "POST"
     encoding: str = "form"  # form | json | query: where the parameters are
-    auth: str = "basic"  # basic | body | none | basic+client_id
+    auth: str = "basic"  # basic | body | none | basic+client_id | secret (client_secret only) | nothing
     refresh_auth: str | None = None  # the refresh's own client authentication, where it differs (Tesla)
     code: frozenset[str] = frozenset()  # parameter names a code exchange must carry
     refresh: frozenset[str] = frozenset()  # … and a refresh
@@ -35,6 +35,14 @@ class Documented:
     headers: dict[str, str | None] = field(default_factory=dict)  # header → value (None: present)
     id_name: str = "client_id"  # what the provider calls the client id parameter
     secret_name: str = "client_secret"  # … and the secret
+    #: JSON body values with a type of their own (Zendesk's ``expires_in: 1800``, a number, not text).
+    typed: dict[str, object] = field(default_factory=dict)
+    #: A refresh endpoint of its own (``upstream.token.refresh.url``): its request, as documented
+    #: (its parameters in ``refresh``).
+    refresh_as: Documented | None = None
+    #: A second step after the code exchange (``upstream.token.exchange``): its request, as
+    #: documented (its parameters in ``code``).
+    exchange_as: Documented | None = None
 
 
 def _params(request: Recorded, encoding: str) -> tuple[dict[str, str], list[str]]:
@@ -96,15 +104,25 @@ def mismatches(
             problems.append(f"{documented.id_name} must be in the parameters")
         if documented.secret_name in params:
             problems.append(f"no {documented.secret_name} is documented, but one was sent")
+    if documented.auth in ("secret", "nothing"):
+        if documented.id_name in params:
+            problems.append(f"no {documented.id_name} is documented, but one was sent")
+        if (params.get(documented.secret_name) == client_secret) != (documented.auth == "secret"):
+            problems.append(f"{documented.secret_name} must {'' if documented.auth == 'secret' else 'not '}be in the parameters")
 
     required = documented.code if grant == "authorization_code" else documented.refresh
     missing = sorted(required - set(params))
     if missing:
         problems.append(f"missing parameters {missing} (got {sorted(params)})")
     fixed = documented.values | (documented.code_values if grant == "authorization_code" else {})
-    for name, value in {**fixed, **expected}.items():
+    for name, value in {**expected, **fixed}.items():  # a documented fixed value wins over the expected one
         if name in required | set(fixed) and params.get(name) != value:
             problems.append(f"parameter {name} must be {value!r}, not {params.get(name)!r}")
+    if documented.typed:
+        document = json.loads(request.body or b"{}") if documented.encoding == "json" else {}
+        for name, typed in documented.typed.items():
+            if name not in document or document[name] != typed or type(document[name]) is not type(typed):
+                problems.append(f"the JSON body's {name} must be {json.dumps(typed)}, not {json.dumps(document.get(name))}")
     for name, wanted in documented.headers.items():
         got = request.headers.get(name.lower())
         if got is None or (wanted is not None and got != wanted):
@@ -124,9 +142,14 @@ def has_token_url(text: str) -> bool:
 
 def with_token_url(text: str, url: str) -> str:
     """The mapping ``text`` with ``upstream.token.url`` pointed at ``url`` (same line, same indent)."""
+    return with_url(text, ("upstream", "token", "url"), url)
+
+
+def with_url(text: str, keys: tuple[str, ...], url: str) -> str:
+    """The mapping ``text`` with the URL at ``keys`` pointed at ``url`` (same line, same indent)."""
     node = yaml.compose(text)
     assert node is not None, "an empty mapping"
-    for key in ("upstream", "token", "url"):
+    for key in keys:
         node = next(value for name, value in node.value if name.value == key)
     lines = text.splitlines(keepends=True)
     number = node.start_mark.line

@@ -75,6 +75,8 @@ class RegionalUpstream:
     codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # code → (region, state)
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token → region
     counter: itertools.count[int] = field(default_factory=itertools.count)
+    #: What the next callback says as its whole-origin ``accounts-server`` (default: the region's own).
+    origin_of_next_user: str | None = None
 
     @property
     def port(self) -> int:
@@ -88,7 +90,12 @@ class RegionalUpstream:
     def authorize(self, request: Recorded) -> Reply:
         code = f"code-{next(self.counter)}"
         self.codes[code] = (self.region_of_next_user, request.query["state"])
-        back = {"code": code, "state": request.query["state"], "accounts_server": self.region_of_next_user}
+        back = {
+            "code": code, "state": request.query["state"], "accounts_server": self.region_of_next_user,
+            # Zoho's way: a hyphenated parameter holding a whole origin, and a location key
+            "accounts-server": self.origin_of_next_user or f"http://{self.region_of_next_user}:{self.port}",
+            "location": {REGIONS[0]: "two", REGIONS[1]: "three"}.get(self.region_of_next_user, "other"),
+        }
         return Reply(status=302, headers={"Location": f"{request.query['redirect_uri']}?{urlencode(back)}"})
 
     def token(self, request: Recorded) -> Reply:
@@ -500,3 +507,58 @@ async def test_a_tenant_host_is_connected_to_only_at_checked_public_addresses(
         await gateway.runner.cleanup()
     assert accepted == [], f"the gateway connected to {PRIVATE}"
     assert len(name.lookups) == 3, f"one lookup per call, the one the connection uses: {name.lookups}"
+def origin_mapping(upstream: RegionalUpstream, *, table: bool = False) -> str:
+    """Zoho's shapes: the token URL starts with a kept whole origin, or its host comes from a table."""
+    keep = (
+        "    location: {hosts: {two: 127.0.0.2, three: 127.0.0.3}, allow_private: true}\n"
+        if table
+        else f"    accounts-server: {{placeholder: accounts_server, url: true, pattern: 'http://127\\.0\\.0\\.[23]:{upstream.port}', allow_private: true}}\n"
+    )
+    token_url = f"http://{{location}}:{upstream.port}/token" if table else "{accounts_server}/token"
+    return (
+        ALEXA_PLATFORM_YAML
+        + "callback:\n  keep:\n" + keep
+        + "upstream:\n"
+        "  client_id: up\n"
+        "  client_secret: ${UPSTREAM_SECRET}\n"
+        f"  authorize: {{url: 'http://127.0.0.1:{upstream.port}/authorize'}}\n"
+        "  token:\n"
+        f"    url: '{token_url}'\n"
+        "    client_auth: body\n"
+    )
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["whole-origin", "host-table"])
+async def test_a_kept_origin_or_table_host_carries_the_link_to_its_region(
+    tmp_path: Path, regional: RegionalUpstream, table: bool
+) -> None:
+    gateway = await start(tmp_path, origin_mapping(regional, table=table), keys=[generate_key()], link_keys=[])
+    try:
+        for region in REGIONS:
+            regional.region_of_next_user = region
+            status, body = await redeem(gateway, (await link(gateway))["code"])
+            assert status == 200, body
+            assert regional.calls[-1][0] == region
+            status, body = await refresh(gateway, body["refresh_token"])
+            assert status == 200, body
+            assert regional.calls[-1][0] == region  # the refresh goes where the link lives
+    finally:
+        await gateway.runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://127.0.0.4:{port}", "http://127.0.0.2:{port}/evil", "http://user@127.0.0.2:{port}", "http://127.0.0.2:1"],
+    ids=["other-host", "with-a-path", "with-userinfo", "other-port"],
+)
+async def test_a_kept_origin_outside_its_pattern_is_refused_at_the_callback(
+    tmp_path: Path, regional: RegionalUpstream, origin: str
+) -> None:
+    gateway = await start(tmp_path, origin_mapping(regional), keys=[generate_key()], link_keys=[])
+    try:
+        regional.origin_of_next_user = origin.format(port=regional.port)
+        back = await link(gateway)
+        assert back["error"] == "server_error" and "code" not in back, back
+        assert regional.calls == []  # no token request went anywhere
+    finally:
+        await gateway.runner.cleanup()

@@ -32,7 +32,7 @@ from helpers.mappings import with_bases
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from listening import port_of, start_site
-from provider_upstream import Documented, has_token_url, mismatches, with_token_url
+from provider_upstream import Documented, has_token_url, mismatches, with_token_url, with_url
 
 import gateway.upstream.answer
 from gateway.config.settings import load_config
@@ -83,11 +83,21 @@ DOCUMENTED: dict[str, Documented] = {
                            values={"action": "requesttoken"}),
     # https://developers.strava.com/docs/authentication/#tokenexchange
     "strava": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.facebook.com/docs/threads/get-started/long-lived-tokens/
+    "threads": Documented(
+        auth="body", code=CODE | POST_CREDENTIALS,
+        refresh_as=Documented(method="GET", encoding="query", auth="nothing", refresh=_names("grant_type", "access_token"),
+                              values={"grant_type": "th_refresh_token", "access_token": REFRESH_TOKEN_SENT}),
+        exchange_as=Documented(method="GET", encoding="query", auth="secret", code=_names("grant_type", "client_secret", "access_token"),
+                               values={"grant_type": "th_exchange_token"}),
+    ),
     # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm (PKCE: code_verifier)
     "salesforce": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS,
                              headers={"Accept": "application/json"}),
     # https://developers.facebook.com/docs/facebook-login/guides/advanced/manual-flow#confirm
     "facebook": Documented(method="GET", encoding="query", auth="body", code=_names("code", "redirect_uri") | POST_CREDENTIALS),
+    # https://developers.figma.com/docs/rest-api/authentication (refreshes at /v1/oauth/refresh, HTTP Basic)
+    "figma": Documented(auth="basic", code=CODE, refresh=REFRESH, refresh_as=Documented(auth="basic", refresh=REFRESH)),
     # https://dev.fitbit.com/build/reference/web-api/authorization/oauth2-token/
     "fitbit": Documented(auth="basic+client_id", code=CODE | {"client_id", "code_verifier"}, refresh=REFRESH),
     # https://docs.x.com/resources/fundamentals/authentication/oauth-2-0/user-access-token
@@ -102,6 +112,8 @@ DOCUMENTED: dict[str, Documented] = {
     "spotify": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developers.zoom.us/docs/integrations/oauth/ (a form body, HTTP Basic; PKCE: code_verifier)
     "zoom": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://www.zoho.com/fsm/developer/help/api/refresh-token.html (a POST with query parameters)
+    "zoho": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.smartthings.com/docs/service-integrations/token-management
     "smartthings": Documented(auth="basic+client_id", code=CODE | {"client_id"}, refresh=REFRESH | {"client_id"}),
     # https://api-docs.home-connect.com/authorization/#authorization-code-grant-flow
@@ -117,8 +129,10 @@ DOCUMENTED: dict[str, Documented] = {
     "shopify": Documented(auth="body", code=_names("code", "expiring") | POST_CREDENTIALS,
                           refresh=REFRESH | POST_CREDENTIALS, code_values={"expiring": "1"}),
     # https://developer.zendesk.com/documentation/api-basics/authentication/using-oauth-to-authenticate-zendesk-api-requests-in-a-web-app/
-    "zendesk": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"scope", "code_verifier"},
-                          refresh=REFRESH | POST_CREDENTIALS | {"scope"}, values={"scope": "authorize_scope-at-authorize"}),
+    # https://developer.zendesk.com/api-reference/ticketing/oauth/grant_type_tokens/ (expires_in: a number of seconds, both grants)
+    "zendesk": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"scope", "code_verifier", "expires_in"},
+                          refresh=REFRESH | POST_CREDENTIALS | {"scope", "expires_in"}, values={"scope": "authorize_scope-at-authorize"},
+                          typed={"expires_in": 1800}),
     # https://docs.gitlab.com/api/oauth2/ (credentials in the parameters; redirect_uri on refresh too)
     "gitlab": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"},
                          refresh=REFRESH | POST_CREDENTIALS | {"redirect_uri"}),
@@ -150,6 +164,14 @@ DOCUMENTED: dict[str, Documented] = {
     "sonos": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developers.meethue.com/develop/hue-api/remote-authentication-oauth/ (Basic; Digest not used)
     "hue": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.facebook.com/documentation/instagram-platform/reference/access_token and …/refresh_access_token
+    "instagram": Documented(
+        auth="body", code=CODE | POST_CREDENTIALS,
+        refresh_as=Documented(method="GET", encoding="query", auth="nothing", refresh=_names("grant_type", "access_token"),
+                              values={"grant_type": "ig_refresh_token", "access_token": REFRESH_TOKEN_SENT}),
+        exchange_as=Documented(method="GET", encoding="query", auth="secret", code=_names("grant_type", "client_secret", "access_token"),
+                               values={"grant_type": "ig_exchange_token"}),
+    ),
     # https://developer.paypal.com/docs/log-in-with-paypal/integrate/ (HTTP Basic)
     "paypal": Documented(auth="basic", code=_names("grant_type", "code"), refresh=REFRESH),
     # https://developer.squareup.com/reference/square/oauth-api/obtain-token (JSON)
@@ -211,6 +233,10 @@ def _token_path(name: str) -> str:
     return f"/{name}/token"
 
 
+#: Endpoints besides the token endpoint a mapping may name, and where the test upstream plays them.
+_MORE_URLS = {("upstream", "token", "refresh", "url"): "refresh", ("upstream", "token", "exchange", "url"): "exchange"}
+
+
 def _environment(name: str, text: str, upstream: RecordingUpstream) -> dict[str, str]:
     """A value for every ``${VAR}`` without a default, as an operator would set them."""
     env = {}
@@ -238,6 +264,11 @@ async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, sock: s
     for file_name, text in texts.items():  # a variant's bases beside it, each token URL pointed at the test upstream
         if "discovery:" not in text and has_token_url(text):  # a discovery mapping finds it through OIDC_ISSUER
             text = with_token_url(text, upstream.url_of(_token_path(name)))
+        for keys, step in _MORE_URLS.items():  # a refresh endpoint of its own, a second exchange step
+            try:
+                text = with_url(text, keys, upstream.url_of(f"/{name}/{step}"))
+            except StopIteration:
+                pass
         (tmp_path / "mappings" / file_name).write_text(text, encoding="utf-8")
     (tmp_path / "gateway.yaml").write_text(
         f"listen: {{host: 127.0.0.1, port: {port}}}\n"
@@ -277,13 +308,20 @@ async def test_provider_end_to_end(
         context |= {value: f"{value}-at-authorize" for value in mapping.flow_values}  # {authorize_scope}, …
         links = link_sealer(config.link_keys, config.keys)
 
+        calls = 0
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as platform:
             for index, example in enumerate(mapping.examples):
                 label = f"{name} example {example.name!r}"
                 runner.app[STORE].local.clear()  # each example presents the same refresh token afresh (no grace)
                 runner.app[FLIGHTS].forget()
                 raw = example.body.encode() if isinstance(example.body, str) else json.dumps(example.body).encode()
-                provider_upstream.queue(_token_path(name), Reply(status=example.status, content_type=example.content_type, body=raw))
+                refresh_path = f"/{name}/refresh" if mapping.refresh.url != mapping.token.url else _token_path(name)
+                answered_at = refresh_path if example.grant == "refresh_token" else _token_path(name)
+                exchanged = example.grant == "authorization_code" and example.first is not None
+                if exchanged:  # the code exchange's own answer, then the second step's
+                    provider_upstream.queue(_token_path(name), Reply(body=json.dumps(example.first).encode()))
+                    answered_at = f"/{name}/exchange"
+                provider_upstream.queue(answered_at, Reply(status=example.status, content_type=example.content_type, body=raw))
                 if example.grant == "authorization_code":
                     upstream_code = f"upstream-code-{index}"
                     verifier = ""
@@ -310,14 +348,27 @@ async def test_provider_end_to_end(
                     ) as response:
                         status, headers, body = response.status, response.headers, await response.json()
 
-                received = provider_upstream.requests_to(_token_path(name))
-                assert len(received) == index + 1, f"{label}: one upstream call"
-                recorded = received[-1]
+                received = [r for r in provider_upstream.requests if r.path.startswith(f"/{name}/") and "/.well-known/" not in r.path]
+                calls += 2 if exchanged else 1
+                assert len(received) == calls, f"{label}: one upstream call (two with a second exchange step)"
+                documented = DOCUMENTED[name]
+                if example.grant == "refresh_token" and documented.refresh_as is not None:
+                    documented = documented.refresh_as
+                recorded = received[-2] if exchanged else received[-1]
                 problems = mismatches(
-                    recorded, DOCUMENTED[name], grant=example.grant,
+                    recorded, documented, grant=example.grant,
                     client_id=upstream_id, client_secret=upstream_secret, expected=expected,
                 )
+                assert recorded.path == (refresh_path if example.grant == "refresh_token" else _token_path(name)), label
                 assert not problems, f"{label}: the token request differs from the provider's documentation: {problems}"
+                if exchanged:
+                    assert mapping.exchange is not None and documented.exchange_as is not None, label
+                    traded = mapping.exchange.token.search(example.first)
+                    problems = mismatches(
+                        received[-1], documented.exchange_as, grant="authorization_code",
+                        client_id=upstream_id, client_secret=upstream_secret, expected={"access_token": traded},
+                    )
+                    assert not problems, f"{label}: the second exchange step differs from the provider's documentation: {problems}"
 
                 assert headers["Cache-Control"] == "no-store" and headers["Pragma"] == "no-cache", label
                 assert headers["Content-Type"].startswith("application/json"), label
@@ -350,6 +401,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "ecobee": {"scope_contains": "smartWrite"},
     "entra": {"params": {"response_mode": "query"}, "scope_contains": "offline_access"},
     "facebook": {"scope": "read,write", "path": "/v26.0/dialog/oauth"},  # comma-separated; Graph API v26.0, the current version
+    "figma": {"scope": "read,write"},  # comma-separated
     "fitbit": {"pkce": True},  # Fitbit recommends PKCE for every client
     "github": {"scope": "read,write"},
     "google": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True},
@@ -357,6 +409,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "google-health": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True,
                       "scope_contains": "https://www.googleapis.com/auth/googlehealth.activity_and_fitness.readonly"},
     "homeconnect": {"scope_contains": "IdentifyAppliance"},
+    "instagram": {"scope": "read,write"},  # comma-separated
     "mailchimp": {},
     "oidc": {"pkce": True},
     "reddit": {"params": {"duration": "permanent"}},  # for a refresh token
@@ -365,6 +418,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "smartthings": {},
     "spotify": {},
     "strava": {"scope": "read,write"},
+    "threads": {"scope": "read,write"},  # comma-separated
     "withings": {"scope": "read,write"},
     "x": {"pkce": True},  # PKCE required
     "shopify": {"scope": "read,write"},  # comma-separated, at https://{shop}.myshopify.com
@@ -405,6 +459,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "volvo": {"pkce": True},
     "wahoo": {},
     "whoop": {},  # the platform's scopes, offline among them
+    "zoho": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "read,write"},
 }
 
 

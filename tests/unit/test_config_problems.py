@@ -99,7 +99,7 @@ PROBLEMS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         [
             ("a", "upstream.token.refresh.grace: must be between 0 and 600, not 601"),
             ("a", "upstream.token.refresh.keep_refresh_token: must be true or false, not text"),
-            ("a", "upstream.token.refresh.bogus: unknown key (known here: client_auth, grace, headers, keep_refresh_token, params)"),
+            ("a", "upstream.token.refresh.bogus: unknown key (known here: client_auth, encoding, grace, headers, keep_refresh_token, method, params, typed, url)"),
             ("b", "upstream.authorize.url: must be an absolute http(s) URL, not 'ftp://id.example.com/a'"),
             ("b", "upstream.authorize.pkce: must be one of none, S256, plain, not 'S512'"),
             ("b", "upstream.authorize.params.add.x: unknown placeholder {nope} (known: client_id, code_challenge, "

@@ -35,7 +35,7 @@ from gateway.oauth.seal import generate_key
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"
 #: Free-form values (example bodies) and maps keyed by the user's own names: no vocabulary inside.
-OPEN = {"examples[].body", "examples[].expect", "callback.keep"}
+OPEN = {"examples[].body", "examples[].first", "examples[].expect", "callback.keep"}
 
 #: A mapping that uses every key of the vocabulary.
 FULL: dict[str, Any] = {
@@ -79,7 +79,12 @@ FULL: dict[str, Any] = {
             "timeout": 3.5,
             "params": {"remove": ["scope"], "rename": {"code": "auth_code"}, "add": {"action": "requesttoken"}},
             "headers": {"remove": ["Accept"], "rename": {"X-A": "X-B"}, "add": {"Accept": "application/json"}},
+            "typed": {"expires_in": 1800, "offline": True},
             "refresh": {
+                "url": "https://id.example.com/refresh",
+                "method": "GET",
+                "encoding": "query",
+                "typed": {"expires_in": 900},
                 "client_auth": "basic",
                 "params": {"remove": ["redirect_uri"], "rename": {"refresh_token": "token"}, "add": {"client_id": "{client_id}"}},
                 "headers": {"remove": ["X-C"], "rename": {"X-D": "X-E"}, "add": {"X-F": "1"}},
@@ -90,6 +95,16 @@ FULL: dict[str, Any] = {
                 "client_auth": "body",
                 "params": {"remove": ["scope"], "rename": {"a": "b"}, "add": {"audience": "api"}},
                 "headers": {"remove": ["X-G"], "rename": {"X-H": "X-I"}, "add": {"X-J": "1"}},
+                "typed": {"ttl": 1.5},
+            },
+            "exchange": {
+                "url": "https://id.example.com/long-lived",
+                "method": "GET",
+                "encoding": "query",
+                "client_auth": "body",
+                "token": "data[0].access_token",
+                "params": {"remove": ["x"], "rename": {"y": "z"}, "add": {"access_token": "{access_token}"}},
+                "headers": {"remove": ["X-K"], "rename": {"X-L": "X-M"}, "add": {"X-N": "1"}},
             },
         },
         "revoke": {"url": "https://id.example.com/revoke", "client_auth": "body"},
@@ -105,6 +120,7 @@ FULL: dict[str, Any] = {
                 "scope": "scope",
                 "id_token": "id_token",
             },
+            "expires_at_format": "iso8601",
             "expires_in_default": 7200,
             "error": {
                 "when": "status != `0`",
@@ -123,6 +139,7 @@ FULL: dict[str, Any] = {
             "status": 200,
             "content_type": "application/json",
             "now": 1700000000,
+            "first": {"data": [{"access_token": "short-lived"}]},
             "body": {"status": 0, "body": {"access_token": "at", "expires_in": 60}},
             "expect": {"access_token": "at", "token_type": "Bearer", "expires_in": 60},
         }
@@ -395,7 +412,7 @@ def _wrong(path: str) -> dict[str, Any]:
     return document
 
 
-@pytest.mark.parametrize("path", sorted(path for path in _present(FULL) if path != "examples[].body"))
+@pytest.mark.parametrize("path", sorted(path for path in _present(FULL) if path not in {"examples[].body", "examples[].first"}))
 def test_a_wrong_value_anywhere_is_one_problem_at_its_line(tmp_path: Path, path: str) -> None:
     problems, _ = _load(tmp_path, _wrong(path))
     assert len(problems.items) == 1, [str(problem) for problem in problems.items]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -21,12 +21,14 @@ from gateway.oauth.responses import (
 )
 from gateway.observe import trace
 from gateway.observe.metrics import METRICS
-from gateway.upstream.answer import normalise
-from gateway.upstream.client import PreparedRequest, send
+from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
+from gateway.upstream.client import PreparedRequest, prepare_exchange_request, send
 from gateway.upstream.failure import FAILURE_HEADER
 from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, record_of, runtime_of
 
 __all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "json_post_endpoint"]
+
+T = TypeVar("T")
 
 #: Longest value accepted for any single request parameter (codes, states, URIs, verifiers).
 MAX_PARAM_LENGTH = 4096
@@ -83,23 +85,35 @@ async def exchange(
 ) -> dict[str, Any]:
     """Send the upstream token request once and normalise its answer (RFC 6749 §5.1), noting in
     the request's record how the upstream failed, if it did — for /token and the implicit callback."""
-    record = record_of(request)
-    trace.upstream_requested(request, mapping, prepared)
-    try:
-        answer = await send(
-            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record,
-            public_session=request.app.get(PUBLIC_HTTP_CLIENT),
-        )
-    except OAuthError as err:
-        trace.upstream_failed(request, record.upstream_failure, err, record.upstream_seconds)
-        raise
-    trace.upstream_answered(request, answer, record.upstream_seconds)
+    answer = await _call(request, mapping, prepared)
     failed: list[str] = []  # answer expressions that failed at run time (gateway.upstream.answer)
     try:
-        result = normalise(
-            answer, mapping.answer, refresh_token_sent=refresh_token_sent, keep_refresh_token=mapping.keep_refresh_token,
-            failed=failed,
+        if prepared.exchange_values is not None and mapping.exchange is not None:
+            # A second step (Instagram's long-lived token): the first answer's token is traded.
+            step = mapping.exchange
+            token = _judged(request, mapping, answer, lambda: token_to_exchange(answer, mapping.answer, step.token, failed))
+            answer = await _call(request, mapping, prepare_exchange_request(mapping, prepared.exchange_values, token))
+        last = answer
+        result = _judged(
+            request, mapping, last,
+            lambda: normalise(
+                last, mapping.answer, refresh_token_sent=refresh_token_sent, keep_refresh_token=mapping.keep_refresh_token,
+                failed=failed,
+            ),
         )
+    finally:
+        metrics = request.app.get(METRICS)
+        if failed and metrics is not None:
+            metrics.expressions_failed(mapping.name, failed)
+    trace.normalised(request, mapping, result)
+    return result
+
+
+def _judged(request: web.Request, mapping: ProviderMapping, answer: UpstreamAnswer, judge: Callable[[], T]) -> T:
+    """``judge(answer)``, noting in the request's record and trace how the upstream failed, if it did."""
+    record = record_of(request)
+    try:
+        return judge()
     except TemporarilyUnavailable as err:
         record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
         trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
@@ -112,12 +126,22 @@ async def exchange(
     except OAuthError as err:  # the grant is bad (invalid_grant): the upstream's word, passed on
         trace.normalise_failed(request, mapping, answer, err, err.error)
         raise
-    finally:
-        metrics = request.app.get(METRICS)
-        if failed and metrics is not None:
-            metrics.expressions_failed(mapping.name, failed)
-    trace.normalised(request, mapping, result)
-    return result
+
+
+async def _call(request: web.Request, mapping: ProviderMapping, prepared: PreparedRequest) -> UpstreamAnswer:
+    """One upstream call, traced."""
+    record = record_of(request)
+    trace.upstream_requested(request, mapping, prepared)
+    try:
+        answer = await send(
+            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record,
+            public_session=request.app.get(PUBLIC_HTTP_CLIENT),
+        )
+    except OAuthError as err:
+        trace.upstream_failed(request, record.upstream_failure, err, record.upstream_seconds)
+        raise
+    trace.upstream_answered(request, answer, record.upstream_seconds)
+    return answer
 
 
 def authenticated_client(request: web.Request, form: dict[str, str], mapping: ProviderMapping) -> ClientCredentials | web.Response:
