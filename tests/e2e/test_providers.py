@@ -152,6 +152,10 @@ DOCUMENTED: dict[str, Documented] = {
                          refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/ (client_secret_basic)
     "okta": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # Calendars, tasks, media and communication.
+    # https://cal.com/docs/api-reference/v2/oauth2/exchange-authorization-code-or-refresh-token-for-tokens
+    # (client_id in the body, RFC 6749 §2.3.1; a confidential client's secret beside it)
+    "calcom": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
 
 
@@ -346,6 +350,8 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "zendesk": {"pkce": True},
     "okta": {"pkce": True},
     "zoom": {"pkce": True},
+    # Calendars, tasks, media and communication.
+    "calcom": {},
 }
 
 
