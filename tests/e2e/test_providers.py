@@ -156,6 +156,8 @@ DOCUMENTED: dict[str, Documented] = {
     # https://cal.com/docs/api-reference/v2/oauth2/exchange-authorization-code-or-refresh-token-for-tokens
     # (client_id in the body, RFC 6749 §2.3.1; a confidential client's secret beside it)
     "calcom": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.clickup.com/reference/getaccesstoken (POST, client_id, client_secret and code in the query)
+    "clickup": Documented(encoding="query", auth="body", code=_names("code") | POST_CREDENTIALS),
     # https://linear.app/developers/oauth-2-0-authentication (form body with the credentials; PKCE)
     "linear": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
@@ -356,6 +358,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "zoom": {"pkce": True},
     # Calendars, tasks, media and communication.
     "calcom": {},
+    "clickup": {},
     "linear": {"scope": "read,write", "pkce": True},  # comma-separated
     "yahoo": {},
 }
