@@ -160,6 +160,9 @@ DOCUMENTED: dict[str, Documented] = {
     "clickup": Documented(encoding="query", auth="body", code=_names("code") | POST_CREDENTIALS),
     # https://linear.app/developers/oauth-2-0-authentication (form body with the credentials; PKCE)
     "linear": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.monday.com/apps/docs/oauth-2-1 (the OAuth 2.1 token endpoint: a JSON body, client_secret_post, PKCE)
+    "monday": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"},
+                         refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
 }
@@ -360,6 +363,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "calcom": {},
     "clickup": {},
     "linear": {"scope": "read,write", "pkce": True},  # comma-separated
+    "monday": {"pkce": True},  # PKCE required by the OAuth 2.1 flow
     "yahoo": {},
 }
 
