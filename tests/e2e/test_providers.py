@@ -153,6 +153,8 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/ (client_secret_basic)
     "okta": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # Calendars, tasks, media and communication.
+    # https://airtable.com/developers/web/api/oauth-reference (Basic when the integration has a secret; PKCE)
+    "airtable": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://cal.com/docs/api-reference/v2/oauth2/exchange-authorization-code-or-refresh-token-for-tokens
     # (client_id in the body, RFC 6749 §2.3.1; a confidential client's secret beside it)
     "calcom": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
@@ -360,6 +362,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "okta": {"pkce": True},
     "zoom": {"pkce": True},
     # Calendars, tasks, media and communication.
+    "airtable": {"pkce": True},  # PKCE required
     "calcom": {},
     "clickup": {},
     "linear": {"scope": "read,write", "pkce": True},  # comma-separated
