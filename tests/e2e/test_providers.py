@@ -155,6 +155,10 @@ DOCUMENTED: dict[str, Documented] = {
     # Calendars, tasks, media and communication.
     # https://airtable.com/developers/web/api/oauth-reference (Basic when the integration has a secret; PKCE)
     "airtable": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://github.com/basecamp/api/blob/master/sections/authentication.md (POST, every parameter in the query
+    # string; type=web_server for the code, type=refresh and redirect_uri for a refresh)
+    "basecamp": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS | {"type"},
+                           refresh=REFRESH | POST_CREDENTIALS | {"type", "redirect_uri"}),
     # https://cal.com/docs/api-reference/v2/oauth2/exchange-authorization-code-or-refresh-token-for-tokens
     # (client_id in the body, RFC 6749 §2.3.1; a confidential client's secret beside it)
     "calcom": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
@@ -363,6 +367,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "zoom": {"pkce": True},
     # Calendars, tasks, media and communication.
     "airtable": {"pkce": True},  # PKCE required
+    "basecamp": {"params": {"type": "web_server"}},
     "calcom": {},
     "clickup": {},
     "linear": {"scope": "read,write", "pkce": True},  # comma-separated
