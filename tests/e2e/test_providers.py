@@ -169,6 +169,10 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developer.monday.com/apps/docs/oauth-2-1 (the OAuth 2.1 token endpoint: a JSON body, client_secret_post, PKCE)
     "monday": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"},
                          refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.smartsheet.com/api/smartsheet/openapi/tokens/tokens-getorrefresh (POST, query parameters;
+    # client_secret in plain text, the alternative to hash)
+    "smartsheet": Documented(encoding="query", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
+                             refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
 }
@@ -372,6 +376,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "clickup": {},
     "linear": {"scope": "read,write", "pkce": True},  # comma-separated
     "monday": {"pkce": True},  # PKCE required by the OAuth 2.1 flow
+    "smartsheet": {},
     "yahoo": {},
 }
 
