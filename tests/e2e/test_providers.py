@@ -153,6 +153,8 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/ (client_secret_basic)
     "okta": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # Calendars, tasks, media and communication.
+    # https://developers.acuityscheduling.com/docs/oauth2 (client_id and client_secret in the form body)
+    "acuity": Documented(auth="body", code=CODE | POST_CREDENTIALS),
     # https://airtable.com/developers/web/api/oauth-reference (Basic when the integration has a secret; PKCE)
     "airtable": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://github.com/basecamp/api/blob/master/sections/authentication.md (POST, every parameter in the query
@@ -370,6 +372,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "okta": {"pkce": True},
     "zoom": {"pkce": True},
     # Calendars, tasks, media and communication.
+    "acuity": {"scope": "api-v1"},  # a fixed scope
     "airtable": {"pkce": True},  # PKCE required
     "basecamp": {"params": {"type": "web_server"}},
     "calcom": {},
