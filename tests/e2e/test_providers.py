@@ -175,6 +175,9 @@ DOCUMENTED: dict[str, Documented] = {
     # client_secret in plain text, the alternative to hash)
     "smartsheet": Documented(encoding="query", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
                              refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.vimeo.com/api/endpoints/authenticationextras (code, grant_type, redirect_uri; Basic as
+    # Vimeo's own libraries send it)
+    "vimeo": Documented(auth="basic", code=CODE),
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
 }
@@ -380,6 +383,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "linear": {"scope": "read,write", "pkce": True},  # comma-separated
     "monday": {"pkce": True},  # PKCE required by the OAuth 2.1 flow
     "smartsheet": {},
+    "vimeo": {},
     "yahoo": {},
 }
 
