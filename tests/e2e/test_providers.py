@@ -171,6 +171,8 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developer.monday.com/apps/docs/oauth-2-1 (the OAuth 2.1 token endpoint: a JSON body, client_secret_post, PKCE)
     "monday": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"},
                          refresh=REFRESH | POST_CREDENTIALS),
+    # https://github.com/pinterest/pinterest-python-generated-api-client/blob/main/docs/OauthApi.md (HTTP Basic, a form)
+    "pinterest": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developers.smartsheet.com/api/smartsheet/openapi/tokens/tokens-getorrefresh (POST, query parameters;
     # client_secret in plain text, the alternative to hash)
     "smartsheet": Documented(encoding="query", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
@@ -382,6 +384,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "clickup": {},
     "linear": {"scope": "read,write", "pkce": True},  # comma-separated
     "monday": {"pkce": True},  # PKCE required by the OAuth 2.1 flow
+    "pinterest": {"scope": "read,write"},  # comma-separated
     "smartsheet": {},
     "vimeo": {},
     "yahoo": {},
