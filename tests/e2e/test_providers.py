@@ -177,6 +177,9 @@ DOCUMENTED: dict[str, Documented] = {
     # client_secret in plain text, the alternative to hash)
     "smartsheet": Documented(encoding="query", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
                              refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.tiktok.com/doc/oauth-user-access-token-management (client_key and client_secret in the form)
+    "tiktok": Documented(auth="body", id_name="client_key", code=CODE | {"client_key", "client_secret"},
+                         refresh=REFRESH | {"client_key", "client_secret"}),
     # https://developer.vimeo.com/api/endpoints/authenticationextras (code, grant_type, redirect_uri; Basic as
     # Vimeo's own libraries send it)
     "vimeo": Documented(auth="basic", code=CODE),
@@ -333,7 +336,7 @@ async def test_provider_end_to_end(
 #: What each provider's documentation says its authorization request needs beyond RFC 6749 §4.1.1
 #: (``response_type=code``, ``client_id``, ``redirect_uri``, ``state``): extra parameters, PKCE,
 #: and how the platform's ``scope=read write`` must arrive (``None``: the provider's own fixed scope,
-#: whose text must contain the given word instead).
+#: whose text must contain the given word instead); ``client_id_param``: the client id's own name.
 AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "amazon": {"scope_contains": "profile"},  # Login with Amazon: profile scopes
     "discord": {},
@@ -386,6 +389,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "monday": {"pkce": True},  # PKCE required by the OAuth 2.1 flow
     "pinterest": {"scope": "read,write"},  # comma-separated
     "smartsheet": {},
+    "tiktok": {"client_id_param": "client_key", "scope": "read,write"},  # client_key; comma-separated
     "vimeo": {},
     "yahoo": {},
 }
@@ -429,7 +433,7 @@ async def test_provider_authorize_leg(
         sent = {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
         documented = AUTHORIZE_DOCUMENTED[name]
         assert sent["response_type"] == "code"
-        assert sent["client_id"] == env[f"{prefix}_CLIENT_ID"]
+        assert sent[documented.get("client_id_param", "client_id")] == env[f"{prefix}_CLIENT_ID"]
         assert sent["redirect_uri"] == config.callback_url(name)
         assert len(sent["state"]) >= 32 and sent["state"] != "platform-state"  # the gateway's own nonce
         for key, value in documented.get("params", {}).items():
