@@ -180,6 +180,9 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developers.tiktok.com/doc/oauth-user-access-token-management (client_key and client_secret in the form)
     "tiktok": Documented(auth="body", id_name="client_key", code=CODE | {"client_key", "client_secret"},
                          refresh=REFRESH | {"client_key", "client_secret"}),
+    # https://github.com/tumblr/docs/blob/master/api.md#v2oauth2token---authorization-code-grant-request
+    # (client_id and client_secret as parameters)
+    "tumblr": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.vimeo.com/api/endpoints/authenticationextras (code, grant_type, redirect_uri; Basic as
     # Vimeo's own libraries send it)
     "vimeo": Documented(auth="basic", code=CODE),
@@ -390,6 +393,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "pinterest": {"scope": "read,write"},  # comma-separated
     "smartsheet": {},
     "tiktok": {"client_id_param": "client_key", "scope": "read,write"},  # client_key; comma-separated
+    "tumblr": {"scope_contains": "offline_access"},  # for a refresh token
     "vimeo": {},
     "yahoo": {},
 }
