@@ -186,6 +186,8 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developer.vimeo.com/api/endpoints/authenticationextras (code, grant_type, redirect_uri; Basic as
     # Vimeo's own libraries send it)
     "vimeo": Documented(auth="basic", code=CODE),
+    # https://developer.wordpress.com/docs/api/oauth2/ (client_id and client_secret in the form body)
+    "wordpress": Documented(auth="body", code=CODE | POST_CREDENTIALS),
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
 }
@@ -395,6 +397,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "tiktok": {"client_id_param": "client_key", "scope": "read,write"},  # client_key; comma-separated
     "tumblr": {"scope_contains": "offline_access"},  # for a refresh token
     "vimeo": {},
+    "wordpress": {},
     "yahoo": {},
 }
 
