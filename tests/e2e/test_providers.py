@@ -173,6 +173,8 @@ DOCUMENTED: dict[str, Documented] = {
                          refresh=REFRESH | POST_CREDENTIALS),
     # https://github.com/pinterest/pinterest-python-generated-api-client/blob/main/docs/OauthApi.md (HTTP Basic, a form)
     "pinterest": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.ringcentral.com/guide/authentication/auth-code-flow (HTTP Basic)
+    "ringcentral": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://developers.smartsheet.com/api/smartsheet/openapi/tokens/tokens-getorrefresh (POST, query parameters;
     # client_secret in plain text, the alternative to hash)
     "smartsheet": Documented(encoding="query", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
@@ -393,6 +395,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "linear": {"scope": "read,write", "pkce": True},  # comma-separated
     "monday": {"pkce": True},  # PKCE required by the OAuth 2.1 flow
     "pinterest": {"scope": "read,write"},  # comma-separated
+    "ringcentral": {},
     "smartsheet": {},
     "tiktok": {"client_id_param": "client_key", "scope": "read,write"},  # client_key; comma-separated
     "tumblr": {"scope_contains": "offline_access"},  # for a refresh token
