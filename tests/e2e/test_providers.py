@@ -155,6 +155,8 @@ DOCUMENTED: dict[str, Documented] = {
     # Calendars, tasks, media and communication.
     # https://developers.acuityscheduling.com/docs/oauth2 (client_id and client_secret in the form body)
     "acuity": Documented(auth="body", code=CODE | POST_CREDENTIALS),
+    # https://developer.aircall.io/docs/oauth (a JSON body with the client id and secret, as Aircall's example app sends it)
+    "aircall": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS),
     # https://airtable.com/developers/web/api/oauth-reference (Basic when the integration has a secret; PKCE)
     "airtable": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://github.com/basecamp/api/blob/master/sections/authentication.md (POST, every parameter in the query
@@ -388,6 +390,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "zoom": {"pkce": True},
     # Calendars, tasks, media and communication.
     "acuity": {"scope": "api-v1"},  # a fixed scope
+    "aircall": {"scope": "public_api"},  # a fixed scope
     "airtable": {"pkce": True},  # PKCE required
     "basecamp": {"params": {"type": "web_server"}},
     "calcom": {},
