@@ -181,6 +181,8 @@ DOCUMENTED: dict[str, Documented] = {
     # client_secret in plain text, the alternative to hash)
     "smartsheet": Documented(encoding="query", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
                              refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.soundcloud.com/docs/api/guide#authentication (client id and secret in the form; PKCE required)
+    "soundcloud": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.tiktok.com/doc/oauth-user-access-token-management (client_key and client_secret in the form)
     "tiktok": Documented(auth="body", id_name="client_key", code=CODE | {"client_key", "client_secret"},
                          refresh=REFRESH | {"client_key", "client_secret"}),
@@ -400,6 +402,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "pinterest": {"scope": "read,write"},  # comma-separated
     "ringcentral": {},
     "smartsheet": {},
+    "soundcloud": {"pkce": True},  # PKCE required
     "tiktok": {"client_id_param": "client_key", "scope": "read,write"},  # client_key; comma-separated
     "tumblr": {"scope_contains": "offline_access"},  # for a refresh token
     "vimeo": {},
