@@ -183,6 +183,9 @@ DOCUMENTED: dict[str, Documented] = {
                              refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.soundcloud.com/docs/api/guide#authentication (client id and secret in the form; PKCE required)
     "soundcloud": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.tidal.com/documentation/api-sdk/api-sdk-authorization (OAuth 2.1: client_id and the PKCE
+    # verifier, no secret)
+    "tidal": Documented(auth="none", code=CODE | {"client_id", "code_verifier"}, refresh=REFRESH | {"client_id"}),
     # https://developers.tiktok.com/doc/oauth-user-access-token-management (client_key and client_secret in the form)
     "tiktok": Documented(auth="body", id_name="client_key", code=CODE | {"client_key", "client_secret"},
                          refresh=REFRESH | {"client_key", "client_secret"}),
@@ -403,6 +406,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "ringcentral": {},
     "smartsheet": {},
     "soundcloud": {"pkce": True},  # PKCE required
+    "tidal": {"pkce": True},  # OAuth 2.1: PKCE
     "tiktok": {"client_id_param": "client_key", "scope": "read,write"},  # client_key; comma-separated
     "tumblr": {"scope_contains": "offline_access"},  # for a refresh token
     "vimeo": {},
