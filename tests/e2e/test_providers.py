@@ -197,6 +197,8 @@ DOCUMENTED: dict[str, Documented] = {
     "vimeo": Documented(auth="basic", code=CODE),
     # https://developer.wordpress.com/docs/api/oauth2/ (client_id and client_secret in the form body)
     "wordpress": Documented(auth="body", code=CODE | POST_CREDENTIALS),
+    # https://developers.wrike.com/oauth-20-authorization/ (client_id and client_secret as parameters)
+    "wrike": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
 }
@@ -411,6 +413,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "tumblr": {"scope_contains": "offline_access"},  # for a refresh token
     "vimeo": {},
     "wordpress": {},
+    "wrike": {"scope": "read,write"},  # comma-separated
     "yahoo": {},
 }
 
