@@ -212,6 +212,55 @@ DOCUMENTED: dict[str, Documented] = {
     "wahoo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.whoop.com/docs/tutorials/refresh-token-javascript (form body; scope=offline on refresh)
     "whoop": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # Calendars, tasks, media and communication.
+    # https://developers.acuityscheduling.com/docs/oauth2 (client_id and client_secret in the form body)
+    "acuity": Documented(auth="body", code=CODE | POST_CREDENTIALS),
+    # https://developer.aircall.io/docs/oauth (a JSON body with the client id and secret, as Aircall's example app sends it)
+    "aircall": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS),
+    # https://airtable.com/developers/web/api/oauth-reference (Basic when the integration has a secret; PKCE)
+    "airtable": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://github.com/basecamp/api/blob/master/sections/authentication.md (POST, every parameter in the query
+    # string; type=web_server for the code, type=refresh and redirect_uri for a refresh)
+    "basecamp": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS | {"type"},
+                           refresh=REFRESH | POST_CREDENTIALS | {"type", "redirect_uri"}),
+    # https://cal.com/docs/api-reference/v2/oauth2/exchange-authorization-code-or-refresh-token-for-tokens
+    # (client_id in the body, RFC 6749 §2.3.1; a confidential client's secret beside it)
+    "calcom": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.clickup.com/reference/getaccesstoken (POST, client_id, client_secret and code in the query)
+    "clickup": Documented(encoding="query", auth="body", code=_names("code") | POST_CREDENTIALS),
+    # https://linear.app/developers/oauth-2-0-authentication (form body with the credentials; PKCE)
+    "linear": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.monday.com/apps/docs/oauth-2-1 (the OAuth 2.1 token endpoint: a JSON body, client_secret_post, PKCE)
+    "monday": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"},
+                         refresh=REFRESH | POST_CREDENTIALS),
+    # https://github.com/pinterest/pinterest-python-generated-api-client/blob/main/docs/OauthApi.md (HTTP Basic, a form)
+    "pinterest": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.ringcentral.com/guide/authentication/auth-code-flow (HTTP Basic)
+    "ringcentral": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.smartsheet.com/api/smartsheet/openapi/tokens/tokens-getorrefresh (POST, query parameters;
+    # client_secret in plain text, the alternative to hash)
+    "smartsheet": Documented(encoding="query", auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS,
+                             refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.soundcloud.com/docs/api/guide#authentication (client id and secret in the form; PKCE required)
+    "soundcloud": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.tidal.com/documentation/api-sdk/api-sdk-authorization (OAuth 2.1: client_id and the PKCE
+    # verifier, no secret)
+    "tidal": Documented(auth="none", code=CODE | {"client_id", "code_verifier"}, refresh=REFRESH | {"client_id"}),
+    # https://developers.tiktok.com/doc/oauth-user-access-token-management (client_key and client_secret in the form)
+    "tiktok": Documented(auth="body", id_name="client_key", code=CODE | {"client_key", "client_secret"},
+                         refresh=REFRESH | {"client_key", "client_secret"}),
+    # https://github.com/tumblr/docs/blob/master/api.md#v2oauth2token---authorization-code-grant-request
+    # (client_id and client_secret as parameters)
+    "tumblr": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.vimeo.com/api/endpoints/authenticationextras (code, grant_type, redirect_uri; Basic as
+    # Vimeo's own libraries send it)
+    "vimeo": Documented(auth="basic", code=CODE),
+    # https://developer.wordpress.com/docs/api/oauth2/ (client_id and client_secret in the form body)
+    "wordpress": Documented(auth="body", code=CODE | POST_CREDENTIALS),
+    # https://developers.wrike.com/oauth-20-authorization/ (client_id and client_secret as parameters)
+    "wrike": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
+    "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
 }
 
 
@@ -393,7 +442,7 @@ async def test_provider_end_to_end(
 #: What each provider's documentation says its authorization request needs beyond RFC 6749 §4.1.1
 #: (``response_type=code``, ``client_id``, ``redirect_uri``, ``state``): extra parameters, PKCE,
 #: and how the platform's ``scope=read write`` must arrive (``None``: the provider's own fixed scope,
-#: whose text must contain the given word instead).
+#: whose text must contain the given word instead); ``client_id_param``: the client id's own name.
 AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "amazon": {"scope_contains": "profile"},  # Login with Amazon: profile scopes
     "discord": {},
@@ -460,6 +509,26 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "wahoo": {},
     "whoop": {},  # the platform's scopes, offline among them
     "zoho": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "read,write"},
+    # Calendars, tasks, media and communication.
+    "acuity": {"scope": "api-v1"},  # a fixed scope
+    "aircall": {"scope": "public_api"},  # a fixed scope
+    "airtable": {"pkce": True},  # PKCE required
+    "basecamp": {"params": {"type": "web_server"}},
+    "calcom": {},
+    "clickup": {},
+    "linear": {"scope": "read,write", "pkce": True},  # comma-separated
+    "monday": {"pkce": True},  # PKCE required by the OAuth 2.1 flow
+    "pinterest": {"scope": "read,write"},  # comma-separated
+    "ringcentral": {},
+    "smartsheet": {},
+    "soundcloud": {"pkce": True},  # PKCE required
+    "tidal": {"pkce": True},  # OAuth 2.1: PKCE
+    "tiktok": {"client_id_param": "client_key", "scope": "read,write"},  # client_key; comma-separated
+    "tumblr": {"scope_contains": "offline_access"},  # for a refresh token
+    "vimeo": {},
+    "wordpress": {},
+    "wrike": {"scope": "read,write"},  # comma-separated
+    "yahoo": {},
 }
 
 
@@ -501,7 +570,7 @@ async def test_provider_authorize_leg(
         sent = {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
         documented = AUTHORIZE_DOCUMENTED[name]
         assert sent["response_type"] == "code"
-        assert sent["client_id"] == mapping.upstream_client_id
+        assert sent[documented.get("client_id_param", "client_id")] == mapping.upstream_client_id
         assert sent["redirect_uri"] == config.callback_url(name)
         assert len(sent["state"]) >= 32 and sent["state"] != "platform-state"  # the gateway's own nonce
         if "path" in documented:
