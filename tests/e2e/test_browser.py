@@ -87,6 +87,7 @@ async def test_a_failed_links_trace_page_in_chromium(tmp_path: Path, page: Any) 
             assert response.status == 401
             await page.fill("input[name=token]", TRACE_TOKEN)
             await page.click("button:has-text('Open the trace')")
+            await page.click("a[href*='/_trace/flow/']")  # the list of flows, then the one flow's page
             await page.wait_for_selector(".diagram")
             text = await page.inner_text("body")
             assert "Failed at normalise" in text
