@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import __version__
+from gateway import __version__, optional
+from gateway.config.about import check_warnings, today, warn_of_sunsets
 from gateway.config.examples import run_examples
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import DEFAULT_CONFIG, Config, ConfigError, load_config
@@ -66,18 +67,29 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="write the JSON Schemas (and with --docs the reference tables) from the models")
     schema.add_argument("--check", action="store_true", help="write nothing; exit 1 when a committed file is stale")
-    schema.add_argument("--docs", action="store_true", help="also the generated tables of docs/configuration.md and docs/mapping-guide.md")
+    schema.add_argument(
+        "--docs",
+        action="store_true",
+        help="also the generated tables of docs/configuration.md and docs/mapping-guide.md, and docs/providers.md",
+    )
     schema.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
     return parser
 
 
 def _schema(args: argparse.Namespace) -> int:
     """``gateway schema``: the files made from :mod:`gateway.config.models`, written or (``--check``) compared."""
-    from gateway.config import reference, schemas
+    from gateway.config import providers_page, reference, schemas
 
     stale = schemas.stale(args.root, write=not args.check)
     if args.docs:
         stale += reference.stale(args.root, write=not args.check)
+        try:
+            stale += providers_page.stale(args.root, write=not args.check)
+        except ConfigError as err:  # the page is made from the mappings: each must load
+            for problem in err.problems:
+                print(problem, file=sys.stderr)
+            print(f"gateway: {len(err.problems)} problem(s) in the mappings; {providers_page.PAGE} not made", file=sys.stderr)
+            return 1
     for name in stale:
         print(f"{args.root / name}: {'stale (run `gateway schema --docs`)' if args.check else 'written'}", file=sys.stderr)
     return 1 if stale and args.check else 0
@@ -109,6 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.warning("no keys: configured; using a random key: flows break on restart and across replicas")
     if config.demo:
         log.warning("DEMO is on: open %s/_demo/ and never expose a demo gateway to the internet", config.public_url)
+    warn_of_sunsets(config.providers.values())
     scheme = "https" if config.tls else "http"
     log.info(
         "serving %s on %s://%s:%d (public URL %s)",
@@ -130,6 +143,12 @@ def _check(args: argparse.Namespace) -> int:
         print(f"gateway: {len(failures)} example(s) failed", file=sys.stderr)
         return 1
     for warning in _budget_warnings(config, mappings):
+        print(warning, file=sys.stderr)
+    # The built-in demo talks to the gateway itself: no provider's pages to name.
+    demo = optional.demo() if config.demo else None
+    builtin = {str(demo.mapping_file())} if demo is not None else set()
+    described = [(mapping.file, mapping.about) for mapping in mappings if mapping.file not in builtin]
+    for warning in check_warnings(described, today()):
         print(warning, file=sys.stderr)
     examples = sum(len(mapping.examples) for mapping in mappings)
     line = f"ok: {len(config.providers)} provider(s) ({', '.join(config.providers)})"

@@ -16,6 +16,7 @@ later check reports the same mistake again.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -30,8 +31,8 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from gateway.config.yamlfile import Interpolated, LineDict, LineList, Problems
 
 __all__ = [
-    "FileModel", "Text", "Whole", "Number", "Flag", "TextList", "TextMap", "Loc", "Checked", "validate", "dotted",
-    "line_at", "bounds", "field_at", "inner",
+    "FileModel", "Text", "Whole", "Number", "Flag", "Day", "TextList", "TextMap", "Loc", "Checked", "validate", "dotted",
+    "line_at", "where_at", "bounds", "field_at", "inner",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -89,6 +90,23 @@ def _flag(value: object) -> object:
     return value
 
 
+_ISO_DAY = re.compile(r"\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*")
+
+
+def _day(value: object) -> object:
+    """An ISO 8601 calendar date: YAML reads ``2026-12-07`` as one; quoted (or from ``${VAR}``) it is text."""
+    if isinstance(value, datetime.datetime):
+        raise _problem(f"must be a date (YYYY-MM-DD), not a time {value.isoformat()!r}")
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str) and _ISO_DAY.fullmatch(value):
+        try:
+            return datetime.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise _problem(f"must be a date (YYYY-MM-DD), not {_kind(value)}" + (f" {value!r}" if isinstance(value, str) else ""))
+
+
 def _listed(value: object) -> object:
     """One value where a list is expected is a list of one (``redirect_uris: https://…``)."""
     return value if isinstance(value, list) else [value]
@@ -102,6 +120,8 @@ Whole = Annotated[int, BeforeValidator(_whole)]
 Number = Annotated[float, BeforeValidator(_number)]
 #: ``true`` or ``false`` (the text of one too, from ``${VAR}``): never ``yes``, ``1`` or ``on``.
 Flag = Annotated[bool, BeforeValidator(_flag)]
+#: A calendar date, ``2026-12-07`` (ISO 8601; never a number of seconds).
+Day = Annotated[datetime.date, BeforeValidator(_day)]
 #: A list of text; one value stands for a list of one.
 TextList = Annotated[list[Text], BeforeValidator(_listed)]
 #: A mapping of text to text.
@@ -135,19 +155,28 @@ def dotted(loc: Iterable[str | int]) -> str:
     return text
 
 
-def line_at(document: object, loc: Loc) -> int:
-    """The line of the value at ``loc``: its key's line, its item's line, else the nearest mapping's."""
-    node, line = document, getattr(document, "line", 0)
+def where_at(document: object, loc: Loc) -> tuple[str, int]:
+    """The file and line of the value at ``loc``: its key's, its item's, else the nearest mapping's.
+
+    The file is empty where the document does not know it (a document not read by the loader);
+    it differs from the document's own for a value inherited from an ``extends:`` base.
+    """
+    node, line, file = document, getattr(document, "line", 0), getattr(document, "file", "")
     for part in loc:
         if isinstance(node, LineDict) and isinstance(part, str):
-            line = node.line_of(part)
+            line, file = node.line_of(part), node.file_of(part)
         elif isinstance(node, LineList) and isinstance(part, int):
-            line = node.line_of(part)
+            line, file = node.line_of(part), node.file
         try:
             node = node[part]  # type: ignore[index]
         except (KeyError, IndexError, TypeError):
             break
-    return line
+    return file, line
+
+
+def line_at(document: object, loc: Loc) -> int:
+    """The line of the value at ``loc`` (:func:`where_at`)."""
+    return where_at(document, loc)[1]
 
 
 def inner(annotation: object) -> object:
@@ -223,6 +252,8 @@ def _message(model: type[BaseModel], error: ErrorDetails) -> str:
         return f"{where}: must be a mapping, not {_kind(given)}"
     if kind == "list_type":
         return f"{where}: must be a list, not {_kind(given)}"
+    if kind == "too_short":
+        return f"{where}: must have at least {context.get('min_length', 1)} item(s)"
     return f"{where}: {error['msg']}"
 
 
@@ -291,15 +322,20 @@ class Checked:
         """Something at or under one of ``locs`` was wrong: a check that reads it would only follow from that."""
         return any(bad[: len(loc)] == loc for loc in locs for bad in self.wrong)
 
+    def at(self, loc: Loc) -> tuple[str, int]:
+        """The file and line of ``loc`` (the base's file for a value an ``extends:`` base gave)."""
+        file, line = where_at(self.document, loc)
+        return file or self.file, line
+
     def error(self, loc: Loc, message: str) -> None:
         """Report ``path: message`` at the line of ``loc``."""
         if not self._reported(loc):
-            self.problems.add(self.file, line_at(self.document, loc), f"{dotted(loc) or 'file'}: {message}")
+            self.problems.add(*self.at(loc), f"{dotted(loc) or 'file'}: {message}")
 
     def required(self, loc: Loc) -> None:
         """Report that the key at ``loc`` is missing, at the line of the mapping that lacks it."""
         if not self._reported(loc):
-            self.problems.add(self.file, line_at(self.document, loc), f"{dotted(loc)} is required")
+            self.problems.add(*self.at(loc), f"{dotted(loc)} is required")
 
 
 def validate(model: type[M], document: object, checked: Checked) -> M | None:
@@ -318,7 +354,7 @@ def validate(model: type[M], document: object, checked: Checked) -> M | None:
         if not reported:  # the first pass finds every independent mistake; later ones see only repairs
             for error in errors:
                 loc = tuple(error["loc"])
-                checked.problems.add(checked.file, line_at(document, loc), _message(model, error))
+                checked.problems.add(*checked.at(loc), _message(model, error))
                 checked.wrong.add(loc)
             reported = True
         data = _repair(data, model, errors)

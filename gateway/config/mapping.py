@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 import jmespath.exceptions
 import jmespath.parser
 
-from gateway.config.fields import Checked, Loc, line_at, validate
+from gateway.config.about import About, build_about
+from gateway.config.fields import Checked, Loc, validate
 from gateway.config.models import (
+    MAPPING_NAME,
     MIN_PLATFORM_SECRET,
     AnswerFormat,
     ClientAuth,
@@ -66,7 +68,6 @@ __all__ = [
     "TOKEN_PLACEHOLDERS",
 ]
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 #: Values a template in ``upstream.authorize.params.add`` may use.
@@ -260,6 +261,11 @@ class ProviderMapping:
         return bool(self.context_specs or self.flow_values)
     #: ``upstream.token.refresh.grace``: seconds a refresh answer is given again (gateway/oauth/refresh.py).
     refresh_grace: int = 60
+    #: ``about:``: where the facts come from, when they were checked, a sunset (gateway/config/about.py).
+    about: About | None = None
+    #: ``extends:``: the mapping this one was merged over, and the base files, nearest first.
+    extends: str | None = None
+    bases: tuple[str, ...] = ()
 
 
 _FALLBACK: jmespath.parser.ParsedResult = jmespath.compile("`null`")
@@ -457,8 +463,11 @@ def parse_mapping(
     would give stay empty (offline checking).
     """
     checked = Checked(file, document, problems)
-    if not _NAME.fullmatch(name):
+    if not MAPPING_NAME.fullmatch(name):
         checked.error((), f"mapping name {name!r} must be lower-case letters, digits, '-' or '_' (it is a URL path)")
+    if isinstance(document, MappingABC) and document.get("extends") is not None and getattr(document, "bases", None) is None:
+        checked.error(("extends",), "the base was not merged: read mapping files with gateway.config.extends.load_mapping_document")
+        return None
     model = validate(MappingFile, document, checked)
     if model is None:
         return None
@@ -524,8 +533,8 @@ def parse_mapping(
                 content_type=example.content_type,
                 body=example.body,
                 expect=example.expect.model_dump(exclude_unset=True),
-                file=file,
-                line=line_at(document, ("examples", index)),
+                file=checked.at(("examples", index))[0],
+                line=checked.at(("examples", index))[1],
                 now=example.now,
             )
             for index, example in enumerate(model.examples)
@@ -537,6 +546,9 @@ def parse_mapping(
         callback_keep=callback_keep,
         tenant=tenant,
         flow_values=tuple(sorted(used & flow_names)),
+        about=build_about(checked, model.about),
+        extends=model.extends,
+        bases=tuple(getattr(document, "bases", None) or ()),
     )
 
 

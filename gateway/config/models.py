@@ -13,15 +13,17 @@ that depend on another key) the builders check: :func:`gateway.config.mapping.pa
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+import re
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BeforeValidator, Field, StrictInt, StrictStr
 
-from gateway.config.fields import FileModel, Flag, Number, Text, TextList, TextMap, Whole, _problem
+from gateway.config.fields import Day, FileModel, Flag, Number, Text, TextList, TextMap, Whole, _problem
 
 __all__ = [
     "MappingFile", "GatewayFile", "Profile", "PlatformPkce", "Grant", "UpstreamPkce", "Method", "Encoding",
     "ClientAuth", "AnswerFormat", "ExampleGrant", "TokenErrorCode", "LogFormat", "LogLevel", "MIN_PLATFORM_SECRET",
+    "Category", "CATEGORIES", "AboutFile", "SunsetFile", "MAPPING_NAME",
 ]
 
 Profile = Literal["alexa", "google", "smartthings", "alexa-mcp", "none"]
@@ -38,6 +40,14 @@ TokenErrorCode = Literal[
     "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
     "invalid_scope", "server_error", "temporarily_unavailable",
 ]
+#: A mapping's name: its file stem, the first segment of its URLs (``/<name>/authorize``).
+MAPPING_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+#: What a provider is, for the generated providers page (docs/providers.md).
+Category = Literal[
+    "identity", "productivity", "storage", "communication", "media", "social", "commerce", "finance", "developer",
+    "crm", "support", "games", "device", "energy", "vehicle", "health", "home",
+]
+CATEGORIES: tuple[str, ...] = get_args(Category)
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 #: The least length of ``platform.client_secret`` (checked by the builder: a missing one is only "required").
@@ -274,9 +284,41 @@ class ExampleFile(FileModel):
     """A token body (`access_token`, `token_type: Bearer`, `expires_in`, `refresh_token`, `scope`, `id_token`) or an error (`error`, `error_description`, `status`, default 400)."""
 
 
+class SunsetFile(FileModel):
+    """The provider (or the API this mapping speaks) turns off: `gateway check` and `gateway serve` warn from 180 days before."""
+
+    date: Day
+    """The day it turns off (the earliest the provider announces), `YYYY-MM-DD`."""
+    successor: Text | None = None
+    """The mapping that replaces this one (its name: the file stem in the same folder)."""
+    link: Text | None = None
+    """The provider's announcement (https)."""
+
+
+class AboutFile(FileModel):
+    """Where the mapping's facts come from: read by `gateway check` (sources checked over a year ago, sunsets) and by the generated docs/providers.md."""
+
+    name: Text
+    """The provider's display name (`Google`, `Login with Amazon`)."""
+    category: Category
+    """What the provider is (docs/providers.md groups by it)."""
+    sources: Annotated[TextList, Field(min_length=1)]
+    """The provider's own documentation pages this mapping was written from (https URLs, at least one)."""
+    checked: Day
+    """The day the sources were last re-read against the mapping, `YYYY-MM-DD`; `gateway check` warns a year later."""
+    unverified: Text | None = None
+    """What the sources could not confirm (free text)."""
+    sunset: SunsetFile | None = None
+    """The provider (or this API) turns off: `{date, successor, link}`."""
+
+
 class MappingFile(FileModel):
     """One upstream provider: `mappings/<provider>.yaml`, applied in the order docs/mapping-guide.md gives. Any text may use `${ENV}` or `${ENV:-default}`."""
 
+    extends: Annotated[Text, Field(json_schema_extra={"pattern": f"^{MAPPING_NAME.pattern}$"})] | None = None
+    """Another mapping of the same folder (its file stem, `google`) this file changes: the file is deep-merged over it (mappings key by key; a list or a value replaces, `null` restores the default; `examples` of the base only when the file has none)."""
+    about: AboutFile | None = None
+    """Where the facts come from (every shipped mapping has it; `gateway check` warns when it is missing)."""
     platform: PlatformFile
     grant: Grant = "code"
     """`implicit`: the gateway redeems the code itself and puts the token in the redirect's fragment."""

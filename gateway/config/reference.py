@@ -15,6 +15,7 @@ table can not say what the loader does not do.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,9 @@ def _values(info: FieldInfo) -> str:
     if isinstance(kind, type) and issubclass(kind, BaseModel):
         return "`{" + ", ".join(kind.model_fields) + "}`" if issubclass(kind, _ONE_ROW) else "mapping"
     low, high = bounds(info)
-    names: dict[object, str] = {bool: "`true` \\| `false`", int: "whole number", float: "number", str: "text"}
+    names: dict[object, str] = {
+        bool: "`true` \\| `false`", int: "whole number", float: "number", str: "text", datetime.date: "date (`YYYY-MM-DD`)"
+    }
     name = names.get(kind, "any")
     if low is None:
         return name

@@ -46,7 +46,7 @@ def _relax(node: Any) -> Any:
             name: _relax(schema) if name in required else _nullable(_relax(schema)) for name, schema in node["properties"].items()
         }
     kind = result.get("type")
-    if kind == "string" and "enum" not in result and "const" not in result:
+    if kind == "string" and not {"enum", "const", "format"} & result.keys():  # a date is no number
         result["type"] = ["string", "number"]
     elif kind in {"integer", "number", "boolean"}:
         words = {key: result.pop(key) for key in _WORDS if key in result}

@@ -22,6 +22,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from gateway import optional
+from gateway.config.extends import load_mapping_document
 from gateway.config.fields import Checked, line_at, validate
 from gateway.config.mapping import ProviderMapping, parse_mapping
 from gateway.config.models import ConnectionsFile, CookieFile, GatewayFile, LogFormat, LogLevel, StoreFile, TraceFile
@@ -338,7 +339,7 @@ def _load_mapping(
     # GATEWAY_PUBLIC_URL is always known, so a mapping can point at the gateway itself (the demo).
     variables = {**(os.environ if env is None else env), "GATEWAY_PUBLIC_URL": public_url}
     before = len(problems.items)
-    data = load_yaml(file, problems, env=variables, missing_env_ok=missing_env_ok)
+    data = load_mapping_document(file, problems, env=variables, missing_env_ok=missing_env_ok)
     if data is None and len(problems.items) > before:
         return None  # unreadable or not YAML: already reported
     name = file.stem

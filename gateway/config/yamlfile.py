@@ -3,7 +3,8 @@
 Every problem the gateway finds in a config must be reported as ``file:line: message`` and all at
 once, so an operator fixes a file in one pass. PyYAML's safe loader knows each node's line; this
 module keeps it: mappings load as :class:`LineDict` (line of each key), sequences as
-:class:`LineList` (line of each item).
+:class:`LineList` (line of each item), each with the file it was read from (a mapping merged over
+its ``extends:`` base holds values of both files: :mod:`gateway.config.extends`).
 
 ``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the environment while the
 file loads, so secrets never sit in files. A missing variable without a default is a problem
@@ -17,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -74,23 +76,34 @@ class Interpolated(str):
 
     as_template: str
     unresolved: bool
+    #: The variables that were not set (their problem is said where the value is used).
+    missing: tuple[str, ...] = ()
 
 
 class LineDict(dict[str, Any]):
-    """A YAML mapping that knows its own line and the line of each key."""
+    """A YAML mapping that knows its file, its own line and the line (and, once merged, the file) of each key."""
 
     line: int = 0
     key_lines: dict[str, int]
+    file: str = ""
+    #: Keys written in another file than this mapping's own (inherited from an ``extends:`` base).
+    key_files: Mapping[str, str] = MappingProxyType({})
+    #: ``None``: ``extends:`` not looked at; else the base files merged under this document, nearest first.
+    bases: tuple[str, ...] | None = None
 
     def line_of(self, key: str) -> int:
         return self.key_lines.get(key, self.line)
 
+    def file_of(self, key: str) -> str:
+        return self.key_files.get(key, self.file)
+
 
 class LineList(list[Any]):
-    """A YAML sequence that knows its own line and the line of each item."""
+    """A YAML sequence that knows its file, its own line and the line of each item."""
 
     line: int = 0
     item_lines: list[int]
+    file: str = ""
 
     def line_of(self, index: int) -> int:
         return self.item_lines[index] if index < len(self.item_lines) else self.line
@@ -131,6 +144,7 @@ def load_yaml(
         result = LineDict()
         result.line = node.start_mark.line + 1
         result.key_lines = {}
+        result.file = name
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
@@ -146,6 +160,7 @@ def load_yaml(
         result = LineList(loader.construct_object(child, deep=True) for child in node.value)
         result.line = node.start_mark.line + 1
         result.item_lines = [child.start_mark.line + 1 for child in node.value]
+        result.file = name
         return result
 
     def construct_str(loader: Loader, node: yaml.ScalarNode) -> str:
@@ -167,9 +182,18 @@ def load_yaml(
         text = Interpolated(result)
         text.as_template = _interpolate(value, environ_now, [], braces=True)
         text.unresolved = unresolved
+        text.missing = tuple(missing)
         return text
 
+    def construct_timestamp(loader: Loader, node: yaml.ScalarNode) -> object:
+        """A date or time as YAML reads one; one that is no real day (``2026-13-01``) stays text, for the models to refuse."""
+        try:
+            return loader.construct_yaml_timestamp(node)
+        except ValueError:
+            return construct_str(loader, node)
+
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
     Loader.add_constructor("tag:yaml.org,2002:str", construct_str)
 

@@ -7,15 +7,19 @@ once, from its :class:`~gateway.web.appkeys.RequestRecord`, by the logging middl
 
 from __future__ import annotations
 
+import datetime
 import platform
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from gateway import __version__
+from gateway.config.about import today
 from gateway.upstream.failure import FAILURE_KINDS
 from gateway.web.appkeys import RequestRecord
 
@@ -23,6 +27,29 @@ __all__ = ["Metrics", "METRICS"]
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 4.5, 8.0)
+
+
+class SunsetDays(Collector):
+    """``gateway_provider_sunset_days{provider}``: days until each served provider's ``about.sunset``.
+
+    Worked out at each scrape from the date (a gauge set at start would stand still while the day
+    comes closer); negative once past. Only mappings with a sunset have a series.
+    """
+
+    def __init__(self, on: Callable[[], datetime.date] = today) -> None:
+        self.sunsets: Mapping[str, datetime.date] = {}
+        self._on = on
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "gateway_provider_sunset_days",
+            "Days until the provider (or the API its mapping speaks) turns off (about.sunset.date); negative once past.",
+            labels=["provider"],
+        )
+        on = self._on()
+        for provider, date in sorted(self.sunsets.items()):
+            family.add_metric([provider], (date - on).days)
+        yield family
 
 
 class Metrics:
@@ -83,6 +110,8 @@ class Metrics:
             ["op"],
             registry=self.registry,
         )
+        self.sunset_days = SunsetDays()
+        self.registry.register(self.sunset_days)
         Info("gateway_build", "Version of the gateway and of Python.", registry=self.registry).info(
             {"version": __version__, "python": platform.python_version()}
         )
@@ -104,6 +133,10 @@ class Metrics:
         for provider in providers:
             for kind in FAILURE_KINDS:
                 self.upstream_failures.labels(provider, kind)
+
+    def declare_sunsets(self, sunsets: Mapping[str, datetime.date]) -> None:
+        """The sunset date of each served provider that has one (start-up and each reload)."""
+        self.sunset_days.sunsets = dict(sunsets)
 
     def observe(self, record: RequestRecord) -> None:
         """Count one finished request."""

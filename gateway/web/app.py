@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
@@ -72,12 +73,22 @@ def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIte
     return http_client
 
 
+def _sunsets(config: Config) -> dict[str, datetime.date]:
+    """The served providers' sunset dates (``about.sunset.date``), for ``gateway_provider_sunset_days``."""
+    return {
+        name: mapping.about.sunset.date
+        for name, mapping in config.providers.items()
+        if mapping.about is not None and mapping.about.sunset is not None
+    }
+
+
 def create_app(config: Config) -> web.Application:
     """The gateway for ``config``: every provider's three endpoints plus the operational ones."""
     holder = RuntimeHolder(Runtime.of(config))
     storage = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
     metrics = Metrics()
     metrics.declare(config.providers)
+    metrics.declare_sunsets(_sunsets(config))
     app = web.Application(
         middlewares=[
             request_middleware(config.request_id_header),
@@ -135,4 +146,5 @@ def reload_config(app: web.Application, config: Config) -> list[str]:
     if not needs_restart:
         app[RUNTIME].current = Runtime.of(config)
         app[METRICS].declare(config.providers)  # a provider the reload added starts its series at 0 too
+        app[METRICS].declare_sunsets(_sunsets(config))
     return needs_restart

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.config.about import warn_of_sunsets
 from gateway.config.settings import Config, ConfigError, load_config
 from gateway.upstream import discovery
 from gateway.web.app import reload_config
@@ -68,3 +69,4 @@ class Reloader:
         else:
             freeze_heap(again=True)  # the new config joins the frozen heap; the old one can go
             log.info("reloaded %s: serving %s", self._path, ", ".join(config.providers))
+            warn_of_sunsets(config.providers.values())

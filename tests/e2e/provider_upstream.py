@@ -108,6 +108,16 @@ def mismatches(
     return problems
 
 
+def has_token_url(text: str) -> bool:
+    """The mapping ``text`` itself gives ``upstream.token.url`` (a variant may inherit its base's)."""
+    node = yaml.compose(text)
+    for key in ("upstream", "token", "url"):
+        if not isinstance(node, yaml.MappingNode):
+            return False
+        node = next((value for name, value in node.value if name.value == key), None)
+    return node is not None
+
+
 def with_token_url(text: str, url: str) -> str:
     """The mapping ``text`` with ``upstream.token.url`` pointed at ``url`` (same line, same indent)."""
     node = yaml.compose(text)

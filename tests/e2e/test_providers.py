@@ -31,10 +31,12 @@ from aiohttp import web
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from listening import port_of, start_site
-from provider_upstream import Documented, mismatches, with_token_url
+from provider_upstream import Documented, has_token_url, mismatches, with_token_url
 
 import gateway.upstream.answer
+from gateway.config.extends import load_mapping_document
 from gateway.config.settings import load_config
+from gateway.config.yamlfile import Problems
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.refresh import FLIGHTS
 from gateway.oauth.seal import Sealer, generate_key
@@ -192,14 +194,21 @@ def _environment(name: str, text: str, upstream: RecordingUpstream) -> dict[str,
     return env
 
 
+def _chain(name: str) -> list[Path]:
+    """The mapping's file and the files it extends (``extends:``), nearest first."""
+    document = load_mapping_document(MAPPINGS / f"{name}.yaml", Problems(), env={}, missing_env_ok=True)
+    return [MAPPINGS / f"{name}.yaml", *(Path(base) for base in getattr(document, "bases", None) or ())]
+
+
 async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, sock: socket.socket) -> tuple[Any, web.AppRunner, dict[str, str]]:
     port = port_of(sock)
-    text = (MAPPINGS / f"{name}.yaml").read_text(encoding="utf-8")
-    env = _environment(name, text, upstream)
-    if "discovery:" not in text:  # a discovery mapping finds the test upstream through OIDC_ISSUER
-        text = with_token_url(text, upstream.url_of(_token_path(name)))
+    texts = {file.name: file.read_text(encoding="utf-8") for file in _chain(name)}
+    env = _environment(name, "".join(texts.values()), upstream)
     (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    for file_name, text in texts.items():  # a variant's bases beside it, each token URL pointed at the test upstream
+        if "discovery:" not in text and has_token_url(text):  # a discovery mapping finds it through OIDC_ISSUER
+            text = with_token_url(text, upstream.url_of(_token_path(name)))
+        (tmp_path / "mappings" / file_name).write_text(text, encoding="utf-8")
     (tmp_path / "gateway.yaml").write_text(
         f"listen: {{host: 127.0.0.1, port: {port}}}\n"
         f"public_url: http://127.0.0.1:{port}\n"
@@ -226,9 +235,9 @@ async def test_provider_end_to_end(
     try:
         mapping = config.providers[name]
         assert mapping.token.url == provider_upstream.url_of(_token_path(name))
-        prefix = name.upper()
-        platform_id, platform_secret = env[f"{prefix}_PLATFORM_CLIENT_ID"], env[f"{prefix}_PLATFORM_CLIENT_SECRET"]
-        upstream_id, upstream_secret = env[f"{prefix}_CLIENT_ID"], env.get(f"{prefix}_CLIENT_SECRET", "")
+        prefix = name.upper().replace("-", "_")
+        platform_id, platform_secret = mapping.platform.client_id, mapping.platform.client_secret
+        upstream_id, upstream_secret = mapping.upstream_client_id, mapping.upstream_client_secret
         redirect_uri = REDIRECTS[mapping.platform.profile].format(project=env.get(f"{prefix}_PROJECT_ID", "my-project"))
         callback = config.callback_url(name)
         sealer = Sealer(config.keys)
@@ -362,9 +371,9 @@ async def test_provider_authorize_leg(
     config, runner, env = await _start(tmp_path, name, provider_upstream, gateway_socket)
     try:
         mapping = config.providers[name]
-        prefix = name.upper()
+        prefix = name.upper().replace("-", "_")
         redirect_uri = REDIRECTS[mapping.platform.profile].format(project=env.get(f"{prefix}_PROJECT_ID", "my-project"))
-        query = {"client_id": env[f"{prefix}_PLATFORM_CLIENT_ID"], "redirect_uri": redirect_uri, "state": "platform-state",
+        query = {"client_id": mapping.platform.client_id, "redirect_uri": redirect_uri, "state": "platform-state",
                  "response_type": "code", "scope": "read write"}
         authorize_url = f"http://127.0.0.1:{gateway_port}/{name}/authorize"
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
@@ -387,7 +396,7 @@ async def test_provider_authorize_leg(
         sent = {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
         documented = AUTHORIZE_DOCUMENTED[name]
         assert sent["response_type"] == "code"
-        assert sent["client_id"] == env[f"{prefix}_CLIENT_ID"]
+        assert sent["client_id"] == mapping.upstream_client_id
         assert sent["redirect_uri"] == config.callback_url(name)
         assert len(sent["state"]) >= 32 and sent["state"] != "platform-state"  # the gateway's own nonce
         for key, value in documented.get("params", {}).items():

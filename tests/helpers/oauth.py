@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.yamlfile import Problems, load_yaml
+from gateway.config.yamlfile import Problems
 
 __all__ = ["ALEXA_MAPPING", "basic", "load_mapping", "read_mapping"]
 
@@ -39,12 +40,12 @@ def basic(client_id: str, secret: str) -> str:
 def read_mapping(
     tmp_path: Path, text: str, *, name: str = "prov", env: dict[str, str] | None = None, missing_env_ok: bool = False
 ) -> tuple[Problems, ProviderMapping | None]:
-    """Write ``text`` as ``<name>.yaml`` and read it as the loader reads a mapping file:
+    """Write ``text`` as ``<name>.yaml`` and read it as the loader reads a mapping file (merged over its ``extends:`` base):
     the problems found and the mapping (None when it could not be built)."""
     file = tmp_path / f"{name}.yaml"
     file.write_text(text, encoding="utf-8")
     problems = Problems()
-    data = load_yaml(file, problems, env=env or {}, missing_env_ok=missing_env_ok)
+    data = load_mapping_document(file, problems, env=env or {}, missing_env_ok=missing_env_ok)
     return problems, parse_mapping(name, data, file=str(file), problems=problems)
 
 

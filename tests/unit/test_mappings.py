@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from gateway.config.examples import run_examples
+from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import Config, load_config
-from gateway.config.yamlfile import ConfigError, Problems, load_yaml
+from gateway.config.yamlfile import ConfigError, Problems
 from gateway.oauth.seal import generate_key
 from gateway.upstream import discovery
 
@@ -75,16 +76,29 @@ def test_header_comment_names_schema_docs_quirks_and_platform(checked: Config, f
     assert f"# Platform: {profile}." in header
 
 
+def _prefix(file: Path) -> str:
+    """The mapping's variables start with its name: ``google-calendar`` → ``GOOGLE_CALENDAR``."""
+    return file.stem.upper().replace("-", "_")
+
+
+def _chain(file: Path) -> list[Path]:
+    """The mapping's file and the files it extends (``extends:``), nearest first."""
+    document = load_mapping_document(file, Problems(), env={}, missing_env_ok=True)
+    return [file, *(Path(base) for base in getattr(document, "bases", None) or ())]
+
+
 @pytest.mark.parametrize("file", FILES, ids=lambda f: f.stem)
 def test_credentials_come_from_the_environment(file: Path) -> None:
     problems = Problems()
-    data = load_yaml(file, problems, env={}, missing_env_ok=True)
-    prefix = file.stem.upper()
+    data = load_mapping_document(file, problems, env={}, missing_env_ok=True)
+    prefix = _prefix(file)
     unresolved = re.compile(r"<[A-Z][A-Z0-9_]*>")
     platform, upstream = data["platform"], data["upstream"]
+    # Each skill or action has its own platform client, a variant's too; a variant (extends:) may
+    # use its base's client at the provider.
     assert platform["client_id"] == f"<{prefix}_PLATFORM_CLIENT_ID>"
     assert platform["client_secret"] == f"<{prefix}_PLATFORM_CLIENT_SECRET>"
-    assert upstream["client_id"] == f"<{prefix}_CLIENT_ID>"
+    assert upstream["client_id"] in {f"<{_prefix(each)}_CLIENT_ID>" for each in _chain(file)}
     if "client_secret" in upstream:
         assert unresolved.fullmatch(upstream["client_secret"])
     text = file.read_text(encoding="utf-8")
@@ -93,7 +107,7 @@ def test_credentials_come_from_the_environment(file: Path) -> None:
 
 
 def _env_for(file: Path) -> dict[str, str]:
-    text = file.read_text(encoding="utf-8")
+    text = "".join(each.read_text(encoding="utf-8") for each in _chain(file))  # a variant's bases' too
     # Variables with a `:-default` keep their default; the others get a made-up value.
     return {variable: f"{variable.lower()}-value" for variable in re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", text)}
 
@@ -101,7 +115,8 @@ def _env_for(file: Path) -> dict[str, str]:
 @pytest.mark.parametrize("file", [f for f in FILES if f.stem != "oidc"], ids=lambda f: f.stem)
 def test_each_mapping_can_be_served(tmp_path: Path, file: Path) -> None:
     (tmp_path / "mappings").mkdir()
-    (tmp_path / "mappings" / file.name).write_text(file.read_text(encoding="utf-8"), encoding="utf-8")
+    for each in _chain(file):  # a variant's bases beside it
+        (tmp_path / "mappings" / each.name).write_text(each.read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "gateway.yaml").write_text(
         f'keys: ["{generate_key()}"]\npublic_url: https://link.example.com\nproviders: [{file.stem}]\n', encoding="utf-8"
     )

@@ -23,12 +23,13 @@ from pydantic import BaseModel
 
 from gateway.cli.commands import main
 from gateway.config import reference
+from gateway.config.extends import load_mapping_document
 from gateway.config.fields import inner as _inner
 from gateway.config.mapping import ProviderMapping, parse_mapping
 from gateway.config.models import ExpectFile, GatewayFile, MappingFile
 from gateway.config.schemas import SCHEMA_FILES, json_schema
 from gateway.config.settings import load_config
-from gateway.config.yamlfile import ConfigError, Problems, load_yaml
+from gateway.config.yamlfile import ConfigError, Problems
 from gateway.oauth.seal import generate_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,15 @@ OPEN = {"examples[].body", "examples[].expect", "callback.keep"}
 
 #: A mapping that uses every key of the vocabulary.
 FULL: dict[str, Any] = {
+    "extends": "base",
+    "about": {
+        "name": "Example ID",
+        "category": "identity",
+        "sources": ["https://id.example.com/docs/oauth"],
+        "checked": "2026-12-01",
+        "unverified": "the refresh token's lifetime",
+        "sunset": {"date": "2027-06-01", "successor": "example-two", "link": "https://id.example.com/news/sunset"},
+    },
     "platform": {
         "profile": "alexa",
         "vendor_ids": ["M3BVP74N95SP1F"],
@@ -152,10 +162,12 @@ def _present(document: Any, path: str = "") -> set[str]:
 
 
 def _load(tmp_path: Path, document: dict[str, Any]) -> tuple[Problems, ProviderMapping | None]:
+    """``document`` as ``full.yaml``, read as the loader reads it, beside the ``base.yaml`` it extends."""
+    (tmp_path / "base.yaml").write_text(ALEXA_MAPPING, encoding="utf-8")
     file = tmp_path / "full.yaml"
     file.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     problems = Problems()
-    data = load_yaml(file, problems, env={})
+    data = load_mapping_document(file, problems, env={})
     return problems, parse_mapping("full", data, file=str(file), problems=problems)
 
 
