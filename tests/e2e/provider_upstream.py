@@ -27,6 +27,7 @@ class Documented:
     method: str = "POST"
     encoding: str = "form"  # form | json | query: where the parameters are
     auth: str = "basic"  # basic | body | none | basic+client_id
+    refresh_auth: str | None = None  # the refresh's own client authentication, where it differs (Tesla)
     code: frozenset[str] = frozenset()  # parameter names a code exchange must carry
     refresh: frozenset[str] = frozenset()  # … and a refresh
     values: dict[str, str] = field(default_factory=dict)  # fixed parameter values (action=requesttoken)
@@ -77,7 +78,8 @@ def mismatches(
     problems += found
 
     authorization = request.headers.get("authorization")
-    if documented.auth.startswith("basic"):
+    auth = documented.refresh_auth if grant == "refresh_token" and documented.refresh_auth else documented.auth
+    if auth.startswith("basic"):
         # RFC 6749 §2.3.1: the id and secret are form-encoded before they are joined.
         if authorization != basic(quote(client_id, safe=""), quote(client_secret, safe="")):
             problems.append(f"Authorization must be HTTP Basic with the client's id and secret, not {authorization!r}")
@@ -85,10 +87,10 @@ def mismatches(
             problems.append("the client secret must not also be in the parameters")
     elif authorization is not None:
         problems.append(f"no Authorization header is documented, but one was sent: {authorization.split()[0]} …")
-    if documented.auth == "body":
+    if auth == "body":
         if params.get(documented.id_name) != client_id or params.get(documented.secret_name) != client_secret:
             problems.append(f"{documented.id_name} and {documented.secret_name} must be in the parameters")
-    if documented.auth in ("none", "basic+client_id"):
+    if auth in ("none", "basic+client_id"):
         if params.get(documented.id_name) != client_id:
             problems.append(f"{documented.id_name} must be in the parameters")
         if documented.secret_name in params:

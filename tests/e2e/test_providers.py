@@ -28,15 +28,14 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from helpers.mappings import with_bases
 from helpers.oauth import basic
 from helpers.upstream import RecordingUpstream, Reply
 from listening import port_of, start_site
 from provider_upstream import Documented, has_token_url, mismatches, with_token_url
 
 import gateway.upstream.answer
-from gateway.config.extends import load_mapping_document
 from gateway.config.settings import load_config
-from gateway.config.yamlfile import Problems
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.refresh import FLIGHTS
 from gateway.oauth.seal import Sealer, generate_key
@@ -49,7 +48,7 @@ PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
 #: The refresh token the platform holds; examples that keep it expect this value (gateway.config.examples).
 REFRESH_TOKEN_SENT = "refresh-token-sent-by-the-platform"
 #: The tenant a user of a multi-tenant mapping (``tenant:``) names in the gateway's form.
-TENANTS = {"shopify": "acme-shop", "zendesk": "acme", "okta": "acme.okta.com"}
+TENANTS = {"shopify": "acme-shop", "zendesk": "acme", "okta": "acme.okta.com", "homeassistant": "abcdefgh.ui.nabu.casa"}
 REDIRECTS = {
     "alexa": "https://pitangui.amazon.com/api/skill/link/M2AAAAAAAAAAAA",
     "google": "https://oauth-redirect.googleusercontent.com/r/{project}",
@@ -154,6 +153,39 @@ DOCUMENTED: dict[str, Documented] = {
                          refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.okta.com/docs/guides/implement-grant-type/authcode/main/ (client_secret_basic)
     "okta": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # Device, energy, vehicle, health and home-platform clouds.
+    # https://developer.dexcom.com/docs/dexcom/authentication/ (credentials in the form body)
+    "dexcom": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer-v4.enphase.com/docs/quickstart.html (parameters in the query string, HTTP Basic)
+    "enphase": Documented(encoding="query", auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.home-assistant.io/docs/auth_api (no secret: client_id, a URL, on every request)
+    "homeassistant": Documented(auth="none", code=_names("grant_type", "code", "client_id"), refresh=REFRESH | {"client_id"}),
+    # https://developer.miele.com/docs/authorization2 (client_id and client_secret as parameters)
+    "miele": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/nest/device-access/authorize (Google's token endpoint: credentials in the body)
+    "nest": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://docs.nuki.io/guide/authorization/oauth2/ (the code flow needs the client secret)
+    "nuki": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://github.com/polarofficial/accesslink-example-python (Polar's client: HTTP Basic; no refresh grant)
+    "polar": Documented(auth="basic", code=CODE),
+    # http://developer.honeywellhome.com/oauth2-guide (HTTP Basic with API key and secret)
+    "resideo": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://smartcar.com/docs/api-reference/authorization/auth-code-exchange (Basic; a User-Agent is required)
+    "smartcar": Documented(auth="basic", code=CODE, refresh=REFRESH, headers={"User-Agent": None}),
+    # https://apizone.suunto.com/how-to-start (HTTP Basic, RFC 7617)
+    "suunto": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.tesla.com/docs/fleet-api/authentication/third-party-tokens (secret and audience on the
+    # code exchange; the refresh carries only client_id)
+    "tesla": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"audience"}, refresh=REFRESH | {"client_id"},
+                         refresh_auth="none"),
+    # https://data-api.tibber.com/docs/auth/ (form body with client_id and client_secret; PKCE optional)
+    "tibber": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.volvocars.com/apis/docs/authorisation/ (HTTP Basic; PKCE)
+    "volvo": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://cloud-api.wahooligan.com/#authentication (client_id and client_secret as parameters; see the mapping's unverified)
+    "wahoo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.whoop.com/docs/tutorials/refresh-token-javascript (form body; scope=offline on refresh)
+    "whoop": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
 }
 
 
@@ -194,15 +226,9 @@ def _environment(name: str, text: str, upstream: RecordingUpstream) -> dict[str,
     return env
 
 
-def _chain(name: str) -> list[Path]:
-    """The mapping's file and the files it extends (``extends:``), nearest first."""
-    document = load_mapping_document(MAPPINGS / f"{name}.yaml", Problems(), env={}, missing_env_ok=True)
-    return [MAPPINGS / f"{name}.yaml", *(Path(base) for base in getattr(document, "bases", None) or ())]
-
-
 async def _start(tmp_path: Path, name: str, upstream: RecordingUpstream, sock: socket.socket) -> tuple[Any, web.AppRunner, dict[str, str]]:
     port = port_of(sock)
-    texts = {file.name: file.read_text(encoding="utf-8") for file in _chain(name)}
+    texts = {file.name: file.read_text(encoding="utf-8") for file in with_bases(MAPPINGS / f"{name}.yaml")}
     env = _environment(name, "".join(texts.values()), upstream)
     (tmp_path / "mappings").mkdir()
     for file_name, text in texts.items():  # a variant's bases beside it, each token URL pointed at the test upstream
@@ -355,6 +381,23 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "zendesk": {"pkce": True},
     "okta": {"pkce": True},
     "zoom": {"pkce": True},
+    # Device, energy, vehicle, health and home-platform clouds.
+    "dexcom": {"scope": "offline_access"},  # the only scope
+    "enphase": {"scope": ""},  # no scope parameter
+    "homeassistant": {"scope": ""},  # at https://{instance}; no scope
+    "miele": {"scope_contains": "openid"},  # openid is mandatory
+    "nest": {"params": {"access_type": "offline", "prompt": "consent"},  # Google's, inherited (extends: google)
+             "scope": "https://www.googleapis.com/auth/sdm.service"},
+    "nuki": {},
+    "polar": {"scope": "accesslink.read_all"},
+    "resideo": {"scope": ""},  # no scope parameter
+    "smartcar": {"params": {"mode": "live"}},
+    "suunto": {"scope": ""},  # no scope parameter
+    "tesla": {"scope_contains": "offline_access"},  # for a refresh token
+    "tibber": {"pkce": True},  # recommended by Tibber
+    "volvo": {"pkce": True},
+    "wahoo": {},
+    "whoop": {},  # the platform's scopes, offline among them
 }
 
 

@@ -3,7 +3,8 @@
 * :mod:`helpers.upstream` — the one recording upstream: a configurable, misbehaving OAuth2 server
   on 127.0.0.1, or the same answers in-process through the upstream client seam;
 * :mod:`helpers.oauth` — small steps many tests repeat: HTTP Basic, loading a mapping from text,
-  sealing a code as the gateway's callback does.
+  sealing a code as the gateway's callback does;
+* :mod:`helpers.mappings` — a shipped mapping with the mappings it ``extends:``.
 
 They live here rather than in a ``conftest.py``: pytest advises against importing from conftest
 (a second copy of the module, fixtures registered twice).

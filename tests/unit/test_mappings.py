@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers.mappings import with_bases
 
 from gateway.config.examples import run_examples
 from gateway.config.extends import load_mapping_document
@@ -31,7 +32,7 @@ REQUIRED = {
     "x", "reddit", "ecobee", "dropbox", "spotify", "zoom", "smartthings", "homeconnect", "discord", "mailchimp", "oidc",
 }
 #: Providers that have no refresh grant at all (their comment says so).
-NO_REFRESH = {"facebook", "mailchimp", "shopify", "todoist"}  # tokens that do not expire
+NO_REFRESH = {"facebook", "mailchimp", "polar", "shopify", "todoist"}  # tokens that do not expire
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +82,6 @@ def _prefix(file: Path) -> str:
     return file.stem.upper().replace("-", "_")
 
 
-def _chain(file: Path) -> list[Path]:
-    """The mapping's file and the files it extends (``extends:``), nearest first."""
-    document = load_mapping_document(file, Problems(), env={}, missing_env_ok=True)
-    return [file, *(Path(base) for base in getattr(document, "bases", None) or ())]
-
-
 @pytest.mark.parametrize("file", FILES, ids=lambda f: f.stem)
 def test_credentials_come_from_the_environment(file: Path) -> None:
     problems = Problems()
@@ -98,7 +93,7 @@ def test_credentials_come_from_the_environment(file: Path) -> None:
     # use its base's client at the provider.
     assert platform["client_id"] == f"<{prefix}_PLATFORM_CLIENT_ID>"
     assert platform["client_secret"] == f"<{prefix}_PLATFORM_CLIENT_SECRET>"
-    assert upstream["client_id"] in {f"<{_prefix(each)}_CLIENT_ID>" for each in _chain(file)}
+    assert upstream["client_id"] in {f"<{_prefix(each)}_CLIENT_ID>" for each in with_bases(file)}
     if "client_secret" in upstream:
         assert unresolved.fullmatch(upstream["client_secret"])
     text = file.read_text(encoding="utf-8")
@@ -107,7 +102,7 @@ def test_credentials_come_from_the_environment(file: Path) -> None:
 
 
 def _env_for(file: Path) -> dict[str, str]:
-    text = "".join(each.read_text(encoding="utf-8") for each in _chain(file))  # a variant's bases' too
+    text = "".join(each.read_text(encoding="utf-8") for each in with_bases(file))  # a variant's bases' too
     # Variables with a `:-default` keep their default; the others get a made-up value.
     return {variable: f"{variable.lower()}-value" for variable in re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", text)}
 
@@ -115,7 +110,7 @@ def _env_for(file: Path) -> dict[str, str]:
 @pytest.mark.parametrize("file", [f for f in FILES if f.stem != "oidc"], ids=lambda f: f.stem)
 def test_each_mapping_can_be_served(tmp_path: Path, file: Path) -> None:
     (tmp_path / "mappings").mkdir()
-    for each in _chain(file):  # a variant's bases beside it
+    for each in with_bases(file):  # a variant's bases beside it
         (tmp_path / "mappings" / each.name).write_text(each.read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "gateway.yaml").write_text(
         f'keys: ["{generate_key()}"]\npublic_url: https://link.example.com\nproviders: [{file.stem}]\n', encoding="utf-8"
