@@ -186,6 +186,32 @@ DOCUMENTED: dict[str, Documented] = {
     "wahoo": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.whoop.com/docs/tutorials/refresh-token-javascript (form body; scope=offline on refresh)
     "whoop": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # Google and Microsoft Graph API variants (extends: google, extends: entra); identity servers
+    # people run themselves; commerce, errands, games and work tools.
+    # https://developers.google.com/calendar/api/auth (Google's token endpoint: credentials in the body)
+    "google-calendar": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/workspace/meet/api/guides/authenticate-authorize (Google's token endpoint)
+    "google-meet": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/people/v1/how-tos/authorizing (Google's token endpoint)
+    "google-contacts": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/drive/api/guides/api-specific-auth (Google's token endpoint)
+    "google-drive": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/tasks/auth (Google's token endpoint)
+    "google-tasks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/workspace/gmail/api/auth/scopes (Google's token endpoint)
+    "gmail": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://learn.microsoft.com/en-us/graph/api/planneruser-list-tasks (the v2.0 endpoint: scope on every request)
+    "microsoft-planner": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://learn.microsoft.com/en-us/graph/api/chat-post-messages (the v2.0 endpoint)
+    "microsoft-teams": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://learn.microsoft.com/en-us/graph/api/todotask-get (the v2.0 endpoint)
+    "microsoft-todo": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://learn.microsoft.com/en-us/onedrive/developer/rest-api/getting-started/graph-oauth (the v2.0 endpoint)
+    "onedrive": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://learn.microsoft.com/en-us/graph/api/resources/mail-api-overview (the v2.0 endpoint)
+    "outlook": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://developers.google.com/youtube/v3/guides/authentication (Google's token endpoint)
+    "youtube": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
 
 
@@ -398,6 +424,20 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "volvo": {"pkce": True},
     "wahoo": {},
     "whoop": {},  # the platform's scopes, offline among them
+    # Google and Microsoft Graph API variants; identity servers people run themselves; commerce,
+    # errands, games and work tools.
+    "gmail": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/gmail.readonly"},  # gmail.readonly
+    "google-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/calendar.events"},
+    "google-contacts": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/contacts.readonly"},  # People API
+    "google-drive": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/drive.file"},  # non-sensitive, Google's recommendation
+    "google-meet": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/meetings.space.created"},
+    "google-tasks": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/tasks"},
+    "microsoft-planner": {"params": {"response_mode": "query"}, "scope": "openid offline_access Tasks.ReadWrite"},
+    "microsoft-teams": {"params": {"response_mode": "query"}, "scope": "openid offline_access User.Read Chat.ReadWrite"},
+    "microsoft-todo": {"params": {"response_mode": "query"}, "scope": "openid offline_access Tasks.ReadWrite"},
+    "onedrive": {"params": {"response_mode": "query"}, "scope": "openid offline_access Files.ReadWrite"},
+    "outlook": {"params": {"response_mode": "query"}, "scope": "openid offline_access Mail.Read Calendars.ReadWrite"},
+    "youtube": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/youtube.readonly"},
 }
 
 
