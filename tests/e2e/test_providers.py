@@ -188,18 +188,26 @@ DOCUMENTED: dict[str, Documented] = {
     "whoop": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
     # Google and Microsoft Graph API variants (extends: google, extends: entra); identity servers
     # people run themselves; commerce, errands, games and work tools.
-    # https://developers.google.com/calendar/api/auth (Google's token endpoint: credentials in the body)
+    # https://auth0.com/docs/get-started/authentication-and-authorization-flow/authorization-code-flow/call-your-api-using-the-authorization-code-flow (form body with the secret)
+    "auth0": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html (Basic; PKCE for the code)
+    "cognito": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://developers.docusign.com/platform/auth/reference/obtain-access-token (HTTP Basic with integration and secret key)
+    "docusign": Documented(auth="basic", code=_names("grant_type", "code"), refresh=REFRESH),
+    # https://developers.google.com/workspace/gmail/api/auth/scopes (Google's token endpoint: credentials in the body)
+    "gmail": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/calendar/api/auth (Google's token endpoint)
     "google-calendar": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
-    # https://developers.google.com/workspace/meet/api/guides/authenticate-authorize (Google's token endpoint)
-    "google-meet": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.google.com/people/v1/how-tos/authorizing (Google's token endpoint)
     "google-contacts": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.google.com/drive/api/guides/api-specific-auth (Google's token endpoint)
     "google-drive": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/workspace/meet/api/guides/authenticate-authorize (Google's token endpoint)
+    "google-meet": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.google.com/tasks/auth (Google's token endpoint)
     "google-tasks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
-    # https://developers.google.com/workspace/gmail/api/auth/scopes (Google's token endpoint)
-    "gmail": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://docs.redhat.com/en/documentation/red_hat_build_of_keycloak/26.2/html/securing_applications_and_services_guide/oidc-layers- (OpenID Connect: client_secret_basic, PKCE)
+    "keycloak": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://learn.microsoft.com/en-us/graph/api/planneruser-list-tasks (the v2.0 endpoint: scope on every request)
     "microsoft-planner": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
     # https://learn.microsoft.com/en-us/graph/api/chat-post-messages (the v2.0 endpoint)
@@ -426,12 +434,16 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "whoop": {},  # the platform's scopes, offline among them
     # Google and Microsoft Graph API variants; identity servers people run themselves; commerce,
     # errands, games and work tools.
-    "gmail": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/gmail.readonly"},  # gmail.readonly
+    "auth0": {},  # the platform's scopes (offline_access among them); audience only when configured
+    "cognito": {"pkce": True},
+    "docusign": {"scope": "signature extended"},
+    "gmail": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/gmail.readonly"},
     "google-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/calendar.events"},
-    "google-contacts": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/contacts.readonly"},  # People API
-    "google-drive": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/drive.file"},  # non-sensitive, Google's recommendation
+    "google-contacts": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/contacts.readonly"},
+    "google-drive": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/drive.file"},
     "google-meet": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/meetings.space.created"},
     "google-tasks": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/tasks"},
+    "keycloak": {"pkce": True},
     "microsoft-planner": {"params": {"response_mode": "query"}, "scope": "openid offline_access Tasks.ReadWrite"},
     "microsoft-teams": {"params": {"response_mode": "query"}, "scope": "openid offline_access User.Read Chat.ReadWrite"},
     "microsoft-todo": {"params": {"response_mode": "query"}, "scope": "openid offline_access Tasks.ReadWrite"},
