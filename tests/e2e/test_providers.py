@@ -194,6 +194,12 @@ DOCUMENTED: dict[str, Documented] = {
     "cognito": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://developers.docusign.com/platform/auth/reference/obtain-access-token (HTTP Basic with integration and secret key)
     "docusign": Documented(auth="basic", code=_names("grant_type", "code"), refresh=REFRESH),
+    # https://developer.ebay.com/api-docs/static/oauth-auth-code-grant-request.html (HTTP Basic; redirect_uri carries the RuName, not the callback: see AUTHORIZE_DOCUMENTED)
+    "ebay": Documented(auth="basic", code=_names("grant_type", "code"), refresh=REFRESH),
+    # https://dev.epicgames.com/docs/web-api-ref/authentication (client credentials in HTTP Basic)
+    "epic-games": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.etsy.com/documentation/essentials/authentication/ (the keystring as client_id; PKCE required)
+    "etsy": Documented(auth="none", code=CODE | {"client_id", "code_verifier"}, refresh=REFRESH | {"client_id"}),
     # https://developers.google.com/workspace/gmail/api/auth/scopes (Google's token endpoint: credentials in the body)
     "gmail": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.google.com/calendar/api/auth (Google's token endpoint)
@@ -218,6 +224,8 @@ DOCUMENTED: dict[str, Documented] = {
     "onedrive": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
     # https://learn.microsoft.com/en-us/graph/api/resources/mail-api-overview (the v2.0 endpoint)
     "outlook": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://developer.uber.com/docs/riders/references/api/v2/token-post (client_id and client_secret as POST parameters)
+    "uber": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.google.com/youtube/v3/guides/authentication (Google's token endpoint)
     "youtube": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
@@ -437,6 +445,9 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "auth0": {},  # the platform's scopes (offline_access among them); audience only when configured
     "cognito": {"pkce": True},
     "docusign": {"scope": "signature extended"},
+    "ebay": {"redirect_uri": "ebay-runame", "scope": "https://api.ebay.com/oauth/api_scope"},  # the RuName, not a URL
+    "epic-games": {"scope": "basic_profile"},
+    "etsy": {"pkce": True},
     "gmail": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/gmail.readonly"},
     "google-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/calendar.events"},
     "google-contacts": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/contacts.readonly"},
@@ -449,6 +460,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "microsoft-todo": {"params": {"response_mode": "query"}, "scope": "openid offline_access Tasks.ReadWrite"},
     "onedrive": {"params": {"response_mode": "query"}, "scope": "openid offline_access Files.ReadWrite"},
     "outlook": {"params": {"response_mode": "query"}, "scope": "openid offline_access Mail.Read Calendars.ReadWrite"},
+    "uber": {},
     "youtube": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/youtube.readonly"},
 }
 
@@ -492,7 +504,8 @@ async def test_provider_authorize_leg(
         documented = AUTHORIZE_DOCUMENTED[name]
         assert sent["response_type"] == "code"
         assert sent["client_id"] == mapping.upstream_client_id
-        assert sent["redirect_uri"] == config.callback_url(name)
+        # eBay's redirect_uri is the application's RuName, which names the callback at eBay.
+        assert sent["redirect_uri"] == documented.get("redirect_uri", config.callback_url(name))
         assert len(sent["state"]) >= 32 and sent["state"] != "platform-state"  # the gateway's own nonce
         for key, value in documented.get("params", {}).items():
             assert sent.get(key) == value, (key, sent)
