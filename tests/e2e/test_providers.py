@@ -261,6 +261,58 @@ DOCUMENTED: dict[str, Documented] = {
     "wrike": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
+    # Google and Microsoft Graph API variants (extends: google, extends: entra); identity servers
+    # people run themselves; commerce, errands, games and work tools.
+    # https://auth0.com/docs/get-started/authentication-and-authorization-flow/authorization-code-flow/call-your-api-using-the-authorization-code-flow (form body with the secret)
+    "auth0": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://docs.aws.amazon.com/cognito/latest/developerguide/token-endpoint.html (Basic; PKCE for the code)
+    "cognito": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://developers.docusign.com/platform/auth/reference/obtain-access-token (HTTP Basic with integration and secret key)
+    "docusign": Documented(auth="basic", code=_names("grant_type", "code"), refresh=REFRESH),
+    # https://developer.ebay.com/api-docs/static/oauth-auth-code-grant-request.html (HTTP Basic; redirect_uri carries the RuName, not the callback: see AUTHORIZE_DOCUMENTED)
+    "ebay": Documented(auth="basic", code=_names("grant_type", "code"), refresh=REFRESH),
+    # https://dev.epicgames.com/docs/web-api-ref/authentication (client credentials in HTTP Basic)
+    "epic-games": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developers.etsy.com/documentation/essentials/authentication/ (the keystring as client_id; PKCE required)
+    "etsy": Documented(auth="none", code=CODE | {"client_id", "code_verifier"}, refresh=REFRESH | {"client_id"}),
+    # https://developers.google.com/workspace/gmail/api/auth/scopes (Google's token endpoint: credentials in the body)
+    "gmail": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/calendar/api/auth (Google's token endpoint)
+    "google-calendar": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/people/v1/how-tos/authorizing (Google's token endpoint)
+    "google-contacts": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/drive/api/guides/api-specific-auth (Google's token endpoint)
+    "google-drive": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/workspace/meet/api/guides/authenticate-authorize (Google's token endpoint)
+    "google-meet": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/tasks/auth (Google's token endpoint)
+    "google-tasks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://help.getharvest.com/api/authentication/authentication/server-side-apps/ (form-encoded, credentials as parameters)
+    "harvest": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.hover.to/reference/generate-access-token (a JSON body with client_id and client_secret)
+    "hover": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.hubstaff.com/authentication (OpenID Connect: client_secret_basic)
+    "hubstaff": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.getjobber.com/docs/building_your_app/app_authorization/ (client id and secret as parameters)
+    "jobber": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://docs.redhat.com/en/documentation/red_hat_build_of_keycloak/26.2/html/securing_applications_and_services_guide/oidc-layers- (OpenID Connect: client_secret_basic, PKCE)
+    "keycloak": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://learn.microsoft.com/en-us/graph/api/planneruser-list-tasks (the v2.0 endpoint: scope on every request)
+    "microsoft-planner": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://learn.microsoft.com/en-us/graph/api/chat-post-messages (the v2.0 endpoint)
+    "microsoft-teams": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://learn.microsoft.com/en-us/graph/api/todotask-get (the v2.0 endpoint)
+    "microsoft-todo": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://learn.microsoft.com/en-us/onedrive/developer/rest-api/getting-started/graph-oauth (the v2.0 endpoint)
+    "onedrive": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://learn.microsoft.com/en-us/graph/api/resources/mail-api-overview (the v2.0 endpoint)
+    "outlook": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"scope"}, refresh=REFRESH | POST_CREDENTIALS | {"scope"}),
+    # https://developer.servicem8.com/docs/platform-services/authentication/ (client_id, client_secret, code as POST parameters)
+    "servicem8": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.uber.com/docs/riders/references/api/v2/token-post (client_id and client_secret as POST parameters)
+    "uber": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.google.com/youtube/v3/guides/authentication (Google's token endpoint)
+    "youtube": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
 
 
@@ -529,6 +581,33 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "wordpress": {},
     "wrike": {"scope": "read,write"},  # comma-separated
     "yahoo": {},
+    # Google and Microsoft Graph API variants; identity servers people run themselves; commerce,
+    # errands, games and work tools.
+    "auth0": {},  # the platform's scopes (offline_access among them); audience only when configured
+    "cognito": {"pkce": True},
+    "docusign": {"scope": "signature extended"},
+    "ebay": {"redirect_uri": "ebay-runame", "scope": "https://api.ebay.com/oauth/api_scope"},  # the RuName, not a URL
+    "epic-games": {"scope": "basic_profile"},
+    "etsy": {"pkce": True},
+    "gmail": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/gmail.readonly"},
+    "google-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/calendar.events"},
+    "google-contacts": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/contacts.readonly"},
+    "google-drive": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/drive.file"},
+    "google-meet": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/meetings.space.created"},
+    "google-tasks": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/tasks"},
+    "harvest": {"scope": ""},  # the application's products, chosen at registration
+    "hover": {"scope": ""},
+    "hubstaff": {"params": {"nonce": None}},  # a nonce on every request
+    "jobber": {"scope": ""},  # the app's scopes, set in the Developer Center
+    "keycloak": {"pkce": True},
+    "microsoft-planner": {"params": {"response_mode": "query"}, "scope": "openid offline_access Tasks.ReadWrite"},
+    "microsoft-teams": {"params": {"response_mode": "query"}, "scope": "openid offline_access User.Read Chat.ReadWrite"},
+    "microsoft-todo": {"params": {"response_mode": "query"}, "scope": "openid offline_access Tasks.ReadWrite"},
+    "onedrive": {"params": {"response_mode": "query"}, "scope": "openid offline_access Files.ReadWrite"},
+    "outlook": {"params": {"response_mode": "query"}, "scope": "openid offline_access Mail.Read Calendars.ReadWrite"},
+    "servicem8": {},
+    "uber": {},
+    "youtube": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/youtube.readonly"},
 }
 
 
@@ -571,12 +650,13 @@ async def test_provider_authorize_leg(
         documented = AUTHORIZE_DOCUMENTED[name]
         assert sent["response_type"] == "code"
         assert sent[documented.get("client_id_param", "client_id")] == mapping.upstream_client_id
-        assert sent["redirect_uri"] == config.callback_url(name)
+        # eBay's redirect_uri is the application's RuName, which names the callback at eBay.
+        assert sent["redirect_uri"] == documented.get("redirect_uri", config.callback_url(name))
         assert len(sent["state"]) >= 32 and sent["state"] != "platform-state"  # the gateway's own nonce
         if "path" in documented:
             assert urlsplit(location).path == documented["path"], location
-        for key, value in documented.get("params", {}).items():
-            assert sent.get(key) == value, (key, sent)
+        for key, value in documented.get("params", {}).items():  # None: present, whatever its value
+            assert (key in sent) if value is None else sent.get(key) == value, (key, sent)
         if documented.get("pkce"):
             assert sent["code_challenge_method"] == "S256" and len(sent["code_challenge"]) == 43, sent
         else:

@@ -23,7 +23,9 @@ import yaml
 
 from gateway.cli.init import check_mapping
 from gateway.config.examples import run_examples
+from gateway.config.extends import load_mapping_document
 from gateway.config.models import AnswerFile
+from gateway.config.yamlfile import Problems
 from gateway.init import answers
 from gateway.init.answers import InferenceError, infer_answer
 from gateway.init.draft import answer_mapping, build_draft
@@ -74,7 +76,10 @@ def _samples(examples: list[dict[str, Any]]) -> list[Sample]:
 
 
 def _shipped(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The mapping as the gateway reads it: a variant (``extends:``) with its base's examples."""
+    problems = Problems()
+    document: dict[str, Any] = dict(load_mapping_document(path, problems, env={}, missing_env_ok=True))
+    assert not problems, "\n".join(map(str, problems.items))
     return document
 
 
