@@ -65,3 +65,31 @@ def test_fitbit_warns_that_it_is_off_and_names_google_health() -> None:
     warning = sunset_warning(mapping.about, datetime.date(2026, 12, 7))
     assert warning is not None and "turned off on 2026-11-02" in warning and "'google-health'" in warning, warning
     assert sunset_warning(mapping.about, datetime.date(2026, 1, 1)) is None  # over 180 days ahead
+
+
+#: Clouds of things people ask a voice assistant about: what smart-home and health skills link to.
+DEVICE_CATEGORIES = {"device", "energy", "vehicle", "health", "home"}
+
+
+def test_the_catalogue_reaches_a_hundred_mappings_eighty_servers_and_twenty_device_clouds() -> None:
+    """What an integrator finds in ``mappings/``: at least 100 mappings, for at least 80 distinct
+    authorization servers (a variant written with ``extends:`` is a mapping, not a server; a server
+    is told apart by its token endpoint's host, templated hosts included, and the generic OpenID
+    Connect mapping is no provider's), at least 20 of them device, energy, vehicle, health or
+    home-platform clouds."""
+    servers: set[str] = set()
+    devices: set[str] = set()
+    for file in MAPPINGS:
+        problems = Problems()
+        data = load_mapping_document(file, problems, env={"GATEWAY_PUBLIC_URL": "https://link.example.com"}, missing_env_ok=True)
+        mapping = parse_mapping(file.stem, data, file=str(file), problems=problems)
+        assert mapping is not None and mapping.about is not None, file.name
+        if file.stem == "oidc" or mapping.extends is not None:
+            continue
+        host = re.sub(r"^https?://", "", mapping.token.url).split("/", 1)[0].lower()
+        servers.add(host)
+        if mapping.about.category in DEVICE_CATEGORIES:
+            devices.add(host)
+    assert len(MAPPINGS) >= 100
+    assert len(servers) >= 80, sorted(servers)
+    assert len(devices) >= 20, sorted(devices)
