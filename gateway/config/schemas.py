@@ -64,14 +64,43 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 def json_schema(model: type[BaseModel], file: str) -> dict[str, Any]:
     """The draft 2020-12 schema of ``model`` as committed at ``file``."""
     schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
+    definitions = {name: value if name in _VERBATIM else _relax(value) for name, value in sorted(schema.pop("$defs", {}).items())}
+    top = _relax(schema)
+    if "extends" in top.get("properties", {}):
+        top, definitions = _with_variants(top, definitions)
     relaxed: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://github.com/gateway/gateway/{file}",
-        **_relax(schema),
-        "$defs": {name: value if name in _VERBATIM else _relax(value) for name, value in sorted(definitions.items())},
+        **top,
+        "$defs": definitions,
     }
     return relaxed
+
+
+#: The prefix of the definitions a variant is checked with: the same keys, none of them required.
+_PARTIAL = "Partial"
+
+
+def _with_variants(top: dict[str, Any], definitions: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A file that says ``extends:`` is merged over its base before it is validated, so it may leave
+    out what the base gives (``upstream.client_id``, the URLs): it is checked against a copy of the
+    definitions in which nothing is required; every other file against the models as they are."""
+
+    def partial(node: Any) -> Any:
+        if isinstance(node, list):
+            return [partial(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        result = {key: partial(value) for key, value in node.items() if key != "required"}
+        if isinstance(result.get("$ref"), str):
+            result["$ref"] = result["$ref"].replace("#/$defs/", f"#/$defs/{_PARTIAL}")
+        return result
+
+    words = {key: top.pop(key) for key in ("description",) if key in top}
+    variant = {f"{_PARTIAL}{name}": partial(value) for name, value in definitions.items()}
+    variant[f"{_PARTIAL}File"] = partial(top)
+    checked = {**words, "if": {"required": ["extends"]}, "then": {"$ref": f"#/$defs/{_PARTIAL}File"}, "else": top}
+    return checked, {**definitions, **variant}
 
 
 def render(model: type[BaseModel], file: str) -> str:

@@ -487,3 +487,15 @@ def test_the_model_choices_are_the_ones_the_request_path_knows() -> None:
 
     assert get_args(Profile) == PROFILES
     assert set(get_args(TokenErrorCode)) == TOKEN_ERRORS
+
+
+def test_a_variant_may_leave_out_what_its_base_gives_but_not_misspell_a_key() -> None:
+    """A file with ``extends:`` is merged over its base before the models see it, so an editor must not
+    ask it for ``upstream.client_id`` or the URLs; a typo is still a typo, and a file without
+    ``extends:`` still needs them."""
+    validator = _validator("mappings/schema.json")
+    variant = {"extends": "google", "upstream": {"authorize": {"scope": "openid https://www.googleapis.com/auth/gmail.readonly"}}}
+    assert [error.message for error in validator.iter_errors(variant)] == []
+    misspelt = {"extends": "google", "upstream": {"authorise": {"scope": "openid"}}}
+    assert ["Additional properties are not allowed ('authorise' was unexpected)"] == [e.message for e in validator.iter_errors(misspelt)]
+    assert any("'client_id' is a required property" in e.message for e in validator.iter_errors({"upstream": variant["upstream"]}))
