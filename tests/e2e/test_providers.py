@@ -261,6 +261,9 @@ DOCUMENTED: dict[str, Documented] = {
     "wrike": Documented(auth="body", code=_names("grant_type", "code") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
+    # Regional accounts hosts, CRM, finance, commerce and developer platforms.
+    # https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (Zoho's: a POST with query parameters)
+    "zoho-calendar": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
 
 
@@ -529,6 +532,9 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "wordpress": {},
     "wrike": {"scope": "read,write"},  # comma-separated
     "yahoo": {},
+    # Regional accounts hosts, CRM, finance, commerce and developer platforms.
+    "zoho-calendar": {"params": {"access_type": "offline", "prompt": "consent"},
+                      "scope": "ZohoCalendar.calendar.ALL,ZohoCalendar.event.ALL"},  # a fixed scope
 }
 
 
