@@ -262,12 +262,18 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
     # Regional accounts hosts, CRM, finance, commerce and developer platforms.
+    # https://www.freshbooks.com/api/authentication (client id, secret, code and redirect URI as parameters)
+    "freshbooks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.hubspot.com/docs/api-reference/2026-03/authentication/manage-oauth-tokens (every parameter in the form body)
     "hubspot": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.notion.com/reference/create-a-token (HTTP Basic, a JSON body; refresh at the same endpoint)
     "notion": Documented(encoding="json", auth="basic", code=CODE, refresh=REFRESH),
+    # https://www.rubydoc.info/gems/patreon/Patreon/OAuth (Patreon's client: credentials as form parameters)
+    "patreon": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0 (HTTP Basic, a form)
     "quickbooks": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/ (client_id and client_secret in the form body)
+    "twitch": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (Zoho's: a POST with query parameters)
     "zoho-calendar": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
@@ -539,9 +545,12 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "wrike": {"scope": "read,write"},  # comma-separated
     "yahoo": {},
     # Regional accounts hosts, CRM, finance, commerce and developer platforms.
+    "freshbooks": {"scope": ""},
     "hubspot": {},
     "notion": {"params": {"owner": "user"}, "scope": ""},
+    "patreon": {},
     "quickbooks": {},
+    "twitch": {},
     "zoho-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "ZohoCalendar.calendar.ALL,ZohoCalendar.event.ALL"},
 }
 
