@@ -262,8 +262,12 @@ DOCUMENTED: dict[str, Documented] = {
     # https://developer.yahooinc.com/dsp/api/docs/authentication/refresh-token.html (Basic; redirect_uri on refresh)
     "yahoo": Documented(auth="basic", code=CODE, refresh=REFRESH | {"redirect_uri"}),
     # Regional accounts hosts, CRM, finance, commerce and developer platforms.
+    # https://developer.atlassian.com/cloud/bitbucket/oauth-2 (curl -u client_id:secret, a form)
+    "bitbucket": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://www.freshbooks.com/api/authentication (client id, secret, code and redirect URI as parameters)
     "freshbooks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://devcenter.heroku.com/articles/oauth (the endpoint for client libraries: credentials in the form body)
+    "heroku": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.hubspot.com/docs/api-reference/2026-03/authentication/manage-oauth-tokens (every parameter in the form body)
     "hubspot": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.notion.com/reference/create-a-token (HTTP Basic, a JSON body; refresh at the same endpoint)
@@ -545,7 +549,9 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "wrike": {"scope": "read,write"},  # comma-separated
     "yahoo": {},
     # Regional accounts hosts, CRM, finance, commerce and developer platforms.
+    "bitbucket": {"scope": ""},
     "freshbooks": {"scope": ""},
+    "heroku": {},
     "hubspot": {},
     "notion": {"params": {"owner": "user"}, "scope": ""},
     "patreon": {},
