@@ -278,6 +278,8 @@ DOCUMENTED: dict[str, Documented] = {
     "quickbooks": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/ (client_id and client_secret in the form body)
     "twitch": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.typeform.com/get-started/applications (client_id and client_secret as parameters)
+    "typeform": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (Zoho's: a POST with query parameters)
     "zoho-calendar": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
@@ -557,6 +559,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "patreon": {},
     "quickbooks": {},
     "twitch": {},
+    "typeform": {"scope": "read write offline"},  # offline for a refresh token
     "zoho-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "ZohoCalendar.calendar.ALL,ZohoCalendar.event.ALL"},
 }
 
