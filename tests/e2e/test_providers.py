@@ -264,16 +264,22 @@ DOCUMENTED: dict[str, Documented] = {
     # Regional accounts hosts, CRM, finance, commerce and developer platforms.
     # https://developer.atlassian.com/cloud/bitbucket/oauth-2 (curl -u client_id:secret, a form)
     "bitbucket": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://canva.dev/docs/connect/api-reference/authentication/generate-access-token (Basic recommended; PKCE)
+    "canva": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://www.freshbooks.com/api/authentication (client id, secret, code and redirect URI as parameters)
     "freshbooks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://devcenter.heroku.com/articles/oauth (the endpoint for client libraries: credentials in the form body)
     "heroku": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.hubspot.com/docs/api-reference/2026-03/authentication/manage-oauth-tokens (every parameter in the form body)
     "hubspot": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://github.com/KickEngineering/KickDevDocs/blob/main/getting-started/generating-tokens-oauth2-flow.md (form body, credentials, PKCE verifier)
+    "kick": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.notion.com/reference/create-a-token (HTTP Basic, a JSON body; refresh at the same endpoint)
     "notion": Documented(encoding="json", auth="basic", code=CODE, refresh=REFRESH),
     # https://www.rubydoc.info/gems/patreon/Patreon/OAuth (Patreon's client: credentials as form parameters)
     "patreon": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.procore.com/documentation/content/oauth-endpoints (client_id and client_secret as parameters)
+    "procore": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0 (HTTP Basic, a form)
     "quickbooks": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/ (client_id and client_secret in the form body)
@@ -552,11 +558,14 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "yahoo": {},
     # Regional accounts hosts, CRM, finance, commerce and developer platforms.
     "bitbucket": {"scope": ""},
+    "canva": {"pkce": True},  # PKCE required
     "freshbooks": {"scope": ""},
     "heroku": {},
     "hubspot": {},
+    "kick": {"pkce": True},  # PKCE required
     "notion": {"params": {"owner": "user"}, "scope": ""},
     "patreon": {},
+    "procore": {"scope": ""},  # no scopes
     "quickbooks": {},
     "twitch": {},
     "typeform": {"scope": "read write offline"},  # offline for a refresh token
