@@ -266,6 +266,8 @@ DOCUMENTED: dict[str, Documented] = {
     "bitbucket": Documented(auth="basic", code=CODE, refresh=REFRESH),
     # https://canva.dev/docs/connect/api-reference/authentication/generate-access-token (Basic recommended; PKCE)
     "canva": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://developer.hellosign.com/docs/guides/o-auth/token-generate (a JSON body: client_id, client_secret, code, grant_type, state)
+    "dropbox-sign": Documented(encoding="json", auth="body", code=_names("grant_type", "code", "state") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://www.freshbooks.com/api/authentication (client id, secret, code and redirect URI as parameters)
     "freshbooks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://devcenter.heroku.com/articles/oauth (the endpoint for client libraries: credentials in the form body)
@@ -559,6 +561,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     # Regional accounts hosts, CRM, finance, commerce and developer platforms.
     "bitbucket": {"scope": ""},
     "canva": {"pkce": True},  # PKCE required
+    "dropbox-sign": {"scope": ""},  # the app's own scopes
     "freshbooks": {"scope": ""},
     "heroku": {},
     "hubspot": {},
