@@ -288,6 +288,8 @@ DOCUMENTED: dict[str, Documented] = {
     "twitch": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.typeform.com/get-started/applications (client_id and client_secret as parameters)
     "typeform": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.webflow.com/data/reference/oauth-app (client_id, client_secret, code, grant_type, redirect_uri)
+    "webflow": Documented(auth="body", code=CODE | POST_CREDENTIALS),
     # https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (Zoho's: a POST with query parameters)
     "zoho-calendar": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
@@ -572,6 +574,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "quickbooks": {},
     "twitch": {},
     "typeform": {"scope": "read write offline"},  # offline for a refresh token
+    "webflow": {},
     "zoho-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "ZohoCalendar.calendar.ALL,ZohoCalendar.event.ALL"},
 }
 
