@@ -284,6 +284,8 @@ DOCUMENTED: dict[str, Documented] = {
     "procore": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0 (HTTP Basic, a form)
     "quickbooks": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.sage.com/accounting/guides/authenticating/postman (client credentials in the body)
+    "sage-accounting": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/ (client_id and client_secret in the form body)
     "twitch": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.typeform.com/get-started/applications (client_id and client_secret as parameters)
@@ -572,6 +574,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "patreon": {},
     "procore": {"scope": ""},  # no scopes
     "quickbooks": {},
+    "sage-accounting": {"params": {"filter": "apiv3.1"}},
     "twitch": {},
     "typeform": {"scope": "read write offline"},  # offline for a refresh token
     "webflow": {},
