@@ -268,6 +268,8 @@ DOCUMENTED: dict[str, Documented] = {
     "canva": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
     # https://developer.hellosign.com/docs/guides/o-auth/token-generate (a JSON body: client_id, client_secret, code, grant_type, state)
     "dropbox-sign": Documented(encoding="json", auth="body", code=_names("grant_type", "code", "state") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://www.eventbrite.de/platform/docs/app-oauth-flow (app key, client secret, code and redirect URI as parameters)
+    "eventbrite": Documented(auth="body", code=CODE | POST_CREDENTIALS),
     # https://www.freshbooks.com/api/authentication (client id, secret, code and redirect URI as parameters)
     "freshbooks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://devcenter.heroku.com/articles/oauth (the endpoint for client libraries: credentials in the form body)
@@ -566,6 +568,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "bitbucket": {"scope": ""},
     "canva": {"pkce": True},  # PKCE required
     "dropbox-sign": {"scope": ""},  # the app's own scopes
+    "eventbrite": {"scope": ""},  # no scopes
     "freshbooks": {"scope": ""},
     "heroku": {},
     "hubspot": {},
