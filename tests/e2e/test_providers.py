@@ -278,6 +278,8 @@ DOCUMENTED: dict[str, Documented] = {
     "hubspot": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://github.com/KickEngineering/KickDevDocs/blob/main/getting-started/generating-tokens-oauth2-flow.md (form body, credentials, PKCE verifier)
     "kick": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://lucid.readme.io/reference/refreshing-the-access-token (a JSON body with client_id and client_secret)
+    "lucid": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.notion.com/reference/create-a-token (HTTP Basic, a JSON body; refresh at the same endpoint)
     "notion": Documented(encoding="json", auth="basic", code=CODE, refresh=REFRESH),
     # https://www.rubydoc.info/gems/patreon/Patreon/OAuth (Patreon's client: credentials as form parameters)
@@ -573,6 +575,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "heroku": {},
     "hubspot": {},
     "kick": {"pkce": True},  # PKCE required
+    "lucid": {"scope": "read write offline_access"},  # offline_access for a refresh token
     "notion": {"params": {"owner": "user"}, "scope": ""},
     "patreon": {},
     "procore": {"scope": ""},  # no scopes
