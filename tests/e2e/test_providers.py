@@ -298,6 +298,8 @@ DOCUMENTED: dict[str, Documented] = {
     "webflow": Documented(auth="body", code=CODE | POST_CREDENTIALS),
     # https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (Zoho's: a POST with query parameters)
     "zoho-calendar": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (Zoho's: a POST with query parameters)
+    "zoho-mail": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
 
 
@@ -585,6 +587,7 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "typeform": {"scope": "read write offline"},  # offline for a refresh token
     "webflow": {},
     "zoho-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "ZohoCalendar.calendar.ALL,ZohoCalendar.event.ALL"},
+    "zoho-mail": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "ZohoMail.accounts.READ,ZohoMail.messages.ALL"},
 }
 
 
