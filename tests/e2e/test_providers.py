@@ -313,6 +313,45 @@ DOCUMENTED: dict[str, Documented] = {
     "uber": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
     # https://developers.google.com/youtube/v3/guides/authentication (Google's token endpoint)
     "youtube": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # Regional accounts hosts, CRM, finance, commerce and developer platforms.
+    # https://developer.atlassian.com/cloud/bitbucket/oauth-2 (curl -u client_id:secret, a form)
+    "bitbucket": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://canva.dev/docs/connect/api-reference/authentication/generate-access-token (Basic recommended; PKCE)
+    "canva": Documented(auth="basic", code=CODE | {"code_verifier"}, refresh=REFRESH),
+    # https://developer.hellosign.com/docs/guides/o-auth/token-generate (a JSON body: client_id, client_secret, code, grant_type, state)
+    "dropbox-sign": Documented(encoding="json", auth="body", code=_names("grant_type", "code", "state") | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://www.eventbrite.de/platform/docs/app-oauth-flow (app key, client secret, code and redirect URI as parameters)
+    "eventbrite": Documented(auth="body", code=CODE | POST_CREDENTIALS),
+    # https://www.freshbooks.com/api/authentication (client id, secret, code and redirect URI as parameters)
+    "freshbooks": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://devcenter.heroku.com/articles/oauth (the endpoint for client libraries: credentials in the form body)
+    "heroku": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.hubspot.com/docs/api-reference/2026-03/authentication/manage-oauth-tokens (every parameter in the form body)
+    "hubspot": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://github.com/KickEngineering/KickDevDocs/blob/main/getting-started/generating-tokens-oauth2-flow.md (form body, credentials, PKCE verifier)
+    "kick": Documented(auth="body", code=CODE | POST_CREDENTIALS | {"code_verifier"}, refresh=REFRESH | POST_CREDENTIALS),
+    # https://lucid.readme.io/reference/refreshing-the-access-token (a JSON body with client_id and client_secret)
+    "lucid": Documented(encoding="json", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.notion.com/reference/create-a-token (HTTP Basic, a JSON body; refresh at the same endpoint)
+    "notion": Documented(encoding="json", auth="basic", code=CODE, refresh=REFRESH),
+    # https://www.rubydoc.info/gems/patreon/Patreon/OAuth (Patreon's client: credentials as form parameters)
+    "patreon": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.procore.com/documentation/content/oauth-endpoints (client_id and client_secret as parameters)
+    "procore": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0 (HTTP Basic, a form)
+    "quickbooks": Documented(auth="basic", code=CODE, refresh=REFRESH),
+    # https://developer.sage.com/accounting/guides/authenticating/postman (client credentials in the body)
+    "sage-accounting": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/ (client_id and client_secret in the form body)
+    "twitch": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.typeform.com/get-started/applications (client_id and client_secret as parameters)
+    "typeform": Documented(auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://developers.webflow.com/data/reference/oauth-app (client_id, client_secret, code, grant_type, redirect_uri)
+    "webflow": Documented(auth="body", code=CODE | POST_CREDENTIALS),
+    # https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (Zoho's: a POST with query parameters)
+    "zoho-calendar": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
+    # https://www.zoho.com/accounts/protocol/oauth/multi-dc/client-authorization.html (Zoho's: a POST with query parameters)
+    "zoho-mail": Documented(encoding="query", auth="body", code=CODE | POST_CREDENTIALS, refresh=REFRESH | POST_CREDENTIALS),
 }
 
 
@@ -608,6 +647,26 @@ AUTHORIZE_DOCUMENTED: dict[str, dict[str, Any]] = {
     "servicem8": {},
     "uber": {},
     "youtube": {"params": {"access_type": "offline", "prompt": "consent"}, "pkce": True, "scope": "https://www.googleapis.com/auth/youtube.readonly"},
+    # Regional accounts hosts, CRM, finance, commerce and developer platforms.
+    "bitbucket": {"scope": ""},
+    "canva": {"pkce": True},  # PKCE required
+    "dropbox-sign": {"scope": ""},  # the app's own scopes
+    "eventbrite": {"scope": ""},  # no scopes
+    "freshbooks": {"scope": ""},
+    "heroku": {},
+    "hubspot": {},
+    "kick": {"pkce": True},  # PKCE required
+    "lucid": {"scope": "read write offline_access"},  # offline_access for a refresh token
+    "notion": {"params": {"owner": "user"}, "scope": ""},
+    "patreon": {},
+    "procore": {"scope": ""},  # no scopes
+    "quickbooks": {},
+    "sage-accounting": {"params": {"filter": "apiv3.1"}},
+    "twitch": {},
+    "typeform": {"scope": "read write offline"},  # offline for a refresh token
+    "webflow": {},
+    "zoho-calendar": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "ZohoCalendar.calendar.ALL,ZohoCalendar.event.ALL"},
+    "zoho-mail": {"params": {"access_type": "offline", "prompt": "consent"}, "scope": "ZohoMail.accounts.READ,ZohoMail.messages.ALL"},
 }
 
 

@@ -50,6 +50,9 @@ NOT_INFERRED = {
     "homeassistant": "a bad code comes as invalid_request 'Invalid code': the mapping reads invalid_grant from it; init keeps the RFC code (502)",
     "sonos": "a dead refresh token comes as invalid_request: the mapping maps invalid_request to invalid_grant; init keeps the RFC code (502)",
     "hue": "two answer shapes name the lifetime differently (expires_in, access_token_expires_in): the mapping reads either, init the one most samples use",
+    "eventbrite": "a token without lifetime or refresh token: init answers ten years, the mapping leaves expires_in out (expires_in_default: null)",
+    "webflow": "a token without lifetime or refresh token: init answers ten years, the mapping leaves expires_in out (expires_in_default: null)",
+    "dropbox-sign": "the error code is nested (error.error_name, beside error.error_msg): init looks for a code at the top level and reads a 400 without one as the gateway's fault (502)",
 }
 if "expires_at_format" not in AnswerFile.model_fields:  # until the vocabulary reads ISO-8601 expiry times
     NOT_INFERRED["square"] = "expires_at is ISO-8601 text, which the normaliser does not read: init notes it and answers an hour, the mapping the documented 30 days"

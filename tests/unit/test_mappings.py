@@ -32,7 +32,7 @@ REQUIRED = {
     "x", "reddit", "ecobee", "dropbox", "spotify", "zoom", "smartthings", "homeconnect", "discord", "mailchimp", "oidc",
 }
 #: Providers that have no refresh grant at all (their comment says so).
-NO_REFRESH = {"acuity", "aircall", "clickup", "facebook", "mailchimp", "polar", "shopify", "todoist", "vimeo", "wordpress"}  # tokens that do not expire
+NO_REFRESH = {"acuity", "aircall", "clickup", "eventbrite", "facebook", "mailchimp", "polar", "shopify", "todoist", "vimeo", "webflow", "wordpress"}  # tokens that do not expire
 
 
 @pytest.fixture(scope="module")
