@@ -18,21 +18,16 @@ import secrets
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
+from gateway.config.templates import UnsafeUrl, render_url
 from gateway.oauth import pkce
 from gateway.oauth.formencoding import form_urlencode
-from gateway.oauth.linkcontext import UnsafeUrl, initial_context, render_url
-from gateway.oauth.responses import (
-    InvalidRequest,
-    OAuthError,
-    UnsupportedResponseType,
-    add_to_uri,
-    error_page,
-    redirect,
-)
+from gateway.oauth.linkcontext import initial_context
+from gateway.oauth.responses import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri
 from gateway.oauth.state import Challenge, FlowEntry, ResponseType
 from gateway.observe import trace
 from gateway.web.appkeys import runtime_of
 from gateway.web.handlers import outcome, provider_of, single_params, unknown_provider
+from gateway.web.render import error_page, redirect
 from gateway.web.session import FlowStore, FlowTooLarge
 from gateway.web.tenant import ask_tenant
 
