@@ -17,11 +17,11 @@ from gateway.observe.metrics import METRICS
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 from gateway.upstream.client import PreparedRequest, TooLarge, Unreachable, prepare_exchange_request, send
 from gateway.upstream.failure import FAILURE_HEADER
-from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, record_of, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RequestRecord, record_of, runtime_of
 from gateway.web.render import token_error_response
 
 __all__ = [
-    "provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "send_recorded", "json_post_endpoint",
+    "provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "note_answer", "note_failure", "json_post_endpoint",
 ]
 
 T = TypeVar("T")
@@ -124,20 +124,14 @@ def _judged(request: web.Request, mapping: ProviderMapping, answer: UpstreamAnsw
         raise
 
 
-async def send_recorded(request: web.Request, prepared: PreparedRequest, *, public_only_client: bool = True) -> UpstreamAnswer:
-    """Send one upstream request and note in the request's record what :func:`send` measured
-    (status, seconds, or how it failed)."""
-    record = record_of(request)
-    try:
-        answer = await send(
-            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout,
-            public_session=request.app.get(PUBLIC_HTTP_CLIENT) if public_only_client else None,
-        )
-    except (Unreachable, TooLarge) as err:
-        record.upstream_seconds, record.upstream_status, record.upstream_failure = err.seconds, None, err.failure
-        raise
+def note_answer(record: RequestRecord, answer: UpstreamAnswer) -> None:
+    """Note in the request's record what :func:`send` measured of an answer (status, seconds)."""
     record.upstream_seconds, record.upstream_status, record.upstream_failure = answer.seconds, answer.status, ""
-    return answer
+
+
+def note_failure(record: RequestRecord, err: Unreachable | TooLarge) -> None:
+    """Note in the request's record how a call failed, as :func:`send` measured it (kind, seconds)."""
+    record.upstream_seconds, record.upstream_status, record.upstream_failure = err.seconds, None, err.failure
 
 
 async def _call(request: web.Request, mapping: ProviderMapping, prepared: PreparedRequest) -> UpstreamAnswer:
@@ -145,10 +139,18 @@ async def _call(request: web.Request, mapping: ProviderMapping, prepared: Prepar
     record = record_of(request)
     trace.upstream_requested(request, mapping, prepared)
     try:
-        answer = await send_recorded(request, prepared)
+        answer = await send(
+            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout,
+            public_session=request.app.get(PUBLIC_HTTP_CLIENT),
+        )
+    except (Unreachable, TooLarge) as err:
+        note_failure(record, err)
+        trace.upstream_failed(request, err.failure, err, err.seconds)
+        raise
     except OAuthError as err:
         trace.upstream_failed(request, record.upstream_failure, err, record.upstream_seconds)
         raise
+    note_answer(record, answer)
     trace.upstream_answered(request, answer, answer.seconds)
     return answer
 

@@ -33,9 +33,9 @@ from gateway.oauth.responses import (
     TemporarilyUnavailable,
 )
 from gateway.oauth.seal import SealError
-from gateway.upstream.client import PreparedRequest, basic_auth_header
-from gateway.web.appkeys import GRACE, record_of, runtime_of
-from gateway.web.handlers import authenticated_client, json_post_endpoint, outcome, read_form, send_recorded
+from gateway.upstream.client import PreparedRequest, TooLarge, Unreachable, basic_auth_header, send
+from gateway.web.appkeys import GRACE, HTTP_CLIENT, record_of, runtime_of
+from gateway.web.handlers import authenticated_client, json_post_endpoint, note_answer, note_failure, outcome, read_form
 
 __all__ = ["revoke"]
 
@@ -85,7 +85,12 @@ def _upstream_token(request: web.Request, mapping: ProviderMapping, token: str, 
 async def _revoke_upstream(request: web.Request, mapping: ProviderMapping, rules: RevokeRequest, token: str, hint: str) -> None:
     prepared = prepare_revoke_request(mapping, rules, token, hint)
     record = record_of(request)
-    answer = await send_recorded(request, prepared, public_only_client=False)
+    try:
+        answer = await send(request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout)
+    except (Unreachable, TooLarge) as err:
+        note_failure(record, err)
+        raise
+    note_answer(record, answer)
     if 200 <= answer.status < 300:
         return
     code = _error_code(answer.body)
