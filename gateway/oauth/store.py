@@ -27,6 +27,10 @@ served by the per-process store instead, a warning is logged (at most every 10 s
 ``gateway_store_errors_total`` / ``gateway_store_fallbacks_total`` count it. After a failure the
 remote store is left alone for a second (each operation then falls back at once, counted as a
 fallback only), so an outage does not add the deadline to every request.
+
+The counts go to the :class:`StoreObserver` the app builds the store with (its Prometheus metrics
+have that shape): this layer imports no observer of its own. The app opens the store when it is
+built and closes it with the application (:func:`gateway.web.app.create_app`).
 """
 
 from __future__ import annotations
