@@ -30,7 +30,7 @@ COPY gateway/ gateway/
 # Runtime dependencies only (`.[uvloop]`, never `.[test]`), at the versions pinned in constraints.txt
 # (pip-compile; see README.md); byte-code is compiled here because the root filesystem is
 # read-only at run time. pip and setuptools are not needed to run.
-# The demo stays out of the production image (it is found by name only: gateway/optional.py).
+# The demo stays out of the production image (it is found by name only: gateway/config/optional.py).
 RUN rm -rf gateway/demo \
  && /opt/gateway/bin/pip install -c constraints.txt '.[uvloop]' \
  && /opt/gateway/bin/python -m compileall -q /opt/gateway/lib \

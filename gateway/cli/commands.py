@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import __version__, optional
+from gateway import __version__
 from gateway.cli import init
+from gateway.config import optional
 from gateway.config.about import check_warnings, today, warn_of_sunsets
-from gateway.config.examples import run_examples
 from gateway.config.mapping import ProviderMapping
+from gateway.config.platforms import PLATFORMS, platform_of
 from gateway.config.settings import DEFAULT_CONFIG, Config, ConfigError, load_config
-from gateway.oauth.platforms import PLATFORMS, platform_of
 from gateway.oauth.seal import generate_key
 from gateway.observe.logs import setup_logging
+from gateway.upstream.examples import run_examples
 
 __all__ = ["main"]
 
@@ -176,7 +177,7 @@ def _linktest(args: argparse.Namespace) -> int:
 
 def _budget_warnings(config: Config, mappings: list[ProviderMapping]) -> list[str]:
     """Warnings (not errors) for mappings whose upstream deadline is not under their platform's
-    token budget (:data:`gateway.oauth.platforms.PLATFORMS`): the platform would give up first."""
+    token budget (:data:`gateway.config.platforms.PLATFORMS`): the platform would give up first."""
     warnings = []
     for mapping in mappings:
         timeout = mapping.token.timeout or config.upstream_timeout

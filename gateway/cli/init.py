@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 
 from gateway.config.about import check_warnings, today
-from gateway.config.examples import run_examples
+from gateway.config.discovery import DiscoveryError, read_metadata
 from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import parse_mapping
+from gateway.config.platforms import PLATFORMS
 from gateway.config.settings import DEFAULT_CONFIG
 from gateway.config.urls import is_loopback_host, split_url, url_problem
 from gateway.config.yamlfile import Problems
@@ -31,9 +32,8 @@ from gateway.init.answers import InferenceError
 from gateway.init.draft import build_draft, env_prefix
 from gateway.init.metadata import upstream_from_metadata
 from gateway.init.samples import Role, Sample, SampleError, parse_sample
-from gateway.oauth.platforms import PLATFORMS
 from gateway.oauth.seal import generate_key
-from gateway.upstream.discovery import DiscoveryError, read_metadata
+from gateway.upstream.examples import run_examples
 
 __all__ = ["add_parser", "run_init", "check_mapping", "production_config"]
 

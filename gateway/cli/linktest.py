@@ -3,7 +3,7 @@
 Alexa's "We were unable to link … at this time" has a handful of usual causes: a TLS chain the
 platform does not trust, a redirect URI or client id the gateway refuses, an upstream that does
 not know the gateway's callback URL, credentials that do not match, an answer that is not JSON,
-or an answer slower than the platform waits (Alexa: 4.5 s; :data:`gateway.oauth.platforms.PLATFORMS`). Each check below looks for one of them, from the outside,
+or an answer slower than the platform waits (Alexa: 4.5 s; :data:`gateway.config.platforms.PLATFORMS`). Each check below looks for one of them, from the outside,
 the way the platform would, and says in words what to fix. Nothing here needs a user to sign in:
 the token checks use codes and refresh tokens that must be refused, and read *how* they are
 refused (an upstream that refuses the gateway's own credentials answers differently from one that
@@ -25,10 +25,10 @@ import aiohttp
 from multidict import CIMultiDict
 
 from gateway.config.mapping import ProviderMapping
+from gateway.config.platforms import STRICTEST_BUDGET, platform_of
 from gateway.config.settings import Config
 from gateway.oauth import pkce
 from gateway.oauth.basicauth import basic_auth_header
-from gateway.oauth.platforms import STRICTEST_BUDGET, platform_of
 from gateway.observe.reasons import REFUSED, UNREACHABLE
 from gateway.upstream.failure import FAILURE_HEADER, as_failure_kind
 

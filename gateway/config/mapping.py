@@ -22,10 +22,12 @@ import jmespath.exceptions
 import jmespath.parser
 
 from gateway.config.about import About, build_about
+from gateway.config.discovery import Discovered, DiscoveryError
 from gateway.config.fields import Checked, Loc, validate
 from gateway.config.models import (
     MAPPING_NAME,
     MIN_PLATFORM_SECRET,
+    TOKEN_ERRORS,
     AnswerFormat,
     ClientAuth,
     Encoding,
@@ -43,18 +45,16 @@ from gateway.config.models import (
     TypedValue,
     UpstreamPkce,
 )
-from gateway.config.urls import is_loopback_host, url_problem
-from gateway.config.yamlfile import Problems
-from gateway.oauth.linkcontext import ContextValue, leading_placeholder, url_placeholders_in_host
-from gateway.oauth.platforms import (
+from gateway.config.platforms import (
     PKCE_S256_PROFILES,
     RedirectPolicy,
     build_policy,
     check_pattern,
     sample_redirect_uri,
 )
-from gateway.oauth.responses import TOKEN_ERRORS
-from gateway.upstream.discovery import Discovered, DiscoveryError
+from gateway.config.templates import ContextValue, leading_placeholder, render_template, template_names, url_placeholders_in_host
+from gateway.config.urls import is_loopback_host, url_problem
+from gateway.config.yamlfile import Problems
 
 __all__ = [
     "ParamRules",
@@ -135,24 +135,6 @@ class ParamRules:
         """These rules, then ``other`` on their result (used for refresh overrides)."""
         tail = other if self.then is None else self.then.merged(other)
         return dataclasses.replace(self, then=tail)
-
-
-#: ``{name}`` placeholders; ``{{`` and ``}}`` are literal braces. Only known names are replaced,
-#: so braces that arrive in a ``${VAR}`` value (a secret) are left alone.
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def template_names(template: str) -> list[str]:
-    return [match.group(1) for match in _PLACEHOLDER.finditer(template) if match.group(1)]
-
-
-def render_template(template: str, values: MappingABC[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match.group(1) is None:
-            return match.group(0)[0]
-        return values.get(match.group(1), match.group(0))
-
-    return _PLACEHOLDER.sub(replace, template)
 
 
 @dataclass(frozen=True)
@@ -549,7 +531,7 @@ def parse_mapping(
     """Read one mapping document (from :func:`~gateway.config.yamlfile.load_yaml`); problems go to ``problems``.
 
     ``None`` when the document is too broken to build from (its problems are reported).
-    ``discover`` fetches an ``upstream.discovery`` document (:func:`gateway.upstream.discovery.fetch`); the
+    ``discover`` fetches an ``upstream.discovery`` document (:func:`gateway.config.discovery.fetch`); the
     loader passes it for the mappings it serves. Without it the endpoints a discovery document
     would give stay empty (offline checking).
     """

@@ -67,6 +67,9 @@ TokenErrorCode = Literal[
     "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
     "invalid_scope", "server_error", "temporarily_unavailable",
 ]
+#: The same codes as a set: what a token endpoint answers (RFC 6749 §5.2, plus the two §4.1.2.1
+#: server codes that platforms understand as "try again later" rather than "unlink").
+TOKEN_ERRORS: frozenset[str] = frozenset(get_args(TokenErrorCode))
 #: A mapping's name: its file stem, the first segment of its URLs (``/<name>/authorize``).
 MAPPING_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 #: What a provider is, for the generated providers page (docs/providers.md).

@@ -21,20 +21,26 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from gateway import optional
+from gateway.config import discovery, optional
 from gateway.config.extends import load_mapping_document
 from gateway.config.fields import Checked, line_at, validate
 from gateway.config.mapping import ProviderMapping, parse_mapping
-from gateway.config.models import ConnectionsFile, CookieFile, GatewayFile, LogFormat, LogLevel, StoreFile, TraceFile
+from gateway.config.models import (
+    DEFAULT_TRACE_MAX_BYTES,
+    ConnectionsFile,
+    CookieFile,
+    GatewayFile,
+    LogFormat,
+    LogLevel,
+    StoreFile,
+    TraceFile,
+)
 from gateway.config.urls import is_loopback_host, split_url, url_problem
 from gateway.config.yamlfile import ConfigError, Problems, load_yaml
-from gateway.observe.trace import MIN_TOKEN_LENGTH, TraceSettings
-from gateway.store import StoreSettings
-from gateway.upstream import discovery
 
 __all__ = [
     "Config", "ConnectionSettings", "CookieSettings", "TlsSettings", "MetricsListen", "load_config", "ConfigError",
-    "DEFAULT_CONFIG", "PUBLIC_EXAMPLE_KEYS",
+    "DEFAULT_CONFIG", "PUBLIC_EXAMPLE_KEYS", "StoreSettings", "TraceSettings", "MIN_TOKEN_LENGTH",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,6 +88,33 @@ class ConnectionSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """``store:`` of gateway.yaml (:mod:`gateway.oauth.store`): no URL is the per-process store."""
+
+    url: str | None = None
+    timeout: float = 0.25
+    #: PEM file of the CA(s) that signed a ``rediss://`` server's certificate, for a Redis whose
+    #: certificate the system trust store does not know (a private CA); None: the system store.
+    ca_file: str | None = None
+
+
+#: The shortest bearer token ``trace.token`` may be (``gateway keygen`` makes 44 characters).
+MIN_TOKEN_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class TraceSettings:
+    """``trace:`` in gateway.yaml: the bearer token for ``/_trace/``, how many flows to keep, and
+    how many bytes (of the trace's JSON) they may take together (:mod:`gateway.observe.trace`)."""
+
+    token: str
+    flows: int = 200
+    max_bytes: int = DEFAULT_TRACE_MAX_BYTES
+    #: Made up for the demo (not from the file): a reload keeps the running one.
+    generated: bool = False
+
+
+@dataclass(frozen=True)
 class TlsSettings:
     """Optional TLS for deployments without a TLS-terminating proxy (Alexa needs 443 and a full chain)."""
 
@@ -115,7 +148,7 @@ class Config:
     trace: TraceSettings | None = None
     #: ``link_keys``: the keys of refresh envelopes (newest first; never remove one).
     link_keys: tuple[str, ...] = ()
-    #: ``store:``: where replicas share refresh grace, locks and single-use claims (gateway/store.py).
+    #: ``store:``: where replicas share refresh grace, locks and single-use claims (gateway/oauth/store.py).
     store: StoreSettings = field(default_factory=StoreSettings)
 
     def callback_url(self, provider: str) -> str:

@@ -1,6 +1,6 @@
 """The rules a configured URL keeps: absolute http(s), https unless toward loopback, no fragment.
 
-Used by the config builders, the redirect URI policy (:mod:`gateway.oauth.platforms`) and discovery.
+Used by the config builders, the redirect URI policy (:mod:`gateway.config.platforms`) and discovery.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ async def _http_session(app: web.Application) -> AsyncIterator[None]:
 
 
 class _Registration:
-    """What the core calls (:class:`gateway.optional.Demo`): it finds this module by name only."""
+    """What the core calls (:class:`gateway.web.optional.Demo`): it finds this module by name only."""
 
     def mapping_file(self) -> pathlib.Path:
         return demo_mapping_file()
@@ -65,5 +65,5 @@ class _Registration:
         setup_demo(app, public_url=public_url, sealer=sealer)
 
 
-#: The demo as the core sees it (gateway.optional.demo() reads this).
+#: The demo as the core sees it (gateway.config.optional.demo() reads this).
 DEMO = _Registration()

@@ -14,11 +14,13 @@ from aiohttp import ClientSession, web
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDict
 
+from gateway.oauth.responses import redirect_headers
 from gateway.oauth.seal import Sealer, SealError
 
 __all__ = [
     "DemoSettings",
     "DEMO_SETTINGS",
+    "redirect",
     "DEMO_HTTP",
     "MAX_FORM_BYTES",
     "MAX_FIELD",
@@ -87,3 +89,8 @@ def open_field(sealer: Sealer, purpose: str, value: str | None) -> dict[str, Any
         return sealer.open(purpose, value)
     except SealError:
         return None
+
+
+def redirect(location: str, *, carries_secret: bool = True) -> web.Response:
+    """A 302 with the gateway's own redirect headers (:func:`gateway.oauth.responses.redirect_headers`)."""
+    return web.Response(status=302, headers=redirect_headers(location, carries_secret=carries_secret))

@@ -28,10 +28,9 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from aiohttp import web
 
-from gateway.demo.common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings, open_field, read_form
+from gateway.demo.common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings, open_field, read_form, redirect
 from gateway.demo.pages import esc, hidden, message_page, page
 from gateway.oauth.basicauth import basic_auth_header
-from gateway.oauth.responses import redirect
 from gateway.observe.trace import STYLE as TRACE_STYLE
 from gateway.observe.trace import TRACE, render_flow
 

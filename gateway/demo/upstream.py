@@ -28,9 +28,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.demo.common import DEMO_SETTINGS, DemoSettings, open_field, read_form
+from gateway.demo.common import DEMO_SETTINGS, DemoSettings, open_field, read_form, redirect
 from gateway.demo.pages import esc, hidden, message_page, page
-from gateway.oauth.responses import NO_STORE, add_to_uri, redirect
+from gateway.oauth.responses import NO_STORE, add_to_uri
 
 __all__ = [
     "CLIENT_ID",

@@ -4,7 +4,7 @@ The order of precedence is the order of specificity: a sibling mapping (``--like
 the provider's metadata replaces its endpoints and client authentication, endpoints given by hand
 replace those, and real answers replace its ``answer:`` section and examples. Each answer becomes
 an ``examples:`` entry whose ``expect`` is what the real normaliser
-(:func:`gateway.config.examples.run_example`) makes of it under the inferred rules, so the
+(:func:`gateway.upstream.examples.run_example`) makes of it under the inferred rules, so the
 mapping is tested from its first minute and a reader sees at once what the platform would get.
 """
 
@@ -18,13 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config.examples import run_example
 from gateway.config.mapping import ProviderMapping, parse_mapping
 from gateway.config.yamlfile import Problems
 from gateway.init.answers import AnswerDraft, infer_answer
 from gateway.init.metadata import MetadataDraft
 from gateway.init.samples import Sample
 from gateway.init.yamltext import Path, render
+from gateway.upstream.examples import run_example
 
 __all__ = ["Draft", "build_draft", "answer_mapping", "env_prefix", "FLOW_KEYS"]
 

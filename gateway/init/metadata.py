@@ -1,6 +1,6 @@
 """The ``upstream`` a provider's published metadata gives: OpenID Connect Discovery 1.0 or RFC 8414.
 
-From the document (already fetched and checked: :func:`gateway.upstream.discovery.read`):
+From the document (already fetched and checked: :func:`gateway.config.discovery.read`):
 
 - ``authorization_endpoint``, ``token_endpoint``, ``issuer`` (checked at the callback, RFC 9207),
   and ``require_iss`` when ``authorization_response_iss_parameter_supported`` is true (§2.4);

@@ -1,2 +1,3 @@
-"""The OAuth2 rules the gateway keeps itself: errors and answers, PKCE, sealed values, client auth,
-single use, refresh grace, per-link context and the platforms' redirect rules."""
+"""The OAuth2 rules the gateway keeps itself, with no web framework: errors and answers as data,
+PKCE, sealed values, client auth, what replicas share (the store), single use, refresh grace and
+per-link context. Imports only :mod:`gateway.config` below it."""

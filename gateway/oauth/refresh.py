@@ -23,7 +23,7 @@ Two homes for those entries, by what the ``store:`` is:
   the platform hangs up, because aiohttp does not cancel a handler whose client went away (the
   gateway leaves ``handler_cancellation`` off), so its answer is there for the retry.
 * **In the shared store** (``store: {url: redis://…}``): the entry is named by a hash of the
-  token (:func:`gateway.store.store_key`, the same name at every replica whatever its keys) and
+  token (:func:`gateway.oauth.store.store_key`, the same name at every replica whatever its keys) and
   sealed under the current key with that name inside, since it holds tokens and leaves the
   process; an entry that opens under another name, or not at all, is ignored (the upstream is
   asked). In a process the waiters share one task, shielded from the platform hanging up; across
@@ -36,7 +36,9 @@ that keeps context, the one inside the opened envelope, not the envelope's text 
 with bytes after its padding opens like the original, so two texts of one envelope must share one
 window and one flight (as :meth:`gateway.oauth.state.CodePayload.fingerprint` does for codes).
 
-A revoked refresh token (:func:`revoked`, RFC 7009) leaves the window: its remembered answer, the
+Both are one :class:`RefreshGrace`, built once by the app from its collaborators (the store, the
+metrics as a :class:`GraceObserver`, a clock) and called by the handlers; a test builds one without
+an app. A revoked refresh token (:meth:`RefreshGrace.revoked`, RFC 7009) leaves the window: its remembered answer, the
 new refresh token included, is replaced by a refusal for the rest of the window.
 """
 
@@ -46,22 +48,33 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Protocol
 
-from aiohttp import web
-
-from gateway.oauth.responses import InvalidGrant, OAuthError, TemporarilyUnavailable
+from gateway.oauth.responses import InvalidGrant, OAuthError, TemporarilyUnavailable, TokenAnswer
 from gateway.oauth.seal import Sealer, SealError
 from gateway.oauth.state import GRACE_PURPOSE, GraceEntry
-from gateway.observe.metrics import METRICS, Metrics
-from gateway.store import STORE, MemoryStore, SharedStore
+from gateway.oauth.store import Counter, MemoryStore, SharedStore
 
-__all__ = ["RefreshFlights", "FLIGHTS", "refresh_with_grace", "revoked", "GRACE_PURPOSE"]
+__all__ = ["RefreshFlights", "RefreshGrace", "GraceObserver", "GRACE_PURPOSE", "REVOKED"]
 
 #: How often a waiter on another replica looks for the leader's answer.
 _POLL = 0.05
 
-Call = Callable[[], Awaitable[dict[str, Any]]]
+Call = Callable[[], Awaitable[TokenAnswer]]
+
+
+class GraceObserver(Protocol):
+    """What the grace window reports (the Prometheus metrics of :mod:`gateway.observe.metrics` have this shape)."""
+
+    @property
+    def grace_hits(self) -> Counter:
+        """``gateway_refresh_grace_hits_total``: refreshes answered from the window."""
+        ...
+
+    @property
+    def single_flight_joins(self) -> Counter:
+        """``gateway_single_flight_joins_total``: refreshes that waited for one already in flight."""
+        ...
 
 
 class RefreshFlights:
@@ -72,21 +85,18 @@ class RefreshFlights:
     move its ``clock`` or ``clear()`` it.
     """
 
-    def __init__(self) -> None:
-        self.running: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.remembered: MemoryStore[GraceEntry] = MemoryStore()
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.running: dict[str, asyncio.Future[TokenAnswer]] = {}
+        self.remembered: MemoryStore[GraceEntry] = MemoryStore(clock=clock)
 
     def forget(self) -> None:
         """Forget every remembered answer (a test that presents one refresh token afresh)."""
         self.remembered.clear()
 
 
-FLIGHTS = web.AppKey("refresh_flights", RefreshFlights)
-
-
 # The store's TTL ends the window; the seal's own expiry (whole seconds) is a second later, a
 # backstop against a store that kept an entry too long.
-def _seal_answer(sealer: Sealer, key: str, answer: dict[str, Any], ttl: int) -> str:
+def _seal_answer(sealer: Sealer, key: str, answer: TokenAnswer, ttl: int) -> str:
     return sealer.seal(GRACE_PURPOSE, GraceEntry(answer=answer, name=key).to_wire(), ttl=ttl + 1)
 
 
@@ -94,7 +104,7 @@ def _seal_refusal(sealer: Sealer, key: str, description: str, ttl: int) -> str:
     return sealer.seal(GRACE_PURPOSE, GraceEntry(refusal=description, name=key).to_wire(), ttl=ttl + 1)
 
 
-async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> dict[str, Any] | None:
+async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> TokenAnswer | None:
     """The answer remembered for ``key``; raises the remembered ``invalid_grant``; None if none."""
     sealed = await store.get(key)
     if sealed is None:
@@ -108,84 +118,165 @@ async def _remembered(store: SharedStore, sealer: Sealer, key: str) -> dict[str,
     return entry.answer
 
 
-async def refresh_with_grace(
-    app: web.Application,
-    sealer: Sealer,
-    *,
-    provider: str,
-    client_id: str,
-    refresh_token: str,
-    grace: int,
-    deadline: float,
-    call: Call,
-) -> dict[str, Any]:
-    """The answer to refreshing ``refresh_token`` (the upstream's, see the module docstring):
-    remembered, joined, or fetched by ``call``.
+#: What a refresh with a revoked token hears for the rest of the grace window.
+REVOKED = "refresh_token was revoked"
 
-    ``deadline`` bounds how long a waiter on another replica waits for the leader's answer (the
-    upstream's own timeout); after it, it asks the upstream itself.
+
+class RefreshGrace:
+    """The grace window and single flight of one app (the module docstring says what and why).
+
+    ``store`` is where replicas share entries (its ``shared`` says whether they do), ``metrics``
+    counts hits and joins, ``clock`` (monotonic seconds) times the in-process window and how long
+    a waiter on another replica waits; ``flights`` is this process's (a test may look into it).
     """
-    if grace <= 0:
-        return await call()
-    store, metrics, flights = app[STORE], app[METRICS], app[FLIGHTS]
-    if not store.shared:
-        return await _in_process(flights, metrics, "\x00".join((provider, client_id, refresh_token)), grace, call)
-    key = store.key("g", provider, client_id, refresh_token)
-    answer = await _remembered_counted(store, sealer, key, metrics)
-    if answer is not None:
-        return answer
-    flight = flights.running.get(key)
-    if flight is not None:
-        metrics.single_flight_joins.inc()
-    else:
-        flight = asyncio.create_task(_lead(store, sealer, metrics, key, grace, deadline, call))
+
+    def __init__(
+        self, store: SharedStore, metrics: GraceObserver, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.flights = RefreshFlights(clock=clock)
+
+    async def refresh(
+        self,
+        sealer: Sealer,
+        *,
+        provider: str,
+        client_id: str,
+        refresh_token: str,
+        grace: int,
+        deadline: float,
+        call: Call,
+    ) -> TokenAnswer:
+        """The answer to refreshing ``refresh_token`` (the upstream's, see the module docstring):
+        remembered, joined, or fetched by ``call``.
+
+        ``deadline`` bounds how long a waiter on another replica waits for the leader's answer (the
+        upstream's own timeout); after it, it asks the upstream itself.
+        """
+        if grace <= 0:
+            return await call()
+        store, flights = self.store, self.flights
+        if not store.shared:
+            return await self._in_process("\x00".join((provider, client_id, refresh_token)), grace, call)
+        key = store.key("g", provider, client_id, refresh_token)
+        answer = await self._remembered_counted(sealer, key)
+        if answer is not None:
+            return answer
+        flight = flights.running.get(key)
+        if flight is not None:
+            self.metrics.single_flight_joins.inc()
+        else:
+            flight = asyncio.create_task(self._lead(sealer, key, grace, deadline, call))
+            flights.running[key] = flight
+            flight.add_done_callback(lambda done: _finished(flights, key, done))
+        # shield: a platform that hangs up cancels its own wait, not the refresh the others share
+        return await asyncio.shield(flight)
+
+    async def revoked(self, sealer: Sealer, *, provider: str, client_id: str, refresh_token: str, grace: int) -> None:
+        """Take a revoked refresh token (the upstream's) out of the grace window (RFC 7009 §2.1: "the
+        token ... cannot be used anymore"): whatever was remembered for it — the answer to its last
+        refresh, a new refresh token included — becomes a refusal until the window would have ended."""
+        if grace <= 0:
+            return
+        store = self.store
+        if not store.shared:
+            self.flights.remembered.keep("\x00".join((provider, client_id, refresh_token)), GraceEntry(refusal=REVOKED), grace)
+            return
+        key = store.key("g", provider, client_id, refresh_token)
+        await store.put(key, _seal_refusal(sealer, key, REVOKED, grace), grace)
+
+    async def _in_process(self, key: str, grace: int, call: Call) -> TokenAnswer:
+        """The grace window and single flight without a shared store: a dict and a future, no task."""
+        flights = self.flights
+        entry = flights.remembered.lookup(key)
+        if entry is not None:
+            self.metrics.grace_hits.inc()
+            if entry.refusal is not None:
+                raise InvalidGrant(entry.refusal)
+            if entry.answer is None:  # an entry holds an answer or a refusal
+                raise InvalidGrant(entry.refusal or "")
+            return entry.answer.copy()  # a copy: each request's answer is its own
+        flight = flights.running.get(key)
+        if flight is not None:
+            self.metrics.single_flight_joins.inc()
+            return await _join(flight)
+        flight = asyncio.get_running_loop().create_future()
         flights.running[key] = flight
-        flight.add_done_callback(lambda done: _finished(flights, key, done))
-    # shield: a platform that hangs up cancels its own wait, not the refresh the others share
-    return await asyncio.shield(flight)
+        try:
+            answer = await call()
+        except OAuthError as err:
+            if err.error == "invalid_grant":  # definite: the upstream says this grant is bad
+                flights.remembered.keep(key, GraceEntry(refusal=err.description), grace)
+            flight.set_exception(err)
+            flight.exception()  # retrieved: there may be no waiter
+            raise
+        except BaseException:
+            flight.cancel()  # cancelled (shutdown) or the gateway's own failure: the waiters are told
+            raise
+        else:
+            flights.remembered.keep(key, GraceEntry(answer=answer.copy()), grace)  # the leader's stays its own
+            flight.set_result(answer)
+            return answer
+        finally:
+            del flights.running[key]
+
+    async def _remembered_counted(self, sealer: Sealer, key: str) -> TokenAnswer | None:
+        try:
+            answer = await _remembered(self.store, sealer, key)
+        except InvalidGrant:
+            self.metrics.grace_hits.inc()
+            raise
+        if answer is not None:
+            self.metrics.grace_hits.inc()
+        return answer
+
+    async def _lead(self, sealer: Sealer, key: str, grace: int, deadline: float, call: Call) -> TokenAnswer:
+        """This process's one refresh for ``key``: take the store's lock, or wait for whoever holds it."""
+        store, metrics = self.store, self.metrics
+        lock = "gw:l:" + key.removeprefix("gw:g:")
+        owner = secrets.token_urlsafe(12)
+        lock_ttl = deadline + 1.0
+        give_up = self.clock() + deadline
+        joined = False
+        while not (locked := await store.claim(lock, lock_ttl, owner)):
+            # Another replica is refreshing this token: its answer will be in the grace entry.
+            if not joined:
+                joined = True
+                metrics.single_flight_joins.inc()
+            await asyncio.sleep(_POLL)
+            answer = await self._remembered_counted(sealer, key)
+            if answer is not None:
+                return answer
+            if self.clock() >= give_up:
+                break  # the leader is lost or slow: ask the upstream ourselves, as without a store
+        try:
+            answer = await _remembered(store, sealer, key)  # it may have finished just before we locked
+            if answer is not None:
+                metrics.grace_hits.inc()
+                return answer
+            try:
+                answer = await call()
+            except OAuthError as err:
+                if err.error == "invalid_grant":  # definite: the upstream says this grant is bad
+                    await store.put(key, _seal_refusal(sealer, key, err.description, grace), grace)
+                raise  # anything else is temporary or the gateway's own trouble: not remembered
+            await store.put(key, _seal_answer(sealer, key, answer, grace), grace)
+            return answer
+        finally:
+            if locked:
+                await store.release(lock, owner)  # only if it is still ours
 
 
-def _finished(flights: RefreshFlights, key: str, flight: asyncio.Future[dict[str, Any]]) -> None:
+def _finished(flights: RefreshFlights, key: str, flight: asyncio.Future[TokenAnswer]) -> None:
     if flights.running.get(key) is flight:
         del flights.running[key]
     if not flight.cancelled():
         flight.exception()  # retrieved: every waiter may have hung up already
 
 
-async def _in_process(flights: RefreshFlights, metrics: Metrics, key: str, grace: int, call: Call) -> dict[str, Any]:
-    """The grace window and single flight without a shared store: a dict and a future, no task."""
-    entry = flights.remembered.lookup(key)
-    if entry is not None:
-        metrics.grace_hits.inc()
-        if entry.refusal is not None:
-            raise InvalidGrant(entry.refusal)
-        return dict(entry.answer or {})  # a copy: each request's answer is its own
-    flight = flights.running.get(key)
-    if flight is not None:
-        metrics.single_flight_joins.inc()
-        return await _join(flight)
-    flight = asyncio.get_running_loop().create_future()
-    flights.running[key] = flight
-    try:
-        answer = await call()
-    except OAuthError as err:
-        if err.error == "invalid_grant":  # definite: the upstream says this grant is bad
-            flights.remembered.keep(key, GraceEntry(refusal=err.description), grace)
-        flight.set_exception(err)
-        flight.exception()  # retrieved: there may be no waiter
-        raise
-    except BaseException:
-        flight.cancel()  # cancelled (shutdown) or the gateway's own failure: the waiters are told
-        raise
-    else:
-        flights.remembered.keep(key, GraceEntry(answer=dict(answer)), grace)  # the leader's stays its own
-        flight.set_result(answer)
-        return answer
-    finally:
-        del flights.running[key]
-
-
-async def _join(flight: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+async def _join(flight: asyncio.Future[TokenAnswer]) -> TokenAnswer:
     """Wait for the leader's answer; a waiter that hangs up cancels its own wait only."""
     try:
         answer = await asyncio.shield(flight)
@@ -195,71 +286,4 @@ async def _join(flight: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
             # The leader did not finish (the gateway is stopping, or failed unexpectedly).
             raise TemporarilyUnavailable("the refresh this request waited for did not finish; try again") from None
         raise
-    return dict(answer)
-
-
-async def _remembered_counted(store: SharedStore, sealer: Sealer, key: str, metrics: Metrics) -> dict[str, Any] | None:
-    try:
-        answer = await _remembered(store, sealer, key)
-    except InvalidGrant:
-        metrics.grace_hits.inc()
-        raise
-    if answer is not None:
-        metrics.grace_hits.inc()
-    return answer
-
-
-async def _lead(
-    store: SharedStore, sealer: Sealer, metrics: Metrics, key: str, grace: int, deadline: float, call: Call
-) -> dict[str, Any]:
-    """This process's one refresh for ``key``: take the store's lock, or wait for whoever holds it."""
-    lock = "gw:l:" + key.removeprefix("gw:g:")
-    owner = secrets.token_urlsafe(12)
-    lock_ttl = deadline + 1.0
-    give_up = time.monotonic() + deadline
-    joined = False
-    while not (locked := await store.claim(lock, lock_ttl, owner)):
-        # Another replica is refreshing this token: its answer will be in the grace entry.
-        if not joined:
-            joined = True
-            metrics.single_flight_joins.inc()
-        await asyncio.sleep(_POLL)
-        answer = await _remembered_counted(store, sealer, key, metrics)
-        if answer is not None:
-            return answer
-        if time.monotonic() >= give_up:
-            break  # the leader is lost or slow: ask the upstream ourselves, as without a store
-    try:
-        answer = await _remembered(store, sealer, key)  # it may have finished just before we locked
-        if answer is not None:
-            metrics.grace_hits.inc()
-            return answer
-        try:
-            answer = await call()
-        except OAuthError as err:
-            if err.error == "invalid_grant":  # definite: the upstream says this grant is bad
-                await store.put(key, _seal_refusal(sealer, key, err.description, grace), grace)
-            raise  # anything else is temporary or the gateway's own trouble: not remembered
-        await store.put(key, _seal_answer(sealer, key, answer, grace), grace)
-        return answer
-    finally:
-        if locked:
-            await store.release(lock, owner)  # only if it is still ours
-
-
-#: What a refresh with a revoked token hears for the rest of the grace window.
-REVOKED = "refresh_token was revoked"
-
-
-async def revoked(app: web.Application, sealer: Sealer, *, provider: str, client_id: str, refresh_token: str, grace: int) -> None:
-    """Take a revoked refresh token (the upstream's) out of the grace window (RFC 7009 §2.1: "the
-    token ... cannot be used anymore"): whatever was remembered for it — the answer to its last
-    refresh, a new refresh token included — becomes a refusal until the window would have ended."""
-    if grace <= 0:
-        return
-    store, flights = app[STORE], app[FLIGHTS]
-    if not store.shared:
-        flights.remembered.keep("\x00".join((provider, client_id, refresh_token)), GraceEntry(refusal=REVOKED), grace)
-        return
-    key = store.key("g", provider, client_id, refresh_token)
-    await store.put(key, _seal_refusal(sealer, key, REVOKED, grace), grace)
+    return answer.copy()

@@ -5,9 +5,12 @@ but a sealed value can be presented twice. The real guard is the upstream's own 
 which a compliant upstream accepts once. This module adds a process-local guard in front of it:
 a code is *claimed* before the upstream call, kept once the exchange succeeded (until it would
 have expired anyway), and released if the exchange failed, so a platform may retry after an
-outage. With a shared store (``store: {url: …}``, :mod:`gateway.store`) the claim is also taken there
+outage. With a shared store (``store: {url: …}``, :mod:`gateway.oauth.store`) the claim is also taken there
 (``SET NX PX``), so a code replayed at another replica is refused without reaching the upstream;
 without one, or while the store is down, a compliant upstream still refuses the replay.
+
+:class:`CodeClaims` is that guard for one app, built once from the store (and a clock) and called
+by the handlers: codes at ``/token``, a flow's ``state`` nonce at ``/callback``.
 
 Codes are remembered by a fingerprint of their opened payload, not their text
 (:meth:`gateway.oauth.state.CodePayload.fingerprint`).
@@ -17,12 +20,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
-from aiohttp import web
+from gateway.oauth.store import SharedStore
 
-from gateway.store import STORE
-
-__all__ = ["RedeemedCodes", "REDEEMED", "claim_shared", "release_shared", "claim_state"]
+__all__ = ["RedeemedCodes", "CodeClaims"]
 
 
 class RedeemedCodes:
@@ -54,22 +56,37 @@ class RedeemedCodes:
         return len(self._until)
 
 
-REDEEMED = web.AppKey("redeemed_codes", RedeemedCodes)
+class CodeClaims:
+    """Single use of codes and ``state`` nonces: this process's claims, then the shared store's.
 
+    ``redeemed`` is this process's (a test may look into it); ``clock`` (monotonic seconds) times
+    its claims.
+    """
 
-async def claim_shared(app: web.Application, claim: str, *, ttl: float) -> bool:
-    """Claim ``claim`` in the shared store too; True without one (the process guard is enough)."""
-    store = app[STORE]
-    return not store.shared or await store.claim(store.key("c", claim), ttl)
+    def __init__(self, store: SharedStore, *, clock: Callable[[], float] = time.monotonic, capacity: int = 100_000) -> None:
+        self.store = store
+        self.clock = clock
+        self.redeemed = RedeemedCodes(capacity=capacity)
 
+    async def claim_code(self, claim: str, *, ttl: float) -> bool:
+        """Claim a code (by its fingerprint) before its exchange: False if it was claimed already,
+        here or, with a shared store, at another replica (then this process's claim is undone)."""
+        if not self.redeemed.claim(claim, ttl=ttl, now=self.clock()):
+            return False
+        store = self.store
+        if store.shared and not await store.claim(store.key("c", claim), ttl):
+            self.redeemed.release(claim)  # another replica holds it; this process never spent it
+            return False
+        return True
 
-async def release_shared(app: web.Application, claim: str) -> None:
-    store = app[STORE]
-    if store.shared:
-        await store.delete(store.key("c", claim))
+    async def release_code(self, claim: str) -> None:
+        """Undo a claim whose exchange failed, so the platform may try the code again."""
+        self.redeemed.release(claim)
+        store = self.store
+        if store.shared:
+            await store.delete(store.key("c", claim))
 
-
-async def claim_state(app: web.Application, nonce: str, *, ttl: float) -> bool:
-    """A flow's ``state`` nonce is single use: claimed at its callback, in every kind of store."""
-    store = app[STORE]
-    return await store.claim(store.key("s", nonce), ttl)
+    async def claim_state(self, nonce: str, *, ttl: float) -> bool:
+        """A flow's ``state`` nonce is single use: claimed at its callback, in every kind of store."""
+        store = self.store
+        return await store.claim(store.key("s", nonce), ttl)

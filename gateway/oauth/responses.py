@@ -1,7 +1,9 @@
-"""RFC 6749 errors and token answers, rendered in one place.
+"""RFC 6749 errors and token answers, as data: no web framework here.
 
 Errors are raised anywhere as :class:`OAuthError` (authlib's shape: a class that carries its RFC
-error code and HTTP status) and turned into an answer once, by the handler that knows where the
+error code and HTTP status) and rendered, as authlib's are, to a framework-free ``(status, body,
+headers)`` (:meth:`OAuthError.token_error`, :meth:`OAuthError.page`); the web layer
+(:mod:`gateway.web.render`) turns that into an HTTP answer once, in the handler that knows where the
 client stands:
 
 * ``/token``: JSON, RFC 6749 §5.2 (400, or 401 with ``WWW-Authenticate`` for a client that
@@ -23,10 +25,8 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Literal, NotRequired, TypedDict
 from urllib.parse import quote, urlencode
-
-from aiohttp import web
 
 __all__ = [
     "OAuthError",
@@ -38,18 +38,25 @@ __all__ = [
     "ServerError",
     "TemporarilyUnavailable",
     "AUTHORIZATION_ERRORS",
-    "TOKEN_ERRORS",
     "NO_STORE",
-    "token_response",
-    "token_error_response",
-    "error_page",
-    "redirect",
+    "PAGE_HEADERS",
+    "Rendered",
+    "TokenAnswer",
+    "token_body",
+    "redirect_headers",
     "add_to_uri",
     "clean_description",
 ]
 
 #: RFC 6749 §5.1 and §5.2: token answers must not be cached.
 NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+#: An answer as data: HTTP status, body text, headers (the body's media type is the renderer's:
+#: JSON for :meth:`OAuthError.token_error`, HTML for :meth:`OAuthError.page`).
+Rendered = tuple[int, str, dict[str, str]]
+
+#: What an HTML error page sends beside its body: no cache, no referrer.
+PAGE_HEADERS: Mapping[str, str] = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 #: Error codes an authorization endpoint may send to a redirect URI (RFC 6749 §4.1.2.1).
 AUTHORIZATION_ERRORS = frozenset(
@@ -64,20 +71,18 @@ AUTHORIZATION_ERRORS = frozenset(
     }
 )
 
-#: Error codes a token endpoint answers (RFC 6749 §5.2, plus the two §4.1.2.1 server codes that
-#: platforms understand as "try again later" rather than "unlink").
-TOKEN_ERRORS = frozenset(
-    {
-        "invalid_request",
-        "invalid_client",
-        "invalid_grant",
-        "unauthorized_client",
-        "unsupported_grant_type",
-        "invalid_scope",
-        "server_error",
-        "temporarily_unavailable",
-    }
-)
+class TokenAnswer(TypedDict):
+    """An RFC 6749 §5.1 token answer as the gateway gives it (:func:`gateway.upstream.answer.normalise`).
+
+    ``token_type`` is always ``Bearer`` (§7.1 says it is case-insensitive; platforms don't agree).
+    """
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: NotRequired[int]
+    refresh_token: NotRequired[str]
+    scope: NotRequired[str]
+    id_token: NotRequired[str]
 
 
 #: RFC 6749 §5.2 ``error_description``: %x20-21 / %x23-5B / %x5D-7E.
@@ -130,6 +135,26 @@ class OAuthError(Exception):
             body["error_description"] = self.description
         return body
 
+    def token_error(self, *, basic_auth_used: bool = False) -> Rendered:
+        """RFC 6749 §5.2: a JSON error body; 401 and ``WWW-Authenticate`` for ``invalid_client``
+        when the client tried HTTP Basic (§5.2, RFC 7235 §4.1); never cached."""
+        headers = dict(NO_STORE)
+        status = self.status
+        if self.error == "invalid_client":
+            if basic_auth_used:
+                headers["WWW-Authenticate"] = 'Basic realm="gateway", charset="UTF-8"'
+            status = 401
+        return status, json.dumps(self.as_dict(), separators=(",", ":")), headers
+
+    def page(self, *, title: str = "Account linking failed") -> Rendered:
+        """A small HTML page, for errors that must not redirect (unvalidated redirect URI, lost flow)."""
+        text = _PAGE.format(
+            title=html.escape(title),
+            message=html.escape(self.description or "The request could not be completed."),
+            error=html.escape(self.error),
+        )
+        return self.status, text, dict(PAGE_HEADERS)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.error!r}, {self.description!r})"
 
@@ -171,29 +196,9 @@ class TemporarilyUnavailable(OAuthError):
     status = 503
 
 
-def token_response(body: Mapping[str, Any]) -> web.Response:
-    """RFC 6749 §5.1: a 200 JSON token answer that nobody caches."""
-    return web.Response(
-        text=json.dumps(body, separators=(",", ":")),
-        content_type="application/json",
-        headers=NO_STORE,
-    )
-
-
-def token_error_response(err: OAuthError, *, basic_auth_used: bool = False) -> web.Response:
-    """RFC 6749 §5.2: a JSON error; 401 + ``WWW-Authenticate`` for a client that tried HTTP Basic."""
-    headers = dict(NO_STORE)
-    status = err.status
-    if err.error == "invalid_client":
-        if basic_auth_used:
-            headers["WWW-Authenticate"] = 'Basic realm="gateway", charset="UTF-8"'
-        status = 401
-    return web.Response(
-        status=status,
-        text=json.dumps(err.as_dict(), separators=(",", ":")),
-        content_type="application/json",
-        headers=headers,
-    )
+def token_body(answer: TokenAnswer) -> str:
+    """RFC 6749 §5.1: the JSON text of a token answer (sent with :data:`NO_STORE`)."""
+    return json.dumps(answer, separators=(",", ":"))
 
 
 _PAGE = """<!doctype html>
@@ -203,20 +208,6 @@ _PAGE = """<!doctype html>
 code{{background:#f2f2f2;padding:.1em .3em}}</style></head>
 <body><h1>{title}</h1><p>{message}</p><p><small>Error: <code>{error}</code></small></p></body></html>
 """
-
-
-def error_page(err: OAuthError, *, title: str = "Account linking failed") -> web.Response:
-    """A small HTML page for errors that must not redirect (unvalidated redirect URI, lost flow)."""
-    return web.Response(
-        status=err.status,
-        text=_PAGE.format(
-            title=html.escape(title),
-            message=html.escape(err.description or "The request could not be completed."),
-            error=html.escape(err.error),
-        ),
-        content_type="text/html",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
 
 
 def add_to_uri(uri: str, params: Mapping[str, str], *, fragment: bool = False) -> str:
@@ -231,12 +222,10 @@ def add_to_uri(uri: str, params: Mapping[str, str], *, fragment: bool = False) -
     return f"{uri}{'&' if '?' in uri else '?'}{encoded}"
 
 
-def redirect(location: str, *, carries_secret: bool = True) -> web.Response:
-    """A 302 answer. Returned rather than raised: ``raise HTTPFound`` halves aiohttp's throughput.
-
-    Pages whose URL carries a code or token send ``Referrer-Policy: no-referrer`` (RFC 9700 §4.2.4).
-    """
+def redirect_headers(location: str, *, carries_secret: bool = True) -> dict[str, str]:
+    """The headers of a 302 to ``location``: never cached; a page whose URL carries a code or token
+    also sends ``Referrer-Policy: no-referrer`` (RFC 9700 §4.2.4)."""
     headers = {"Location": location, "Cache-Control": "no-store"}
     if carries_secret:
         headers["Referrer-Policy"] = "no-referrer"
-    return web.Response(status=302, headers=headers)
+    return headers

@@ -34,10 +34,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from gateway.oauth.pkce import Method as PkceMethod
 from gateway.oauth.pkce import as_method
+from gateway.oauth.responses import TokenAnswer
 from gateway.oauth.seal import Sealer, SealError
 
 __all__ = [
@@ -341,7 +342,7 @@ class GraceEntry:
     (:meth:`open_at`). The in-process window, which nothing else can write to, leaves it empty.
     """
 
-    answer: dict[str, Any] | None = None
+    answer: TokenAnswer | None = None
     refusal: str | None = None
     name: str = ""
 
@@ -359,7 +360,7 @@ class GraceEntry:
         answer = wire.get("a")
         if not isinstance(answer, dict):
             raise StateError("malformed sealed value (answer)")
-        return cls(answer=answer, name=name)
+        return cls(answer=cast("TokenAnswer", answer), name=name)
 
     @classmethod
     def open_at(cls, sealer: Sealer, name: str, sealed: str) -> GraceEntry:

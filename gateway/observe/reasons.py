@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl
 
-from gateway.oauth.platforms import ALEXA_BUDGET
+from gateway.config.platforms import ALEXA_BUDGET
 
 __all__ = ["ALEXA_BUDGET", "REFUSED", "UNREACHABLE", "upstream_failure", "format_mismatch", "callback_failure"]
 

@@ -44,6 +44,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config.models import DEFAULT_TRACE_MAX_BYTES
+from gateway.config.settings import TraceSettings
 from gateway.observe import reasons
 
 if TYPE_CHECKING:  # config.py imports this module for TraceSettings; these import config
@@ -58,7 +59,6 @@ __all__ = [
     "upstream_requested", "upstream_failed", "upstream_answered", "normalised", "normalise_failed",
 ]
 
-MIN_TOKEN_LENGTH = 32
 PLATFORM, GATEWAY, UPSTREAM = "platform", "gateway", "upstream"
 LANES = (PLATFORM, GATEWAY, UPSTREAM)
 #: Google's account-linking step names (Google Home "Troubleshoot account linking").
@@ -93,18 +93,6 @@ MAX_KEYS = 8
 _KEY_BYTES = 160
 #: What a flow costs beside its hops (id, provider, the dataclass and list headers).
 _FLOW_BYTES = 400
-
-
-@dataclass(frozen=True)
-class TraceSettings:
-    """``trace:`` in gateway.yaml: the bearer token for ``/_trace/``, how many flows to keep, and
-    how many bytes (of the trace's JSON) they may take together."""
-
-    token: str
-    flows: int = 200
-    max_bytes: int = DEFAULT_MAX_BYTES
-    #: Made up for the demo (not from the file): a reload keeps the running one.
-    generated: bool = False
 
 
 def redact(value: str) -> str:

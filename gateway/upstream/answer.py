@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -39,7 +39,8 @@ import jmespath.parser
 import jmespath.visitor
 
 from gateway.config.mapping import AnswerRules
-from gateway.oauth.responses import TOKEN_ERRORS, OAuthError, ServerError, TemporarilyUnavailable
+from gateway.config.models import TOKEN_ERRORS
+from gateway.oauth.responses import OAuthError, ServerError, TemporarilyUnavailable, TokenAnswer
 
 __all__ = [
     "UpstreamAnswer", "parse_body", "normalise", "is_transient", "MAX_ANSWER_BYTES", "ExpressionFailed", "token_to_exchange",
@@ -60,6 +61,9 @@ class UpstreamAnswer:
     status: int
     content_type: str
     body: bytes
+    #: How long the call took, from sending to the last byte (:func:`gateway.upstream.client.send`
+    #: measures it; the callers record it).
+    seconds: float = field(default=0.0, compare=False)
 
 
 def parse_body(answer: UpstreamAnswer, fmt: str) -> Any:
@@ -198,7 +202,7 @@ def normalise(
     refresh_token_sent: str | None = None,
     keep_refresh_token: bool = False,
     failed: list[str] | None = None,
-) -> dict[str, Any]:
+) -> TokenAnswer:
     """The RFC 6749 §5.1 body for ``answer``, or raise the ``OAuthError`` it amounts to.
 
     ``failed`` collects the mapping keys of expressions that failed at run time, for the metric.
@@ -226,7 +230,7 @@ def normalise(
     if not access_token:
         raise ServerError("upstream answer has no access_token")
 
-    result: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
+    result: TokenAnswer = {"access_token": access_token, "token_type": "Bearer"}
     expires_in = _expires_in(fields, rules, time.time() if now is None else now)
     if expires_in is not None:  # None: ``expires_in_default: null``, the platform's own default applies
         result["expires_in"] = expires_in

@@ -8,7 +8,9 @@ Order of application (docs/mapping-reference.md): the standard RFC 6749 §4.1.3 
 ``refresh``'s URL, method and encoding when it names them; a code exchange with ``exchange`` is
 followed by that second request (:func:`prepare_exchange_request`), built from no parameters.
 
-One shared ``aiohttp.ClientSession`` serves every upstream call; :func:`send` asks only for the
+:func:`send` returns what it measured with the answer (its status and seconds), or raises it with
+the failure (:class:`Unreachable`, :class:`TooLarge`: the kind and seconds); the web layer records
+both in the request's record. One shared ``aiohttp.ClientSession`` serves every upstream call; :func:`send` asks only for the
 little of it that :class:`UpstreamClient` names, so tests can hand it an in-process double (in the
 spirit of httpx's ``MockTransport``) and classify answers without sockets. Every call has a *total*
 deadline (``upstream.timeout``, default 4 s) because Alexa abandons a token request after 4.5 s.
@@ -26,24 +28,23 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
 from gateway.config.mapping import ParamRules, ProviderMapping, TokenRequest
+from gateway.config.templates import UnsafeUrl, host_needs_public_address, render_url
 from gateway.oauth.basicauth import basic_auth_header
 from gateway.oauth.formencoding import form_urlencode
-from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, render_url
 from gateway.oauth.responses import InvalidGrant, InvalidRequest, ServerError, TemporarilyUnavailable
 from gateway.oauth.state import GrantType
 from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from gateway.upstream.failure import FailureKind
 from gateway.upstream.publicdns import PrivateAddress
-from gateway.web.appkeys import RequestRecord
 
 __all__ = [
     "PreparedRequest", "UpstreamClient", "UpstreamResponse", "prepare_token_request", "prepare_exchange_request", "send",
-    "basic_auth_header",
+    "basic_auth_header", "Unreachable", "TooLarge",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,24 @@ _basic_of = functools.lru_cache(maxsize=256)(basic_auth_header)
 _NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
 #: Characters no header value may hold (NUL, CR, LF and the other controls but tab).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class Unreachable(TemporarilyUnavailable):
+    """No whole answer within the deadline, or no connection (``timeout``, ``connection``), after ``seconds``."""
+
+    def __init__(self, description: str, *, failure: FailureKind, seconds: float) -> None:
+        super().__init__(description)
+        self.failure: FailureKind = failure
+        self.seconds = seconds
+
+
+class TooLarge(ServerError):
+    """An answer over :data:`~gateway.upstream.answer.MAX_ANSWER_BYTES` (``too_large``), after ``seconds``."""
+
+    def __init__(self, description: str, *, seconds: float) -> None:
+        super().__init__(description)
+        self.failure: FailureKind = "too_large"
+        self.seconds = seconds
 
 
 @dataclass(frozen=True)
@@ -234,10 +253,12 @@ async def send(
     request: PreparedRequest,
     *,
     default_timeout: float,
-    record: RequestRecord | None = None,
     public_session: UpstreamClient | None = None,
 ) -> UpstreamAnswer:
-    """Send once, within a total deadline; raise ``TemporarilyUnavailable`` on timeout or no answer.
+    """Send once, within a total deadline; the answer carries its status and the seconds it took.
+
+    :class:`Unreachable` (a ``TemporarilyUnavailable``) on timeout or no answer, :class:`TooLarge`
+    (a ``ServerError``) for an answer over 64 KiB; each says its failure kind and seconds.
 
     Timeouts and connection failures become 503 ``temporarily_unavailable`` (never
     ``invalid_grant``: Google unlinks on that, and the grant may still be good). A request whose
@@ -283,31 +304,20 @@ async def send(
                         if is_transient(response.status):
                             body = b""  # a large outage page: its status is all that matters
                             break
-                        raise ServerError("upstream answer is larger than 64 KiB")
-                answer = UpstreamAnswer(response.status, response.headers.get("Content-Type", ""), body)
+                        raise TooLarge("upstream answer is larger than 64 KiB", seconds=time.monotonic() - started)
+                return UpstreamAnswer(
+                    response.status, response.headers.get("Content-Type", ""), body, time.monotonic() - started
+                )
     except TimeoutError:
-        _note(record, started, failure="timeout")
         log.warning("upstream %s timed out after %.1fs", request.url, deadline)
-        raise TemporarilyUnavailable(f"upstream did not answer within {deadline:g}s") from None
+        raise Unreachable(
+            f"upstream did not answer within {deadline:g}s", failure="timeout", seconds=time.monotonic() - started
+        ) from None
     except aiohttp.ClientConnectorDNSError as exc:
         if isinstance(exc.os_error, PrivateAddress):
             raise InvalidGrant("the link's context can not be used: the host resolves to a private address") from None
-        _note(record, started, failure="connection")
         log.warning("upstream %s failed: the host name could not be resolved", request.url)
-        raise TemporarilyUnavailable("upstream could not be reached") from None
+        raise Unreachable("upstream could not be reached", failure="connection", seconds=time.monotonic() - started) from None
     except aiohttp.ClientError as exc:
-        _note(record, started, failure="connection")
         log.warning("upstream %s failed: %s", request.url, type(exc).__name__)
-        raise TemporarilyUnavailable("upstream could not be reached") from None
-    except ServerError:
-        _note(record, started, failure="too_large")
-        raise
-    _note(record, started, status=answer.status)
-    return answer
-
-
-def _note(record: RequestRecord | None, started: float, *, status: int | None = None, failure: FailureKind | Literal[""] = "") -> None:
-    if record is not None:
-        record.upstream_seconds = time.monotonic() - started
-        record.upstream_status = status
-        record.upstream_failure = failure
+        raise Unreachable("upstream could not be reached", failure="connection", seconds=time.monotonic() - started) from None

@@ -1,7 +1,7 @@
 """Connecting only to public addresses, for upstream hosts a user named (the tenant form, kept values).
 
 A URL whose host comes from a per-link value without ``allow_private``
-(:func:`gateway.oauth.linkcontext.host_needs_public_address`) must not reach the gateway's own
+(:func:`gateway.config.templates.host_needs_public_address`) must not reach the gateway's own
 network (SSRF). Checking the name's addresses and then letting the HTTP client look the name up
 again leaves two holes: a check whose lookup fails has nothing to refuse (and used to allow the
 call), and a name that answers differently the second time (DNS rebinding, a TTL of 0) passes the

@@ -10,15 +10,15 @@ import aiohttp
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from gateway import optional
 from gateway.config.settings import Config
-from gateway.oauth.refresh import FLIGHTS, RefreshFlights
-from gateway.oauth.replay import REDEEMED, RedeemedCodes
+from gateway.oauth.refresh import RefreshGrace
+from gateway.oauth.replay import CodeClaims
+from gateway.oauth.store import SharedStore
 from gateway.observe.logs import request_middleware
 from gateway.observe.metrics import METRICS, Metrics
-from gateway.store import store_context
 from gateway.upstream.publicdns import PublicOnlyResolver, public_only_connector
-from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RUNTIME, Runtime, RuntimeHolder, runtime_of
+from gateway.web import optional
+from gateway.web.appkeys import CLAIMS, GRACE, HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RUNTIME, STORE, Runtime, RuntimeHolder, runtime_of
 from gateway.web.handlers.authorize import authorize
 from gateway.web.handlers.callback import callback
 from gateway.web.handlers.revoke import revoke
@@ -96,6 +96,12 @@ def _sunsets(config: Config) -> dict[str, datetime.date]:
     }
 
 
+async def _store_context(app: web.Application) -> AsyncIterator[None]:
+    """The store closes with the application (its Redis connections, if any)."""
+    yield
+    await app[STORE].close()
+
+
 def create_app(config: Config) -> web.Application:
     """The gateway for ``config``: every provider's three endpoints plus the operational ones."""
     holder = RuntimeHolder(Runtime.of(config))
@@ -113,11 +119,14 @@ def create_app(config: Config) -> web.Application:
     )
     app[RUNTIME] = holder
     app[METRICS] = metrics
-    app[REDEEMED] = RedeemedCodes()
-    app[FLIGHTS] = RefreshFlights()
+    # What replicas share, and the two guards built on it: made once here, called by the handlers.
+    store = SharedStore(config.store, metrics)
+    app[STORE] = store
+    app[CLAIMS] = CodeClaims(store)
+    app[GRACE] = RefreshGrace(store, metrics)
     app[DRAIN] = Drain()
     app.cleanup_ctx.append(_http_client_context(config))
-    app.cleanup_ctx.append(store_context(config.store, metrics))
+    app.cleanup_ctx.append(_store_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if config.trace is not None:

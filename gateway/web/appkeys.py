@@ -14,10 +14,16 @@ import aiohttp
 from aiohttp import web
 
 from gateway.config.settings import Config
+from gateway.oauth.refresh import RefreshGrace
+from gateway.oauth.replay import CodeClaims
 from gateway.oauth.seal import Sealer
+from gateway.oauth.store import SharedStore
 from gateway.upstream.failure import FailureKind
 
-__all__ = ["Runtime", "RuntimeHolder", "RUNTIME", "HTTP_CLIENT", "PUBLIC_HTTP_CLIENT", "RECORD", "RequestRecord", "runtime_of", "record_of"]
+__all__ = [
+    "Runtime", "RuntimeHolder", "RUNTIME", "HTTP_CLIENT", "PUBLIC_HTTP_CLIENT", "RECORD", "RequestRecord", "runtime_of", "record_of",
+    "STORE", "CLAIMS", "GRACE",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,10 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 #: to public addresses, looked up and checked for each connection.
 PUBLIC_HTTP_CLIENT = web.AppKey("public_http_client", aiohttp.ClientSession)
 RECORD = web.RequestKey("record", RequestRecord)
+#: What replicas share (:mod:`gateway.oauth.store`), and the guards built on it, once per app.
+STORE = web.AppKey("store", SharedStore)
+CLAIMS = web.AppKey("code_claims", CodeClaims)
+GRACE = web.AppKey("refresh_grace", RefreshGrace)
 
 
 def runtime_of(request: web.Request) -> Runtime:

@@ -17,8 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
-from gateway.oauth.responses import OAuthError, token_error_response
+from gateway.oauth.responses import OAuthError
 from gateway.web.appkeys import runtime_of
+from gateway.web.render import token_error_response
 
 __all__ = ["METADATA_PATH", "metadata_document", "metadata", "issuer_of"]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.config import discovery
 from gateway.config.about import warn_of_sunsets
 from gateway.config.settings import Config, ConfigError, load_config
-from gateway.upstream import discovery
 from gateway.web.app import reload_config
 from gateway.web.heap import freeze_heap
 

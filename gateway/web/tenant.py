@@ -10,7 +10,7 @@ CSRF (RFC 6749 §10.12 in spirit): the form carries a sealed token naming a rand
 also set in a ``SameSite=Lax`` cookie (double submit) and the hash of the query string it belongs
 to; a post without both matching is asked again, never acted on. A value is accepted only when it
 matches the mapping's pattern *and* every URL it goes into passes the SSRF rules of
-:func:`gateway.oauth.linkcontext.render_url`.
+:func:`gateway.config.templates.render_url`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway.config.mapping import ProviderMapping, template_names
+from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import Config
-from gateway.oauth.linkcontext import ContextValue, UnsafeUrl, render_url
+from gateway.config.templates import ContextValue, UnsafeUrl, render_url, template_names
 from gateway.oauth.seal import Sealer, SealError
 from gateway.oauth.state import TENANT_FORM_PURPOSE, TenantFormToken
 

@@ -91,14 +91,12 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from upstream_oidc import OidcUpstream, login_and_consent
 
-from gateway.oauth.platforms import RedirectPolicy
-from gateway.oauth.refresh import FLIGHTS
-from gateway.oauth.replay import REDEEMED
-from gateway.oauth.responses import TOKEN_ERRORS
+from gateway.config.models import TOKEN_ERRORS
+from gateway.config.platforms import RedirectPolicy
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CODE_PURPOSE, Challenge, CodePayload, open_code, seal_code
-from gateway.store import STORE
 from gateway.web.app import MAX_BODY_BYTES
+from gateway.web.appkeys import CLAIMS, GRACE, STORE
 
 T = TypeVar("T")
 
@@ -827,7 +825,7 @@ async def test_fuzz_callback(
         # Each example may present a genuine pre-callback flow afresh; the state's single use
         # across copies of a cookie is test_refresh_grace.py's.
         fuzz_gateway.runner.app[STORE].local.clear()
-        fuzz_gateway.runner.app[FLIGHTS].forget()
+        fuzz_gateway.runner.app[GRACE].flights.forget()
         target = f"/{provider}/callback" + (f"?{query}" if query else "")
         if raw:
             answer = driver.raw("GET", target, headers)
@@ -1210,7 +1208,7 @@ def check_token(gateway: Gateway, codes: Codes, request: dict[str, Any], answer:
 async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession, recorder: RecordingUpstream) -> None:
     driver = Driver(asyncio.get_running_loop(), platform, fuzz_gateway)
     codes = make_codes(fuzz_gateway)
-    redeemed = fuzz_gateway.runner.app[REDEEMED]
+    redeemed = fuzz_gateway.runner.app[CLAIMS].redeemed
     seen: dict[int, int] = {}
     strays = [0]
 
@@ -1219,7 +1217,7 @@ async def test_fuzz_token(fuzz_gateway: Gateway, platform: aiohttp.ClientSession
     def check(request: dict[str, Any]) -> None:
         redeemed.clear()  # every example may present a genuine code afresh (replays: test_replay.py)
         fuzz_gateway.runner.app[STORE].local.clear()  # and a refresh token (grace: test_refresh_grace.py)
-        fuzz_gateway.runner.app[FLIGHTS].forget()
+        fuzz_gateway.runner.app[GRACE].flights.forget()
         recorder.fault = reply(request["upstream"])
         before = len(recorder.token_requests)
         skip = () if "Content-Type" in request["headers"] else ("Content-Type",)

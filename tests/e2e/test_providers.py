@@ -37,15 +37,14 @@ from provider_upstream import Documented, has_token_url, mismatches, with_token_
 import gateway.upstream.answer
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
-from gateway.oauth.refresh import FLIGHTS
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
-from gateway.store import STORE
 from gateway.web.app import create_app
+from gateway.web.appkeys import GRACE, STORE
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 PROVIDERS = sorted(file.stem for file in MAPPINGS.glob("*.yaml"))
-#: The refresh token the platform holds; examples that keep it expect this value (gateway.config.examples).
+#: The refresh token the platform holds; examples that keep it expect this value (gateway.upstream.examples).
 REFRESH_TOKEN_SENT = "refresh-token-sent-by-the-platform"
 #: The tenant a user of a multi-tenant mapping (``tenant:``) names in the gateway's form.
 TENANTS = {"shopify": "acme-shop", "zendesk": "acme", "okta": "acme.okta.com", "homeassistant": "abcdefgh.ui.nabu.casa"}
@@ -453,7 +452,7 @@ async def test_provider_end_to_end(
             for index, example in enumerate(mapping.examples):
                 label = f"{name} example {example.name!r}"
                 runner.app[STORE].local.clear()  # each example presents the same refresh token afresh (no grace)
-                runner.app[FLIGHTS].forget()
+                runner.app[GRACE].flights.forget()
                 raw = example.body.encode() if isinstance(example.body, str) else json.dumps(example.body).encode()
                 refresh_path = f"/{name}/refresh" if mapping.refresh.url != mapping.token.url else _token_path(name)
                 answered_at = refresh_path if example.grant == "refresh_token" else _token_path(name)

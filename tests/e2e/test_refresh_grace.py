@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -35,13 +35,14 @@ from listening import bound_socket, port_of, start_site, unused_port
 from processes import GatewayProcess, start_gateway_process
 
 from gateway.config.settings import load_config
-from gateway.oauth.refresh import FLIGHTS, RefreshFlights, refresh_with_grace
-from gateway.oauth.responses import InvalidGrant
+from gateway.oauth.refresh import RefreshGrace
+from gateway.oauth.responses import InvalidGrant, TokenAnswer
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
-from gateway.observe.metrics import METRICS, Metrics
-from gateway.store import STORE, SharedStore, StoreSettings
+from gateway.oauth.store import SharedStore, StoreSettings
+from gateway.observe.metrics import Metrics
 from gateway.web.app import create_app
+from gateway.web.appkeys import GRACE, STORE
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -169,7 +170,7 @@ class Replicas:
 
 
 class Clock:
-    """The in-process gateway's store clocks (:attr:`gateway.store.MemoryStore.clock`): real
+    """The in-process gateway's store clocks (:attr:`gateway.oauth.store.MemoryStore.clock`): real
     monotonic time plus whatever the test skipped, so a TTL runs out without sleeping through it."""
 
     def __init__(self) -> None:
@@ -191,7 +192,7 @@ async def start_inprocess(
     await runner.setup()
     if clock is not None:
         runner.app[STORE].local.clock = clock  # before any request: every entry is timed by it
-        runner.app[FLIGHTS].remembered.clock = clock  # the in-process grace window too
+        runner.app[GRACE].flights.remembered.clock = clock  # the in-process grace window too
     return await start_site(runner, sock=sock), runner
 
 
@@ -255,7 +256,7 @@ async def test_a_lost_refresh_answer_is_given_again_and_the_old_token_dies_after
             # The refresh runs on without the platform; once its flight is over, its answer is in
             # the grace entry (written before the flight ends).
             async with asyncio.timeout(10):
-                while not (len(upstream.refresh_requests) == 1 and len(upstream.issued) == 2 and not runner.app[FLIGHTS].running):
+                while not (len(upstream.refresh_requests) == 1 and len(upstream.issued) == 2 and not runner.app[GRACE].flights.running):
                     await asyncio.sleep(0.02)
             assert not upstream.refresh_token_live(old)
             refresh_delay(upstream, 0.0)
@@ -468,31 +469,31 @@ class Replica:
     """The parts of one gateway replica that a refresh uses, on a real Redis shared with others."""
 
     def __init__(self, redis_url: str, keys: list[str]) -> None:
-        self.app = web.Application()
-        metrics = Metrics()
-        self.app[METRICS] = metrics
-        self.app[FLIGHTS] = RefreshFlights()
-        self.app[STORE] = SharedStore(StoreSettings(url=redis_url), metrics)
+        self.metrics = Metrics()
+        self.store = SharedStore(StoreSettings(url=redis_url), self.metrics)
+        self.grace = RefreshGrace(self.store, self.metrics)  # as create_app builds it: no app needed
         self.sealer = Sealer(keys)
         self.calls = 0
 
     def joins(self) -> float:
-        return self.app[METRICS].registry.get_sample_value("gateway_single_flight_joins_total") or 0.0
+        return self.metrics.registry.get_sample_value("gateway_single_flight_joins_total") or 0.0
 
     async def refresh(self, answer: dict[str, Any] | Exception, *, token: str = "rt-shared", delay: float = 0.0, deadline: float = 3.0) -> dict[str, Any]:
-        async def call() -> dict[str, Any]:
+        async def call() -> TokenAnswer:
             self.calls += 1
             await asyncio.sleep(delay)
             if isinstance(answer, Exception):
                 raise answer
-            return dict(answer)
+            return cast("TokenAnswer", dict(answer))  # only what each test compares
 
-        return await refresh_with_grace(
-            self.app, self.sealer, provider="oidc", client_id=PLATFORM_ID, refresh_token=token, grace=5, deadline=deadline, call=call
+        return dict(
+            await self.grace.refresh(
+                self.sealer, provider="oidc", client_id=PLATFORM_ID, refresh_token=token, grace=5, deadline=deadline, call=call
+            )
         )
 
     async def close(self) -> None:
-        await self.app[STORE].close()
+        await self.store.close()
 
 
 @pytest.fixture
@@ -538,7 +539,7 @@ async def test_an_entry_sealed_under_a_retired_key_is_not_trusted(redis_server: 
 
 async def test_a_lock_whose_leader_is_gone_is_waited_for_only_until_the_deadline(two_replicas: tuple[Replica, Replica]) -> None:
     first, second = two_replicas
-    store = second.app[STORE]
+    store = second.store
     key = store.key("g", "oidc", PLATFORM_ID, "rt-shared")
     assert await store.claim("gw:l:" + key.removeprefix("gw:g:"), 30)  # a replica took the lock and died
     loop = asyncio.get_running_loop()

@@ -240,7 +240,7 @@ async def falls_back_without_a_5xx(apps: Apps, upstream: RecordingUpstream, stor
 
 def assert_no_secret_logged(caplog: pytest.LogCaptureFixture, *secrets_: str) -> None:
     records = caplog.records
-    assert any(record.name == "gateway.store" and record.levelno == logging.WARNING for record in records), (
+    assert any(record.name == "gateway.oauth.store" and record.levelno == logging.WARNING for record in records), (
         "the store failure was logged (so the capture works)"
     )
     formatter = logging.Formatter()

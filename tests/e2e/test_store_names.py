@@ -1,5 +1,5 @@
 """What replicas share in Redis, named and bound so that no key list and no writer can split it
-(gateway/store.py, gateway/oauth/refresh.py).
+(gateway/oauth/store.py, gateway/oauth/refresh.py).
 
 * Every replica of one deployment names an entry the same way at every step of a key rotation
   (``[OLD, NEW]`` pods beside ``[NEW, OLD]`` pods) and after a reload changed ``keys``: a code is

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config.mapping import PlatformClient
+from gateway.config.platforms import build_policy
 from gateway.oauth.basicauth import basic_auth_header, decode_basic_auth, form_decoded
 from gateway.oauth.clientauth import authenticate, read_credentials
-from gateway.oauth.platforms import build_policy
 
 
 def raw_pair(header: str) -> str:

@@ -8,8 +8,8 @@ from urllib.parse import quote_plus
 import pytest
 
 from gateway.config.mapping import PlatformClient
+from gateway.config.platforms import build_policy
 from gateway.oauth.clientauth import authenticate, read_credentials
-from gateway.oauth.platforms import build_policy
 from gateway.oauth.responses import InvalidClient, InvalidRequest
 
 CLIENT_ID = "alexa-skill"

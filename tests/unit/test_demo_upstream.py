@@ -292,7 +292,7 @@ async def test_answers_normalise_through_the_shipped_demo_mapping(
     async def normalised(**fields: str) -> dict[str, Any]:
         raw = await client.post("/_demo/oauth/token", data={**TOKEN_FORM, **fields})
         upstream_answer = answer_module.UpstreamAnswer(raw.status, raw.content_type, await raw.read())
-        return answer_module.normalise(upstream_answer, mapping.answer)
+        return dict(answer_module.normalise(upstream_answer, mapping.answer))
 
     tokens = await normalised(grant_type="authorization_code", code=await get_code(client), redirect_uri=GATEWAY_CALLBACK)
     assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 300 and tokens["scope"] == "profile email"

@@ -24,8 +24,8 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from gateway.config.examples import run_examples
 from gateway.config.settings import PUBLIC_EXAMPLE_KEYS, Config, ConfigError, load_config
+from gateway.upstream.examples import run_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

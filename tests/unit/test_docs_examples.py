@@ -10,9 +10,9 @@ from pathlib import Path
 
 from helpers.oauth import load_mapping
 
-from gateway.config.examples import run_examples
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
+from gateway.upstream.examples import run_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.oauth.responses import InvalidGrant, OAuthError, clean_description, token_error_response
+from gateway.oauth.responses import InvalidGrant, OAuthError, clean_description
+from gateway.web.render import token_error_response
 
 SECTION_5_2 = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 PACKAGE = Path(__file__).resolve().parents[2] / "gateway"

@@ -22,7 +22,6 @@ import pytest
 import yaml
 
 from gateway.cli.init import check_mapping
-from gateway.config.examples import run_examples
 from gateway.config.extends import load_mapping_document
 from gateway.config.models import AnswerFile
 from gateway.config.yamlfile import Problems
@@ -30,6 +29,7 @@ from gateway.init import answers
 from gateway.init.answers import InferenceError, infer_answer
 from gateway.init.draft import answer_mapping, build_draft
 from gateway.init.samples import Role, Sample, parse_sample
+from gateway.upstream.examples import run_examples
 
 MAPPINGS = sorted((Path(__file__).resolve().parents[2] / "mappings").glob("*.yaml"))
 

@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 
 from gateway.cli import init
 from gateway.cli.commands import main
+from gateway.config.discovery import expected_issuer, metadata_urls
 from gateway.config.extends import load_mapping_document
 from gateway.config.settings import load_config
 from gateway.config.yamlfile import Problems
 from gateway.init.metadata import client_auth_of, upstream_from_metadata
 from gateway.init.yamltext import Path as Path_
 from gateway.init.yamltext import render
-from gateway.upstream.discovery import expected_issuer, metadata_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = {"access_token": "at-1", "token_type": "bearer", "expires_in": 3600, "refresh_token": "rt-1", "scope": "read write"}

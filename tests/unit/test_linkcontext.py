@@ -18,7 +18,8 @@ from helpers.oauth import load_mapping, read_mapping
 from helpers.upstream import RecordingUpstream, Reply
 from test_upstream_request import CALLBACK
 
-from gateway.oauth.linkcontext import ContextValue, UnsafeUrl, link_sealer, open_refresh, render_url, seal_refresh
+from gateway.config.templates import ContextValue, UnsafeUrl, render_url
+from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import SealError, generate_key
 from gateway.upstream.answer import UpstreamAnswer, normalise
 from gateway.upstream.client import prepare_token_request, send
@@ -250,7 +251,7 @@ async def test_a_tenant_host_resolving_to_a_private_address_is_refused(addresses
 
 
 def test_only_hosts_from_values_without_allow_private_are_resolved_first(tmp_path: Path) -> None:
-    from gateway.oauth.linkcontext import host_needs_public_address
+    from gateway.config.templates import host_needs_public_address
 
     assert host_needs_public_address("https://{shop}.myshopify.com/t", [SHOP])
     assert not host_needs_public_address("http://{host}:8123/t", [LAN])

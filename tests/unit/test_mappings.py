@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from helpers.mappings import with_bases
 
-from gateway.config.examples import run_examples
+from gateway.config import discovery
 from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import ProviderMapping
 from gateway.config.settings import Config, load_config
 from gateway.config.yamlfile import ConfigError, Problems
 from gateway.oauth.seal import generate_key
-from gateway.upstream import discovery
+from gateway.upstream.examples import run_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPINGS = ROOT / "mappings"

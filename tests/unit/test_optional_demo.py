@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import optional
+from gateway.config import optional
 from gateway.config.settings import load_config
 from gateway.config.yamlfile import ConfigError
 from gateway.oauth.seal import generate_key

@@ -12,9 +12,9 @@ import yaml
 
 from gateway.config.mapping import ProviderMapping, parse_mapping
 from gateway.config.models import MappingFile
+from gateway.config.platforms import SMARTTHINGS_REDIRECT_URIS, build_policy, sample_redirect_uri
 from gateway.config.schemas import json_schema
 from gateway.config.yamlfile import Problems, load_yaml
-from gateway.oauth.platforms import SMARTTHINGS_REDIRECT_URIS, build_policy, sample_redirect_uri
 
 SMARTTHINGS = build_policy("smartthings")
 

@@ -1,4 +1,4 @@
-"""One registry of platform knowledge (gateway/oauth/platforms.py): every profile's redirect rules,
+"""One registry of platform knowledge (gateway/config/platforms.py): every profile's redirect rules,
 sample redirect URI, token budget and PKCE demand, and the tools that read it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.commands import main
-from gateway.oauth.platforms import (
+from gateway.config.platforms import (
     ALEXA_BUDGET,
     PKCE_S256_PROFILES,
     PLATFORMS,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.oauth.platforms import RedirectPolicy, build_policy, check_pattern
+from gateway.config.platforms import RedirectPolicy, build_policy, check_pattern
 
 VENDOR = "M3BVP74N95SP1F"
 PROJECT = "smart-home-1234"

@@ -4,35 +4,38 @@ The end-to-end behaviour (a lost answer given again, twenty racing refreshes, Re
 replicas) is in tests/e2e/test_refresh_grace.py; these are the edges a real upstream can't time:
 a leader that is cancelled under its waiters, a refusal shared by every waiter, answers that are
 each request's own, and nothing sealed or written to the store when nothing leaves the process.
+The grace window is built here as the app builds it, from a store and metrics: no app, no server.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from aiohttp import web
 
-from gateway.config.settings import ConnectionSettings
-from gateway.oauth.refresh import FLIGHTS, RefreshFlights, refresh_with_grace
-from gateway.oauth.responses import InvalidGrant, TemporarilyUnavailable
+from gateway.config.settings import ConnectionSettings, StoreSettings
+from gateway.oauth.refresh import RefreshGrace
+from gateway.oauth.responses import InvalidGrant, TemporarilyUnavailable, TokenAnswer
 from gateway.oauth.seal import Sealer, generate_key
-from gateway.observe.metrics import METRICS, Metrics
-from gateway.store import STORE, MemoryStore, SharedStore, StoreSettings
+from gateway.oauth.store import MemoryStore, SharedStore
+from gateway.observe.metrics import Metrics
 from gateway.web.runner import GatewayRunner
 
 
 @pytest.fixture
-async def app() -> AsyncIterator[web.Application]:
-    application = web.Application()
+async def grace() -> AsyncIterator[RefreshGrace]:
     metrics = Metrics()
-    application[METRICS] = metrics
-    application[FLIGHTS] = RefreshFlights()
-    application[STORE] = SharedStore(StoreSettings(), metrics)
-    yield application
-    await application[STORE].close()
+    built = RefreshGrace(SharedStore(StoreSettings(), metrics), metrics)
+    yield built
+    await built.store.close()
+
+
+def sample(grace: RefreshGrace, name: str) -> float | None:
+    """A counter's value in the metrics the grace window was built with."""
+    assert isinstance(grace.metrics, Metrics)
+    return grace.metrics.registry.get_sample_value(name)
 
 
 class Upstream:
@@ -41,91 +44,90 @@ class Upstream:
     def __init__(self) -> None:
         self.calls = 0
         self.release = asyncio.Event()
-        self.outcome: dict[str, Any] | Exception = {"access_token": "at", "refresh_token": "rt-2"}
+        self.outcome: TokenAnswer | Exception = {"access_token": "at", "token_type": "Bearer", "refresh_token": "rt-2"}
 
-    async def __call__(self) -> dict[str, Any]:
+    async def __call__(self) -> TokenAnswer:
         self.calls += 1
         await self.release.wait()
         if isinstance(self.outcome, Exception):
             raise self.outcome
-        return dict(self.outcome)
+        return self.outcome.copy()
 
 
-def refresh(app: web.Application, upstream: Upstream, token: str = "rt-1", *, grace: int = 60) -> asyncio.Task[dict[str, Any]]:
+def refresh(grace: RefreshGrace, upstream: Upstream, token: str = "rt-1", *, seconds: int = 60) -> asyncio.Task[TokenAnswer]:
     return asyncio.create_task(
-        refresh_with_grace(
-            app, Sealer([generate_key()]), provider="p", client_id="c", refresh_token=token, grace=grace, deadline=1.0, call=upstream
+        grace.refresh(
+            Sealer([generate_key()]), provider="p", client_id="c", refresh_token=token, grace=seconds, deadline=1.0, call=upstream
         )
     )
 
 
-async def started(app: web.Application, waiters: int) -> None:
+async def started(grace: RefreshGrace, waiters: int) -> None:
     """Until the leader's flight is registered and ``waiters`` more requests joined it."""
-    metrics = app[METRICS]
     async with asyncio.timeout(5):
-        while not (app[FLIGHTS].running and (metrics.registry.get_sample_value("gateway_single_flight_joins_total") or 0) >= waiters):
+        while not (grace.flights.running and (sample(grace, "gateway_single_flight_joins_total") or 0) >= waiters):
             await asyncio.sleep(0)
 
 
-async def test_waiters_share_the_leaders_answer_and_a_retry_is_served_from_memory(app: web.Application) -> None:
+async def test_waiters_share_the_leaders_answer_and_a_retry_is_served_from_memory(grace: RefreshGrace) -> None:
     upstream = Upstream()
-    tasks = [refresh(app, upstream) for _ in range(5)]
-    await started(app, 4)
+    tasks = [refresh(grace, upstream) for _ in range(5)]
+    await started(grace, 4)
     upstream.release.set()
     answers = await asyncio.gather(*tasks)
     assert upstream.calls == 1 and all(answer == answers[0] for answer in answers)
     answers[0]["access_token"] = "changed by one request"
-    again = await refresh(app, upstream)
+    again = await refresh(grace, upstream)
     assert upstream.calls == 1 and again["access_token"] == "at", "each answer is the request's own copy"
-    assert app[METRICS].registry.get_sample_value("gateway_refresh_grace_hits_total") == 1
-    assert not app[FLIGHTS].running
-    assert len(app[STORE].local) == 0, "nothing leaves the process: nothing sealed into the store"
+    assert sample(grace, "gateway_refresh_grace_hits_total") == 1
+    assert not grace.flights.running
+    assert len(grace.store.local) == 0, "nothing leaves the process: nothing sealed into the store"
 
 
-async def test_a_definite_refusal_reaches_every_waiter_and_is_remembered(app: web.Application) -> None:
+async def test_a_definite_refusal_reaches_every_waiter_and_is_remembered(grace: RefreshGrace) -> None:
     upstream = Upstream()
     upstream.outcome = InvalidGrant("refresh token is revoked")
-    tasks = [refresh(app, upstream) for _ in range(3)]
-    await started(app, 2)
+    tasks = [refresh(grace, upstream) for _ in range(3)]
+    await started(grace, 2)
     upstream.release.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(result, InvalidGrant) for result in results), results
     with pytest.raises(InvalidGrant, match="revoked"):
-        await refresh(app, upstream)
+        await refresh(grace, upstream)
     assert upstream.calls == 1
 
 
-async def test_a_temporary_failure_is_not_remembered(app: web.Application) -> None:
+async def test_a_temporary_failure_is_not_remembered(grace: RefreshGrace) -> None:
     upstream = Upstream()
     upstream.outcome = TemporarilyUnavailable("upstream did not answer within 1s")
     upstream.release.set()
     with pytest.raises(TemporarilyUnavailable):
-        await refresh(app, upstream)
-    upstream.outcome = {"access_token": "at-later"}
-    assert (await refresh(app, upstream))["access_token"] == "at-later"
+        await refresh(grace, upstream)
+    upstream.outcome = {"access_token": "at-later", "token_type": "Bearer"}
+    assert (await refresh(grace, upstream))["access_token"] == "at-later"
     assert upstream.calls == 2
 
 
-async def test_waiters_of_a_cancelled_leader_get_a_temporary_error_and_the_next_request_calls_again(app: web.Application) -> None:
+async def test_waiters_of_a_cancelled_leader_get_a_temporary_error_and_the_next_request_calls_again(grace: RefreshGrace) -> None:
     upstream = Upstream()
-    leader = refresh(app, upstream)
-    waiters = [refresh(app, upstream) for _ in range(2)]
-    await started(app, 2)
+    leader = refresh(grace, upstream)
+    waiters = [refresh(grace, upstream) for _ in range(2)]
+    await started(grace, 2)
     leader.cancel()  # the shutdown grace ran out under it
     results = await asyncio.gather(leader, *waiters, return_exceptions=True)
     assert isinstance(results[0], asyncio.CancelledError)
     assert all(isinstance(result, TemporarilyUnavailable) for result in results[1:]), results
-    assert not app[FLIGHTS].running
+    assert not grace.flights.running
     upstream.release.set()
-    assert (await refresh(app, upstream))["access_token"] == "at"
+    assert (await refresh(grace, upstream))["access_token"] == "at"
     assert upstream.calls == 2, "nothing was remembered for the cancelled call"
 
 
-async def test_a_waiter_that_hangs_up_leaves_the_leader_running(app: web.Application) -> None:
+async def test_a_waiter_that_hangs_up_leaves_the_leader_running(grace: RefreshGrace) -> None:
     upstream = Upstream()
-    leader = refresh(app, upstream)
-    waiter = refresh(app, upstream)
-    await started(app, 1)
+    leader = refresh(grace, upstream)
+    waiter = refresh(grace, upstream)
+    await started(grace, 1)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
@@ -133,17 +135,17 @@ async def test_a_waiter_that_hangs_up_leaves_the_leader_running(app: web.Applica
     assert (await leader)["access_token"] == "at"
 
 
-async def test_the_window_ends_on_the_memorys_clock(app: web.Application) -> None:
+async def test_the_window_ends_on_the_memorys_clock(grace: RefreshGrace) -> None:
     now = [1000.0]
-    app[FLIGHTS].remembered.clock = lambda: now[0]
+    grace.flights.remembered.clock = lambda: now[0]
     upstream = Upstream()
     upstream.release.set()
-    await refresh(app, upstream, grace=2)
+    await refresh(grace, upstream, seconds=2)
     now[0] += 1.9
-    await refresh(app, upstream, grace=2)
+    await refresh(grace, upstream, seconds=2)
     assert upstream.calls == 1
     now[0] += 0.2
-    await refresh(app, upstream, grace=2)
+    await refresh(grace, upstream, seconds=2)
     assert upstream.calls == 2
 
 

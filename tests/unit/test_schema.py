@@ -481,9 +481,8 @@ def test_the_model_choices_are_the_ones_the_request_path_knows() -> None:
     """Profiles and token errors are named in the model (for the schema) and where they act: the same."""
     from typing import get_args
 
-    from gateway.config.models import Profile, TokenErrorCode
-    from gateway.oauth.platforms import PROFILES
-    from gateway.oauth.responses import TOKEN_ERRORS
+    from gateway.config.models import TOKEN_ERRORS, Profile, TokenErrorCode
+    from gateway.config.platforms import PROFILES
 
     assert get_args(Profile) == PROFILES
     assert set(get_args(TokenErrorCode)) == TOKEN_ERRORS

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from gateway.config.about import sunset_warning, today
-from gateway.config.examples import run_examples
 from gateway.config.extends import load_mapping_document
 from gateway.config.mapping import parse_mapping
 from gateway.config.yamlfile import Problems
 from gateway.demo import demo_mapping_file
+from gateway.upstream.examples import run_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "mappings").glob("*.yaml")) + [Path(demo_mapping_file())]

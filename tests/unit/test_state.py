@@ -294,7 +294,9 @@ def test_grace_entries_round_trip_and_read_the_earlier_format() -> None:
     refusal = GraceEntry(refusal="refresh token revoked")
     for entry in (answer, refusal):
         assert GraceEntry.from_wire(json.loads(json.dumps(entry.to_wire()))) == entry
-    assert GraceEntry.from_wire({"a": {"access_token": "at"}}) == GraceEntry(answer={"access_token": "at"})
+    assert GraceEntry.from_wire({"a": {"access_token": "at", "token_type": "Bearer"}}) == GraceEntry(
+        answer={"access_token": "at", "token_type": "Bearer"}
+    )
     assert GraceEntry.from_wire({"e": "gone"}) == GraceEntry(refusal="gone")
     for wrong in ({}, {"a": "at"}, {"e": 1}):
         with pytest.raises(StateError):
@@ -304,11 +306,11 @@ def test_grace_entries_round_trip_and_read_the_earlier_format() -> None:
 
 def test_a_grace_entry_opens_only_under_the_name_it_was_sealed_for() -> None:
     sealer = Sealer([generate_key()])
-    sealed = sealer.seal(GRACE_PURPOSE, GraceEntry(answer={"access_token": "at"}, name="gw:g:mine").to_wire(), ttl=60)
-    assert GraceEntry.open_at(sealer, "gw:g:mine", sealed).answer == {"access_token": "at"}
+    sealed = sealer.seal(GRACE_PURPOSE, GraceEntry(answer={"access_token": "at", "token_type": "Bearer"}, name="gw:g:mine").to_wire(), ttl=60)
+    assert GraceEntry.open_at(sealer, "gw:g:mine", sealed).answer == {"access_token": "at", "token_type": "Bearer"}
     with pytest.raises(StateError, match="another store key"):
         GraceEntry.open_at(sealer, "gw:g:yours", sealed)
-    unnamed = sealer.seal(GRACE_PURPOSE, GraceEntry(answer={"access_token": "at"}).to_wire(), ttl=60)
+    unnamed = sealer.seal(GRACE_PURPOSE, GraceEntry(answer={"access_token": "at", "token_type": "Bearer"}).to_wire(), ttl=60)
     with pytest.raises(StateError):  # an earlier version's entry names nothing: not trusted (60 s at most)
         GraceEntry.open_at(sealer, "gw:g:mine", unnamed)
 

@@ -14,8 +14,8 @@ import yaml
 from gateway.config.settings import load_config
 from gateway.config.yamlfile import ConfigError
 from gateway.oauth.seal import generate_key
+from gateway.oauth.store import MemoryStore, RedisStore, SharedStore, StoreSettings, store_key
 from gateway.observe.metrics import Metrics
-from gateway.store import MemoryStore, RedisStore, SharedStore, StoreSettings, store_key
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = ROOT / "deploy" / "kubernetes" / "components" / "redis"

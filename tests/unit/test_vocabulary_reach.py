@@ -17,12 +17,13 @@ from helpers.oauth import load_mapping, read_mapping
 from test_linkcontext import problems_of, with_context
 from test_upstream_request import CALLBACK, code_exchange, provider, refresh
 
-from gateway.config.examples import run_examples
-from gateway.oauth.linkcontext import ContextValue, UnsafeUrl, kept_at_callback, render_url
+from gateway.config.templates import ContextValue, UnsafeUrl, render_url
+from gateway.oauth.linkcontext import kept_at_callback
 from gateway.oauth.responses import InvalidGrant, OAuthError, ServerError
 from gateway.observe import trace
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 from gateway.upstream.client import prepare_exchange_request, prepare_token_request
+from gateway.upstream.examples import run_examples
 
 ZOHO = ContextValue("accounts_server", re.compile(r"https://accounts\.zoho\.(com|eu)"), param="accounts-server", url=True)
 TABLE = ContextValue("location", re.compile("(?!)"), hosts={"us": "zoho.com", "eu": "zoho.eu"})

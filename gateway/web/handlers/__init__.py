@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -11,22 +11,18 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config.mapping import ProviderMapping
 from gateway.oauth.clientauth import ClientCredentials, authenticate, read_credentials
-from gateway.oauth.responses import (
-    InvalidClient,
-    InvalidRequest,
-    OAuthError,
-    ServerError,
-    TemporarilyUnavailable,
-    token_error_response,
-)
+from gateway.oauth.responses import InvalidClient, InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable, TokenAnswer
 from gateway.observe import trace
 from gateway.observe.metrics import METRICS
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
-from gateway.upstream.client import PreparedRequest, prepare_exchange_request, send
+from gateway.upstream.client import PreparedRequest, TooLarge, Unreachable, prepare_exchange_request, send
 from gateway.upstream.failure import FAILURE_HEADER
-from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, record_of, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RequestRecord, record_of, runtime_of
+from gateway.web.render import token_error_response
 
-__all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "json_post_endpoint"]
+__all__ = [
+    "provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "note_answer", "note_failure", "json_post_endpoint",
+]
 
 T = TypeVar("T")
 
@@ -82,7 +78,7 @@ async def read_form(request: web.Request, *, long_param: tuple[str, int] = ("", 
 
 async def exchange(
     request: web.Request, mapping: ProviderMapping, prepared: PreparedRequest, *, refresh_token_sent: str | None = None
-) -> dict[str, Any]:
+) -> TokenAnswer:
     """Send the upstream token request once and normalise its answer (RFC 6749 §5.1), noting in
     the request's record how the upstream failed, if it did — for /token and the implicit callback."""
     answer = await _call(request, mapping, prepared)
@@ -128,19 +124,34 @@ def _judged(request: web.Request, mapping: ProviderMapping, answer: UpstreamAnsw
         raise
 
 
+def note_answer(record: RequestRecord, answer: UpstreamAnswer) -> None:
+    """Note in the request's record what :func:`send` measured of an answer (status, seconds)."""
+    record.upstream_seconds, record.upstream_status, record.upstream_failure = answer.seconds, answer.status, ""
+
+
+def note_failure(record: RequestRecord, err: Unreachable | TooLarge) -> None:
+    """Note in the request's record how a call failed, as :func:`send` measured it (kind, seconds)."""
+    record.upstream_seconds, record.upstream_status, record.upstream_failure = err.seconds, None, err.failure
+
+
 async def _call(request: web.Request, mapping: ProviderMapping, prepared: PreparedRequest) -> UpstreamAnswer:
-    """One upstream call, traced."""
+    """One upstream call, recorded and traced."""
     record = record_of(request)
     trace.upstream_requested(request, mapping, prepared)
     try:
         answer = await send(
-            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record,
+            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout,
             public_session=request.app.get(PUBLIC_HTTP_CLIENT),
         )
+    except (Unreachable, TooLarge) as err:
+        note_failure(record, err)
+        trace.upstream_failed(request, err.failure, err, err.seconds)
+        raise
     except OAuthError as err:
         trace.upstream_failed(request, record.upstream_failure, err, record.upstream_seconds)
         raise
-    trace.upstream_answered(request, answer, record.upstream_seconds)
+    note_answer(record, answer)
+    trace.upstream_answered(request, answer, answer.seconds)
     return answer
 
 

@@ -6,7 +6,8 @@ else, reported to the now-validated redirect URI with ``error=`` and the platfor
 
 On success the flow (redirect URI, state, PKCE challenge, the upstream PKCE verifier) goes into
 the encrypted flow cookie under a fresh nonce, and the browser goes to the upstream with the
-mapped parameters, ``redirect_uri=<public_url>/<provider>/callback`` and ``state=<nonce>``.
+mapped parameters, ``redirect_uri=<public_url>/<provider>/callback`` and ``state=<nonce>``
+(:func:`gateway.upstream.authorize.prepare_authorize_redirect` builds that request).
 """
 
 from __future__ import annotations
@@ -18,21 +19,16 @@ import secrets
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
+from gateway.config.templates import UnsafeUrl
 from gateway.oauth import pkce
-from gateway.oauth.formencoding import form_urlencode
-from gateway.oauth.linkcontext import UnsafeUrl, initial_context, render_url
-from gateway.oauth.responses import (
-    InvalidRequest,
-    OAuthError,
-    UnsupportedResponseType,
-    add_to_uri,
-    error_page,
-    redirect,
-)
+from gateway.oauth.linkcontext import initial_context
+from gateway.oauth.responses import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri
 from gateway.oauth.state import Challenge, FlowEntry, ResponseType
 from gateway.observe import trace
+from gateway.upstream.authorize import prepare_authorize_redirect
 from gateway.web.appkeys import runtime_of
 from gateway.web.handlers import outcome, provider_of, single_params, unknown_provider
+from gateway.web.render import error_page, redirect
 from gateway.web.session import FlowStore, FlowTooLarge
 from gateway.web.tenant import ask_tenant
 
@@ -73,12 +69,6 @@ def _platform_pkce(mapping: ProviderMapping, params: dict[str, str]) -> Challeng
     if not pkce.CHALLENGE.fullmatch(challenge) or (method == "S256" and len(challenge) != 43):
         raise InvalidRequest("code_challenge is malformed (RFC 7636 section 4.2)")
     return Challenge(challenge, method)
-
-
-def _upstream_scope(mapping: ProviderMapping, requested: str) -> str:
-    if mapping.authorize.scope is not None:
-        return mapping.authorize.scope
-    return mapping.scope_separator.join(requested.split())
 
 
 def _error_redirect(
@@ -137,39 +127,26 @@ async def authorize(request: web.Request) -> web.Response:
         chosen[mapping.tenant.name] = asked
     nonce = secrets.token_urlsafe(24)
 
-    upstream_params: dict[str, str] = {
-        "response_type": "code",
-        "client_id": mapping.upstream_client_id,
-        "redirect_uri": config.callback_url(mapping.name),
-        "state": nonce,
-    }
-    scope = _upstream_scope(mapping, params.get("scope", ""))
-    if scope:
-        upstream_params["scope"] = scope
-    upstream_challenge = method = ""
-    verifier: str | None = None
-    if mapping.authorize.pkce != "none":
-        verifier = pkce.new_verifier()
-        method = mapping.authorize.pkce
-        upstream_challenge = pkce.challenge_of(verifier, method)
-        upstream_params.update(code_challenge=upstream_challenge, code_challenge_method=method)
-    values = {
-        **upstream_params,
-        "scope": scope,
-        "code_challenge": upstream_challenge,
-        "code_challenge_method": method,
-        "locale": params.get("user_locale") or params.get("ui_locales") or "",
-    }
-    upstream_params = mapping.authorize.params.apply(upstream_params, values)
+    try:
+        upstream = prepare_authorize_redirect(
+            mapping,
+            callback_url=config.callback_url(mapping.name),
+            state=nonce,
+            scope=params.get("scope", ""),
+            locale=params.get("user_locale") or params.get("ui_locales") or "",
+            chosen=chosen,
+        )
+    except UnsafeUrl as err:  # pragma: no cover - ask_tenant checked the value against this URL
+        return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
     flow = FlowEntry(
         provider=mapping.name,
         redirect_uri=redirect_uri,
         response_type=expected,
         state=state,
-        upstream_verifier=verifier,
+        upstream_verifier=upstream.verifier,
         challenge=challenge,
         # values the token request needs back (gateway.oauth.linkcontext)
-        context=initial_context(mapping, upstream_params) | chosen if mapping.keeps_context else None,
+        context=initial_context(mapping, upstream.params) | chosen if mapping.keeps_context else None,
     )
 
     flows = await FlowStore.of(request, config.cookie)
@@ -177,11 +154,7 @@ async def authorize(request: web.Request) -> web.Response:
         flows.add(nonce, flow)
     except FlowTooLarge as err:  # a state of many non-ASCII characters, say
         return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
-    try:
-        url = render_url(mapping.authorize.url, chosen, mapping.context_specs)
-    except UnsafeUrl as err:  # pragma: no cover - ask_tenant checked the value against this URL
-        return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
-    location = f"{url}{'&' if '?' in url else '?'}{form_urlencode(upstream_params)}"
+    location = upstream.location
     outcome(request, "success")
     trace.authorized(request, mapping.name, params, nonce=nonce, location=location, mapping_step=f"authorize.params, PKCE {mapping.authorize.pkce}")
     return redirect(location, carries_secret=False)

@@ -4,7 +4,7 @@
    Without one there is no validated redirect URI, so every such problem is an HTML page: cookie
    expired or blocked, flow already completed (callback opened twice), forged or foreign state.
 2. The flow is taken out of the cookie (single use), and its nonce is claimed in the store
-   (:mod:`gateway.store`), so a copy of the cookie from before the callback can not complete a
+   (:mod:`gateway.oauth.store`), so a copy of the cookie from before the callback can not complete a
    second link — at another replica either, when the store is shared.
 3. RFC 9207: when the mapping names the upstream ``issuer``, an ``iss`` that differs is a mix-up
    attack and gets a page, not a redirect with a code.
@@ -21,14 +21,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
-from gateway.oauth.linkcontext import UnsafeUrl, kept_at_callback
-from gateway.oauth.replay import claim_state
-from gateway.oauth.responses import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
+from gateway.config.templates import UnsafeUrl
+from gateway.oauth.linkcontext import kept_at_callback
+from gateway.oauth.responses import AUTHORIZATION_ERRORS, OAuthError, add_to_uri
 from gateway.oauth.state import CODE_PURPOSE, CodePayload, FlowEntry, seal_code
 from gateway.observe import trace
 from gateway.upstream.client import prepare_token_request
-from gateway.web.appkeys import record_of, runtime_of
+from gateway.web.appkeys import CLAIMS, record_of, runtime_of
 from gateway.web.handlers import MAX_PARAM_LENGTH, exchange, outcome, provider_of, single_params, unknown_provider
+from gateway.web.render import error_page, redirect
 from gateway.web.session import FlowStore
 
 __all__ = ["callback", "CODE_PURPOSE"]  # CODE_PURPOSE: its home is gateway.oauth.state
@@ -112,7 +113,7 @@ async def callback(request: web.Request) -> web.Response:
         outcome(request, "lost_flow")
         trace.called_back(request, mapping, params, failure="lost_flow")
         return error_page(_lost_flow(flows, nonce))
-    if not await claim_state(request.app, nonce, ttl=runtime.config.cookie.max_age):
+    if not await request.app[CLAIMS].claim_state(nonce, ttl=runtime.config.cookie.max_age):
         # A copy of the cookie from before this flow's first callback (another tab, a replay,
         # another replica): the nonce was already used, so this is not a second link.
         outcome(request, "lost_flow")

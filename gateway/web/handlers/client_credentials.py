@@ -10,12 +10,10 @@ with ``unsupported_grant_type`` (RFC 6749 §5.2), and the metadata document does
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
-from gateway.oauth.responses import UnsupportedGrantType
+from gateway.oauth.responses import TokenAnswer, UnsupportedGrantType
 from gateway.upstream.client import prepare_token_request
 from gateway.web.appkeys import runtime_of
 from gateway.web.handlers import exchange
@@ -23,7 +21,7 @@ from gateway.web.handlers import exchange
 __all__ = ["client_credentials_grant"]
 
 
-async def client_credentials_grant(request: web.Request, mapping: ProviderMapping, form: dict[str, str]) -> dict[str, Any]:
+async def client_credentials_grant(request: web.Request, mapping: ProviderMapping, form: dict[str, str]) -> TokenAnswer:
     """RFC 6749 §4.4.2/§4.4.3: send the grant (with the platform's ``scope``, if any) upstream."""
     if mapping.client_credentials is None:
         raise UnsupportedGrantType("this provider's mapping does not map the client_credentials grant")

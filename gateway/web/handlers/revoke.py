@@ -26,7 +26,6 @@ from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping, RevokeRequest
 from gateway.oauth.linkcontext import MAX_ENVELOPE_LENGTH, link_sealer, open_envelope
-from gateway.oauth.refresh import revoked
 from gateway.oauth.responses import (
     InvalidGrant,
     InvalidRequest,
@@ -34,9 +33,9 @@ from gateway.oauth.responses import (
     TemporarilyUnavailable,
 )
 from gateway.oauth.seal import SealError
-from gateway.upstream.client import PreparedRequest, basic_auth_header, send
-from gateway.web.appkeys import HTTP_CLIENT, record_of, runtime_of
-from gateway.web.handlers import authenticated_client, json_post_endpoint, outcome, read_form
+from gateway.upstream.client import PreparedRequest, TooLarge, Unreachable, basic_auth_header, send
+from gateway.web.appkeys import GRACE, HTTP_CLIENT, record_of, runtime_of
+from gateway.web.handlers import authenticated_client, json_post_endpoint, note_answer, note_failure, outcome, read_form
 
 __all__ = ["revoke"]
 
@@ -86,9 +85,12 @@ def _upstream_token(request: web.Request, mapping: ProviderMapping, token: str, 
 async def _revoke_upstream(request: web.Request, mapping: ProviderMapping, rules: RevokeRequest, token: str, hint: str) -> None:
     prepared = prepare_revoke_request(mapping, rules, token, hint)
     record = record_of(request)
-    answer = await send(
-        request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout, record=record
-    )
+    try:
+        answer = await send(request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout)
+    except (Unreachable, TooLarge) as err:
+        note_failure(record, err)
+        raise
+    note_answer(record, answer)
     if 200 <= answer.status < 300:
         return
     code = _error_code(answer.body)
@@ -112,8 +114,7 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
     upstream_token, enveloped = _upstream_token(request, mapping, token, credentials.client_id)
     hint = "refresh_token" if enveloped else form.get("token_type_hint", "")
     if hint != "access_token":  # it may be a refresh token: its remembered answer goes first,
-        await revoked(  # even if the upstream then fails and the platform has to try again
-            request.app,
+        await request.app[GRACE].revoked(  # even if the upstream then fails and the platform has to try again
             runtime_of(request).sealer,
             provider=mapping.name,
             client_id=credentials.client_id,

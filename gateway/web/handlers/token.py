@@ -18,29 +18,20 @@ window (:mod:`gateway.oauth.refresh`).
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
 from gateway.oauth import pkce
 from gateway.oauth.linkcontext import MAX_ENVELOPE_LENGTH, link_sealer, open_refresh, seal_refresh
-from gateway.oauth.refresh import refresh_with_grace
-from gateway.oauth.replay import REDEEMED, claim_shared, release_shared
-from gateway.oauth.responses import (
-    InvalidGrant,
-    InvalidRequest,
-    OAuthError,
-    UnsupportedGrantType,
-    token_response,
-)
+from gateway.oauth.responses import InvalidGrant, InvalidRequest, OAuthError, TokenAnswer, UnsupportedGrantType
 from gateway.oauth.seal import SealError
 from gateway.oauth.state import CodePayload, as_grant_type, open_code
 from gateway.observe import trace
 from gateway.upstream.client import prepare_token_request
-from gateway.web.appkeys import record_of, runtime_of
+from gateway.web.appkeys import CLAIMS, GRACE, record_of, runtime_of
 from gateway.web.handlers import authenticated_client, exchange, json_post_endpoint, outcome, read_form
 from gateway.web.handlers.client_credentials import client_credentials_grant
+from gateway.web.render import token_response
 
 __all__ = ["token"]
 
@@ -94,7 +85,7 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
 
 async def _authorization_code(
     request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
-) -> dict[str, Any]:
+) -> TokenAnswer:
     """RFC 6749 §4.1.3: open and check the sealed code, claim it, and exchange the upstream's."""
     runtime = runtime_of(request)
     code = form.get("code")
@@ -105,11 +96,8 @@ async def _authorization_code(
     except SealError as err:  # forged, altered, expired, or not a code's shape (StateError)
         raise InvalidGrant(f"code is invalid: {err}") from None
     _code_grant(mapping, form, opened, client_id)
-    redeemed, claim = request.app[REDEEMED], opened.fingerprint()
-    if not redeemed.claim(claim, ttl=runtime.config.code_ttl):
-        raise InvalidGrant("code was already used")
-    if not await claim_shared(request.app, claim, ttl=runtime.config.code_ttl):
-        redeemed.release(claim)  # another replica holds it; this process never spent it
+    claims, claim = request.app[CLAIMS], opened.fingerprint()
+    if not await claims.claim_code(claim, ttl=runtime.config.code_ttl):
         raise InvalidGrant("code was already used")
     prepared = prepare_token_request(
         mapping,
@@ -122,15 +110,14 @@ async def _authorization_code(
     try:
         body = await exchange(request, mapping, prepared)
     except OAuthError:
-        redeemed.release(claim)  # not spent here: the upstream decides whether it still works
-        await release_shared(request.app, claim)
+        await claims.release_code(claim)  # not spent here: the upstream decides whether it still works
         raise
     return _sealed_refresh(request, mapping, body, opened.context, client_id)
 
 
 def _sealed_refresh(
-    request: web.Request, mapping: ProviderMapping, body: dict[str, Any], context: dict[str, str], client_id: str
-) -> dict[str, Any]:
+    request: web.Request, mapping: ProviderMapping, body: TokenAnswer, context: dict[str, str], client_id: str
+) -> TokenAnswer:
     """A mapping that keeps context hands the platform an envelope, never the upstream's token,
     bound to this provider and platform client (RFC 6749 §6)."""
     if mapping.keeps_context and body.get("refresh_token"):
@@ -143,7 +130,7 @@ def _sealed_refresh(
 
 async def _refresh_token(
     request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
-) -> dict[str, Any]:
+) -> TokenAnswer:
     """RFC 6749 §6: pass the refresh on, the way the mapping says — once per token within the
     grace window, however often and wherever it is retried (:mod:`gateway.oauth.refresh`)."""
     refresh_token = form.get("refresh_token")
@@ -166,12 +153,11 @@ async def _refresh_token(
         context=context,
     )
 
-    async def call() -> dict[str, Any]:
+    async def call() -> TokenAnswer:
         body = await exchange(request, mapping, prepared, refresh_token_sent=upstream_token)
         return _sealed_refresh(request, mapping, body, context, client_id)
 
-    return await refresh_with_grace(  # keyed on the upstream's token: two texts of one envelope are one
-        request.app,
+    return await request.app[GRACE].refresh(  # keyed on the upstream's token: two texts of one envelope are one
         runtime.sealer,
         provider=mapping.name,
         client_id=client_id,

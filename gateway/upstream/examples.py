@@ -33,13 +33,13 @@ def run_example(mapping: ProviderMapping, example: Example) -> dict[str, Any]:
         if example.first is not None and mapping.exchange is not None and not refresh:
             first = UpstreamAnswer(200, "application/json", _body_bytes(example.first))
             token_to_exchange(first, mapping.answer, mapping.exchange.token)  # the second step needs its token
-        return normalise(
+        return dict(normalise(
             answer,
             mapping.answer,
             now=example.now,
             refresh_token_sent=_REFRESH_TOKEN_SENT if refresh else None,
             keep_refresh_token=mapping.keep_refresh_token and refresh,
-        )
+        ))
     except OAuthError as err:
         return {**err.as_dict(), "status": err.status}
 

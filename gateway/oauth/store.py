@@ -27,6 +27,10 @@ served by the per-process store instead, a warning is logged (at most every 10 s
 ``gateway_store_errors_total`` / ``gateway_store_fallbacks_total`` count it. After a failure the
 remote store is left alone for a second (each operation then falls back at once, counted as a
 fallback only), so an outage does not add the deadline to every request.
+
+The counts go to the :class:`StoreObserver` the app builds the store with (its Prometheus metrics
+have that shape): this layer imports no observer of its own. The app opens the store when it is
+built and closes it with the application (:func:`gateway.web.app.create_app`).
 """
 
 from __future__ import annotations
@@ -37,15 +41,11 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from aiohttp import web
+from gateway.config.settings import StoreSettings
 
-if TYPE_CHECKING:
-    from gateway.observe.metrics import Metrics
-
-__all__ = ["StoreSettings", "MemoryStore", "RedisStore", "SharedStore", "STORE", "store_key"]
+__all__ = ["StoreSettings", "MemoryStore", "RedisStore", "SharedStore", "StoreObserver", "Counter", "LabelledCounter", "store_key"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,15 +57,31 @@ _RETRY_AFTER = 1.0
 _WARN_EVERY = 10.0
 
 
-@dataclass(frozen=True)
-class StoreSettings:
-    """``store:`` of gateway.yaml: no URL is the per-process store."""
+class Counter(Protocol):
+    """A count that only goes up (a Prometheus counter has this shape)."""
 
-    url: str | None = None
-    timeout: float = 0.25
-    #: PEM file of the CA(s) that signed a ``rediss://`` server's certificate, for a Redis whose
-    #: certificate the system trust store does not know (a private CA); None: the system store.
-    ca_file: str | None = None
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class LabelledCounter(Protocol):
+    """A count per label value (``counter.labels("get").inc()``)."""
+
+    def labels(self, *values: str) -> Counter: ...
+
+
+class StoreObserver(Protocol):
+    """What the store reports while it serves: given by the app (the Prometheus metrics of
+    :mod:`gateway.observe.metrics` have this shape), so this layer imports no observer."""
+
+    @property
+    def store_errors(self) -> LabelledCounter:
+        """``gateway_store_errors_total{op}``: remote operations that failed or ran out of time."""
+        ...
+
+    @property
+    def store_fallbacks(self) -> LabelledCounter:
+        """``gateway_store_fallbacks_total{op}``: operations served by the per-process store instead."""
+        ...
 
 
 #: Domain separation of the names' hash: a name is never the hash of the bare secret.
@@ -201,7 +217,7 @@ class SharedStore:
     ``shared`` says whether other replicas see what is written here (a Redis URL is configured).
     """
 
-    def __init__(self, settings: StoreSettings, metrics: Metrics, *, remote: RedisStore | None = None) -> None:
+    def __init__(self, settings: StoreSettings, metrics: StoreObserver, *, remote: RedisStore | None = None) -> None:
         self.settings = settings
         self.local: MemoryStore[str] = MemoryStore()
         self.remote = remote if remote is not None else (RedisStore(settings.url, ca_file=settings.ca_file) if settings.url else None)
@@ -294,18 +310,3 @@ def _redis_errors() -> type[Exception]:
     except ImportError:  # pragma: no cover - redis is a runtime dependency
         return OSError
     return RedisError
-
-
-def store_context(settings: StoreSettings, metrics: Metrics) -> Callable[[web.Application], Any]:
-    """aiohttp cleanup context: the store opens with the application and closes with it."""
-
-    async def context(app: web.Application) -> Any:
-        store = SharedStore(settings, metrics)
-        app[STORE] = store
-        yield
-        await store.close()
-
-    return context
-
-
-STORE = web.AppKey("store", SharedStore)

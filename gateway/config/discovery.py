@@ -15,6 +15,11 @@ RFC 8414 URL without its well-known segment (mix-up defence);
 ``authorization_endpoint`` and ``token_endpoint`` are absolute https URLs (plain http only toward
 a loopback host, for tests). Any failure is a :class:`DiscoveryError` whose text says what went
 wrong; the loader reports it at the ``discovery:`` line.
+
+It lives in ``config`` because it is part of loading: it runs only while a mapping is read (and for
+``gateway init``), synchronously, before anything is served, and gives the loader the endpoints a
+mapping leaves out; the request path never fetches a document. The upstream leg
+(:mod:`gateway.upstream`) sends requests per request and sits above config.
 """
 
 from __future__ import annotations
