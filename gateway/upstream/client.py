@@ -36,10 +36,10 @@ from gateway.oauth.formencoding import form_urlencode
 from gateway.oauth.linkcontext import UnsafeUrl, host_needs_public_address, render_url
 from gateway.oauth.responses import InvalidGrant, InvalidRequest, ServerError, TemporarilyUnavailable
 from gateway.oauth.state import GrantType
+from gateway.observe.record import RequestRecord
 from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from gateway.upstream.failure import FailureKind
 from gateway.upstream.publicdns import PrivateAddress
-from gateway.web.appkeys import RequestRecord
 
 __all__ = [
     "PreparedRequest", "UpstreamClient", "UpstreamResponse", "prepare_token_request", "prepare_exchange_request", "send",

@@ -17,9 +17,9 @@ from helpers.oauth import load_mapping
 from helpers.upstream import RecordingUpstream, Reply
 
 from gateway.oauth.responses import OAuthError, ServerError, TemporarilyUnavailable
+from gateway.observe.record import RequestRecord
 from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, normalise
 from gateway.upstream.client import PreparedRequest, send
-from gateway.web.appkeys import RequestRecord
 
 
 def answering(reply: Reply) -> RecordingUpstream:

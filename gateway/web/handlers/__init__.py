@@ -21,10 +21,11 @@ from gateway.oauth.responses import (
 )
 from gateway.observe import trace
 from gateway.observe.metrics import METRICS
+from gateway.observe.record import record_of
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 from gateway.upstream.client import PreparedRequest, prepare_exchange_request, send
 from gateway.upstream.failure import FAILURE_HEADER
-from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, record_of, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, runtime_of
 
 __all__ = ["provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "json_post_endpoint"]
 

@@ -34,8 +34,9 @@ from gateway.oauth.responses import (
     TemporarilyUnavailable,
 )
 from gateway.oauth.seal import SealError
+from gateway.observe.record import record_of
 from gateway.upstream.client import PreparedRequest, basic_auth_header, send
-from gateway.web.appkeys import HTTP_CLIENT, record_of, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, runtime_of
 from gateway.web.handlers import authenticated_client, json_post_endpoint, outcome, read_form
 
 __all__ = ["revoke"]
