@@ -32,8 +32,9 @@ from gateway.demo.common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings, open_fie
 from gateway.demo.pages import esc, hidden, message_page, page
 from gateway.oauth.basicauth import basic_auth_header
 from gateway.oauth.responses import redirect
-from gateway.observe.trace import STYLE as TRACE_STYLE
-from gateway.observe.trace import TRACE, render_flow
+from gateway.observe.trace.model import TRACE
+from gateway.observe.trace.render import STYLE as TRACE_STYLE
+from gateway.observe.trace.render import render_flow
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "STATE_COOKIE", "add_routes", "shorten"]
 

@@ -108,7 +108,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if config.trace is not None:
-        from gateway.observe.trace import add_routes as add_trace_routes
+        from gateway.web.traceviews import add_routes as add_trace_routes
 
         add_trace_routes(app, config.trace)
     if config.metrics is None:

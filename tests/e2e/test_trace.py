@@ -1,4 +1,4 @@
-"""The flow trace (gateway/observe/trace.py): every hop of a real link, every fault of the matrix named
+"""The flow trace (gateway/observe/trace/): every hop of a real link, every fault of the matrix named
 at the step where it happened in linktest's words, no secret anywhere, and the page locked.
 
 A gateway with ``trace:`` on runs in front of :class:`~helpers.upstream.RecordingUpstream`; a browser
@@ -297,7 +297,7 @@ def test_a_short_or_missing_token_is_refused_at_load(tmp_path: Path, line: str) 
 
 
 def test_the_oldest_flows_are_dropped() -> None:
-    from gateway.observe.trace import FlowTrace, TraceSettings
+    from gateway.observe.trace.model import FlowTrace, TraceSettings
 
     store = FlowTrace(TraceSettings(token="x" * 32, flows=3))
     for n in range(5):
@@ -313,14 +313,15 @@ class _Static:
 
 
 def test_a_flow_keeps_its_link_and_its_latest_refreshes() -> None:
-    from gateway.observe.trace import _LINK_HOPS, MAX_HOPS, FlowTrace, TraceSettings, _hop
+    from gateway.observe.trace.hooks import add_hop
+    from gateway.observe.trace.model import LINK_HOPS, MAX_HOPS, FlowTrace, TraceSettings
 
     store = FlowTrace(TraceSettings(token="x" * 32))
     flow = store.start("p")
     for n in range(MAX_HOPS * 3):
-        _hop(store, flow, f"hop {n}", "platform", "gateway")
+        add_hop(store, flow, f"hop {n}", "platform", "gateway")
     assert len(flow.hops) == MAX_HOPS
-    assert [hop.step for hop in flow.hops[:_LINK_HOPS]] == [f"hop {n}" for n in range(_LINK_HOPS)]
+    assert [hop.step for hop in flow.hops[:LINK_HOPS]] == [f"hop {n}" for n in range(LINK_HOPS)]
     assert flow.hops[-1].step == f"hop {MAX_HOPS * 3 - 1}"
 
 

@@ -19,9 +19,9 @@ from gateway.oauth.responses import (
     TemporarilyUnavailable,
     token_error_response,
 )
-from gateway.observe import trace
 from gateway.observe.metrics import METRICS
 from gateway.observe.record import record_of
+from gateway.observe.trace import hooks as trace
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 from gateway.upstream.client import PreparedRequest, prepare_exchange_request, send
 from gateway.upstream.failure import FAILURE_HEADER

@@ -30,7 +30,7 @@ from gateway.oauth.responses import (
     redirect,
 )
 from gateway.oauth.state import Challenge, FlowEntry, ResponseType
-from gateway.observe import trace
+from gateway.observe.trace import hooks as trace
 from gateway.web.appkeys import runtime_of
 from gateway.web.handlers import outcome, provider_of, single_params, unknown_provider
 from gateway.web.session import FlowStore, FlowTooLarge

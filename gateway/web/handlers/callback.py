@@ -25,8 +25,8 @@ from gateway.oauth.linkcontext import UnsafeUrl, kept_at_callback
 from gateway.oauth.replay import claim_state
 from gateway.oauth.responses import AUTHORIZATION_ERRORS, OAuthError, add_to_uri, error_page, redirect
 from gateway.oauth.state import CODE_PURPOSE, CodePayload, FlowEntry, seal_code
-from gateway.observe import trace
 from gateway.observe.record import record_of
+from gateway.observe.trace import hooks as trace
 from gateway.upstream.client import prepare_token_request
 from gateway.web.appkeys import runtime_of
 from gateway.web.handlers import MAX_PARAM_LENGTH, exchange, outcome, provider_of, single_params, unknown_provider

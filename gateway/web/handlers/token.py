@@ -36,8 +36,8 @@ from gateway.oauth.responses import (
 )
 from gateway.oauth.seal import SealError
 from gateway.oauth.state import CodePayload, as_grant_type, open_code
-from gateway.observe import trace
 from gateway.observe.record import record_of
+from gateway.observe.trace import hooks as trace
 from gateway.upstream.client import prepare_token_request
 from gateway.web.appkeys import runtime_of
 from gateway.web.handlers import authenticated_client, exchange, json_post_endpoint, outcome, read_form
