@@ -88,17 +88,18 @@ def called_back(request: web.Request, mapping: ProviderMapping, params: Mapping[
     add_hop(store, flow, "callback", UPSTREAM, GATEWAY, detail={"query": shown_params(params)}, ok=ok, reason=reason)
 
 
-def redirected(request: web.Request, response: web.Response, *, code: str = "") -> web.Response:
-    """The gateway sent the browser back to the platform (with ``code``, a token, or an error)."""
+def redirected(request: web.Request, location: str, *, code: str = "", stopped: str = "") -> None:
+    """The gateway sent the browser back to the platform (with ``code``, a token, or an error);
+    ``stopped``: why the gateway itself stopped a link whose callback came back fine
+    (:func:`gateway.observe.reasons.gateway_stopped_callback`), which makes this the failed step."""
     store = _store(request)
     flow = _current(request, store)
     if store is None or flow is None:
-        return response
+        return
     if code:
         store.link(flow, "code", code)
-    location = response.headers.get("Location", "")
-    add_hop(store, flow, "platform redirect", GATEWAY, PLATFORM, detail={"redirect": shown_url(location)})
-    return response
+    reason = reasons.gateway_stopped_callback(stopped) if stopped else ""
+    add_hop(store, flow, "platform redirect", GATEWAY, PLATFORM, detail={"redirect": shown_url(location)}, ok=not stopped, reason=reason)
 
 
 def token_refused(request: web.Request, mapping: ProviderMapping, form: Mapping[str, str]) -> None:
