@@ -167,10 +167,25 @@ async def json_post_endpoint(
     handle: Callable[[web.Request, ProviderMapping], Awaitable[web.Response]],
     *,
     title: str,
+    observe: Callable[[web.Request, web.Response], None] | None = None,
 ) -> web.Response:
     """The frame of the JSON endpoints the platform POSTs to (``/token``, ``/revoke``): the provider,
     POST only (RFC 6749 §3.2, RFC 7009 §2.1; else a JSON 405 with ``Allow``), and every
-    :class:`OAuthError` as its JSON answer (RFC 6749 §5.2)."""
+    :class:`OAuthError` as its JSON answer (RFC 6749 §5.2). ``observe`` sees every answer, once
+    (the flow trace's last token hop; a no-op for a request no hook joined to a flow)."""
+    response = await _json_post(request, endpoint, handle, title=title)
+    if observe is not None:
+        observe(request, response)
+    return response
+
+
+async def _json_post(
+    request: web.Request,
+    endpoint: str,
+    handle: Callable[[web.Request, ProviderMapping], Awaitable[web.Response]],
+    *,
+    title: str,
+) -> web.Response:
     mapping = provider_of(request, endpoint)
     if mapping is None:
         return token_error_response(unknown_provider(request))

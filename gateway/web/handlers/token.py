@@ -184,6 +184,4 @@ async def _refresh_token(
 
 
 async def token(request: web.Request) -> web.Response:
-    response = await json_post_endpoint(request, "token", _handle, title="token")
-    trace.token_answered(request, response)
-    return response
+    return await json_post_endpoint(request, "token", _handle, title="token", observe=trace.token_answered)
