@@ -31,8 +31,9 @@ from aiohttp import web
 from gateway.demo.common import DEMO_HTTP, DEMO_SETTINGS, DemoSettings, open_field, read_form, redirect
 from gateway.demo.pages import esc, hidden, message_page, page
 from gateway.oauth.basicauth import basic_auth_header
-from gateway.observe.trace import STYLE as TRACE_STYLE
-from gateway.observe.trace import TRACE, render_flow
+from gateway.observe.trace.model import TRACE
+from gateway.observe.trace.render import STYLE as TRACE_STYLE
+from gateway.observe.trace.render import render_flow
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "STATE_COOKIE", "add_routes", "shorten"]
 

@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.observe.metrics import METRICS
-from gateway.web.appkeys import RECORD, RequestRecord
+from gateway.observe.record import RECORD, RequestRecord
 
 __all__ = [
     "JsonFormatter", "TextFormatter", "TEXT_FORMAT", "DirectRequestLine", "setup_logging", "request_middleware", "escape_controls",

@@ -2,7 +2,7 @@
 
 What operators of an account-linking proxy ask first: how many links start and finish, which
 OAuth errors platforms get, how slow and how flaky each upstream is. Every request is counted
-once, from its :class:`~gateway.web.appkeys.RequestRecord`, by the logging middleware.
+once, from its :class:`~gateway.observe.record.RequestRecord`, by the logging middleware.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from prometheus_client.registry import Collector
 
 from gateway import __version__
 from gateway.config.about import today
+from gateway.observe.record import RequestRecord
 from gateway.upstream.failure import FAILURE_KINDS
-from gateway.web.appkeys import RequestRecord
 
 __all__ = ["Metrics", "METRICS"]
 

@@ -12,7 +12,9 @@ from urllib.parse import parse_qsl
 
 from gateway.config.platforms import ALEXA_BUDGET
 
-__all__ = ["ALEXA_BUDGET", "REFUSED", "UNREACHABLE", "upstream_failure", "format_mismatch", "callback_failure"]
+__all__ = [
+    "ALEXA_BUDGET", "REFUSED", "UNREACHABLE", "upstream_failure", "format_mismatch", "callback_failure", "gateway_stopped_callback",
+]
 
 REFUSED = (
     "the upstream refused the gateway's own request: check upstream.client_id, upstream.client_secret "
@@ -72,3 +74,16 @@ def callback_failure(outcome: str) -> str:
         ),
         "issuer_mismatch": "the callback's iss is not the mapping's issuer (RFC 9207): a mix-up attack or a wrong issuer",
     }.get(outcome, f"the upstream sent the user back with error={outcome}")
+
+
+def gateway_stopped_callback(cause: str) -> str:
+    """Why the gateway sent ``server_error`` back to the platform after a callback that came back fine."""
+    return {
+        "unsafe_context": (
+            "the upstream sent the user back with a value callback.keep refuses (it does not match its pattern, "
+            "or it would send the token request to a host no pattern allows)"
+        ),
+        "code_too_long": (
+            "the upstream's code is too long: sealed for the platform it would be longer than /token accepts"
+        ),
+    }[cause]

@@ -24,6 +24,7 @@ from gateway.web.handlers.callback import callback
 from gateway.web.handlers.revoke import revoke
 from gateway.web.handlers.token import token
 from gateway.web.metadata import METADATA_PATH, metadata
+from gateway.web.opsport import healthz, ops_listener, readyz
 from gateway.web.runner import DRAIN, Drain, request_guard
 from gateway.web.session import CurrentFernet, RotatingCookieStorage
 
@@ -37,20 +38,6 @@ MAX_BODY_BYTES = 24 * 1024
 #: Upstream connections open at once to any one upstream host, out of 256 in all: a provider
 #: that hangs holds at most a quarter of the pool, so the others' calls still find connections.
 UPSTREAM_CONNECTIONS_PER_HOST = 64
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return web.Response(text="ok\n")
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: a valid config is loaded and the upstream client is open."""
-    client = request.app.get(HTTP_CLIENT)
-    if client is None or client.closed:
-        return web.Response(status=503, text="starting\n")
-    providers = ", ".join(sorted(runtime_of(request).config.providers))
-    return web.Response(text=f"ready: {providers}\n")
 
 
 #: The resolver of the public-only client (:mod:`gateway.upstream.publicdns`); tests set one that
@@ -130,14 +117,12 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if config.trace is not None:
-        from gateway.observe.trace import add_routes as add_trace_routes
+        from gateway.web.traceviews import add_routes as add_trace_routes
 
         add_trace_routes(app, config.trace)
     if config.metrics is None:
         app.router.add_get("/metrics", metrics.handler)
     else:  # on the ops listener only (gateway.web.opsport), never on the public port
-        from gateway.web.opsport import ops_listener
-
         app.cleanup_ctx.append(ops_listener(config.metrics))
     demo = optional.demo() if config.demo else None
     if demo is not None:  # the config loader refused demo: true without one

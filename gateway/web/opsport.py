@@ -4,7 +4,8 @@ Why a second port: /metrics tells anyone who can reach it which providers are se
 fail, so it belongs behind a NetworkPolicy, not on the port the internet reaches; and probes (the
 kubelet's, the image's HEALTHCHECK) want plain http on a fixed port even when the public listener
 speaks TLS. The ops app shares the main app's runtime, HTTP client and metrics registry, so
-``/readyz`` here means exactly what it means on the public port.
+``/readyz`` here means exactly what it means on the public port. The probe handlers live here, with
+the listener made for them; :func:`gateway.web.app.create_app` mounts them on the public port too.
 
 The same defences as the public listener (:mod:`gateway.web.runner`): the header and body deadlines
 of ``connections:``, the quiet 400 for a malformed request, no traceback; and a cap of its own,
@@ -23,17 +24,30 @@ from aiohttp import web
 
 from gateway.config.settings import ConnectionSettings, MetricsListen
 from gateway.observe.metrics import METRICS
-from gateway.web.app import healthz, readyz
-from gateway.web.appkeys import HTTP_CLIENT, RUNTIME
+from gateway.web.appkeys import HTTP_CLIENT, RUNTIME, runtime_of
 from gateway.web.runner import DRAIN, GatewayRunner, request_guard
 
-__all__ = ["ops_listener", "OPS_CONNECTIONS_MAX"]
+__all__ = ["ops_listener", "OPS_CONNECTIONS_MAX", "healthz", "readyz"]
 
 log = logging.getLogger(__name__)
 
 #: Probes and a scraper or two need a handful of connections; the rest of the descriptors are
 #: the public listener's.
 OPS_CONNECTIONS_MAX = 64
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: a valid config is loaded and the upstream client is open."""
+    client = request.app.get(HTTP_CLIENT)
+    if client is None or client.closed:
+        return web.Response(status=503, text="starting\n")
+    providers = ", ".join(sorted(runtime_of(request).config.providers))
+    return web.Response(text=f"ready: {providers}\n")
 
 
 def ops_connections(settings: ConnectionSettings) -> ConnectionSettings:

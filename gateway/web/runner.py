@@ -32,7 +32,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from gateway.config.settings import ConnectionSettings
-from gateway.web.appkeys import RECORD
+from gateway.observe.record import RECORD
 
 __all__ = ["GatewayRunner", "Drain", "DRAIN", "request_guard", "accept_error_handler"]
 

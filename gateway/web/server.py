@@ -71,7 +71,7 @@ def serve(config: Config, *, path: Path, host: str | None = None, port: int | No
     bound, to listen on instead of ``config.host``/``config.port`` (no window in which another
     process can take the port between choosing it and binding it)."""
     app = create_app(config)
-    from gateway.observe.tracing import instrument
+    from gateway.observe.otel import instrument
 
     instrument(app)  # OpenTelemetry: a no-op unless the otel extra is installed and OTEL_TRACES_EXPORTER is set
 

@@ -1,4 +1,4 @@
-"""The flow trace (gateway/observe/trace.py): every hop of a real link, every fault of the matrix named
+"""The flow trace (gateway/observe/trace/): every hop of a real link, every fault of the matrix named
 at the step where it happened in linktest's words, no secret anywhere, and the page locked.
 
 A gateway with ``trace:`` on runs in front of :class:`~helpers.upstream.RecordingUpstream`; a browser
@@ -249,6 +249,51 @@ async def test_a_lost_flow_and_a_refused_authorize_fail_where_they_happen(tmp_pa
     await assert_no_secret(gateway, ["forged-state-123", "c0de-c0de"])
 
 
+async def begin_link(browser: aiohttp.ClientSession, gateway: Gateway) -> str:
+    """A user through /authorize: the flow nonce the upstream is to send back."""
+    query = urlencode({"client_id": PLATFORM_ID, "redirect_uri": ALEXA_REDIRECT, "state": "alexa-state-1",
+                       "response_type": "code", "scope": "openid"})
+    async with browser.get(f"{gateway.url}/{PROVIDER}/authorize?{query}", allow_redirects=False) as response:
+        assert response.status == 302, await response.text()
+        return parse_qs(urlsplit(response.headers["Location"]).query)["state"][0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "sent", "description", "reason"),
+    [
+        pytest.param(
+            "callback:\n  keep:\n    region: {pattern: '[a-z]+'}\n", {"code": "c0de-c0de-1", "region": "evil.example"},
+            "the upstream's region is not one this gateway may use", reasons.gateway_stopped_callback("unsafe_context"),
+            id="unsafe-kept-value",
+        ),
+        pytest.param("", {"code": "c" * 4000}, "upstream code is too long", reasons.gateway_stopped_callback("code_too_long"),
+                     id="code-too-long"),
+    ],
+)
+async def test_a_callback_the_gateway_stops_fails_at_the_platform_redirect(
+    tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway], extra: str, sent: dict[str, str], description: str, reason: str,
+) -> None:
+    """The upstream's answer came back fine, but the gateway can't go on with it: the platform gets
+    ``server_error`` at its redirect URI, and the trace names that redirect as the failed step."""
+    gateway = await start(tmp_path, fake, extra=extra)
+    gateways.append(gateway)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        nonce = await begin_link(browser, gateway)
+        callback = f"{gateway.url}/{PROVIDER}/callback?{urlencode({**sent, 'state': nonce})}"
+        async with browser.get(callback, allow_redirects=False) as response:
+            assert response.status == 302, await response.text()
+            landing = response.headers["Location"]
+    assert landing.startswith(ALEXA_REDIRECT + "?")
+    assert {k: v[0] for k, v in parse_qs(urlsplit(landing).query).items()} == {
+        "error": "server_error", "error_description": description, "state": "alexa-state-1",
+    }
+    [flow] = await trace_json(gateway)
+    assert [hop["step"] for hop in flow["hops"]] == ["authorize", "upstream authorize", "callback", "platform redirect"]
+    assert (flow["failed_step"], flow["reason"]) == ("platform redirect", reason), flow
+    assert "Failed at <strong>platform redirect</strong>" in await trace_html(gateway)
+    await assert_no_secret(gateway, [nonce, sent["code"]])
+
+
 # --- access ---------------------------------------------------------------------------------------
 
 
@@ -297,7 +342,8 @@ def test_a_short_or_missing_token_is_refused_at_load(tmp_path: Path, line: str) 
 
 
 def test_the_oldest_flows_are_dropped() -> None:
-    from gateway.observe.trace import FlowTrace, TraceSettings
+    from gateway.config.settings import TraceSettings
+    from gateway.observe.trace.model import FlowTrace
 
     store = FlowTrace(TraceSettings(token="x" * 32, flows=3))
     for n in range(5):
@@ -313,14 +359,16 @@ class _Static:
 
 
 def test_a_flow_keeps_its_link_and_its_latest_refreshes() -> None:
-    from gateway.observe.trace import _LINK_HOPS, MAX_HOPS, FlowTrace, TraceSettings, _hop
+    from gateway.config.settings import TraceSettings
+    from gateway.observe.trace.hooks import add_hop
+    from gateway.observe.trace.model import LINK_HOPS, MAX_HOPS, FlowTrace
 
     store = FlowTrace(TraceSettings(token="x" * 32))
     flow = store.start("p")
     for n in range(MAX_HOPS * 3):
-        _hop(store, flow, f"hop {n}", "platform", "gateway")
+        add_hop(store, flow, f"hop {n}", "platform", "gateway")
     assert len(flow.hops) == MAX_HOPS
-    assert [hop.step for hop in flow.hops[:_LINK_HOPS]] == [f"hop {n}" for n in range(_LINK_HOPS)]
+    assert [hop.step for hop in flow.hops[:LINK_HOPS]] == [f"hop {n}" for n in range(LINK_HOPS)]
     assert flow.hops[-1].step == f"hop {MAX_HOPS * 3 - 1}"
 
 

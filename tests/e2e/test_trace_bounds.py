@@ -1,4 +1,4 @@
-"""The flow trace under abuse (gateway/observe/trace.py): what anyone can send costs one small hop,
+"""The flow trace under abuse (gateway/observe/trace/): what anyone can send costs one small hop,
 every hop and the whole trace are bounded, junk does not flush real flows, a long-lived link's keys
 stay few, and hostile bytes at the trace's own pages get a 4xx, never the last-resort 500.
 
@@ -30,7 +30,7 @@ from test_trace import TRACE_TOKEN, link, token, trace_json
 from upstream_oidc import login_and_consent
 
 from gateway.config.settings import load_config
-from gateway.observe.trace import MAX_HOP_BYTES, MAX_KEYS, TRACE, FlowTrace
+from gateway.observe.trace.model import MAX_HOP_BYTES, MAX_KEYS, TRACE, FlowTrace
 from gateway.web.app import create_app
 
 BEARER = {"Authorization": f"Bearer {TRACE_TOKEN}"}

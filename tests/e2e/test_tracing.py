@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
 
-from gateway.observe import tracing  # noqa: E402
+from gateway.observe import otel  # noqa: E402
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[str, InMemorySpanExporte
         mapping = mapping_yaml(upstream, upstream_client_id=DEFAULT_CLIENT_ID)
         path, env = write_gateway_files(tmp_path, {"fake": mapping}, port=port_of(sock), upstream_secret=DEFAULT_CLIENT_SECRET)
         app = create_app(load_config(path, env=env))
-        assert tracing.instrument(app, tracer_provider=provider)
+        assert otel.instrument(app, tracer_provider=provider)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         url = await start_site(runner, sock=sock)
@@ -111,7 +111,7 @@ async def test_the_log_line_carries_the_trace_id(
     traced: tuple[str, InMemorySpanExporter], caplog: pytest.LogCaptureFixture
 ) -> None:
     url, exporter = traced
-    caplog.handler.addFilter(tracing.TraceIdFilter())  # as instrument() does for the handlers at start
+    caplog.handler.addFilter(otel.TraceIdFilter())  # as instrument() does for the handlers at start
     with caplog.at_level(logging.INFO, logger="gateway"):
         await _link(url)
     token_span = _server_spans(exporter)["token"]
@@ -121,8 +121,8 @@ async def test_the_log_line_carries_the_trace_id(
 
 def test_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
-    assert not tracing.enabled()
+    assert not otel.enabled()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    assert not tracing.enabled()
+    assert not otel.enabled()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
-    assert tracing.enabled()
+    assert otel.enabled()

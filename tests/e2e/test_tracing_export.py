@@ -1,4 +1,4 @@
-"""The exporters `OTEL_TRACES_EXPORTER` picks (gateway.observe.tracing): spans reach an OTLP/HTTP
+"""The exporters `OTEL_TRACES_EXPORTER` picks (gateway.observe.otel): spans reach an OTLP/HTTP
 collector stand-in on 127.0.0.1, or the console, as the OpenTelemetry variables say."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from listening import start_site
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
 
-from gateway.observe import tracing  # noqa: E402
+from gateway.observe import otel  # noqa: E402
 
 
 async def test_otlp_spans_reach_the_collector_the_variables_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,8 +33,8 @@ async def test_otlp_spans_reach_the_collector_the_variables_name(monkeypatch: py
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
         monkeypatch.setenv("OTEL_SERVICE_NAME", "gateway-under-test")
-        assert tracing.enabled()
-        provider = tracing._provider_from_environment()
+        assert otel.enabled()
+        provider = otel._provider_from_environment()
         with provider.get_tracer("test").start_as_current_span("GET /acme/authorize"):
             pass
         assert await asyncio.to_thread(provider.force_flush, 10_000)  # the exporter posts from its own thread
@@ -49,8 +49,8 @@ async def test_otlp_spans_reach_the_collector_the_variables_name(monkeypatch: py
 def test_console_spans_go_to_stdout() -> None:
     """In a process of its own: the console exporter binds the stdout it found at import."""
     script = (
-        "from gateway.observe import tracing\n"
-        "provider = tracing._provider_from_environment()\n"
+        "from gateway.observe import otel\n"
+        "provider = otel._provider_from_environment()\n"
         "with provider.get_tracer('test').start_as_current_span('POST /acme/token'):\n"
         "    pass\n"
         "assert provider.force_flush(10_000)\n"
@@ -65,4 +65,4 @@ def test_console_spans_go_to_stdout() -> None:
 def test_tracing_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     for value in ("", "none", " NONE "):
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
-        assert not tracing.enabled()
+        assert not otel.enabled()

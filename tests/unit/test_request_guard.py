@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.config.settings import ConnectionSettings
 from gateway.observe.logs import request_middleware
-from gateway.web.appkeys import RECORD
+from gateway.observe.record import RECORD
 from gateway.web.runner import DRAIN, Drain, request_guard
 
 SETTINGS = ConnectionSettings(body_timeout=0.3)

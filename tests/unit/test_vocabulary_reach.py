@@ -20,7 +20,7 @@ from test_upstream_request import CALLBACK, code_exchange, provider, refresh
 from gateway.config.templates import ContextValue, UnsafeUrl, render_url
 from gateway.oauth.linkcontext import kept_at_callback
 from gateway.oauth.responses import InvalidGrant, OAuthError, ServerError
-from gateway.observe import trace
+from gateway.observe.trace import redact
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 from gateway.upstream.client import prepare_exchange_request, prepare_token_request
 from gateway.upstream.examples import run_examples
@@ -79,8 +79,8 @@ def test_a_typed_parameter_may_come_from_the_environment(tmp_path: Path) -> None
 
 
 def test_the_trace_shows_a_typed_value_as_text() -> None:
-    shown = trace._params({"expires_in": 1800, "offline": True})
-    assert shown["expires_in"] == "1800" and shown["offline"] == trace.redact("true")
+    shown = redact.shown_params({"expires_in": 1800, "offline": True})
+    assert shown["expires_in"] == "1800" and shown["offline"] == redact.redact("true")
 
 
 # -- ISO 8601 expires_at ---------------------------------------------------------------------------------

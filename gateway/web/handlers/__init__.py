@@ -12,12 +12,13 @@ from aiohttp.web_protocol import RequestPayloadError
 from gateway.config.mapping import ProviderMapping
 from gateway.oauth.clientauth import ClientCredentials, authenticate, read_credentials
 from gateway.oauth.responses import InvalidClient, InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable, TokenAnswer
-from gateway.observe import trace
 from gateway.observe.metrics import METRICS
+from gateway.observe.record import RequestRecord, record_of
+from gateway.observe.trace import hooks as trace
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 from gateway.upstream.client import PreparedRequest, TooLarge, Unreachable, prepare_exchange_request, send
 from gateway.upstream.failure import FAILURE_HEADER
-from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RequestRecord, record_of, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, runtime_of
 from gateway.web.render import token_error_response
 
 __all__ = [
@@ -177,10 +178,25 @@ async def json_post_endpoint(
     handle: Callable[[web.Request, ProviderMapping], Awaitable[web.Response]],
     *,
     title: str,
+    observe: Callable[[web.Request, web.Response], None] | None = None,
 ) -> web.Response:
     """The frame of the JSON endpoints the platform POSTs to (``/token``, ``/revoke``): the provider,
     POST only (RFC 6749 §3.2, RFC 7009 §2.1; else a JSON 405 with ``Allow``), and every
-    :class:`OAuthError` as its JSON answer (RFC 6749 §5.2)."""
+    :class:`OAuthError` as its JSON answer (RFC 6749 §5.2). ``observe`` sees every answer, once
+    (the flow trace's last token hop; a no-op for a request no hook joined to a flow)."""
+    response = await _json_post(request, endpoint, handle, title=title)
+    if observe is not None:
+        observe(request, response)
+    return response
+
+
+async def _json_post(
+    request: web.Request,
+    endpoint: str,
+    handle: Callable[[web.Request, ProviderMapping], Awaitable[web.Response]],
+    *,
+    title: str,
+) -> web.Response:
     mapping = provider_of(request, endpoint)
     if mapping is None:
         return token_error_response(unknown_provider(request))

@@ -24,11 +24,12 @@ from gateway.oauth import pkce
 from gateway.oauth.linkcontext import initial_context
 from gateway.oauth.responses import InvalidRequest, OAuthError, UnsupportedResponseType, add_to_uri
 from gateway.oauth.state import Challenge, FlowEntry, ResponseType
-from gateway.observe import trace
+from gateway.observe.trace import hooks as trace
 from gateway.upstream.authorize import prepare_authorize_redirect
 from gateway.web.appkeys import runtime_of
-from gateway.web.handlers import outcome, provider_of, single_params, unknown_provider
-from gateway.web.render import error_page, redirect
+from gateway.web.handlers import single_params
+from gateway.web.handlers.browser import Answer, BrowserResult, Page, Redirect, browser_endpoint
+from gateway.web.render import error_page
 from gateway.web.session import FlowStore, FlowTooLarge
 from gateway.web.tenant import ask_tenant
 
@@ -71,33 +72,39 @@ def _platform_pkce(mapping: ProviderMapping, params: dict[str, str]) -> Challeng
     return Challenge(challenge, method)
 
 
-def _error_redirect(
-    request: web.Request, err: OAuthError, redirect_uri: str, state: str | None, *, fragment: bool
-) -> web.Response:
+def _error_redirect(err: OAuthError, redirect_uri: str, state: str | None, *, fragment: bool) -> Redirect:
     """RFC 6749 §4.1.2.1 / §4.2.2.1: an error to the validated redirect URI, with the state."""
-    outcome(request, err.error)
-    trace.authorized(request, request.match_info["provider"], dict(request.query), error=err)
     body = {"error": err.error, "error_description": err.description}
     if state is not None:
         body["state"] = state
-    return redirect(add_to_uri(redirect_uri, body, fragment=fragment), carries_secret=False)
+    return Redirect(add_to_uri(redirect_uri, body, fragment=fragment), err.error, carries_secret=False, error=err)
 
 
 async def authorize(request: web.Request) -> web.Response:
-    mapping = provider_of(request, "authorize")
-    if mapping is None:
-        return error_page(unknown_provider(request))
+    return await browser_endpoint(request, "authorize", _authorize, _observe)
+
+
+def _observe(request: web.Request, mapping: ProviderMapping, result: BrowserResult) -> None:
+    """The trace's first hops: the platform's request and, when it was good, the upstream redirect.
+    The tenant form and a wrong method add none (the flow starts when the user is sent on)."""
+    if isinstance(result, Answer):
+        return
+    if isinstance(result, Page) or result.error is not None:
+        trace.authorized(request, mapping.name, dict(request.query), error=result.error)
+        return
+    trace.authorized(request, mapping.name, result.params, nonce=result.nonce, location=result.location, mapping_step=result.mapping_step)
+
+
+async def _authorize(request: web.Request, mapping: ProviderMapping) -> BrowserResult:
     if request.method == "POST" and mapping.tenant is None:  # only the tenant form posts here
         response = error_page(OAuthError("This address takes GET.", error="invalid_request", status=405))
         response.headers["Allow"] = "GET"
-        return response
+        return Answer(response)
     try:
         params = single_params(list(request.query.items()))
         redirect_uri = _check_client(mapping, params)
     except OAuthError as err:
-        outcome(request, err.error)
-        trace.authorized(request, mapping.name, dict(request.query), error=err)
-        return error_page(err)
+        return Page(err, err.error)
 
     response_type = params.get("response_type", "")
     implicit = mapping.grant == "implicit"
@@ -114,7 +121,7 @@ async def authorize(request: web.Request) -> web.Response:
             raise OAuthError("scope may hold only printable characters and spaces", error="invalid_scope", status=400)
         challenge = None if implicit else _platform_pkce(mapping, params)
     except OAuthError as err:
-        return _error_redirect(request, err, redirect_uri, state, fragment=implicit)
+        return _error_redirect(err, redirect_uri, state, fragment=implicit)
 
     runtime = runtime_of(request)
     config = runtime.config
@@ -122,8 +129,7 @@ async def authorize(request: web.Request) -> web.Response:
     if mapping.tenant is not None:  # the user says which tenant first (gateway/web/tenant.py)
         asked = await ask_tenant(request, mapping, mapping.tenant, config, runtime.sealer)
         if isinstance(asked, web.Response):
-            outcome(request, "tenant_form")
-            return asked
+            return Answer(asked, "tenant_form")
         chosen[mapping.tenant.name] = asked
     nonce = secrets.token_urlsafe(24)
 
@@ -137,7 +143,7 @@ async def authorize(request: web.Request) -> web.Response:
             chosen=chosen,
         )
     except UnsafeUrl as err:  # pragma: no cover - ask_tenant checked the value against this URL
-        return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
+        return _error_redirect(InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
     flow = FlowEntry(
         provider=mapping.name,
         redirect_uri=redirect_uri,
@@ -153,8 +159,6 @@ async def authorize(request: web.Request) -> web.Response:
     try:
         flows.add(nonce, flow)
     except FlowTooLarge as err:  # a state of many non-ASCII characters, say
-        return _error_redirect(request, InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
-    location = upstream.location
-    outcome(request, "success")
-    trace.authorized(request, mapping.name, params, nonce=nonce, location=location, mapping_step=f"authorize.params, PKCE {mapping.authorize.pkce}")
-    return redirect(location, carries_secret=False)
+        return _error_redirect(InvalidRequest(str(err)), redirect_uri, state, fragment=implicit)
+    return Redirect(upstream.location, "success", carries_secret=False, params=params, nonce=nonce,
+                    mapping_step=f"authorize.params, PKCE {mapping.authorize.pkce}")

@@ -25,16 +25,16 @@ from gateway.config.templates import UnsafeUrl
 from gateway.oauth.linkcontext import kept_at_callback
 from gateway.oauth.responses import AUTHORIZATION_ERRORS, OAuthError, add_to_uri
 from gateway.oauth.state import CODE_PURPOSE, CodePayload, FlowEntry, seal_code
-from gateway.observe import trace
+from gateway.observe.record import record_of
+from gateway.observe.trace import hooks as trace
 from gateway.upstream.client import prepare_token_request
-from gateway.web.appkeys import CLAIMS, record_of, runtime_of
-from gateway.web.handlers import MAX_PARAM_LENGTH, exchange, outcome, provider_of, single_params, unknown_provider
-from gateway.web.render import error_page, redirect
+from gateway.web.appkeys import CLAIMS, runtime_of
+from gateway.web.handlers import MAX_PARAM_LENGTH, exchange, single_params
+from gateway.web.handlers.browser import BrowserResult, Page, Redirect, browser_endpoint
 from gateway.web.session import FlowStore
 
 __all__ = ["callback", "CODE_PURPOSE"]  # CODE_PURPOSE: its home is gateway.oauth.state
 
-trace_redirect = trace.redirected
 #: Upstream authorization errors that are about the gateway's request, not the platform's.
 _GATEWAY_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client", "unsupported_response_type"})
 _RESTART = "Please go back to the app and start linking your account again."
@@ -62,7 +62,9 @@ def _lost_flow(flows: FlowStore, nonce: str) -> OAuthError:
     )
 
 
-def _to_platform(flow: FlowEntry, params: dict[str, str], *, fragment: bool) -> web.Response:
+def _to_platform(
+    flow: FlowEntry, params: dict[str, str], *, fragment: bool, outcome: str, code: str = "", stopped: str = ""
+) -> Redirect:
     """Back to the redirect URI validated at /authorize, with the platform's own ``state``.
 
     The fragment form leads with ``state`` (Alexa's documented ``#state=…&access_token=…``); the
@@ -70,7 +72,7 @@ def _to_platform(flow: FlowEntry, params: dict[str, str], *, fragment: bool) -> 
     """
     if flow.state is not None:
         params = {"state": flow.state, **params} if fragment else {**params, "state": flow.state}
-    return redirect(add_to_uri(flow.redirect_uri, params, fragment=fragment))
+    return Redirect(add_to_uri(flow.redirect_uri, params, fragment=fragment), outcome, code=code, stopped=stopped)
 
 
 async def _implicit_answer(
@@ -96,35 +98,41 @@ async def _implicit_answer(
 
 
 async def callback(request: web.Request) -> web.Response:
-    mapping = provider_of(request, "callback")
-    if mapping is None:
-        return error_page(unknown_provider(request))
+    return await browser_endpoint(request, "callback", _callback, _observe)
+
+
+def _observe(request: web.Request, mapping: ProviderMapping, result: BrowserResult) -> None:
+    """The trace's last hop of a callback: the redirect back to the platform. (The callback hop
+    itself is added where the handler has read the flow, :func:`_callback`: the implicit grant's
+    upstream hops come between the two.)"""
+    if isinstance(result, Redirect):
+        trace.redirected(request, result.location, code=result.code, stopped=result.stopped)
+
+
+async def _callback(request: web.Request, mapping: ProviderMapping) -> BrowserResult:
     runtime = runtime_of(request)
     try:
         params = single_params(list(request.query.items()))
     except OAuthError as err:
-        outcome(request, err.error)
-        return error_page(err)
+        return Page(err, err.error)
 
     flows = await FlowStore.of(request, runtime.config.cookie)
     nonce = params.get("state", "")
     flow = flows.take(nonce, provider=mapping.name) if nonce else None
     if flow is None:
-        outcome(request, "lost_flow")
         trace.called_back(request, mapping, params, failure="lost_flow")
-        return error_page(_lost_flow(flows, nonce))
+        return Page(_lost_flow(flows, nonce), "lost_flow")
     if not await request.app[CLAIMS].claim_state(nonce, ttl=runtime.config.cookie.max_age):
         # A copy of the cookie from before this flow's first callback (another tab, a replay,
         # another replica): the nonce was already used, so this is not a second link.
-        outcome(request, "lost_flow")
-        return error_page(_USED_STATE)
+        return Page(_USED_STATE, "lost_flow")
 
     issuer = params.get("iss")
     if mapping.issuer is not None and (issuer != mapping.issuer if issuer is not None else mapping.require_iss):
-        outcome(request, "issuer_mismatch")
         trace.called_back(request, mapping, params, failure="issuer_mismatch")
-        return error_page(
+        return Page(
             OAuthError("The sign-in answer came from an unexpected server (RFC 9207 issuer mismatch).", error="access_denied"),
+            "issuer_mismatch",
             title="Account linking stopped",
         )
 
@@ -139,19 +147,18 @@ async def callback(request: web.Request) -> web.Response:
             description = f"upstream refused the gateway's request ({error}): {description}".rstrip(": ")
             error = "server_error"
         answer = OAuthError(description, error=error).as_dict()  # the §5.2 character set, cleaned
-        outcome(request, error)
-        return trace_redirect(request, _to_platform(flow, answer, fragment=implicit))
+        return _to_platform(flow, answer, fragment=implicit, outcome=error)
 
     code = params.get("code")
     if not code:
-        outcome(request, "server_error")
-        return trace_redirect(request, _to_platform(flow, {"error": "server_error", "error_description": "upstream sent no code"}, fragment=implicit))
+        return _to_platform(flow, {"error": "server_error", "error_description": "upstream sent no code"}, fragment=implicit,
+                            outcome="server_error")
 
     try:
         context = kept_at_callback(mapping, params, flow.context or {}) if mapping.keeps_context else {}
     except UnsafeUrl as exc:
-        outcome(request, "server_error")
-        return _to_platform(flow, OAuthError(str(exc), error="server_error").as_dict(), fragment=implicit)
+        return _to_platform(flow, OAuthError(str(exc), error="server_error").as_dict(), fragment=implicit, outcome="server_error",
+                            stopped="unsafe_context")
 
     if implicit:
         record_of(request).grant = "implicit"
@@ -159,16 +166,13 @@ async def callback(request: web.Request) -> web.Response:
             token = await _implicit_answer(request, mapping, code, flow, context)
         except OAuthError as err:
             error = err.error if err.error in AUTHORIZATION_ERRORS else "access_denied"
-            outcome(request, err.error)
-            return trace_redirect(request, _to_platform(flow, {"error": error, "error_description": err.description}, fragment=True))
-        outcome(request, "success")
-        return trace_redirect(request, _to_platform(flow, token, fragment=True))
+            return _to_platform(flow, {"error": error, "error_description": err.description}, fragment=True, outcome=err.error)
+        return _to_platform(flow, token, fragment=True, outcome="success")
 
     sealed = CodePayload.from_flow(flow, upstream_code=code, client_id=mapping.platform.client_id, context=context)
     platform_code = seal_code(runtime.sealer, sealed, ttl=runtime.config.code_ttl)
     if len(platform_code) > MAX_PARAM_LENGTH:
         # /token refuses a longer `code`: a code issued here must be one /token redeems.
-        outcome(request, "server_error")
-        return _to_platform(flow, {"error": "server_error", "error_description": "upstream code is too long"}, fragment=False)
-    outcome(request, "success")
-    return trace_redirect(request, _to_platform(flow, {"code": platform_code}, fragment=False), code=platform_code)
+        return _to_platform(flow, {"error": "server_error", "error_description": "upstream code is too long"}, fragment=False,
+                            outcome="server_error", stopped="code_too_long")
+    return _to_platform(flow, {"code": platform_code}, fragment=False, outcome="success", code=platform_code)

@@ -33,8 +33,9 @@ from gateway.oauth.responses import (
     TemporarilyUnavailable,
 )
 from gateway.oauth.seal import SealError
+from gateway.observe.record import record_of
 from gateway.upstream.client import PreparedRequest, TooLarge, Unreachable, basic_auth_header, send
-from gateway.web.appkeys import GRACE, HTTP_CLIENT, record_of, runtime_of
+from gateway.web.appkeys import GRACE, HTTP_CLIENT, runtime_of
 from gateway.web.handlers import authenticated_client, json_post_endpoint, note_answer, note_failure, outcome, read_form
 
 __all__ = ["revoke"]

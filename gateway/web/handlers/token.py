@@ -26,9 +26,10 @@ from gateway.oauth.linkcontext import MAX_ENVELOPE_LENGTH, link_sealer, open_ref
 from gateway.oauth.responses import InvalidGrant, InvalidRequest, OAuthError, TokenAnswer, UnsupportedGrantType
 from gateway.oauth.seal import SealError
 from gateway.oauth.state import CodePayload, as_grant_type, open_code
-from gateway.observe import trace
+from gateway.observe.record import record_of
+from gateway.observe.trace import hooks as trace
 from gateway.upstream.client import prepare_token_request
-from gateway.web.appkeys import CLAIMS, GRACE, record_of, runtime_of
+from gateway.web.appkeys import CLAIMS, GRACE, runtime_of
 from gateway.web.handlers import authenticated_client, exchange, json_post_endpoint, outcome, read_form
 from gateway.web.handlers.client_credentials import client_credentials_grant
 from gateway.web.render import token_response
@@ -169,6 +170,4 @@ async def _refresh_token(
 
 
 async def token(request: web.Request) -> web.Response:
-    response = await json_post_endpoint(request, "token", _handle, title="token")
-    trace.token_answered(request, response)
-    return response
+    return await json_post_endpoint(request, "token", _handle, title="token", observe=trace.token_answered)

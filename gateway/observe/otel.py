@@ -11,7 +11,7 @@ middleware records the request target *with its query string*, and the gateway's
 carry authorization codes and states (it redacts only a fixed list of cloud-signature parameters).
 Ours records the route template, never the query, and the facts operators ask for: provider,
 endpoint, outcome (``success`` or the OAuth error code), grant, upstream status and failure kind,
-from the request's :class:`~gateway.web.appkeys.RequestRecord` (the same facts the log line and the
+from the request's :class:`~gateway.observe.record.RequestRecord` (the same facts the log line and the
 metrics carry). The upstream token call is traced by opentelemetry-instrumentation-aiohttp-client
 with the query stripped from the URL. The trace id is added to every log line written inside a
 span (``trace_id``), so a log line leads to its trace. An incoming ``traceparent`` is honoured.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.web.appkeys import record_of
+from gateway.observe.record import record_of
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
