@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from harness import (
+from support.harness import (
     UPSTREAM_CLIENTS,
     UPSTREAM_ID,
     UPSTREAM_SECRET,
@@ -23,8 +23,8 @@ from harness import (
     mapping_yaml,
     start_gateway,
 )
-from listening import bound_socket, port_of
-from upstream_oidc import OidcUpstream, SharedOidcProviders
+from support.oidc_provider import OidcUpstream, SharedOidcProviders
+from support.sockets import bound_socket, port_of
 
 
 @pytest.fixture

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ALEXA_REDIRECT
-from helpers.upstream import Fault, RecordingUpstream
-from test_default_config import served  # noqa: F401  # the fixture: `gateway serve` on the shipped config
-from test_trace import TRACE_TOKEN, link, start, token, trace_json
+from support.harness import ALEXA_REDIRECT
+from support.upstream import Fault, RecordingUpstream
+
+from e2e.test_default_config import served  # noqa: F401  # the fixture: `gateway serve` on the shipped config
+from e2e.test_trace import TRACE_TOKEN, link, start, token, trace_json
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 CHROMIUM = "/usr/bin/chromium"

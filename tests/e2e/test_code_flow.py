@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from harness import (
+from multidict import CIMultiDictProxy
+from support.harness import (
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
     PLATFORM_ID,
@@ -25,9 +26,8 @@ from harness import (
     link,
     query_of,
 )
-from helpers.oauth import basic
-from multidict import CIMultiDictProxy
-from upstream_oidc import login_and_consent
+from support.oauth import basic
+from support.oidc_provider import login_and_consent
 
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import open_code, seal_code

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from listening import bound_socket, port_of
-from upstream_oidc import login_and_consent
+from support.oidc_provider import login_and_consent
+from support.sockets import bound_socket, port_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 For each cell the platform (Alexa) posts one token request — ``authorization_code`` with a sealed
 code minted as the callback mints it, or ``refresh_token`` — to a real gateway in front of
-:class:`~helpers.upstream.RecordingUpstream` misbehaving as the cell says, and the gateway must answer:
+:class:`~support.upstream.RecordingUpstream` misbehaving as the cell says, and the gateway must answer:
 
 * the RFC 6749 answer the README's "Errors the platform sees" promises (status and ``error``):
   upstream slow, unreachable, cut off, 5xx or throttled → 503 ``temporarily_unavailable`` (retry
@@ -34,7 +34,8 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from harness import (
+from prometheus_client.parser import text_string_to_metric_families
+from support.harness import (
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
     PLATFORM_ID,
@@ -43,9 +44,8 @@ from harness import (
     start_gateway,
     write_gateway_files,
 )
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
-from listening import bound_socket, port_of, refusing_port, start_site
-from prometheus_client.parser import text_string_to_metric_families
+from support.sockets import bound_socket, port_of, refusing_port, start_site
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import Sealer

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import (
+from support.harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
@@ -30,9 +30,9 @@ from harness import (
     UPSTREAM_SECRET,
     write_gateway_files,
 )
-from helpers.upstream import RecordingUpstream, Reply
-from listening import bound_socket, port_of, start_site, unused_port
-from processes import GatewayProcess, start_gateway_process
+from support.processes import GatewayProcess, start_gateway_process
+from support.sockets import bound_socket, port_of, start_site, unused_port
+from support.upstream import RecordingUpstream, Reply
 
 from gateway.config.settings import load_config
 from gateway.oauth.refresh import FLIGHTS, RefreshFlights, refresh_with_grace

@@ -26,11 +26,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from harness import write_gateway_files
-from helpers.upstream import RecordingUpstream
-from listening import bound_socket, port_of, start_site
-from test_refresh_grace import REDIS_SERVER, Redis, mapping, metric, refresh, rotating_upstream
+from support.harness import write_gateway_files
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import RecordingUpstream
 
+from e2e.test_refresh_grace import REDIS_SERVER, Redis, mapping, metric, refresh, rotating_upstream
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app

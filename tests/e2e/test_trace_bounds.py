@@ -3,7 +3,7 @@ every hop and the whole trace are bounded, junk does not flush real flows, a lon
 stay few, and hostile bytes at the trace's own pages get a 4xx, never the last-resort 500.
 
 Each input goes over a real socket to a gateway on 127.0.0.1 in front of
-:class:`~helpers.upstream.RecordingUpstream`; what the trace kept is read from its pages, or
+:class:`~support.upstream.RecordingUpstream`; what the trace kept is read from its pages, or
 weighed in the app's own trace where a page shows only part of it.
 """
 
@@ -21,14 +21,14 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, mapping_yaml, write_gateway_files
-from helpers.oauth import basic
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
-from listening import bound_socket, port_of, start_site
-from test_fault_matrix import PROVIDER
-from test_trace import TRACE_TOKEN, link, token, trace_json
-from upstream_oidc import login_and_consent
+from support.harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, mapping_yaml, write_gateway_files
+from support.oauth import basic
+from support.oidc_provider import login_and_consent
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 
+from e2e.test_fault_matrix import PROVIDER
+from e2e.test_trace import TRACE_TOKEN, link, token, trace_json
 from gateway.config.settings import load_config
 from gateway.observe.trace import MAX_HOP_BYTES, MAX_KEYS, TRACE, FlowTrace
 from gateway.web.app import create_app
