@@ -37,10 +37,10 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from support.harness import (
     ALEXA_REDIRECT,
-    PLATFORM_BASIC,
     PLATFORM_ID,
     Gateway,
     mapping_yaml,
+    post_token,
     start_gateway,
     write_gateway_files,
 )
@@ -248,27 +248,6 @@ def sealed_code(gateway: Gateway, upstream_code: str) -> str:
     return seal_code(Sealer(gateway.config.keys), CodePayload(upstream_code, PLATFORM_ID, ALEXA_REDIRECT, PROVIDER), ttl=300)
 
 
-@dataclass(frozen=True)
-class Answered:
-    status: int
-    headers: Any
-    body: dict[str, Any]
-    elapsed: float
-
-
-async def post_token(client: aiohttp.ClientSession, gateway: Gateway, form: dict[str, str]) -> Answered:
-    started = time.monotonic()
-    async with client.post(
-        f"{gateway.url}/{PROVIDER}/token",
-        data=urlencode(form),
-        headers={"Authorization": PLATFORM_BASIC, "Content-Type": "application/x-www-form-urlencoded"},
-    ) as response:
-        text = await response.text()
-        elapsed = time.monotonic() - started
-        assert response.content_type == "application/json", (response.status, text)
-        return Answered(response.status, response.headers, json.loads(text), elapsed)
-
-
 async def settle() -> None:
     """Let the callbacks already due run (a few loop turns); no wall-clock margin.
 
@@ -302,7 +281,7 @@ async def test_token_endpoint_fault(make_fake_gateway: GatewayMaker, fake: Recor
 
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as platform:
         before = await scrape(platform, gateway)
-        answer = await post_token(platform, gateway, form)
+        answer = await post_token(platform, gateway.endpoint("token", PROVIDER), form)
         await settle()
         after = await scrape(platform, gateway)
 
@@ -469,7 +448,7 @@ async def test_a_mapping_timeout_longer_than_the_gateway_wide_one_is_honoured(tm
         fake.fault = Fault(delay=1.0)
         form = {"grant_type": "refresh_token", "refresh_token": fake.issue_refresh_token()}
         async with aiohttp.ClientSession() as platform:
-            answer = await post_token(platform, Gateway(url, config, runner), form)
+            answer = await post_token(platform, Gateway(url, config, runner).endpoint("token", PROVIDER), form)
         assert answer.status == 200, (answer.body, answer.elapsed)
     finally:
         await runner.cleanup()

@@ -24,7 +24,6 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -40,6 +39,7 @@ from support.harness import (
     Gateway,
     GatewayFactory,
     link,
+    post_token,
     query_of,
 )
 from support.oauth import basic
@@ -74,28 +74,6 @@ def once(value: str) -> str:
 
 def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
-
-
-@dataclass
-class TokenAnswer:
-    status: int
-    body: dict[str, Any]
-    headers: Any
-    elapsed: float
-
-
-async def post_token(platform: aiohttp.ClientSession, gateway: Gateway, form: dict[str, str]) -> TokenAnswer:
-    """Alexa's token request: a form POST with HTTP Basic client authentication."""
-    started = time.monotonic()
-    async with platform.post(
-        gateway.endpoint("token"),
-        data=urlencode(form),
-        headers={"Authorization": PLATFORM_BASIC, "Content-Type": "application/x-www-form-urlencoded"},
-    ) as response:
-        text = await response.text()
-        elapsed = time.monotonic() - started
-        assert response.content_type == "application/json", (response.status, text)
-        return TokenAnswer(response.status, json.loads(text), response.headers, elapsed)
 
 
 def code_form(code: str, redirect_uri: str = ALEXA_REDIRECT, **extra: str) -> dict[str, str]:
@@ -296,7 +274,7 @@ async def test_code_grant_location_is_exact_for_every_alexa_redirect_uri(
     assert status == 302
     assert headers["Referrer-Policy"] == "no-referrer"
     code = code_redirect(headers["Location"], redirect_uri, TRICKY_STATE)
-    answer = await post_token(platform, gateway, code_form(code, redirect_uri))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(code, redirect_uri))
     assert answer.status == 200, answer.body
 
 
@@ -317,21 +295,21 @@ async def test_platform_pkce_verifier_is_checked_at_token(
     back = await link(browser, gateway, code_challenge=challenge, code_challenge_method=method)
     code = back["code"]
 
-    wrong = await post_token(platform, gateway, code_form(code, code_verifier=secrets.token_urlsafe(48)))
+    wrong = await post_token(platform, gateway.endpoint("token"), code_form(code, code_verifier=secrets.token_urlsafe(48)))
     assert (wrong.status, wrong.body["error"]) == (400, "invalid_grant"), wrong.body
     assert wrong.headers["Cache-Control"] == "no-store"
     if method == "S256":  # a downgrade: the intercepted challenge presented as a plain verifier
-        downgrade = await post_token(platform, gateway, code_form(code, code_verifier=challenge))
+        downgrade = await post_token(platform, gateway.endpoint("token"), code_form(code, code_verifier=challenge))
         assert (downgrade.status, downgrade.body["error"]) == (400, "invalid_grant"), downgrade.body
 
     for malformed in ("too-short", verifier + "!", "x" * 129, verifier[:42]):
-        bad = await post_token(platform, gateway, code_form(code, code_verifier=malformed))
+        bad = await post_token(platform, gateway.endpoint("token"), code_form(code, code_verifier=malformed))
         assert (bad.status, bad.body["error"]) == (400, "invalid_request"), (malformed, bad.body)
 
-    missing = await post_token(platform, gateway, code_form(code))
+    missing = await post_token(platform, gateway.endpoint("token"), code_form(code))
     assert (missing.status, missing.body["error"]) == (400, "invalid_request"), missing.body
 
-    right = await post_token(platform, gateway, code_form(code, code_verifier=verifier))
+    right = await post_token(platform, gateway.endpoint("token"), code_form(code, code_verifier=verifier))
     assert right.status == 200, right.body
     assert right.body["access_token"] and right.body["refresh_token"]
 
@@ -343,7 +321,7 @@ async def test_code_verifier_for_a_code_issued_without_challenge_is_refused(
     request, then redeems with any verifier. A token request with a code_verifier is accepted
     only if the authorization request had a code_challenge."""
     back = await link(browser, gateway)
-    answer = await post_token(platform, gateway, code_form(back["code"], code_verifier=secrets.token_urlsafe(48)))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"], code_verifier=secrets.token_urlsafe(48)))
     assert (answer.status, answer.body["error"]) == (400, "invalid_grant"), answer.body
 
 
@@ -380,7 +358,7 @@ async def test_platform_pkce_required_by_the_mapping(
 
     verifier = secrets.token_urlsafe(32)
     back = await link(browser, gateway, code_challenge=s256(verifier), code_challenge_method="S256")
-    answer = await post_token(platform, gateway, code_form(back["code"], code_verifier=verifier))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"], code_verifier=verifier))
     assert answer.status == 200, answer.body
 
 
@@ -403,9 +381,9 @@ async def test_pkce_on_both_sides_against_an_upstream_that_requires_it(
     assert upstream_query["code_challenge"] != platform_challenge  # the gateway's own pair
 
     back = await link(browser, gateway, code_challenge=platform_challenge, code_challenge_method="S256")
-    answer = await post_token(platform, gateway, code_form(back["code"], code_verifier=platform_verifier))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"], code_verifier=platform_verifier))
     assert answer.status == 200, answer.body
-    refreshed = await post_token(platform, gateway, refresh_form(answer.body["refresh_token"]))
+    refreshed = await post_token(platform, gateway.endpoint("token"), refresh_form(answer.body["refresh_token"]))
     assert refreshed.status == 200, refreshed.body
 
 
@@ -441,24 +419,24 @@ async def test_rotated_refresh_token_is_passed_on(
     answer carries the new one, and the spent one is refused as invalid_grant (so Alexa, which
     stores what it is given, never holds a dead token while a live one exists)."""
     back = await link(browser, gateway)
-    first = await post_token(platform, gateway, code_form(back["code"]))
+    first = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]))
     assert first.status == 200, first.body
     r1 = first.body["refresh_token"]
 
-    second = await post_token(platform, gateway, refresh_form(r1))
+    second = await post_token(platform, gateway.endpoint("token"), refresh_form(r1))
     assert second.status == 200, second.body
     r2 = second.body["refresh_token"]
     assert r2 != r1
     assert isinstance(second.body["expires_in"], int)
 
-    third = await post_token(platform, gateway, refresh_form(r2))
+    third = await post_token(platform, gateway.endpoint("token"), refresh_form(r2))
     assert third.status == 200, third.body
     r3 = third.body["refresh_token"]
     assert r3 not in (r1, r2)
 
     # Within the grace window the spent token gets its own answer again (gateway/oauth/refresh.py);
     # after it, the upstream's invalid_grant (test_refresh_grace.py).
-    replay = await post_token(platform, gateway, refresh_form(r1))
+    replay = await post_token(platform, gateway.endpoint("token"), refresh_form(r1))
     assert (replay.status, replay.body) == (200, second.body), replay.body
     assert replay.headers["Cache-Control"] == "no-store"
 
@@ -477,7 +455,7 @@ async def test_refresh_answer_without_refresh_token(
     gateway = await make_gateway(
         token_url=upstream.token_endpoint, token_extra="refresh:\n  keep_refresh_token: true\n" if keep else ""
     )
-    answer = await post_token(platform, gateway, refresh_form("rt-1"))
+    answer = await post_token(platform, gateway.endpoint("token"), refresh_form("rt-1"))
     assert answer.status == 200, answer.body
     expected: dict[str, Any] = {"access_token": "at-2", "token_type": "Bearer", "expires_in": 3600}
     if keep:
@@ -547,9 +525,9 @@ async def test_refresh_extras_reach_the_upstream(
     )
     callback_url = gateway.endpoint("callback")
     back = await link(browser, gateway)
-    exchanged = await post_token(platform, gateway, code_form(back["code"]))
+    exchanged = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]))
     assert exchanged.status == 200, exchanged.body
-    refreshed = await post_token(platform, gateway, refresh_form("rt-1"))
+    refreshed = await post_token(platform, gateway.endpoint("token"), refresh_form("rt-1"))
     assert refreshed.status == 200, refreshed.body
 
     code_request, refresh_request = upstream.token_requests
@@ -591,9 +569,9 @@ async def test_app_to_app_universal_link_redirect_uri(
     assert status == 302
     code = code_redirect(headers["Location"], APP_LINK, TRICKY_STATE)
 
-    elsewhere = await post_token(platform, gateway, code_form(code, ALEXA_REDIRECT))
+    elsewhere = await post_token(platform, gateway.endpoint("token"), code_form(code, ALEXA_REDIRECT))
     assert (elsewhere.status, elsewhere.body["error"]) == (400, "invalid_grant")
-    answer = await post_token(platform, gateway, code_form(code, APP_LINK))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(code, APP_LINK))
     assert answer.status == 200, answer.body
 
 
@@ -661,7 +639,7 @@ async def test_slow_upstream_token_endpoint_answers_503_within_the_budget(
 
     for form in (code_form(back["code"]), refresh_form("rt-1")):
         before = len(slow.token_requests)
-        answer = await post_token(platform, gateway, form)
+        answer = await post_token(platform, gateway.endpoint("token"), form)
         assert 0.45 <= answer.elapsed < 1.5, answer.elapsed
         assert answer.status == 503, answer.body
         assert answer.body["error"] == "temporarily_unavailable"
@@ -688,7 +666,7 @@ async def test_upstream_answer_in_several_chunks_is_read_whole(
     )
     chunked = await token_server(in_two_chunks)
     gateway = await make_gateway(token_url=chunked.token_endpoint)
-    answer = await post_token(platform, gateway, refresh_form("rt-1"))
+    answer = await post_token(platform, gateway.endpoint("token"), refresh_form("rt-1"))
     assert answer.status == 200, answer.body
     assert answer.body == {"access_token": "at-2", "token_type": "Bearer", "expires_in": 60, "refresh_token": "rt-2"}
 
@@ -705,7 +683,7 @@ async def test_upstream_stalling_mid_answer_is_cut_at_the_deadline(
     stall = Reply(body=b'{"access_token": "at", "expires_in": 60}', content_type="application/json", chunks=2, stall=2.0)
     stalling = await token_server(stall)
     gateway = await make_gateway(token_url=stalling.token_endpoint, token_extra="timeout: 0.5")
-    answer = await post_token(platform, gateway, refresh_form("rt-1"))
+    answer = await post_token(platform, gateway.endpoint("token"), refresh_form("rt-1"))
     assert 0.45 <= answer.elapsed < 1.5, answer.elapsed
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
 
@@ -719,7 +697,7 @@ async def test_gateway_wide_timeout_keeps_alexa_inside_4_5_seconds(
     tests): an upstream that takes 6 s still gets Alexa its 503 before Alexa's 4.5 s run out."""
     slow = await token_server(Reply(body={"access_token": "late"}, delay=6.0))
     gateway = await make_gateway(token_url=slow.token_endpoint)
-    answer = await post_token(platform, gateway, refresh_form("rt-1"))
+    answer = await post_token(platform, gateway.endpoint("token"), refresh_form("rt-1"))
     assert 2.9 <= answer.elapsed < 4.5, answer.elapsed
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
     assert len(slow.token_requests) == 1
@@ -730,7 +708,7 @@ async def test_upstream_refusing_connections_answers_503_at_once(
 ) -> None:
     """The upstream is down (connection refused): 503 temporarily_unavailable, quickly."""
     gateway = await make_gateway(token_url=f"http://127.0.0.1:{refusing_port()}/oauth/token", token_extra="timeout: 0.5")
-    answer = await post_token(platform, gateway, refresh_form("rt-1"))
+    answer = await post_token(platform, gateway.endpoint("token"), refresh_form("rt-1"))
     assert answer.elapsed < 1.0
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
     assert answer.headers["Cache-Control"] == "no-store"
@@ -761,7 +739,7 @@ async def test_upstream_outage_page_is_503_never_invalid_grant(
         form = code_form((await link(browser, gateway))["code"])
     else:
         form = refresh_form("rt-1")
-    answer = await post_token(platform, gateway, form)
+    answer = await post_token(platform, gateway.endpoint("token"), form)
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
     assert answer.headers["Cache-Control"] == "no-store"
     assert len(broken.token_requests) == 1
@@ -788,7 +766,7 @@ async def test_rate_limited_upstream_is_503_never_invalid_grant(
 
     limited = await token_server(too_many)
     gateway = await make_gateway(token_url=limited.token_endpoint)
-    answer = await post_token(platform, gateway, refresh_form("rt-1"))
+    answer = await post_token(platform, gateway.endpoint("token"), refresh_form("rt-1"))
     assert (answer.status, answer.body["error"]) == (503, "temporarily_unavailable"), answer.body
 
 
@@ -853,9 +831,9 @@ async def test_three_tabs_completed_in_shuffled_order(
         assert status == 302, body
         code = code_redirect(headers["Location"], uri, state)
         other_uri = tabs[(index + 1) % 3][0]
-        crossed = await post_token(platform, gateway, code_form(code, other_uri))
+        crossed = await post_token(platform, gateway.endpoint("token"), code_form(code, other_uri))
         assert (crossed.status, crossed.body["error"]) == (400, "invalid_grant")
-        answer = await post_token(platform, gateway, code_form(code, uri))
+        answer = await post_token(platform, gateway.endpoint("token"), code_form(code, uri))
         assert answer.status == 200, answer.body
 
 
@@ -892,7 +870,7 @@ async def test_back_and_retry_with_the_same_state(
     status, headers, body = await open_callback(browser, callback)
     assert status == 302, body
     code = code_redirect(headers["Location"], ALEXA_REDIRECT, TRICKY_STATE)
-    answer = await post_token(platform, gateway, code_form(code))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(code))
     assert answer.status == 200, answer.body
 
 

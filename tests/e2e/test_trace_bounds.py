@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from support.harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, mapping_yaml, write_gateway_files
+from support.harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, mapping_yaml, post_token, write_gateway_files
 from support.oauth import basic
 from support.oidc_provider import login_and_consent
 from support.sockets import bound_socket, port_of, start_site
@@ -75,12 +75,6 @@ def junk_body(code: str, names: int = 1500) -> dict[str, str]:
             **{secrets.token_hex(4): "" for _ in range(names)}}
 
 
-async def post_token(client: aiohttp.ClientSession, gateway: Gateway, form: dict[str, str], authorization: str) -> int:
-    async with client.post(f"{gateway.url}/{PROVIDER}/token", data=form, headers={"Authorization": authorization}) as response:
-        await response.read()
-        return response.status
-
-
 async def test_an_unauthenticated_token_request_is_one_small_hop_of_its_own(
     tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]
 ) -> None:
@@ -90,7 +84,7 @@ async def test_an_unauthenticated_token_request_is_one_small_hop_of_its_own(
     wrong = basic(PLATFORM_ID, "not-the-platform-secret")
     async with aiohttp.ClientSession() as client:
         for _ in range(10):  # the real code: a trace that records before authentication joins them to the link
-            assert await post_token(client, gateway, junk_body(code), wrong) == 401
+            assert (await post_token(client, gateway.endpoint("token", PROVIDER), junk_body(code), authorization=wrong)).status == 401
     flows = await trace_json(gateway)
     link_flow = next(flow for flow in flows if flow["id"] == before["id"])
     assert link_flow["hops"] == before["hops"]  # nothing joined the real link
@@ -108,7 +102,7 @@ async def test_an_authenticated_hop_keeps_a_bounded_part_of_what_was_sent(
     gateway = await start(tmp_path, fake, gateways)
     long_name = "n" * 3000
     async with aiohttp.ClientSession() as client:
-        assert await post_token(client, gateway, {**junk_body("some-code", 1000), long_name: "v"}, PLATFORM_BASIC) == 400
+        assert (await post_token(client, gateway.endpoint("token", PROVIDER), {**junk_body("some-code", 1000), long_name: "v"})).status == 400
     [flow] = await trace_json(gateway)
     request, answer = flow["hops"]
     form = request["detail"]["form"]
@@ -124,7 +118,7 @@ async def test_the_trace_holds_its_byte_budget_and_junk_evicts_junk_first(
     store = store_of(gateway)
     async with aiohttp.ClientSession() as client:
         for n in range(0, 400, 8):  # authenticated junk, 20 codes each joining up to 64 hops: ~6 MiB on the wire
-            await asyncio.gather(*(post_token(client, gateway, junk_body(f"code-{(n + i) % 20}"), PLATFORM_BASIC) for i in range(8)))
+            await asyncio.gather(*(post_token(client, gateway.endpoint("token", PROVIDER), junk_body(f"code-{(n + i) % 20}")) for i in range(8)))
         weighed = sum(len(json.dumps(flow.as_json(), ensure_ascii=False)) for flow in store.flows())
         assert 200_000 < store.size <= 262144 and weighed <= 262144, (store.size, weighed)
 
@@ -136,7 +130,7 @@ async def test_the_trace_holds_its_byte_budget_and_junk_evicts_junk_first(
             query = urlencode({"client_id": f"junk-{n}", "redirect_uri": ALEXA_REDIRECT, "response_type": "code"})
             async with client.get(f"{gateway.url}/{PROVIDER}/authorize?{query}") as response:
                 assert response.status == 400
-            assert await post_token(client, gateway, junk_body(f"x{n}", 10), "Basic AAAA") == 401
+            assert (await post_token(client, gateway.endpoint("token", PROVIDER), junk_body(f"x{n}", 10), authorization="Basic AAAA")).status == 401
     weighed = sum(len(json.dumps(flow.as_json(), ensure_ascii=False)) for flow in store.flows())
     assert store.size <= 262144 and weighed <= 262144, (store.size, weighed)
     kept = {flow.id: flow for flow in store.flows()}
@@ -182,7 +176,7 @@ async def test_the_pages_are_a_list_one_flow_each_and_a_bounded_json(
     gateway = await start(tmp_path, fake, gateways, trace="flows: 300")
     async with aiohttp.ClientSession() as client:
         for n in range(0, 240, 8):
-            await asyncio.gather(*(post_token(client, gateway, junk_body(f"c{n + i}", 30), PLATFORM_BASIC) for i in range(8)))
+            await asyncio.gather(*(post_token(client, gateway.endpoint("token", PROVIDER), junk_body(f"c{n + i}", 30)) for i in range(8)))
         async with client.get(f"{gateway.url}/_trace/", headers=BEARER) as response:
             listing = await response.text()
         assert response.status == 200 and 'class="diagram"' not in listing and listing.count("/_trace/flow/") == 240

@@ -1,21 +1,25 @@
 """What the end-to-end tests share besides fixtures: the platform's and upstream's credentials,
-the test mappings, a gateway started as ``gateway serve`` runs it, and the user's walk through a link.
+the test mappings, a gateway started as ``gateway serve`` runs it, the user's walk through a link and
+the platform's token request.
 
 A module of its own, not conftest.py: pytest advises against importing from a conftest (the
 fixtures live in tests/e2e/conftest.py and use these)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import textwrap
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from gateway.config.settings import Config, load_config
 from gateway.oauth.seal import generate_key
@@ -182,3 +186,44 @@ async def link(browser: aiohttp.ClientSession, gateway: Gateway, **params: str |
     landing = await login_and_consent(browser, gateway.authorize_url("oidc", **params), stop_at_prefix="https://pitangui.amazon.com/")
     assert str(landing).startswith(ALEXA_REDIRECT + "?"), landing
     return query_of(landing)
+
+
+#: The ``User-Agent`` of Alexa's token requests.
+ALEXA_USER_AGENT = "Apache-HttpClient/4.5.x (Java/1.8.0_152)"
+
+
+@dataclass(frozen=True)
+class TokenAnswer:
+    """What ``/token`` answered: the status, the JSON body, the headers, and how long the answer took."""
+
+    status: int
+    body: dict[str, Any]
+    headers: CIMultiDictProxy[str]
+    elapsed: float
+
+
+async def post_token(
+    platform: aiohttp.ClientSession,
+    url: str,
+    form: Mapping[str, str],
+    *,
+    auth: Literal["basic", "body"] | None = "basic",
+    authorization: str = PLATFORM_BASIC,
+    headers: Mapping[str, str] | None = None,
+) -> TokenAnswer:
+    """The platform's token request (RFC 6749 §4.1.3, §6) as Alexa sends it: a form-encoded POST whose
+    client authenticates with HTTP Basic (``auth="basic"``: the ``authorization`` header, the platform
+    client's by default), with ``client_id`` and ``client_secret`` in the body (``"body"``, §2.3.1), or
+    not at all (``None``). Every answer of a token endpoint is JSON (§5.1, §5.2): that is checked here."""
+    body = dict(form)
+    sent = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": ALEXA_USER_AGENT, **(headers or {})}
+    if auth == "basic":
+        sent["Authorization"] = authorization
+    elif auth == "body":
+        body.update(client_id=PLATFORM_ID, client_secret=PLATFORM_SECRET)
+    started = time.monotonic()
+    async with platform.post(url, data=urlencode(body), headers=sent) as response:
+        text = await response.text()
+        elapsed = time.monotonic() - started
+        assert response.content_type == "application/json", (response.status, text)
+        return TokenAnswer(response.status, json.loads(text), response.headers, elapsed)

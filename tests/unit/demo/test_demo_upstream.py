@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
+from support.harness import post_token
 
 from gateway.config import settings as config_module
 from gateway.demo import demo_mapping_file, setup_demo
@@ -86,14 +87,15 @@ async def get_code(client: Client, **overrides: str) -> str:
     return query["code"][0]
 
 
-async def post_token(client: Client, **fields: str) -> tuple[int, dict[str, Any]]:
-    answer = await client.post("/_demo/oauth/token", data={**TOKEN_FORM, **fields})
+async def demo_token(client: Client, **fields: str) -> tuple[int, dict[str, Any]]:
+    """The gateway's token request to the demo upstream, its credentials in the body as ``demo.yaml`` says."""
+    answer = await post_token(client.session, str(client.make_url("/_demo/oauth/token")), {**TOKEN_FORM, **fields}, auth=None)
     assert answer.headers["Cache-Control"] == "no-store"
-    return answer.status, await answer.json()
+    return answer.status, answer.body
 
 
 async def exchange(client: Client, code: str) -> dict[str, Any]:
-    status, body = await post_token(client, grant_type="authorization_code", code=code, redirect_uri=GATEWAY_CALLBACK)
+    status, body = await demo_token(client, grant_type="authorization_code", code=code, redirect_uri=GATEWAY_CALLBACK)
     assert status == 200 and body["status"] == 0, body
     token: dict[str, Any] = body["body"]
     return token
@@ -219,13 +221,13 @@ async def test_access_token_works_at_userinfo(client: Client) -> None:
 
 async def test_refresh_rotates_the_refresh_token(client: Client) -> None:
     first = await exchange(client, await get_code(client))
-    status, answer = await post_token(client, grant_type="refresh_token", refresh_token=first["refresh_token"])
+    status, answer = await demo_token(client, grant_type="refresh_token", refresh_token=first["refresh_token"])
     assert status == 200 and answer["status"] == 0
     second = answer["body"]
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
     assert second["userid"] == "demo" and second["expires"] == "300"
-    status, again = await post_token(client, grant_type="refresh_token", refresh_token=second["refresh_token"])
+    status, again = await demo_token(client, grant_type="refresh_token", refresh_token=second["refresh_token"])
     assert again["status"] == 0
 
 
@@ -247,7 +249,7 @@ async def test_code_exchange_errors_come_with_http_200_and_a_status(
     client: Client, fields: dict[str, str], error: str
 ) -> None:
     form = {"grant_type": "authorization_code", "code": await get_code(client), "redirect_uri": GATEWAY_CALLBACK, **fields}
-    status, body = await post_token(client, **form)
+    status, body = await demo_token(client, **form)
     assert status == 200
     assert body["status"] != 0 and isinstance(body["status"], int)
     assert body["error"] == error
@@ -269,15 +271,15 @@ async def test_client_credentials_in_a_basic_header_are_refused(client: Client) 
 async def test_expired_code_and_swapped_tokens_are_refused(client: Client, sealer: Sealer) -> None:
     grant = {"user": "demo", "scope": ["profile"], "redirect_uri": GATEWAY_CALLBACK}
     stale = sealer.seal("demo-code", grant, ttl=60, now=time.time() - 61)
-    _, body = await post_token(client, grant_type="authorization_code", code=stale, redirect_uri=GATEWAY_CALLBACK)
+    _, body = await demo_token(client, grant_type="authorization_code", code=stale, redirect_uri=GATEWAY_CALLBACK)
     assert body["error"] == "invalid_code"
 
     tokens = await exchange(client, await get_code(client))
-    _, body = await post_token(client, grant_type="refresh_token", refresh_token=tokens["access_token"])
+    _, body = await demo_token(client, grant_type="refresh_token", refresh_token=tokens["access_token"])
     assert body["error"] == "invalid_refresh_token"
-    _, body = await post_token(client, grant_type="authorization_code", code=tokens["refresh_token"], redirect_uri=GATEWAY_CALLBACK)
+    _, body = await demo_token(client, grant_type="authorization_code", code=tokens["refresh_token"], redirect_uri=GATEWAY_CALLBACK)
     assert body["error"] == "invalid_code"
-    _, body = await post_token(client, grant_type="refresh_token")
+    _, body = await demo_token(client, grant_type="refresh_token")
     assert body["error"] == "invalid_request"
 
 
