@@ -184,12 +184,6 @@ CELLS = [
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
-
-
 GatewayMaker = Callable[..., Awaitable[Gateway]]
 
 

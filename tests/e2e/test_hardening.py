@@ -44,12 +44,6 @@ Maker = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
 async def make(tmp_path: Path) -> AsyncIterator[Maker]:
     """A gateway whose providers (name → recording upstream) each have their own mapping."""
     started: list[Gateway] = []

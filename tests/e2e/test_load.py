@@ -25,13 +25,11 @@ import asyncio
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-import pytest
 import yarl
 from prometheus_client.parser import text_string_to_metric_families
 from support.harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, mapping_yaml, query_of, write_gateway_files
@@ -60,12 +58,6 @@ class FlowResult:
     refreshed_access_token: str
     statuses: tuple[int, ...]
     instances: tuple[int, ...]  # which gateway served each of the five hops
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
 
 
 async def start_gateways(

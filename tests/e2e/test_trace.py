@@ -41,12 +41,6 @@ TRACE_TOKEN = "trace-token-0123456789-abcdefghijklmnop"
 TRACE_YAML = f"trace: {{token: {TRACE_TOKEN}, flows: 20}}\n"
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
-
-
 async def start(tmp_path: Path, fake: RecordingUpstream, *, more: str = TRACE_YAML, refused: bool = False,
                 method: str = "POST", upstream_extra: str = "", extra: str = "") -> Gateway:
     token_url = f"http://127.0.0.1:{refusing_port()}/token" if refused else fake.token_endpoint

@@ -37,12 +37,6 @@ BEARER = {"Authorization": f"Bearer {TRACE_TOKEN}"}
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture
 async def gateways() -> AsyncIterator[list[Gateway]]:
     started: list[Gateway] = []
     yield started
