@@ -137,7 +137,7 @@ CELLS = [
     Cell("302-redirect", Fault(status=302, headers={"Location": "https://login.example/sso?next=/token"}), *SERVER_ERROR, "unusable_answer"),
     Cell("302-redirect-with-html", Fault(status=302, body='<a href="https://login.example/">moved</a>', content_type="text/html",
                                          headers={"Location": "https://login.example/"}), *SERVER_ERROR, "unusable_answer"),
-    # a redirect is never a token answer, even with a token in its body (issue 8)
+    # a redirect is never a token answer, even with a token in its body
     Cell("302-with-token-json", json_fault(302, {"access_token": "at", "token_type": "bearer", "expires_in": 3600},
                                            Location="https://login.example/"), *SERVER_ERROR, "unusable_answer"),
     Cell("307-with-token-json", json_fault(307, {"access_token": "at", "token_type": "bearer"}, Location="/token"),

@@ -1,4 +1,4 @@
-"""Issue 8, "what an outside attack found": each defect, sent again over a real socket.
+"""What an outside attack found: each defect, sent again over a real socket.
 
 Where aiohttp's client would refuse or normalise the input (a bad request line, a bare header,
 a body that stops halfway), the bytes are written with asyncio streams.

@@ -32,10 +32,10 @@ from support.harness import (
     query_of,
     write_gateway_files,
 )
+from support.redis import REDIS_SERVER, Redis
 from support.sockets import bound_socket, port_of, start_site
 from support.upstream import Recorded, RecordingUpstream, Reply
 
-from e2e.test_refresh_grace import REDIS_SERVER, Redis
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import generate_key

@@ -26,7 +26,7 @@ from gateway.upstream import discovery
 ROOT = Path(__file__).resolve().parents[3]
 MAPPINGS = ROOT / "mappings"
 FILES = sorted(MAPPINGS.glob("*.yaml"))
-#: The providers the issue names, by mapping file.
+#: The providers the project promises a mapping for, by mapping file.
 REQUIRED = {
     "amazon", "google", "entra", "github", "slack", "withings", "strava", "salesforce", "facebook", "fitbit",
     "x", "reddit", "ecobee", "dropbox", "spotify", "zoom", "smartthings", "homeconnect", "discord", "mailchimp", "oidc",

@@ -1,5 +1,5 @@
 """``gateway init``'s inference over the documented answers of every shipped mapping, and over the
-forms the issue lists (format, root, field names, expiry forms, scope forms, token_type, errors).
+forms providers answer in (format, root, field names, expiry forms, scope forms, token_type, errors).
 
 For each mapping in mappings/, its ``examples:`` bodies are given to the inference as the operator
 gives files to ``gateway init``: the code-exchange answers as ``--answer``, the refresh answers as

@@ -1,4 +1,4 @@
-"""gateway.web.runner's settings and its rate-limited accept error (issue 8, item 2)."""
+"""gateway.web.runner's settings and its rate-limited accept error."""
 
 from __future__ import annotations
 
