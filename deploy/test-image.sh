@@ -117,10 +117,10 @@ say "read-only root, /healthz, /readyz, /metrics only on the ops port"
 podman healthcheck run "$NAME" > /dev/null || fail "HEALTHCHECK"
 say "HEALTHCHECK: $(podman inspect --format '{{.State.Health.Status}}' "$NAME")"
 
-PYTHONPATH=tests/e2e .venv/bin/python - "$PORT" <<'PY' || fail "demo link"
+PYTHONPATH=tests .venv/bin/python - "$PORT" <<'PY' || fail "demo link"
 import asyncio, sys
 import aiohttp
-from upstream_oidc import login_and_consent
+from support.oidc_provider import login_and_consent
 
 async def main(url: str) -> None:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:  # an IP host

@@ -111,7 +111,7 @@ class DirectRequestLine:
     ``log.info(…, extra=fields)`` costs a ``LogRecord`` (about 20 attributes, a frame lookup for
     the caller), a walk up the logger tree, and a formatter that sorts the record's attributes
     back into fields — about a tenth of a ``/token`` request's CPU. This writes the very line
-    :class:`JsonFormatter` or :class:`TextFormatter` would (tests/unit/test_request_line.py
+    :class:`JsonFormatter` or :class:`TextFormatter` would (tests/unit/observe/test_request_line.py
     compares them byte for byte), but only while the logging setup is still the one
     :func:`setup_logging` made: one handler on the root, nothing on ``gateway.request``, no
     filters, and the level lets info through. Anything else — pytest's ``caplog``, a handler

@@ -1,4 +1,5 @@
-"""End-to-end fixtures: a real upstream (oidc-provider), the real gateway, a client playing Alexa.
+"""End-to-end fixtures: a real upstream (oidc-provider), the real gateway, a client playing Alexa,
+``gateway serve`` on the shipped config. The recording upstream (``fake``) is in tests/conftest.py.
 
 Everything listens on 127.0.0.1. The gateway is configured the way an operator would do it: a
 gateway.yaml and a mapping file written to disk and loaded by :func:`gateway.config.settings.load_config`.
@@ -8,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from harness import (
+from support.harness import (
     UPSTREAM_CLIENTS,
     UPSTREAM_ID,
     UPSTREAM_SECRET,
@@ -23,8 +25,9 @@ from harness import (
     mapping_yaml,
     start_gateway,
 )
-from listening import bound_socket, port_of
-from upstream_oidc import OidcUpstream, SharedOidcProviders
+from support.oidc_provider import OidcUpstream, SharedOidcProviders
+from support.processes import ROOT
+from support.sockets import bound_socket, port_of
 
 
 @pytest.fixture
@@ -126,3 +129,40 @@ async def platform() -> AsyncIterator[aiohttp.ClientSession]:
     """Alexa's servers: no cookies, server to server."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         yield session
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[str]:
+    """``gateway serve`` on the shipped gateway.yaml, as a newcomer starts it from the repository root: its base URL.
+    Whatever it printed is checked when it stops: no code in a query string, no token."""
+    sock = bound_socket()  # held by the test, inherited by `gateway serve` (--fd): no port to guess
+    port = port_of(sock)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--fd", str(sock.fileno()),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, pass_fds=(sock.fileno(),),
+        )
+    finally:
+        sock.close()
+    base = f"http://localhost:{port}"
+    try:
+        async with aiohttp.ClientSession() as probe:
+            for _ in range(100):
+                try:
+                    async with probe.get(f"{base}/readyz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if process.returncode is not None:
+                    raise AssertionError((await process.stdout.read()).decode())  # type: ignore[union-attr]  # started with stdout=PIPE
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("gateway serve did not become ready within 10 s")
+        yield base
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        output = (await process.communicate())[0].decode()
+        # Nothing secret is logged: no query strings with codes, no tokens.
+        assert "code=" not in output and "access_token" not in output, output

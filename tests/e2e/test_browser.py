@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ALEXA_REDIRECT
-from helpers.upstream import Fault, RecordingUpstream
-from test_default_config import served  # noqa: F401  # the fixture: `gateway serve` on the shipped config
-from test_trace import TRACE_TOKEN, link, start, token, trace_json
+from support.harness import ALEXA_REDIRECT
+from support.upstream import Fault, RecordingUpstream
+
+from e2e.test_trace import TRACE_TOKEN, link, start, token, trace_json
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 CHROMIUM = "/usr/bin/chromium"
@@ -46,7 +46,7 @@ async def page() -> AsyncIterator[Any]:
         await browser.close()
 
 
-async def test_the_demo_links_refreshes_and_draws_the_trace(served: str, page: Any) -> None:  # noqa: F811
+async def test_the_demo_links_refreshes_and_draws_the_trace(served: str, page: Any) -> None:
     await page.goto(f"{served}/")
     assert "DEMO" in await page.content()
     await page.click("text=Link account")

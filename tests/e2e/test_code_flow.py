@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from harness import (
+from support.harness import (
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
     PLATFORM_ID,
@@ -23,34 +23,14 @@ from harness import (
     Gateway,
     GatewayFactory,
     link,
+    post_token,
     query_of,
 )
-from helpers.oauth import basic
-from multidict import CIMultiDictProxy
-from upstream_oidc import login_and_consent
+from support.oauth import basic
+from support.oidc_provider import login_and_consent
 
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import open_code, seal_code
-
-
-async def post_token(
-    platform: aiohttp.ClientSession,
-    gateway: Gateway,
-    form: dict[str, str],
-    *,
-    auth: str | None = "basic",
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any], CIMultiDictProxy[str]]:
-    body = dict(form)
-    sent_headers = {"User-Agent": "Apache-HttpClient/4.5.x (Java/1.8.0_152)", **(headers or {})}
-    if auth == "basic":
-        sent_headers["Authorization"] = PLATFORM_BASIC
-    elif auth == "body":
-        body.update(client_id=PLATFORM_ID, client_secret=PLATFORM_SECRET)
-    async with platform.post(gateway.endpoint("token"), data=urlencode(body), headers={
-        "Content-Type": "application/x-www-form-urlencoded", **sent_headers
-    }) as response:
-        return response.status, await response.json(), response.headers
 
 
 def code_form(code: str, redirect_uri: str = ALEXA_REDIRECT) -> dict[str, str]:
@@ -61,16 +41,16 @@ async def test_code_flow_then_refresh(gateway: Gateway, browser: aiohttp.ClientS
     back = await link(browser, gateway)
     assert back["state"] == "alexa-state-123"
 
-    status, token, headers = await post_token(platform, gateway, code_form(back["code"]))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]))
+    status, token, headers = answer.status, answer.body, answer.headers
     assert status == 200, token
     assert headers["Cache-Control"] == "no-store" and headers["Pragma"] == "no-cache"
     assert token["token_type"] == "Bearer"
     assert isinstance(token["expires_in"], int) and token["expires_in"] > 0
     assert token["access_token"] and token["refresh_token"]
 
-    status, refreshed, headers = await post_token(
-        platform, gateway, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
-    )
+    answer = await post_token(platform, gateway.endpoint("token"), {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+    status, refreshed, headers = answer.status, answer.body, answer.headers
     assert status == 200, refreshed
     assert headers["Cache-Control"] == "no-store"
     assert refreshed["access_token"] != token["access_token"]
@@ -79,7 +59,8 @@ async def test_code_flow_then_refresh(gateway: Gateway, browser: aiohttp.ClientS
 
 async def test_client_secret_in_body(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
     back = await link(browser, gateway)
-    status, token, _ = await post_token(platform, gateway, code_form(back["code"]), auth="body")
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]), auth="body")
+    status, token = answer.status, answer.body
     assert status == 200, token
     assert token["access_token"]
 
@@ -91,11 +72,11 @@ async def test_upstream_with_client_secret_post(
     the code exchange and for refresh."""
     gateway = await make_gateway(client_auth="body", upstream_client_id=UPSTREAM_POST_ID)
     back = await link(browser, gateway)
-    status, token, _ = await post_token(platform, gateway, code_form(back["code"]))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]))
+    status, token = answer.status, answer.body
     assert status == 200, token
-    status, refreshed, _ = await post_token(
-        platform, gateway, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
-    )
+    answer = await post_token(platform, gateway.endpoint("token"), {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+    status, refreshed = answer.status, answer.body
     assert status == 200, refreshed
 
 
@@ -106,7 +87,8 @@ async def test_upstream_refusing_the_gateways_credentials_is_not_the_platforms_f
     the platform gets 502 server_error, not an invalid_client that would blame its own secret."""
     gateway = await make_gateway(upstream_secret="not-the-upstream-secret")
     back = await link(browser, gateway)
-    status, body, _ = await post_token(platform, gateway, code_form(back["code"]))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]))
+    status, body = answer.status, answer.body
     assert status == 502, body
     assert body["error"] == "server_error"
 
@@ -127,23 +109,27 @@ async def test_wrong_client_secret(gateway: Gateway, browser: aiohttp.ClientSess
         assert (await response.json())["error"] == "invalid_client"
 
     # The code was not spent by the failed attempts.
-    status, token, _ = await post_token(platform, gateway, code_form(back["code"]))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]))
+    status, token = answer.status, answer.body
     assert status == 200, token
 
 
 async def test_both_client_auth_methods_at_once(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
     back = await link(browser, gateway)
     form = {**code_form(back["code"]), "client_id": PLATFORM_ID, "client_secret": PLATFORM_SECRET}
-    status, body, _ = await post_token(platform, gateway, form, auth="basic")
+    answer = await post_token(platform, gateway.endpoint("token"), form, auth="basic")
+    status, body = answer.status, answer.body
     assert status == 400
     assert body["error"] == "invalid_request"
 
 
 async def test_reused_code(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
     back = await link(browser, gateway)
-    status, _, _ = await post_token(platform, gateway, code_form(back["code"]))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]))
+    status = answer.status
     assert status == 200
-    status, body, _ = await post_token(platform, gateway, code_form(back["code"]))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"]))
+    status, body = answer.status, answer.body
     assert status == 400
     assert body["error"] == "invalid_grant"
 
@@ -153,7 +139,8 @@ async def test_expired_code(gateway: Gateway, browser: aiohttp.ClientSession, pl
     sealer = Sealer(gateway.config.keys)
     payload = open_code(sealer, back["code"])
     expired = seal_code(sealer, payload, ttl=300, now=0)  # sealed long ago, same key
-    status, body, _ = await post_token(platform, gateway, code_form(expired))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(expired))
+    status, body = answer.status, answer.body
     assert status == 400
     assert body["error"] == "invalid_grant"
     assert "expired" in body["error_description"]
@@ -165,18 +152,21 @@ async def test_forged_and_tampered_codes(gateway: Gateway, browser: aiohttp.Clie
     code = back["code"]
     tampered = code[:40] + ("A" if code[40] != "A" else "B") + code[41:]
     for bad in (forged, tampered, "not-a-code", ""):
-        status, body, _ = await post_token(platform, gateway, code_form(bad))
+        answer = await post_token(platform, gateway.endpoint("token"), code_form(bad))
+        status, body = answer.status, answer.body
         assert status == 400, bad
         assert body["error"] in {"invalid_grant", "invalid_request"}
     # The genuine code still works.
-    status, token, _ = await post_token(platform, gateway, code_form(code))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(code))
+    status, token = answer.status, answer.body
     assert status == 200, token
 
 
 async def test_token_redirect_uri_must_match(gateway: Gateway, browser: aiohttp.ClientSession, platform: aiohttp.ClientSession) -> None:
     back = await link(browser, gateway)
     other_region = ALEXA_REDIRECT.replace("pitangui.amazon.com", "layla.amazon.com")
-    status, body, _ = await post_token(platform, gateway, code_form(back["code"], other_region))
+    answer = await post_token(platform, gateway.endpoint("token"), code_form(back["code"], other_region))
+    status, body = answer.status, answer.body
     assert status == 400
     assert body["error"] == "invalid_grant"
 
@@ -292,7 +282,8 @@ async def test_token_endpoint_rejects_bad_requests_with_json(gateway: Gateway, p
         ({"grant_type": "refresh_token"}, 400, "invalid_request"),
     ]
     for form, status, error in cases:
-        got_status, body, headers = await post_token(platform, gateway, form)
+        answer = await post_token(platform, gateway.endpoint("token"), form)
+        got_status, body, headers = answer.status, answer.body, answer.headers
         assert (got_status, body["error"]) == (status, error), form
         assert headers["Pragma"] == "no-cache"
     # Duplicated parameters (RFC 6749 §3.2) and a body far too large.

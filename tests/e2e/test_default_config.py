@@ -11,51 +11,13 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import AsyncIterator
 from html import unescape
 from pathlib import Path
 
 import aiohttp
-import pytest
-from listening import bound_socket, port_of
-from upstream_oidc import login_and_consent
+from support.oidc_provider import login_and_consent
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def served() -> AsyncIterator[str]:
-    sock = bound_socket()  # held by the test, inherited by `gateway serve` (--fd): no port to guess
-    port = port_of(sock)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--fd", str(sock.fileno()),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, pass_fds=(sock.fileno(),),
-        )
-    finally:
-        sock.close()
-    base = f"http://localhost:{port}"
-    try:
-        async with aiohttp.ClientSession() as probe:
-            for _ in range(100):
-                try:
-                    async with probe.get(f"{base}/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if process.returncode is not None:
-                    raise AssertionError((await process.stdout.read()).decode())  # type: ignore[union-attr]  # started with stdout=PIPE
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("gateway serve did not become ready within 10 s")
-        yield base
-    finally:
-        if process.returncode is None:
-            process.terminate()
-        output = (await process.communicate())[0].decode()
-        # Nothing secret is logged: no query strings with codes, no tokens.
-        assert "code=" not in output and "access_token" not in output, output
 
 
 def hidden_fields(page: str) -> dict[str, str]:

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import Gateway, query_of
-from listening import start_site
-from upstream_oidc import login_and_consent
+from support.harness import Gateway, query_of
+from support.oidc_provider import login_and_consent
+from support.sockets import start_site
 
 from gateway.cli.linktest import Check, run_linktest
 from gateway.oauth.basicauth import basic_auth_header

@@ -2,7 +2,7 @@
 
 For each cell the platform (Alexa) posts one token request — ``authorization_code`` with a sealed
 code minted as the callback mints it, or ``refresh_token`` — to a real gateway in front of
-:class:`~helpers.upstream.RecordingUpstream` misbehaving as the cell says, and the gateway must answer:
+:class:`~support.upstream.RecordingUpstream` misbehaving as the cell says, and the gateway must answer:
 
 * the RFC 6749 answer the README's "Errors the platform sees" promises (status and ``error``):
   upstream slow, unreachable, cut off, 5xx or throttled → 503 ``temporarily_unavailable`` (retry
@@ -34,18 +34,18 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from harness import (
+from prometheus_client.parser import text_string_to_metric_families
+from support.harness import (
     ALEXA_REDIRECT,
-    PLATFORM_BASIC,
     PLATFORM_ID,
     Gateway,
     mapping_yaml,
+    post_token,
     start_gateway,
     write_gateway_files,
 )
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
-from listening import bound_socket, port_of, refusing_port, start_site
-from prometheus_client.parser import text_string_to_metric_families
+from support.sockets import bound_socket, port_of, refusing_port, start_site
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import Sealer
@@ -137,7 +137,7 @@ CELLS = [
     Cell("302-redirect", Fault(status=302, headers={"Location": "https://login.example/sso?next=/token"}), *SERVER_ERROR, "unusable_answer"),
     Cell("302-redirect-with-html", Fault(status=302, body='<a href="https://login.example/">moved</a>', content_type="text/html",
                                          headers={"Location": "https://login.example/"}), *SERVER_ERROR, "unusable_answer"),
-    # a redirect is never a token answer, even with a token in its body (issue 8)
+    # a redirect is never a token answer, even with a token in its body
     Cell("302-with-token-json", json_fault(302, {"access_token": "at", "token_type": "bearer", "expires_in": 3600},
                                            Location="https://login.example/"), *SERVER_ERROR, "unusable_answer"),
     Cell("307-with-token-json", json_fault(307, {"access_token": "at", "token_type": "bearer"}, Location="/token"),
@@ -182,12 +182,6 @@ CELLS = [
 # ---------------------------------------------------------------------------------------------
 # fixtures and helpers
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
 
 
 GatewayMaker = Callable[..., Awaitable[Gateway]]
@@ -248,27 +242,6 @@ def sealed_code(gateway: Gateway, upstream_code: str) -> str:
     return seal_code(Sealer(gateway.config.keys), CodePayload(upstream_code, PLATFORM_ID, ALEXA_REDIRECT, PROVIDER), ttl=300)
 
 
-@dataclass(frozen=True)
-class Answered:
-    status: int
-    headers: Any
-    body: dict[str, Any]
-    elapsed: float
-
-
-async def post_token(client: aiohttp.ClientSession, gateway: Gateway, form: dict[str, str]) -> Answered:
-    started = time.monotonic()
-    async with client.post(
-        f"{gateway.url}/{PROVIDER}/token",
-        data=urlencode(form),
-        headers={"Authorization": PLATFORM_BASIC, "Content-Type": "application/x-www-form-urlencoded"},
-    ) as response:
-        text = await response.text()
-        elapsed = time.monotonic() - started
-        assert response.content_type == "application/json", (response.status, text)
-        return Answered(response.status, response.headers, json.loads(text), elapsed)
-
-
 async def settle() -> None:
     """Let the callbacks already due run (a few loop turns); no wall-clock margin.
 
@@ -302,7 +275,7 @@ async def test_token_endpoint_fault(make_fake_gateway: GatewayMaker, fake: Recor
 
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as platform:
         before = await scrape(platform, gateway)
-        answer = await post_token(platform, gateway, form)
+        answer = await post_token(platform, gateway.endpoint("token", PROVIDER), form)
         await settle()
         after = await scrape(platform, gateway)
 
@@ -469,7 +442,7 @@ async def test_a_mapping_timeout_longer_than_the_gateway_wide_one_is_honoured(tm
         fake.fault = Fault(delay=1.0)
         form = {"grant_type": "refresh_token", "refresh_token": fake.issue_refresh_token()}
         async with aiohttp.ClientSession() as platform:
-            answer = await post_token(platform, Gateway(url, config, runner), form)
+            answer = await post_token(platform, Gateway(url, config, runner).endpoint("token", PROVIDER), form)
         assert answer.status == 200, (answer.body, answer.elapsed)
     finally:
         await runner.cleanup()

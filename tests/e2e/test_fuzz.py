@@ -3,7 +3,7 @@
 Everything runs against the real gateway on 127.0.0.1 (``gateway.config.settings.load_config`` +
 ``create_app``, as ``gateway serve`` runs it), in front of the real oidc-provider upstream; where the
 test must see or choose what the upstream token endpoint answers, the mappings point ``token.url``
-at the recording upstream (:class:`helpers.upstream.RecordingUpstream`).
+at the recording upstream (:class:`support.upstream.RecordingUpstream`).
 
 Invariants (each is asserted for every generated input):
 
@@ -72,7 +72,10 @@ import aiohttp
 import pytest
 import yarl
 from cryptography.fernet import Fernet
-from harness import (
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+from support.harness import (
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
     PLATFORM_ID,
@@ -84,12 +87,9 @@ from harness import (
     mapping_yaml,
     start_gateway,
 )
-from helpers.oauth import basic
-from helpers.upstream import RecordingUpstream, Reply
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-from multidict import CIMultiDict
-from upstream_oidc import OidcUpstream, login_and_consent
+from support.oauth import basic
+from support.oidc_provider import OidcUpstream, login_and_consent
+from support.upstream import RecordingUpstream, Reply
 
 from gateway.config.models import TOKEN_ERRORS
 from gateway.config.platforms import RedirectPolicy

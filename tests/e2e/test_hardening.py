@@ -1,4 +1,4 @@
-"""Issue 8, "what an outside attack found": each defect, sent again over a real socket.
+"""What an outside attack found: each defect, sent again over a real socket.
 
 Where aiohttp's client would refuse or normalise the input (a bad request line, a bare header,
 a body that stops halfway), the bytes are written with asyncio streams.
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import (
+from support.harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
@@ -30,9 +30,9 @@ from harness import (
     start_gateway,
     write_gateway_files,
 )
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Grant, RecordingUpstream
-from listening import bound_socket, start_site, unused_port
-from processes import start_gateway_process
+from support.processes import start_gateway_process
+from support.sockets import bound_socket, start_site, unused_port
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Grant, RecordingUpstream
 
 from gateway.config.settings import load_config
 from gateway.observe.logs import TEXT_FORMAT, TextFormatter
@@ -41,12 +41,6 @@ from gateway.web.handlers import MAX_PARAM_LENGTH
 from gateway.web.runner import DRAIN, GatewayRunner
 
 Maker = Callable[..., Awaitable[Gateway]]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture

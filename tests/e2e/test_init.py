@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
-from harness import (
+from support.harness import (
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
     PLATFORM_ID,
@@ -33,9 +33,9 @@ from harness import (
     link,
     query_of,
 )
-from helpers.oauth import basic
-from listening import bound_socket, port_of, start_site
-from upstream_oidc import OidcUpstream, login_and_consent
+from support.oauth import basic
+from support.oidc_provider import OidcUpstream, login_and_consent
+from support.sockets import bound_socket, port_of, start_site
 
 from gateway.config.settings import load_config
 from gateway.web.app import create_app

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import (
+from support.harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
@@ -32,9 +32,9 @@ from harness import (
     query_of,
     write_gateway_files,
 )
-from helpers.upstream import Recorded, RecordingUpstream, Reply
-from listening import bound_socket, port_of, start_site
-from test_refresh_grace import REDIS_SERVER, Redis
+from support.redis import REDIS_SERVER, Redis
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import Recorded, RecordingUpstream, Reply
 
 from gateway.config.settings import load_config
 from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh

@@ -12,12 +12,12 @@ import ssl
 from pathlib import Path
 
 import pytest
-from builders import plain_mapping, self_signed
-from harness import Gateway, GatewayFactory, mapping_yaml, start_gateway, write_gateway_files
-from helpers.upstream import RecordingUpstream, Reply
-from listening import bound_socket, port_of, refusing_port
-from processes import start_gateway_process
-from upstream_oidc import OidcUpstream
+from support.builders import plain_mapping, self_signed
+from support.harness import Gateway, GatewayFactory, mapping_yaml, start_gateway, write_gateway_files
+from support.oidc_provider import OidcUpstream
+from support.processes import start_gateway_process
+from support.sockets import bound_socket, port_of, refusing_port
+from support.upstream import RecordingUpstream, Reply
 
 from gateway.cli.commands import main
 from gateway.cli.linktest import Check, run_linktest

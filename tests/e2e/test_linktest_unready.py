@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from listening import refusing_port, start_site
+from support.sockets import refusing_port, start_site
 
 from gateway.cli.linktest import Check, run_linktest
 from gateway.config.settings import Config, load_config

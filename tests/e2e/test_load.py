@@ -1,7 +1,7 @@
 """Load with nothing lost: many complete account links at once through real ``gateway serve`` processes.
 
 The gateway runs as a subprocess (so the load is real HTTP through the real server, its event loop
-alone in its process) in front of :class:`~helpers.upstream.RecordingUpstream`. Each flow is one user with
+alone in its process) in front of :class:`~support.upstream.RecordingUpstream`. Each flow is one user with
 their own cookie jar plus Alexa's token calls:
 
     GET /p/authorize → 302 fake /authorize → 302 /p/callback → 302 <Alexa redirect URI>?code&state
@@ -25,19 +25,17 @@ import asyncio
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-import pytest
 import yarl
-from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, mapping_yaml, query_of, write_gateway_files
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Recorded, RecordingUpstream, code_of
-from listening import bound_socket, port_of
-from processes import GatewayProcess, start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
+from support.harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, mapping_yaml, query_of, write_gateway_files
+from support.processes import GatewayProcess, start_gateway_process
+from support.sockets import bound_socket, port_of
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, Recorded, RecordingUpstream, code_of
 
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code
@@ -60,12 +58,6 @@ class FlowResult:
     refreshed_access_token: str
     statuses: tuple[int, ...]
     instances: tuple[int, ...]  # which gateway served each of the five hops
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
 
 
 async def start_gateways(

@@ -16,11 +16,11 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
-from harness import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, query_of, write_gateway_files
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
-from listening import bound_socket, port_of, start_site
-from processes import start_gateway_process
 from prometheus_client.parser import text_string_to_metric_families
+from support.harness import ALEXA_PLATFORM_YAML, ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, query_of, write_gateway_files
+from support.processes import start_gateway_process
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 
 from gateway.config.about import today
 from gateway.config.settings import load_config

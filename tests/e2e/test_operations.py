@@ -19,8 +19,9 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import pytest
-from builders import plain_mapping, self_signed
-from harness import (
+from prometheus_client.parser import text_string_to_metric_families
+from support.builders import plain_mapping, self_signed
+from support.harness import (
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
     PLATFORM_ID,
@@ -33,12 +34,11 @@ from harness import (
     query_of,
     write_gateway_files,
 )
-from helpers.oauth import basic
-from helpers.upstream import RecordingUpstream, Reply
-from listening import bound_socket, port_of, refusing_port
-from processes import GatewayProcess, start_gateway_process
-from prometheus_client.parser import text_string_to_metric_families
-from upstream_oidc import OidcUpstream, login_and_consent
+from support.oauth import basic
+from support.oidc_provider import OidcUpstream, login_and_consent
+from support.processes import GatewayProcess, start_gateway_process
+from support.sockets import bound_socket, port_of, refusing_port
+from support.upstream import RecordingUpstream, Reply
 
 from gateway.config.settings import load_config
 from gateway.oauth.seal import Sealer, generate_key

@@ -16,10 +16,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from builders import self_signed
-from harness import mapping_yaml, write_gateway_files
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
-from listening import bound_socket, port_of, refusing_port, start_site, unused_port
+from support.builders import self_signed
+from support.harness import mapping_yaml, write_gateway_files
+from support.sockets import bound_socket, port_of, refusing_port, start_site, unused_port
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 
 from gateway.cli.commands import main
 from gateway.cli.health import check_health, health_url

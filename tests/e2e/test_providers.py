@@ -1,7 +1,7 @@
 """Every shipped provider mapping, end to end: platform → gateway → provider → gateway → platform.
 
 For each ``mappings/<provider>.yaml`` the real gateway runs on 127.0.0.1 in front of the test
-upstream (:class:`helpers.upstream.RecordingUpstream`), which answers with the mapping's own ``examples:``. A client
+upstream (:class:`support.upstream.RecordingUpstream`), which answers with the mapping's own ``examples:``. A client
 playing the platform redeems a sealed code (or a refresh token) at ``/<provider>/token``; then:
 
 * the request the provider received must match what the provider's documentation says (the
@@ -28,11 +28,11 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers.mappings import with_bases
-from helpers.oauth import basic
-from helpers.upstream import RecordingUpstream, Reply
-from listening import port_of, start_site
-from provider_upstream import Documented, has_token_url, mismatches, with_token_url, with_url
+from support.documented import Documented, has_token_url, mismatches, with_token_url, with_url
+from support.mappings import with_bases
+from support.oauth import basic
+from support.sockets import port_of, start_site
+from support.upstream import RecordingUpstream, Reply
 
 import gateway.upstream.answer
 from gateway.config.settings import load_config

@@ -14,12 +14,12 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import ALEXA_PLATFORM_YAML, write_gateway_files
-from helpers.upstream import RecordingUpstream, Reply
-from listening import bound_socket, port_of, start_site
-from test_tenant_form import QUERY, Fields
-from test_trace import TRACE_TOKEN
+from support.harness import ALEXA_PLATFORM_YAML, write_gateway_files
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import RecordingUpstream, Reply
 
+from e2e.test_tenant_form import QUERY, Fields
+from e2e.test_trace import TRACE_TOKEN
 from gateway.config.settings import load_config
 from gateway.web.app import create_app
 

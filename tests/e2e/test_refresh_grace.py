@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import (
+from support.harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
@@ -30,9 +27,10 @@ from harness import (
     UPSTREAM_SECRET,
     write_gateway_files,
 )
-from helpers.upstream import RecordingUpstream, Reply
-from listening import bound_socket, port_of, start_site, unused_port
-from processes import GatewayProcess, start_gateway_process
+from support.processes import GatewayProcess, start_gateway_process
+from support.redis import REDIS_SERVER, Redis
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import RecordingUpstream, Reply
 
 from gateway.config.settings import load_config
 from gateway.oauth.refresh import RefreshGrace
@@ -43,8 +41,6 @@ from gateway.oauth.store import SharedStore, StoreSettings
 from gateway.observe.metrics import Metrics
 from gateway.web.app import create_app
 from gateway.web.appkeys import GRACE, STORE
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def rotating_upstream() -> RecordingUpstream:
@@ -77,79 +73,6 @@ def mapping(token_url: str, *, grace: int | None = None, timeout: float = 3) -> 
         f'    url: "{token_url}"\n'
         f"    timeout: {timeout}{refresh}\n"
     )
-
-
-@dataclass
-class Redis:
-    """A redis-server of our own on 127.0.0.1, stoppable and restartable on the same port."""
-
-    directory: Path
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        for _ in range(5):
-            if not self.port:
-                self.port = unused_port()  # retried below if another process took it meanwhile
-            self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._wait_ready():
-                return
-            self.stop()
-            self.port = 0
-        raise AssertionError("redis-server did not start")
-
-    def command(self) -> list[str]:
-        """The redis-server command line (a subclass adds a password or TLS)."""
-        return [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory)]
-
-    def ping(self) -> bool:
-        """True once the server answers PING on its port."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def _wait_ready(self) -> bool:
-        assert self.process is not None
-        for _ in range(100):
-            if self.process.poll() is not None:
-                return False
-            if self.ping():
-                return True
-            time.sleep(0.05)
-        return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(5)
-        self.process = None
-
-    def restart(self) -> None:
-        port = self.port
-        self.start()
-        assert self.port == port, "redis came back on another port"
-
-    def scan(self) -> dict[str, str]:
-        """Every key and its value (all the gateway writes are strings)."""
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
-        try:
-            found: dict[str, str] = {}
-            for key in client.scan_iter(count=1000):
-                assert client.pttl(key) > 0, f"{key} has no TTL"
-                found[key] = str(client.get(key))
-            return found
-        finally:
-            client.close()
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from builders import plain_mapping
-from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, start_gateway
-from helpers.upstream import RecordingUpstream, Reply
+from support.builders import plain_mapping
+from support.harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, start_gateway
+from support.upstream import RecordingUpstream, Reply
 
 from gateway.oauth.seal import Sealer
 from gateway.oauth.state import CodePayload, seal_code

@@ -11,9 +11,9 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
-from harness import PLATFORM_BASIC, mapping_yaml, write_gateway_files
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
-from listening import bound_socket
+from support.harness import PLATFORM_BASIC, mapping_yaml, write_gateway_files
+from support.sockets import bound_socket
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 
 from gateway.config.settings import load_config
 from gateway.web.app import create_app

@@ -1,4 +1,4 @@
-"""The shared store against a Redis that wants a password, and one that speaks only TLS (issue 11).
+"""The shared store against a Redis that wants a password, and one that speaks only TLS.
 
 ``store.url`` reaches redis-py's asyncio client as written, so ``redis://:${VAR}@…`` and
 ``rediss://…`` were assumed to work; these tests prove it against Debian's real redis-server on
@@ -26,11 +26,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from harness import write_gateway_files
-from helpers.upstream import RecordingUpstream
-from listening import bound_socket, port_of, start_site
-from test_refresh_grace import REDIS_SERVER, Redis, mapping, metric, refresh, rotating_upstream
+from support.harness import write_gateway_files
+from support.redis import REDIS_SERVER, Redis
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import RecordingUpstream
 
+from e2e.test_refresh_grace import mapping, metric, refresh, rotating_upstream
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app

@@ -26,11 +26,12 @@ import aiohttp
 import pytest
 import redis
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, write_gateway_files
-from helpers.upstream import RecordingUpstream
-from listening import bound_socket, port_of, start_site
-from test_refresh_grace import REDIS_SERVER, Redis, Replica, mapping, refresh, rotating_upstream
+from support.harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, write_gateway_files
+from support.redis import REDIS_SERVER, Redis
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import RecordingUpstream
 
+from e2e.test_refresh_grace import Replica, mapping, refresh, rotating_upstream
 from gateway.config.settings import load_config
 from gateway.oauth.seal import Sealer, generate_key
 from gateway.oauth.state import CodePayload, seal_code

@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import (
+from support.harness import (
     ALEXA_PLATFORM_YAML,
     ALEXA_REDIRECT,
     PLATFORM_BASIC,
@@ -25,10 +25,10 @@ from harness import (
     query_of,
     write_gateway_files,
 )
-from helpers.upstream import Recorded, RecordingUpstream, Reply
-from listening import bound_socket, port_of, start_site
-from test_trace_bounds import UNREADABLE_FORMS, raw_request
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import Recorded, RecordingUpstream, Reply
 
+from e2e.test_trace_bounds import UNREADABLE_FORMS, raw_request
 from gateway.config.settings import load_config
 from gateway.oauth.seal import generate_key
 from gateway.web.app import create_app

@@ -1,7 +1,7 @@
 """The flow trace (gateway/observe/trace/): every hop of a real link, every fault of the matrix named
 at the step where it happened in linktest's words, no secret anywhere, and the page locked.
 
-A gateway with ``trace:`` on runs in front of :class:`~helpers.upstream.RecordingUpstream`; a browser
+A gateway with ``trace:`` on runs in front of :class:`~support.upstream.RecordingUpstream`; a browser
 (aiohttp with a cookie jar) links through it as a user would, then the platform redeems the code
 while the upstream misbehaves as a fault-matrix cell says.
 """
@@ -20,23 +20,25 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, PLATFORM_SECRET, Gateway, mapping_yaml, write_gateway_files
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
-from listening import bound_socket, port_of, refusing_port, start_site
-from test_fault_matrix import CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell
+from support.harness import (
+    ALEXA_REDIRECT,
+    PLATFORM_BASIC,
+    PLATFORM_ID,
+    PLATFORM_SECRET,
+    Gateway,
+    mapping_yaml,
+    write_gateway_files,
+)
+from support.sockets import bound_socket, port_of, refusing_port, start_site
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 
+from e2e.test_fault_matrix import CELLS, IMPLICIT_CELLS, PROVIDER, TIMEOUT, Cell, ImplicitCell
 from gateway.config.settings import ConfigError, load_config
 from gateway.observe import reasons
 from gateway.web.app import create_app
 
 TRACE_TOKEN = "trace-token-0123456789-abcdefghijklmnop"
 TRACE_YAML = f"trace: {{token: {TRACE_TOKEN}, flows: 20}}\n"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
 
 
 async def start(tmp_path: Path, fake: RecordingUpstream, *, more: str = TRACE_YAML, refused: bool = False,

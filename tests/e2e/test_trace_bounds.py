@@ -3,7 +3,7 @@ every hop and the whole trace are bounded, junk does not flush real flows, a lon
 stay few, and hostile bytes at the trace's own pages get a 4xx, never the last-resort 500.
 
 Each input goes over a real socket to a gateway on 127.0.0.1 in front of
-:class:`~helpers.upstream.RecordingUpstream`; what the trace kept is read from its pages, or
+:class:`~support.upstream.RecordingUpstream`; what the trace kept is read from its pages, or
 weighed in the app's own trace where a page shows only part of it.
 """
 
@@ -21,25 +21,19 @@ import aiohttp
 import pytest
 import yarl
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, mapping_yaml, write_gateway_files
-from helpers.oauth import basic
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
-from listening import bound_socket, port_of, start_site
-from test_fault_matrix import PROVIDER
-from test_trace import TRACE_TOKEN, link, token, trace_json
-from upstream_oidc import login_and_consent
+from support.harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, Gateway, mapping_yaml, post_token, write_gateway_files
+from support.oauth import basic
+from support.oidc_provider import login_and_consent
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Fault, RecordingUpstream
 
+from e2e.test_fault_matrix import PROVIDER
+from e2e.test_trace import TRACE_TOKEN, link, token, trace_json
 from gateway.config.settings import load_config
 from gateway.observe.trace.model import MAX_HOP_BYTES, MAX_KEYS, TRACE, FlowTrace
 from gateway.web.app import create_app
 
 BEARER = {"Authorization": f"Bearer {TRACE_TOKEN}"}
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[RecordingUpstream]:
-    async with RecordingUpstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture
@@ -75,12 +69,6 @@ def junk_body(code: str, names: int = 1500) -> dict[str, str]:
             **{secrets.token_hex(4): "" for _ in range(names)}}
 
 
-async def post_token(client: aiohttp.ClientSession, gateway: Gateway, form: dict[str, str], authorization: str) -> int:
-    async with client.post(f"{gateway.url}/{PROVIDER}/token", data=form, headers={"Authorization": authorization}) as response:
-        await response.read()
-        return response.status
-
-
 async def test_an_unauthenticated_token_request_is_one_small_hop_of_its_own(
     tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]
 ) -> None:
@@ -90,7 +78,7 @@ async def test_an_unauthenticated_token_request_is_one_small_hop_of_its_own(
     wrong = basic(PLATFORM_ID, "not-the-platform-secret")
     async with aiohttp.ClientSession() as client:
         for _ in range(10):  # the real code: a trace that records before authentication joins them to the link
-            assert await post_token(client, gateway, junk_body(code), wrong) == 401
+            assert (await post_token(client, gateway.endpoint("token", PROVIDER), junk_body(code), authorization=wrong)).status == 401
     flows = await trace_json(gateway)
     link_flow = next(flow for flow in flows if flow["id"] == before["id"])
     assert link_flow["hops"] == before["hops"]  # nothing joined the real link
@@ -108,7 +96,7 @@ async def test_an_authenticated_hop_keeps_a_bounded_part_of_what_was_sent(
     gateway = await start(tmp_path, fake, gateways)
     long_name = "n" * 3000
     async with aiohttp.ClientSession() as client:
-        assert await post_token(client, gateway, {**junk_body("some-code", 1000), long_name: "v"}, PLATFORM_BASIC) == 400
+        assert (await post_token(client, gateway.endpoint("token", PROVIDER), {**junk_body("some-code", 1000), long_name: "v"})).status == 400
     [flow] = await trace_json(gateway)
     request, answer = flow["hops"]
     form = request["detail"]["form"]
@@ -117,6 +105,7 @@ async def test_an_authenticated_hop_keeps_a_bounded_part_of_what_was_sent(
     assert all(len(json.dumps(hop)) <= MAX_HOP_BYTES for hop in (request, answer))
 
 
+@pytest.mark.timeout(180)  # some thousand requests: under coverage on a busy machine it is the slowest
 async def test_the_trace_holds_its_byte_budget_and_junk_evicts_junk_first(
     tmp_path: Path, fake: RecordingUpstream, gateways: list[Gateway]
 ) -> None:
@@ -124,7 +113,7 @@ async def test_the_trace_holds_its_byte_budget_and_junk_evicts_junk_first(
     store = store_of(gateway)
     async with aiohttp.ClientSession() as client:
         for n in range(0, 400, 8):  # authenticated junk, 20 codes each joining up to 64 hops: ~6 MiB on the wire
-            await asyncio.gather(*(post_token(client, gateway, junk_body(f"code-{(n + i) % 20}"), PLATFORM_BASIC) for i in range(8)))
+            await asyncio.gather(*(post_token(client, gateway.endpoint("token", PROVIDER), junk_body(f"code-{(n + i) % 20}")) for i in range(8)))
         weighed = sum(len(json.dumps(flow.as_json(), ensure_ascii=False)) for flow in store.flows())
         assert 200_000 < store.size <= 262144 and weighed <= 262144, (store.size, weighed)
 
@@ -136,7 +125,7 @@ async def test_the_trace_holds_its_byte_budget_and_junk_evicts_junk_first(
             query = urlencode({"client_id": f"junk-{n}", "redirect_uri": ALEXA_REDIRECT, "response_type": "code"})
             async with client.get(f"{gateway.url}/{PROVIDER}/authorize?{query}") as response:
                 assert response.status == 400
-            assert await post_token(client, gateway, junk_body(f"x{n}", 10), "Basic AAAA") == 401
+            assert (await post_token(client, gateway.endpoint("token", PROVIDER), junk_body(f"x{n}", 10), authorization="Basic AAAA")).status == 401
     weighed = sum(len(json.dumps(flow.as_json(), ensure_ascii=False)) for flow in store.flows())
     assert store.size <= 262144 and weighed <= 262144, (store.size, weighed)
     kept = {flow.id: flow for flow in store.flows()}
@@ -182,7 +171,7 @@ async def test_the_pages_are_a_list_one_flow_each_and_a_bounded_json(
     gateway = await start(tmp_path, fake, gateways, trace="flows: 300")
     async with aiohttp.ClientSession() as client:
         for n in range(0, 240, 8):
-            await asyncio.gather(*(post_token(client, gateway, junk_body(f"c{n + i}", 30), PLATFORM_BASIC) for i in range(8)))
+            await asyncio.gather(*(post_token(client, gateway.endpoint("token", PROVIDER), junk_body(f"c{n + i}", 30)) for i in range(8)))
         async with client.get(f"{gateway.url}/_trace/", headers=BEARER) as response:
             listing = await response.text()
         assert response.status == 200 and 'class="diagram"' not in listing and listing.count("/_trace/flow/") == 240

@@ -16,9 +16,17 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from aiohttp import web
-from harness import ALEXA_REDIRECT, PLATFORM_BASIC, PLATFORM_ID, PLATFORM_SECRET, mapping_yaml, query_of, write_gateway_files
-from helpers.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
-from listening import bound_socket, port_of, start_site
+from support.harness import (
+    ALEXA_REDIRECT,
+    PLATFORM_BASIC,
+    PLATFORM_ID,
+    PLATFORM_SECRET,
+    mapping_yaml,
+    query_of,
+    write_gateway_files,
+)
+from support.sockets import bound_socket, port_of, start_site
+from support.upstream import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RecordingUpstream
 
 from gateway.config.settings import load_config
 from gateway.web.app import create_app

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from aiohttp import web
-from listening import start_site
+from support.sockets import start_site
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yarl
-from upstream_oidc import (
+from support.oidc_provider import (
     OidcUpstream,
     login_and_consent,
     running_oidc_provider,

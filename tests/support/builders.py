@@ -1,0 +1,57 @@
+"""Small builders shared by the end-to-end tests: a plain mapping, a self-signed certificate."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import textwrap
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from support.harness import PLATFORM_ID
+
+
+def plain_mapping(token_url: str) -> str:
+    """An Alexa mapping with explicit URLs and the token endpoint at ``token_url``."""
+    return textwrap.dedent(
+        f"""\
+        platform:
+          profile: alexa
+          client_id: {PLATFORM_ID}
+          client_secret: ${{PLATFORM_SECRET}}
+        upstream:
+          client_id: up
+          client_secret: ${{UPSTREAM_SECRET}}
+          authorize: {{url: "https://auth.example/authorize"}}
+          token: {{url: "{token_url}", timeout: 5}}
+        """
+    )
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (it is its own CA), written as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
