@@ -4,7 +4,7 @@ aiohttp's own server holds a connection as long as a client likes while it sends
 body, accepts connections until the process runs out of file descriptors, and answers a request it
 can't parse by logging the request line or header line (codes, states, ``Authorization``,
 ``Cookie``) with a traceback and echoing the bytes back. This module closes those holes
-(issue 8; docs/THREAT_MODEL.md):
+(docs/THREAT_MODEL.md):
 
 * ``connections.max`` open connections at most; the next one is answered ``503`` with
   ``Connection: close`` at once and closed.

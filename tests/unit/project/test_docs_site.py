@@ -55,11 +55,22 @@ def test_every_page_is_in_the_navigation_and_every_entry_is_a_page() -> None:
         assert (ROOT / source).is_file()
 
 
-def test_no_page_speaks_of_issues_sessions_or_a_machine() -> None:
-    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "deploy" / "README.md", *(ROOT / "docs").glob("*.md")]
-    for page in pages:
-        text = page.read_text(encoding="utf-8")
-        assert not re.search(r"\bissues? \d+|\bissue's\b|(?<![\w./-])/(work|root|home)/", text, re.I), page.name
+#: History told as work items or sessions, or one machine's paths (in the text itself, not inside a URL).
+_HISTORY = re.compile(r"\bissues? \d+|\bissue's\b|(?<![\w./-])/(work|root|home)/", re.I)
+
+
+def test_no_file_of_the_project_speaks_of_issues_sessions_or_a_machine() -> None:
+    """The project's files speak of the project as it is; its history is the changelog's, in the
+    project's own words."""
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "deploy").rglob("*.md")]
+    code = [
+        path for folder in ("gateway", "bench", "tests", "deploy", "docs") for path in (ROOT / folder).rglob("*")
+        if path.suffix in {".py", ".yaml", ".yml", ".sh", ".mjs", ".toml"} and "node_modules" not in path.parts
+        and path != Path(__file__).resolve()
+    ]
+    for path in [*pages, *code, ROOT / "pyproject.toml", ROOT / ".ci" / "run", ROOT / "Dockerfile"]:
+        found = _HISTORY.search(path.read_text(encoding="utf-8"))
+        assert found is None, f"{path.relative_to(ROOT)}: {found.group(0)!r}"
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
