@@ -1,0 +1,289 @@
+"""The gateway's ``/token`` refresh, driven in one process: a load-independent profile.
+
+    .venv/bin/python bench/inprocess.py --requests 2000                  # µs per refresh (wall, CPU; c=1)
+    .venv/bin/python bench/inprocess.py --profile cprofile --requests 2000 # where the Python time goes
+    valgrind --tool=callgrind --callgrind-out-file=cg.out \\
+        .venv/bin/python bench/inprocess.py --requests 1000                # instructions (see --help)
+
+``bench/bench.py`` measures CPU per request of a gateway process under ``wrk`` load; on a shared
+machine that figure moves with the neighbours. This script runs the same production path —
+:func:`gateway.web.app.create_app`, the :class:`gateway.web.runner.GatewayRunner` listener on
+127.0.0.1, the JSON request line at info — and sends it ``/token`` refreshes one at a time, each
+with a new refresh token (as the bench does: a token seen within the grace window is answered
+from memory, and that is not the relay being measured), from a small raw-socket client in the
+same process. Instruction counts from ``valgrind --tool=callgrind`` do not move with the load;
+run the script twice (``--requests`` N and M) and divide the difference by M − N to leave out
+start-up.
+
+The upstream is either
+
+* ``memory`` (default): an in-process :class:`gateway.upstream.client.UpstreamClient` (the seam
+  the unit tests use) answering a fixed §5.1 JSON token, so the profile holds the gateway's own
+  work and nothing of aiohttp's client; or
+* ``loopback``: the bench's fake upstream (``bench/servers.py upstream``) in another process,
+  called through the gateway's real ``aiohttp.ClientSession`` — the difference between the two
+  is what the aiohttp client costs per refresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import cProfile
+import io
+import os
+import pstats
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, cast
+
+import aiohttp
+from aiohttp import web
+
+HERE = Path(__file__).resolve().parent
+PLATFORM_ID, PLATFORM_SECRET = "alexa-skill", "alexa-skill-secret"
+#: The fake upstream's answer (the same as ``bench/servers.py``'s).
+ANSWER = b'{"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-2"}'
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
+class _Answer:
+    """One upstream answer, as much of an ``aiohttp.ClientResponse`` as ``send`` reads."""
+
+    status = 200
+    headers: Mapping[str, str] = {"Content-Type": "application/json"}
+
+    def __init__(self, body: bytes) -> None:
+        self.content = _Body(body)
+
+    async def __aenter__(self) -> _Answer:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+
+class MemoryUpstream:
+    """An upstream token endpoint without a socket: every request gets :data:`ANSWER`."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        skip_auto_headers: Iterable[str],
+        allow_redirects: bool,
+        timeout: aiohttp.ClientTimeout,
+    ) -> _Answer:
+        self.calls += 1
+        return _Answer(ANSWER)
+
+
+def write_config(directory: Path, upstream_url: str) -> Path:
+    """bench/bench.py's gateway: deploy/gateway.yaml's logging (JSON at info), one provider."""
+    (directory / "mappings").mkdir()
+    (directory / "mappings" / "bench.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            platform: {{profile: alexa, client_id: {PLATFORM_ID}, client_secret: {PLATFORM_SECRET}}}
+            upstream:
+              client_id: up
+              client_secret: up-secret
+              authorize: {{url: "https://auth.example/authorize"}}
+              token: {{url: "{upstream_url}", client_auth: body}}
+            """
+        )
+    )
+    config = directory / "gateway.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            keys: ["{base64.urlsafe_b64encode(os.urandom(32)).decode()}"]
+            cookie: {{secure: false, max_age: 600, max_flows: 4}}
+            upstream: {{timeout: 4.0}}
+            code_ttl: 300
+            log: {{format: json, level: info}}
+            mappings: mappings
+            """
+        )
+    )
+    return config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def fake_upstream() -> AsyncIterator[str]:
+    """``bench/servers.py upstream`` in its own process (its CPU is not the gateway's)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(HERE / "servers.py"), "upstream", str(port)])
+    try:
+        for _ in range(300):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        yield f"http://127.0.0.1:{port}/token"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def refresh_request(port: int, token: str) -> bytes:
+    body = f"grant_type=refresh_token&refresh_token={token}".encode()
+    basic = base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
+    head = (
+        f"POST /bench/token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {basic}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = next(int(line.split(":", 1)[1]) for line in lines[1:] if line.lower().startswith("content-length:"))
+    return status, await reader.readexactly(length)
+
+
+async def drive(app: web.Application, requests: int, warmup: int, profiler: cProfile.Profile | None) -> tuple[float, float]:
+    """Serve ``app`` on 127.0.0.1 and send it ``warmup`` + ``requests`` refreshes on one
+    keep-alive connection; return the wall and CPU seconds (this process: gateway and client) of
+    the measured ``requests``."""
+    from gateway.config.settings import ConnectionSettings
+    from gateway.web.runner import GatewayRunner
+
+    runner = GatewayRunner(app, ConnectionSettings(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    prefix = f"rt-{secrets.token_hex(6)}-"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        started = cpu = 0.0
+        for n in range(warmup + requests):
+            if n == warmup:
+                started, cpu = time.perf_counter(), time.process_time()
+                if profiler is not None:
+                    profiler.enable()
+            writer.write(refresh_request(port, f"{prefix}{n}"))
+            status, body = await read_answer(reader)
+            if status != 200 or b'"access_token"' not in body:
+                raise SystemExit(f"refresh {n} answered {status}: {body[:200]!r}")
+        if profiler is not None:
+            profiler.disable()
+        return time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        writer.close()
+        await runner.cleanup()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    from gateway.config.settings import load_config
+    from gateway.observe.logs import setup_logging
+    from gateway.web.app import create_app
+    from gateway.web.appkeys import HTTP_CLIENT
+
+    upstream: Literal["memory", "loopback"] = args.upstream
+    with tempfile.TemporaryDirectory() as work:
+        async with _upstream_url(upstream) as url:
+            config = load_config(write_config(Path(work), url))
+            log = open(args.log, "a")  # noqa: SIM115 - the handler keeps it open until the process ends
+            sys.stderr, stderr = log, sys.stderr
+            try:
+                setup_logging(config.log_format, config.log_level)
+            finally:
+                sys.stderr = stderr
+            app = create_app(config)
+            memory = MemoryUpstream()
+            if upstream == "memory":
+
+                async def in_memory(app: web.Application) -> AsyncIterator[None]:
+                    # after the real client's context: every upstream call goes to the seam instead
+                    app[HTTP_CLIENT] = cast(aiohttp.ClientSession, memory)
+                    yield
+
+                app.cleanup_ctx.append(in_memory)
+            profiler = cProfile.Profile() if args.profile == "cprofile" else None
+            seconds, cpu = await drive(app, args.requests, args.warmup, profiler)
+            if upstream == "memory" and memory.calls != args.requests + args.warmup:
+                raise SystemExit(f"the in-memory upstream saw {memory.calls} calls, not {args.requests + args.warmup}")
+    compiled = _compiled_modules()
+    print(
+        f"{args.requests} refreshes ({upstream} upstream, {len(compiled)} compiled modules): "
+        f"{seconds / args.requests * 1e6:.1f} µs wall, {cpu / args.requests * 1e6:.1f} µs CPU each (c=1, profiler {args.profile})"
+    )
+    if profiler is not None:
+        _print_profile(profiler, args.requests, args.top)
+
+
+@asynccontextmanager
+async def _upstream_url(kind: Literal["memory", "loopback"]) -> AsyncIterator[str]:
+    if kind == "memory":
+        yield "https://upstream.example/token"
+        return
+    async with fake_upstream() as url:
+        yield url
+
+
+def _compiled_modules() -> list[str]:
+    """The gateway modules loaded from a mypyc-built extension rather than from source."""
+    return sorted(name for name, module in sys.modules.items()
+                  if name.startswith("gateway") and (getattr(module, "__file__", None) or "").endswith(".so"))
+
+
+def _print_profile(profiler: cProfile.Profile, requests: int, top: int) -> None:
+    """Cumulative µs per request of the top functions (cProfile's own cost included: a share, not a price)."""
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(top)
+    print(f"per {requests} requests; divide the cumtime column by {requests} for seconds per request")
+    print(out.getvalue())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000, help="measured refreshes (default 2000)")
+    parser.add_argument("--warmup", type=int, default=200, help="refreshes before measuring (default 200)")
+    parser.add_argument("--upstream", choices=["memory", "loopback"], default="memory")
+    parser.add_argument("--profile", choices=["none", "cprofile"], default="none")
+    parser.add_argument("--top", type=int, default=60, help="functions in the cProfile table")
+    parser.add_argument("--log", default=os.devnull, help="where the JSON log lines go (default: nowhere)")
+    args = parser.parse_args(argv)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
