@@ -76,3 +76,15 @@ def test_smoke_profile_prints_every_table() -> None:
     assert re.fullmatch(rf"{SPAN} MB", beside["peak RSS after 500 connections on /authorize"])
     assert re.fullmatch(rf"{SPAN} s", beside["start-up to /healthz with 20 mappings"])
     assert re.fullmatch(rf"{SPAN} req/s \({SPAN}× one\)", beside["/authorize, 2 processes, c=25 each"])
+
+
+@pytest.mark.timeout(120)
+def test_the_in_process_profiler_drives_real_refreshes() -> None:
+    """bench/inprocess.py runs the production app in one process and prints the cost per refresh
+    (it fails loudly on any answer but a good token answer, so a passing run is real refreshes)."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "inprocess.py"), "--requests", "30", "--warmup", "5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(rf"30 refreshes \(memory upstream, \d+ compiled modules\): {NUMBER} µs wall, {NUMBER} µs CPU each", done.stdout), done.stdout
