@@ -212,7 +212,7 @@ def production_config(name: str, mappings: str, public_url: str | None) -> str:
         "# yaml-language-server: $schema=gateway.schema.json",
         "#",
         "# A first gateway.yaml for production, written by `gateway init` (docs/init.md). Every key and its",
-        "# default: gateway.schema.json and the README's configuration reference.",
+        "# default: gateway.schema.json and docs/configuration.md.",
         "listen:",
         f"  host: {'127.0.0.1' if local else '0.0.0.0'}  # behind a TLS-terminating proxy; or tls: {{cert, key}} to serve https itself",
         f"  port: {parts.port if local and parts is not None and parts.port else 8080}",

@@ -4,7 +4,7 @@ For each cell the platform (Alexa) posts one token request — ``authorization_c
 code minted as the callback mints it, or ``refresh_token`` — to a real gateway in front of
 :class:`~support.upstream.RecordingUpstream` misbehaving as the cell says, and the gateway must answer:
 
-* the RFC 6749 answer the README's "Errors the platform sees" promises (status and ``error``):
+* the RFC 6749 answer docs/mapping-reference.md's "Errors the platform sees" promises (status and ``error``):
   upstream slow, unreachable, cut off, 5xx or throttled → 503 ``temporarily_unavailable`` (retry
   later; never ``invalid_grant``, on which Google unlinks a good link); an unusable answer → 502
   ``server_error``; the grant refused → 400 ``invalid_grant``; the *gateway's* own credentials or
@@ -66,7 +66,7 @@ OUTAGE_HTML = '<html lang="en"><head><title>{status}</title></head><body><h1>{st
 WAF_HTML = '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Access denied</title></head><body class="blocked">Request blocked by security rules</body></html>'
 
 
-#: A good token answer of exactly 64 KiB, the most the gateway reads (README: 64 KiB upstream answers).
+#: A good token answer of exactly 64 KiB, the most the gateway reads (docs/security.md: 64 KiB upstream answers).
 _EMPTY = {"access_token": "at.big", "token_type": "bearer", "padding": ""}
 EXACTLY_64KIB = {**_EMPTY, "padding": "x" * (64 * 1024 - len(json.dumps(_EMPTY)))}
 assert len(json.dumps(EXACTLY_64KIB)) == 64 * 1024
@@ -412,7 +412,7 @@ async def test_implicit_callback_fault(make_fake_gateway: GatewayMaker, fake: Re
 )
 async def test_implicit_callback_fault_is_counted(make_fake_gateway: GatewayMaker, fake: RecordingUpstream, cell: ImplicitCell) -> None:
     """``gateway_upstream_failures_total{kind}`` counts the implicit grant's upstream call as it
-    counts /token's (README: every upstream token call that failed, by kind)."""
+    counts /token's (docs/operations.md: every upstream token call that failed, by kind)."""
     _, _, before, after = await implicit_callback(make_fake_gateway, fake, cell, "s")
     assert failure_deltas(before, after) == ({cell.kind: 1.0} if cell.kind else {})
 

@@ -677,7 +677,7 @@ def _compose_gateway() -> dict[str, Any]:
 
 
 def _compose_env(value: str) -> str:
-    """Compose's own interpolation of a value, with GATEWAY_KEY set as the README says."""
+    """Compose's own interpolation of a value, with GATEWAY_KEY set as deploy/README.md says."""
     key = Fernet.generate_key().decode("ascii")
     return re.sub(r"\$\{GATEWAY_KEY(?::?[?-][^}]*)?\}", key, value)
 
