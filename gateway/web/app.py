@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import aiohttp
 from aiohttp import web
-from aiohttp_session import session_middleware
 
 from gateway.config.settings import Config
 from gateway.oauth.refresh import RefreshGrace
@@ -26,7 +25,7 @@ from gateway.web.handlers.token import token
 from gateway.web.metadata import METADATA_PATH, metadata
 from gateway.web.opsport import healthz, ops_listener, readyz
 from gateway.web.runner import DRAIN, Drain, request_guard
-from gateway.web.session import CurrentFernet, RotatingCookieStorage
+from gateway.web.session import FLOW_COOKIE, CurrentFernet, RotatingCookieStorage
 
 __all__ = ["create_app", "reload_config", "MAX_BODY_BYTES", "PUBLIC_RESOLVER"]
 
@@ -92,7 +91,6 @@ async def _store_context(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     """The gateway for ``config``: every provider's three endpoints plus the operational ones."""
     holder = RuntimeHolder(Runtime.of(config))
-    storage = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
     metrics = Metrics()
     metrics.declare(config.providers)
     metrics.declare_sunsets(_sunsets(config))
@@ -100,12 +98,13 @@ def create_app(config: Config) -> web.Application:
         middlewares=[
             request_middleware(config.request_id_header),
             request_guard(lambda request: runtime_of(request).config.connections),
-            session_middleware(storage),
         ],
         client_max_size=MAX_BODY_BYTES,
     )
     app[RUNTIME] = holder
     app[METRICS] = metrics
+    # The flow cookie, read and written by the browser endpoints only (gateway.web.handlers.browser).
+    app[FLOW_COOKIE] = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
     # What replicas share, and the two guards built on it: made once here, called by the handlers.
     store = SharedStore(config.store, metrics)
     app[STORE] = store

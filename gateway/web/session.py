@@ -12,6 +12,12 @@ The session holds a small dict of *flows*, keyed by the random nonce that goes u
 ``state`` (the CSRF check of RFC 6749 §10.12). Several link attempts in one browser (two tabs,
 a retry after "back") each keep their own entry instead of clobbering one another; the oldest
 is dropped past ``max_flows`` so the cookie stays well under the 4 KB browsers keep.
+
+Only the browser endpoints carry the cookie, so no middleware reads or writes it for every
+request: a handler asks for the flows (:meth:`FlowStore.of`, which opens the cookie once per
+request), and the browser frame writes them back (:func:`save_flows`) when they changed, as
+aiohttp-session's ``session_middleware`` would. ``/token``, ``/revoke`` and the operational
+endpoints pay nothing for it.
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ import time
 from typing import Any
 
 from aiohttp import hdrs, web
-from aiohttp_session import AbstractStorage, Session, get_session
+from aiohttp_session import AbstractStorage, Session
 from cryptography.fernet import InvalidToken, MultiFernet
 
 from gateway.config.settings import CookieSettings
 from gateway.oauth.state import FlowEntry, StateError
 from gateway.web.appkeys import RuntimeHolder
 
-__all__ = ["CurrentFernet", "RotatingCookieStorage", "FlowStore", "FlowTooLarge", "MAX_FLOWS_JSON"]
+__all__ = [
+    "CurrentFernet", "RotatingCookieStorage", "FLOW_COOKIE", "FlowStore", "FlowTooLarge", "MAX_FLOWS_JSON", "save_flows",
+]
 
 #: The flows' JSON that still makes a cookie under 4096 bytes once encrypted and encoded.
 MAX_FLOWS_JSON = 2600
@@ -113,16 +121,30 @@ class RotatingCookieStorage(AbstractStorage):
         return self._expires
 
 
+#: The application's flow cookie storage (made once by the app factory).
+FLOW_COOKIE = web.AppKey("flow_cookie", RotatingCookieStorage)
+
+
 class FlowStore:
     """The flows of one browser, in its session cookie."""
 
     def __init__(self, session: Session, settings: CookieSettings) -> None:
         self._session = session
         self._settings = settings
+        #: True once the flows were written to (even unchanged), so the cookie is sent back.
+        self.changed = False
 
     @classmethod
     async def of(cls, request: web.Request, settings: CookieSettings) -> FlowStore:
-        return cls(await get_session(request), settings)
+        """The flows of ``request``'s browser: the cookie is opened on the first call only."""
+        flows = request.get(_FLOWS)
+        if flows is None:
+            flows = request[_FLOWS] = cls(await request.app[FLOW_COOKIE].load_session(request), settings)
+        return flows
+
+    @property
+    def session(self) -> Session:
+        return self._session
 
     @property
     def had_cookie(self) -> bool:
@@ -146,6 +168,7 @@ class FlowStore:
 
     def _keep(self, flows: dict[str, FlowEntry]) -> None:
         self._session["flows"] = {nonce: flow.to_wire() for nonce, flow in flows.items()}
+        self.changed = True
 
     def add(self, nonce: str, flow: FlowEntry, *, now: float | None = None) -> None:
         """Keep ``flow``; raise :class:`FlowTooLarge` when even alone it would not fit a cookie."""
@@ -158,11 +181,13 @@ class FlowStore:
         flows = self._live(current)
         if not flows:  # the browser's first flow (or its others expired): nothing to trim
             self._session["flows"] = {nonce: wire}
+            self.changed = True
             return
         flows[nonce] = dataclasses.replace(flow, expires=expires)
         wires = {key: wire if key == nonce else entry.to_wire() for key, entry in flows.items()}
         self._trim(flows, wires)
         self._session["flows"] = wires
+        self.changed = True
 
     def _trim(self, flows: dict[str, FlowEntry], wires: dict[str, dict[str, Any]]) -> None:
         """Browsers drop a cookie over 4096 bytes, and with it every flow: past ``max_flows``, or
@@ -201,6 +226,18 @@ class FlowStore:
 
     def was_completed(self, nonce: str) -> bool:
         return _fingerprint(nonce) in self._session.get("done", [])
+
+
+#: The request's flows, once a handler asked for them.
+_FLOWS = web.RequestKey("flows", FlowStore)
+
+
+async def save_flows(request: web.Request, response: web.StreamResponse) -> None:
+    """Send the flows back in the cookie if a handler changed them (aiohttp-session's rule: a
+    session that was written to is saved, one only read is not)."""
+    flows = request.get(_FLOWS)
+    if flows is not None and flows.changed:
+        await request.app[FLOW_COOKIE].save_session(request, response, flows.session)
 
 
 def _surely_fits(flow: dict[str, Any]) -> bool:

@@ -4,7 +4,10 @@
 A handler returns a small typed result saying how the request ends, and the frame does the
 bookkeeping once: it notes the outcome in the request record (which the logging middleware logs
 and counts), feeds the endpoint's trace observer, and renders the answer. So no exit can forget
-the trace or the outcome: there is one exit.
+the trace or the outcome: there is one exit. It is also where the flows a handler changed go
+back into the flow cookie (:func:`gateway.web.session.save_flows`), so only these endpoints
+carry cookie machinery; a handler returns its answer rather than raising one, or the cookie
+would not go with it.
 
 - :class:`Page`: an HTML page, for a problem that must not be redirected (no validated redirect
   URI, RFC 6749 §4.1.2.1, §10.15; a lost flow);
@@ -25,6 +28,7 @@ from gateway.oauth.responses import OAuthError
 from gateway.observe.record import record_of
 from gateway.web.handlers import provider_of, unknown_provider
 from gateway.web.render import error_page, redirect
+from gateway.web.session import save_flows
 
 __all__ = ["Page", "Redirect", "Answer", "BrowserResult", "browser_endpoint"]
 
@@ -76,7 +80,8 @@ async def browser_endpoint(
     handle: Callable[[web.Request, ProviderMapping], Awaitable[BrowserResult]],
     observe: Observer,
 ) -> web.Response:
-    """Find the provider, run ``handle``, then note the outcome, feed ``observe`` and render, once."""
+    """Find the provider, run ``handle``, then note the outcome, feed ``observe``, render and
+    write back the flows the handler changed, once."""
     mapping = provider_of(request, endpoint)
     if mapping is None:
         return error_page(unknown_provider(request))
@@ -84,6 +89,12 @@ async def browser_endpoint(
     if result.outcome:
         record_of(request).outcome = result.outcome
     observe(request, mapping, result)
+    response = _render(result)
+    await save_flows(request, response)
+    return response
+
+
+def _render(result: BrowserResult) -> web.Response:
     if isinstance(result, Redirect):
         return redirect(result.location, carries_secret=result.carries_secret)
     if isinstance(result, Page):

@@ -1,0 +1,78 @@
+"""Where the flow cookie travels (gateway/web/session.py, written back by the browser frame):
+``/authorize`` sets it, ``/callback`` reads it and sends it back only when it took a flow, and
+no other endpoint reads or writes it — over a real socket, with the app the server runs."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.config.settings import load_config
+from gateway.oauth.seal import generate_key
+from gateway.web.app import create_app
+
+MAPPING = """\
+platform: {profile: none, redirect_uris: ["https://platform.example/cb"], client_id: platform-client, client_secret: platform-secret-1}
+upstream:
+  client_id: upstream-client
+  client_secret: upstream-secret
+  authorize: {url: "https://auth.example/authorize"}
+  token: {url: "https://auth.example/token"}
+"""
+AUTHORIZE = "/p/authorize?" + urllib.parse.urlencode(
+    {"client_id": "platform-client", "redirect_uri": "https://platform.example/cb", "response_type": "code", "state": "s1"}
+)
+
+
+@pytest.fixture
+async def base_url(tmp_path: Path) -> AsyncIterator[str]:
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "p.yaml").write_text(MAPPING)
+    (tmp_path / "gateway.yaml").write_text(f"keys: ['{generate_key()}']\npublic_url: https://link.example\n")
+    server = TestServer(create_app(load_config(tmp_path / "gateway.yaml")), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/"))[:-1]
+    finally:
+        await server.close()
+
+
+async def _get(base_url: str, path: str, cookie: str = "", method: str = "GET") -> aiohttp.ClientResponse:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
+        async with client.request(method, base_url + path, headers={"Cookie": cookie} if cookie else {}, allow_redirects=False) as answer:
+            await answer.read()
+            return answer
+
+
+async def test_only_the_browser_endpoints_read_and_write_the_flow_cookie(base_url: str) -> None:
+    started = await _get(base_url, AUTHORIZE)
+    assert started.status == 302
+    [set_cookie] = started.headers.getall("Set-Cookie")
+    cookie = set_cookie.split(";", 1)[0]
+    nonce = urllib.parse.parse_qs(urllib.parse.urlsplit(started.headers["Location"]).query)["state"][0]
+
+    for method, path in (("GET", "/healthz"), ("GET", "/p/token"), ("POST", "/p/token"), ("POST", "/p/revoke"),
+                         ("GET", "/.well-known/oauth-authorization-server/p")):
+        answer = await _get(base_url, path, cookie, method)
+        assert "Set-Cookie" not in answer.headers, (method, path, answer.status)
+
+    # A callback that names no flow only reads the cookie: nothing is sent back.
+    unnamed = await _get(base_url, "/p/callback?code=c", cookie)
+    assert unnamed.status == 400 and "Set-Cookie" not in unnamed.headers
+    # An unknown provider's callback never opens it.
+    assert "Set-Cookie" not in (await _get(base_url, f"/nope/callback?code=c&state={nonce}", cookie)).headers
+
+    # The callback that completes the flow takes it out of the cookie, and says so.
+    completed = await _get(base_url, f"/p/callback?code=c&state={nonce}", cookie)
+    assert completed.status == 302 and completed.headers["Location"].startswith("https://platform.example/cb?code=")
+    [rewritten] = completed.headers.getall("Set-Cookie")
+    assert rewritten.split(";", 1)[0] != cookie
+    # A second /authorize from the same browser keeps the first flow beside the new one: the cookie
+    # it sent was read, and the one it gets back is rewritten.
+    again = await _get(base_url, AUTHORIZE, cookie)
+    assert again.status == 302 and len(again.headers["Set-Cookie"].split(";", 1)[0]) > len(cookie)
