@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -47,18 +48,25 @@ def ensure_node_modules() -> None:
     Lets the e2e tests run on a fresh clone; CI may run ``npm ci`` itself first.
     ``npm ci`` installs exactly what package-lock.json pins.
     """
-    if (NODE_DIR / "node_modules" / "oidc-provider" / "package.json").is_file():
+    installed = NODE_DIR / "node_modules" / "oidc-provider" / "package.json"
+    if installed.is_file():
         return
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("npm not found on PATH: Node.js 20+ is needed for the e2e upstream")
-    proc = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=NODE_DIR,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # On a fresh clone every xdist worker gets here at once, and two `npm ci` in one folder remove
+    # each other's files (ENOTEMPTY): one installs under an exclusive lock, the others wait for it.
+    with open(NODE_DIR / ".npm-ci.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if installed.is_file():
+            return
+        proc = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if proc.returncode != 0:
         raise RuntimeError(f"npm ci failed in {NODE_DIR}:\n{proc.stdout}\n{proc.stderr}")
 
