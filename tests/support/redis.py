@@ -75,15 +75,21 @@ class Redis:
         assert self.port == port, "redis came back on another port"
 
     def scan(self) -> dict[str, str]:
-        """Every key and its value (all the gateway writes are strings)."""
+        """Every key and its value (all the gateway writes are strings); each must have a TTL.
+
+        A key may go between the scan and the look at it (a lock released, an entry expired):
+        Redis then answers -2, which is no fault; -1 is a key that would live for ever."""
         import redis
 
         client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
         try:
             found: dict[str, str] = {}
             for key in client.scan_iter(count=1000):
-                assert client.pttl(key) > 0, f"{key} has no TTL"
-                found[key] = str(client.get(key))
+                ttl, value = client.pttl(key), client.get(key)
+                if ttl == -2 or value is None:
+                    continue  # gone since the scan
+                assert ttl > 0, f"{key} has no TTL"
+                found[key] = str(value)
             return found
         finally:
             client.close()
