@@ -35,11 +35,9 @@ import io
 import os
 import pstats
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -50,8 +48,9 @@ from typing import Literal, cast
 import aiohttp
 from aiohttp import web
 
+from bench import PLATFORM_ID, PLATFORM_SECRET, free_port, gateway_config, mapping_yaml
+
 HERE = Path(__file__).resolve().parent
-PLATFORM_ID, PLATFORM_SECRET = "alexa-skill", "alexa-skill-secret"
 #: The fake upstream's answer (the same as ``bench/servers.py``'s).
 ANSWER = b'{"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-2"}'
 
@@ -100,43 +99,6 @@ class MemoryUpstream:
     ) -> _Answer:
         self.calls += 1
         return _Answer(ANSWER)
-
-
-def write_config(directory: Path, upstream_url: str) -> Path:
-    """bench/bench.py's gateway: deploy/gateway.yaml's logging (JSON at info), one provider."""
-    (directory / "mappings").mkdir()
-    (directory / "mappings" / "bench.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            platform: {{profile: alexa, client_id: {PLATFORM_ID}, client_secret: {PLATFORM_SECRET}}}
-            upstream:
-              client_id: up
-              client_secret: up-secret
-              authorize: {{url: "https://auth.example/authorize"}}
-              token: {{url: "{upstream_url}", client_auth: body}}
-            """
-        )
-    )
-    config = directory / "gateway.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            keys: ["{base64.urlsafe_b64encode(os.urandom(32)).decode()}"]
-            cookie: {{secure: false, max_age: 600, max_flows: 4}}
-            upstream: {{timeout: 4.0}}
-            code_ttl: 300
-            log: {{format: json, level: info}}
-            mappings: mappings
-            """
-        )
-    )
-    return config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager
@@ -212,6 +174,7 @@ async def drive(app: web.Application, requests: int, warmup: int, profiler: cPro
 
 async def main_async(args: argparse.Namespace) -> None:
     from gateway.config.settings import load_config
+    from gateway.oauth.seal import generate_key
     from gateway.observe.logs import setup_logging
     from gateway.web.app import create_app
     from gateway.web.appkeys import HTTP_CLIENT
@@ -219,7 +182,7 @@ async def main_async(args: argparse.Namespace) -> None:
     upstream: Literal["memory", "loopback"] = args.upstream
     with tempfile.TemporaryDirectory() as work:
         async with _upstream_url(upstream) as url:
-            config = load_config(write_config(Path(work), url))
+            config = load_config(gateway_config(Path(work), generate_key(), mappings={"bench": mapping_yaml(url)}))
             log = open(args.log, "a")  # noqa: SIM115 - the handler keeps it open until the process ends
             sys.stderr, stderr = log, sys.stderr
             try:
