@@ -32,7 +32,6 @@ from gateway.config.settings import load_config
 from gateway.web.app import create_app
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
@@ -59,7 +58,6 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[str, InMemorySpanExporte
             yield url, exporter
         finally:
             await runner.cleanup()
-            AioHttpClientInstrumentor().uninstrument()
 
 
 async def _link(url: str) -> tuple[dict[str, str], dict[str, Any]]:
