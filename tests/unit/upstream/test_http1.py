@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from support.builders import self_signed
 
 from gateway.upstream import http1
 from gateway.upstream.http1 import ConnectionFailed, Http1Client, LookupFailed
 from gateway.upstream.publicdns import PrivateAddress, PublicOnlyResolver
-from support.builders import self_signed
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n" + b'{"access_token":1}'[:17]
 
@@ -103,7 +103,7 @@ async def test_an_answer_is_read_and_its_connection_kept_for_the_next_call() -> 
         await client.close()
     assert seen.connections == 1, "one kept connection serves the three calls (RFC 9112 §9.3)"
     head = seen.requests[0][1].decode()
-    assert head.startswith("POST /token HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
+    assert head.startswith(f"POST /token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n")
     assert "Content-Length: 12\r\n" in head and "User-Agent: gateway\r\n" in head
     assert seen.requests[0][2] == b"grant_type=x"
 
