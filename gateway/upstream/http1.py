@@ -357,15 +357,16 @@ class _Connection(asyncio.Protocol):
 
         A server that closed a kept connection a moment ago (its idle timeout) has sent its FIN,
         which the loop may not have read yet; a request written now would be lost with it, and a
-        token request is never retried. One ``select`` with no wait finds it (as urllib3 does).
+        token request is never retried. One ``poll`` with no wait finds it (as urllib3 does).
         """
         assert self.transport is not None
         sock = self.transport.get_extra_info("socket")
+        poll = select.poll()  # not select(): descriptors past 1024 are common in a busy gateway
         try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+            poll.register(sock.fileno(), select.POLLIN)
+            return not poll.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable
 
 
 class _HostPool:

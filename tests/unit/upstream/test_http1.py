@@ -398,3 +398,26 @@ def test_on_uvloop_too() -> None:
         return statuses, seen.connections
 
     assert uvloop.run(calls()) == ([200, 200, 200], 1)
+
+
+async def test_connections_past_descriptor_1024_are_kept_too() -> None:
+    """A busy gateway holds thousands of sockets: the idle check must not be ``select()``'s (1024 at most)."""
+    import os
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"the descriptor limit ({soft}) is too low to open descriptors past 1024")
+    spare = [os.dup(0) for _ in range(1100)]
+    try:
+        async with scripted(lambda n, head: OK) as (port, seen):
+            client = Http1Client()
+            for _ in range(3):
+                assert (await call(client, f"http://127.0.0.1:{port}/"))[0] == 200
+            connection = next(iter(client._pools.values())).idle[0]
+            assert connection.transport is not None and connection.transport.get_extra_info("socket").fileno() > 1024
+            await client.close()
+    finally:
+        for descriptor in spare:
+            os.close(descriptor)
+    assert seen.connections == 1
