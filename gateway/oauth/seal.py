@@ -3,15 +3,16 @@
 The gateway keeps no database. Whatever it must remember between two requests travels with the
 requests themselves, sealed with Fernet (AES-128-CBC + HMAC-SHA256, RFC-less but well reviewed):
 
-* the flow cookie between ``/authorize`` and ``/callback`` (see :mod:`gateway.web.session`);
 * the authorization code handed to the platform, which ``/token`` opens again
   (RFC 6749 §4.1.2: short-lived, bound to the client and the redirect URI).
 
 Keys rotate with :class:`cryptography.fernet.MultiFernet`: the first key seals, every key opens,
-so a new key can be put in front while flows sealed under the old one are still in flight.
+so a new key can be put in front while values sealed under the old one are still in flight.
 
 Each sealed value names its *purpose*; a value sealed for one purpose never opens as another,
-so a flow cookie can not be replayed as a code or the other way round.
+so a code can not be replayed as a refresh token or the other way round. The flow cookie between
+``/authorize`` and ``/callback`` is sealed under the same keys by its own, cheaper construction
+(:mod:`gateway.oauth.cookieseal`, AES-GCM), which never opens a value sealed here nor the other way round.
 """
 
 from __future__ import annotations
