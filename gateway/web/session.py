@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -82,7 +83,7 @@ class FlowCookie:
     def load(self, request: web.Request) -> dict[str, Any] | None:
         """What the request's cookie holds, or ``None`` for no cookie this gateway can open
         (none, expired, another key's, not a sealed value, not ASCII): a fresh start."""
-        value = request.cookies.get(self.name)
+        value = _cookie(request, self.name)
         if value is None or not value.isascii():
             return None
         try:
@@ -112,6 +113,30 @@ class FlowCookie:
             self._expires_at = now
             self._expires = time.strftime("%a, %d-%b-%Y %H:%M:%S GMT", time.gmtime(now + self.max_age))
         return self._expires
+
+
+#: A ``Cookie`` header of plain ``name=value`` pairs (what browsers send; every sealed value is one):
+#: characters aiohttp's cookie parser reads as themselves, in names and values alike.
+_PLAIN_PAIR = r"[A-Za-z0-9_.~+/!#$%&'*^`|-]+=[A-Za-z0-9_.~+/!#$%&'*^`|=-]*"
+_PLAIN_COOKIES = re.compile(rf"{_PLAIN_PAIR}(?:; ?{_PLAIN_PAIR})*")
+
+
+def _cookie(request: web.Request, name: str) -> str | None:
+    """The value of cookie ``name`` in ``request``'s ``Cookie`` header, as ``request.cookies``
+    gives it (the last, if there are several). That parser builds an ``http.cookies.Morsel`` for
+    every cookie; a header of plain pairs (RFC 6265 §4.2.1) is split here directly instead.
+    Anything else (quotes, spaces, a pair without ``=``) goes to aiohttp's parser."""
+    header = request.headers.get(hdrs.COOKIE)
+    if not header:
+        return None
+    if _PLAIN_COOKIES.fullmatch(header) is None:
+        return request.cookies.get(name)
+    found = None
+    for pair in header.split(";"):
+        key, _, value = pair.partition("=")
+        if key.lstrip() == name:
+            found = value
+    return found
 
 
 #: The application's flow cookie (made once by the app factory).

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from cryptography.fernet import MultiFernet
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config.settings import CookieSettings
@@ -155,3 +155,30 @@ def test_a_flow_said_to_fit_without_encoding_does_fit(flow: dict[str, str]) -> N
     if _surely_fits(flow):
         assert len(json.dumps(flow, separators=(",", ":"))) <= MAX_FLOWS_JSON - 100
     assert _surely_fits({"p": "p", "r": "https://pitangui.amazon.com/api/skill/link/M2", "s": "x" * 40})
+
+
+_COOKIE_TEXT = st.lists(st.sampled_from(list("ab=; \t\"\\,_-é+/") + ["gateway_flow"]), max_size=20).map("".join)
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(["gateway_flow", "other", "gateway_flow2", " gateway_flow"]), _COOKIE_TEXT), max_size=4) | _COOKIE_TEXT.map(lambda text: [("", text)]))
+def test_the_cookie_is_read_as_aiohttp_reads_it(pairs: list[tuple[str, str]]) -> None:
+    """The flow cookie's value is what ``request.cookies`` gives for any ``Cookie`` header (the
+    direct split without quotes, aiohttp's parser with them)."""
+    from gateway.web.session import _cookie
+
+    header = "; ".join(f"{name}={value}" if name else value for name, value in pairs)
+    request = make_mocked_request("GET", "/", headers={"Cookie": header} if header else {})
+    assert _cookie(request, SETTINGS.name) == request.cookies.get(SETTINGS.name), header
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["gateway_flow=AQAAAA-_==", "a=1; gateway_flow=AQAAAA-_==; b=2", "gateway_flow=old; gateway_flow=AQAAAA-_==",  # plain: split here
+     'a="x;y"; gateway_flow=AQAAAA-_==', "a=1;  gateway_flow=AQAAAA-_=="],  # quotes, two spaces: aiohttp's parser
+)
+def test_the_flow_cookie_is_found_beside_others(header: str) -> None:
+    from gateway.web.session import _cookie
+
+    request = make_mocked_request("GET", "/", headers={"Cookie": header})
+    assert _cookie(request, SETTINGS.name) == request.cookies[SETTINGS.name] == "AQAAAA-_=="
