@@ -16,7 +16,8 @@ configured key comes from HKDF-SHA256 (RFC 5869) with the user's own ``label``, 
 (the flow cookie, the sealed code) never open each other's values, and the configured key is
 never used by two algorithms directly.
 
-A value is URL-safe base64 (RFC 4648 §5, padded) of::
+A value is URL-safe base64 (RFC 4648 §5) without its ``=`` padding (§3.2 allows leaving it out:
+a value then needs no quoting in a URL, where the code travels) of::
 
     version (1 byte, 0x01) | sealed at (8 bytes, big-endian epoch seconds) | random (24) | AES-GCM ciphertext and tag (16)
 
@@ -64,13 +65,13 @@ class KeyedAead:
         head = _HEAD.pack(VERSION, now)
         salt = os.urandom(_RANDOM)
         box = AESGCM(_value_key(self._masters[0], salt)).encrypt(_NONCE, data, head)
-        return base64.urlsafe_b64encode(head + salt + box).decode("ascii")
+        return base64.urlsafe_b64encode(head + salt + box).rstrip(b"=").decode("ascii")
 
     def open(self, token: str) -> tuple[int, bytes] | None:
         """``(sealed at, data)`` of a value one of the keys sealed for this label; ``None`` for
         anything else (forged, altered, another key's or label's, not a sealed value at all)."""
         try:
-            raw = base64.urlsafe_b64decode(token)
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             return None
         start = _HEAD.size + _RANDOM
