@@ -258,13 +258,14 @@ def save_flows(request: web.Request, response: web.StreamResponse) -> None:
 
 def _surely_fits(flow: dict[str, Any]) -> bool:
     """True when ``flow`` is certainly small enough alone, without encoding it (the cookie is
-    encoded once, when it is saved): printable ASCII text is at most twice its length in JSON
-    (``\\"``), and each entry adds its key, quotes, colon and comma. Anything else: not known."""
+    encoded once, when it is saved): JSON writes a character as at most 12 (``\\ud83d\\ude00``
+    for one outside the BMP), and each entry adds its key, quotes, colon and comma. Anything but
+    text values: not known."""
     size = 2
     for key, value in flow.items():
-        if not (isinstance(value, str) and value.isascii() and value.isprintable()):
+        if not isinstance(value, str):
             return False
-        size += len(key) + 2 * len(value) + 6
+        size += len(key) + 12 * len(value) + 6
     return size <= MAX_FLOWS_JSON - 100
 
 

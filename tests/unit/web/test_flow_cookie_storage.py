@@ -155,6 +155,8 @@ def test_a_flow_said_to_fit_without_encoding_does_fit(flow: dict[str, str]) -> N
     if _surely_fits(flow):
         assert len(json.dumps(flow, separators=(",", ":"))) <= MAX_FLOWS_JSON - 100
     assert _surely_fits({"p": "p", "r": "https://pitangui.amazon.com/api/skill/link/M2", "s": "x" * 40})
+    astral = {"s": "\U0001f600" * 200}  # twelve characters of JSON each
+    assert _surely_fits(astral) and len(json.dumps(astral, separators=(",", ":"))) <= MAX_FLOWS_JSON - 100
 
 
 _COOKIE_TEXT = st.lists(st.sampled_from(list("ab=; \t\"\\,_-é+/") + ["gateway_flow"]), max_size=20).map("".join)
