@@ -1,6 +1,8 @@
-"""The gateway's ``/token`` refresh, driven in one process: a load-independent profile.
+"""The gateway's ``/token`` refresh (or ``/authorize``, ``/callback``: ``--path``), driven in one
+process: a load-independent profile.
 
     .venv/bin/python bench/inprocess.py --requests 2000                  # µs per refresh (wall, CPU; c=1)
+    .venv/bin/python bench/inprocess.py --path authorize --requests 2000 # the same per /authorize
     .venv/bin/python bench/inprocess.py --profile cprofile --requests 2000 # where the Python time goes
     valgrind --tool=callgrind --callgrind-out-file=cg.out \\
         .venv/bin/python bench/inprocess.py --requests 1000                # instructions (see --help)
