@@ -1,6 +1,8 @@
-"""The gateway's ``/token`` refresh, driven in one process: a load-independent profile.
+"""The gateway's ``/token`` refresh (or ``/authorize``, ``/callback``: ``--path``), driven in one
+process: a load-independent profile.
 
     .venv/bin/python bench/inprocess.py --requests 2000                  # µs per refresh (wall, CPU; c=1)
+    .venv/bin/python bench/inprocess.py --path authorize --requests 2000 # the same per /authorize
     .venv/bin/python bench/inprocess.py --profile cprofile --requests 2000 # where the Python time goes
     valgrind --tool=callgrind --callgrind-out-file=cg.out \\
         .venv/bin/python bench/inprocess.py --requests 1000                # instructions (see --help)
@@ -44,10 +46,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, cast
+from urllib.parse import parse_qs, quote, urlsplit
 
 from aiohttp import web
 
-from bench import PLATFORM_ID, PLATFORM_SECRET, free_port, gateway_config, mapping_yaml
+from bench import AUTHORIZE_QUERY, PLATFORM_ID, PLATFORM_SECRET, REDIRECT, free_port, gateway_config, mapping_yaml
 
 HERE = Path(__file__).resolve().parent
 #: The fake upstream's answer (the same as ``bench/servers.py``'s).
@@ -135,10 +138,12 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def drive(app: web.Application, requests: int, warmup: int, profiler: cProfile.Profile | None) -> tuple[float, float]:
-    """Serve ``app`` on 127.0.0.1 and send it ``warmup`` + ``requests`` refreshes on one
-    keep-alive connection; return the wall and CPU seconds (this process: gateway and client) of
-    the measured ``requests``."""
+async def drive(
+    app: web.Application, requests: int, warmup: int, profiler: cProfile.Profile | None, leg: Leg | None = None
+) -> tuple[float, float]:
+    """Serve ``app`` on 127.0.0.1 and send it ``warmup`` + ``requests`` refreshes (or ``leg``'s
+    requests) on one keep-alive connection; return the wall and CPU seconds (this process:
+    gateway and client) of the measured ``requests``."""
     from gateway.config.settings import ConnectionSettings
     from gateway.web.runner import GatewayRunner
 
@@ -156,6 +161,10 @@ async def drive(app: web.Application, requests: int, warmup: int, profiler: cPro
                 started, cpu = time.perf_counter(), time.process_time()
                 if profiler is not None:
                     profiler.enable()
+            if leg is not None:
+                writer.write(leg.request(port, n))
+                leg.check(n, *await read_head_and_body(reader))
+                continue
             writer.write(refresh_request(port, f"{prefix}{n}"))
             status, body = await read_answer(reader)
             if status != 200 or b'"access_token"' not in body:
@@ -179,7 +188,12 @@ async def main_async(args: argparse.Namespace) -> None:
     upstream: Literal["memory", "loopback"] = args.upstream
     with tempfile.TemporaryDirectory() as work:
         async with _upstream_url(upstream) as url:
-            config = load_config(gateway_config(Path(work), generate_key(), mappings={"bench": mapping_yaml(url)}))
+            if args.config:
+                config_path = Path(args.config)
+            else:
+                config_path = gateway_config(Path(work), generate_key(), mappings={"bench": mapping_yaml(url)})
+            config = load_config(config_path)
+            leg = browser_leg(args, config_path, Path(work))
             log = open(args.log, "a")  # noqa: SIM115 - the handler keeps it open until the process ends
             sys.stderr, stderr = log, sys.stderr
             try:
@@ -197,12 +211,14 @@ async def main_async(args: argparse.Namespace) -> None:
 
                 app.cleanup_ctx.append(in_memory)
             profiler = cProfile.Profile() if args.profile == "cprofile" else None
-            seconds, cpu = await drive(app, args.requests, args.warmup, profiler)
-            if upstream == "memory" and memory.calls != args.requests + args.warmup:
+            seconds, cpu = await drive(app, args.requests, args.warmup, profiler, leg)
+            if leg is None and upstream == "memory" and memory.calls != args.requests + args.warmup:
                 raise SystemExit(f"the in-memory upstream saw {memory.calls} calls, not {args.requests + args.warmup}")
+            if isinstance(leg, AuthorizeLeg) and args.flows_out:
+                leg.write(Path(args.flows_out))
     compiled = _compiled_modules()
     print(
-        f"{args.requests} refreshes ({upstream} upstream, {len(compiled)} compiled modules): "
+        f"{args.requests} {LEG_NOUNS[args.path]} ({upstream} upstream, {len(compiled)} compiled modules): "
         f"{seconds / args.requests * 1e6:.1f} µs wall, {cpu / args.requests * 1e6:.1f} µs CPU each (c=1, profiler {args.profile})"
     )
     if profiler is not None:
@@ -233,11 +249,102 @@ def _print_profile(profiler: cProfile.Profile, requests: int, top: int) -> None:
     print(out.getvalue())
 
 
+# --- the browser legs (--path authorize, --path callback) --------------------------------------
+
+#: What the summary line calls one request of each path.
+LEG_NOUNS = {"token": "refreshes", "authorize": "authorizations", "callback": "callbacks"}
+
+
+async def read_head_and_body(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """An answer's status, headers (lower-case names; one value each) and body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:] if line)}
+    return int(lines[0].split(" ", 2)[1]), headers, await reader.readexactly(int(headers.get("content-length", "0")))
+
+
+class Leg:
+    """One kind of browser request the loop sends instead of a refresh, and what its answer must be."""
+
+    def request(self, port: int, n: int) -> bytes:
+        raise NotImplementedError
+
+    def check(self, n: int, status: int, headers: dict[str, str], body: bytes) -> None:
+        raise NotImplementedError
+
+
+class AuthorizeLeg(Leg):
+    """``GET /bench/authorize`` with the bench's query (``bench/bench.py``'s): a 302 upstream with
+    a flow cookie, or the run stops. With ``keep``, each flow (its ``state`` and cookie) is kept
+    for a callback run."""
+
+    def __init__(self, *, keep: bool = False) -> None:
+        self.keep = keep
+        self.flows: list[tuple[str, str]] = []
+
+    def request(self, port: int, n: int) -> bytes:
+        return f"GET /bench/authorize?{AUTHORIZE_QUERY} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+    def check(self, n: int, status: int, headers: dict[str, str], body: bytes) -> None:
+        location, cookie = headers.get("location", ""), headers.get("set-cookie", "")
+        if status != 302 or not location.startswith("https://auth.example/authorize?") or not cookie:
+            raise SystemExit(f"authorize {n} answered {status} ({location[:80]!r}): {body[:200]!r}")
+        if self.keep:
+            self.flows.append((parse_qs(urlsplit(location).query)["state"][0], cookie.split(";", 1)[0]))
+
+    def write(self, path: Path) -> None:
+        path.write_text("".join(f"{quote(state, safe='')} {cookie}\n" for state, cookie in self.flows))
+
+
+class CallbackLeg(Leg):
+    """``GET /bench/callback?code=…&state=…`` with a flow cookie: a 302 to the platform with a code."""
+
+    def __init__(self, flows: list[tuple[str, str]]) -> None:
+        self.flows = flows
+
+    def request(self, port: int, n: int) -> bytes:
+        state, cookie = self.flows[n]
+        return (
+            f"GET /bench/callback?code=up-code&state={state} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
+        ).encode()
+
+    def check(self, n: int, status: int, headers: dict[str, str], body: bytes) -> None:
+        location = headers.get("location", "")
+        if status != 302 or not location.startswith(f"{REDIRECT}?code="):
+            raise SystemExit(f"callback {n} answered {status} ({location[:80]!r}): {body[:200]!r}")
+
+
+def browser_leg(args: argparse.Namespace, config: Path, work: Path) -> Leg | None:
+    """The leg ``--path`` names (``None``: refreshes). A callback run's flows come from a real
+    ``/authorize`` of the same gateway.yaml (same keys) in another process, run first: its cost is
+    in neither that run's wall and CPU figures nor, as valgrind follows no child, its instructions."""
+    if args.path == "authorize":
+        return AuthorizeLeg(keep=bool(args.flows_out))
+    if args.path != "callback":
+        return None
+    flows = work / "flows.txt"
+    count = str(args.requests + args.warmup)
+    subprocess.run(
+        [sys.executable, __file__, "--path", "authorize", "--config", str(config), "--flows-out", str(flows),
+         "--requests", count, "--warmup", "0"],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    return CallbackLeg([(state, cookie) for state, cookie in (line.split(" ", 1) for line in flows.read_text().splitlines())])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="measured refreshes (default 2000)")
     parser.add_argument("--warmup", type=int, default=200, help="refreshes before measuring (default 200)")
     parser.add_argument("--upstream", choices=["memory", "loopback"], default="memory")
+    parser.add_argument(
+        "--path", choices=list(LEG_NOUNS), default="token",
+        help="token: /token refreshes (default); authorize: GET /authorize, each answered with a 302 upstream and a "
+        "flow cookie; callback: GET /callback, each with a flow a real /authorize made in another process (not measured)",
+    )
+    # Internal: the process that makes a callback run's flows (--path authorize) reads the same gateway.yaml.
+    parser.add_argument("--config", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--flows-out", default="", help=argparse.SUPPRESS)
     parser.add_argument("--profile", choices=["none", "cprofile"], default="none")
     parser.add_argument("--top", type=int, default=60, help="functions in the cProfile table")
     parser.add_argument("--log", default=os.devnull, help="where the JSON log lines go (default: nowhere)")

@@ -113,6 +113,11 @@ class ParamRules:
     #: Rules applied after these, on their result (refresh overrides follow the base rules).
     then: ParamRules | None = None
 
+    @property
+    def empty(self) -> bool:
+        """True when the rules change nothing (most mappings' ``authorize.params``)."""
+        return not (self.remove or self.rename or self.add or self.then)
+
     def _same(self, a: str, b: str) -> bool:
         return a.lower() == b.lower() if self.case_insensitive else a == b
 

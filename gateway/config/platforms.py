@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.config.urls import is_loopback_host, split_url
 
@@ -88,12 +88,18 @@ class RedirectPolicy:
     """The allowlist of one provider's platform: profile rules plus explicit URIs."""
 
     rules: tuple[RedirectRule, ...]
+    #: Every rule in one expression (``(?:a)|(?:b)``, full match): one match per request, not one per rule.
+    _any: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        either = "|".join(f"(?:{rule.pattern.pattern})" for rule in self.rules) or "(?!)"
+        object.__setattr__(self, "_any", re.compile(either))
 
     def allows(self, uri: str) -> bool:
         # Control characters and spaces never belong in a redirect URI; refuse before matching.
         if not uri or len(uri) > 2048 or _CONTROL_OR_SPACE.search(uri):
             return False
-        return any(rule.matches(uri) for rule in self.rules)
+        return self._any.fullmatch(uri) is not None
 
     def describe(self) -> list[str]:
         return [rule.description for rule in self.rules]

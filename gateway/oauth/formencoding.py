@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import quote_plus
 
-__all__ = ["form_urlencode"]
+__all__ = ["form_urlencode", "form_part"]
 
 #: Characters ``quote_plus`` never changes (RFC 3986 §2.3 unreserved): such a text is its own encoding.
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
@@ -23,7 +23,8 @@ _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 _quoted = functools.lru_cache(maxsize=512)(quote_plus)
 
 
-def _part(text: str) -> str:
+def form_part(text: str) -> str:
+    """One name or value as :func:`form_urlencode` writes it (``quote_plus``'s text)."""
     if _UNRESERVED.fullmatch(text):
         return text
     # Long values (a sealed code, a refresh token) rarely repeat: not worth a cache entry.
@@ -32,4 +33,4 @@ def _part(text: str) -> str:
 
 def form_urlencode(params: Mapping[str, str]) -> str:
     """``urllib.parse.urlencode(params)``, character for character, for string names and values."""
-    return "&".join([f"{_part(name)}={_part(value)}" for name, value in params.items()])
+    return "&".join([f"{form_part(name)}={form_part(value)}" for name, value in params.items()])

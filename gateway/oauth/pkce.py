@@ -27,9 +27,12 @@ Method = Literal["S256", "plain"]
 METHODS: tuple[Method, ...] = get_args(Method)
 
 
+_BY_NAME: dict[str, Method] = {method: method for method in METHODS}
+
+
 def as_method(value: object) -> Method | None:
     """``value`` as a §4.3 method (exactly, case included), or ``None``."""
-    return next((method for method in METHODS if value == method), None)
+    return _BY_NAME.get(value) if isinstance(value, str) else None
 
 
 def new_verifier() -> str:

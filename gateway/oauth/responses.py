@@ -26,7 +26,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Literal, NotRequired, TypedDict
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 __all__ = [
     "OAuthError",
@@ -216,10 +216,20 @@ def add_to_uri(uri: str, params: Mapping[str, str], *, fragment: bool = False) -
     The query the URI came with (Alexa's ``?vendorId=``) is kept byte for byte; new parameters go
     after ``&`` (or ``?``), or into the fragment for the implicit grant (RFC 6749 §4.2.2).
     """
-    encoded = urlencode(params, quote_via=quote)
+    encoded = "&".join([f"{_uri_part(name)}={_uri_part(value)}" for name, value in params.items()])
     if fragment:
         return f"{uri}#{encoded}"
     return f"{uri}{'&' if '?' in uri else '?'}{encoded}"
+
+
+#: Characters ``quote(…, safe="")`` never changes (RFC 3986 §2.3 unreserved).
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _uri_part(text: str) -> str:
+    """``quote(text, safe="")``, as ``urlencode(…, quote_via=quote)`` writes each name and value,
+    without its work for the common text that needs none (a sealed code, ``state``, ``code``)."""
+    return text if _UNRESERVED.fullmatch(text) else quote(text, safe="")
 
 
 def redirect_headers(location: str, *, carries_secret: bool = True) -> dict[str, str]:

@@ -263,8 +263,9 @@ class CodePayload:
 
 
 def seal_code(sealer: Sealer, payload: CodePayload, *, ttl: int, now: float | None = None) -> str:
-    """The code the platform gets (RFC 6749 §4.1.2: ``ttl`` at most ten minutes)."""
-    return sealer.seal(CODE_PURPOSE, payload.to_wire(), ttl=ttl, now=now)
+    """The code the platform gets (RFC 6749 §4.1.2: ``ttl`` at most ten minutes), sealed with
+    AES-GCM (:mod:`gateway.oauth.seal`: it lives minutes, and the callback is a hot path)."""
+    return sealer.seal(CODE_PURPOSE, payload.to_wire(), ttl=ttl, now=now, aead=True)
 
 
 def open_code(sealer: Sealer, code: str, *, now: float | None = None) -> CodePayload:

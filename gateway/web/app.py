@@ -25,7 +25,7 @@ from gateway.web.handlers.token import token
 from gateway.web.metadata import METADATA_PATH, metadata
 from gateway.web.opsport import healthz, ops_listener, readyz
 from gateway.web.runner import DRAIN, Drain, request_guard
-from gateway.web.session import FLOW_COOKIE, CurrentFernet, RotatingCookieStorage
+from gateway.web.session import FLOW_COOKIE, CurrentSeal, FlowCookie
 
 __all__ = ["create_app", "reload_config", "MAX_BODY_BYTES", "PUBLIC_RESOLVER"]
 
@@ -92,7 +92,7 @@ def create_app(config: Config) -> web.Application:
     app[RUNTIME] = holder
     app[METRICS] = metrics
     # The flow cookie, read and written by the browser endpoints only (gateway.web.handlers.browser).
-    app[FLOW_COOKIE] = RotatingCookieStorage(CurrentFernet(holder), config.cookie)
+    app[FLOW_COOKIE] = FlowCookie(CurrentSeal(holder), config.cookie)
     # What replicas share, and the two guards built on it: made once here, called by the handlers.
     store = SharedStore(config.store, metrics)
     app[STORE] = store

@@ -1,23 +1,22 @@
 """The flow cookie: what the browser leg must remember between ``/authorize`` and ``/callback``.
 
-:class:`RotatingCookieStorage` is an aiohttp-session storage (an :class:`AbstractStorage`, as
-aiohttp-session's own ``NaClCookieStorage`` is) that seals the session with the gateway's
-MultiFernet, so keys rotate without breaking flows in flight (first key seals, every key opens).
-It writes what ``EncryptedCookieStorage`` would — compact JSON, then Fernet — but does each step
-once: the JSON encoder is built once, and the ``Set-Cookie`` line is written directly, since a
-Fernet token (URL-safe base64) needs none of ``http.cookies``' quoting (RFC 6265 §4.1.1 allows
-``=`` in a cookie value).
+:class:`FlowCookie` reads and writes it: the flows' compact JSON, sealed with the gateway's keys
+(:class:`~gateway.oauth.cookieseal.CookieSeal`: AES-GCM, the first key seals, every key opens, so
+keys rotate without breaking flows in flight; a cookie an earlier version sealed with Fernet
+still opens). The ``Set-Cookie`` line is written directly, as ``http.cookies`` would write it
+less the quotes: a sealed value (URL-safe base64) needs none (RFC 6265 §4.1.1 allows ``=`` in a
+cookie value).
 
-The session holds a small dict of *flows*, keyed by the random nonce that goes upstream as
+The cookie holds a small dict of *flows*, keyed by the random nonce that goes upstream as
 ``state`` (the CSRF check of RFC 6749 §10.12). Several link attempts in one browser (two tabs,
 a retry after "back") each keep their own entry instead of clobbering one another; the oldest
 is dropped past ``max_flows`` so the cookie stays well under the 4 KB browsers keep.
 
 Only the browser endpoints carry the cookie, so no middleware reads or writes it for every
 request: a handler asks for the flows (:meth:`FlowStore.of`, which opens the cookie once per
-request), and the browser frame writes them back (:func:`save_flows`) when they changed, as
-aiohttp-session's ``session_middleware`` would. ``/token``, ``/revoke`` and the operational
-endpoints pay nothing for it.
+request), and the browser frame writes them back (:func:`save_flows`) when they changed (a
+cookie that was written to is saved, one only read is not). ``/token``, ``/revoke`` and the
+operational endpoints pay nothing for it.
 """
 
 from __future__ import annotations
@@ -26,134 +25,151 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 import time
 from typing import Any
 
 from aiohttp import hdrs, web
-from aiohttp_session import AbstractStorage, Session
-from cryptography.fernet import InvalidToken, MultiFernet
 
 from gateway.config.settings import CookieSettings
+from gateway.oauth.cookieseal import CookieSeal
+from gateway.oauth.seal import SealError
 from gateway.oauth.state import FlowEntry, StateError
-from gateway.web.appkeys import RuntimeHolder
+from gateway.web.appkeys import Runtime, RuntimeHolder
 
-__all__ = [
-    "CurrentFernet", "RotatingCookieStorage", "FLOW_COOKIE", "FlowStore", "FlowTooLarge", "MAX_FLOWS_JSON", "save_flows",
-]
+__all__ = ["CurrentSeal", "FlowCookie", "FLOW_COOKIE", "FlowStore", "FlowTooLarge", "MAX_FLOWS_JSON", "save_flows"]
 
-#: The flows' JSON that still makes a cookie under 4096 bytes once encrypted and encoded.
+#: The flows' JSON that still makes a cookie under 4096 bytes once sealed and encoded.
 MAX_FLOWS_JSON = 2600
 
 log = logging.getLogger(__name__)
 #: Compact JSON, one encoder for every cookie (``json.dumps(…, separators=…)`` builds one per call).
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.JSONDecoder().decode
 
 
 class FlowTooLarge(ValueError):
     """One flow alone is larger than a browser keeps in a cookie."""
 
 
-class CurrentFernet:
-    """The current runtime's MultiFernet, looked up on each use, so a reload can rotate keys."""
+class CurrentSeal:
+    """The seal of the current runtime's keys, made once per runtime, so a reload can rotate keys."""
 
     def __init__(self, holder: RuntimeHolder) -> None:
         self._holder = holder
+        self._runtime: Runtime | None = None
+        self._seal: CookieSeal | None = None
 
-    def encrypt(self, data: bytes) -> bytes:
-        return self._holder.current.sealer.fernet.encrypt(data)
+    def __call__(self) -> CookieSeal:
+        runtime = self._holder.current
+        if runtime is not self._runtime or self._seal is None:
+            self._seal, self._runtime = CookieSeal(runtime.config.keys), runtime
+        return self._seal
 
-    def decrypt(self, token: bytes, ttl: int | None = None) -> bytes:
-        return self._holder.current.sealer.fernet.decrypt(token, ttl)
 
+class FlowCookie:
+    """The application's flow cookie: opened from a request, sealed onto a response."""
 
-class RotatingCookieStorage(AbstractStorage):
-    """aiohttp-session's storage for the flow cookie: JSON sealed with a (Multi)Fernet."""
-
-    def __init__(self, fernet: MultiFernet | CurrentFernet, settings: CookieSettings) -> None:
-        super().__init__(
-            cookie_name=settings.name,
-            max_age=settings.max_age,
-            path="/",
-            secure=settings.secure,
-            httponly=True,
-            samesite="Lax",
-            encoder=_dumps,
-        )
-        self._fernet = fernet
+    def __init__(self, seal: CookieSeal | CurrentSeal, settings: CookieSettings) -> None:
+        self._source = seal
+        self.name = settings.name
+        self.max_age = settings.max_age
+        self._secure = settings.secure
         # What http.cookies.Morsel writes after the value for these parameters, in its order.
         self._attributes = f"; HttpOnly; Max-Age={settings.max_age}; Path=/; SameSite=Lax" + ("; Secure" if settings.secure else "")
         self._expires_at = -1
         self._expires = ""
 
-    def load_cookie(self, request: web.Request) -> str | None:
-        """The cookie's value, or ``None`` when it can not be a sealed value (not ASCII).
-
-        aiohttp-session would encode a non-UTF-8 value and fail with a 500; a cookie that is not
-        ours is simply no cookie.
-        """
-        value = super().load_cookie(request)
-        return value if value is None or value.isascii() else None
-
-    async def load_session(self, request: web.Request) -> Session:
-        cookie = self.load_cookie(request)
-        if cookie is None:
-            return Session(None, data=None, new=True, max_age=self.max_age)
+    def load(self, request: web.Request) -> dict[str, Any] | None:
+        """What the request's cookie holds, or ``None`` for no cookie this gateway can open
+        (none, expired, another key's, not a sealed value, not ASCII): a fresh start."""
+        value = _cookie(request, self.name)
+        if value is None or not value.isascii():
+            return None
         try:
-            data = self._decoder(self._fernet.decrypt(cookie.encode("ascii"), ttl=self.max_age).decode("utf-8"))
-        except InvalidToken:  # another key, expired, or not a token at all: a fresh session
+            data = _loads(self._seal().open(value, max_age=self.max_age).decode("utf-8"))
+        except SealError:  # another key, expired, or not a sealed value at all: a fresh start
             log.debug("flow cookie could not be opened; starting a fresh one")
-            return Session(None, data=None, new=True, max_age=self.max_age)
-        return Session(None, data=data, new=False, max_age=self.max_age)
+            return None
+        if isinstance(data, dict) and "created" in data:  # aiohttp-session's envelope (earlier versions)
+            data = data.get("session")
+        return data if isinstance(data, dict) else None
 
-    async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
-        if session.empty:
-            self.save_cookie(response, "", max_age=session.max_age)  # aiohttp's del_cookie
+    def save(self, response: web.StreamResponse, data: dict[str, Any]) -> None:
+        """Set the cookie to ``data`` (an empty ``data``: delete it)."""
+        if not data:
+            response.del_cookie(self.name, path="/", secure=self._secure or None, httponly=True, samesite="Lax")
             return
-        token = self._fernet.encrypt(self._encoder(self._get_session_data(session)).encode("utf-8")).decode("ascii")
-        response.headers.add(hdrs.SET_COOKIE, f"{self.cookie_name}={token}; expires={self._expiry()}{self._attributes}")
+        value = self._seal().seal(_dumps(data).encode("utf-8"))
+        response.headers.add(hdrs.SET_COOKIE, f"{self.name}={value}; expires={self._expiry()}{self._attributes}")
+
+    def _seal(self) -> CookieSeal:
+        return self._source() if isinstance(self._source, CurrentSeal) else self._source
 
     def _expiry(self) -> str:
         """``Expires`` for a cookie set now (the same second gives the same text: made once)."""
         now = int(time.time())
         if now != self._expires_at:
             self._expires_at = now
-            self._expires = time.strftime("%a, %d-%b-%Y %H:%M:%S GMT", time.gmtime(now + (self.max_age or 0)))
+            self._expires = time.strftime("%a, %d-%b-%Y %H:%M:%S GMT", time.gmtime(now + self.max_age))
         return self._expires
 
 
-#: The application's flow cookie storage (made once by the app factory).
-FLOW_COOKIE = web.AppKey("flow_cookie", RotatingCookieStorage)
+#: A ``Cookie`` header of plain ``name=value`` pairs (what browsers send; every sealed value is one):
+#: characters aiohttp's cookie parser reads as themselves, in names and values alike.
+_PLAIN_PAIR = r"[A-Za-z0-9_.~+/!#$%&'*^`|-]+=[A-Za-z0-9_.~+/!#$%&'*^`|=-]*"
+_PLAIN_COOKIES = re.compile(rf"{_PLAIN_PAIR}(?:; ?{_PLAIN_PAIR})*")
+
+
+def _cookie(request: web.Request, name: str) -> str | None:
+    """The value of cookie ``name`` in ``request``'s ``Cookie`` header, as ``request.cookies``
+    gives it (the last, if there are several). That parser builds an ``http.cookies.Morsel`` for
+    every cookie; a header of plain pairs (RFC 6265 §4.2.1) is split here directly instead.
+    Anything else (quotes, spaces, a pair without ``=``) goes to aiohttp's parser."""
+    header = request.headers.get(hdrs.COOKIE)
+    if not header:
+        return None
+    if _PLAIN_COOKIES.fullmatch(header) is None:
+        return request.cookies.get(name)
+    found = None
+    for pair in header.split(";"):
+        key, _, value = pair.partition("=")
+        if key.lstrip() == name:
+            found = value
+    return found
+
+
+#: The application's flow cookie (made once by the app factory).
+FLOW_COOKIE = web.AppKey("flow_cookie", FlowCookie)
 
 
 class FlowStore:
-    """The flows of one browser, in its session cookie."""
+    """The flows of one browser, in its flow cookie (``data``: what the cookie held, or ``None``)."""
 
-    def __init__(self, session: Session, settings: CookieSettings) -> None:
-        self._session = session
+    def __init__(self, data: dict[str, Any] | None, settings: CookieSettings) -> None:
+        self._data: dict[str, Any] = {} if data is None else data
         self._settings = settings
+        #: False when the browser sent no (readable) flow cookie at all.
+        self.had_cookie = data is not None
         #: True once the flows were written to (even unchanged), so the cookie is sent back.
         self.changed = False
 
     @classmethod
-    async def of(cls, request: web.Request, settings: CookieSettings) -> FlowStore:
+    def of(cls, request: web.Request, settings: CookieSettings) -> FlowStore:
         """The flows of ``request``'s browser: the cookie is opened on the first call only."""
         flows = request.get(_FLOWS)
         if flows is None:
-            flows = request[_FLOWS] = cls(await request.app[FLOW_COOKIE].load_session(request), settings)
+            flows = request[_FLOWS] = cls(request.app[FLOW_COOKIE].load(request), settings)
         return flows
 
     @property
-    def session(self) -> Session:
-        return self._session
-
-    @property
-    def had_cookie(self) -> bool:
-        """False when the browser sent no (readable) flow cookie at all."""
-        return not self._session.new
+    def data(self) -> dict[str, Any]:
+        """What goes back into the cookie: ``flows`` (nonce → wire entry) and ``done`` (fingerprints)."""
+        return self._data
 
     def _live(self, now: float) -> dict[str, FlowEntry]:
         """The unexpired flows; an entry that is not a flow this version reads counts as none."""
-        flows = self._session.get("flows")
+        flows = self._data.get("flows")
         if not isinstance(flows, dict):
             return {}
         live = {}
@@ -167,7 +183,7 @@ class FlowStore:
         return live
 
     def _keep(self, flows: dict[str, FlowEntry]) -> None:
-        self._session["flows"] = {nonce: flow.to_wire() for nonce, flow in flows.items()}
+        self._data["flows"] = {nonce: flow.to_wire() for nonce, flow in flows.items()}
         self.changed = True
 
     def add(self, nonce: str, flow: FlowEntry, *, now: float | None = None) -> None:
@@ -180,13 +196,13 @@ class FlowStore:
         wire["x"] = expires  # where to_wire puts it: last
         flows = self._live(current)
         if not flows:  # the browser's first flow (or its others expired): nothing to trim
-            self._session["flows"] = {nonce: wire}
+            self._data["flows"] = {nonce: wire}
             self.changed = True
             return
         flows[nonce] = dataclasses.replace(flow, expires=expires)
         wires = {key: wire if key == nonce else entry.to_wire() for key, entry in flows.items()}
         self._trim(flows, wires)
-        self._session["flows"] = wires
+        self._data["flows"] = wires
         self.changed = True
 
     def _trim(self, flows: dict[str, FlowEntry], wires: dict[str, dict[str, Any]]) -> None:
@@ -219,36 +235,37 @@ class FlowStore:
             flow = None
         elif flow is not None:
             del flows[nonce]
-            done = [mark for mark in self._session.get("done", []) if isinstance(mark, str)]
-            self._session["done"] = (done + [_fingerprint(nonce)])[-self._settings.max_flows :]
+            done = [mark for mark in self._data.get("done", []) if isinstance(mark, str)]
+            self._data["done"] = (done + [_fingerprint(nonce)])[-self._settings.max_flows :]
         self._keep(flows)
         return flow
 
     def was_completed(self, nonce: str) -> bool:
-        return _fingerprint(nonce) in self._session.get("done", [])
+        return _fingerprint(nonce) in self._data.get("done", [])
 
 
 #: The request's flows, once a handler asked for them.
 _FLOWS = web.RequestKey("flows", FlowStore)
 
 
-async def save_flows(request: web.Request, response: web.StreamResponse) -> None:
-    """Send the flows back in the cookie if a handler changed them (aiohttp-session's rule: a
-    session that was written to is saved, one only read is not)."""
+def save_flows(request: web.Request, response: web.StreamResponse) -> None:
+    """Send the flows back in the cookie if a handler changed them (a cookie that was written to
+    is saved, one only read is not)."""
     flows = request.get(_FLOWS)
     if flows is not None and flows.changed:
-        await request.app[FLOW_COOKIE].save_session(request, response, flows.session)
+        request.app[FLOW_COOKIE].save(response, flows.data)
 
 
 def _surely_fits(flow: dict[str, Any]) -> bool:
     """True when ``flow`` is certainly small enough alone, without encoding it (the cookie is
-    encoded once, when it is saved): printable ASCII text is at most twice its length in JSON
-    (``\\"``), and each entry adds its key, quotes, colon and comma. Anything else: not known."""
+    encoded once, when it is saved): JSON writes a character as at most 12 (``\\ud83d\\ude00``
+    for one outside the BMP), and each entry adds its key, quotes, colon and comma. Anything but
+    text values: not known."""
     size = 2
     for key, value in flow.items():
-        if not (isinstance(value, str) and value.isascii() and value.isprintable()):
+        if not isinstance(value, str):
             return False
-        size += len(key) + 2 * len(value) + 6
+        size += len(key) + 12 * len(value) + 6
     return size <= MAX_FLOWS_JSON - 100
 
 

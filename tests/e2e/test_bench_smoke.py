@@ -88,3 +88,16 @@ def test_the_in_process_profiler_drives_real_refreshes() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert re.search(rf"30 refreshes \(memory upstream, \d+ compiled modules\): {NUMBER} µs wall, {NUMBER} µs CPU each", done.stdout), done.stdout
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("path", "noun"), [("authorize", "authorizations"), ("callback", "callbacks")])
+def test_the_in_process_profiler_drives_real_browser_requests(path: str, noun: str) -> None:
+    """``--path authorize`` and ``--path callback`` drive the browser endpoints the same way; each
+    answer must be the 302 a real link gets (a callback's flows come from a real /authorize)."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "inprocess.py"), "--path", path, "--requests", "30", "--warmup", "5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(rf"30 {noun} \(memory upstream, \d+ compiled modules\): {NUMBER} µs wall, {NUMBER} µs CPU each", done.stdout), done.stdout

@@ -662,9 +662,10 @@ class Flows:
 
     @staticmethod
     def decoded(cookie: str) -> bytes:
-        """What Fernet reads: base64 that differs only in ignored bits is the same cookie."""
+        """What the seal reads: base64 (its padding left out) that differs only in ignored bits is
+        the same cookie."""
         try:
-            return base64.urlsafe_b64decode(cookie.encode())
+            return base64.urlsafe_b64decode(cookie.encode() + b"=" * (-len(cookie) % 4))
         except (ValueError, UnicodeEncodeError):
             return b"\x00not a cookie"
 

@@ -155,7 +155,7 @@ async def _authorize(request: web.Request, mapping: ProviderMapping) -> BrowserR
         context=initial_context(mapping, upstream.params) | chosen if mapping.keeps_context else None,
     )
 
-    flows = await FlowStore.of(request, config.cookie)
+    flows = FlowStore.of(request, config.cookie)
     try:
         flows.add(nonce, flow)
     except FlowTooLarge as err:  # a state of many non-ASCII characters, say

@@ -90,7 +90,7 @@ async def browser_endpoint(
         record_of(request).outcome = result.outcome
     observe(request, mapping, result)
     response = _render(result)
-    await save_flows(request, response)
+    save_flows(request, response)
     return response
 
 

@@ -116,7 +116,7 @@ async def _callback(request: web.Request, mapping: ProviderMapping) -> BrowserRe
     except OAuthError as err:
         return Page(err, err.error)
 
-    flows = await FlowStore.of(request, runtime.config.cookie)
+    flows = FlowStore.of(request, runtime.config.cookie)
     nonce = params.get("state", "")
     flow = flows.take(nonce, provider=mapping.name) if nonce else None
     if flow is None:

@@ -105,3 +105,10 @@ def test_new_verifier_is_valid_random_and_long_enough() -> None:
 
 def test_methods() -> None:
     assert set(pkce.METHODS) == {"S256", "plain"}
+
+
+@pytest.mark.parametrize(("value", "method"), [("S256", "S256"), ("plain", "plain"), ("s256", None), ("PLAIN", None), ("", None),
+                                               (None, None), (["S256"], None), ({"S256": 1}, None), (256, None)])
+def test_as_method_is_exact_and_takes_anything(value: object, method: str | None) -> None:
+    """A sealed value's ``ccm`` may be any JSON: only the two §4.3 names, case included, are methods."""
+    assert pkce.as_method(value) == method

@@ -243,3 +243,15 @@ def test_check_pattern_rejects_http_to_a_hostname_starting_with_127() -> None:
 
 def test_check_pattern_reports_a_malformed_ipv6_host() -> None:
     assert check_pattern("https://[::1/cb") is not None
+
+
+_EVERY_URI = sorted({str(case.values[1]) for case in ALLOW_DENY} | {uri for _, uri in HOSTILE} | {uri for _, uri in GOOGLE_HOSTILE})
+
+
+@pytest.mark.parametrize("policy", [ALEXA, ALEXA_PINNED, GOOGLE, GOOGLE_PINNED, APP, LOCAL, RedirectPolicy(())])
+def test_the_one_expression_allows_exactly_what_some_rule_allows(policy: RedirectPolicy) -> None:
+    """A policy matches all its rules at once (one alternation): the answer must be the rules' own,
+    rule by rule, for every URI of the corpus above and for each rule's sample."""
+    for uri in _EVERY_URI + [rule.description for rule in policy.rules]:
+        by_rule = bool(uri) and len(uri) <= 2048 and uri.isprintable() and " " not in uri and any(rule.matches(uri) for rule in policy.rules)
+        assert policy.allows(uri) == by_rule, uri

@@ -166,3 +166,51 @@ def test_redeemed_codes_claim_release_expire_and_stay_bounded() -> None:
     for key in "bcd":
         assert codes.claim(key, ttl=100, now=14)
     assert len(codes) == 3  # the oldest claim made room
+
+
+# --- the AES-GCM form (aead=True: the code) ---------------------------------------------------------
+
+
+def test_an_aead_value_opens_like_a_fernet_one_and_is_not_one() -> None:
+    sealer = Sealer([KEY_A])
+    token = sealer.seal("code", PAYLOAD, ttl=300, aead=True)
+    assert not token.startswith("gAAAAA") and "upstream-code-123" not in token
+    assert "=" not in token  # unpadded: the code goes into the redirect URI unquoted
+    assert sealer.open("code", token) == PAYLOAD
+    assert sealer.open("code", sealer.seal("code", PAYLOAD, ttl=300)) == PAYLOAD  # the earlier version's form
+    assert token != sealer.seal("code", PAYLOAD, ttl=300, aead=True)
+
+
+@pytest.mark.parametrize("position", [0.05, 0.25, 0.5, 0.75, 0.95])
+def test_a_tampered_aead_value_does_not_open(position: float) -> None:
+    sealer = Sealer([KEY_A])
+    token = sealer.seal("code", PAYLOAD, ttl=300, aead=True)
+    index = int(len(token) * position)
+    tampered = token[:index] + ("B" if token[index] != "B" else "C") + token[index + 1 :]
+    with pytest.raises(SealError):
+        sealer.open("code", tampered)
+    with pytest.raises(SealError):
+        sealer.open("code", token[:-4])
+
+
+def test_an_aead_value_keeps_purpose_expiry_and_rotation() -> None:
+    issued = 1_700_000_000.0
+    token = Sealer([KEY_A]).seal("code", PAYLOAD, ttl=300, now=issued, aead=True)
+    with pytest.raises(SealError):
+        Sealer([KEY_A]).open("refresh", token, now=issued)
+    assert Sealer([KEY_B, KEY_A]).open("code", token, now=issued + 299) == PAYLOAD
+    with pytest.raises(SealError, match="expired"):
+        Sealer([KEY_A]).open("code", token, now=issued + 300)
+    with pytest.raises(SealError):
+        Sealer([KEY_B]).open("code", token, now=issued)
+
+
+def test_the_flow_cookie_and_a_sealed_value_never_open_each_other() -> None:
+    from gateway.oauth.cookieseal import CookieSeal
+
+    sealer, cookie = Sealer([KEY_A]), CookieSeal([KEY_A])
+    code = sealer.seal("code", PAYLOAD, ttl=300, aead=True)
+    with pytest.raises(SealError):
+        cookie.open(code, max_age=600)
+    with pytest.raises(SealError):
+        sealer.open("code", cookie.seal(b'{"p":"code","x":99999999999,"d":{}}'))

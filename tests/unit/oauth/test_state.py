@@ -13,7 +13,6 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp_session import Session
 
 from gateway.config.settings import CookieSettings
 from gateway.oauth.seal import Sealer, SealError, generate_key
@@ -132,11 +131,10 @@ def test_an_earlier_flow_entry_reads_and_writes_back_unchanged() -> None:
 
 
 def test_a_flow_cookie_written_by_the_earlier_version_completes() -> None:
-    """The session an earlier replica wrote (its ``flows`` dict of wire entries) is taken here."""
+    """The flows an earlier replica wrote (its ``flows`` dict of wire entries) are taken here."""
     settings = CookieSettings()
     earlier = {"p": "oidc", "r": REDIRECT, "t": "token", "s": "st", "x": OLD_ISSUED + 600}
-    session = Session("id", data={"created": OLD_ISSUED, "session": {"flows": {"nonce-1": earlier}}}, new=False)
-    flows = FlowStore(session, settings)
+    flows = FlowStore({"flows": {"nonce-1": earlier}}, settings)
     assert flows.take("nonce-1", provider="google", now=OLD_ISSUED) is None  # another provider's path
     taken = flows.take("nonce-1", provider="oidc", now=OLD_ISSUED)
     assert taken == FlowEntry("oidc", REDIRECT, "token", state="st", expires=OLD_ISSUED + 600)
@@ -144,10 +142,9 @@ def test_a_flow_cookie_written_by_the_earlier_version_completes() -> None:
 
 
 def test_the_flow_store_writes_the_wire_form_and_drops_what_it_can_not_read() -> None:
-    session = Session("id", data={"created": 1, "session": {"flows": {"bad": {"p": "oidc"}, "worse": [1]}}}, new=False)
-    flows = FlowStore(session, CookieSettings())
+    flows = FlowStore({"flows": {"bad": {"p": "oidc"}, "worse": [1]}}, CookieSettings())
     flows.add("n", dataclasses.replace(FULL_FLOW, expires=0), now=OLD_ISSUED)
-    stored = session["flows"]
+    stored = flows.data["flows"]
     assert set(stored) == {"n"}  # the unreadable entries are gone, never a KeyError
     assert stored["n"] == FULL_FLOW.to_wire() | {"x": OLD_ISSUED + CookieSettings().max_age}
     # key for key in the order to_wire writes: the cookie's bytes are what they always were

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.oauth import load_mapping
 
 from gateway.oauth import pkce
@@ -53,3 +57,30 @@ def test_the_tenant_fills_the_url_and_no_pkce_means_no_verifier(tmp_path: Path) 
     )
     built = prepare_authorize_redirect(mapping, callback_url=CALLBACK, state="n", chosen={"shop": "acme"})
     assert built.location.startswith("https://acme.example.com/authorize?response_type=code&") and built.verifier is None
+
+
+@pytest.mark.parametrize("pkce_method", ["none", "S256", "plain"])
+@pytest.mark.parametrize("url", ["https://auth.example.com/authorize", "https://auth.example.com/authorize?tenant=common"])
+def test_a_mapping_without_verbs_writes_what_urlencode_writes(tmp_path: Path, pkce_method: str, url: str) -> None:
+    """Without ``params`` verbs and with a fixed URL, the query's start is encoded once per
+    mapping: the URL must still be, byte for byte, the URL followed by ``urlencode`` of the
+    parameters sent, whatever the client id, the callback URL, the state and the scope."""
+    mapping = load_mapping(
+        tmp_path,
+        "platform: {profile: alexa, client_id: alexa-skill, client_secret: alexa-skill-secret}\n"
+        f"upstream: {{client_id: up, client_secret: s, authorize: {{url: '{url}', pkce: {pkce_method}}}, token: {{url: 'https://auth.example.com/token'}}}}\n",
+    )
+    assert mapping.authorize.params.empty
+
+    text = st.text(st.characters(codec="utf-8"), max_size=40)
+
+    @settings(max_examples=60, deadline=None)
+    @given(client_id=text, callback=text, state=text, scope=text)
+    def check(client_id: str, callback: str, state: str, scope: str) -> None:
+        each = dataclasses.replace(mapping, upstream_client_id=client_id)
+        built = prepare_authorize_redirect(each, callback_url=callback, state=state, scope=scope)
+        assert built.location == f"{url}{'&' if '?' in url else '?'}{urlencode(built.params)}"
+        assert list(built.params)[:4] == ["response_type", "client_id", "redirect_uri", "state"]
+        assert (built.verifier is None) == (pkce_method == "none")
+
+    check()

@@ -4,6 +4,8 @@ no other endpoint reads or writes it — over a real socket, with the app the se
 
 from __future__ import annotations
 
+import json
+import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.config.settings import load_config
-from gateway.oauth.seal import generate_key
+from gateway.config.settings import CookieSettings, load_config
+from gateway.oauth.seal import build_fernet, generate_key
 from gateway.web.app import create_app
 
 MAPPING = """\
@@ -76,3 +78,19 @@ async def test_only_the_browser_endpoints_read_and_write_the_flow_cookie(base_ur
     # it sent was read, and the one it gets back is rewritten.
     again = await _get(base_url, AUTHORIZE, cookie)
     assert again.status == 302 and len(again.headers["Set-Cookie"].split(";", 1)[0]) > len(cookie)
+
+
+async def test_a_flow_the_earlier_version_started_completes_after_an_upgrade(base_url: str, tmp_path: Path) -> None:
+    """The earlier version sealed aiohttp-session's envelope with Fernet under the same keys; a
+    flow it started must still complete at a callback this version answers."""
+    key = load_config(tmp_path / "gateway.yaml").keys[0]
+    flow = {"p": "p", "r": "https://platform.example/cb", "t": "code", "s": "s1", "x": int(time.time()) + 300}
+    envelope = json.dumps({"created": int(time.time()), "session": {"flows": {"old-nonce": flow}}}, separators=(",", ":"))
+    cookie = f"{CookieSettings().name}={build_fernet([key]).encrypt(envelope.encode()).decode()}"
+    completed = await _get(base_url, "/p/callback?code=c&state=old-nonce", cookie)
+    assert completed.status == 302, await completed.text()
+    assert completed.headers["Location"].startswith("https://platform.example/cb?code=") and "state=s1" in completed.headers["Location"]
+    rewritten = completed.headers["Set-Cookie"].split(";", 1)[0]
+    assert not rewritten.split("=", 1)[1].startswith("gAAAAA")  # written back in this version's seal
+    again = await _get(base_url, "/p/callback?code=c&state=old-nonce", rewritten)
+    assert again.status == 400 and "already used" in await again.text()

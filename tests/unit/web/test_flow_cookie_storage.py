@@ -1,6 +1,6 @@
-"""The flow-cookie storage (gateway/web/session.py): an aiohttp-session AbstractStorage whose
-Set-Cookie line is what aiohttp would write, whose size arithmetic is JSON's, and which opens
-what it sealed; plus the start-up pieces of gateway/web/server.py (gc.freeze, the loop choice)."""
+"""The flow cookie (gateway/web/session.py): its Set-Cookie line is what aiohttp would write, its
+size arithmetic is JSON's, it opens what it sealed and what the earlier version sealed; plus the
+start-up pieces of gateway/web/server.py (gc.freeze, the loop choice)."""
 
 from __future__ import annotations
 
@@ -13,33 +13,36 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from aiohttp_session import AbstractStorage, Session
-from cryptography.fernet import Fernet, MultiFernet
-from hypothesis import given
+from cryptography.fernet import MultiFernet
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config.settings import CookieSettings
+from gateway.oauth.cookieseal import CookieSeal
+from gateway.oauth.seal import build_fernet, generate_key
 from gateway.oauth.state import FlowEntry
 from gateway.web import server
-from gateway.web.session import MAX_FLOWS_JSON, FlowStore, FlowTooLarge, RotatingCookieStorage
+from gateway.web.session import MAX_FLOWS_JSON, FlowCookie, FlowStore, FlowTooLarge
 
 SETTINGS = CookieSettings()
 
 
-def _storage(settings: CookieSettings = SETTINGS) -> tuple[RotatingCookieStorage, MultiFernet]:
-    fernet = MultiFernet([Fernet(Fernet.generate_key())])
-    return RotatingCookieStorage(fernet, settings), fernet
+def _cookie(settings: CookieSettings = SETTINGS, key: str = "") -> tuple[FlowCookie, CookieSeal, MultiFernet]:
+    key = key or generate_key()
+    seal = CookieSeal([key])
+    return FlowCookie(seal, settings), seal, build_fernet([key])
+
+
+def _request(cookie: str) -> web.Request:
+    return make_mocked_request("GET", "/", headers={"Cookie": cookie})
 
 
 @pytest.mark.parametrize("secure", [True, False])
-async def test_the_set_cookie_line_is_aiohttps_without_the_quotes(secure: bool) -> None:
+def test_the_set_cookie_line_is_aiohttps_without_the_quotes(secure: bool) -> None:
     settings = CookieSettings(secure=secure)
-    storage, fernet = _storage(settings)
-    assert isinstance(storage, AbstractStorage)
-    session = Session(None, data=None, new=True, max_age=settings.max_age)
-    session["flows"] = {"n1": {"p": "p", "r": "https://r.example/cb", "x": 1}}
+    cookie, seal, _ = _cookie(settings)
     response = web.Response()
-    await storage.save_session(make_mocked_request("GET", "/"), response, session)
+    cookie.save(response, {"flows": {"n1": {"p": "p", "r": "https://r.example/cb", "x": 1}}})
     [line] = response.headers.getall("Set-Cookie")
 
     written = SimpleCookie()
@@ -51,24 +54,42 @@ async def test_the_set_cookie_line_is_aiohttps_without_the_quotes(secure: bool) 
         secure=secure or None, httponly=True, samesite="Lax",
     )
     expected = reference.cookies[settings.name].OutputString()
-    assert line == expected.replace(f'"{morsel.value}"', morsel.value)  # a Fernet token needs no quotes
-    opened = json.loads(fernet.decrypt(morsel.value.encode()))
-    assert opened["session"] == {"flows": {"n1": {"p": "p", "r": "https://r.example/cb", "x": 1}}}
+    assert line == expected.replace(f'"{morsel.value}"', morsel.value)  # a sealed value needs no quotes
+    opened = json.loads(seal.open(morsel.value, max_age=settings.max_age))
+    assert opened == {"flows": {"n1": {"p": "p", "r": "https://r.example/cb", "x": 1}}}
 
 
-async def test_it_opens_what_it_sealed_and_starts_afresh_on_anything_else() -> None:
-    storage, _ = _storage()
-    session = Session(None, data=None, new=True, max_age=SETTINGS.max_age)
-    session["flows"] = {"n": {"p": "p", "x": 2}}
+def test_empty_flows_delete_the_cookie() -> None:
+    cookie, _, _ = _cookie()
     response = web.Response()
-    await storage.save_session(make_mocked_request("GET", "/"), response, session)
-    cookie = response.headers["Set-Cookie"].split(";", 1)[0]
-    loaded = await storage.load_session(make_mocked_request("GET", "/", headers={"Cookie": cookie}))
-    assert not loaded.new and loaded["flows"] == {"n": {"p": "p", "x": 2}}
-    other, _ = _storage()  # another key
-    assert (await other.load_session(make_mocked_request("GET", "/", headers={"Cookie": cookie}))).new
-    garbage = f"{SETTINGS.name}=not-a-token"
-    assert (await storage.load_session(make_mocked_request("GET", "/", headers={"Cookie": garbage}))).new
+    cookie.save(response, {})
+    morsel = response.cookies[SETTINGS.name]
+    assert morsel.value == "" and morsel["max-age"] == "0"
+
+
+def test_it_opens_what_it_sealed_and_starts_afresh_on_anything_else() -> None:
+    cookie, _, _ = _cookie()
+    response = web.Response()
+    cookie.save(response, {"flows": {"n": {"p": "p", "x": 2}}})
+    value = response.headers["Set-Cookie"].split(";", 1)[0]
+    assert cookie.load(_request(value)) == {"flows": {"n": {"p": "p", "x": 2}}}
+    other, _, _ = _cookie()  # another key
+    assert other.load(_request(value)) is None
+    assert cookie.load(make_mocked_request("GET", "/")) is None
+    for garbage in ("not-a-token", "gAAAAAnot-fernet", "AQ==", "é"):
+        assert cookie.load(_request(f"{SETTINGS.name}={garbage}")) is None, garbage
+
+
+def test_a_cookie_the_earlier_version_sealed_opens() -> None:
+    """Flows in flight during an upgrade: the earlier version wrote aiohttp-session's envelope
+    (``created`` and ``session``) as compact JSON, sealed with Fernet under the same keys."""
+    key = generate_key()
+    cookie, _, fernet = _cookie(key=key)
+    data = {"flows": {"n": {"p": "p", "r": "https://r.example/cb", "t": "code", "x": 2}}, "done": ["abc"]}
+    envelope = json.dumps({"created": 1, "session": data}, separators=(",", ":")).encode()
+    assert cookie.load(_request(f"{SETTINGS.name}={fernet.encrypt(envelope).decode()}")) == data
+    other, _, _ = _cookie()
+    assert other.load(_request(f"{SETTINGS.name}={fernet.encrypt(envelope).decode()}")) is None
 
 
 _TEXT = st.text(st.characters(codec="utf-8"), max_size=600)
@@ -78,8 +99,7 @@ _TEXT = st.text(st.characters(codec="utf-8"), max_size=600)
 def test_the_flows_kept_are_what_whole_json_encoding_would_keep(flows: list[tuple[str, str, str | None]]) -> None:
     """The trimming adds up entry sizes instead of encoding the whole dict after each removal:
     it must keep exactly the flows the old re-encoding loop kept."""
-    session = Session(None, data=None, new=True, max_age=600)
-    store = FlowStore(session, SETTINGS)
+    store = FlowStore(None, SETTINGS)
     expected: dict[str, Any] = {}
     for n, (redirect_uri, state, verifier) in enumerate(flows):
         now = 1_000.0 + n
@@ -96,7 +116,7 @@ def test_the_flows_kept_are_what_whole_json_encoding_would_keep(flows: list[tupl
             len(expected) > SETTINGS.max_flows or len(json.dumps(expected, separators=(",", ":"))) > MAX_FLOWS_JSON
         ):
             del expected[min(expected, key=lambda key: expected[key]["x"])]
-        assert session["flows"] == expected
+        assert store.data["flows"] == expected
 
 
 def test_freeze_heap_freezes_and_a_reload_unfreezes_first() -> None:
@@ -135,3 +155,32 @@ def test_a_flow_said_to_fit_without_encoding_does_fit(flow: dict[str, str]) -> N
     if _surely_fits(flow):
         assert len(json.dumps(flow, separators=(",", ":"))) <= MAX_FLOWS_JSON - 100
     assert _surely_fits({"p": "p", "r": "https://pitangui.amazon.com/api/skill/link/M2", "s": "x" * 40})
+    astral = {"s": "\U0001f600" * 200}  # twelve characters of JSON each
+    assert _surely_fits(astral) and len(json.dumps(astral, separators=(",", ":"))) <= MAX_FLOWS_JSON - 100
+
+
+_COOKIE_TEXT = st.lists(st.sampled_from(list("ab=; \t\"\\,_-é+/") + ["gateway_flow"]), max_size=20).map("".join)
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.sampled_from(["gateway_flow", "other", "gateway_flow2", " gateway_flow"]), _COOKIE_TEXT), max_size=4) | _COOKIE_TEXT.map(lambda text: [("", text)]))
+def test_the_cookie_is_read_as_aiohttp_reads_it(pairs: list[tuple[str, str]]) -> None:
+    """The flow cookie's value is what ``request.cookies`` gives for any ``Cookie`` header (the
+    direct split without quotes, aiohttp's parser with them)."""
+    from gateway.web.session import _cookie
+
+    header = "; ".join(f"{name}={value}" if name else value for name, value in pairs)
+    request = make_mocked_request("GET", "/", headers={"Cookie": header} if header else {})
+    assert _cookie(request, SETTINGS.name) == request.cookies.get(SETTINGS.name), header
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["gateway_flow=AQAAAA-_==", "a=1; gateway_flow=AQAAAA-_==; b=2", "gateway_flow=old; gateway_flow=AQAAAA-_==",  # plain: split here
+     'a="x;y"; gateway_flow=AQAAAA-_==', "a=1;  gateway_flow=AQAAAA-_=="],  # quotes, two spaces: aiohttp's parser
+)
+def test_the_flow_cookie_is_found_beside_others(header: str) -> None:
+    from gateway.web.session import _cookie
+
+    request = make_mocked_request("GET", "/", headers={"Cookie": header})
+    assert _cookie(request, SETTINGS.name) == request.cookies[SETTINGS.name] == "AQAAAA-_=="
