@@ -27,9 +27,11 @@ import json
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, cast
 
 from aiohttp import hdrs, web
+from aiohttp_session import AbstractStorage, Session, SessionData
 
 from gateway.config.settings import CookieSettings
 from gateway.oauth.cookieseal import CookieSeal
@@ -67,41 +69,62 @@ class CurrentSeal:
         return self._seal
 
 
-class FlowCookie:
-    """The application's flow cookie: opened from a request, sealed onto a response."""
+class FlowCookie(AbstractStorage):
+    """aiohttp-session's storage for the flow cookie: the session's JSON sealed with a
+    :class:`~gateway.oauth.cookieseal.CookieSeal` (aiohttp-session's own envelope,
+    ``{"created": …, "session": {…}}``, so a cookie an earlier version wrote opens as it is).
+
+    No middleware: the browser endpoints open the session when they need it
+    (:meth:`open_session`, the synchronous body of :meth:`load_session`) and the browser frame
+    saves it (:meth:`write_session`)."""
 
     def __init__(self, seal: CookieSeal | CurrentSeal, settings: CookieSettings) -> None:
+        super().__init__(
+            cookie_name=settings.name,
+            max_age=settings.max_age,
+            path="/",
+            secure=settings.secure,
+            httponly=True,
+            samesite="Lax",
+            encoder=_dumps,
+            decoder=_loads,
+        )
         self._source = seal
-        self.name = settings.name
-        self.max_age = settings.max_age
+        self._lifetime = settings.max_age
         self._secure = settings.secure
         # What http.cookies.Morsel writes after the value for these parameters, in its order.
         self._attributes = f"; HttpOnly; Max-Age={settings.max_age}; Path=/; SameSite=Lax" + ("; Secure" if settings.secure else "")
         self._expires_at = -1
         self._expires = ""
 
-    def load(self, request: web.Request) -> dict[str, Any] | None:
-        """What the request's cookie holds, or ``None`` for no cookie this gateway can open
-        (none, expired, another key's, not a sealed value, not ASCII): a fresh start."""
-        value = _cookie(request, self.name)
+    def open_session(self, request: web.Request) -> Session:
+        """The request's session, or a new one for no cookie this gateway can open (none,
+        expired, another key's, not a sealed value, not ASCII): a fresh start."""
+        value = _cookie(request, self.cookie_name)
         if value is None or not value.isascii():
-            return None
+            return Session(None, data=None, new=True, max_age=self.max_age)
         try:
-            data = _loads(self._seal().open(value, max_age=self.max_age).decode("utf-8"))
-        except SealError:  # another key, expired, or not a sealed value at all: a fresh start
+            data = self._decoder(self._seal().open(value, max_age=self._lifetime).decode("utf-8"))
+        except (SealError, UnicodeDecodeError, ValueError):  # another key, expired, or not ours at all
             log.debug("flow cookie could not be opened; starting a fresh one")
-            return None
-        if isinstance(data, dict) and "created" in data:  # aiohttp-session's envelope (earlier versions)
-            data = data.get("session")
-        return data if isinstance(data, dict) else None
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        if not isinstance(data, dict) or not isinstance(data.get("session", {}), dict):
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        return Session(None, data=cast(SessionData, data), new=False, max_age=self.max_age)
 
-    def save(self, response: web.StreamResponse, data: dict[str, Any]) -> None:
-        """Set the cookie to ``data`` (an empty ``data``: delete it)."""
-        if not data:
-            response.del_cookie(self.name, path="/", secure=self._secure or None, httponly=True, samesite="Lax")
+    async def load_session(self, request: web.Request) -> Session:
+        return self.open_session(request)
+
+    async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
+        self.write_session(response, session)
+
+    def write_session(self, response: web.StreamResponse, session: Session) -> None:
+        """Set the cookie to ``session`` (an empty one: delete it)."""
+        if session.empty:
+            response.del_cookie(self.cookie_name, path="/", secure=self._secure or None, httponly=True, samesite="Lax")
             return
-        value = self._seal().seal(_dumps(data).encode("utf-8"))
-        response.headers.add(hdrs.SET_COOKIE, f"{self.name}={value}; expires={self._expiry()}{self._attributes}")
+        value = self._seal().seal(self._encoder(self._get_session_data(session)).encode("utf-8"))
+        response.headers.add(hdrs.SET_COOKIE, f"{self.cookie_name}={value}; expires={self._expiry()}{self._attributes}")
 
     def _seal(self) -> CookieSeal:
         return self._source() if isinstance(self._source, CurrentSeal) else self._source
@@ -111,7 +134,7 @@ class FlowCookie:
         now = int(time.time())
         if now != self._expires_at:
             self._expires_at = now
-            self._expires = time.strftime("%a, %d-%b-%Y %H:%M:%S GMT", time.gmtime(now + self.max_age))
+            self._expires = time.strftime("%a, %d-%b-%Y %H:%M:%S GMT", time.gmtime(now + self._lifetime))
         return self._expires
 
 
@@ -144,27 +167,38 @@ FLOW_COOKIE = web.AppKey("flow_cookie", FlowCookie)
 
 
 class FlowStore:
-    """The flows of one browser, in its flow cookie (``data``: what the cookie held, or ``None``)."""
+    """The flows of one browser, in its flow cookie's session."""
 
-    def __init__(self, data: dict[str, Any] | None, settings: CookieSettings) -> None:
-        self._data: dict[str, Any] = {} if data is None else data
+    def __init__(self, session: Session, settings: CookieSettings) -> None:
+        self._session = session
+        self._data: MutableMapping[str, Any] = session
         self._settings = settings
         #: False when the browser sent no (readable) flow cookie at all.
-        self.had_cookie = data is not None
+        self.had_cookie = not session.new
         #: True once the flows were written to (even unchanged), so the cookie is sent back.
         self.changed = False
+
+    @classmethod
+    def holding(cls, data: dict[str, Any] | None, settings: CookieSettings) -> FlowStore:
+        """The flows of a cookie that held ``data`` (``None``: no cookie)."""
+        envelope: SessionData | None = None if data is None else {"created": int(time.time()), "session": data}
+        return cls(Session(None, data=envelope, new=data is None, max_age=settings.max_age), settings)
 
     @classmethod
     def of(cls, request: web.Request, settings: CookieSettings) -> FlowStore:
         """The flows of ``request``'s browser: the cookie is opened on the first call only."""
         flows = request.get(_FLOWS)
         if flows is None:
-            flows = request[_FLOWS] = cls(request.app[FLOW_COOKIE].load(request), settings)
+            flows = request[_FLOWS] = cls(request.app[FLOW_COOKIE].open_session(request), settings)
         return flows
 
     @property
-    def data(self) -> dict[str, Any]:
+    def session(self) -> Session:
         """What goes back into the cookie: ``flows`` (nonce → wire entry) and ``done`` (fingerprints)."""
+        return self._session
+
+    @property
+    def data(self) -> MutableMapping[str, Any]:
         return self._data
 
     def _live(self, now: float) -> dict[str, FlowEntry]:
@@ -253,7 +287,7 @@ def save_flows(request: web.Request, response: web.StreamResponse) -> None:
     is saved, one only read is not)."""
     flows = request.get(_FLOWS)
     if flows is not None and flows.changed:
-        request.app[FLOW_COOKIE].save(response, flows.data)
+        request.app[FLOW_COOKIE].write_session(response, flows.session)
 
 
 def _surely_fits(flow: dict[str, Any]) -> bool:

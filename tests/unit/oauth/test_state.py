@@ -134,7 +134,7 @@ def test_a_flow_cookie_written_by_the_earlier_version_completes() -> None:
     """The flows an earlier replica wrote (its ``flows`` dict of wire entries) are taken here."""
     settings = CookieSettings()
     earlier = {"p": "oidc", "r": REDIRECT, "t": "token", "s": "st", "x": OLD_ISSUED + 600}
-    flows = FlowStore({"flows": {"nonce-1": earlier}}, settings)
+    flows = FlowStore.holding({"flows": {"nonce-1": earlier}}, settings)
     assert flows.take("nonce-1", provider="google", now=OLD_ISSUED) is None  # another provider's path
     taken = flows.take("nonce-1", provider="oidc", now=OLD_ISSUED)
     assert taken == FlowEntry("oidc", REDIRECT, "token", state="st", expires=OLD_ISSUED + 600)
@@ -142,7 +142,7 @@ def test_a_flow_cookie_written_by_the_earlier_version_completes() -> None:
 
 
 def test_the_flow_store_writes_the_wire_form_and_drops_what_it_can_not_read() -> None:
-    flows = FlowStore({"flows": {"bad": {"p": "oidc"}, "worse": [1]}}, CookieSettings())
+    flows = FlowStore.holding({"flows": {"bad": {"p": "oidc"}, "worse": [1]}}, CookieSettings())
     flows.add("n", dataclasses.replace(FULL_FLOW, expires=0), now=OLD_ISSUED)
     stored = flows.data["flows"]
     assert set(stored) == {"n"}  # the unreadable entries are gone, never a KeyError

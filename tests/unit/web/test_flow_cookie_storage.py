@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -37,12 +38,22 @@ def _request(cookie: str) -> web.Request:
     return make_mocked_request("GET", "/", headers={"Cookie": cookie})
 
 
+def _save(cookie: FlowCookie, response: web.Response, data: dict[str, Any]) -> None:
+    cookie.write_session(response, FlowStore.holding(data, SETTINGS).session)
+
+
+def _load(cookie: FlowCookie, request: web.Request) -> dict[str, Any] | None:
+    """What the request's cookie held, or None for a fresh session."""
+    session = cookie.open_session(request)
+    return None if session.new else dict(session)
+
+
 @pytest.mark.parametrize("secure", [True, False])
 def test_the_set_cookie_line_is_aiohttps_without_the_quotes(secure: bool) -> None:
     settings = CookieSettings(secure=secure)
     cookie, seal, _ = _cookie(settings)
     response = web.Response()
-    cookie.save(response, {"flows": {"n1": {"p": "p", "r": "https://r.example/cb", "x": 1}}})
+    _save(cookie, response, {"flows": {"n1": {"p": "p", "r": "https://r.example/cb", "x": 1}}})
     [line] = response.headers.getall("Set-Cookie")
 
     written = SimpleCookie()
@@ -56,13 +67,14 @@ def test_the_set_cookie_line_is_aiohttps_without_the_quotes(secure: bool) -> Non
     expected = reference.cookies[settings.name].OutputString()
     assert line == expected.replace(f'"{morsel.value}"', morsel.value)  # a sealed value needs no quotes
     opened = json.loads(seal.open(morsel.value, max_age=settings.max_age))
-    assert opened == {"flows": {"n1": {"p": "p", "r": "https://r.example/cb", "x": 1}}}
+    assert opened["session"] == {"flows": {"n1": {"p": "p", "r": "https://r.example/cb", "x": 1}}}
+    assert set(opened) == {"created", "session"}, "aiohttp-session's envelope, as every version wrote it"
 
 
 def test_empty_flows_delete_the_cookie() -> None:
     cookie, _, _ = _cookie()
     response = web.Response()
-    cookie.save(response, {})
+    _save(cookie, response, {})
     morsel = response.cookies[SETTINGS.name]
     assert morsel.value == "" and morsel["max-age"] == "0"
 
@@ -70,14 +82,14 @@ def test_empty_flows_delete_the_cookie() -> None:
 def test_it_opens_what_it_sealed_and_starts_afresh_on_anything_else() -> None:
     cookie, _, _ = _cookie()
     response = web.Response()
-    cookie.save(response, {"flows": {"n": {"p": "p", "x": 2}}})
+    _save(cookie, response, {"flows": {"n": {"p": "p", "x": 2}}})
     value = response.headers["Set-Cookie"].split(";", 1)[0]
-    assert cookie.load(_request(value)) == {"flows": {"n": {"p": "p", "x": 2}}}
+    assert _load(cookie, _request(value)) == {"flows": {"n": {"p": "p", "x": 2}}}
     other, _, _ = _cookie()  # another key
-    assert other.load(_request(value)) is None
-    assert cookie.load(make_mocked_request("GET", "/")) is None
+    assert _load(other, _request(value)) is None
+    assert _load(cookie, make_mocked_request("GET", "/")) is None
     for garbage in ("not-a-token", "gAAAAAnot-fernet", "AQ==", "é"):
-        assert cookie.load(_request(f"{SETTINGS.name}={garbage}")) is None, garbage
+        assert _load(cookie, _request(f"{SETTINGS.name}={garbage}")) is None, garbage
 
 
 def test_a_cookie_the_earlier_version_sealed_opens() -> None:
@@ -86,10 +98,10 @@ def test_a_cookie_the_earlier_version_sealed_opens() -> None:
     key = generate_key()
     cookie, _, fernet = _cookie(key=key)
     data = {"flows": {"n": {"p": "p", "r": "https://r.example/cb", "t": "code", "x": 2}}, "done": ["abc"]}
-    envelope = json.dumps({"created": 1, "session": data}, separators=(",", ":")).encode()
-    assert cookie.load(_request(f"{SETTINGS.name}={fernet.encrypt(envelope).decode()}")) == data
+    envelope = json.dumps({"created": int(time.time()) - 5, "session": data}, separators=(",", ":")).encode()
+    assert _load(cookie, _request(f"{SETTINGS.name}={fernet.encrypt(envelope).decode()}")) == data
     other, _, _ = _cookie()
-    assert other.load(_request(f"{SETTINGS.name}={fernet.encrypt(envelope).decode()}")) is None
+    assert _load(other, _request(f"{SETTINGS.name}={fernet.encrypt(envelope).decode()}")) is None
 
 
 _TEXT = st.text(st.characters(codec="utf-8"), max_size=600)
@@ -99,7 +111,7 @@ _TEXT = st.text(st.characters(codec="utf-8"), max_size=600)
 def test_the_flows_kept_are_what_whole_json_encoding_would_keep(flows: list[tuple[str, str, str | None]]) -> None:
     """The trimming adds up entry sizes instead of encoding the whole dict after each removal:
     it must keep exactly the flows the old re-encoding loop kept."""
-    store = FlowStore(None, SETTINGS)
+    store = FlowStore.holding(None, SETTINGS)
     expected: dict[str, Any] = {}
     for n, (redirect_uri, state, verifier) in enumerate(flows):
         now = 1_000.0 + n
