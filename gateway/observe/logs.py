@@ -54,6 +54,33 @@ def _json_line(stamp: str, level: str, logger: str, message: str, fields: Mappin
     return _encode({"time": stamp, "level": level, "logger": logger, "message": message, **fields})
 
 
+#: JSON string escaping as the encoder does it (``ensure_ascii``: C's, when the accelerator is there).
+_quote = json.encoder.encode_basestring_ascii
+_int_text = int.__repr__
+_float_text = float.__repr__
+
+
+def _request_json_line(head: str, message: str, fields: Mapping[str, Any]) -> str:
+    """:func:`_json_line`'s very text for the request line (``head``: its constant start, up to the
+    message), written out without the generic encoder: the fields are text, integers and finite
+    floats, each spelled as :data:`_encode` spells it; anything else goes through it (a test
+    compares the two with hostile values: quotes, controls, non-ASCII)."""
+    parts = [head, _quote(message)]
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            text = _quote(value)
+        elif kind is int:
+            text = _int_text(value)
+        elif kind is float and value - value == 0.0:  # finite: JSON's own spelling is repr's
+            text = _float_text(value)
+        else:
+            text = _encode(value)
+        parts.append(f",{_quote(key)}:{text}")
+    parts.append("}")
+    return "".join(parts)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and any ``extra=`` fields."""
 
@@ -123,6 +150,7 @@ class DirectRequestLine:
         self.json = fmt == "json"
         self._second = -1
         self._stamp = ""
+        self._logger = _quote(log.name)
 
     def ready(self) -> bool:
         """True while writing directly gives what ``log.info`` would."""
@@ -153,7 +181,7 @@ class DirectRequestLine:
         """The formatted line for an info record of ``gateway.request``, without its terminator."""
         stamp = self._time(now, int((now - int(now)) * 1000))
         if self.json:
-            return _json_line(stamp, "info", log.name, message, fields)
+            return _request_json_line(f'{{"time":{_quote(stamp)},"level":"info","logger":{self._logger},"message":', message, fields)
         return _text_line(f"{stamp} INFO {log.name}: {escape_controls(message)}", fields.items())
 
     def write(self, message: str, fields: dict[str, Any]) -> None:

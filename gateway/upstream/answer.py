@@ -224,7 +224,8 @@ def normalise(
         raise ServerError("upstream answer has no token object where the mapping's answer.root points")
 
     fields: Mapping[str, Any] = {
-        name: _search(expr, token_object, name, failed, "answer.fields.") for name, expr in rules.fields.items()
+        name: token_object.get(key) if key is not None else _search(expr, token_object, name, failed, "answer.fields.")
+        for name, key, expr in rules.plain_fields
     }
     access_token = _text(fields.get("access_token"))
     if not access_token:

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config.mapping import ProviderMapping
-from gateway.oauth.clientauth import ClientCredentials, authenticate, read_credentials
+from gateway.oauth.clientauth import ClientCredentials, authenticate, read_credentials, recognised
 from gateway.oauth.responses import InvalidClient, InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable, TokenAnswer
 from gateway.observe.metrics import METRICS
 from gateway.observe.record import RequestRecord, record_of
@@ -159,7 +159,11 @@ async def _call(request: web.Request, mapping: ProviderMapping, prepared: Prepar
 def authenticated_client(request: web.Request, form: dict[str, str], mapping: ProviderMapping) -> ClientCredentials | web.Response:
     """The platform client's credentials once they check out (RFC 6749 section 2.3.1), else the
     ``invalid_client`` answer to return (401 with ``WWW-Authenticate`` when Basic was used)."""
-    credentials = read_credentials(request.headers.get("Authorization"), form)
+    authorization = request.headers.get("Authorization")
+    known = recognised(authorization, form, mapping.platform)  # the usual request, without decoding
+    if known is not None:
+        return known
+    credentials = read_credentials(authorization, form)
     try:
         authenticate(credentials, mapping.platform)
     except InvalidClient as err:

@@ -39,6 +39,27 @@ def test_the_direct_json_line_is_the_formatters(created: float) -> None:
     assert json.loads(direct.line(MESSAGE, FIELDS, created))["path"] == FIELDS["path"]
 
 
+HOSTILE = ['"quoted" \\ back', "ctl \x00\x01\x1f\x7f\x9f", "tab\tline\r\n", "caf\u00e9 \u2028 \U0001f600", "", "</script>"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_the_direct_json_line_spells_hostile_values_as_the_encoder_does(text: str) -> None:
+    """The request line is written without the generic JSON encoder: every value a client can put
+    in it (the path, the grant it names) comes out as the encoder would write it, and parses back."""
+    fields: dict[str, Any] = {
+        **FIELDS, "path": f"/p/{text}", "grant": text, "ms": 0.1 + 0.2, "upstream_ms": 1e-7, "status": 200,
+        "flag": True, "none": None, "big": 10**30, "huge": 1e300, "odd": ["a", text],
+    }
+    message = f"POST /p/{text} 200"
+    direct = DirectRequestLine(logging.StreamHandler(io.StringIO()), "json")
+    line = direct.line(message, fields, 1_764_640_000.25)
+    assert line == logs._json_line("2025-12-02T01:46:40.250Z", "info", "gateway.request", message, fields)
+    assert json.loads(line) == {
+        "time": "2025-12-02T01:46:40.250Z", "level": "info", "logger": "gateway.request", "message": message, **fields
+    }
+    assert line.isascii() and "\n" not in line
+
+
 @pytest.mark.parametrize("created", [1_764_640_000.0, 1_764_640_000.9996, 1_764_640_123.042])
 def test_the_direct_text_line_is_the_formatters(created: float) -> None:
     direct = DirectRequestLine(logging.StreamHandler(io.StringIO()), "text")
