@@ -77,6 +77,10 @@ TENANT_FORM_PURPOSE = "tenant-form"
 GRACE_PURPOSE = "grace"
 
 
+#: ``json.dumps(…, sort_keys=True, separators=(",", ":"))`` without building an encoder per call.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def as_grant_type(value: str | None) -> GrantType | None:
     """``value`` if it names a grant type ``/token`` serves (exactly, case included), else ``None``."""
     for grant in GRANT_TYPES:
@@ -258,8 +262,7 @@ class CodePayload:
         padding opens like the original, so the text is not unique. Canonical JSON of the wire
         form, as earlier versions computed it, so replicas of both agree on a shared store.
         """
-        canonical = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(_canonical(self.to_wire()).encode()).hexdigest()
 
 
 def seal_code(sealer: Sealer, payload: CodePayload, *, ttl: int, now: float | None = None) -> str:

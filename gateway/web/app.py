@@ -95,9 +95,9 @@ def create_app(config: Config) -> web.Application:
     metrics.declare(config.providers)
     metrics.declare_sunsets(_sunsets(config))
     app = web.Application(
+        # One middleware: the request line's, with the guard inside it (called, not chained).
         middlewares=[
-            request_middleware(config.request_id_header),
-            request_guard(lambda request: runtime_of(request).config.connections),
+            request_middleware(config.request_id_header, within=request_guard(lambda request: runtime_of(request).config.connections)),
         ],
         client_max_size=MAX_BODY_BYTES,
     )

@@ -158,10 +158,7 @@ def token_answered(request: web.Request, response: web.Response) -> None:
          ms=None if started is None else round((time.monotonic() - started) * 1000, 1))
 
 
-def _flow_for_exchange(request: web.Request, mapping: ProviderMapping) -> Flow | None:
-    store = _store(request)
-    if store is None:
-        return None
+def _flow_for_exchange(request: web.Request, store: FlowTrace, mapping: ProviderMapping) -> Flow:
     flow = request.get(_CURRENT)
     if flow is None:
         flow = store.start(mapping.name)
@@ -172,9 +169,9 @@ def _flow_for_exchange(request: web.Request, mapping: ProviderMapping) -> Flow |
 def upstream_requested(request: web.Request, mapping: ProviderMapping, prepared: PreparedRequest) -> None:
     """The gateway's token request to the upstream: method, URL, parameter names, redacted values."""
     store = _store(request)
-    flow = _flow_for_exchange(request, mapping)
-    if store is None or flow is None:
+    if store is None:
         return
+    flow = _flow_for_exchange(request, store, mapping)
     body = prepared.form if prepared.form is not None else prepared.json_body
     grant = (prepared.form or prepared.json_body or prepared.query or {}).get("grant_type", "")
     rules = mapping.token if grant == "authorization_code" else mapping.refresh
