@@ -67,6 +67,9 @@ def _request_json_line(head: str, message: str, fields: Mapping[str, Any]) -> st
     compares the two with hostile values: quotes, controls, non-ASCII)."""
     parts = [head, _quote(message)]
     for key, value in fields.items():
+        name = _names.get(key)
+        if name is None:
+            name = _names[key] = f",{_quote(key)}:"  # the request line's few field names, each quoted once
         kind = type(value)
         if kind is str:
             text = _quote(value)
@@ -76,9 +79,13 @@ def _request_json_line(head: str, message: str, fields: Mapping[str, Any]) -> st
             text = _float_text(value)
         else:
             text = _encode(value)
-        parts.append(f",{_quote(key)}:{text}")
+        parts += (name, text)
     parts.append("}")
     return "".join(parts)
+
+
+#: Each field name as the line spells it (``,"status":``).
+_names: dict[str, str] = {}
 
 
 class JsonFormatter(logging.Formatter):

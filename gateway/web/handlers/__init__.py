@@ -18,11 +18,11 @@ from gateway.observe.trace import hooks as trace
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 from gateway.upstream.client import PreparedRequest, TooLarge, Unreachable, prepare_exchange_request, send
 from gateway.upstream.failure import FAILURE_HEADER
-from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RUNTIME, runtime_of
 from gateway.web.render import token_error_response
 
 __all__ = [
-    "provider_of", "single_params", "read_form", "form_pairs", "outcome", "unknown_provider", "exchange", "note_answer", "note_failure", "json_post_endpoint",
+    "provider_of", "single_params", "read_form", "form_if_in", "form_pairs", "outcome", "unknown_provider", "exchange", "note_answer", "note_failure", "json_post_endpoint",
 ]
 
 T = TypeVar("T")
@@ -64,20 +64,33 @@ async def read_form(request: web.Request, *, long_param: tuple[str, int] = ("", 
     """A platform's POST body as ``application/x-www-form-urlencoded`` UTF-8, each parameter once
     (RFC 6749 §3.2, RFC 7009 §2.1), whatever the Content-Type says; RFC 6749 errors otherwise.
     ``long_param``: see :func:`single_params` (a refresh envelope is longer than a code)."""
+    form = form_if_in(request, long_param=long_param)
+    if form is not None:
+        return form
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise OAuthError("the request body is too large", error="invalid_request", status=413) from None
+    except RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
+        raise InvalidRequest("the request body could not be decoded") from None
+    return _form_of(raw, long_param)
+
+
+def form_if_in(request: web.Request, *, long_param: tuple[str, int] = ("", 0)) -> dict[str, str] | None:
+    """:func:`read_form`'s answer when the whole body is in already (it came with the headers:
+    nearly always), taken as it is, without a coroutine or ``request.read()``'s two reads and
+    copy — the same bytes, the same size limit; ``None`` while it is still arriving."""
     content = request.content
-    if content.is_eof() and content.exception() is None:
-        # The whole body is in (it came with the headers: nearly always): taken as it is, without
-        # request.read()'s two reads and copy. The same bytes, the same size limit.
-        raw = content.read_nowait()
-        if request.client_max_size and len(raw) > request.client_max_size:
-            raise OAuthError("the request body is too large", error="invalid_request", status=413)
-    else:
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise OAuthError("the request body is too large", error="invalid_request", status=413) from None
-        except RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
-            raise InvalidRequest("the request body could not be decoded") from None
+    if not content.is_eof() or content.exception() is not None:
+        return None
+    raw = content.read_nowait()
+    limit = request.client_max_size
+    if limit and len(raw) > limit:
+        raise OAuthError("the request body is too large", error="invalid_request", status=413)
+    return _form_of(raw, long_param)
+
+
+def _form_of(raw: bytes, long_param: tuple[str, int]) -> dict[str, str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -123,24 +136,26 @@ async def exchange(
             ),
         )
     finally:
-        metrics = request.app.get(METRICS)
-        if failed and metrics is not None:
-            metrics.expressions_failed(mapping.name, failed)
+        if failed:
+            metrics = request.app.get(METRICS)
+            if metrics is not None:
+                metrics.expressions_failed(mapping.name, failed)
     trace.normalised(request, mapping, result)
     return result
 
 
 def _judged(request: web.Request, mapping: ProviderMapping, answer: UpstreamAnswer, judge: Callable[[], T]) -> T:
     """``judge(answer)``, noting in the request's record and trace how the upstream failed, if it did."""
-    record = record_of(request)
     try:
         return judge()
     except TemporarilyUnavailable as err:
+        record = record_of(request)
         record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
         trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
         raise
     except ServerError as err:
         # 4xx: the upstream refused the gateway's own request; 2xx: an answer the gateway can't use.
+        record = record_of(request)
         record.upstream_failure = "refused" if 400 <= answer.status < 500 else "unusable_answer"
         trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
         raise
@@ -163,10 +178,11 @@ async def _call(request: web.Request, mapping: ProviderMapping, prepared: Prepar
     """One upstream call, recorded and traced."""
     record = record_of(request)
     trace.upstream_requested(request, mapping, prepared)
+    app = request.app  # once: each ``request.app`` is two Python property calls
     try:
         answer = await send(
-            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout,
-            public_session=request.app.get(PUBLIC_HTTP_CLIENT),
+            app[HTTP_CLIENT], prepared, default_timeout=app[RUNTIME].current.config.upstream_timeout,
+            public_session=app.get(PUBLIC_HTTP_CLIENT),
         )
     except (Unreachable, TooLarge) as err:
         note_failure(record, err)

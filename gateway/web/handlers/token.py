@@ -29,12 +29,15 @@ from gateway.oauth.state import CodePayload, as_grant_type, open_code
 from gateway.observe.record import record_of
 from gateway.observe.trace import hooks as trace
 from gateway.upstream.client import prepare_token_request
-from gateway.web.appkeys import CLAIMS, GRACE, runtime_of
-from gateway.web.handlers import authenticated_client, exchange, json_post_endpoint, outcome, read_form
+from gateway.web.appkeys import CLAIMS, GRACE, RUNTIME, runtime_of
+from gateway.web.handlers import authenticated_client, exchange, form_if_in, json_post_endpoint, read_form
 from gateway.web.handlers.client_credentials import client_credentials_grant
 from gateway.web.render import token_response
 
 __all__ = ["token"]
+
+#: The one parameter that may be longer than the rest: a context-keeping link's refresh envelope.
+_LONG = ("refresh_token", MAX_ENVELOPE_LENGTH)
 
 
 def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: CodePayload, client_id: str) -> None:
@@ -60,7 +63,9 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: CodePayl
 
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
-    form = await read_form(request, long_param=("refresh_token", MAX_ENVELOPE_LENGTH))
+    form = form_if_in(request, long_param=_LONG)
+    if form is None:  # a body still arriving
+        form = await read_form(request, long_param=_LONG)
     credentials = authenticated_client(request, form, mapping)
     if isinstance(credentials, web.Response):
         trace.token_refused(request, mapping, form)  # one small hop: anyone can send this
@@ -68,7 +73,8 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
     trace.token_requested(request, mapping, form)
 
     requested = form.get("grant_type")
-    record_of(request).grant = requested or ""
+    record = record_of(request)
+    record.grant = requested or ""
     grant_type = as_grant_type(requested)
     if grant_type == "authorization_code":
         body = await _authorization_code(request, mapping, form, credentials.client_id)
@@ -80,7 +86,7 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
         raise InvalidRequest("grant_type is required")
     else:
         raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
-    outcome(request, "success")
+    record.outcome = "success"
     return token_response(body)
 
 
@@ -137,7 +143,8 @@ async def _refresh_token(
     refresh_token = form.get("refresh_token")
     if not refresh_token:
         raise InvalidRequest("refresh_token is required")
-    runtime = runtime_of(request)
+    app = request.app  # once: each ``request.app`` is two Python property calls
+    runtime = app[RUNTIME].current
     upstream_token, context = refresh_token, dict[str, str]()
     if mapping.keeps_context:  # the platform holds an envelope {upstream refresh token, context}
         try:
@@ -158,7 +165,7 @@ async def _refresh_token(
         body = await exchange(request, mapping, prepared, refresh_token_sent=upstream_token)
         return _sealed_refresh(request, mapping, body, context, client_id)
 
-    return await request.app[GRACE].refresh(  # keyed on the upstream's token: two texts of one envelope are one
+    return await app[GRACE].refresh(  # keyed on the upstream's token: two texts of one envelope are one
         runtime.sealer,
         provider=mapping.name,
         client_id=client_id,
