@@ -7,14 +7,18 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
+from yarl import URL
 
 from gateway.observe import logs
 from gateway.observe.logs import TEXT_FORMAT, DirectRequestLine, JsonFormatter, TextFormatter
+from gateway.observe.record import RequestRecord
 
 FIELDS: dict[str, Any] = {
     "request_id": "abc", "method": "GET", "path": "/p/a\nb\u2028", "status": 302, "ms": 1.5,
@@ -128,3 +132,31 @@ def test_request_ids_are_unique_hex_and_differ_between_processes() -> None:
     prefix = made[0][:16]
     ids.renew()  # what a forked child does: a new random prefix
     assert ids.next()[:16] != prefix
+
+
+RECORDS = [
+    RequestRecord("abc"),
+    RequestRecord("abc", provider="p", endpoint="token", outcome="success", grant="refresh_token", upstream_status=200, upstream_seconds=0.0123),
+    RequestRecord("abc", provider="p", endpoint="token", outcome="server_error", grant="authorization_code", upstream_failure="timeout",
+                  upstream_seconds=4),
+    RequestRecord('a"b', provider="p", endpoint="token", outcome="invalid_request", grant='x"\\\n\u2028\x00é', upstream_status=503),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS)
+@pytest.mark.parametrize("path", ["/p/token", '/p/"\\\n\u2028é/token'])
+def test_the_written_out_json_request_line_is_the_formatters(record: RequestRecord, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_finish`` writes the JSON line itself (no fields dict): the same bytes as a log record through
+    JsonFormatter, whichever optional fields the record has and whatever a client put in them."""
+    monkeypatch.setattr(time, "time", lambda: 1_764_640_000.25)
+    request = make_mocked_request("POST", path.replace("\n", "%0A"))
+    request = request.clone(rel_url=URL.build(path=path))
+    with installed() as (direct, buffer):
+        assert direct.ready()  # the first line is written out, not logged
+        logs._finish(request, record, 400, 0.00237)
+        logs._direct = None  # the same request through logging and its JsonFormatter
+        logs._finish(request, record, 400, 0.00237)
+        logs._direct = direct
+    written, logged = buffer.getvalue().splitlines()
+    assert written == logged
+    assert json.loads(written)["path"] == path
