@@ -64,13 +64,6 @@ class _Protocol(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         waiting_before = len(self._messages)
-        if not data:
-            # aiohttp's own call after each read of a body (resume_reading): no new bytes, so no
-            # deadline to start; buffered ones may still complete a pipelined request's headers.
-            super().data_received(data)
-            if len(self._messages) > waiting_before:
-                self._cancel_header_timer()
-            return
         if self._close and not self._force_close and self._request_in_progress:
             # aiohttp's pre-shutdown close() means "no new request on this connection", but its
             # data_received then drops the body of the request being handled too: read it.

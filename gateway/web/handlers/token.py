@@ -18,6 +18,10 @@ window (:mod:`gateway.oauth.refresh`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Coroutine
+from typing import Any
+
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
@@ -94,7 +98,8 @@ async def _authorization_code(
     request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
 ) -> TokenAnswer:
     """RFC 6749 §4.1.3: open and check the sealed code, claim it, and exchange the upstream's."""
-    runtime = runtime_of(request)
+    app = request.app  # once: each ``request.app`` is two Python property calls
+    runtime = app[RUNTIME].current
     code = form.get("code")
     if not code:
         raise InvalidRequest("code is required")
@@ -103,7 +108,7 @@ async def _authorization_code(
     except SealError as err:  # forged, altered, expired, or not a code's shape (StateError)
         raise InvalidGrant(f"code is invalid: {err}") from None
     _code_grant(mapping, form, opened, client_id)
-    claims, claim = request.app[CLAIMS], opened.fingerprint()
+    claims, claim = app[CLAIMS], opened.fingerprint()
     if not await claims.claim_code(claim, ttl=runtime.config.code_ttl):
         raise InvalidGrant("code was already used")
     prepared = prepare_token_request(
@@ -135,11 +140,14 @@ def _sealed_refresh(
     return body
 
 
-async def _refresh_token(
+def _refresh_token(
     request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
-) -> TokenAnswer:
+) -> Coroutine[Any, Any, TokenAnswer]:
     """RFC 6749 §6: pass the refresh on, the way the mapping says — once per token within the
-    grace window, however often and wherever it is retried (:mod:`gateway.oauth.refresh`)."""
+    grace window, however often and wherever it is retried (:mod:`gateway.oauth.refresh`).
+
+    Not a coroutine itself: it checks and prepares, then hands over the grace window's, to be
+    awaited (each coroutine layer costs its creation and an await)."""
     refresh_token = form.get("refresh_token")
     if not refresh_token:
         raise InvalidRequest("refresh_token is required")
@@ -165,14 +173,15 @@ async def _refresh_token(
         body = await exchange(request, mapping, prepared, refresh_token_sent=upstream_token)
         return _sealed_refresh(request, mapping, body, context, client_id)
 
-    return await app[GRACE].refresh(  # keyed on the upstream's token: two texts of one envelope are one
+    return app[GRACE].refresh(  # keyed on the upstream's token: two texts of one envelope are one
         runtime.sealer,
         provider=mapping.name,
         client_id=client_id,
         refresh_token=upstream_token,
         grace=mapping.refresh_grace,
         deadline=prepared.timeout or runtime.config.upstream_timeout,
-        call=call,
+        # without an envelope to seal, the exchange is the call itself: one coroutine layer fewer
+        call=call if mapping.keeps_context else functools.partial(exchange, request, mapping, prepared, refresh_token_sent=upstream_token),
     )
 
 
