@@ -21,12 +21,13 @@ can forget it. Platforms that validate the field strictly would otherwise reject
 from __future__ import annotations
 
 import html
-import json
 import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Literal, NotRequired, TypedDict
 from urllib.parse import quote, urlencode
+
+from gateway.oauth.jsontext import compact
 
 __all__ = [
     "OAuthError",
@@ -51,7 +52,7 @@ __all__ = [
 #: RFC 6749 §5.1 and §5.2: token answers must not be cached.
 NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
-_compact = json.JSONEncoder(separators=(",", ":")).encode
+_compact = compact()
 
 #: An answer as data: HTTP status, body text, headers (the body's media type is the renderer's:
 #: JSON for :meth:`OAuthError.token_error`, HTML for :meth:`OAuthError.page`).

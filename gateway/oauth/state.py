@@ -31,11 +31,11 @@ same way — never a ``KeyError`` and a 500.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
+from gateway.oauth.jsontext import compact
 from gateway.oauth.pkce import Method as PkceMethod
 from gateway.oauth.pkce import as_method
 from gateway.oauth.responses import TokenAnswer
@@ -78,7 +78,7 @@ GRACE_PURPOSE = "grace"
 
 
 #: ``json.dumps(…, sort_keys=True, separators=(",", ":"))`` without building an encoder per call.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_canonical = compact(sort_keys=True)
 
 
 def as_grant_type(value: str | None) -> GrantType | None:

@@ -334,9 +334,11 @@ def _json_request_line(head: str, message: str, record: RequestRecord, method: s
     :class:`JsonFormatter` writes it, byte for byte (tests/unit/observe/test_request_line.py
     compares them): each text quoted as the encoder quotes it, numbers as it spells them."""
     quote = _quote
+    ms = round(seconds * 1000, 1)
     line = (
         f'{head}{quote(message)},"request_id":{quote(record.request_id)},"method":{quote(method)},"path":{quote(path)},'
-        f'"status":{_integer(status)},"ms":{_number(round(seconds * 1000, 1))}'
+        f'"status":{_int_text(status) if type(status) is int else _encode(status)},'
+        f'"ms":{_float_text(ms) if type(ms) is float and ms - ms == 0.0 else _encode(ms)}'
     )
     if record.provider:
         line += f',"provider":{quote(record.provider)}'

@@ -128,6 +128,8 @@ def _as_seconds(value: Any) -> float | None:
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # nearly always: itself, or None when empty
+        return value or None
     if value is None or isinstance(value, (dict, list, bool)):
         return None
     text = str(value)
@@ -232,9 +234,13 @@ def normalise(
         raise ServerError("upstream answer has no access_token")
 
     result: TokenAnswer = {"access_token": access_token, "token_type": "Bearer"}
-    expires_in = _expires_in(fields, rules, time.time() if now is None else now)
-    if expires_in is not None:  # None: ``expires_in_default: null``, the platform's own default applies
-        result["expires_in"] = expires_in
+    lifetime = fields.get("expires_in")
+    if type(lifetime) is int and 0 < lifetime < _EXACT:  # most answers: what _expires_in makes of it, directly
+        result["expires_in"] = lifetime
+    else:
+        expires_in = _expires_in(fields, rules, now)
+        if expires_in is not None:  # None: ``expires_in_default: null``, the platform's own default applies
+            result["expires_in"] = expires_in
 
     refresh_token = _text(fields.get("refresh_token"))
     if refresh_token:
@@ -250,9 +256,14 @@ def normalise(
     return result
 
 
-def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float) -> int | None:
+#: Integers a float holds exactly: ``max(1, int(float(n)))`` is ``n`` itself below this.
+_EXACT = 2**53
+
+
+def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float | None) -> int | None:
     """An integer ``expires_in``: platforms refresh by it and a link without it dies (Alexa)
-    unless the mapping says ``expires_in_default: null`` (the skill console's default then)."""
+    unless the mapping says ``expires_in_default: null`` (the skill console's default then).
+    ``now``: the clock for an absolute ``expires_at`` (read only then, when None)."""
     for relative in ("expires_in", "expires"):
         seconds = _as_seconds(fields.get(relative))
         if seconds is not None and seconds > 0:
@@ -261,7 +272,7 @@ def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float) -> in
     if absolute is not None and absolute > 0:
         if absolute > 1e11:  # milliseconds since the epoch
             absolute /= 1000
-        return max(1, int(absolute - now))
+        return max(1, int(absolute - (time.time() if now is None else now)))
     return rules.expires_in_default
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -107,11 +107,17 @@ def form_pairs(text: str) -> list[tuple[str, str]]:
             continue
         name, _, value = part.partition("=")
         if "+" in name or "%" in name:
-            name = unquote(name.replace("+", " "), errors="replace")
+            name = _unquoted(name.replace("+", " "))
         if "+" in value or "%" in value:
-            value = unquote(value.replace("+", " "), errors="replace")
+            value = _unquoted(value.replace("+", " "))
         pairs.append((name, value))
     return pairs
+
+
+def _unquoted(text: str) -> str:
+    """``unquote(text, errors="replace")``: for ASCII text (a code's ``%3D``, a redirect URI's
+    ``%2F``) its one step, without the split that keeps other characters as they are."""
+    return unquote_to_bytes(text).decode("utf-8", "replace") if text.isascii() else unquote(text, errors="replace")
 
 
 async def exchange(
