@@ -245,6 +245,13 @@ class CodePayload:
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> CodePayload:
+        code, client_id, redirect_uri, provider = wire.get("u"), wire.get("c"), wire.get("r"), wire.get("p")
+        if type(code) is str and type(client_id) is str and type(redirect_uri) is str and type(provider) is str:
+            # The usual code: those four, and at most the gateway's own verifier (no challenge, no
+            # context): what the checks below make of it, without a call per field.
+            size, verifier = len(wire), wire.get("v")
+            if size == 4 or (size == 5 and type(verifier) is str):
+                return cls(code, client_id, redirect_uri, provider, verifier)
         return cls(
             upstream_code=_text(wire, "u", "upstream code"),
             client_id=_text(wire, "c", "client_id"),
