@@ -45,14 +45,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, cast
 from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web
 
 from bench import PLATFORM_ID, PLATFORM_SECRET, REDIRECT, free_port, gateway_config, mapping_yaml
@@ -100,9 +99,6 @@ class MemoryUpstream:
         params: Mapping[str, str] | None,
         data: bytes | None,
         headers: Mapping[str, str],
-        skip_auto_headers: Iterable[str],
-        allow_redirects: bool,
-        timeout: aiohttp.ClientTimeout,
     ) -> _Answer:
         self.calls += 1
         return _Answer(ANSWER)
@@ -210,6 +206,7 @@ async def main_async(args: argparse.Namespace) -> None:
     from gateway.config.settings import load_config
     from gateway.oauth.seal import generate_key
     from gateway.observe.logs import setup_logging
+    from gateway.upstream.http1 import Http1Client
     from gateway.web.app import create_app
     from gateway.web.appkeys import HTTP_CLIENT
 
@@ -229,7 +226,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
                 async def in_memory(app: web.Application) -> AsyncIterator[None]:
                     # after the real client's context: every upstream call goes to the seam instead
-                    app[HTTP_CLIENT] = cast(aiohttp.ClientSession, memory)
+                    app[HTTP_CLIENT] = cast(Http1Client, memory)
                     yield
 
                 app.cleanup_ctx.append(in_memory)

@@ -12,8 +12,8 @@ carry authorization codes and states (it redacts only a fixed list of cloud-sign
 Ours records the route template, never the query, and the facts operators ask for: provider,
 endpoint, outcome (``success`` or the OAuth error code), grant, upstream status and failure kind,
 from the request's :class:`~gateway.observe.record.RequestRecord` (the same facts the log line and the
-metrics carry). The upstream token call is traced by opentelemetry-instrumentation-aiohttp-client
-with the query stripped from the URL. The trace id is added to every log line written inside a
+metrics carry). The upstream token call is a client span of its own (:func:`client_spans`, an
+observer of :mod:`gateway.upstream.http1`), its URL without the query, the ``traceparent`` sent on. The trace id is added to every log line written inside a
 span (``trace_id``), so a log line leads to its trace. An incoming ``traceparent`` is honoured.
 """
 
@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.observe.record import record_of
+from gateway.upstream import http1
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-__all__ = ["enabled", "instrument", "tracing_middleware", "TraceIdFilter"]
+__all__ = ["enabled", "instrument", "tracing_middleware", "client_spans", "TraceIdFilter"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -117,22 +118,57 @@ def tracing_middleware(tracer_provider: Any) -> Any:
     return middleware
 
 
+def client_spans(tracer_provider: Any) -> http1.CallObserver:
+    """A client span for each upstream call, a child of the hop's span, its context sent on.
+
+    The span names the method and carries the URL without its query (a GET token endpoint's query
+    holds the code), the server's name and port, and the answer's status (RFC 9110 semantics, as
+    OpenTelemetry's HTTP conventions name them).
+    """
+    from urllib.parse import urlsplit
+
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    tracer = tracer_provider.get_tracer("gateway.upstream")
+
+    def observe(method: str, url: str, headers: dict[str, str]) -> http1.CallEnd:
+        parts = urlsplit(url)
+        span = tracer.start_span(method, kind=SpanKind.CLIENT, attributes={
+            "http.request.method": method,
+            "url.full": parts._replace(query="", fragment="").geturl(),
+            "server.address": parts.hostname or "",
+            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+        })
+        propagate.inject(headers, context=trace.set_span_in_context(span))
+
+        def end(status: int | None, error: BaseException | None) -> None:
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if error is not None:
+                span.set_attribute("error.type", type(error).__name__)
+            if error is not None or (status is not None and status >= 500):
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
+
+        return end
+
+    return observe
+
+
 def instrument(app: web.Application, tracer_provider: TracerProvider | None = None) -> bool:
     """Trace ``app`` (before it starts) if tracing is enabled or a provider is given; True if so.
 
     ``tracer_provider`` is for tests (an in-memory exporter); in production it is built from the
-    OTEL_* variables. The aiohttp client is instrumented process-wide, before the app opens its
-    upstream session, so the token call becomes a child span of the hop.
+    OTEL_* variables. Upstream calls are observed process-wide (:func:`client_spans`) until the
+    app's cleanup, so the token call becomes a child span of the hop.
     """
     if tracer_provider is None:
         if not enabled():
             return False
         tracer_provider = _provider_from_environment()
-    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-
-    instrumentor = AioHttpClientInstrumentor()
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument(tracer_provider=tracer_provider, url_filter=lambda url: str(url.with_query(None)))
+    observer = client_spans(tracer_provider)
+    http1.add_observer(observer)
     # Outermost: the span covers the logging middleware too, so the log line carries the trace id.
     app.middlewares.insert(0, tracing_middleware(tracer_provider))
     trace_filter = TraceIdFilter()
@@ -141,6 +177,7 @@ def instrument(app: web.Application, tracer_provider: TracerProvider | None = No
             handler.addFilter(trace_filter)
 
     async def flush(_: web.Application) -> None:
+        http1.remove_observer(observer)
         tracer_provider.shutdown()
 
     app.on_cleanup.append(flush)

@@ -10,9 +10,10 @@ followed by that second request (:func:`prepare_exchange_request`), built from n
 
 :func:`send` returns what it measured with the answer (its status and seconds), or raises it with
 the failure (:class:`Unreachable`, :class:`TooLarge`: the kind and seconds); the web layer records
-both in the request's record. One shared ``aiohttp.ClientSession`` serves every upstream call; :func:`send` asks only for the
-little of it that :class:`UpstreamClient` names, so tests can hand it an in-process double (in the
-spirit of httpx's ``MockTransport``) and classify answers without sockets. Every call has a *total*
+both in the request's record. One shared :class:`~gateway.upstream.http1.Http1Client` serves every
+upstream call; :func:`send` asks only for the little of it that :class:`UpstreamClient` names, so
+tests can hand it an in-process double (in the spirit of httpx's ``MockTransport``) and classify
+answers without sockets. Every call has a *total*
 deadline (``upstream.timeout``, default 4 s) because Alexa abandons a token request after 4.5 s.
 There is no retry: a retried code exchange could spend the code twice.
 """
@@ -25,12 +26,10 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import aiohttp
 
 from gateway.config.mapping import ParamRules, ProviderMapping, TokenRequest
 from gateway.config.templates import UnsafeUrl, host_needs_public_address, render_url
@@ -40,6 +39,7 @@ from gateway.oauth.responses import InvalidGrant, InvalidRequest, ServerError, T
 from gateway.oauth.state import GrantType
 from gateway.upstream.answer import MAX_ANSWER_BYTES, UpstreamAnswer, is_transient
 from gateway.upstream.failure import FailureKind
+from gateway.upstream.http1 import ConnectionFailed, LookupFailed
 from gateway.upstream.publicdns import PrivateAddress
 
 __all__ = [
@@ -55,7 +55,7 @@ class UpstreamBody(Protocol):
 
 
 class UpstreamResponse(Protocol):
-    """What :func:`send` reads of an answer (an ``aiohttp.ClientResponse`` has it)."""
+    """What :func:`send` reads of an answer."""
 
     @property
     def status(self) -> int: ...
@@ -66,7 +66,12 @@ class UpstreamResponse(Protocol):
 
 
 class UpstreamClient(Protocol):
-    """What :func:`send` needs of an HTTP client: ``aiohttp.ClientSession.request``'s shape."""
+    """What :func:`send` needs of an HTTP client (:class:`~gateway.upstream.http1.Http1Client`).
+
+    One request, never a redirect followed, no header added but ``Host``, ``Content-Length``,
+    ``User-Agent`` and ``Accept-Encoding``; failures are
+    :class:`~gateway.upstream.http1.ConnectionFailed` (or its ``LookupFailed``).
+    """
 
     def request(
         self,
@@ -76,18 +81,12 @@ class UpstreamClient(Protocol):
         params: Mapping[str, str] | None,
         data: bytes | None,
         headers: Mapping[str, str],
-        skip_auto_headers: Iterable[str],
-        allow_redirects: bool,
-        timeout: aiohttp.ClientTimeout,
     ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
 
 
 #: A mapping's Basic header is the same on every call: encoded once per id and secret, not per request.
 _basic_of = functools.lru_cache(maxsize=256)(basic_auth_header)
 
-#: No aiohttp timer: the one deadline of a call is :func:`send`'s ``asyncio.timeout``, which also
-#: bounds reading the body and an in-process client (tests); two timers per call cost 2–4 %.
-_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout()
 #: Characters no header value may hold (NUL, CR, LF and the other controls but tab).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -223,7 +222,7 @@ def _prepared(
         headers = rules.headers.apply(headers, values)
         if _fills_headers(rules.headers) and any(_CONTROL.search(value) for value in headers.values()):
             # A template filled with a value the platform sent (``{authorize_scope}``, ``{scope}``):
-            # aiohttp would refuse the header with a ValueError, i.e. a 500 (RFC 9110 §5.5).
+            # a header that could be split in two is the platform's mistake, not an outage (RFC 9110 §5.5).
             raise InvalidRequest("a value the upstream request's headers need holds a control character")
 
     query: dict[str, str] = {}
@@ -288,10 +287,7 @@ async def send(
     elif request.json_body is not None:
         data = json.dumps(request.json_body).encode()
         headers.setdefault("Content-Type", "application/json")
-    # No body (query encoding, GET): no invented Content-Type (aiohttp would add
-    # application/octet-stream to a POST) unless the mapping names one.
-    named = any(name.lower() == "content-type" for name in headers)
-    skip = ("Content-Type",) if data is None and not named else ()
+    # No body (query encoding, GET): no Content-Type unless the mapping names one.
     try:
         async with asyncio.timeout(deadline):
             async with session.request(
@@ -300,9 +296,6 @@ async def send(
                 params=request.query or None,
                 data=data,
                 headers=headers,
-                skip_auto_headers=skip,
-                allow_redirects=False,
-                timeout=_NO_CLIENT_TIMEOUT,  # not the session's: the mapping's deadline above, even when longer
             ) as response:
                 body = b""
                 async for chunk in response.content.iter_any():  # the whole answer, within the deadline
@@ -320,11 +313,11 @@ async def send(
         raise Unreachable(
             f"upstream did not answer within {deadline:g}s", failure="timeout", seconds=time.monotonic() - started
         ) from None
-    except aiohttp.ClientConnectorDNSError as exc:
+    except LookupFailed as exc:
         if isinstance(exc.os_error, PrivateAddress):
             raise InvalidGrant("the link's context can not be used: the host resolves to a private address") from None
         log.warning("upstream %s failed: the host name could not be resolved", request.url)
         raise Unreachable("upstream could not be reached", failure="connection", seconds=time.monotonic() - started) from None
-    except aiohttp.ClientError as exc:
+    except ConnectionFailed as exc:
         log.warning("upstream %s failed: %s", request.url, type(exc).__name__)
         raise Unreachable("upstream could not be reached", failure="connection", seconds=time.monotonic() - started) from None

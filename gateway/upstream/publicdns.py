@@ -5,14 +5,13 @@ A URL whose host comes from a per-link value without ``allow_private``
 network (SSRF). Checking the name's addresses and then letting the HTTP client look the name up
 again leaves two holes: a check whose lookup fails has nothing to refuse (and used to allow the
 call), and a name that answers differently the second time (DNS rebinding, a TTL of 0) passes the
-check with a public address and is connected to at a private one; aiohttp then kept that answer
-for 300 s.
+check with a public address and is connected to at a private one.
 
 Here the check *is* the lookup the connection uses: :class:`PublicOnlyResolver` is the resolver of
-a connector of its own (``use_dns_cache=False``), and it hands the connector the addresses it
-vetted, all of them public, or raises. A lookup that fails fails the call (closed). The upstream
-calls to hosts fixed in a mapping keep the shared client, its DNS cache and its cost: nothing here
-runs for them.
+an upstream client of its own (:class:`gateway.upstream.http1.Http1Client` with ``resolver=``),
+which looks up anew for each connection and connects only to the addresses it vetted, all of them
+public, or raises. A lookup that fails fails the call (closed). The upstream calls to hosts fixed
+in a mapping keep the shared client: nothing here runs for them.
 
 "Public" is :attr:`ipaddress.IPv4Address.is_global` and not multicast, minus what Python 3.11 still
 calls global: NAT64 prefixes (RFC 6052 ``64:ff9b::/96``, RFC 8215 ``64:ff9b:1::/48``), which a
@@ -27,11 +26,10 @@ import ipaddress
 import socket
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-__all__ = ["NOT_PUBLIC", "PrivateAddress", "PublicOnlyResolver", "is_public", "public_only_connector"]
+__all__ = ["NOT_PUBLIC", "PrivateAddress", "PublicOnlyResolver", "is_public"]
 
 NOT_PUBLIC = tuple(ipaddress.ip_network(net) for net in ("64:ff9b::/96", "64:ff9b:1::/48", "fec0::/10"))
 
@@ -80,13 +78,3 @@ class PublicOnlyResolver(AbstractResolver):
     async def close(self) -> None:
         if self._base is not None:
             await self._base.close()
-
-
-def public_only_connector(resolver: PublicOnlyResolver | None = None, *, limit: int, limit_per_host: int) -> aiohttp.TCPConnector:
-    """A connector that connects only to what ``resolver`` vetted, looked up anew for each connection."""
-    return aiohttp.TCPConnector(
-        resolver=resolver if resolver is not None else PublicOnlyResolver(),
-        use_dns_cache=False,  # every new connection is checked again: no answer outlives its check
-        limit=limit,
-        limit_per_host=limit_per_host,
-    )

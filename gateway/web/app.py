@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import aiohttp
 from aiohttp import web
 
 from gateway.config.settings import Config
@@ -15,7 +14,8 @@ from gateway.oauth.replay import CodeClaims
 from gateway.oauth.store import SharedStore
 from gateway.observe.logs import request_middleware
 from gateway.observe.metrics import METRICS, Metrics
-from gateway.upstream.publicdns import PublicOnlyResolver, public_only_connector
+from gateway.upstream.http1 import Http1Client
+from gateway.upstream.publicdns import PublicOnlyResolver
 from gateway.web import optional
 from gateway.web.appkeys import CLAIMS, GRACE, HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RUNTIME, STORE, Runtime, RuntimeHolder, runtime_of
 from gateway.web.handlers.authorize import authorize
@@ -44,33 +44,21 @@ UPSTREAM_CONNECTIONS_PER_HOST = 64
 PUBLIC_RESOLVER = web.AppKey("public_resolver", PublicOnlyResolver)
 
 
-def _upstream_session(config: Config, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
-    session = aiohttp.ClientSession(
-        connector=connector,
-        # a fallback only: each upstream call passes the deadline of the config it runs under, so
-        # upstream.timeout is reloadable
-        timeout=aiohttp.ClientTimeout(total=config.upstream_timeout),
-        headers={"User-Agent": "gateway (OAuth2 account-linking gateway)"},
-        cookie_jar=aiohttp.DummyCookieJar(),
+#: Every upstream request names the gateway (RFC 9110 §10.1.5).
+USER_AGENT = "gateway (OAuth2 account-linking gateway)"
+
+
+async def _http_clients(app: web.Application) -> AsyncIterator[None]:
+    app[HTTP_CLIENT] = shared = Http1Client(limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, user_agent=USER_AGENT)
+    # A host a user named: connections only to the addresses its own lookup vetted, looked up
+    # anew for each connection (no answer outlives its check).
+    vetted = app.get(PUBLIC_RESOLVER) or PublicOnlyResolver()
+    app[PUBLIC_HTTP_CLIENT] = public = Http1Client(
+        limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, user_agent=USER_AGENT, resolver=vetted
     )
-    # aiohttp resends an idempotent (GET) request once when the connection drops before an
-    # answer; a GET token endpoint would then see the code twice. Never retry (its test
-    # client turns this off the same way).
-    session._retry_connection = False
-    return session
-
-
-def _http_client_context(config: Config) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def http_client(app: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST, ttl_dns_cache=300)
-        app[HTTP_CLIENT] = session = _upstream_session(config, connector)
-        vetted = public_only_connector(app.get(PUBLIC_RESOLVER), limit=256, limit_per_host=UPSTREAM_CONNECTIONS_PER_HOST)
-        app[PUBLIC_HTTP_CLIENT] = public = _upstream_session(config, vetted)
-        yield
-        await session.close()
-        await public.close()
-
-    return http_client
+    yield
+    await shared.close()
+    await public.close()
 
 
 def _sunsets(config: Config) -> dict[str, datetime.date]:
@@ -111,7 +99,7 @@ def create_app(config: Config) -> web.Application:
     app[CLAIMS] = CodeClaims(store)
     app[GRACE] = RefreshGrace(store, metrics)
     app[DRAIN] = Drain()
-    app.cleanup_ctx.append(_http_client_context(config))
+    app.cleanup_ctx.append(_http_clients)
     app.cleanup_ctx.append(_store_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from gateway.config.settings import Config
@@ -18,6 +17,7 @@ from gateway.oauth.refresh import RefreshGrace
 from gateway.oauth.replay import CodeClaims
 from gateway.oauth.seal import Sealer
 from gateway.oauth.store import SharedStore
+from gateway.upstream.http1 import Http1Client
 
 __all__ = [
     "Runtime", "RuntimeHolder", "RUNTIME", "HTTP_CLIENT", "PUBLIC_HTTP_CLIENT", "runtime_of", "STORE", "CLAIMS", "GRACE",
@@ -44,10 +44,10 @@ class RuntimeHolder:
 
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
-HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+HTTP_CLIENT = web.AppKey("http_client", Http1Client)
 #: The client for upstream hosts a user named (:mod:`gateway.upstream.publicdns`): it connects only
 #: to public addresses, looked up and checked for each connection.
-PUBLIC_HTTP_CLIENT = web.AppKey("public_http_client", aiohttp.ClientSession)
+PUBLIC_HTTP_CLIENT = web.AppKey("public_http_client", Http1Client)
 #: What replicas share (:mod:`gateway.oauth.store`), and the guards built on it, once per app.
 STORE = web.AppKey("store", SharedStore)
 CLAIMS = web.AppKey("code_claims", CodeClaims)

@@ -32,7 +32,6 @@ from gateway.config.settings import load_config
 from gateway.web.app import create_app
 
 pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
@@ -42,7 +41,7 @@ from gateway.observe import otel  # noqa: E402
 
 
 @pytest.fixture
-async def traced(tmp_path: Path) -> AsyncIterator[tuple[str, InMemorySpanExporter]]:
+async def traced(tmp_path: Path) -> AsyncIterator[tuple[str, InMemorySpanExporter, RecordingUpstream]]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -56,10 +55,9 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[str, InMemorySpanExporte
         await runner.setup()
         url = await start_site(runner, sock=sock)
         try:
-            yield url, exporter
+            yield url, exporter, upstream
         finally:
             await runner.cleanup()
-            AioHttpClientInstrumentor().uninstrument()
 
 
 async def _link(url: str) -> tuple[dict[str, str], dict[str, Any]]:
@@ -85,8 +83,8 @@ def _server_spans(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
     return {str((span.attributes or {}).get("gateway.endpoint")): span for span in spans}
 
 
-async def test_one_span_per_hop_with_the_facts(traced: tuple[str, InMemorySpanExporter]) -> None:
-    url, exporter = traced
+async def test_one_span_per_hop_with_the_facts(traced: tuple[str, InMemorySpanExporter, RecordingUpstream]) -> None:
+    url, exporter, _ = traced
     await _link(url)
     spans = _server_spans(exporter)
     assert set(spans) == {"authorize", "callback", "token"}
@@ -100,10 +98,20 @@ async def test_one_span_per_hop_with_the_facts(traced: tuple[str, InMemorySpanEx
     clients = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.CLIENT]
     upstream_calls = [span for span in clients if span.parent is not None and span.parent.span_id == token.context.span_id]
     assert len(upstream_calls) == 1, "the upstream token call is a child span of the /token hop"
+    call = dict(upstream_calls[0].attributes or {})
+    assert call["http.response.status_code"] == 200 and "?" not in str(call["url.full"])
 
 
-async def test_no_secret_in_any_attribute(traced: tuple[str, InMemorySpanExporter]) -> None:
-    url, exporter = traced
+async def test_the_upstream_sees_the_calls_trace_context(traced: tuple[str, InMemorySpanExporter, RecordingUpstream]) -> None:
+    url, exporter, upstream = traced
+    await _link(url)
+    client_span = next(span for span in exporter.get_finished_spans() if span.kind == SpanKind.CLIENT)
+    sent = upstream.requests_to("/token")[-1].headers["traceparent"]
+    assert sent.split("-")[1:3] == [format(client_span.context.trace_id, "032x"), format(client_span.context.span_id, "016x")]
+
+
+async def test_no_secret_in_any_attribute(traced: tuple[str, InMemorySpanExporter, RecordingUpstream]) -> None:
+    url, exporter, _ = traced
     answer, token = await _link(url)
     secrets = {
         answer["code"], answer["upstream_code"], "state-secret-123", PLATFORM_SECRET, DEFAULT_CLIENT_SECRET,
@@ -116,9 +124,9 @@ async def test_no_secret_in_any_attribute(traced: tuple[str, InMemorySpanExporte
 
 
 async def test_the_log_line_carries_the_trace_id(
-    traced: tuple[str, InMemorySpanExporter], caplog: pytest.LogCaptureFixture
+    traced: tuple[str, InMemorySpanExporter, RecordingUpstream], caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, exporter = traced
+    url, exporter, _ = traced
     caplog.handler.addFilter(otel.TraceIdFilter())  # as instrument() does for the handlers at start
     with caplog.at_level(logging.INFO, logger="gateway"):
         await _link(url)

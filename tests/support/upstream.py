@@ -67,11 +67,11 @@ from types import TracebackType
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.upstream.client import UpstreamResponse
+from gateway.upstream.http1 import ConnectionFailed
 
 __all__ = [
     "AuthorizationServer",
@@ -130,7 +130,7 @@ class Reply:
     disconnect: Literal["refuse", "before_headers", "mid_body"] | None = None
     """Close the connection before any byte of the answer, or halfway through its body (the
     headers promise a Content-Length the body never reaches). ``refuse``: in-process, the
-    connection fails before the request is sent (``aiohttp.ClientConnectionError``); a listening
+    connection fails before the request is sent (``ConnectionFailed``); a listening
     server can only reset it, as ``before_headers``."""
     chunks: int = 1
     """Send the body with chunked transfer encoding, in this many pieces (when > 1)."""
@@ -159,9 +159,6 @@ class ClientCall:
     """What the in-process client was handed beyond the HTTP request itself (no server sees it)."""
 
     params: Mapping[str, str] | None
-    skip_auto_headers: tuple[str, ...]
-    allow_redirects: bool
-    timeout: aiohttp.ClientTimeout
 
 
 @dataclass(frozen=True)
@@ -701,7 +698,7 @@ class _InProcessBody:
     async def iter_any(self) -> AsyncIterator[bytes]:
         if self._answer.reply.disconnect == "mid_body":
             yield self._answer.body[: len(self._answer.body) // 2]
-            raise aiohttp.ClientPayloadError("Response payload is not completed")  # as aiohttp says it
+            raise ConnectionFailed("the connection closed before the whole answer")  # as the client says it
         async for piece in self._upstream._pieces(self._answer):
             yield piece
 
@@ -715,7 +712,7 @@ class _InProcessResponse:
 
 class InProcessClient:
     """An :class:`~gateway.upstream.client.UpstreamClient` whose answers come from a
-    :class:`RecordingUpstream`'s configuration, without a socket. A reset is the exception aiohttp
+    :class:`RecordingUpstream`'s configuration, without a socket. A reset is the exception the real client
     raises for it; a hang waits until the caller's deadline (or the upstream's stop)."""
 
     def __init__(self, upstream: RecordingUpstream) -> None:
@@ -729,11 +726,8 @@ class InProcessClient:
         params: Mapping[str, str] | None,
         data: bytes | None,
         headers: Mapping[str, str],
-        skip_auto_headers: Iterable[str] = (),
-        allow_redirects: bool,
-        timeout: aiohttp.ClientTimeout,
     ) -> AbstractAsyncContextManager[UpstreamResponse]:
-        call = ClientCall(params, tuple(skip_auto_headers), allow_redirects, timeout)
+        call = ClientCall(params)
         return self._respond(method, url, data or b"", headers, call)
 
     @asynccontextmanager
@@ -747,14 +741,14 @@ class InProcessClient:
         await upstream._announce()
         reply = await upstream._reply_for(recorded)
         if reply.disconnect == "refuse":
-            raise aiohttp.ClientConnectionError(f"connection to {parts.hostname} refused")
+            raise ConnectionFailed(f"no connection to {parts.hostname}: ConnectionRefusedError")
         if reply.hang:
             await upstream._wait(MAX_WAIT)
-            raise aiohttp.ServerDisconnectedError()
+            raise ConnectionFailed("the connection closed before the whole answer")
         if reply.disconnect == "before_headers":
             if reply.delay:
                 await upstream._wait(reply.delay)
-            raise aiohttp.ServerDisconnectedError()
+            raise ConnectionFailed("the connection closed before the whole answer")
         answer = await upstream._answer(recorded, reply)
         yield _InProcessResponse(answer.status, CIMultiDictProxy(CIMultiDict(answer.headers)), _InProcessBody(upstream, answer))
 

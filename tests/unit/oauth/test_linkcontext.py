@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from textwrap import dedent
 
-import aiohttp
 import pytest
 from support.oauth import load_mapping, read_mapping
 from support.upstream import RecordingUpstream, Reply
@@ -22,6 +21,7 @@ from gateway.oauth.linkcontext import link_sealer, open_refresh, seal_refresh
 from gateway.oauth.seal import SealError, generate_key
 from gateway.upstream.answer import UpstreamAnswer, normalise
 from gateway.upstream.client import prepare_token_request, send
+from gateway.upstream.http1 import Http1Client
 from unit.upstream.test_upstream_request import CALLBACK
 
 SHOP = ContextValue("shop", re.compile(r"[a-z0-9][a-z0-9-]{0,61}"))
@@ -184,7 +184,7 @@ def test_expires_in_default_null_leaves_expires_in_out(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def recorder() -> AsyncIterator[RecordingUpstream]:
-    """A real server, so aiohttp's own header defaults are what is checked (not a double's)."""
+    """A real server, so the real client's header defaults are what is checked (not a double's)."""
     async with RecordingUpstream() as upstream:
         upstream.fault = Reply(body={"access_token": "at"})
         yield upstream
@@ -196,8 +196,9 @@ async def test_a_query_encoded_post_sends_no_body_and_no_invented_content_type(
 ) -> None:
     mapping = load_mapping(tmp_path, with_context("", f"url: {recorder.token_endpoint}\nencoding: query\n{headers}"))
     prepared = prepare_token_request(mapping, grant_type="authorization_code", callback_url=CALLBACK, code="c")
-    async with aiohttp.ClientSession() as session:
-        answer = await send(session, prepared, default_timeout=3)
+    client = Http1Client()
+    answer = await send(client, prepared, default_timeout=3)
+    await client.close()
     assert answer.status == 200
     sent = recorder.only()
     assert sent.method == "POST" and sent.query["code"] == "c" and sent.body == b""
