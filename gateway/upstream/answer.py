@@ -75,7 +75,12 @@ def parse_body(answer: UpstreamAnswer, fmt: str) -> Any:
         raise ServerError(f"upstream answered HTTP {answer.status} with an HTML page")
     if fmt == "json" or (fmt == "auto" and looks_json):
         try:
-            return json.loads(text)
+            # json.loads(text), past its two Python layers: ``text`` is stripped already, so
+            # nothing may follow the document.
+            document, end = _DECODER.raw_decode(text)
+            if end != len(text):
+                raise ValueError("extra data after the document")
+            return document
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             if fmt == "json":
                 raise ServerError(f"upstream answered HTTP {answer.status} with a body that is not JSON") from None
@@ -92,6 +97,8 @@ class ExpressionFailed(ServerError):
     """``answer.error.when`` failed at run time: nothing says whether the answer is an error."""
 
 
+#: ``json.loads``'s own decoder.
+_DECODER = json.JSONDecoder()
 #: Stateless between searches; one for all (``ParsedResult.search`` would build one per call).
 _INTERPRETER = jmespath.visitor.TreeInterpreter()
 
