@@ -25,6 +25,12 @@ The upstream is either
 * ``loopback``: the bench's fake upstream (``bench/servers.py upstream``) in another process,
   called through the gateway's real ``aiohttp.ClientSession`` — the difference between the two
   is what the aiohttp client costs per refresh.
+
+``--grant authorization_code`` sends code exchanges instead, each with a fresh code sealed by the
+app's own sealer as ``/callback`` seals it (:func:`gateway.oauth.state.seal_code`). The codes are
+sealed before the run, and never fewer than :data:`CODE_BATCH`, so two runs under callgrind of up
+to that many requests (warm-up included) seal as many codes each and their difference leaves the
+sealing out.
 """
 
 from __future__ import annotations
@@ -121,7 +127,31 @@ async def fake_upstream() -> AsyncIterator[str]:
 
 
 def refresh_request(port: int, token: str) -> bytes:
-    body = f"grant_type=refresh_token&refresh_token={token}".encode()
+    return token_request(port, f"grant_type=refresh_token&refresh_token={token}")
+
+
+#: Codes sealed before an ``authorization_code`` run, at least (see the module docstring).
+CODE_BATCH = 2000
+
+
+def code_requests(app: web.Application, count: int) -> list[str]:
+    """``count`` fresh form bodies of code exchanges, each code sealed as ``/callback`` seals one."""
+    from gateway.oauth.state import CodePayload, seal_code
+    from gateway.web.appkeys import RUNTIME
+
+    runtime = app[RUNTIME].current
+    prefix = secrets.token_hex(6)
+    return [
+        "grant_type=authorization_code&code="
+        + quote(seal_code(runtime.sealer, CodePayload(f"up-{prefix}-{n}", PLATFORM_ID, REDIRECT, "bench"), ttl=runtime.config.code_ttl),
+                safe="")
+        + f"&redirect_uri={quote(REDIRECT, safe='')}"
+        for n in range(max(count, CODE_BATCH))
+    ]
+
+
+def token_request(port: int, body_text: str) -> bytes:
+    body = body_text.encode()
     basic = base64.b64encode(f"{PLATFORM_ID}:{PLATFORM_SECRET}".encode()).decode()
     head = (
         f"POST /bench/token HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {basic}\r\n"
@@ -139,11 +169,12 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def drive(
-    app: web.Application, requests: int, warmup: int, profiler: cProfile.Profile | None, leg: Leg | None = None
+    app: web.Application, requests: int, warmup: int, profiler: cProfile.Profile | None, leg: Leg | None = None,
+    *, grant: str = "refresh_token",
 ) -> tuple[float, float]:
-    """Serve ``app`` on 127.0.0.1 and send it ``warmup`` + ``requests`` refreshes (or ``leg``'s
-    requests) on one keep-alive connection; return the wall and CPU seconds (this process:
-    gateway and client) of the measured ``requests``."""
+    """Serve ``app`` on 127.0.0.1 and send it ``warmup`` + ``requests`` refreshes (or code
+    exchanges: ``grant``; or ``leg``'s requests) on one keep-alive connection; return the wall and
+    CPU seconds (this process: gateway and client) of the measured ``requests``."""
     from gateway.config.settings import ConnectionSettings
     from gateway.web.runner import GatewayRunner
 
@@ -153,6 +184,7 @@ async def drive(
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     prefix = f"rt-{secrets.token_hex(6)}-"
+    codes = code_requests(app, warmup + requests) if grant == "authorization_code" else []
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         started = cpu = 0.0
@@ -165,10 +197,10 @@ async def drive(
                 writer.write(leg.request(port, n))
                 leg.check(n, *await read_head_and_body(reader))
                 continue
-            writer.write(refresh_request(port, f"{prefix}{n}"))
+            writer.write(token_request(port, codes[n]) if codes else refresh_request(port, f"{prefix}{n}"))
             status, body = await read_answer(reader)
             if status != 200 or b'"access_token"' not in body:
-                raise SystemExit(f"refresh {n} answered {status}: {body[:200]!r}")
+                raise SystemExit(f"request {n} answered {status}: {body[:200]!r}")
         if profiler is not None:
             profiler.disable()
         return time.perf_counter() - started, time.process_time() - cpu
@@ -211,14 +243,15 @@ async def main_async(args: argparse.Namespace) -> None:
 
                 app.cleanup_ctx.append(in_memory)
             profiler = cProfile.Profile() if args.profile == "cprofile" else None
-            seconds, cpu = await drive(app, args.requests, args.warmup, profiler, leg)
+            seconds, cpu = await drive(app, args.requests, args.warmup, profiler, leg, grant=args.grant)
             if leg is None and upstream == "memory" and memory.calls != args.requests + args.warmup:
                 raise SystemExit(f"the in-memory upstream saw {memory.calls} calls, not {args.requests + args.warmup}")
             if isinstance(leg, AuthorizeLeg) and args.flows_out:
                 leg.write(Path(args.flows_out))
     compiled = _compiled_modules()
     print(
-        f"{args.requests} {LEG_NOUNS[args.path]} ({upstream} upstream, {len(compiled)} compiled modules): "
+        f"{args.requests} {'code exchanges' if args.path == 'token' and args.grant == 'authorization_code' else LEG_NOUNS[args.path]} "
+        f"({upstream} upstream, {len(compiled)} compiled modules): "
         f"{seconds / args.requests * 1e6:.1f} µs wall, {cpu / args.requests * 1e6:.1f} µs CPU each (c=1, profiler {args.profile})"
     )
     if profiler is not None:
@@ -345,6 +378,8 @@ def main(argv: list[str] | None = None) -> None:
     # Internal: the process that makes a callback run's flows (--path authorize) reads the same gateway.yaml.
     parser.add_argument("--config", default="", help=argparse.SUPPRESS)
     parser.add_argument("--flows-out", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--grant", choices=["refresh_token", "authorization_code"], default="refresh_token",
+                        help="refreshes (default) or code exchanges, each with a fresh sealed code")
     parser.add_argument("--profile", choices=["none", "cprofile"], default="none")
     parser.add_argument("--top", type=int, default=60, help="functions in the cProfile table")
     parser.add_argument("--log", default=os.devnull, help="where the JSON log lines go (default: nowhere)")

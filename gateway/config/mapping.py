@@ -11,6 +11,7 @@ do no validation per request.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
@@ -136,6 +137,12 @@ class ParamRules:
                 result[name] = rendered
         return self.then.apply(result, values) if self.then is not None else result
 
+    @functools.cached_property
+    def changes_nothing(self) -> bool:
+        """No verb anywhere in the chain: :meth:`apply` only copies (most mappings), so a request
+        needs neither the copy nor the template values. Worked out once per rules object."""
+        return not (self.remove or self.rename or self.add) and (self.then is None or self.then.changes_nothing)
+
     def merged(self, other: ParamRules) -> ParamRules:
         """These rules, then ``other`` on their result (used for refresh overrides)."""
         tail = other if self.then is None else self.then.merged(other)
@@ -176,6 +183,12 @@ class TokenRequest:
     #: ``typed``: parameters with a JSON type of their own, by name (empty for most mappings).
     typed: tuple[tuple[str, TypedValue], ...] = ()
 
+    @functools.cached_property
+    def templated(self) -> bool:
+        """Whether building a request from these rules needs the template values at all: a
+        placeholder in the URL, or a verb on the parameters or headers (most mappings: neither)."""
+        return "{" in self.url or not self.params.changes_nothing or not self.headers.changes_nothing
+
 
 @dataclass(frozen=True)
 class ExchangeRequest:
@@ -214,6 +227,14 @@ class AnswerRules:
     error: ErrorRules
     #: ``answer.expires_at_format: iso8601``: expires_at is ISO 8601 text, not epoch seconds.
     expires_at_iso: bool = False
+
+    @functools.cached_property
+    def plain_fields(self) -> tuple[tuple[str, str | None, jmespath.parser.ParsedResult], ...]:
+        """Each of :attr:`fields` with the name it reads when its expression is a plain name
+        (``access_token``: most of them), else ``None``; worked out once, not per answer."""
+        return tuple(
+            (name, expr.parsed["value"] if expr.parsed["type"] == "field" else None, expr) for name, expr in self.fields.items()
+        )
 
 
 @dataclass(frozen=True)
@@ -266,11 +287,11 @@ class ProviderMapping:
     #: ``upstream.token.exchange``: the second step after the code exchange, if any.
     exchange: ExchangeRequest | None = None
 
-    @property
+    @functools.cached_property
     def context_specs(self) -> tuple[ContextValue, ...]:
         return self.callback_keep + ((self.tenant,) if self.tenant is not None else ())
 
-    @property
+    @functools.cached_property
     def keeps_context(self) -> bool:
         """Refresh tokens go to the platform sealed with the context (:mod:`gateway.oauth.linkcontext`)."""
         return bool(self.context_specs or self.flow_values)

@@ -8,15 +8,17 @@ once is ``invalid_request`` (§2.3). Secrets are compared in constant time.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.config.mapping import PlatformClient
-from gateway.oauth.basicauth import decode_basic_auth, form_decoded
+from gateway.oauth.basicauth import basic_auth_header, decode_basic_auth, form_decoded
 from gateway.oauth.responses import InvalidClient, InvalidRequest
 
-__all__ = ["ClientCredentials", "read_credentials", "authenticate"]
+__all__ = ["ClientCredentials", "read_credentials", "authenticate", "recognised"]
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,49 @@ def _equal(presented: str, expected: str) -> bool:
 
 def authenticate(credentials: ClientCredentials, client: PlatformClient) -> None:
     """Raise ``InvalidClient`` unless the credentials are the platform client's."""
+    if not _authentic(credentials, client.client_id, client.client_secret):
+        raise InvalidClient("client authentication failed")
+
+
+def _authentic(credentials: ClientCredentials, expected_id: str, expected_secret: str) -> bool:
     candidates = [(credentials.client_id, credentials.client_secret)]
     if credentials.used_basic:
         candidates.append(form_decoded(credentials.client_id, credentials.client_secret))
     ok = False
     for client_id, client_secret in candidates:
         # Evaluate both comparisons every time: no early exit that would time the id check.
-        ok |= _equal(client_id, client.client_id) & _equal(client_secret, client.client_secret)
-    if not ok:
-        raise InvalidClient("client authentication failed")
+        ok |= _equal(client_id, expected_id) & _equal(client_secret, expected_secret)
+    return ok
+
+
+@functools.lru_cache(maxsize=256)
+def _known_headers(client_id: str, client_secret: str) -> tuple[str, ...]:
+    """The ``Authorization`` values a platform client sends nearly always (``id:secret`` as they are,
+    and §2.3.1's form-encoded pair), each kept only if :func:`read_credentials` and
+    :func:`authenticate` accept it: a header equal to one of these is accepted by them too."""
+    raw = "Basic " + base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
+    known: list[str] = []
+    for header in dict.fromkeys((raw, basic_auth_header(client_id, client_secret))):
+        try:
+            credentials = read_credentials(header, {})
+        except (InvalidClient, InvalidRequest):
+            continue
+        if _authentic(credentials, client_id, client_secret):
+            known.append(header)
+    return tuple(known)
+
+
+def recognised(authorization: str | None, form: Mapping[str, str], client: PlatformClient) -> ClientCredentials | None:
+    """The client's credentials, without decoding anything, for the usual request: a Basic header
+    equal (in constant time, compared with each known value) to one this client sends, and no
+    body credentials that would make it ``invalid_request``. ``None``: take the long way
+    (:func:`read_credentials`, then :func:`authenticate`), which answers everything else."""
+    if authorization is None or not authorization.isascii() or "client_secret" in form:
+        return None
+    body_id = form.get("client_id")
+    if body_id is not None and body_id != client.client_id:
+        return None
+    matched = False
+    for known in _known_headers(client.client_id, client.client_secret):
+        matched |= hmac.compare_digest(authorization, known)  # no early exit between them
+    return ClientCredentials(client.client_id, client.client_secret, used_basic=True) if matched else None

@@ -47,8 +47,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from gateway.oauth.responses import InvalidGrant, OAuthError, TemporarilyUnavailable, TokenAnswer
 from gateway.oauth.seal import Sealer, SealError
@@ -60,7 +60,7 @@ __all__ = ["RefreshFlights", "RefreshGrace", "GraceObserver", "GRACE_PURPOSE", "
 #: How often a waiter on another replica looks for the leader's answer.
 _POLL = 0.05
 
-Call = Callable[[], Awaitable[TokenAnswer]]
+Call = Callable[[], Coroutine[Any, Any, TokenAnswer]]
 
 
 class GraceObserver(Protocol):
@@ -138,7 +138,7 @@ class RefreshGrace:
         self.clock = clock
         self.flights = RefreshFlights(clock=clock)
 
-    async def refresh(
+    def refresh(
         self,
         sealer: Sealer,
         *,
@@ -148,18 +148,25 @@ class RefreshGrace:
         grace: int,
         deadline: float,
         call: Call,
-    ) -> TokenAnswer:
+    ) -> Coroutine[Any, Any, TokenAnswer]:
         """The answer to refreshing ``refresh_token`` (the upstream's, see the module docstring):
-        remembered, joined, or fetched by ``call``.
+        remembered, joined, or fetched by ``call`` — to be awaited.
 
         ``deadline`` bounds how long a waiter on another replica waits for the leader's answer (the
-        upstream's own timeout); after it, it asks the upstream itself.
+        upstream's own timeout); after it, it asks the upstream itself. Not a coroutine itself: it
+        hands over the one that does the work (each layer costs its creation and an await).
         """
         if grace <= 0:
-            return await call()
+            return call()
+        if not self.store.shared:
+            return self._in_process("\x00".join((provider, client_id, refresh_token)), grace, call)
+        return self._shared(sealer, provider, client_id, refresh_token, grace, deadline, call)
+
+    async def _shared(
+        self, sealer: Sealer, provider: str, client_id: str, refresh_token: str, grace: int, deadline: float, call: Call
+    ) -> TokenAnswer:
+        """The grace window and single flight in the shared store (the module docstring says how)."""
         store, flights = self.store, self.flights
-        if not store.shared:
-            return await self._in_process("\x00".join((provider, client_id, refresh_token)), grace, call)
         key = store.key("g", provider, client_id, refresh_token)
         answer = await self._remembered_counted(sealer, key)
         if answer is not None:

@@ -21,12 +21,13 @@ can forget it. Platforms that validate the field strictly would otherwise reject
 from __future__ import annotations
 
 import html
-import json
 import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Literal, NotRequired, TypedDict
 from urllib.parse import quote
+
+from gateway.oauth.jsontext import compact
 
 __all__ = [
     "OAuthError",
@@ -50,6 +51,8 @@ __all__ = [
 
 #: RFC 6749 §5.1 and §5.2: token answers must not be cached.
 NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
+_compact = compact()
 
 #: An answer as data: HTTP status, body text, headers (the body's media type is the renderer's:
 #: JSON for :meth:`OAuthError.token_error`, HTML for :meth:`OAuthError.page`).
@@ -144,7 +147,7 @@ class OAuthError(Exception):
             if basic_auth_used:
                 headers["WWW-Authenticate"] = 'Basic realm="gateway", charset="UTF-8"'
             status = 401
-        return status, json.dumps(self.as_dict(), separators=(",", ":")), headers
+        return status, _compact(self.as_dict()), headers
 
     def page(self, *, title: str = "Account linking failed") -> Rendered:
         """A small HTML page, for errors that must not redirect (unvalidated redirect URI, lost flow)."""
@@ -198,7 +201,7 @@ class TemporarilyUnavailable(OAuthError):
 
 def token_body(answer: TokenAnswer) -> str:
     """RFC 6749 §5.1: the JSON text of a token answer (sent with :data:`NO_STORE`)."""
-    return json.dumps(answer, separators=(",", ":"))
+    return _compact(answer)
 
 
 _PAGE = """<!doctype html>

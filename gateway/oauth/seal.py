@@ -90,7 +90,7 @@ class Sealer:
                 raise SealError("not issued by this gateway, altered, or sealed under a retired key")
             raw = opened[1]
         try:
-            body = json.loads(raw)
+            body = json.loads(raw.decode())  # JSON that seal() wrote: UTF-8, no encoding to detect
             sealed_for, expires, payload = body["p"], body["x"], body["d"]
         except (ValueError, KeyError, TypeError) as exc:  # pragma: no cover - only a key holder can seal
             raise SealError("malformed sealed value") from exc

@@ -31,11 +31,11 @@ same way — never a ``KeyError`` and a 500.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
+from gateway.oauth.jsontext import compact
 from gateway.oauth.pkce import Method as PkceMethod
 from gateway.oauth.pkce import as_method
 from gateway.oauth.responses import TokenAnswer
@@ -75,6 +75,10 @@ CODE_PURPOSE = "code"
 REFRESH_PURPOSE = "link"
 TENANT_FORM_PURPOSE = "tenant-form"
 GRACE_PURPOSE = "grace"
+
+
+#: ``json.dumps(…, sort_keys=True, separators=(",", ":"))`` without building an encoder per call.
+_canonical = compact(sort_keys=True)
 
 
 def as_grant_type(value: str | None) -> GrantType | None:
@@ -241,6 +245,13 @@ class CodePayload:
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> CodePayload:
+        code, client_id, redirect_uri, provider = wire.get("u"), wire.get("c"), wire.get("r"), wire.get("p")
+        if type(code) is str and type(client_id) is str and type(redirect_uri) is str and type(provider) is str:
+            # The usual code: those four, and at most the gateway's own verifier (no challenge, no
+            # context): what the checks below make of it, without a call per field.
+            size, verifier = len(wire), wire.get("v")
+            if size == 4 or (size == 5 and type(verifier) is str):
+                return cls(code, client_id, redirect_uri, provider, verifier)
         return cls(
             upstream_code=_text(wire, "u", "upstream code"),
             client_id=_text(wire, "c", "client_id"),
@@ -258,8 +269,7 @@ class CodePayload:
         padding opens like the original, so the text is not unique. Canonical JSON of the wire
         form, as earlier versions computed it, so replicas of both agree on a shared store.
         """
-        canonical = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(_canonical(self.to_wire()).encode()).hexdigest()
 
 
 def seal_code(sealer: Sealer, payload: CodePayload, *, ttl: int, now: float | None = None) -> str:

@@ -7,7 +7,9 @@ once, from its :class:`~gateway.observe.record.RequestRecord`, by the logging mi
 
 from __future__ import annotations
 
+import bisect
 import datetime
+import functools
 import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
@@ -119,6 +121,9 @@ class Metrics:
         # label sets repeat, so each child is looked up there once (the sets are bounded by the
         # providers, endpoints and outcome codes, as the registry's own children are).
         self._children: dict[tuple[int | str, ...], MetricWrapperBase] = {}
+        #: What ``observe`` calls per label set: each child's own value, past the wrapper's checks.
+        self._counts: dict[tuple[str, ...], Callable[[], None]] = {}
+        self._latencies: dict[str, Callable[[float], None]] = {}
 
     def _child(self, metric: _M, *values: str) -> _M:
         key: tuple[int | str, ...] = (id(metric), *values)
@@ -143,9 +148,16 @@ class Metrics:
         if not record.endpoint:
             return  # operational endpoints and the demo are not counted
         provider = record.provider or "unknown"
-        self._child(self.requests, provider, record.endpoint, record.outcome or "none").inc()
+        key = (provider, record.endpoint, record.outcome or "none")
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = _one_up(self.requests.labels(*key))
+        count()
         if record.upstream_seconds is not None:
-            self._child(self.upstream_latency, provider).observe(record.upstream_seconds)
+            latency = self._latencies.get(provider)
+            if latency is None:
+                latency = self._latencies[provider] = _observer(self.upstream_latency.labels(provider))
+            latency(record.upstream_seconds)
         if record.upstream_failure:
             self._child(self.upstream_failures, provider, record.upstream_failure).inc()
         if record.outcome == "success":
@@ -162,6 +174,34 @@ class Metrics:
     async def handler(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _one_up(child: Counter) -> Callable[[], None]:
+    """``child.inc()``, straight to the child's value: a child (a label set) is always observable,
+    so ``inc``'s check and argument handling are three Python calls per request for nothing.
+    A prometheus-client without that value gets ``child.inc`` itself."""
+    value = getattr(child, "_value", None)
+    inc = getattr(value, "inc", None)
+    return functools.partial(inc, 1) if callable(inc) else child.inc
+
+
+def _observer(child: Histogram) -> Callable[[float], None]:
+    """``child.observe``, likewise: the sum and the first bucket whose bound holds the amount
+    (found by bisection, as the loop would find it; none for NaN, as the loop finds none)."""
+    total, buckets, bounds = getattr(child, "_sum", None), getattr(child, "_buckets", None), getattr(child, "_upper_bounds", None)
+    if not (callable(getattr(total, "inc", None)) and isinstance(buckets, list) and isinstance(bounds, list) and len(buckets) == len(bounds)):
+        return child.observe
+    add = total.inc  # type: ignore[union-attr]  # checked above
+    counts = [bucket.inc for bucket in buckets]
+    last = len(bounds)
+
+    def observe(amount: float) -> None:
+        add(amount)
+        index = bisect.bisect_left(bounds, amount)
+        if index < last and amount == amount:  # noqa: PLR0124 - NaN is in no bucket
+            counts[index](1)
+
+    return observe
 
 
 METRICS = web.AppKey("metrics", Metrics)

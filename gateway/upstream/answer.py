@@ -75,7 +75,12 @@ def parse_body(answer: UpstreamAnswer, fmt: str) -> Any:
         raise ServerError(f"upstream answered HTTP {answer.status} with an HTML page")
     if fmt == "json" or (fmt == "auto" and looks_json):
         try:
-            return json.loads(text)
+            # json.loads(text), past its two Python layers: ``text`` is stripped already, so
+            # nothing may follow the document.
+            document, end = _DECODER.raw_decode(text)
+            if end != len(text):
+                raise ValueError("extra data after the document")
+            return document
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             if fmt == "json":
                 raise ServerError(f"upstream answered HTTP {answer.status} with a body that is not JSON") from None
@@ -92,6 +97,8 @@ class ExpressionFailed(ServerError):
     """``answer.error.when`` failed at run time: nothing says whether the answer is an error."""
 
 
+#: ``json.loads``'s own decoder.
+_DECODER = json.JSONDecoder()
 #: Stateless between searches; one for all (``ParsedResult.search`` would build one per call).
 _INTERPRETER = jmespath.visitor.TreeInterpreter()
 
@@ -128,6 +135,8 @@ def _as_seconds(value: Any) -> float | None:
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # nearly always: itself, or None when empty
+        return value or None
     if value is None or isinstance(value, (dict, list, bool)):
         return None
     text = str(value)
@@ -224,16 +233,21 @@ def normalise(
         raise ServerError("upstream answer has no token object where the mapping's answer.root points")
 
     fields: Mapping[str, Any] = {
-        name: _search(expr, token_object, name, failed, "answer.fields.") for name, expr in rules.fields.items()
+        name: token_object.get(key) if key is not None else _search(expr, token_object, name, failed, "answer.fields.")
+        for name, key, expr in rules.plain_fields
     }
     access_token = _text(fields.get("access_token"))
     if not access_token:
         raise ServerError("upstream answer has no access_token")
 
     result: TokenAnswer = {"access_token": access_token, "token_type": "Bearer"}
-    expires_in = _expires_in(fields, rules, time.time() if now is None else now)
-    if expires_in is not None:  # None: ``expires_in_default: null``, the platform's own default applies
-        result["expires_in"] = expires_in
+    lifetime = fields.get("expires_in")
+    if type(lifetime) is int and 0 < lifetime < _EXACT:  # most answers: what _expires_in makes of it, directly
+        result["expires_in"] = lifetime
+    else:
+        expires_in = _expires_in(fields, rules, now)
+        if expires_in is not None:  # None: ``expires_in_default: null``, the platform's own default applies
+            result["expires_in"] = expires_in
 
     refresh_token = _text(fields.get("refresh_token"))
     if refresh_token:
@@ -249,9 +263,14 @@ def normalise(
     return result
 
 
-def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float) -> int | None:
+#: Integers a float holds exactly: ``max(1, int(float(n)))`` is ``n`` itself below this.
+_EXACT = 2**53
+
+
+def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float | None) -> int | None:
     """An integer ``expires_in``: platforms refresh by it and a link without it dies (Alexa)
-    unless the mapping says ``expires_in_default: null`` (the skill console's default then)."""
+    unless the mapping says ``expires_in_default: null`` (the skill console's default then).
+    ``now``: the clock for an absolute ``expires_at`` (read only then, when None)."""
     for relative in ("expires_in", "expires"):
         seconds = _as_seconds(fields.get(relative))
         if seconds is not None and seconds > 0:
@@ -260,7 +279,7 @@ def _expires_in(fields: Mapping[str, Any], rules: AnswerRules, now: float) -> in
     if absolute is not None and absolute > 0:
         if absolute > 1e11:  # milliseconds since the epoch
             absolute /= 1000
-        return max(1, int(absolute - now))
+        return max(1, int(absolute - (time.time() if now is None else now)))
     return rules.expires_in_default
 
 

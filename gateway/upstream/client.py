@@ -154,9 +154,11 @@ def prepare_token_request(
         params["refresh_token"] = refresh_token
 
     headers: dict[str, str] = {"Accept": "application/json"}
-    basic = _basic_of(mapping.upstream_client_id, mapping.upstream_client_secret)
     _authenticate(mapping, rules, params, headers)
+    if not rules.templated and (grant_type != "authorization_code" or mapping.exchange is None):
+        return _prepared(mapping, rules, params, headers, None, None)  # no template to fill: no values
 
+    basic = _basic_of(mapping.upstream_client_id, mapping.upstream_client_secret)
     values = {
         "client_id": mapping.upstream_client_id,
         "client_secret": mapping.upstream_client_secret,
@@ -203,20 +205,25 @@ def _prepared(
     rules: TokenRequest,
     params: dict[str, str],
     headers: dict[str, str],
-    values: Mapping[str, str],
+    values: Mapping[str, str] | None,
     exchange_values: Mapping[str, str] | None,
 ) -> PreparedRequest:
-    try:
-        url = render_url(rules.url, values, mapping.context_specs)
-    except UnsafeUrl as exc:
-        raise InvalidGrant(f"the link's context can not be used: {exc}") from None
-    public_only = host_needs_public_address(rules.url, mapping.context_specs)
-    params = rules.params.apply(params, values)
-    headers = rules.headers.apply(headers, values)
-    if _fills_headers(rules.headers) and any(_CONTROL.search(value) for value in headers.values()):
-        # A template filled with a value the platform sent (``{authorize_scope}``, ``{scope}``):
-        # a header that could be split in two is the platform's mistake, not an outage (RFC 9110 §5.5).
-        raise InvalidRequest("a value the upstream request's headers need holds a control character")
+    """The request ``rules`` make of ``params`` and ``headers`` (fresh dicts, taken over);
+    ``values`` None: the rules fill no template (:attr:`TokenRequest.templated`), so the URL,
+    parameters and headers are used as they are."""
+    url, public_only = rules.url, False
+    if values is not None:
+        try:
+            url = render_url(rules.url, values, mapping.context_specs)
+        except UnsafeUrl as exc:
+            raise InvalidGrant(f"the link's context can not be used: {exc}") from None
+        public_only = host_needs_public_address(rules.url, mapping.context_specs)
+        params = rules.params.apply(params, values)
+        headers = rules.headers.apply(headers, values)
+        if _fills_headers(rules.headers) and any(_CONTROL.search(value) for value in headers.values()):
+            # A template filled with a value the platform sent (``{authorize_scope}``, ``{scope}``):
+            # a header that could be split in two is the platform's mistake, not an outage (RFC 9110 §5.5).
+            raise InvalidRequest("a value the upstream request's headers need holds a control character")
 
     query: dict[str, str] = {}
     form: dict[str, str] | None = None

@@ -83,9 +83,9 @@ def create_app(config: Config) -> web.Application:
     metrics.declare(config.providers)
     metrics.declare_sunsets(_sunsets(config))
     app = web.Application(
+        # One middleware: the request line's, with the guard inside it (called, not chained).
         middlewares=[
-            request_middleware(config.request_id_header),
-            request_guard(lambda request: runtime_of(request).config.connections),
+            request_middleware(config.request_id_header, within=request_guard(lambda request: runtime_of(request).config.connections)),
         ],
         client_max_size=MAX_BODY_BYTES,
     )
@@ -114,10 +114,12 @@ def create_app(config: Config) -> web.Application:
     demo = optional.demo() if config.demo else None
     if demo is not None:  # the config loader refused demo: true without one
         demo.setup(app, public_url=config.public_url, sealer=holder.current.sealer)
+    # aiohttp tries the /{provider}/… resources in this order, a pattern match each: /token, the
+    # busiest (every refresh, hourly per link), first.
+    app.router.add_route("*", "/{provider}/token", token)  # other methods get a JSON 405
     app.router.add_get("/{provider}/authorize", authorize)
     app.router.add_post("/{provider}/authorize", authorize)  # the tenant form posts back (gateway/web/tenant.py)
     app.router.add_get("/{provider}/callback", callback)
-    app.router.add_route("*", "/{provider}/token", token)  # other methods get a JSON 405
     app.router.add_route("*", "/{provider}/revoke", revoke)  # RFC 7009
     app.router.add_get(METADATA_PATH + "/{provider}", metadata)  # RFC 8414 §3
     return app

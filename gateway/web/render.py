@@ -8,15 +8,21 @@ gateway builds an OAuth answer.
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.oauth.responses import NO_STORE, OAuthError, TokenAnswer, redirect_headers, token_body
 
 __all__ = ["token_response", "token_error_response", "error_page", "redirect"]
 
 
+#: A token answer's headers, as ``text=…, content_type="application/json", headers=NO_STORE`` makes
+#: them, built once (each answer copies them).
+_TOKEN_HEADERS = CIMultiDict({**NO_STORE, "Content-Type": "application/json; charset=utf-8"})
+
+
 def token_response(body: TokenAnswer) -> web.Response:
     """RFC 6749 §5.1: a 200 JSON token answer that nobody caches."""
-    return web.Response(text=token_body(body), content_type="application/json", headers=NO_STORE)
+    return web.Response(body=token_body(body).encode(), headers=_TOKEN_HEADERS)
 
 
 def token_error_response(err: OAuthError, *, basic_auth_used: bool = False) -> web.Response:

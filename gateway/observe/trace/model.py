@@ -12,7 +12,7 @@ import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -114,7 +114,12 @@ class FlowTrace:
     the oldest flow of the kind (:data:`KINDS`) holding the largest share goes first, so a flood of
     refused or abandoned requests evicts its own kind before any flow a platform completed."""
 
+    #: Whether this process ever made one: until it does, no app can have a trace, and the hooks
+    #: (:mod:`gateway.observe.trace.hooks`) return at once without looking (tracing is off by default).
+    made: ClassVar[bool] = False
+
     def __init__(self, settings: TraceSettings) -> None:
+        FlowTrace.made = True
         self.settings = settings
         self._flows: OrderedDict[str, Flow] = OrderedDict()
         self._kinds: dict[str, OrderedDict[str, Flow]] = {kind: OrderedDict() for kind in KINDS}

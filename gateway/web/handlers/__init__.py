@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import unquote, unquote_to_bytes
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config.mapping import ProviderMapping
-from gateway.oauth.clientauth import ClientCredentials, authenticate, read_credentials
+from gateway.oauth.clientauth import ClientCredentials, authenticate, read_credentials, recognised
 from gateway.oauth.responses import InvalidClient, InvalidRequest, OAuthError, ServerError, TemporarilyUnavailable, TokenAnswer
 from gateway.observe.metrics import METRICS
 from gateway.observe.record import RequestRecord, record_of
@@ -18,11 +18,11 @@ from gateway.observe.trace import hooks as trace
 from gateway.upstream.answer import UpstreamAnswer, normalise, token_to_exchange
 from gateway.upstream.client import PreparedRequest, TooLarge, Unreachable, prepare_exchange_request, send
 from gateway.upstream.failure import FAILURE_HEADER
-from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, runtime_of
+from gateway.web.appkeys import HTTP_CLIENT, PUBLIC_HTTP_CLIENT, RUNTIME, runtime_of
 from gateway.web.render import token_error_response
 
 __all__ = [
-    "provider_of", "single_params", "read_form", "outcome", "unknown_provider", "exchange", "note_answer", "note_failure", "json_post_endpoint",
+    "provider_of", "single_params", "read_form", "form_if_in", "form_pairs", "outcome", "unknown_provider", "exchange", "note_answer", "note_failure", "json_post_endpoint",
 ]
 
 T = TypeVar("T")
@@ -64,17 +64,60 @@ async def read_form(request: web.Request, *, long_param: tuple[str, int] = ("", 
     """A platform's POST body as ``application/x-www-form-urlencoded`` UTF-8, each parameter once
     (RFC 6749 §3.2, RFC 7009 §2.1), whatever the Content-Type says; RFC 6749 errors otherwise.
     ``long_param``: see :func:`single_params` (a refresh envelope is longer than a code)."""
+    form = form_if_in(request, long_param=long_param)
+    if form is not None:
+        return form
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise OAuthError("the request body is too large", error="invalid_request", status=413) from None
     except RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
         raise InvalidRequest("the request body could not be decoded") from None
+    return _form_of(raw, long_param)
+
+
+def form_if_in(request: web.Request, *, long_param: tuple[str, int] = ("", 0)) -> dict[str, str] | None:
+    """:func:`read_form`'s answer when the whole body is in already (it came with the headers:
+    nearly always), taken as it is, without a coroutine or ``request.read()``'s two reads and
+    copy — the same bytes, the same size limit; ``None`` while it is still arriving."""
+    content = request.content
+    if not content.is_eof() or content.exception() is not None:
+        return None
+    raw = content.read_nowait()
+    limit = request.client_max_size
+    if limit and len(raw) > limit:
+        raise OAuthError("the request body is too large", error="invalid_request", status=413)
+    return _form_of(raw, long_param)
+
+
+def _form_of(raw: bytes, long_param: tuple[str, int]) -> dict[str, str]:
     try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("the body must be application/x-www-form-urlencoded UTF-8") from None
-    return single_params(pairs, long_param=long_param)
+    return single_params(form_pairs(text), long_param=long_param)
+
+
+def form_pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True)``, pair for pair (a test compares them), without
+    its generic steps: a name or value without ``+`` or ``%`` (most of them) is taken as it is."""
+    pairs: list[tuple[str, str]] = []
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "+" in name or "%" in name:
+            name = _unquoted(name.replace("+", " "))
+        if "+" in value or "%" in value:
+            value = _unquoted(value.replace("+", " "))
+        pairs.append((name, value))
+    return pairs
+
+
+def _unquoted(text: str) -> str:
+    """``unquote(text, errors="replace")``: for ASCII text (a code's ``%3D``, a redirect URI's
+    ``%2F``) its one step, without the split that keeps other characters as they are."""
+    return unquote_to_bytes(text).decode("utf-8", "replace") if text.isascii() else unquote(text, errors="replace")
 
 
 async def exchange(
@@ -99,24 +142,26 @@ async def exchange(
             ),
         )
     finally:
-        metrics = request.app.get(METRICS)
-        if failed and metrics is not None:
-            metrics.expressions_failed(mapping.name, failed)
+        if failed:
+            metrics = request.app.get(METRICS)
+            if metrics is not None:
+                metrics.expressions_failed(mapping.name, failed)
     trace.normalised(request, mapping, result)
     return result
 
 
 def _judged(request: web.Request, mapping: ProviderMapping, answer: UpstreamAnswer, judge: Callable[[], T]) -> T:
     """``judge(answer)``, noting in the request's record and trace how the upstream failed, if it did."""
-    record = record_of(request)
     try:
         return judge()
     except TemporarilyUnavailable as err:
+        record = record_of(request)
         record.upstream_failure = "http_5xx" if answer.status >= 500 else "throttled"
         trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
         raise
     except ServerError as err:
         # 4xx: the upstream refused the gateway's own request; 2xx: an answer the gateway can't use.
+        record = record_of(request)
         record.upstream_failure = "refused" if 400 <= answer.status < 500 else "unusable_answer"
         trace.normalise_failed(request, mapping, answer, err, record.upstream_failure)
         raise
@@ -139,10 +184,11 @@ async def _call(request: web.Request, mapping: ProviderMapping, prepared: Prepar
     """One upstream call, recorded and traced."""
     record = record_of(request)
     trace.upstream_requested(request, mapping, prepared)
+    app = request.app  # once: each ``request.app`` is two Python property calls
     try:
         answer = await send(
-            request.app[HTTP_CLIENT], prepared, default_timeout=runtime_of(request).config.upstream_timeout,
-            public_session=request.app.get(PUBLIC_HTTP_CLIENT),
+            app[HTTP_CLIENT], prepared, default_timeout=app[RUNTIME].current.config.upstream_timeout,
+            public_session=app.get(PUBLIC_HTTP_CLIENT),
         )
     except (Unreachable, TooLarge) as err:
         note_failure(record, err)
@@ -159,7 +205,11 @@ async def _call(request: web.Request, mapping: ProviderMapping, prepared: Prepar
 def authenticated_client(request: web.Request, form: dict[str, str], mapping: ProviderMapping) -> ClientCredentials | web.Response:
     """The platform client's credentials once they check out (RFC 6749 section 2.3.1), else the
     ``invalid_client`` answer to return (401 with ``WWW-Authenticate`` when Basic was used)."""
-    credentials = read_credentials(request.headers.get("Authorization"), form)
+    authorization = request.headers.get("Authorization")
+    known = recognised(authorization, form, mapping.platform)  # the usual request, without decoding
+    if known is not None:
+        return known
+    credentials = read_credentials(authorization, form)
     try:
         authenticate(credentials, mapping.platform)
     except InvalidClient as err:
@@ -183,33 +233,23 @@ async def json_post_endpoint(
     """The frame of the JSON endpoints the platform POSTs to (``/token``, ``/revoke``): the provider,
     POST only (RFC 6749 §3.2, RFC 7009 §2.1; else a JSON 405 with ``Allow``), and every
     :class:`OAuthError` as its JSON answer (RFC 6749 §5.2). ``observe`` sees every answer, once
-    (the flow trace's last token hop; a no-op for a request no hook joined to a flow)."""
-    response = await _json_post(request, endpoint, handle, title=title)
+    (the flow trace's last token hop; a no-op for a request no hook joined to a flow).
+    One coroutine, answer and observer alike: each layer costs its creation and an await."""
+    mapping = provider_of(request, endpoint)
+    if mapping is None:
+        response = token_error_response(unknown_provider(request))
+    elif request.method != "POST":
+        response = token_error_response(OAuthError(f"the {title} endpoint takes POST", error="invalid_request", status=405))
+        response.headers["Allow"] = "POST"
+    else:
+        try:
+            response = await handle(request, mapping)
+        except OAuthError as err:
+            outcome(request, err.error)
+            response = token_error_response(err, basic_auth_used="Authorization" in request.headers)
+            failure = record_of(request).upstream_failure
+            if failure:  # the machine signal `gateway linktest` reads (gateway.upstream.failure)
+                response.headers[FAILURE_HEADER] = failure
     if observe is not None:
         observe(request, response)
     return response
-
-
-async def _json_post(
-    request: web.Request,
-    endpoint: str,
-    handle: Callable[[web.Request, ProviderMapping], Awaitable[web.Response]],
-    *,
-    title: str,
-) -> web.Response:
-    mapping = provider_of(request, endpoint)
-    if mapping is None:
-        return token_error_response(unknown_provider(request))
-    if request.method != "POST":
-        response = token_error_response(OAuthError(f"the {title} endpoint takes POST", error="invalid_request", status=405))
-        response.headers["Allow"] = "POST"
-        return response
-    try:
-        return await handle(request, mapping)
-    except OAuthError as err:
-        outcome(request, err.error)
-        response = token_error_response(err, basic_auth_used="Authorization" in request.headers)
-        failure = record_of(request).upstream_failure
-        if failure:  # the machine signal `gateway linktest` reads (gateway.upstream.failure)
-            response.headers[FAILURE_HEADER] = failure
-        return response

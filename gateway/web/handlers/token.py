@@ -18,6 +18,10 @@ window (:mod:`gateway.oauth.refresh`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Coroutine
+from typing import Any
+
 from aiohttp import web
 
 from gateway.config.mapping import ProviderMapping
@@ -29,12 +33,15 @@ from gateway.oauth.state import CodePayload, as_grant_type, open_code
 from gateway.observe.record import record_of
 from gateway.observe.trace import hooks as trace
 from gateway.upstream.client import prepare_token_request
-from gateway.web.appkeys import CLAIMS, GRACE, runtime_of
-from gateway.web.handlers import authenticated_client, exchange, json_post_endpoint, outcome, read_form
+from gateway.web.appkeys import CLAIMS, GRACE, RUNTIME, runtime_of
+from gateway.web.handlers import authenticated_client, exchange, form_if_in, json_post_endpoint, read_form
 from gateway.web.handlers.client_credentials import client_credentials_grant
 from gateway.web.render import token_response
 
 __all__ = ["token"]
+
+#: The one parameter that may be longer than the rest: a context-keeping link's refresh envelope.
+_LONG = ("refresh_token", MAX_ENVELOPE_LENGTH)
 
 
 def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: CodePayload, client_id: str) -> None:
@@ -60,7 +67,9 @@ def _code_grant(mapping: ProviderMapping, form: dict[str, str], opened: CodePayl
 
 
 async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Response:
-    form = await read_form(request, long_param=("refresh_token", MAX_ENVELOPE_LENGTH))
+    form = form_if_in(request, long_param=_LONG)
+    if form is None:  # a body still arriving
+        form = await read_form(request, long_param=_LONG)
     credentials = authenticated_client(request, form, mapping)
     if isinstance(credentials, web.Response):
         trace.token_refused(request, mapping, form)  # one small hop: anyone can send this
@@ -68,7 +77,8 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
     trace.token_requested(request, mapping, form)
 
     requested = form.get("grant_type")
-    record_of(request).grant = requested or ""
+    record = record_of(request)
+    record.grant = requested or ""
     grant_type = as_grant_type(requested)
     if grant_type == "authorization_code":
         body = await _authorization_code(request, mapping, form, credentials.client_id)
@@ -80,7 +90,7 @@ async def _handle(request: web.Request, mapping: ProviderMapping) -> web.Respons
         raise InvalidRequest("grant_type is required")
     else:
         raise UnsupportedGrantType("grant_type must be authorization_code or refresh_token")
-    outcome(request, "success")
+    record.outcome = "success"
     return token_response(body)
 
 
@@ -88,7 +98,8 @@ async def _authorization_code(
     request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
 ) -> TokenAnswer:
     """RFC 6749 §4.1.3: open and check the sealed code, claim it, and exchange the upstream's."""
-    runtime = runtime_of(request)
+    app = request.app  # once: each ``request.app`` is two Python property calls
+    runtime = app[RUNTIME].current
     code = form.get("code")
     if not code:
         raise InvalidRequest("code is required")
@@ -97,7 +108,7 @@ async def _authorization_code(
     except SealError as err:  # forged, altered, expired, or not a code's shape (StateError)
         raise InvalidGrant(f"code is invalid: {err}") from None
     _code_grant(mapping, form, opened, client_id)
-    claims, claim = request.app[CLAIMS], opened.fingerprint()
+    claims, claim = app[CLAIMS], opened.fingerprint()
     if not await claims.claim_code(claim, ttl=runtime.config.code_ttl):
         raise InvalidGrant("code was already used")
     prepared = prepare_token_request(
@@ -129,15 +140,19 @@ def _sealed_refresh(
     return body
 
 
-async def _refresh_token(
+def _refresh_token(
     request: web.Request, mapping: ProviderMapping, form: dict[str, str], client_id: str
-) -> TokenAnswer:
+) -> Coroutine[Any, Any, TokenAnswer]:
     """RFC 6749 §6: pass the refresh on, the way the mapping says — once per token within the
-    grace window, however often and wherever it is retried (:mod:`gateway.oauth.refresh`)."""
+    grace window, however often and wherever it is retried (:mod:`gateway.oauth.refresh`).
+
+    Not a coroutine itself: it checks and prepares, then hands over the grace window's, to be
+    awaited (each coroutine layer costs its creation and an await)."""
     refresh_token = form.get("refresh_token")
     if not refresh_token:
         raise InvalidRequest("refresh_token is required")
-    runtime = runtime_of(request)
+    app = request.app  # once: each ``request.app`` is two Python property calls
+    runtime = app[RUNTIME].current
     upstream_token, context = refresh_token, dict[str, str]()
     if mapping.keeps_context:  # the platform holds an envelope {upstream refresh token, context}
         try:
@@ -158,14 +173,15 @@ async def _refresh_token(
         body = await exchange(request, mapping, prepared, refresh_token_sent=upstream_token)
         return _sealed_refresh(request, mapping, body, context, client_id)
 
-    return await request.app[GRACE].refresh(  # keyed on the upstream's token: two texts of one envelope are one
+    return app[GRACE].refresh(  # keyed on the upstream's token: two texts of one envelope are one
         runtime.sealer,
         provider=mapping.name,
         client_id=client_id,
         refresh_token=upstream_token,
         grace=mapping.refresh_grace,
         deadline=prepared.timeout or runtime.config.upstream_timeout,
-        call=call,
+        # without an envelope to seal, the exchange is the call itself: one coroutine layer fewer
+        call=call if mapping.keeps_context else functools.partial(exchange, request, mapping, prepared, refresh_token_sent=upstream_token),
     )
 
 

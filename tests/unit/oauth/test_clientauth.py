@@ -9,7 +9,8 @@ import pytest
 
 from gateway.config.mapping import PlatformClient
 from gateway.config.platforms import build_policy
-from gateway.oauth.clientauth import authenticate, read_credentials
+from gateway.oauth.basicauth import basic_auth_header
+from gateway.oauth.clientauth import ClientCredentials, authenticate, read_credentials, recognised
 from gateway.oauth.responses import InvalidClient, InvalidRequest
 
 CLIENT_ID = "alexa-skill"
@@ -143,3 +144,62 @@ def test_basic_secret_is_compared_exactly_after_decoding() -> None:
         authenticate(read_credentials(basic_encoded(SPECIAL_ID, SPECIAL_SECRET + "x"), {}), platform)
     with pytest.raises(InvalidClient):
         authenticate(read_credentials(basic_encoded(SPECIAL_ID + "x", SPECIAL_SECRET), {}), platform)
+
+
+# -- the short way (recognised): the usual Basic header without decoding --------------------------
+def _long_way(authorization: str | None, form: dict[str, str], platform: PlatformClient) -> ClientCredentials | None:
+    try:
+        credentials = read_credentials(authorization, form)
+        authenticate(credentials, platform)
+    except (InvalidClient, InvalidRequest):
+        return None
+    return credentials
+
+
+SHORT_WAY_CASES = [
+    (basic(f"{CLIENT_ID}:{SECRET}"), {}, client()),
+    (basic(f"{CLIENT_ID}:{SECRET}"), {"client_id": CLIENT_ID}, client()),
+    (basic(f"{CLIENT_ID}:{SECRET}"), {"client_id": "google-home"}, client()),
+    (basic(f"{CLIENT_ID}:{SECRET}"), {"client_secret": SECRET}, client()),
+    (basic(f"{CLIENT_ID}:{SECRET}x"), {}, client()),
+    (basic(f"{CLIENT_ID}:{SECRET[:-1]}"), {}, client()),
+    ("basic " + basic(f"{CLIENT_ID}:{SECRET}").split()[1], {}, client()),
+    (basic(f"{CLIENT_ID}:{SECRET}") + " ", {}, client()),
+    (basic_encoded(SPECIAL_ID, SPECIAL_SECRET), {}, client(SPECIAL_ID, SPECIAL_SECRET)),
+    (basic_encoded(SPECIAL_ID, SPECIAL_SECRET), {"client_id": SPECIAL_ID}, client(SPECIAL_ID, SPECIAL_SECRET)),
+    (basic(f"{SPECIAL_ID}:{SPECIAL_SECRET}"), {}, client(SPECIAL_ID, SPECIAL_SECRET)),  # a raw ':' in the id splits it
+    (basic("skill-eu:p@ss:w/rd+ %&=~ü"), {}, client("skill-eu", "p@ss:w/rd+ %&=~ü")),
+    ("Basic ÿÿÿÿ", {}, client()),
+    (None, {"client_id": CLIENT_ID, "client_secret": SECRET}, client()),
+    ("", {"client_id": CLIENT_ID, "client_secret": SECRET}, client()),
+]
+
+
+@pytest.mark.parametrize(("authorization", "form", "platform"), SHORT_WAY_CASES)
+def test_the_short_way_accepts_only_what_the_long_way_accepts(
+    authorization: str | None, form: dict[str, str], platform: PlatformClient
+) -> None:
+    short = recognised(authorization, form, platform)
+    if short is not None:
+        assert short == _long_way(authorization, form, platform)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "form", "platform"),
+    [
+        (basic(f"{CLIENT_ID}:{SECRET}"), {}, client()),
+        (basic(f"{CLIENT_ID}:{SECRET}"), {"client_id": CLIENT_ID}, client()),
+        (basic_auth_header(SPECIAL_ID, SPECIAL_SECRET), {}, client(SPECIAL_ID, SPECIAL_SECRET)),  # §2.3.1, as the gateway writes it
+        (basic("skill-eu:p@ss:w/rd+ %&=~ü"), {}, client("skill-eu", "p@ss:w/rd+ %&=~ü")),
+    ],
+)
+def test_the_usual_basic_headers_take_the_short_way(authorization: str, form: dict[str, str], platform: PlatformClient) -> None:
+    assert recognised(authorization, form, platform) == ClientCredentials(platform.client_id, platform.client_secret, used_basic=True)
+
+
+def test_a_raw_colon_in_the_id_is_not_recognised() -> None:
+    """``id:secret`` sent raw with a ``:`` in the id splits at that colon on the long way (refused),
+    so the short way must not accept it either."""
+    platform = client(SPECIAL_ID, SPECIAL_SECRET)
+    assert recognised(basic(f"{SPECIAL_ID}:{SPECIAL_SECRET}"), {}, platform) is None
+    assert _long_way(basic(f"{SPECIAL_ID}:{SPECIAL_SECRET}"), {}, platform) is None

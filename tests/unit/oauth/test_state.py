@@ -321,3 +321,29 @@ def test_refresh_envelopes_carry_their_provider_and_client_and_read_the_earlier_
     assert (earlier.provider, earlier.client_id) == (None, None) and earlier.issued_to("any", "one")
     with pytest.raises(StateError):
         RefreshEnvelope.from_wire({"r": "rt", "x": {}, "p": 7})
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        ({"u": "x", "c": "c", "r": REDIRECT, "p": "p"}, CodePayload("x", "c", REDIRECT, "p")),
+        ({"u": "x", "c": "c", "r": REDIRECT, "p": "p", "v": "ver"}, CodePayload("x", "c", REDIRECT, "p", upstream_verifier="ver")),
+        ({"u": "x", "c": "c", "r": REDIRECT, "p": "p", "later": 1}, CodePayload("x", "c", REDIRECT, "p")),
+        ({"u": "x", "c": "c", "r": REDIRECT, "p": "p", "ccm": "S256"}, CodePayload("x", "c", REDIRECT, "p")),
+        (
+            {"u": "x", "c": "c", "r": REDIRECT, "p": "p", "v": "ver", "cc": "a" * 43, "x": {"t": "eu"}},
+            CodePayload("x", "c", REDIRECT, "p", "ver", Challenge("a" * 43, "plain"), {"t": "eu"}),
+        ),
+    ],
+    ids=["usual", "usual-with-verifier", "unknown-key", "method-alone", "full"],
+)
+def test_the_usual_code_and_the_others_read_alike(wire: dict[str, Any], expected: CodePayload) -> None:
+    """The usual code (four fields and the gateway's verifier) is read without a call per field;
+    any other shape takes the checks field by field: both give the same payload."""
+    assert CodePayload.from_wire(wire) == expected
+
+
+@pytest.mark.parametrize("extra", [{"v": 1}, {"ccm": "S512"}, {"v": None}])
+def test_a_fifth_field_of_the_wrong_shape_is_still_refused(extra: dict[str, Any]) -> None:
+    with pytest.raises(StateError, match="malformed sealed value"):
+        CodePayload.from_wire({"u": "x", "c": "c", "r": REDIRECT, "p": "p"} | extra)

@@ -7,14 +7,18 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
+from yarl import URL
 
 from gateway.observe import logs
 from gateway.observe.logs import TEXT_FORMAT, DirectRequestLine, JsonFormatter, TextFormatter
+from gateway.observe.record import RequestRecord
 
 FIELDS: dict[str, Any] = {
     "request_id": "abc", "method": "GET", "path": "/p/a\nb\u2028", "status": 302, "ms": 1.5,
@@ -37,6 +41,27 @@ def test_the_direct_json_line_is_the_formatters(created: float) -> None:
     direct = DirectRequestLine(logging.StreamHandler(io.StringIO()), "json")
     assert direct.line(MESSAGE, FIELDS, created) == JsonFormatter().format(_record(created))
     assert json.loads(direct.line(MESSAGE, FIELDS, created))["path"] == FIELDS["path"]
+
+
+HOSTILE = ['"quoted" \\ back', "ctl \x00\x01\x1f\x7f\x9f", "tab\tline\r\n", "caf\u00e9 \u2028 \U0001f600", "", "</script>"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_the_direct_json_line_spells_hostile_values_as_the_encoder_does(text: str) -> None:
+    """The request line is written without the generic JSON encoder: every value a client can put
+    in it (the path, the grant it names) comes out as the encoder would write it, and parses back."""
+    fields: dict[str, Any] = {
+        **FIELDS, "path": f"/p/{text}", "grant": text, "ms": 0.1 + 0.2, "upstream_ms": 1e-7, "status": 200,
+        "flag": True, "none": None, "big": 10**30, "huge": 1e300, "odd": ["a", text],
+    }
+    message = f"POST /p/{text} 200"
+    direct = DirectRequestLine(logging.StreamHandler(io.StringIO()), "json")
+    line = direct.line(message, fields, 1_764_640_000.25)
+    assert line == logs._json_line("2025-12-02T01:46:40.250Z", "info", "gateway.request", message, fields)
+    assert json.loads(line) == {
+        "time": "2025-12-02T01:46:40.250Z", "level": "info", "logger": "gateway.request", "message": message, **fields
+    }
+    assert line.isascii() and "\n" not in line
 
 
 @pytest.mark.parametrize("created", [1_764_640_000.0, 1_764_640_000.9996, 1_764_640_123.042])
@@ -107,3 +132,31 @@ def test_request_ids_are_unique_hex_and_differ_between_processes() -> None:
     prefix = made[0][:16]
     ids.renew()  # what a forked child does: a new random prefix
     assert ids.next()[:16] != prefix
+
+
+RECORDS = [
+    RequestRecord("abc"),
+    RequestRecord("abc", provider="p", endpoint="token", outcome="success", grant="refresh_token", upstream_status=200, upstream_seconds=0.0123),
+    RequestRecord("abc", provider="p", endpoint="token", outcome="server_error", grant="authorization_code", upstream_failure="timeout",
+                  upstream_seconds=4),
+    RequestRecord('a"b', provider="p", endpoint="token", outcome="invalid_request", grant='x"\\\n\u2028\x00é', upstream_status=503),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS)
+@pytest.mark.parametrize("path", ["/p/token", '/p/"\\\n\u2028é/token'])
+def test_the_written_out_json_request_line_is_the_formatters(record: RequestRecord, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_finish`` writes the JSON line itself (no fields dict): the same bytes as a log record through
+    JsonFormatter, whichever optional fields the record has and whatever a client put in them."""
+    monkeypatch.setattr(time, "time", lambda: 1_764_640_000.25)
+    request = make_mocked_request("POST", path.replace("\n", "%0A"))
+    request = request.clone(rel_url=URL.build(path=path))
+    with installed() as (direct, buffer):
+        assert direct.ready()  # the first line is written out, not logged
+        logs._finish(request, record, 400, 0.00237)
+        logs._direct = None  # the same request through logging and its JsonFormatter
+        logs._finish(request, record, 400, 0.00237)
+        logs._direct = direct
+    written, logged = buffer.getvalue().splitlines()
+    assert written == logged
+    assert json.loads(written)["path"] == path

@@ -16,7 +16,7 @@ from support.oauth import load_mapping
 
 from gateway.config.mapping import AnswerRules
 from gateway.oauth.responses import OAuthError
-from gateway.upstream.answer import UpstreamAnswer, normalise
+from gateway.upstream.answer import UpstreamAnswer, _expires_in, normalise
 
 NOW = 1_764_000_000  # the clock for absolute expires_at
 
@@ -183,3 +183,14 @@ def test_refresh_without_a_new_refresh_token(tmp_path: Path) -> None:
 def test_expires_at_in_milliseconds(tmp_path: Path) -> None:
     upstream = answer({"access_token": "a", "expires_at": (NOW + 600) * 1000})
     assert normalise(upstream, rules(tmp_path, "fields: {expires_in: 'null'}"), now=NOW)["expires_in"] == 600
+
+
+@pytest.mark.parametrize("lifetime", [1, 3600, 2**53 - 1, 2**53, 2**60 + 1, 0, -5, True, 3600.7, "3600"])
+def test_an_integer_expires_in_reads_as_the_general_rule_reads_it(tmp_path: Path, lifetime: Any) -> None:
+    """A positive integer below 2**53 is taken as it is (most answers); the rest go the general way
+    (``max(1, int(float(value)))``, or the default): both give what the general way gives."""
+    answer_rules = rules(tmp_path)
+    body = json.dumps({"access_token": "at", "expires_in": lifetime}).encode()
+    result = normalise(UpstreamAnswer(200, "application/json", body), answer_rules)
+    document = json.loads(body)
+    assert result.get("expires_in") == _expires_in({"expires_in": document["expires_in"]}, answer_rules, 0.0)

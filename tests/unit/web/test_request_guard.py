@@ -48,8 +48,14 @@ async def note_outcome(request: web.Request, handler: Handler) -> web.StreamResp
         outcomes.append(request[RECORD].outcome)
 
 
-def make_app(*, drain: Drain | None) -> web.Application:
-    app = web.Application(middlewares=[request_middleware("X-Request-Id"), note_outcome, request_guard(lambda request: SETTINGS)])
+def make_app(*, drain: Drain | None, within: bool = False) -> web.Application:
+    """The guard as a middleware of its own, or (``within``) called by the request line's, as the gateway's app has it."""
+    guard = request_guard(lambda request: SETTINGS)
+    middlewares = (
+        [note_outcome, request_middleware("X-Request-Id", within=guard)] if within
+        else [request_middleware("X-Request-Id"), note_outcome, guard]
+    )
+    app = web.Application(middlewares=middlewares)
     if drain is not None:
         app[DRAIN] = drain
     app.router.add_get("/boom", boom)
@@ -59,10 +65,10 @@ def make_app(*, drain: Drain | None) -> web.Application:
     return app
 
 
-@pytest.fixture
-async def guarded() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Drain]]:
+@pytest.fixture(params=[False, True], ids=["chained", "within"])
+async def guarded(request: pytest.FixtureRequest) -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Drain]]:
     drain = Drain()
-    client = TestClient(TestServer(make_app(drain=drain), host="127.0.0.1"))
+    client = TestClient(TestServer(make_app(drain=drain, within=request.param), host="127.0.0.1"))
     await client.start_server()
     outcomes.clear()
     yield client, drain
@@ -152,8 +158,9 @@ async def test_a_client_that_hangs_up_cancels_only_its_own_request_while_drainin
     waiting.cancel()
 
 
-async def test_without_a_drain_the_guard_still_answers() -> None:
-    client = TestClient(TestServer(make_app(drain=None), host="127.0.0.1"))
+@pytest.mark.parametrize("within", [False, True])
+async def test_without_a_drain_the_guard_still_answers(within: bool) -> None:
+    client = TestClient(TestServer(make_app(drain=None, within=within), host="127.0.0.1"))
     await client.start_server()
     try:
         assert (await client.get("/boom")).status == 500
