@@ -285,7 +285,7 @@ def code_script(keys: Sequence[str]) -> Callable[[Path, float], str]:
     for the run at a rate no 2-core machine reaches.
     """
     from gateway.oauth.seal import Sealer
-    from gateway.web.handlers.callback import CODE_PURPOSE
+    from gateway.oauth.state import CodePayload, seal_code
 
     sealer = Sealer(keys)
     serial = iter(range(10**9))
@@ -295,8 +295,8 @@ def code_script(keys: Sequence[str]) -> Callable[[Path, float], str]:
         count = int(max(seconds, 1) * 8000)
         with codes.open("w") as out:
             for n in (next(serial) for _ in range(count)):
-                payload = {"u": f"up-code-{n}", "c": PLATFORM_ID, "r": REDIRECT, "p": "p"}
-                out.write(quote(sealer.seal(CODE_PURPOSE, payload, ttl=600), safe="") + "\n")
+                payload = CodePayload(f"up-code-{n}", PLATFORM_ID, REDIRECT, "p")
+                out.write(quote(seal_code(sealer, payload, ttl=600), safe="") + "\n")
         return textwrap.dedent(
             f"""\
             local codes = {{}}
