@@ -40,6 +40,7 @@ import base64
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -97,6 +98,10 @@ def store_key(kind: str, *parts: str) -> str:
     return f"{PREFIX}{kind}:{base64.urlsafe_b64encode(digest[:18]).decode('ascii')}"
 
 
+#: Expired entries a write drops from the oldest end, at most.
+_EXPIRED_PER_WRITE = 4
+
+
 class MemoryStore(Generic[V]):
     """The per-process store: a dict of values with expiry times (monotonic clock).
 
@@ -110,7 +115,9 @@ class MemoryStore(Generic[V]):
     """
 
     def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self._items: dict[str, tuple[float, V]] = {}
+        #: Oldest first: an OrderedDict drops from its front in O(1) (a dict's front, once
+        #: entries are deleted there, is found by skipping them, one by one, on every look).
+        self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
         self._capacity = capacity
         self.clock = clock
 
@@ -128,21 +135,34 @@ class MemoryStore(Generic[V]):
         return item[1]
 
     def keep(self, key: str, value: V, ttl: float) -> None:
-        """Store ``value`` for ``ttl`` seconds (it moves to the newest end of the eviction order)."""
-        items = self._items
-        if len(items) >= self._capacity:
-            self._prune()
-        items.pop(key, None)
-        items[key] = (self.clock() + ttl, value)
+        """Store ``value`` for ``ttl`` seconds (it moves to the newest end of the eviction order).
 
-    def _prune(self) -> None:
+        Each write also drops a few expired entries from the oldest end (most of a store's
+        entries share one lifetime, so they expire in the order they were written): the store
+        stays near its live size without a scan."""
         items = self._items
         now = self.clock()
+        for _ in range(_EXPIRED_PER_WRITE):
+            if not items:
+                break
+            oldest = next(iter(items))
+            if items[oldest][0] > now:
+                break
+            del items[oldest]
+        if len(items) >= self._capacity:
+            self._prune(now)
+        items.pop(key, None)
+        items[key] = (now + ttl, value)
+
+    def _prune(self, now: float) -> None:
+        """Drop every expired entry, then the oldest live ones down to nine tenths of the
+        capacity: one pass over the entries, at most once per tenth of the capacity written."""
+        items = self._items
         for key in [key for key, (until, _) in items.items() if until <= now]:
             del items[key]
-        keep = self._capacity - max(1, self._capacity // 10)
-        while len(items) > keep:  # still (nearly) full: the oldest entries go first
-            del items[next(iter(items))]
+        surplus = len(items) - (self._capacity - max(1, self._capacity // 10))
+        for _ in range(max(0, surplus)):
+            items.popitem(last=False)
 
     async def get(self, key: str) -> V | None:
         return self.lookup(key)

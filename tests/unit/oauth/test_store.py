@@ -85,6 +85,32 @@ async def test_a_full_memory_store_drops_the_oldest() -> None:
     assert await store.get("a") is None and await store.get("d") == "d"
 
 
+def test_writes_drop_expired_entries_from_the_oldest_end_and_a_full_store_keeps_the_newest() -> None:
+    """A store written at a steady rate with one lifetime stays at its live size (no scan waits
+    for the capacity); a store full of live entries drops exactly the oldest tenth."""
+    now = [0.0]
+    store: MemoryStore[int] = MemoryStore(capacity=1000, clock=lambda: now[0])
+    for n in range(5000):
+        now[0] += 1.0
+        store.keep(f"k{n}", n, 50)
+        assert len(store) <= 51
+    assert store.lookup("k4999") == 4999 and store.lookup("k4949") is None
+    full: MemoryStore[int] = MemoryStore(capacity=1000, clock=lambda: 0.0)
+    for n in range(1000):
+        full.keep(f"k{n}", n, 60)
+    full.keep("k1000", 1000, 60)
+    assert len(full) == 901
+    assert full.lookup("k99") is None and full.lookup("k100") == 100 and full.lookup("k1000") == 1000
+    # an expired entry behind a live one is dropped when the store is full, before any live one
+    mixed: MemoryStore[int] = MemoryStore(capacity=10, clock=lambda: now[0])
+    mixed.keep("long", 0, 1000)
+    for n in range(9):
+        mixed.keep(f"short{n}", n, 1)
+    now[0] += 2
+    mixed.keep("new", 1, 1000)
+    assert mixed.lookup("long") == 0 and len(mixed) == 2
+
+
 class _DeadRemote(RedisStore):
     """A remote that hangs past the deadline (a Redis that does not answer)."""
 
