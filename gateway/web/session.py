@@ -1,6 +1,7 @@
 """The flow cookie: what the browser leg must remember between ``/authorize`` and ``/callback``.
 
-:class:`FlowCookie` reads and writes it: the flows' compact JSON, sealed with the gateway's keys
+:class:`FlowCookie` reads and writes it: an aiohttp-session storage whose session holds the flows,
+as aiohttp-session's compact JSON envelope sealed with the gateway's keys
 (:class:`~gateway.oauth.cookieseal.CookieSeal`: AES-GCM, the first key seals, every key opens, so
 keys rotate without breaking flows in flight; a cookie an earlier version sealed with Fernet
 still opens). The ``Set-Cookie`` line is written directly, as ``http.cookies`` would write it
