@@ -25,7 +25,8 @@ What it does, and why:
   ``SSL_CERT_FILE``) and sends SNI.
 * **Names** are looked up by ``resolver`` when one is given (the public-only client,
   :mod:`gateway.upstream.publicdns`: the addresses it vetted are the ones connected to), else by
-  the event loop's ``getaddrinfo``.
+  the event loop's ``getaddrinfo``; the addresses are tried with Happy Eyeballs (RFC 8305, through
+  ``aiohappyeyeballs``, aiohttp's own), so one that does not answer costs 250 ms, not the deadline.
 * **Answers** are framed by ``Content-Length``, chunked coding or, lacking both, the end of the
   connection (RFC 9112 §6.3); one cut short is an error, never an answer. A body over
   ``max_body`` bytes stops being kept (the first ``max_body + 1`` bytes are handed on, so the
@@ -54,12 +55,13 @@ import ssl
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
+import aiohappyeyeballs
 import httptools
 from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -76,6 +78,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: Characters a request target keeps as they are: RFC 3986's unreserved and sub-delims, ``:@/?``
 #: and ``%`` (a target already percent-encoded stays so); anything else is percent-encoded (UTF-8).
 _TARGET_SAFE = "/?:@!$&'()*+,;=-._~%"
+#: Seconds before the next address is tried while one still connects (RFC 8305 §5; aiohttp's too).
+HAPPY_EYEBALLS_DELAY = 0.25
+#: One address to connect to, as ``getaddrinfo`` gives it.
+_AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
 #: An answer's head larger than this is no token endpoint's: the connection is dropped.
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -528,32 +534,36 @@ class Http1Client:
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             tls = self._ssl
+        addresses = await self._addresses(loop, host, port)
+        try:
+            # Happy Eyeballs (RFC 8305): a name with an address that does not answer (an IPv6
+            # route that goes nowhere) costs a quarter of a second, not the whole deadline.
+            sock = await aiohappyeyeballs.start_connection(addresses, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1)
+            _, connection = await loop.create_connection(
+                lambda: _Connection(key), sock=sock, ssl=tls, server_hostname=host if tls else None
+            )
+        except OSError as exc:
+            raise ConnectionFailed(f"no connection to {host}: {type(exc).__name__}") from None
+        return connection
+
+    async def _addresses(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> Sequence[_AddrInfo]:
+        """The addresses to try: the loop's ``getaddrinfo``, or only what ``resolver`` vetted (never a second lookup)."""
         if self._resolver is None:
             try:
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(key), host, port, ssl=tls, server_hostname=host if tls else None
-                )
+                return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except socket.gaierror as exc:
                 raise LookupFailed(f"{host} could not be resolved", exc) from None
-            except OSError as exc:
-                raise ConnectionFailed(f"no connection to {host}: {type(exc).__name__}") from None
-            return connection
         try:
-            addresses = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
+            answers = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
         except OSError as exc:
             raise LookupFailed(f"{host} could not be resolved", exc) from None
-        last: OSError | None = None
-        for address in addresses:  # only the vetted addresses: never a second lookup
-            try:
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(key), address["host"], address["port"], family=address["family"],
-                    ssl=tls, server_hostname=host if tls else None,
-                )
-            except OSError as exc:
-                last = exc
-                continue
-            return connection
-        raise ConnectionFailed(f"no connection to {host}: {type(last).__name__}")
+        return [
+            (
+                answer["family"], socket.SOCK_STREAM, answer["proto"] or socket.IPPROTO_TCP, "",
+                (answer["host"], answer["port"], 0, 0) if answer["family"] == socket.AF_INET6 else (answer["host"], answer["port"]),
+            )
+            for answer in answers
+        ]
 
 
 class _Call:

@@ -421,3 +421,42 @@ async def test_connections_past_descriptor_1024_are_kept_too() -> None:
         for descriptor in spare:
             os.close(descriptor)
     assert seen.connections == 1
+
+
+async def test_an_address_that_does_not_answer_costs_a_moment_not_the_deadline() -> None:
+    """Happy Eyeballs (RFC 8305): the first address takes SYNs and never completes (a listener on
+    127.0.0.2 whose accept queue is full drops them); the second answers at once."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.2", 0))
+    silent.listen(0)
+    silent_port = silent.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # fill the accept queue: later SYNs are dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.2", silent_port))
+        fillers.append(filler)
+    await asyncio.sleep(0.05)
+
+    class TwoAddresses(AbstractResolver):
+        def __init__(self, good_port: int) -> None:
+            self.good_port = good_port
+
+        async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+            return [
+                ResolveResult(hostname=host, host="127.0.0.2", port=silent_port, family=socket.AF_INET, proto=0, flags=0),
+                ResolveResult(hostname=host, host="127.0.0.1", port=self.good_port, family=socket.AF_INET, proto=0, flags=0),
+            ]
+
+        async def close(self) -> None:
+            pass
+
+    try:
+        async with scripted(lambda n, head: OK) as (port, seen):
+            client = Http1Client(resolver=TwoAddresses(port))
+            async with asyncio.timeout(2.0):  # the silent address alone would hold the call for minutes
+                assert (await call(client, f"http://upstream.test:{port}/"))[0] == 200
+            await client.close()
+    finally:
+        for sock in [*fillers, silent]:
+            sock.close()
