@@ -35,6 +35,7 @@ __all__ = [
 
 Profile = Literal["alexa", "google", "smartthings", "alexa-mcp", "none"]
 PlatformPkce = Literal["optional", "required", "S256"]
+SealFormat = Literal["aes-gcm", "fernet"]
 Grant = Literal["code", "implicit"]
 UpstreamPkce = Literal["none", "S256", "plain"]
 Method = Literal["POST", "GET"]
@@ -549,6 +550,8 @@ class GatewayFile(FileModel):
     upstream: UpstreamSettingsFile = UpstreamSettingsFile()
     code_ttl: Annotated[Whole, Field(ge=10, le=600)] = 300
     """Seconds the code handed to the platform lives (RFC 6749 §4.1.2: at most 10 minutes)."""
+    seal_format: SealFormat = "aes-gcm"
+    """What new flow cookies and platform codes are sealed with; both forms always open. `fernet`: the form gateways before December 2026 open, for a rolling upgrade with replicas of both versions (then remove it)."""
     log: LogFile = LogFile()
     shutdown_grace: Annotated[Number, Field(ge=0.0, le=300.0)] = 10.0
     """Seconds SIGTERM waits for requests in flight; then they get 503."""

@@ -150,6 +150,8 @@ class Config:
     link_keys: tuple[str, ...] = ()
     #: ``store:``: where replicas share refresh grace, locks and single-use claims (gateway/oauth/store.py).
     store: StoreSettings = field(default_factory=StoreSettings)
+    #: ``seal_format``: False while a rolling upgrade needs flow cookies and codes in Fernet.
+    seal_aead: bool = True
 
     def callback_url(self, provider: str) -> str:
         """The redirect URI the gateway registers with an upstream: ``<public_url>/<provider>/callback``."""
@@ -288,6 +290,7 @@ def load_config(
         cookie=cookie,
         upstream_timeout=model.upstream.timeout,
         code_ttl=model.code_ttl,
+        seal_aead=model.seal_format == "aes-gcm",
         log_format=model.log.format,
         log_level=model.log.level,
         request_id_header=model.log.request_id_header,

@@ -29,12 +29,18 @@ _LABEL = b"gateway flow cookie v1"
 class CookieSeal:
     """Seals and opens the flow cookie's bytes under ``keys`` (the gateway's ``keys``, in order)."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], *, aead: bool = True) -> None:
         self._legacy = build_fernet(keys)  # checks the keys, and opens what Fernet sealed
         self._aead = KeyedAead(keys, _LABEL)
+        #: False (``seal_format: fernet``): cookies are sealed with Fernet, as a gateway before
+        #: December 2026 seals and opens them (a rolling upgrade with replicas of both versions).
+        self.aead = aead
 
     def seal(self, data: bytes, *, now: float | None = None) -> str:
-        return self._aead.seal(data, now=int(time.time() if now is None else now))
+        sealed_at = int(time.time() if now is None else now)
+        if not self.aead:
+            return self._legacy.encrypt_at_time(data, sealed_at).decode("ascii")
+        return self._aead.seal(data, now=sealed_at)
 
     def open(self, token: str, *, max_age: int, now: float | None = None) -> bytes:
         """The bytes sealed in ``token`` within the last ``max_age`` seconds under one of the keys;

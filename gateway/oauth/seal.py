@@ -58,9 +58,12 @@ def build_fernet(keys: Sequence[str]) -> MultiFernet:
 class Sealer:
     """Seals and opens small JSON payloads with a purpose and an expiry."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], *, aead: bool = True) -> None:
         self.fernet = build_fernet(keys)
         self._aead = KeyedAead(keys, _AEAD_LABEL)
+        #: Whether short-lived values (the code) are sealed with AES-GCM; False: Fernet, which a
+        #: gateway before December 2026 opens (``seal_format: fernet``, for a rolling upgrade).
+        self.aead = aead
 
     def seal(self, purpose: str, payload: dict[str, Any], *, ttl: int, now: float | None = None, aead: bool = False) -> str:
         """Seal ``payload`` for ``purpose``; it stops opening ``ttl`` seconds from ``now``.

@@ -274,8 +274,9 @@ class CodePayload:
 
 def seal_code(sealer: Sealer, payload: CodePayload, *, ttl: int, now: float | None = None) -> str:
     """The code the platform gets (RFC 6749 §4.1.2: ``ttl`` at most ten minutes), sealed with
-    AES-GCM (:mod:`gateway.oauth.seal`: it lives minutes, and the callback is a hot path)."""
-    return sealer.seal(CODE_PURPOSE, payload.to_wire(), ttl=ttl, now=now, aead=True)
+    AES-GCM (:mod:`gateway.oauth.seal`: it lives minutes, and the callback is a hot path), or with
+    Fernet while ``seal_format: fernet`` asks (:attr:`Sealer.aead`)."""
+    return sealer.seal(CODE_PURPOSE, payload.to_wire(), ttl=ttl, now=now, aead=sealer.aead)
 
 
 def open_code(sealer: Sealer, code: str, *, now: float | None = None) -> CodePayload:

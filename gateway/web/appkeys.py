@@ -33,7 +33,7 @@ class Runtime:
 
     @classmethod
     def of(cls, config: Config) -> Runtime:
-        return cls(config, Sealer(config.keys))
+        return cls(config, Sealer(config.keys, aead=config.seal_aead))
 
 
 @dataclass

@@ -66,7 +66,7 @@ class CurrentSeal:
     def __call__(self) -> CookieSeal:
         runtime = self._holder.current
         if runtime is not self._runtime or self._seal is None:
-            self._seal, self._runtime = CookieSeal(runtime.config.keys), runtime
+            self._seal, self._runtime = CookieSeal(runtime.config.keys, aead=runtime.config.seal_aead), runtime
         return self._seal
 
 

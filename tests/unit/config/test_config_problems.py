@@ -48,7 +48,7 @@ PROBLEMS: list[tuple[str, str, str, list[tuple[str, str]]]] = [
             ("e", "upstream.timeout: must be a finite number, not text '2_5'"),
             ("f", "demo: must be true or false, not text"),
             ("g", "lsiten: unknown key (known here: code_ttl, connections, cookie, demo, keys, keys_file, link_keys, "
-                  "listen, log, mappings, metrics, providers, public_url, shutdown_grace, store, tls, trace, upstream)"),
+                  "listen, log, mappings, metrics, providers, public_url, seal_format, shutdown_grace, store, tls, trace, upstream)"),
         ],
     ),
     (

@@ -431,6 +431,7 @@ FULL_GATEWAY: dict[str, Any] = {
     "cookie": {"name": "flow", "secure": True, "max_age": 600, "max_flows": 4},
     "upstream": {"timeout": 4.0},
     "code_ttl": 300,
+    "seal_format": "fernet",
     "log": {"format": "json", "level": "info", "request_id_header": "X-Request-Id"},
     "shutdown_grace": 10,
     "connections": {"max": 10, "header_timeout": 1, "body_timeout": 1, "keepalive_timeout": 1, "backlog": 8},

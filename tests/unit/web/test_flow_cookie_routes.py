@@ -94,3 +94,34 @@ async def test_a_flow_the_earlier_version_started_completes_after_an_upgrade(bas
     assert not rewritten.split("=", 1)[1].startswith("gAAAAA")  # written back in this version's seal
     again = await _get(base_url, "/p/callback?code=c&state=old-nonce", rewritten)
     assert again.status == 400 and "already used" in await again.text()
+
+
+@pytest.mark.parametrize("seal_format", ["aes-gcm", "fernet"])
+async def test_seal_format_fernet_seals_what_a_gateway_of_the_earlier_version_opens(tmp_path: Path, seal_format: str) -> None:
+    """A rolling upgrade with replicas of both versions: with ``seal_format: fernet`` the flow
+    cookie and the platform's code are Fernet tokens, which the earlier version opened with its
+    MultiFernet (the cookie as aiohttp-session's JSON envelope, the code as the sealed body)."""
+    key = generate_key()
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "p.yaml").write_text(MAPPING)
+    (tmp_path / "gateway.yaml").write_text(f"keys: ['{key}']\npublic_url: https://link.example\nseal_format: {seal_format}\n")
+    server = TestServer(create_app(load_config(tmp_path / "gateway.yaml")), host="127.0.0.1")
+    await server.start_server()
+    base_url = str(server.make_url("/"))[:-1]
+    try:
+        started = await _get(base_url, AUTHORIZE)
+        cookie = started.headers["Set-Cookie"].split(";", 1)[0]
+        nonce = urllib.parse.parse_qs(urllib.parse.urlsplit(started.headers["Location"]).query)["state"][0]
+        completed = await _get(base_url, f"/p/callback?code=up-code&state={nonce}", cookie)
+        code = urllib.parse.parse_qs(urllib.parse.urlsplit(completed.headers["Location"]).query)["code"][0]
+    finally:
+        await server.close()
+    earlier = build_fernet([key])  # all the earlier version had to open either
+    value = cookie.split("=", 1)[1]
+    if seal_format == "aes-gcm":
+        assert not value.startswith("gAAAAA") and not code.startswith("gAAAAA")
+        return
+    envelope = json.loads(earlier.decrypt(value.encode()))
+    assert set(envelope) == {"created", "session"} and nonce in envelope["session"]["flows"]
+    sealed = json.loads(earlier.decrypt(code.encode()))
+    assert sealed["p"] == "code" and sealed["d"]["u"] == "up-code" and sealed["x"] > time.time()
