@@ -173,3 +173,25 @@ async def test_the_served_gateway_does_not_cancel_a_handler_whose_client_left() 
         assert runner.server is not None and runner.server.handler_cancellation is False
     finally:
         await runner.cleanup()
+
+
+async def test_the_window_holds_what_the_garbage_collector_never_walks(grace: RefreshGrace) -> None:
+    """A window holds up to 100,000 answers: as bytes and text (not dicts and objects) no full
+    collection walks them, and each answer given again is equal to the first and its own."""
+    import gc
+
+    upstream = Upstream()
+    upstream.outcome = {"access_token": "at", "token_type": "Bearer", "refresh_token": "rt-2", "expires_in": 3600, "scope": "a b"}
+    upstream.release.set()
+    first = await refresh(grace, upstream, "rt-a")
+    again = await refresh(grace, upstream, "rt-a")
+    assert again == first and again is not first and upstream.calls == 1
+    refused = Upstream()
+    refused.outcome = InvalidGrant("refresh token is revoked")
+    refused.release.set()
+    with pytest.raises(InvalidGrant):
+        await refresh(grace, refused, "rt-b")
+    values = [value for _, value in grace.flights.remembered._items.values()]
+    assert len(values) == 2 and not any(gc.is_tracked(value) for value in values)
+    gc.collect()
+    assert not any(gc.is_tracked(item) for item in grace.flights.remembered._items.values()), "the (expiry, value) pairs too"
