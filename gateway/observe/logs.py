@@ -70,16 +70,7 @@ def _request_json_line(head: str, message: str, fields: Mapping[str, Any]) -> st
         name = _names.get(key)
         if name is None:
             name = _names[key] = f",{_quote(key)}:"  # the request line's few field names, each quoted once
-        kind = type(value)
-        if kind is str:
-            text = _quote(value)
-        elif kind is int:
-            text = _int_text(value)
-        elif kind is float and value - value == 0.0:  # finite: JSON's own spelling is repr's
-            text = _float_text(value)
-        else:
-            text = _encode(value)
-        parts += (name, text)
+        parts += (name, _quote(value) if type(value) is str else _number(value))
     parts.append("}")
     return "".join(parts)
 
@@ -337,8 +328,7 @@ def _json_request_line(head: str, message: str, record: RequestRecord, method: s
     ms = round(seconds * 1000, 1)
     line = (
         f'{head}{quote(message)},"request_id":{quote(record.request_id)},"method":{quote(method)},"path":{quote(path)},'
-        f'"status":{_int_text(status) if type(status) is int else _encode(status)},'
-        f'"ms":{_float_text(ms) if type(ms) is float and ms - ms == 0.0 else _encode(ms)}'
+        f'"status":{_number(status)},"ms":{_number(ms)}'
     )
     if record.provider:
         line += f',"provider":{quote(record.provider)}'
@@ -351,17 +341,17 @@ def _json_request_line(head: str, message: str, record: RequestRecord, method: s
     if record.upstream_failure:
         line += f',"upstream_failure":{quote(record.upstream_failure)}'
     if record.upstream_status is not None:
-        line += f',"upstream_status":{_integer(record.upstream_status)}'
+        line += f',"upstream_status":{_number(record.upstream_status)}'
     if record.upstream_seconds is not None:
         line += f',"upstream_ms":{_number(round(record.upstream_seconds * 1000, 1))}'
     return line + "}"
 
 
-def _integer(value: int) -> str:
-    """An integer as the JSON encoder spells it."""
-    return _int_text(value) if type(value) is int else _encode(value)
-
-
-def _number(value: float) -> str:
-    """A number as the JSON encoder spells it (a finite float: its ``repr``)."""
-    return _float_text(value) if type(value) is float and value - value == 0.0 else _encode(value)
+def _number(value: object) -> str:
+    """A value as the JSON encoder spells it: an integer's and a finite float's ``repr`` (JSON's own
+    spelling of them) without the encoder, anything else through it (``type() is``: not a bool)."""
+    if type(value) is int:
+        return _int_text(value)
+    if type(value) is float and value - value == 0.0:  # finite
+        return _float_text(value)
+    return _encode(value)
